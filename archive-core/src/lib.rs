@@ -1,0 +1,23 @@
+//! `archive-core`: the mailvault log and everything derived from it.
+//!
+//! - [`log`]: segment files, record framing, the blake3 chain, the RFC 6962 Merkle tree and
+//!   signed checkpoints — the only source of truth;
+//! - [`store`]: the append path (durable, group-committed), recovery and reads;
+//! - [`index`]: derived state rebuilt from the log;
+//! - [`verify`]: recomputing everything from the raw bytes.
+//!
+//! The write API has one verb: append. Nothing here opens a segment for writing anywhere but
+//! its end, and there is no delete or edit operation at any layer.
+
+pub mod audit;
+pub mod envelope;
+mod error;
+pub mod index;
+pub mod log;
+pub mod store;
+pub mod verify;
+
+pub use envelope::{Envelope, Recipient};
+pub(crate) use error::IoContext;
+pub use error::{Error, Result};
+pub use store::{Appended, OnDuplicate, Store, StoreConfig, StoreStats};

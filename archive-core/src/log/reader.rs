@@ -1,0 +1,368 @@
+//! Reading records without the write lock: for the command line (which may run next to a
+//! server that owns the store), the indexer, and recovery.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::record::{Codec, FrameHeader, Leaf, RecordKind, FRAME_HEADER_LEN};
+use super::segment::{list_segments, segment_file_name, ScanStop, SegmentReader};
+use crate::index::kv::Location;
+use crate::{Error, IoContext, Result};
+
+/// Largest content a record may claim; guards allocations against a damaged length.
+pub const MAX_CONTENT_LEN: u64 = 4 << 30;
+
+/// A record read from the log, frame checked.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The decoded leaf.
+    pub leaf: Leaf,
+    /// The leaf bytes as stored (what the chain and the tree hash).
+    pub leaf_bytes: Vec<u8>,
+    /// The chain hash stored with the record.
+    pub chain: [u8; 32],
+    /// Where the frame is.
+    pub location: Location,
+    codec: Codec,
+    payload: Vec<u8>,
+}
+
+impl Record {
+    /// Decodes a checked frame at a known location.
+    pub(crate) fn from_frame(
+        header: &FrameHeader,
+        header_bytes: &[u8; FRAME_HEADER_LEN],
+        body: &[u8],
+        segment: u64,
+        offset: u64,
+        path: &Path,
+        expected_seq: u64,
+    ) -> Result<Record> {
+        let corrupt = |reason: String| Error::Corrupt {
+            seq: expected_seq,
+            segment: path.to_path_buf(),
+            offset,
+            reason,
+        };
+        let frame = header.open(header_bytes, body).map_err(corrupt)?;
+        let leaf = Leaf::decode(frame.leaf).map_err(|e| corrupt(format!("leaf does not decode: {e}")))?;
+        if leaf.seq != expected_seq {
+            return Err(corrupt(format!(
+                "holds seq {} where seq {expected_seq} belongs (records missing, duplicated or reordered)",
+                leaf.seq
+            )));
+        }
+        if leaf.kind() as u8 != header.kind {
+            return Err(corrupt("frame kind differs from leaf kind".into()));
+        }
+        Ok(Record {
+            location: Location {
+                segment,
+                offset,
+                len: header.frame_len(),
+                kind: leaf.kind(),
+            },
+            chain: frame.chain,
+            codec: frame.codec,
+            payload: frame.payload.to_vec(),
+            leaf_bytes: frame.leaf.to_vec(),
+            leaf,
+        })
+    }
+
+    /// Seq of the record.
+    pub fn seq(&self) -> u64 {
+        self.leaf.seq
+    }
+
+    /// Kind of the record.
+    pub fn kind(&self) -> RecordKind {
+        self.leaf.kind()
+    }
+
+    /// Bytes the record occupies on disk (frame).
+    pub fn stored_len(&self) -> u64 {
+        self.location.len
+    }
+
+    /// The raw message bytes of a message record, decompressed and checked against the
+    /// content hash in the leaf. `None` for other kinds.
+    pub fn content(&self) -> Option<std::result::Result<Vec<u8>, String>> {
+        if self.kind() != RecordKind::Message {
+            return None;
+        }
+        let (hash, len) = self.leaf.content()?;
+        Some(decode_payload(self.codec, &self.payload, hash, len))
+    }
+}
+
+/// Decodes a message payload and checks length and blake3 hash.
+pub(crate) fn decode_payload(
+    codec: Codec,
+    payload: &[u8],
+    hash: [u8; 32],
+    len: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    if len > MAX_CONTENT_LEN {
+        return Err(format!("content length {len} exceeds {MAX_CONTENT_LEN}"));
+    }
+    let bytes = match codec {
+        Codec::Raw => payload.to_vec(),
+        Codec::Zstd => zstd::bulk::decompress(payload, len as usize)
+            .map_err(|e| format!("payload does not decompress: {e}"))?,
+    };
+    if bytes.len() as u64 != len {
+        return Err(format!("content is {} bytes, the leaf says {len}", bytes.len()));
+    }
+    if *blake3::hash(&bytes).as_bytes() != hash {
+        return Err("content does not match its blake3 hash".into());
+    }
+    Ok(bytes)
+}
+
+/// Read-only access to a log directory.
+pub struct LogReader {
+    log_dir: PathBuf,
+    segments: Vec<(u64, PathBuf)>,
+}
+
+impl LogReader {
+    /// Lists the segments of `log_dir`.
+    pub fn open(log_dir: &Path) -> Result<LogReader> {
+        Ok(LogReader {
+            log_dir: log_dir.to_path_buf(),
+            segments: list_segments(log_dir)?,
+        })
+    }
+
+    /// Segment files, by first seq.
+    pub fn segments(&self) -> &[(u64, PathBuf)] {
+        &self.segments
+    }
+
+    /// Path of the segment whose first record is `first_seq`.
+    pub fn segment_path(&self, first_seq: u64) -> PathBuf {
+        self.log_dir.join(segment_file_name(first_seq))
+    }
+
+    /// Records from `seq` onward, in order. Stops quietly at an incomplete last record (a write
+    /// in progress, or a crash before recovery); damage anywhere else is an error item.
+    pub fn records_from(&self, seq: u64) -> Result<Records<'_>> {
+        let seq = seq.max(1);
+        let idx = self
+            .segments
+            .partition_point(|(first, _)| *first <= seq)
+            .saturating_sub(1);
+        let mut it = Records {
+            log: self,
+            seg_idx: idx,
+            reader: None,
+            next_seq: seq,
+            failed: false,
+        };
+        if let Some((first, path)) = self.segments.get(idx) {
+            let mut reader = SegmentReader::open(path)?;
+            check_segment_start(&reader, *first)?;
+            // Skip earlier records of the segment without reading their bodies.
+            let mut at = *first;
+            while at < seq {
+                match reader.next_frame(false)? {
+                    Some(Ok(_)) => at += 1,
+                    _ => break,
+                }
+            }
+            it.next_seq = at;
+            it.reader = Some(reader);
+        }
+        Ok(it)
+    }
+
+    /// Records from `seq` onward, when the caller knows where record `seq` starts (the end of
+    /// the record before it): no scanning from the start of the segment.
+    pub fn records_at(&self, seq: u64, segment: u64, offset: u64) -> Result<Records<'_>> {
+        let Ok(idx) = self.segments.binary_search_by_key(&segment, |(first, _)| *first) else {
+            return self.records_from(seq);
+        };
+        let mut reader = SegmentReader::open(&self.segments[idx].1)?;
+        check_segment_start(&reader, segment)?;
+        reader.seek_to(offset)?;
+        Ok(Records {
+            log: self,
+            seg_idx: idx,
+            reader: Some(reader),
+            next_seq: seq,
+            failed: false,
+        })
+    }
+
+    /// One record.
+    pub fn read(&self, seq: u64) -> Result<Record> {
+        match self.records_from(seq)?.next() {
+            Some(Ok(r)) if r.seq() == seq => Ok(r),
+            Some(Err(e)) => Err(e),
+            _ => Err(Error::NoSuchRecord(seq)),
+        }
+    }
+
+    /// The raw bytes a message or arrival record refers to.
+    pub fn message_bytes(&self, seq: u64) -> Result<Vec<u8>> {
+        let record = self.read(seq)?;
+        let record = match &record.leaf.body {
+            super::record::LeafBody::Arrival { first_seq, .. } => self.read(*first_seq)?,
+            _ => record,
+        };
+        record_content(&record)
+    }
+}
+
+/// The checked content of a message record, as an archive error.
+pub(crate) fn record_content(record: &Record) -> Result<Vec<u8>> {
+    match record.content() {
+        Some(Ok(bytes)) => Ok(bytes),
+        Some(Err(reason)) => Err(Error::Corrupt {
+            seq: record.seq(),
+            segment: PathBuf::from(super::segment::segment_file_name(record.location.segment)),
+            offset: record.location.offset,
+            reason,
+        }),
+        None => Err(Error::Invalid(format!(
+            "record {} is a {} record, not a message",
+            record.seq(),
+            record.kind().name()
+        ))),
+    }
+}
+
+fn check_segment_start(reader: &SegmentReader, expected_first: u64) -> Result<()> {
+    if reader.first_seq != expected_first {
+        return Err(Error::Corrupt {
+            seq: expected_first,
+            segment: reader.path().to_path_buf(),
+            offset: 0,
+            reason: format!(
+                "segment header says it starts at seq {}, its name says {expected_first}",
+                reader.first_seq
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Iterator over records; see [`LogReader::records_from`].
+pub struct Records<'a> {
+    log: &'a LogReader,
+    seg_idx: usize,
+    reader: Option<SegmentReader>,
+    next_seq: u64,
+    failed: bool,
+}
+
+impl Records<'_> {
+    fn step(&mut self) -> Result<Option<Record>> {
+        loop {
+            let Some(reader) = self.reader.as_mut() else {
+                return Ok(None);
+            };
+            let is_last = self.seg_idx + 1 == self.log.segments.len();
+            let segment = self.log.segments[self.seg_idx].0;
+            match reader.next_frame(true)? {
+                Some(Ok(f)) => {
+                    let r = Record::from_frame(
+                        &f.header,
+                        &f.header_bytes,
+                        &f.body,
+                        segment,
+                        f.offset,
+                        reader.path(),
+                        self.next_seq,
+                    )?;
+                    self.next_seq += 1;
+                    return Ok(Some(r));
+                }
+                Some(Err(ScanStop::Torn { .. })) if is_last => return Ok(None),
+                Some(Err(stop)) => {
+                    let (offset, reason) = match stop {
+                        ScanStop::Torn { offset, available } => (
+                            offset,
+                            format!("segment ends inside a record ({available} bytes of it present)"),
+                        ),
+                        ScanStop::Damaged { offset, reason } => (offset, reason),
+                    };
+                    return Err(Error::Corrupt {
+                        seq: self.next_seq,
+                        segment: reader.path().to_path_buf(),
+                        offset,
+                        reason,
+                    });
+                }
+                None => {
+                    self.seg_idx += 1;
+                    self.reader = None;
+                    if let Some((first, path)) = self.log.segments.get(self.seg_idx) {
+                        let r = SegmentReader::open(path)?;
+                        check_segment_start(&r, *first)?;
+                        if *first != self.next_seq {
+                            return Err(Error::Corrupt {
+                                seq: self.next_seq,
+                                segment: path.clone(),
+                                offset: 0,
+                                reason: format!(
+                                    "segment starts at seq {first}, but seq {} comes next",
+                                    self.next_seq
+                                ),
+                            });
+                        }
+                        self.reader = Some(r);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.step() {
+            Ok(r) => r.map(Ok),
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Reads the frame at a known location (from the key-value index).
+pub fn read_at(log_dir: &Path, location: &Location, expected_seq: u64) -> Result<Record> {
+    let path = log_dir.join(segment_file_name(location.segment));
+    let file = File::open(&path).at(&path)?;
+    let mut buf = vec![0u8; location.len as usize];
+    file.read_exact_at(&mut buf, location.offset).at(&path)?;
+    let mut header_bytes = [0u8; FRAME_HEADER_LEN];
+    if let Some(h) = buf.get(..FRAME_HEADER_LEN) {
+        header_bytes.copy_from_slice(h);
+    }
+    let header = FrameHeader::parse(&header_bytes)
+        .filter(|h| h.frame_len() == location.len)
+        .ok_or_else(|| Error::Corrupt {
+            seq: expected_seq,
+            segment: path.clone(),
+            offset: location.offset,
+            reason: "no frame at the indexed location (index stale: run `mailvault reindex`)".into(),
+        })?;
+    Record::from_frame(
+        &header,
+        &header_bytes,
+        &buf[FRAME_HEADER_LEN..],
+        location.segment,
+        location.offset,
+        &path,
+        expected_seq,
+    )
+}

@@ -1,0 +1,217 @@
+//! Segment files: the log is a directory of them, named by the seq of their first record.
+//! A segment is appended to at its end only, sealed (fsynced, mode 0400) at a size limit, and
+//! never written again. This module reads them frame by frame and tells a torn tail (an
+//! incomplete write at the very end, never acknowledged) from damage (anything else).
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::record::{FrameBody, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC};
+use crate::{Error, IoContext, Result};
+
+/// Magic and version at the start of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"MVSEG001";
+/// Bytes of the segment header: magic and the first record's seq.
+pub const SEGMENT_HEADER_LEN: u64 = 16;
+
+/// File name of the segment whose first record has `first_seq`.
+pub fn segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.seg")
+}
+
+/// Segment header bytes.
+pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    h[..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..].copy_from_slice(&first_seq.to_be_bytes());
+    h
+}
+
+/// The segment files of a log directory, sorted by first seq.
+pub fn list_segments(log_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(log_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(log_dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.at(log_dir)?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+            continue;
+        };
+        let first = stem.parse::<u64>().map_err(|_| Error::Format {
+            path: entry.path(),
+            reason: "segment file name is not a sequence number".into(),
+        })?;
+        out.push((first, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One frame read from a segment.
+#[derive(Debug)]
+pub struct RawFrame {
+    /// Byte offset of the frame in its segment file.
+    pub offset: u64,
+    /// The 16 header bytes.
+    pub header_bytes: [u8; FRAME_HEADER_LEN],
+    /// The parsed header.
+    pub header: FrameHeader,
+    /// The body (`header.body_len` bytes).
+    pub body: Vec<u8>,
+}
+
+impl RawFrame {
+    /// Checks the CRC and splits the body.
+    pub fn open(&self) -> Result<FrameBody<'_>, String> {
+        self.header.open(&self.header_bytes, &self.body)
+    }
+}
+
+/// Why a scan stopped before a clean end of file.
+#[derive(Debug)]
+pub enum ScanStop {
+    /// The file ends inside a frame: `available` bytes of it are present at `offset`.
+    Torn { offset: u64, available: u64 },
+    /// The bytes at `offset` are not a valid frame.
+    Damaged { offset: u64, reason: String },
+}
+
+/// Reads a segment's frames in order.
+pub struct SegmentReader {
+    path: PathBuf,
+    reader: BufReader<File>,
+    offset: u64,
+    file_len: u64,
+    /// Seq of the segment's first record, from its header.
+    pub first_seq: u64,
+}
+
+impl SegmentReader {
+    /// Opens a segment and checks its header.
+    pub fn open(path: &Path) -> Result<SegmentReader> {
+        let file = File::open(path).at(path)?;
+        let file_len = file.metadata().at(path)?.len();
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
+        reader.read_exact(&mut header).map_err(|_| Error::Format {
+            path: path.to_path_buf(),
+            reason: "segment shorter than its header".into(),
+        })?;
+        if header[..8] != SEGMENT_MAGIC {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                reason: "not a mailvault segment (bad magic)".into(),
+            });
+        }
+        let first_seq = u64::from_be_bytes(header[8..].try_into().unwrap_or_default());
+        Ok(SegmentReader {
+            path: path.to_path_buf(),
+            reader,
+            offset: SEGMENT_HEADER_LEN,
+            file_len,
+            first_seq,
+        })
+    }
+
+    /// The segment's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Offset of the next frame.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Length of the file when it was opened.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// Positions the reader at `offset` (a frame boundary the caller knows).
+    pub fn seek_to(&mut self, offset: u64) -> Result<()> {
+        self.reader.seek(SeekFrom::Start(offset)).at(&self.path)?;
+        self.offset = offset;
+        Ok(())
+    }
+
+    /// The next frame; `Ok(Err(stop))` when the rest of the file is not a clean frame sequence.
+    /// With `with_body = false` the body is skipped (and not checked), for fast seq lookups.
+    pub fn next_frame(&mut self, with_body: bool) -> Result<Option<Result<RawFrame, ScanStop>>> {
+        let offset = self.offset;
+        let remaining = self.file_len - offset.min(self.file_len);
+        if remaining == 0 {
+            return Ok(None);
+        }
+        if remaining < FRAME_HEADER_LEN as u64 {
+            return Ok(Some(Err(ScanStop::Torn {
+                offset,
+                available: remaining,
+            })));
+        }
+        let mut header_bytes = [0u8; FRAME_HEADER_LEN];
+        self.reader.read_exact(&mut header_bytes).at(&self.path)?;
+        let Some(header) = FrameHeader::parse(&header_bytes) else {
+            return Ok(Some(Err(ScanStop::Damaged {
+                offset,
+                reason: if header_bytes[..4] == FRAME_MAGIC {
+                    "reserved header bytes are not zero".into()
+                } else {
+                    "no frame magic where a record should start".into()
+                },
+            })));
+        };
+        if header.frame_len() > remaining {
+            return Ok(Some(Err(ScanStop::Torn {
+                offset,
+                available: remaining,
+            })));
+        }
+        let body = if with_body {
+            let mut body = vec![0u8; header.body_len as usize];
+            self.reader.read_exact(&mut body).at(&self.path)?;
+            body
+        } else {
+            self.reader
+                .seek_relative(i64::from(header.body_len))
+                .at(&self.path)?;
+            Vec::new()
+        };
+        self.offset = offset + header.frame_len();
+        Ok(Some(Ok(RawFrame {
+            offset,
+            header_bytes,
+            header,
+            body,
+        })))
+    }
+}
+
+/// Whether a valid frame (magic, plausible length, good CRC) starts anywhere in `bytes`
+/// after position 0. A torn tail has none; damage in front of acknowledged records does.
+pub fn contains_valid_frame(bytes: &[u8]) -> bool {
+    let mut i = 1;
+    while i + FRAME_HEADER_LEN <= bytes.len() {
+        if bytes[i..i + 4] == FRAME_MAGIC {
+            let mut h = [0u8; FRAME_HEADER_LEN];
+            h.copy_from_slice(&bytes[i..i + FRAME_HEADER_LEN]);
+            if let Some(header) = FrameHeader::parse(&h) {
+                let end = i as u64 + header.frame_len();
+                if end <= bytes.len() as u64
+                    && header
+                        .open(&h, &bytes[i + FRAME_HEADER_LEN..end as usize])
+                        .is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        i += 1;
+    }
+    false
+}

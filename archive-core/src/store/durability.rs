@@ -1,0 +1,105 @@
+//! Group commit: an append returns once its record and every record before it are fsynced.
+//!
+//! Whoever finds no fsync in progress becomes the leader: it notes the last written seq,
+//! fsyncs the active segment (sealed segments were fsynced when sealed) and wakes everyone
+//! whose record that covered. Appenders that arrive meanwhile wait and share the next fsync,
+//! so concurrent sessions pay for one fsync per batch, not one each.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+#[derive(Debug, Default)]
+pub(crate) struct SyncState {
+    /// Every record up to here is durable.
+    pub synced: u64,
+    leader_active: bool,
+    /// A failed fsync: the page cache may have dropped the data, so nothing after it can be
+    /// acknowledged until the store is reopened (and recovery re-reads what is really on disk).
+    failed: Option<String>,
+    /// Set when the store closes; background threads exit.
+    pub shutdown: bool,
+}
+
+/// The group-commit coordinator.
+#[derive(Default)]
+pub(crate) struct Durability {
+    state: Mutex<SyncState>,
+    changed: Condvar,
+    /// fsyncs of segment files performed for acknowledgements.
+    pub fsyncs: AtomicU64,
+}
+
+impl Durability {
+    pub fn new(synced: u64) -> Durability {
+        Durability {
+            state: Mutex::new(SyncState {
+                synced,
+                ..SyncState::default()
+            }),
+            ..Durability::default()
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Last durable seq.
+    pub fn synced(&self) -> u64 {
+        self.lock().synced
+    }
+
+    /// Waits until `seq` is durable. `snapshot` returns the active segment and the last seq
+    /// written to it; it is called by the leader only.
+    pub fn wait(&self, seq: u64, snapshot: impl Fn() -> Option<(Arc<File>, u64)>) -> Result<()> {
+        let mut s = self.lock();
+        loop {
+            if let Some(why) = &s.failed {
+                return Err(Error::Invalid(format!("store is unusable until reopened: {why}")));
+            }
+            if s.synced >= seq {
+                return Ok(());
+            }
+            if s.leader_active {
+                s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            s.leader_active = true;
+            drop(s);
+            let result = match snapshot() {
+                Some((file, target)) => {
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    file.sync_data().map(|()| target)
+                }
+                None => Ok(seq),
+            };
+            s = self.lock();
+            s.leader_active = false;
+            match result {
+                Ok(target) => s.synced = s.synced.max(target),
+                Err(e) => s.failed = Some(format!("fsync failed: {e}")),
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    /// Blocks until the durable seq passes `seen`, shutdown, or `timeout`.
+    pub fn wait_for_progress(&self, seen: u64, timeout: Duration) -> (u64, bool) {
+        let s = self.lock();
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, timeout, |s| s.synced <= seen && !s.shutdown)
+            .unwrap_or_else(|p| p.into_inner());
+        (s.synced, s.shutdown)
+    }
+
+    /// Tells background threads to finish.
+    pub fn shut_down(&self) {
+        self.lock().shutdown = true;
+        self.changed.notify_all();
+    }
+}

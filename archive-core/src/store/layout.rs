@@ -1,0 +1,108 @@
+//! Where things live in a store directory, and the store's identity file.
+
+use std::path::{Path, PathBuf};
+
+use crate::log::checkpoint::{validate_key_name, VerifierKey};
+use crate::{Error, IoContext, Result};
+
+/// Format version of `store.json`.
+const STORE_FORMAT: u32 = 1;
+
+/// Paths inside a store directory.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// Segment files (the source of truth).
+    pub log_dir: PathBuf,
+    /// Persisted Merkle tree hashes (derived).
+    pub tree: PathBuf,
+    /// redb key-value index (derived).
+    pub kv_index: PathBuf,
+    /// Write lock: one writer process per store.
+    pub lock: PathBuf,
+    /// Store identity: format version and origin.
+    pub identity: PathBuf,
+    /// The log's public key, as `mailvault key show` prints it.
+    pub public_key: PathBuf,
+    /// Default location of the signing key.
+    pub default_key: PathBuf,
+}
+
+impl Layout {
+    /// The layout of store directory `dir`.
+    pub fn new(dir: &Path) -> Layout {
+        Layout {
+            dir: dir.to_path_buf(),
+            log_dir: dir.join("log"),
+            tree: dir.join("tree.hashes"),
+            kv_index: dir.join("index.redb"),
+            lock: dir.join("LOCK"),
+            identity: dir.join("store.json"),
+            public_key: dir.join("signing.pub"),
+            default_key: dir.join("signing.key"),
+        }
+    }
+
+    /// Whether a store exists here.
+    pub fn exists(&self) -> bool {
+        self.identity.exists()
+    }
+
+    /// Reads the store identity.
+    pub fn identity(&self) -> Result<StoreIdentity> {
+        let text = match std::fs::read_to_string(&self.identity) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Format {
+                    path: self.dir.clone(),
+                    reason: "no mailvault store here (run `mailvault init` or `mailvault import`)".into(),
+                })
+            }
+            Err(e) => return Err(Error::io(&self.identity, e)),
+        };
+        let id: StoreIdentity = serde_json::from_str(&text).map_err(|e| Error::Format {
+            path: self.identity.clone(),
+            reason: format!("unreadable store identity: {e}"),
+        })?;
+        if id.format != STORE_FORMAT {
+            return Err(Error::Format {
+                path: self.identity.clone(),
+                reason: format!(
+                    "store format {} is not supported by this build (expects {STORE_FORMAT})",
+                    id.format
+                ),
+            });
+        }
+        validate_key_name(&id.origin)?;
+        Ok(id)
+    }
+
+    /// The public key stored with the log.
+    pub fn verifier_key(&self) -> Result<VerifierKey> {
+        let text = std::fs::read_to_string(&self.public_key).at(&self.public_key)?;
+        VerifierKey::parse(&text)
+    }
+}
+
+/// The contents of `store.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StoreIdentity {
+    /// Format version.
+    pub format: u32,
+    /// The log's origin: checkpoint first line and key name.
+    pub origin: String,
+}
+
+impl StoreIdentity {
+    /// A fresh identity with a random origin `mailvault.invalid/<128-bit hex>`.
+    pub fn generate() -> Result<StoreIdentity> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| Error::Invalid(format!("no system randomness: {e}")))?;
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(StoreIdentity {
+            format: STORE_FORMAT,
+            origin: format!("mailvault.invalid/{hex}"),
+        })
+    }
+}

@@ -1,0 +1,662 @@
+//! The store: one log directory with its key, its derived indexes and its background threads.
+//! `Store` is what front doors hold; it has exactly one write verb per record kind, and every
+//! one of them appends.
+
+mod durability;
+mod indexer;
+pub mod layout;
+mod recovery;
+mod writer;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::envelope::Envelope;
+use crate::index::kv::{KvIndex, Role};
+use crate::log::checkpoint::{LogKey, SignedCheckpoint};
+use crate::log::merkle::{Hash, HashSource};
+use crate::log::reader::{read_at, record_content, LogReader, Record};
+use crate::log::record::{Codec, LeafBody, RecordKind};
+use crate::log::tree::TreeFile;
+use crate::{Error, IoContext, Result};
+use durability::Durability;
+pub use layout::{Layout, StoreIdentity};
+use writer::{ActiveSegment, Writer};
+
+/// Tunables of a store; the defaults suit a single-machine archive.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// A segment is sealed once it reaches this many bytes (a record is never split).
+    pub segment_size: u64,
+    /// A checkpoint is appended after this many records…
+    pub checkpoint_every: u64,
+    /// …or this long after the last one, whichever comes first (if anything was appended).
+    pub checkpoint_interval: Duration,
+    /// zstd level for message payloads.
+    pub zstd_level: i32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            segment_size: 64 << 20,
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(10),
+            zstd_level: 9,
+        }
+    }
+}
+
+/// What to do when a message's exact bytes are already stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Record the delivery as an `arrival` (journal intake: every delivery counts).
+    RecordArrival,
+    /// Append nothing (import of a file already archived).
+    Skip,
+}
+
+/// The outcome of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Seq of the new record; for a skipped duplicate, of the record holding the bytes.
+    pub seq: u64,
+    /// `Message`, `Arrival`, or `None` when a duplicate was skipped.
+    pub kind: Option<RecordKind>,
+    /// blake3 of the raw bytes.
+    pub content_hash: [u8; 32],
+    /// The message record holding the bytes.
+    pub first_seq: u64,
+}
+
+/// Counters for status output and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Records appended since open (all kinds).
+    pub appends: u64,
+    /// fsyncs of segment data done for acknowledgements since open.
+    pub fsyncs: u64,
+    /// Seq of the last record.
+    pub last_seq: u64,
+    /// Seq the key-value index has applied.
+    pub indexed_seq: u64,
+}
+
+pub(crate) struct Shared {
+    pub layout: Layout,
+    key: LogKey,
+    config: StoreConfig,
+    writer: Mutex<Writer>,
+    pub durability: Durability,
+    pub index: KvIndex,
+    indexed: Mutex<IndexProgress>,
+    indexed_changed: Condvar,
+    appends: std::sync::atomic::AtomicU64,
+    _lock: File,
+}
+
+#[derive(Default)]
+struct IndexProgress {
+    applied: u64,
+    failure: Option<String>,
+}
+
+impl Shared {
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn progress(&self) -> MutexGuard<'_, IndexProgress> {
+        self.indexed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn note_indexed(&self, applied: u64) {
+        self.writer().pending_content.retain(|_, seq| *seq > applied);
+        let mut p = self.progress();
+        p.applied = applied;
+        p.failure = None;
+        self.indexed_changed.notify_all();
+    }
+
+    pub(crate) fn note_index_failure(&self, why: String) {
+        self.progress().failure = Some(why);
+        self.indexed_changed.notify_all();
+    }
+
+    fn wait_durable(&self, seq: u64) -> Result<()> {
+        self.durability.wait(seq, || {
+            let w = self.writer();
+            w.segment.as_ref().map(|s| (s.file.clone(), w.written_seq()))
+        })
+    }
+
+    fn wait_indexed(&self, seq: u64) -> Result<()> {
+        let mut p = self.progress();
+        while p.applied < seq {
+            if let Some(why) = &p.failure {
+                return Err(Error::Index(why.clone()));
+            }
+            p = self.indexed_changed.wait(p).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<Option<u64>> {
+        let seq = self.writer().checkpoint(&self.config, &self.key)?;
+        if let Some(seq) = seq {
+            self.wait_durable(seq)?;
+        }
+        Ok(seq)
+    }
+}
+
+/// An open store, for appending and reading. One process at a time may hold it.
+pub struct Store {
+    shared: Arc<Shared>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// Compresses with a per-thread zstd context; keeps the raw bytes when zstd does not help.
+fn compress(raw: &[u8], level: i32) -> Result<(Codec, Vec<u8>)> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            let c = zstd::bulk::Compressor::new(level).map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
+            *slot = Some((level, c));
+        }
+        let Some((_, c)) = slot.as_mut() else {
+            return Err(Error::Invalid("zstd compressor unavailable".into()));
+        };
+        let out = c
+            .compress(raw)
+            .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
+        Ok(if out.len() < raw.len() {
+            (Codec::Zstd, out)
+        } else {
+            (Codec::Raw, raw.to_vec())
+        })
+    })
+}
+
+impl Store {
+    /// Creates a new store in `dir` with a new signing key at `key_path`. Refuses to overwrite
+    /// an existing store or key.
+    pub fn create(dir: &Path, key_path: &Path) -> Result<StoreIdentity> {
+        use std::os::unix::fs::DirBuilderExt;
+        let layout = Layout::new(dir);
+        if layout.exists() {
+            return Err(Error::Invalid(format!(
+                "{}: a store already exists here; refusing to overwrite it",
+                dir.display()
+            )));
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .at(dir)?;
+        if key_path.exists() {
+            return Err(Error::Invalid(format!(
+                "{}: a key already exists; refusing to overwrite it",
+                key_path.display()
+            )));
+        }
+        let identity = StoreIdentity::generate()?;
+        let key = LogKey::generate(&identity.origin)?;
+        key.write_new(key_path)?;
+        std::fs::write(&layout.public_key, format!("{}\n", key.verifier().encode())).at(&layout.public_key)?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&layout.log_dir)
+            .at(&layout.log_dir)?;
+        // The identity file is written last: its presence marks a complete store.
+        let tmp = dir.join("store.json.tmp");
+        let json = serde_json::to_string_pretty(&identity).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(&tmp, json + "\n").at(&tmp)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
+        std::fs::rename(&tmp, &layout.identity).at(&layout.identity)?;
+        File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+        Ok(identity)
+    }
+
+    /// Opens the store in `dir`, creating it first if there is none (the embedded default).
+    pub fn open_or_create(dir: &Path, key_path: &Path, config: StoreConfig) -> Result<Store> {
+        if !Layout::new(dir).exists() {
+            Store::create(dir, key_path)?;
+        }
+        Store::open(dir, key_path, config)
+    }
+
+    /// Opens an existing store for writing: takes the write lock, recovers the log's tail,
+    /// brings the tree and the key-value index up to date, starts the background threads.
+    pub fn open(dir: &Path, key_path: &Path, config: StoreConfig) -> Result<Store> {
+        let layout = Layout::new(dir);
+        let identity = layout.identity()?;
+        let key = LogKey::read(key_path)?;
+        if key.name() != identity.origin {
+            return Err(Error::Invalid(format!(
+                "{}: this key signs for log {:?}, the store is {:?}",
+                key_path.display(),
+                key.name(),
+                identity.origin
+            )));
+        }
+        let lock = take_write_lock(&layout)?;
+
+        let tail = recovery::recover(&layout.log_dir)?;
+        let tree = open_tree(&layout, &tail)?;
+        let segment = match &tail.segment {
+            Some((first, path, len)) if writable(path) => {
+                Some(ActiveSegment::reopen(*first, path.clone(), *len, tail.last_seq)?)
+            }
+            _ => None,
+        };
+        let since_checkpoint = tail.last_seq - tail.checkpoint.as_ref().map_or(0, |(seq, _)| *seq);
+        let writer = Writer {
+            log_dir: layout.log_dir.clone(),
+            segment,
+            next_seq: tail.last_seq + 1,
+            chain: tail.chain,
+            last_time_us: tail.last_time_us,
+            tree,
+            pending_content: HashMap::new(),
+            since_checkpoint,
+            last_checkpoint_at: Instant::now(),
+            latest_checkpoint: tail.checkpoint,
+            poisoned: None,
+        };
+        let index = open_index(&layout, tail.last_seq)?;
+        let shared = Arc::new(Shared {
+            layout,
+            key,
+            config,
+            writer: Mutex::new(writer),
+            durability: Durability::new(tail.last_seq),
+            indexed: Mutex::new(IndexProgress {
+                applied: index.applied_seq()?,
+                failure: None,
+            }),
+            index,
+            indexed_changed: Condvar::new(),
+            appends: Default::default(),
+            _lock: lock,
+        });
+        // Catch up synchronously: duplicate detection and reads rely on the index.
+        indexer::index_until(&shared, &mut indexer::Cursor::default(), tail.last_seq)?;
+        let store = Store {
+            shared,
+            background: Mutex::new(Vec::new()),
+        };
+        store.start_background()?;
+        Ok(store)
+    }
+
+    fn start_background(&self) -> Result<()> {
+        let mut threads = self.background.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = self.shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("mailvault-indexer".into())
+                .spawn(move || indexer::run(&shared))
+                .map_err(|e| Error::Invalid(format!("cannot start the indexer thread: {e}")))?,
+        );
+        let shared = self.shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("mailvault-checkpointer".into())
+                .spawn(move || checkpoint_timer(&shared))
+                .map_err(|e| Error::Invalid(format!("cannot start the checkpoint thread: {e}")))?,
+        );
+        Ok(())
+    }
+
+    /// Rebuilds the derived state (tree cache and key-value index) from the log.
+    pub fn reindex(dir: &Path, key_path: &Path, config: StoreConfig) -> Result<Store> {
+        let layout = Layout::new(dir);
+        layout.identity()?;
+        // Take the lock before deleting anything a running server might be using.
+        let lock = take_write_lock(&layout)?;
+        for derived in [&layout.kv_index, &layout.tree] {
+            match std::fs::remove_file(derived) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(derived, e)),
+            }
+        }
+        drop(lock);
+        Store::open(dir, key_path, config)
+    }
+
+    /// The store's paths.
+    pub fn layout(&self) -> &Layout {
+        &self.shared.layout
+    }
+
+    /// The log's origin (checkpoint origin line and key name).
+    pub fn origin(&self) -> &str {
+        self.shared.key.name()
+    }
+
+    /// Appends a delivered message; returns once it (and everything before it) is durable.
+    /// Bytes already stored become an `arrival` record or nothing, as `on_duplicate` says.
+    pub fn append_message(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        on_duplicate: OnDuplicate,
+    ) -> Result<Appended> {
+        let content_hash: [u8; 32] = blake3::hash(raw).into();
+        // Compress before taking the lock: concurrent sessions compress in parallel.
+        let (codec, payload) = compress(raw, self.shared.config.zstd_level)?;
+        let envelope = envelope.encode();
+        let content_len = raw.len() as u64;
+        let appended = {
+            let mut w = self.shared.writer();
+            let existing = match w.pending_content.get(&content_hash) {
+                Some(seq) => Some(*seq),
+                None => self.shared.index.first_with_content(&content_hash)?,
+            };
+            let (body, codec, payload): (LeafBody, Codec, &[u8]) = match (existing, on_duplicate) {
+                (Some(first_seq), OnDuplicate::Skip) => {
+                    drop(w);
+                    self.shared.wait_durable(first_seq)?;
+                    return Ok(Appended {
+                        seq: first_seq,
+                        kind: None,
+                        content_hash,
+                        first_seq,
+                    });
+                }
+                (Some(first_seq), OnDuplicate::RecordArrival) => (
+                    LeafBody::Arrival {
+                        content_hash,
+                        content_len,
+                        first_seq,
+                        envelope,
+                    },
+                    Codec::Raw,
+                    &[],
+                ),
+                (None, _) => (
+                    LeafBody::Message {
+                        content_hash,
+                        content_len,
+                        envelope,
+                    },
+                    codec,
+                    &payload,
+                ),
+            };
+            let kind = match body {
+                LeafBody::Message { .. } => RecordKind::Message,
+                _ => RecordKind::Arrival,
+            };
+            let written = w.write(body, codec, payload, &self.shared.config, &self.shared.key)?;
+            let first_seq = existing.unwrap_or(written.seq);
+            if existing.is_none() {
+                w.pending_content.insert(content_hash, written.seq);
+            }
+            if w.since_checkpoint >= self.shared.config.checkpoint_every {
+                w.checkpoint(&self.shared.config, &self.shared.key)?;
+            }
+            Appended {
+                seq: written.seq,
+                kind: Some(kind),
+                content_hash,
+                first_seq,
+            }
+        };
+        self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        self.shared.wait_durable(appended.seq)?;
+        Ok(appended)
+    }
+
+    /// Appends an audit event; returns its seq once durable.
+    pub fn append_audit(&self, event: &crate::audit::AuditEvent) -> Result<u64> {
+        let event = serde_json::to_vec(event).map_err(|e| Error::Invalid(format!("audit event: {e}")))?;
+        let seq = {
+            let mut w = self.shared.writer();
+            w.write(
+                LeafBody::Audit { event },
+                Codec::Raw,
+                &[],
+                &self.shared.config,
+                &self.shared.key,
+            )?
+            .seq
+        };
+        self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        self.shared.wait_durable(seq)?;
+        Ok(seq)
+    }
+
+    /// Appends a signed checkpoint now if anything was appended since the last one; returns
+    /// the newest checkpoint.
+    pub fn checkpoint(&self) -> Result<Option<(u64, SignedCheckpoint)>> {
+        self.shared.checkpoint()?;
+        Ok(self.latest_checkpoint())
+    }
+
+    /// The newest checkpoint record: its seq and signed note.
+    pub fn latest_checkpoint(&self) -> Option<(u64, SignedCheckpoint)> {
+        self.shared.writer().latest_checkpoint.clone()
+    }
+
+    /// Reads a record (waits for the index if the record is very fresh).
+    pub fn record(&self, seq: u64) -> Result<Record> {
+        if seq == 0 || seq > self.shared.writer().written_seq() {
+            return Err(Error::NoSuchRecord(seq));
+        }
+        self.shared.wait_durable(seq)?;
+        self.shared.wait_indexed(seq)?;
+        let location = self.shared.index.location(seq)?.ok_or(Error::NoSuchRecord(seq))?;
+        read_at(&self.shared.layout.log_dir, &location, seq)
+    }
+
+    /// The exact bytes of a message or arrival record.
+    pub fn message(&self, seq: u64) -> Result<Vec<u8>> {
+        let record = self.record(seq)?;
+        let record = match &record.leaf.body {
+            LeafBody::Arrival { first_seq, .. } => self.record(*first_seq)?,
+            _ => record,
+        };
+        record_content(&record)
+    }
+
+    /// The message record first holding bytes with this blake3 hash.
+    pub fn first_with_content(&self, hash: &[u8; 32]) -> Result<Option<u64>> {
+        if let Some(seq) = self.shared.writer().pending_content.get(hash) {
+            return Ok(Some(*seq));
+        }
+        self.shared.index.first_with_content(hash)
+    }
+
+    /// Message records with this Message-ID, ascending.
+    pub fn by_message_id(&self, id: &str) -> Result<Vec<u64>> {
+        self.sync_index()?;
+        self.shared.index.by_message_id(id)
+    }
+
+    /// Message and arrival records where `address` is a sender or recipient, ascending.
+    pub fn by_address(&self, role: Role, address: &str) -> Result<Vec<u64>> {
+        self.sync_index()?;
+        self.shared.index.by_address(role, address)
+    }
+
+    /// Waits until everything durable is indexed.
+    fn sync_index(&self) -> Result<()> {
+        self.shared.wait_indexed(self.shared.durability.synced())
+    }
+
+    /// Inclusion proof of record `seq` in the tree of `size` leaves.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
+        let w = self.shared.writer();
+        if size > w.tree.size() || seq == 0 {
+            return Err(Error::Invalid(format!(
+                "tree size {size} is beyond the log ({})",
+                w.tree.size()
+            )));
+        }
+        w.tree.inclusion_proof(seq - 1, size)
+    }
+
+    /// Consistency proof from the tree of `old` leaves to the tree of `new` leaves.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        let w = self.shared.writer();
+        if new > w.tree.size() {
+            return Err(Error::Invalid(format!(
+                "tree size {new} is beyond the log ({})",
+                w.tree.size()
+            )));
+        }
+        w.tree.consistency_proof(old, new)
+    }
+
+    /// Root of the tree of the first `size` records.
+    pub fn root(&self, size: u64) -> Result<Hash> {
+        self.shared.writer().tree.root(size)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            appends: self.shared.appends.load(Ordering::Relaxed),
+            fsyncs: self.shared.durability.fsyncs.load(Ordering::Relaxed),
+            last_seq: self.shared.writer().written_seq(),
+            indexed_seq: self.shared.progress().applied,
+        }
+    }
+
+    /// Clean shutdown: a final checkpoint, the index caught up and made durable, the tree
+    /// cache written. Also done on drop, where errors cannot be reported.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let threads: Vec<_> = std::mem::take(&mut *self.background.lock().unwrap_or_else(|p| p.into_inner()));
+        if threads.is_empty() {
+            return Ok(());
+        }
+        let checkpoint = self.shared.checkpoint();
+        self.shared.durability.shut_down();
+        for t in threads {
+            let _ = t.join();
+        }
+        let tree = self.shared.writer().tree.sync();
+        checkpoint?;
+        tree?;
+        if let Some(why) = self.shared.progress().failure.clone() {
+            return Err(Error::Index(why));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Takes the store's write lock (an advisory lock on `LOCK`, released when the file closes,
+/// so a crashed process never leaves a stale lock behind).
+fn take_write_lock(layout: &Layout) -> Result<File> {
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&layout.lock)
+        .at(&layout.lock)?;
+    if lock.try_lock().is_err() {
+        return Err(Error::Locked(layout.dir.clone()));
+    }
+    Ok(lock)
+}
+
+fn writable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o200 != 0)
+}
+
+/// Opens the tree cache, trusting it up to the newest checkpoint, and re-hashes the records
+/// after that from the log. A cache that disagrees with the checkpoint is rebuilt.
+fn open_tree(layout: &Layout, tail: &recovery::Tail) -> Result<TreeFile> {
+    let trusted = tail.checkpoint.as_ref().map_or(0, |(_, c)| c.checkpoint.size);
+    let mut tree = TreeFile::open(&layout.tree, trusted)?;
+    if let Some((_, c)) = &tail.checkpoint {
+        if tree.size() == c.checkpoint.size && tree.current_root() != c.checkpoint.root {
+            drop(tree);
+            std::fs::remove_file(&layout.tree).at(&layout.tree)?;
+            tree = TreeFile::open(&layout.tree, 0)?;
+        }
+    }
+    if tree.size() < tail.last_seq {
+        let log = LogReader::open(&layout.log_dir)?;
+        for record in log.records_from(tree.size() + 1)? {
+            let record = record?;
+            if record.seq() > tail.last_seq {
+                break;
+            }
+            tree.push(crate::log::merkle::leaf_hash(&record.leaf_bytes));
+        }
+    }
+    if tree.size() != tail.last_seq {
+        return Err(Error::Invalid(format!(
+            "could not rebuild the Merkle tree: {} of {} records",
+            tree.size(),
+            tail.last_seq
+        )));
+    }
+    tree.sync()?;
+    Ok(tree)
+}
+
+/// Opens the key-value index; one that is ahead of the log (the log was replaced or cut) is
+/// emptied so catch-up rebuilds it.
+fn open_index(layout: &Layout, last_seq: u64) -> Result<KvIndex> {
+    let index = KvIndex::open(&layout.kv_index)?;
+    let applied = index.applied_seq()?;
+    let consistent = applied <= last_seq
+        && (applied == 0
+            || index
+                .location(applied)?
+                .is_some_and(|l| read_at(&layout.log_dir, &l, applied).is_ok()));
+    if !consistent {
+        index.clear()?;
+    }
+    Ok(index)
+}
+
+/// Appends a checkpoint every `checkpoint_interval` while records arrive.
+fn checkpoint_timer(shared: &Shared) {
+    let tick = shared
+        .config
+        .checkpoint_interval
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(10));
+    loop {
+        let (_, shutdown) = shared.durability.wait_for_progress(u64::MAX, tick);
+        if shutdown {
+            return;
+        }
+        let due = {
+            let w = shared.writer();
+            w.since_checkpoint > 0 && w.last_checkpoint_at.elapsed() >= shared.config.checkpoint_interval
+        };
+        if due {
+            // A failure here surfaces on the next append or at close.
+            let _ = shared.checkpoint();
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The append path. One writer, behind one mutex, owns the end of the log: it numbers records,
+//! chains and frames them, writes each frame at the end of the active segment, extends the
+//! Merkle tree, seals segments at the size limit and appends signed checkpoints.
+//! Durability (fsync) happens outside this lock, see `durability.rs`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::log::checkpoint::{Checkpoint, LogKey, SignedCheckpoint};
+use crate::log::merkle::{leaf_hash, HashSource};
+use crate::log::record::{chain_next, encode_frame, Codec, Leaf, LeafBody, RecordKind};
+use crate::log::segment::{segment_file_name, segment_header};
+use crate::log::tree::TreeFile;
+use crate::store::StoreConfig;
+use crate::{Error, IoContext, Result};
+
+/// The segment records are appended to.
+pub(crate) struct ActiveSegment {
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    pub len: u64,
+    /// Records in this segment.
+    pub records: u64,
+}
+
+impl ActiveSegment {
+    /// Creates a new segment file durably: file, header, fsync, directory fsync.
+    fn create(log_dir: &std::path::Path, first_seq: u64) -> Result<ActiveSegment> {
+        let path = log_dir.join(segment_file_name(first_seq));
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .at(&path)?;
+        let header = segment_header(first_seq);
+        file.write_all(&header).at(&path)?;
+        file.sync_all().at(&path)?;
+        File::open(log_dir).and_then(|d| d.sync_all()).at(log_dir)?;
+        Ok(ActiveSegment {
+            path,
+            file: Arc::new(file),
+            len: header.len() as u64,
+            records: 0,
+        })
+    }
+
+    /// Reopens the last segment for appending (append mode: the OS puts every write at the end).
+    pub fn reopen(first_seq: u64, path: PathBuf, len: u64, last_seq: u64) -> Result<ActiveSegment> {
+        let file = OpenOptions::new().append(true).open(&path).at(&path)?;
+        Ok(ActiveSegment {
+            path,
+            file: Arc::new(file),
+            len,
+            records: (last_seq + 1).saturating_sub(first_seq),
+        })
+    }
+
+    /// Appends one frame; on a failed or short write the file is cut back so no partial frame
+    /// stays in front of later records.
+    fn append(&mut self, frame: &[u8]) -> std::result::Result<(), AppendError> {
+        let mut f: &File = &self.file;
+        if let Err(e) = f.write_all(frame) {
+            if let Err(cut) = self.file.set_len(self.len) {
+                return Err(AppendError::Uncut(format!(
+                    "{}: write failed ({e}) and the partial record could not be removed ({cut})",
+                    self.path.display()
+                )));
+            }
+            return Err(AppendError::Io(Error::io(&self.path, e)));
+        }
+        self.len += frame.len() as u64;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Seals the segment: fsync, then read-only for everyone.
+    fn seal(&self) -> Result<()> {
+        self.file.sync_all().at(&self.path)?;
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o400)).at(&self.path)
+    }
+}
+
+/// A failed append: either cleanly undone, or leaving bytes that make the store unusable.
+enum AppendError {
+    Io(Error),
+    Uncut(String),
+}
+
+impl From<AppendError> for Error {
+    fn from(e: AppendError) -> Error {
+        match e {
+            AppendError::Io(e) => e,
+            AppendError::Uncut(why) => Error::Invalid(format!("{why}; the store must be reopened")),
+        }
+    }
+}
+
+/// The seq a freshly written record got.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Written {
+    pub seq: u64,
+}
+
+/// The end of the log.
+pub(crate) struct Writer {
+    pub log_dir: PathBuf,
+    pub segment: Option<ActiveSegment>,
+    pub next_seq: u64,
+    pub chain: [u8; 32],
+    pub last_time_us: i64,
+    pub tree: TreeFile,
+    /// Content hashes written but not yet in the key-value index → seq of their message.
+    pub pending_content: HashMap<[u8; 32], u64>,
+    pub since_checkpoint: u64,
+    pub last_checkpoint_at: Instant,
+    pub latest_checkpoint: Option<(u64, SignedCheckpoint)>,
+    /// Set when the log may be in an unknown state (a failed fsync or an uncut partial write).
+    pub poisoned: Option<String>,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Writer {
+    /// Last seq written (not necessarily durable yet).
+    pub fn written_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    pub fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(Error::Invalid(format!("store is unusable until reopened: {why}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes one record at the end of the log. The caller holds the writer lock.
+    pub fn write(
+        &mut self,
+        body: LeafBody,
+        codec: Codec,
+        payload: &[u8],
+        config: &StoreConfig,
+        key: &LogKey,
+    ) -> Result<Written> {
+        self.check_usable()?;
+        self.roll_if_full(config, key)?;
+        self.append_leaf(body, codec, payload)
+    }
+
+    /// Numbers, chains, frames and appends one record; extends the tree.
+    fn append_leaf(&mut self, body: LeafBody, codec: Codec, payload: &[u8]) -> Result<Written> {
+        let seq = self.next_seq;
+        // Receive times never go backwards along the log, even if the clock does.
+        let time_us = now_us().max(self.last_time_us);
+        let leaf = Leaf { seq, time_us, body };
+        let kind = leaf.kind();
+        let leaf = leaf.encode();
+        let chain = chain_next(&self.chain, &leaf);
+        let frame = encode_frame(kind, codec, &chain, &leaf, payload)?;
+        let segment = match self.segment.as_mut() {
+            Some(s) => s,
+            None => self.segment.insert(ActiveSegment::create(&self.log_dir, seq)?),
+        };
+        if let Err(e) = segment.append(&frame) {
+            if let AppendError::Uncut(why) = &e {
+                self.poisoned = Some(why.clone());
+            }
+            return Err(e.into());
+        }
+        self.next_seq += 1;
+        self.chain = chain;
+        self.last_time_us = time_us;
+        self.tree.push(leaf_hash(&leaf));
+        if kind != RecordKind::Checkpoint {
+            self.since_checkpoint += 1;
+        }
+        Ok(Written { seq })
+    }
+
+    /// Starts a new segment when the active one reached the size limit; the full one ends with
+    /// a checkpoint and is sealed.
+    fn roll_if_full(&mut self, config: &StoreConfig, key: &LogKey) -> Result<()> {
+        let full = self
+            .segment
+            .as_ref()
+            .is_some_and(|s| s.records > 0 && s.len >= config.segment_size);
+        if !full {
+            return Ok(());
+        }
+        if self.since_checkpoint > 0 {
+            self.checkpoint_unchecked(key)?;
+        }
+        if let Some(s) = self.segment.take() {
+            s.seal()?;
+        }
+        self.segment = Some(ActiveSegment::create(&self.log_dir, self.next_seq)?);
+        Ok(())
+    }
+
+    /// Appends a signed checkpoint over every record so far, unless the last record already
+    /// is one. Returns its seq.
+    pub fn checkpoint(&mut self, config: &StoreConfig, key: &LogKey) -> Result<Option<u64>> {
+        self.check_usable()?;
+        if self.since_checkpoint == 0 || self.next_seq == 1 {
+            return Ok(None);
+        }
+        self.roll_if_full(config, key)?;
+        if self.since_checkpoint == 0 {
+            return Ok(self.latest_checkpoint.as_ref().map(|c| c.0));
+        }
+        self.checkpoint_unchecked(key).map(Some)
+    }
+
+    fn checkpoint_unchecked(&mut self, key: &LogKey) -> Result<u64> {
+        let size = self.next_seq - 1;
+        let root = self.tree.current_root();
+        // A checkpoint that does not extend the previous one is never signed.
+        if let Some((_, prev)) = &self.latest_checkpoint {
+            let p = &prev.checkpoint;
+            if p.size > size || self.tree.root(p.size)? != p.root {
+                return Err(Error::Verification(format!(
+                    "refusing to sign: the tree of size {size} does not extend the checkpoint of size {}",
+                    p.size
+                )));
+            }
+        }
+        // The tree hashes a checkpoint covers are durable before the checkpoint is written, so
+        // recovery can trust the tree file up to the newest checkpoint in the log.
+        self.tree.sync()?;
+        let signed = key.sign(&Checkpoint {
+            origin: key.name().to_string(),
+            size,
+            root,
+        });
+        let note = signed.note.clone().into_bytes();
+        let written = self.append_leaf(LeafBody::Checkpoint { note }, Codec::Raw, &[])?;
+        self.latest_checkpoint = Some((written.seq, signed));
+        self.since_checkpoint = 0;
+        self.last_checkpoint_at = Instant::now();
+        Ok(written.seq)
+    }
+}

@@ -1,0 +1,301 @@
+//! `mailvault verify`: recompute everything from the raw bytes — frames, the blake3 chain,
+//! content hashes, the Merkle tree, every checkpoint signature — and name the first record
+//! that does not match. Trusts no derived state and needs only the public key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::log::checkpoint::{SignedCheckpoint, VerifierKey};
+use crate::log::merkle::{leaf_hash, Frontier, Hash};
+use crate::log::reader::decode_payload;
+use crate::log::record::{chain_next, Leaf, LeafBody, RecordKind};
+use crate::log::segment::{list_segments, ScanStop, SegmentReader};
+use crate::Result;
+
+/// The first thing found wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The record at fault (or the one that should have been there).
+    pub seq: u64,
+    /// Segment file.
+    pub segment: PathBuf,
+    /// Byte offset in the segment.
+    pub offset: u64,
+    /// What does not match.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seq {}: {} (segment {}, offset {})",
+            self.seq,
+            self.reason,
+            self.segment.display(),
+            self.offset
+        )
+    }
+}
+
+/// What verification saw.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Records checked.
+    pub records: u64,
+    /// Records by kind.
+    pub by_kind: HashMap<&'static str, u64>,
+    /// Segment files.
+    pub segments: u64,
+    /// Bytes of raw message content checked.
+    pub content_bytes: u64,
+    /// Bytes of segment files read.
+    pub stored_bytes: u64,
+    /// Root of the whole tree.
+    pub root: Hash,
+    /// The newest checkpoint in the log: its seq and tree size.
+    pub last_checkpoint: Option<(u64, u64)>,
+    /// Pinned checkpoints that matched, by tree size.
+    pub pinned_ok: Vec<u64>,
+    /// The first problem, if any. `None` means intact.
+    pub problem: Option<Problem>,
+}
+
+impl Report {
+    /// Records after the newest checkpoint, not yet covered by a signature.
+    pub fn unsigned_tail(&self) -> u64 {
+        self.records - self.last_checkpoint.map_or(0, |(seq, _)| seq)
+    }
+}
+
+/// Verifies the log in `log_dir` against `key`, and against each pinned checkpoint (a
+/// checkpoint an auditor kept): the log must contain that tree as a prefix.
+pub fn verify_log(log_dir: &Path, key: &VerifierKey, pinned: &[SignedCheckpoint]) -> Result<Report> {
+    let mut v = Verifier {
+        key,
+        report: Report::default(),
+        frontier: Frontier::default(),
+        chain: [0; 32],
+        last_time: i64::MIN,
+        contents: HashMap::new(),
+        pinned: pinned.to_vec(),
+    };
+    v.pinned.sort_by_key(|p| p.checkpoint.size);
+    if let Err(problem) = v.run(log_dir)? {
+        v.report.problem = Some(problem);
+    }
+    v.report.root = v.frontier.root();
+    Ok(v.report)
+}
+
+struct Verifier<'a> {
+    key: &'a VerifierKey,
+    report: Report,
+    frontier: Frontier,
+    chain: [u8; 32],
+    last_time: i64,
+    /// content hash → seq of the message record holding it (for arrival references).
+    contents: HashMap<[u8; 32], u64>,
+    pinned: Vec<SignedCheckpoint>,
+}
+
+type Checked = std::result::Result<(), Problem>;
+
+impl Verifier<'_> {
+    fn run(&mut self, log_dir: &Path) -> Result<Checked> {
+        let segments = list_segments(log_dir)?;
+        let mut expected = 1u64;
+        for (first, path) in &segments {
+            let problem = |offset, reason: String| Problem {
+                seq: expected,
+                segment: path.clone(),
+                offset,
+                reason,
+            };
+            if *first != expected {
+                return Ok(Err(problem(
+                    0,
+                    format!("segment starts at seq {first}, but seq {expected} comes next (records missing or reordered)"),
+                )));
+            }
+            let mut reader = match SegmentReader::open(path) {
+                Ok(r) => r,
+                Err(crate::Error::Format { reason, .. }) => return Ok(Err(problem(0, reason))),
+                Err(e) => return Err(e),
+            };
+            if reader.first_seq != *first {
+                return Ok(Err(problem(
+                    0,
+                    format!("segment header says seq {}, its name {first}", reader.first_seq),
+                )));
+            }
+            self.report.segments += 1;
+            self.report.stored_bytes += reader.file_len();
+            while let Some(frame) = reader.next_frame(true)? {
+                let frame = match frame {
+                    Ok(f) => f,
+                    Err(ScanStop::Torn { offset, available }) => {
+                        return Ok(Err(Problem {
+                            seq: expected,
+                            segment: path.clone(),
+                            offset,
+                            reason: format!(
+                                "the log ends inside this record ({available} bytes of it present): truncated, \
+                                 or a crash not yet recovered (opening the store for writing cuts an unacknowledged tail)"
+                            ),
+                        }))
+                    }
+                    Err(ScanStop::Damaged { offset, reason }) => {
+                        return Ok(Err(Problem {
+                            seq: expected,
+                            segment: path.clone(),
+                            offset,
+                            reason,
+                        }))
+                    }
+                };
+                let offset = frame.offset;
+                let problem = |reason: String| Problem {
+                    seq: expected,
+                    segment: path.clone(),
+                    offset,
+                    reason,
+                };
+                let body = match frame.open() {
+                    Ok(b) => b,
+                    Err(reason) => return Ok(Err(problem(reason))),
+                };
+                if let Err(reason) = self.check_record(expected, frame.header.kind, &body) {
+                    return Ok(Err(problem(reason)));
+                }
+                expected += 1;
+            }
+        }
+        if let Some(p) = self.pinned.first() {
+            return Ok(Err(Problem {
+                seq: expected,
+                segment: segments.last().map(|s| s.1.clone()).unwrap_or_default(),
+                offset: 0,
+                reason: format!(
+                    "the log has {} records but a pinned checkpoint covers {}: records were removed (truncation or rollback)",
+                    expected - 1,
+                    p.checkpoint.size
+                ),
+            }));
+        }
+        Ok(Ok(()))
+    }
+
+    fn check_record(
+        &mut self,
+        seq: u64,
+        kind_byte: u8,
+        body: &crate::log::record::FrameBody<'_>,
+    ) -> std::result::Result<(), String> {
+        let leaf = Leaf::decode(body.leaf).map_err(|e| format!("leaf does not decode: {e}"))?;
+        if leaf.seq != seq {
+            return Err(format!(
+                "holds seq {} (records missing, duplicated or reordered)",
+                leaf.seq
+            ));
+        }
+        if leaf.kind() as u8 != kind_byte {
+            return Err("frame kind differs from the leaf's kind".into());
+        }
+        let chain = chain_next(&self.chain, body.leaf);
+        if chain != body.chain {
+            return Err(
+                "chain hash does not follow from the previous record (altered, inserted or removed record)"
+                    .into(),
+            );
+        }
+        if leaf.time_us < self.last_time {
+            return Err("receive time earlier than the previous record's".into());
+        }
+        match &leaf.body {
+            LeafBody::Message {
+                content_hash,
+                content_len,
+                envelope,
+            } => {
+                crate::Envelope::decode(envelope).map_err(|e| format!("envelope: {e}"))?;
+                decode_payload(body.codec, body.payload, *content_hash, *content_len)?;
+                self.contents.entry(*content_hash).or_insert(seq);
+                self.report.content_bytes += content_len;
+            }
+            LeafBody::Arrival {
+                content_hash,
+                first_seq,
+                envelope,
+                ..
+            } => {
+                crate::Envelope::decode(envelope).map_err(|e| format!("envelope: {e}"))?;
+                if self.contents.get(content_hash) != Some(first_seq) {
+                    return Err(format!(
+                        "arrival refers to seq {first_seq}, which does not hold its content"
+                    ));
+                }
+            }
+            LeafBody::Audit { event } => {
+                serde_json::from_slice::<serde_json::Value>(event)
+                    .map_err(|e| format!("audit event is not JSON: {e}"))?;
+            }
+            LeafBody::Checkpoint { note } => self.check_checkpoint(seq, note)?,
+        }
+        if leaf.kind() != RecordKind::Checkpoint
+            && !body.payload.is_empty()
+            && leaf.kind() != RecordKind::Message
+        {
+            return Err("record carries a payload its kind does not have".into());
+        }
+        self.chain = chain;
+        self.last_time = leaf.time_us;
+        self.frontier.push(leaf_hash(body.leaf));
+        self.report.records += 1;
+        *self.report.by_kind.entry(leaf.kind().name()).or_default() += 1;
+        self.check_pinned()?;
+        Ok(())
+    }
+
+    fn check_checkpoint(&mut self, seq: u64, note: &[u8]) -> std::result::Result<(), String> {
+        let note = std::str::from_utf8(note).map_err(|_| "checkpoint note is not UTF-8".to_string())?;
+        let signed = self
+            .key
+            .verify_note(note)
+            .map_err(|e| format!("checkpoint: {e}"))?;
+        let c = &signed.checkpoint;
+        if c.size != seq - 1 {
+            return Err(format!(
+                "checkpoint states tree size {}, but {} records precede it",
+                c.size,
+                seq - 1
+            ));
+        }
+        if c.root != self.frontier.root() {
+            let from = self.report.last_checkpoint.map_or(1, |(s, _)| s + 1);
+            return Err(format!(
+                "signed root does not match the records before it: a record in seq {from}..{} was altered or replaced",
+                seq - 1
+            ));
+        }
+        self.report.last_checkpoint = Some((seq, c.size));
+        Ok(())
+    }
+
+    fn check_pinned(&mut self) -> std::result::Result<(), String> {
+        while let Some(p) = self.pinned.first() {
+            if p.checkpoint.size > self.frontier.size() {
+                break;
+            }
+            if p.checkpoint.size == self.frontier.size() && p.checkpoint.root != self.frontier.root() {
+                return Err(format!(
+                    "the first {} records differ from the pinned checkpoint: history was rewritten",
+                    p.checkpoint.size
+                ));
+            }
+            self.report.pinned_ok.push(p.checkpoint.size);
+            self.pinned.remove(0);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,5 @@
+//! The web search UI and JSON API for auditors and postmasters, over `archive_core`'s search
+//! and access model.
+//!
+//! Not built yet; the crate exists so the workspace has its final shape and the dependency
+//! direction (front door → core) is fixed from the start.

@@ -1,0 +1,105 @@
+//! `mailvault log`: one line (or JSON object) per record.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use archive_core::log::reader::Record;
+use archive_core::log::record::LeafBody;
+
+use super::{format_time, hex, open_log, CmdResult};
+use crate::Cli;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// First seq to list.
+    #[arg(long, default_value_t = 1)]
+    from: u64,
+    /// List at most this many records.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// One JSON object per line instead of text columns.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `log` prints about one record.
+#[derive(serde::Serialize)]
+struct Line {
+    seq: u64,
+    kind: &'static str,
+    time: String,
+    /// blake3 of the raw message (message and arrival records).
+    blake3: Option<String>,
+    /// Raw message size for message/arrival records, leaf size otherwise.
+    size: u64,
+    /// Envelope MAIL FROM (message and arrival records).
+    sender: Option<String>,
+    /// For arrivals: the message record holding the bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_seq: Option<u64>,
+}
+
+impl Line {
+    fn of(record: &Record) -> Line {
+        let leaf = &record.leaf;
+        let (blake3, size) = match leaf.content() {
+            Some((hash, len)) => (Some(hex(&hash)), len),
+            None => (None, record.leaf_bytes.len() as u64),
+        };
+        let sender = leaf
+            .envelope()
+            .and_then(|e| e.ok())
+            .map(|e| String::from_utf8_lossy(&e.mail_from).into_owned());
+        let first_seq = match leaf.body {
+            LeafBody::Arrival { first_seq, .. } => Some(first_seq),
+            _ => None,
+        };
+        Line {
+            seq: leaf.seq,
+            kind: leaf.kind().name(),
+            time: format_time(leaf.time_us),
+            blake3,
+            size,
+            sender,
+            first_seq,
+        }
+    }
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    let log = open_log(cli)?;
+    let mut out = std::io::stdout().lock();
+    let limit = args.limit.unwrap_or(u64::MAX);
+    for record in log
+        .records_from(args.from)?
+        .take(limit.try_into().unwrap_or(usize::MAX))
+    {
+        let line = Line::of(&record?);
+        let written = if args.json {
+            writeln!(out, "{}", serde_json::to_string(&line)?)
+        } else {
+            writeln!(
+                out,
+                "{:>8}  {:<10}  {}  {}  {:>9}  {}",
+                line.seq,
+                line.kind,
+                line.time,
+                line.blake3.as_deref().unwrap_or("-"),
+                line.size,
+                match &line.sender {
+                    Some(s) if s.is_empty() => "<>",
+                    Some(s) => s,
+                    None => "-",
+                }
+            )
+        };
+        if let Err(e) = written {
+            // A closed pipe (`mailvault log | head`) is a normal way to stop reading.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                break;
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

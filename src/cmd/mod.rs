@@ -1,0 +1,97 @@
+//! One module per subcommand: each parses its own arguments and does one job.
+
+pub mod checkpoint;
+pub mod import;
+pub mod init;
+pub mod key;
+pub mod log;
+pub mod proof;
+pub mod reindex;
+pub mod show;
+pub mod status;
+pub mod verify;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use archive_core::log::checkpoint::{SignedCheckpoint, VerifierKey};
+use archive_core::log::reader::LogReader;
+use archive_core::log::record::LeafBody;
+use archive_core::store::Layout;
+
+use crate::Cli;
+
+/// Exit code for usage and I/O errors (`verify` reserves 1 for "tampered").
+pub const EXIT_FAILURE: u8 = 2;
+
+/// Result of a subcommand.
+pub type CmdResult = anyhow::Result<ExitCode>;
+
+/// The store layout, checked to be a store.
+pub fn existing_layout(cli: &Cli) -> anyhow::Result<Layout> {
+    let layout = Layout::new(&cli.data);
+    layout.identity()?;
+    Ok(layout)
+}
+
+/// The log of an existing store, read-only (works next to a running server).
+pub fn open_log(cli: &Cli) -> anyhow::Result<LogReader> {
+    let layout = existing_layout(cli)?;
+    Ok(LogReader::open(&layout.log_dir)?)
+}
+
+/// The public key to check signatures with: `pinned` (a key string or a file holding one)
+/// if given, else the one stored with the log.
+pub fn verifier_key(layout: &Layout, pinned: Option<&str>) -> anyhow::Result<VerifierKey> {
+    match pinned {
+        Some(p) => {
+            let text = if std::path::Path::new(p).is_file() {
+                std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?
+            } else {
+                p.to_string()
+            };
+            Ok(VerifierKey::parse(&text)?)
+        }
+        None => Ok(layout.verifier_key()?),
+    }
+}
+
+/// Reads a signed checkpoint file and checks its signature.
+pub fn read_checkpoint_file(path: &std::path::Path, key: &VerifierKey) -> anyhow::Result<SignedCheckpoint> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
+    key.verify_note(&text)
+        .with_context(|| format!("checkpoint {}", path.display()))
+}
+
+/// The newest checkpoint record in the log: its seq and note. Scans segments newest first.
+pub fn latest_checkpoint(log: &LogReader) -> anyhow::Result<Option<(u64, String)>> {
+    for (first, _) in log.segments().iter().rev() {
+        let mut found = None;
+        for record in log.records_from(*first)? {
+            let record = record?;
+            if record.location.segment != *first {
+                break;
+            }
+            if let LeafBody::Checkpoint { note } = &record.leaf.body {
+                found = Some((record.seq(), String::from_utf8_lossy(note).into_owned()));
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// RFC 3339 UTC time of a record.
+pub fn format_time(time_us: i64) -> String {
+    jiff::Timestamp::from_microsecond(time_us)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("@{time_us}us"))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

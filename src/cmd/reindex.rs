@@ -1,0 +1,17 @@
+//! `mailvault reindex`: rebuild the derived indexes (tree cache, key-value index) from the log.
+
+use std::process::ExitCode;
+
+use archive_core::{Store, StoreConfig};
+
+use super::{existing_layout, CmdResult};
+use crate::Cli;
+
+pub fn run(cli: &Cli) -> CmdResult {
+    existing_layout(cli)?;
+    let store = Store::reindex(&cli.data, &cli.key_path(), StoreConfig::default())?;
+    let stats = store.stats();
+    store.close()?;
+    println!("reindexed {} records", stats.indexed_seq);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,109 @@
+//! `mailvault status`: counts, bytes, on-disk ratio, latest checkpoint.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use archive_core::log::checkpoint::Checkpoint;
+use archive_core::log::record::LeafBody;
+
+use super::{existing_layout, format_time, CmdResult};
+use crate::Cli;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize, Default)]
+struct Status {
+    origin: String,
+    records: u64,
+    by_kind: BTreeMap<&'static str, u64>,
+    segments: usize,
+    /// Raw message bytes stored (each distinct message once).
+    message_bytes: u64,
+    /// Bytes delivered, counting every arrival.
+    delivered_bytes: u64,
+    log_bytes: u64,
+    index_bytes: u64,
+    /// (log + indexes) / raw message bytes.
+    on_disk_ratio: f64,
+    latest_checkpoint: Option<CheckpointStatus>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckpointStatus {
+    seq: u64,
+    tree_size: u64,
+    time: String,
+}
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    let layout = existing_layout(cli)?;
+    let log = archive_core::log::reader::LogReader::open(&layout.log_dir)?;
+    let mut s = Status {
+        origin: layout.identity()?.origin,
+        segments: log.segments().len(),
+        ..Status::default()
+    };
+    for record in log.records_from(1)? {
+        let record = record?;
+        s.records += 1;
+        *s.by_kind.entry(record.kind().name()).or_default() += 1;
+        match &record.leaf.body {
+            LeafBody::Message { content_len, .. } => {
+                s.message_bytes += content_len;
+                s.delivered_bytes += content_len;
+            }
+            LeafBody::Arrival { content_len, .. } => s.delivered_bytes += content_len,
+            LeafBody::Checkpoint { note } => {
+                let text = String::from_utf8_lossy(note);
+                if let Some(body) = text.split_once("\n\n").map(|(t, _)| format!("{t}\n")) {
+                    if let Ok(c) = Checkpoint::parse_body(&body) {
+                        s.latest_checkpoint = Some(CheckpointStatus {
+                            seq: record.seq(),
+                            tree_size: c.size,
+                            time: format_time(record.leaf.time_us),
+                        });
+                    }
+                }
+            }
+            LeafBody::Audit { .. } => {}
+        }
+    }
+    s.log_bytes = log.segments().iter().map(|(_, p)| file_len(p)).sum();
+    s.index_bytes = file_len(&layout.kv_index) + file_len(&layout.tree);
+    if s.message_bytes > 0 {
+        s.on_disk_ratio = (s.log_bytes + s.index_bytes) as f64 / s.message_bytes as f64;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("store       {} ({})", cli.data.display(), s.origin);
+    let kinds: Vec<String> = s.by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!("records     {} ({})", s.records, kinds.join(", "));
+    println!("segments    {}", s.segments);
+    println!(
+        "messages    {} bytes raw ({} bytes delivered incl. arrivals)",
+        s.message_bytes, s.delivered_bytes
+    );
+    println!(
+        "on disk     {} bytes log + {} bytes indexes = {:.3} × raw",
+        s.log_bytes, s.index_bytes, s.on_disk_ratio
+    );
+    match &s.latest_checkpoint {
+        Some(c) => println!(
+            "checkpoint  seq {} covering {} records, {}",
+            c.seq, c.tree_size, c.time
+        ),
+        None => println!("checkpoint  none yet"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,103 @@
+//! `mailvault`: the one binary. Parses the command line, opens the store, and hands each
+//! subcommand to its module under `cmd/`. Errors print as one line and exit non-zero.
+
+mod cmd;
+mod import;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Revision-proof mail archive: append-only, hash-chained, signed.
+#[derive(Parser, Debug)]
+#[command(name = "mailvault", version, about)]
+pub struct Cli {
+    /// Store directory.
+    #[arg(
+        long,
+        global = true,
+        env = "MAILVAULT_DATA",
+        default_value = "./mailvault-data"
+    )]
+    data: PathBuf,
+
+    /// Signing key file (default: <data>/signing.key).
+    #[arg(long, global = true, env = "MAILVAULT_KEY")]
+    key: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+impl Cli {
+    /// The signing key path in effect.
+    pub fn key_path(&self) -> PathBuf {
+        self.key
+            .clone()
+            .unwrap_or_else(|| archive_core::store::Layout::new(&self.data).default_key)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a store and its signing key (refuses to overwrite either).
+    Init,
+    /// Archive .eml files, directories, mbox files and Maildirs.
+    Import(cmd::import::Args),
+    /// List records: seq, kind, receive time, content hash, size, envelope sender.
+    Log(cmd::log::Args),
+    /// Write a stored message to stdout, byte-exact.
+    Show(cmd::show::Args),
+    /// Recompute everything from the raw bytes; exit 0 intact, 1 tampered, 2 usage/IO error.
+    Verify(cmd::verify::Args),
+    /// Print the latest signed checkpoint.
+    Checkpoint,
+    /// Print an inclusion proof of a record, as JSON.
+    Proof(cmd::proof::Args),
+    /// Key operations.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Counts, bytes, on-disk ratio, latest checkpoint.
+    Status(cmd::status::Args),
+    /// Rebuild the derived indexes from the log.
+    Reindex,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Print the public key, for auditors to pin.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Init => cmd::init::run(&cli),
+        Command::Import(args) => cmd::import::run(&cli, args),
+        Command::Log(args) => cmd::log::run(&cli, args),
+        Command::Show(args) => cmd::show::run(&cli, args),
+        Command::Verify(args) => cmd::verify::run(&cli, args),
+        Command::Checkpoint => cmd::checkpoint::run(&cli),
+        Command::Proof(args) => cmd::proof::run(&cli, args),
+        Command::Key {
+            command: KeyCommand::Show,
+        } => cmd::key::show(&cli),
+        Command::Status(args) => cmd::status::run(&cli, args),
+        Command::Reindex => cmd::reindex::run(&cli),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the error and its causes.
+            let mut line = format!("mailvault: {e}");
+            for cause in e.chain().skip(1) {
+                line.push_str(&format!(": {cause}"));
+            }
+            eprintln!("{line}");
+            ExitCode::from(cmd::EXIT_FAILURE)
+        }
+    }
+}
