@@ -196,6 +196,15 @@ impl LogKey {
         })
     }
 
+    /// A key from a known 32-byte Ed25519 seed: for test vectors and key escrow tooling.
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<LogKey> {
+        validate_key_name(name)?;
+        Ok(LogKey {
+            name: name.to_string(),
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
+    }
+
     /// The private key string `PRIVATE+KEY+name+hexid+base64(0x01 ‖ seed)`.
     fn encode(&self) -> String {
         let mut typed = vec![ED25519_TYPE];

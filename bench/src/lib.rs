@@ -1,0 +1,1 @@
+//! Shared pieces of the mailvault benchmarks (see bench/README.md).
