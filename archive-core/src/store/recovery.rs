@@ -121,12 +121,14 @@ pub(crate) fn recover(log_dir: &Path) -> Result<Tail> {
     let mut last_scan = scan(&last_path, last_first)?;
     if let Some(stop) = last_scan.stop.take() {
         let (offset, reason) = match stop {
-            ScanStop::Torn { offset, .. } => (offset, String::new()),
+            ScanStop::Torn { offset, .. } => (offset, "record runs past the end of the file".to_string()),
             ScanStop::Damaged { offset, reason } => (offset, reason),
         };
         let bytes = std::fs::read(&last_path).at(&last_path)?;
         let rest = &bytes[offset as usize..];
-        if !reason.is_empty() && contains_valid_frame(rest) {
+        // A damaged length field also looks like a record running past the end: only when
+        // no valid record follows is it a torn write.
+        if contains_valid_frame(rest) {
             let seq = last_scan.last.map_or(last_first, |l| l.0 + 1);
             return Err(Error::Corrupt {
                 seq,

@@ -1,0 +1,517 @@
+//! The store's promises, tested against real files: durable group-committed appends, crash
+//! safety under kill -9, recovery, segment sealing, arrivals, and derived state that is
+//! rebuilt identically from the log.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use archive_core::index::kv::Role;
+use archive_core::log::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+use archive_core::log::reader::LogReader;
+use archive_core::log::record::RecordKind;
+use archive_core::store::Layout;
+use archive_core::verify::verify_log;
+use archive_core::{Envelope, OnDuplicate, Recipient, Store, StoreConfig};
+
+/// A temp dir on the real disk (not tmpfs), so fsync means something.
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("store-test")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir")
+}
+
+fn create(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    Store::create(&store, &store.join("signing.key")).expect("create");
+    store
+}
+
+fn open(store: &Path, config: StoreConfig) -> Store {
+    Store::open(store, &store.join("signing.key"), config).expect("open")
+}
+
+fn envelope(from: &str, to: &[&str]) -> Envelope {
+    Envelope {
+        mail_from: from.as_bytes().to_vec(),
+        rcpt_to: to
+            .iter()
+            .map(|a| Recipient {
+                address: a.as_bytes().to_vec(),
+                params: Vec::new(),
+            })
+            .collect(),
+        protocol: "test".into(),
+        ..Envelope::default()
+    }
+}
+
+fn message(n: u64) -> Vec<u8> {
+    format!(
+        "From: sender{n}@example.com\r\nTo: rcpt{n}@example.org\r\nMessage-ID: <m{n}@example.com>\r\n\
+         Subject: test {n}\r\n\r\nbody {n}\r\n"
+    )
+    .into_bytes()
+}
+
+fn assert_verifies(store: &Path) -> archive_core::verify::Report {
+    let layout = Layout::new(store);
+    let report = verify_log(&layout.log_dir, &layout.verifier_key().unwrap(), &[]).unwrap();
+    assert_eq!(report.problem, None, "verify found a problem");
+    report
+}
+
+#[test]
+fn concurrent_appends_are_all_durable_and_share_fsyncs() {
+    let dir = temp_dir();
+    let path = create(dir.path());
+    let store = Arc::new(open(&path, StoreConfig::default()));
+    let threads = 32;
+    let per_thread = 25u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..per_thread)
+                    .map(|i| {
+                        let n = t * 1000 + i;
+                        let a = store
+                            .append_message(
+                                &envelope("a@x", &["b@y"]),
+                                &message(n),
+                                OnDuplicate::RecordArrival,
+                            )
+                            .unwrap();
+                        (a.seq, n)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let acked: Vec<(u64, u64)> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let stats = store.stats();
+    assert_eq!(acked.len() as u64, threads * per_thread);
+    assert_eq!(stats.appends, threads * per_thread);
+    assert!(
+        stats.fsyncs < stats.appends,
+        "group commit: {} fsyncs for {} appends",
+        stats.fsyncs,
+        stats.appends
+    );
+    for (seq, n) in &acked {
+        assert_eq!(store.message(*seq).unwrap(), message(*n));
+    }
+    let mut seqs: Vec<u64> = acked.iter().map(|a| a.0).collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), acked.len(), "every append got its own seq");
+    Arc::try_unwrap(store).ok().unwrap().close().unwrap();
+    let report = assert_verifies(&path);
+    assert_eq!(report.by_kind.get("message"), Some(&(threads * per_thread)));
+}
+
+#[test]
+fn a_second_delivery_is_an_arrival_and_the_bytes_are_stored_once() {
+    let dir = temp_dir();
+    let path = create(dir.path());
+    let store = open(&path, StoreConfig::default());
+    let first = store
+        .append_message(
+            &envelope("a@x", &["b@y"]),
+            &message(1),
+            OnDuplicate::RecordArrival,
+        )
+        .unwrap();
+    let again = store
+        .append_message(
+            &envelope("a@x", &["bcc@z"]),
+            &message(1),
+            OnDuplicate::RecordArrival,
+        )
+        .unwrap();
+    let skipped = store
+        .append_message(&envelope("a@x", &["c@y"]), &message(1), OnDuplicate::Skip)
+        .unwrap();
+    assert_eq!(first.kind, Some(RecordKind::Message));
+    assert_eq!(again.kind, Some(RecordKind::Arrival));
+    assert_eq!(again.first_seq, first.seq);
+    assert_eq!(skipped.kind, None);
+    assert_eq!(skipped.seq, first.seq);
+    assert_eq!(store.message(again.seq).unwrap(), message(1));
+    // The envelope-only recipient of the second delivery is indexed under the arrival.
+    assert_eq!(
+        store.by_address(Role::Recipient, "bcc@z").unwrap(),
+        vec![again.seq]
+    );
+    store.close().unwrap();
+    let report = assert_verifies(&path);
+    assert_eq!(report.by_kind.get("message"), Some(&1));
+    assert_eq!(report.by_kind.get("arrival"), Some(&1));
+    assert_eq!(report.content_bytes, message(1).len() as u64);
+}
+
+#[test]
+fn appends_never_change_bytes_already_written_and_sealed_segments_are_read_only() {
+    let dir = temp_dir();
+    let path = create(dir.path());
+    let config = StoreConfig {
+        segment_size: 2048,
+        ..StoreConfig::default()
+    };
+    let mut before: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+    for round in 0..3u64 {
+        let store = open(&path, config.clone());
+        for i in 0..20 {
+            store
+                .append_message(
+                    &envelope("a@x", &["b@y"]),
+                    &message(round * 100 + i),
+                    OnDuplicate::Skip,
+                )
+                .unwrap();
+        }
+        store.close().unwrap();
+        let log = LogReader::open(&Layout::new(&path).log_dir).unwrap();
+        for (path, old) in &before {
+            let now = std::fs::read(path).unwrap();
+            assert!(now.starts_with(old), "{} changed below its end", path.display());
+        }
+        before = log
+            .segments()
+            .iter()
+            .map(|(_, p)| (p.clone(), std::fs::read(p).unwrap()))
+            .collect();
+    }
+    let log = LogReader::open(&Layout::new(&path).log_dir).unwrap();
+    let segments = log.segments();
+    assert!(
+        segments.len() > 3,
+        "small segment size must roll: {}",
+        segments.len()
+    );
+    for (i, (first, seg)) in segments.iter().enumerate() {
+        let mode = std::fs::metadata(seg).unwrap().permissions().mode() & 0o777;
+        if i + 1 < segments.len() {
+            assert_eq!(mode, 0o400, "sealed segment {} is read-only", seg.display());
+            // A sealed segment ends with a checkpoint.
+            let next_first = segments[i + 1].0;
+            let last = log.read(next_first - 1).unwrap();
+            assert_eq!(last.kind(), RecordKind::Checkpoint, "segment starting at {first}");
+        }
+    }
+    let report = assert_verifies(&path);
+    assert_eq!(report.by_kind.get("message"), Some(&60));
+}
+
+#[test]
+fn torn_tail_is_cut_at_open_and_damage_before_valid_records_is_refused() {
+    let dir = temp_dir();
+    let path = create(dir.path());
+    let store = open(&path, StoreConfig::default());
+    for i in 0..5 {
+        store
+            .append_message(&envelope("a@x", &["b@y"]), &message(i), OnDuplicate::Skip)
+            .unwrap();
+    }
+    store.close().unwrap();
+    let log = LogReader::open(&Layout::new(&path).log_dir).unwrap();
+    let segment = log.segments()[0].1.clone();
+    let intact = std::fs::read(&segment).unwrap();
+
+    // A torn write: half a frame of an unacknowledged record at the end.
+    let mut torn = intact.clone();
+    torn.extend_from_slice(&intact[16..16 + 40]);
+    std::fs::write(&segment, &torn).unwrap();
+    let store = open(&path, StoreConfig::default());
+    assert_eq!(store.stats().last_seq, 6, "5 messages and a checkpoint survive");
+    store.close().unwrap();
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        intact,
+        "the tail was cut, nothing else"
+    );
+    assert_verifies(&path);
+
+    // Zeros at the end (a crash after the file grew but before its data reached disk).
+    let mut zeros = intact.clone();
+    zeros.extend_from_slice(&[0u8; 300]);
+    std::fs::write(&segment, &zeros).unwrap();
+    open(&path, StoreConfig::default()).close().unwrap();
+    assert_eq!(std::fs::read(&segment).unwrap(), intact);
+
+    // Damage inside the log, with valid records after it: refuse, change nothing.
+    let mut damaged = intact.clone();
+    damaged[20] ^= 0xff;
+    std::fs::write(&segment, &damaged).unwrap();
+    let err = Store::open(&path, &path.join("signing.key"), StoreConfig::default())
+        .err()
+        .expect("open must refuse a damaged log");
+    assert!(err.to_string().contains("seq 1"), "{err}");
+    assert_eq!(std::fs::read(&segment).unwrap(), damaged, "nothing was cut");
+}
+
+#[test]
+fn deleted_derived_state_is_rebuilt_and_answers_identically() {
+    let dir = temp_dir();
+    let path = create(dir.path());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/corpus/spamassassin");
+    let mut files: Vec<_> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.truncate(120);
+    let store = open(&path, StoreConfig::default());
+    let mut seqs = Vec::new();
+    for f in &files {
+        let raw = std::fs::read(f).unwrap();
+        seqs.push((
+            store
+                .append_message(&envelope("j@x", &["u@y"]), &raw, OnDuplicate::Skip)
+                .unwrap(),
+            raw,
+        ));
+    }
+    let ids = ["<m1@example.com>"];
+    let answers = |store: &Store| {
+        let mut out = Vec::new();
+        for (a, raw) in &seqs {
+            out.push(format!(
+                "{:?}",
+                store.first_with_content(&a.content_hash).unwrap()
+            ));
+            assert_eq!(&store.message(a.seq).unwrap(), raw);
+        }
+        for id in ids {
+            out.push(format!("{:?}", store.by_message_id(id).unwrap()));
+        }
+        for (role, addr) in [
+            (Role::Recipient, "u@y"),
+            (Role::Sender, "j@x"),
+            (Role::Recipient, "zzzz@example.com"),
+        ] {
+            out.push(format!("{:?}", store.by_address(role, addr).unwrap()));
+        }
+        // Header addresses and Message-IDs of real mail.
+        let raw = &seqs[0].1;
+        let parsed = mail_parser::MessageParser::new().parse_headers(raw).unwrap();
+        if let Some(id) = parsed.message_id() {
+            let hits = store.by_message_id(id).unwrap();
+            assert!(hits.contains(&seqs[0].0.seq));
+            out.push(format!("{hits:?}"));
+        }
+        out
+    };
+    let before = answers(&store);
+    let root_before = store.root(store.stats().last_seq).unwrap();
+    store.close().unwrap();
+
+    let layout = Layout::new(&path);
+    std::fs::remove_file(&layout.kv_index).unwrap();
+    std::fs::remove_file(&layout.tree).unwrap();
+    let store = open(&path, StoreConfig::default());
+    assert_eq!(answers(&store), before);
+    let last = store.stats().last_seq;
+    assert_eq!(
+        store.root(last - 1).unwrap(),
+        root_before,
+        "tree rebuilt from the log"
+    );
+    store.close().unwrap();
+
+    let store = Store::reindex(&path, &path.join("signing.key"), StoreConfig::default()).unwrap();
+    assert_eq!(answers(&store), before);
+    store.close().unwrap();
+}
+
+#[test]
+fn checkpoints_extend_each_other_and_prove_inclusion() {
+    let dir = temp_dir();
+    let path = create(dir.path());
+    let mut checkpoints = Vec::new();
+    let mut sizes = Vec::new();
+    for round in 0..3u64 {
+        let store = open(&path, StoreConfig::default());
+        for i in 0..(7 + round * 5) {
+            store
+                .append_message(
+                    &envelope("a@x", &["b@y"]),
+                    &message(round * 100 + i),
+                    OnDuplicate::Skip,
+                )
+                .unwrap();
+        }
+        let (_, cp) = store.checkpoint().unwrap().expect("a checkpoint");
+        checkpoints.push(cp.checkpoint.clone());
+        sizes.push(cp.checkpoint.size);
+        // Every record up to the checkpoint is provably in it.
+        let record = store.record(3).unwrap();
+        let proof = store.inclusion_proof(3, cp.checkpoint.size).unwrap();
+        assert!(verify_inclusion(
+            &leaf_hash(&record.leaf_bytes),
+            2,
+            cp.checkpoint.size,
+            &proof,
+            &cp.checkpoint.root
+        ));
+        for earlier in &checkpoints {
+            let proof = store.consistency_proof(earlier.size, cp.checkpoint.size).unwrap();
+            assert!(verify_consistency(
+                earlier.size,
+                &earlier.root,
+                cp.checkpoint.size,
+                &cp.checkpoint.root,
+                &proof
+            ));
+        }
+        store.close().unwrap();
+    }
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]));
+    let key = Layout::new(&path).verifier_key().unwrap();
+    let pinned: Vec<_> = checkpoints
+        .iter()
+        .map(|c| {
+            key.verify_note(
+                &archive_core::log::checkpoint::LogKey::read(&path.join("signing.key"))
+                    .unwrap()
+                    .sign(c)
+                    .note,
+            )
+            .unwrap()
+        })
+        .collect();
+    let report = verify_log(&Layout::new(&path).log_dir, &key, &pinned).unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.pinned_ok.len(), 3);
+}
+
+#[test]
+fn opening_twice_is_refused() {
+    let dir = temp_dir();
+    let path = create(dir.path());
+    let store = open(&path, StoreConfig::default());
+    let err = Store::open(&path, &path.join("signing.key"), StoreConfig::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, archive_core::Error::Locked(_)), "{err}");
+    drop(store);
+    open(&path, StoreConfig::default()).close().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash safety: a child process (this test binary, re-executed) appends from several threads
+// and prints each acknowledged seq; the parent kills it with SIGKILL at random moments.
+
+const CHILD_ENV: &str = "MAILVAULT_CRASH_CHILD";
+const CRASH_TEST: &str = "kill9_never_loses_an_acknowledged_append";
+
+fn crash_child(store: &Path) {
+    let cycle: u64 = std::env::var("MAILVAULT_CRASH_CYCLE").unwrap().parse().unwrap();
+    let store = Arc::new(open(
+        store,
+        StoreConfig {
+            checkpoint_every: 37,
+            segment_size: 16 << 10,
+            ..StoreConfig::default()
+        },
+    ));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let body = format!(
+                        "Subject: crash {cycle}/{t}/{i}\r\n\r\n{}\r\n",
+                        "x".repeat((i % 50) as usize * 40)
+                    );
+                    let a = store
+                        .append_message(
+                            &envelope("a@x", &["b@y"]),
+                            body.as_bytes(),
+                            OnDuplicate::RecordArrival,
+                        )
+                        .unwrap();
+                    let line = format!("ack {} {}\n", a.seq, blake3::hash(body.as_bytes()).to_hex());
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(line.as_bytes()).unwrap();
+                    out.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+/// A cheap random number per call (no dependency needed for jitter).
+fn jitter(max_ms: u64) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    Duration::from_millis(h.finish() % max_ms.max(1))
+}
+
+#[test]
+fn kill9_never_loses_an_acknowledged_append() {
+    if let Ok(store) = std::env::var(CHILD_ENV) {
+        crash_child(Path::new(&store));
+        return;
+    }
+    let dir = temp_dir();
+    let path = create(dir.path());
+    let mut acked: BTreeMap<u64, String> = BTreeMap::new();
+    let cycles = 20;
+    for cycle in 0..cycles {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", CRASH_TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &path)
+            .env("MAILVAULT_CRASH_CYCLE", cycle.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("ack ") {
+                    let (seq, hash) = rest.split_once(' ').unwrap();
+                    let _ = tx.send((seq.parse::<u64>().unwrap(), hash.to_string()));
+                }
+            }
+        });
+        // Kill at a random moment: mostly while appending, sometimes during open/recovery.
+        if cycle % 4 != 3 {
+            let _ = rx.recv_timeout(Duration::from_secs(20));
+        }
+        std::thread::sleep(jitter(60));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        for (seq, hash) in rx.try_iter() {
+            acked.insert(seq, hash);
+        }
+        // Reopen (recovery) and check every acknowledged record, then verify the whole log.
+        let store = open(&path, StoreConfig::default());
+        for (seq, hash) in &acked {
+            let bytes = store
+                .message(*seq)
+                .unwrap_or_else(|e| panic!("acked seq {seq} lost: {e}"));
+            assert_eq!(&blake3::hash(&bytes).to_hex().to_string(), hash, "seq {seq}");
+        }
+        drop(store);
+        assert_verifies(&path);
+    }
+    assert!(
+        acked.len() > 50,
+        "the children acknowledged only {} appends",
+        acked.len()
+    );
+}

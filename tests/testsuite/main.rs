@@ -1,0 +1,8 @@
+//! End-to-end tests of the `mailvault` binary: each runs the real executable on a temp store.
+//! One test binary for the whole suite (fast to build); shared helpers live in `util`.
+
+mod cli;
+mod import;
+mod roundtrip;
+mod tamper;
+mod util;

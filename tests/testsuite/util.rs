@@ -1,0 +1,151 @@
+//! Helpers: run the binary against a temp store, find frames in segment files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A temp store directory (removed on drop) and how to run `mailvault` on it.
+pub struct Vault {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl Vault {
+    /// A fresh directory; the store itself is created by the first command that needs it.
+    pub fn new() -> Vault {
+        let tmp = tempfile::Builder::new()
+            .prefix("mailvault-e2e")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("temp dir");
+        let dir = tmp.path().join("data");
+        Vault { _tmp: tmp, dir }
+    }
+
+    /// Runs `mailvault --data <dir> args…`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_in(args, None)
+    }
+
+    /// Runs with `stdin` bytes.
+    pub fn run_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailvault"));
+        cmd.arg("--data").arg(&self.dir).args(args);
+        cmd.env_remove("MAILVAULT_DATA").env_remove("MAILVAULT_KEY");
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn mailvault");
+        if let Some(bytes) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(bytes).unwrap();
+        }
+        child.wait_with_output().expect("mailvault output")
+    }
+
+    /// Runs and requires exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "mailvault {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// `import --json PATHS` → (source, status, seq) per input.
+    pub fn import(&self, paths: &[&Path]) -> Vec<Imported> {
+        let mut args = vec!["import", "--json"];
+        let owned: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        args.extend(owned.iter().map(String::as_str));
+        let out = self.ok(&args);
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                Imported {
+                    source: v["source"].as_str().unwrap().to_string(),
+                    status: v["status"].as_str().unwrap().to_string(),
+                    seq: v["seq"].as_u64(),
+                }
+            })
+            .collect()
+    }
+
+    /// `verify` → (exit code, stdout).
+    pub fn verify(&self, extra: &[&str]) -> (i32, String) {
+        let mut args = vec!["verify"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// Segment files, oldest first.
+    pub fn segments(&self) -> Vec<PathBuf> {
+        let mut s: Vec<PathBuf> = std::fs::read_dir(self.dir.join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        s.sort();
+        s
+    }
+}
+
+/// One line of `import --json`.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub source: String,
+    pub status: String,
+    pub seq: Option<u64>,
+}
+
+/// (offset, length) of every frame in a segment file, by reading the 16-byte headers as
+/// docs/FORMAT.md specifies (magic, u32 BE body length, …).
+pub fn frames(segment: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 16;
+    while at + 16 <= segment.len() {
+        assert_eq!(&segment[at..at + 4], b"MVR1", "frame magic at {at}");
+        let len = 16 + u32::from_be_bytes(segment[at + 4..at + 8].try_into().unwrap()) as usize;
+        out.push((at, len));
+        at += len;
+    }
+    out
+}
+
+/// Makes a segment file writable again (sealed ones are 0400) for tampering.
+pub fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Every file under `dir`, recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The repository's fixtures directory.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
