@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::log::checkpoint::{SignedCheckpoint, VerifierKey};
 use crate::log::merkle::{leaf_hash, Frontier, Hash};
-use crate::log::reader::decode_payload;
+use crate::log::reader::{decode_payload, Dictionaries, Dictionary, NoDictionaries};
 use crate::log::record::{chain_next, Leaf, LeafBody, RecordKind};
 use crate::log::segment::{list_segments, ScanStop, SegmentReader};
 use crate::Result;
@@ -79,6 +79,7 @@ pub fn verify_log(log_dir: &Path, key: &VerifierKey, pinned: &[SignedCheckpoint]
         last_time: i64::MIN,
         contents: HashMap::new(),
         pinned: pinned.to_vec(),
+        dictionaries: SeenDictionaries::default(),
     };
     v.pinned.sort_by_key(|p| p.checkpoint.size);
     if let Err(problem) = v.run(log_dir)? {
@@ -97,6 +98,19 @@ struct Verifier<'a> {
     /// content hash → seq of the message record holding it (for arrival references).
     contents: HashMap<[u8; 32], u64>,
     pinned: Vec<SignedCheckpoint>,
+    dictionaries: SeenDictionaries,
+}
+
+/// Dictionary records verified so far; a payload may only use an earlier one.
+#[derive(Default)]
+struct SeenDictionaries(HashMap<u64, Dictionary>);
+
+impl Dictionaries for SeenDictionaries {
+    fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
+        self.0.get(&seq).cloned().ok_or_else(|| {
+            format!("payload refers to dictionary seq {seq}, which is not an earlier dictionary record")
+        })
+    }
 }
 
 type Checked = std::result::Result<(), Problem>;
@@ -219,7 +233,13 @@ impl Verifier<'_> {
                 envelope,
             } => {
                 crate::Envelope::decode(envelope).map_err(|e| format!("envelope: {e}"))?;
-                decode_payload(body.codec, body.payload, *content_hash, *content_len)?;
+                decode_payload(
+                    body.codec,
+                    body.payload,
+                    *content_hash,
+                    *content_len,
+                    &self.dictionaries,
+                )?;
                 self.contents.entry(*content_hash).or_insert(seq);
                 self.report.content_bytes += content_len;
             }
@@ -241,11 +261,28 @@ impl Verifier<'_> {
                     .map_err(|e| format!("audit event is not JSON: {e}"))?;
             }
             LeafBody::Checkpoint { note } => self.check_checkpoint(seq, note)?,
+            LeafBody::Dictionary {
+                content_hash,
+                content_len,
+            } => {
+                let bytes = decode_payload(
+                    body.codec,
+                    body.payload,
+                    *content_hash,
+                    *content_len,
+                    &NoDictionaries,
+                )?;
+                self.dictionaries.0.insert(
+                    seq,
+                    Dictionary {
+                        hash: *content_hash,
+                        bytes: std::sync::Arc::new(bytes),
+                    },
+                );
+            }
         }
-        if leaf.kind() != RecordKind::Checkpoint
-            && !body.payload.is_empty()
-            && leaf.kind() != RecordKind::Message
-        {
+        let carries_payload = matches!(leaf.kind(), RecordKind::Message | RecordKind::Dictionary);
+        if !carries_payload && !body.payload.is_empty() {
             return Err("record carries a payload its kind does not have".into());
         }
         self.chain = chain;

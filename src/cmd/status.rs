@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                     }
                 }
             }
-            LeafBody::Audit { .. } => {}
+            LeafBody::Audit { .. } | LeafBody::Dictionary { .. } => {}
         }
     }
     s.log_bytes = log.segments().iter().map(|(_, p)| file_len(p)).sum();

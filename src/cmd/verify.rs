@@ -35,7 +35,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         println!("{} records before it verified", report.records);
         return Ok(ExitCode::from(EXIT_TAMPERED));
     }
-    let kinds = ["message", "arrival", "audit", "checkpoint"]
+    let kinds = ["message", "arrival", "audit", "checkpoint", "dictionary"]
         .iter()
         .map(|k| format!("{} {k}", report.by_kind.get(k).copied().unwrap_or(0)))
         .collect::<Vec<_>>()

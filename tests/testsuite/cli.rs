@@ -160,7 +160,11 @@ fn status_reports_counts_and_ratio_and_reindex_rebuilds() {
     vault.import(&[&fixtures().join("corpus/spamassassin")]);
     let status: serde_json::Value = serde_json::from_slice(&vault.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["by_kind"]["message"], 500);
-    assert_eq!(status["latest_checkpoint"]["tree_size"], 500);
+    assert_eq!(
+        status["by_kind"]["dictionary"], 1,
+        "a dictionary was trained on the corpus"
+    );
+    assert_eq!(status["latest_checkpoint"]["tree_size"], 501);
     let raw: u64 = crate::util::files_under(&fixtures().join("corpus/spamassassin"))
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len())
@@ -169,7 +173,7 @@ fn status_reports_counts_and_ratio_and_reindex_rebuilds() {
     assert!(status["on_disk_ratio"].as_f64().unwrap() > 0.0);
     std::fs::remove_file(vault.dir.join("index.redb")).unwrap();
     let out = String::from_utf8(vault.ok(&["reindex"])).unwrap();
-    assert!(out.contains("reindexed 501 records"), "{out}");
+    assert!(out.contains("reindexed 502 records"), "{out}");
     assert!(vault.dir.join("index.redb").exists());
     assert_eq!(vault.verify(&[]).0, 0);
 }

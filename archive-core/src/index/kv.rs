@@ -24,6 +24,8 @@ const MESSAGE_IDS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition:
 const ADDRESSES: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("addresses");
 
 const APPLIED_KEY: &str = "applied_seq";
+/// Seq of the newest dictionary record.
+const DICTIONARY_KEY: &str = "dictionary_seq";
 /// Bumped when the tables change meaning; a mismatch makes the store rebuild the index.
 const SCHEMA_KEY: &str = "schema";
 const SCHEMA_VERSION: u64 = 1;
@@ -67,6 +69,7 @@ pub struct IndexEntry {
     content: Option<[u8; 32]>,
     message_ids: Vec<String>,
     addresses: Vec<String>,
+    dictionary: bool,
 }
 
 impl IndexEntry {
@@ -82,8 +85,10 @@ impl IndexEntry {
             location: Some(location),
             ..IndexEntry::default()
         };
-        if let LeafBody::Message { content_hash, .. } = &leaf.body {
-            entry.content = Some(*content_hash);
+        match &leaf.body {
+            LeafBody::Message { content_hash, .. } => entry.content = Some(*content_hash),
+            LeafBody::Dictionary { .. } => entry.dictionary = true,
+            _ => {}
         }
         if let Some(Ok(envelope)) = leaf.envelope() {
             entry.add_envelope(&envelope);
@@ -227,9 +232,17 @@ impl KvIndex {
             }
             let mut meta = tx.open_table(META)?;
             meta.insert(APPLIED_KEY, last.seq)?;
+            if let Some(d) = entries.iter().rev().find(|e| e.dictionary) {
+                meta.insert(DICTIONARY_KEY, d.seq)?;
+            }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Seq of the newest dictionary record applied, if any.
+    pub fn latest_dictionary(&self) -> Result<Option<u64>> {
+        self.meta(DICTIONARY_KEY)
     }
 
     /// Makes every earlier commit durable.

@@ -1,11 +1,14 @@
 //! Reading records without the write lock: for the command line (which may run next to a
 //! server that owns the store), the indexer, and recovery.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::record::{Codec, FrameHeader, Leaf, RecordKind, FRAME_HEADER_LEN};
+use super::record::{Codec, FrameHeader, Leaf, LeafBody, RecordKind, FRAME_HEADER_LEN};
 use super::segment::{list_segments, segment_file_name, ScanStop, SegmentReader};
 use crate::index::kv::Location;
 use crate::{Error, IoContext, Result};
@@ -88,21 +91,67 @@ impl Record {
 
     /// The raw message bytes of a message record, decompressed and checked against the
     /// content hash in the leaf. `None` for other kinds.
-    pub fn content(&self) -> Option<std::result::Result<Vec<u8>, String>> {
+    pub fn content(&self, dictionaries: &dyn Dictionaries) -> Option<std::result::Result<Vec<u8>, String>> {
         if self.kind() != RecordKind::Message {
             return None;
         }
         let (hash, len) = self.leaf.content()?;
-        Some(decode_payload(self.codec, &self.payload, hash, len))
+        Some(decode_payload(self.codec, &self.payload, hash, len, dictionaries))
+    }
+
+    /// The dictionary of a dictionary record, checked against its hash. `None` for other kinds.
+    pub fn dictionary(&self) -> Option<std::result::Result<Dictionary, String>> {
+        let LeafBody::Dictionary {
+            content_hash,
+            content_len,
+        } = self.leaf.body
+        else {
+            return None;
+        };
+        Some(
+            decode_payload(
+                self.codec,
+                &self.payload,
+                content_hash,
+                content_len,
+                &NoDictionaries,
+            )
+            .map(|bytes| Dictionary {
+                hash: content_hash,
+                bytes: Arc::new(bytes),
+            }),
+        )
     }
 }
 
-/// Decodes a message payload and checks length and blake3 hash.
-pub(crate) fn decode_payload(
+/// Finds the zstd dictionaries that `Codec::ZstdDictionary` payloads name by seq.
+pub trait Dictionaries {
+    /// The dictionary stored in record `seq`: its blake3 hash and bytes.
+    fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String>;
+}
+
+/// A zstd dictionary from the log, identified by the blake3 hash of its bytes.
+#[derive(Clone, Debug)]
+pub struct Dictionary {
+    /// blake3 of the bytes (as in the dictionary record's leaf).
+    pub hash: [u8; 32],
+    /// The dictionary.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+thread_local! {
+    /// The last dictionary decompressor this thread used, by dictionary hash: preparing one
+    /// costs more than decompressing a typical message.
+    static DECOMPRESSOR: RefCell<Option<([u8; 32], zstd::bulk::Decompressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// Decodes a payload and checks its length and blake3 hash.
+pub fn decode_payload(
     codec: Codec,
     payload: &[u8],
     hash: [u8; 32],
     len: u64,
+    dictionaries: &dyn Dictionaries,
 ) -> std::result::Result<Vec<u8>, String> {
     if len > MAX_CONTENT_LEN {
         return Err(format!("content length {len} exceeds {MAX_CONTENT_LEN}"));
@@ -111,6 +160,23 @@ pub(crate) fn decode_payload(
         Codec::Raw => payload.to_vec(),
         Codec::Zstd => zstd::bulk::decompress(payload, len as usize)
             .map_err(|e| format!("payload does not decompress: {e}"))?,
+        Codec::ZstdDictionary => {
+            let (seq, frame) = payload
+                .split_first_chunk::<8>()
+                .ok_or("payload too short for a dictionary reference")?;
+            let dict = dictionaries.dictionary(u64::from_be_bytes(*seq))?;
+            DECOMPRESSOR.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.as_ref().is_none_or(|(h, _)| *h != dict.hash) {
+                    let d = zstd::bulk::Decompressor::with_dictionary(&dict.bytes)
+                        .map_err(|e| format!("dictionary unusable: {e}"))?;
+                    *slot = Some((dict.hash, d));
+                }
+                let (_, d) = slot.as_mut().ok_or("no decompressor")?;
+                d.decompress(frame, len as usize)
+                    .map_err(|e| format!("payload does not decompress: {e}"))
+            })?
+        }
     };
     if bytes.len() as u64 != len {
         return Err(format!("content is {} bytes, the leaf says {len}", bytes.len()));
@@ -121,10 +187,54 @@ pub(crate) fn decode_payload(
     Ok(bytes)
 }
 
+/// For payloads that cannot reference a dictionary.
+pub struct NoDictionaries;
+
+impl Dictionaries for NoDictionaries {
+    fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
+        Err(format!(
+            "a dictionary (seq {seq}) is referenced where none may be"
+        ))
+    }
+}
+
+/// Dictionaries already read, by seq; shared by a reader's lookups.
+#[derive(Default)]
+pub struct DictionaryCache(Mutex<HashMap<u64, Dictionary>>);
+
+impl DictionaryCache {
+    /// The cached dictionary of record `seq`, or the one `load` reads (then cached).
+    pub fn get_or_load(
+        &self,
+        seq: u64,
+        load: impl FnOnce() -> Result<Record>,
+    ) -> std::result::Result<Dictionary, String> {
+        if let Some(d) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&seq) {
+            return Ok(d.clone());
+        }
+        let record = load().map_err(|e| format!("dictionary seq {seq}: {e}"))?;
+        let dict = record
+            .dictionary()
+            .ok_or_else(|| format!("seq {seq} is a {} record, not a dictionary", record.kind().name()))??;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq, dict.clone());
+        Ok(dict)
+    }
+}
+
 /// Read-only access to a log directory.
 pub struct LogReader {
     log_dir: PathBuf,
     segments: Vec<(u64, PathBuf)>,
+    dictionaries: DictionaryCache,
+}
+
+impl Dictionaries for LogReader {
+    fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
+        self.dictionaries.get_or_load(seq, || self.read(seq))
+    }
 }
 
 impl LogReader {
@@ -133,6 +243,7 @@ impl LogReader {
         Ok(LogReader {
             log_dir: log_dir.to_path_buf(),
             segments: list_segments(log_dir)?,
+            dictionaries: DictionaryCache::default(),
         })
     }
 
@@ -209,16 +320,16 @@ impl LogReader {
     pub fn message_bytes(&self, seq: u64) -> Result<Vec<u8>> {
         let record = self.read(seq)?;
         let record = match &record.leaf.body {
-            super::record::LeafBody::Arrival { first_seq, .. } => self.read(*first_seq)?,
+            LeafBody::Arrival { first_seq, .. } => self.read(*first_seq)?,
             _ => record,
         };
-        record_content(&record)
+        record_content(&record, self)
     }
 }
 
 /// The checked content of a message record, as an archive error.
-pub(crate) fn record_content(record: &Record) -> Result<Vec<u8>> {
-    match record.content() {
+pub(crate) fn record_content(record: &Record, dictionaries: &dyn Dictionaries) -> Result<Vec<u8>> {
+    match record.content(dictionaries) {
         Some(Ok(bytes)) => Ok(bytes),
         Some(Err(reason)) => Err(Error::Corrupt {
             seq: record.seq(),

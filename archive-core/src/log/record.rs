@@ -27,6 +27,8 @@ pub enum RecordKind {
     Audit = 3,
     /// A signed tree head over every record before it.
     Checkpoint = 4,
+    /// A zstd dictionary that later message payloads are compressed with.
+    Dictionary = 5,
 }
 
 impl RecordKind {
@@ -37,6 +39,7 @@ impl RecordKind {
             2 => RecordKind::Arrival,
             3 => RecordKind::Audit,
             4 => RecordKind::Checkpoint,
+            5 => RecordKind::Dictionary,
             _ => return None,
         })
     }
@@ -48,6 +51,7 @@ impl RecordKind {
             RecordKind::Arrival => "arrival",
             RecordKind::Audit => "audit",
             RecordKind::Checkpoint => "checkpoint",
+            RecordKind::Dictionary => "dictionary",
         }
     }
 }
@@ -59,6 +63,9 @@ pub enum Codec {
     Raw = 0,
     /// The payload is one zstd frame that decompresses to the content.
     Zstd = 1,
+    /// The payload is the seq of a dictionary record (u64 BE) and one zstd frame compressed
+    /// with that dictionary.
+    ZstdDictionary = 2,
 }
 
 impl Codec {
@@ -66,6 +73,7 @@ impl Codec {
         match b {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::ZstdDictionary),
             _ => None,
         }
     }
@@ -91,6 +99,11 @@ pub enum LeafBody {
     Audit { event: Vec<u8> },
     /// See [`RecordKind::Checkpoint`]; the signed note text.
     Checkpoint { note: Vec<u8> },
+    /// See [`RecordKind::Dictionary`]; blake3 and length of the dictionary bytes (the payload).
+    Dictionary {
+        content_hash: [u8; 32],
+        content_len: u64,
+    },
 }
 
 /// The hashed part of a record.
@@ -112,6 +125,7 @@ impl Leaf {
             LeafBody::Arrival { .. } => RecordKind::Arrival,
             LeafBody::Audit { .. } => RecordKind::Audit,
             LeafBody::Checkpoint { .. } => RecordKind::Checkpoint,
+            LeafBody::Dictionary { .. } => RecordKind::Dictionary,
         }
     }
 
@@ -172,6 +186,13 @@ impl Leaf {
             }
             LeafBody::Audit { event } => out.extend_from_slice(event),
             LeafBody::Checkpoint { note } => out.extend_from_slice(note),
+            LeafBody::Dictionary {
+                content_hash,
+                content_len,
+            } => {
+                out.extend_from_slice(content_hash);
+                out.extend_from_slice(&content_len.to_be_bytes());
+            }
         }
         out
     }
@@ -206,7 +227,14 @@ impl Leaf {
             RecordKind::Checkpoint => LeafBody::Checkpoint {
                 note: r.rest().to_vec(),
             },
+            RecordKind::Dictionary => LeafBody::Dictionary {
+                content_hash: r.hash()?,
+                content_len: r.u64()?,
+            },
         };
+        if !r.rest().is_empty() {
+            return Err(Error::Invalid("leaf has trailing bytes".into()));
+        }
         Ok(Leaf { seq, time_us, body })
     }
 }

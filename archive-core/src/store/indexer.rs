@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::index::kv::IndexEntry;
 use crate::log::reader::{record_content, LogReader};
+use crate::log::record::RecordKind;
 use crate::store::Shared;
 use crate::{Error, Result};
 
@@ -37,9 +38,9 @@ pub(crate) fn index_until(shared: &Shared, cursor: &mut Cursor, target: u64) -> 
             if record.seq() > target {
                 break;
             }
-            let content = match record.content() {
-                Some(_) => Some(record_content(&record)?),
-                None => None,
+            let content = match record.kind() {
+                RecordKind::Message => Some(record_content(&record, shared)?),
+                _ => None,
             };
             bytes += content.as_ref().map_or(0, Vec::len);
             batch.push(IndexEntry::from_record(

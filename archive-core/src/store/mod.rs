@@ -2,13 +2,13 @@
 //! `Store` is what front doors hold; it has exactly one write verb per record kind, and every
 //! one of them appends.
 
+mod compression;
 mod durability;
 mod indexer;
 pub mod layout;
 mod recovery;
 mod writer;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
@@ -21,10 +21,13 @@ use crate::envelope::Envelope;
 use crate::index::kv::{KvIndex, Role};
 use crate::log::checkpoint::{LogKey, SignedCheckpoint};
 use crate::log::merkle::{Hash, HashSource};
-use crate::log::reader::{read_at, record_content, LogReader, Record};
+use crate::log::reader::{
+    read_at, record_content, Dictionaries, Dictionary, DictionaryCache, LogReader, Record,
+};
 use crate::log::record::{Codec, LeafBody, RecordKind};
 use crate::log::tree::TreeFile;
 use crate::{Error, IoContext, Result};
+use compression::Compression;
 use durability::Durability;
 pub use layout::{Layout, StoreIdentity};
 use writer::{ActiveSegment, Writer};
@@ -40,6 +43,12 @@ pub struct StoreConfig {
     pub checkpoint_interval: Duration,
     /// zstd level for message payloads.
     pub zstd_level: i32,
+    /// Size of the zstd dictionary trained from the store's mail (0: no dictionary).
+    pub dictionary_size: usize,
+    /// Messages to collect as samples before (re)training a dictionary.
+    pub dictionary_samples: usize,
+    /// Raw bytes after which a fresh dictionary is trained from recent mail.
+    pub dictionary_refresh_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -48,7 +57,10 @@ impl Default for StoreConfig {
             segment_size: 64 << 20,
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(10),
-            zstd_level: 9,
+            zstd_level: 5,
+            dictionary_size: 128 << 10,
+            dictionary_samples: 256,
+            dictionary_refresh_bytes: 1 << 30,
         }
     }
 }
@@ -95,6 +107,8 @@ pub(crate) struct Shared {
     writer: Mutex<Writer>,
     pub durability: Durability,
     pub index: KvIndex,
+    compression: Compression,
+    dictionaries: DictionaryCache,
     indexed: Mutex<IndexProgress>,
     indexed_changed: Condvar,
     appends: std::sync::atomic::AtomicU64,
@@ -105,6 +119,15 @@ pub(crate) struct Shared {
 struct IndexProgress {
     applied: u64,
     failure: Option<String>,
+}
+
+impl Dictionaries for Shared {
+    fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
+        self.dictionaries.get_or_load(seq, || {
+            let location = self.index.location(seq)?.ok_or(Error::NoSuchRecord(seq))?;
+            read_at(&self.layout.log_dir, &location, seq)
+        })
+    }
 }
 
 impl Shared {
@@ -160,32 +183,6 @@ impl Shared {
 pub struct Store {
     shared: Arc<Shared>,
     background: Mutex<Vec<JoinHandle<()>>>,
-}
-
-thread_local! {
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
-}
-
-/// Compresses with a per-thread zstd context; keeps the raw bytes when zstd does not help.
-fn compress(raw: &[u8], level: i32) -> Result<(Codec, Vec<u8>)> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            let c = zstd::bulk::Compressor::new(level).map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
-            *slot = Some((level, c));
-        }
-        let Some((_, c)) = slot.as_mut() else {
-            return Err(Error::Invalid("zstd compressor unavailable".into()));
-        };
-        let out = c
-            .compress(raw)
-            .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
-        Ok(if out.len() < raw.len() {
-            (Codec::Zstd, out)
-        } else {
-            (Codec::Raw, raw.to_vec())
-        })
-    })
 }
 
 impl Store {
@@ -277,6 +274,8 @@ impl Store {
         };
         let index = open_index(&layout, tail.last_seq)?;
         let shared = Arc::new(Shared {
+            compression: Compression::new(&config, None),
+            dictionaries: DictionaryCache::default(),
             layout,
             key,
             config,
@@ -293,6 +292,10 @@ impl Store {
         });
         // Catch up synchronously: duplicate detection and reads rely on the index.
         indexer::index_until(&shared, &mut indexer::Cursor::default(), tail.last_seq)?;
+        if let Some(seq) = shared.index.latest_dictionary()? {
+            let dictionary = shared.dictionary(seq).map_err(Error::Invalid)?;
+            shared.compression.activate(seq, dictionary);
+        }
         let store = Store {
             shared,
             background: Mutex::new(Vec::new()),
@@ -357,7 +360,7 @@ impl Store {
     ) -> Result<Appended> {
         let content_hash: [u8; 32] = blake3::hash(raw).into();
         // Compress before taking the lock: concurrent sessions compress in parallel.
-        let (codec, payload) = compress(raw, self.shared.config.zstd_level)?;
+        let (codec, payload) = self.shared.compression.compress(raw)?;
         let envelope = envelope.encode();
         let content_len = raw.len() as u64;
         let appended = {
@@ -418,7 +421,51 @@ impl Store {
         };
         self.shared.appends.fetch_add(1, Ordering::Relaxed);
         self.shared.wait_durable(appended.seq)?;
+        if appended.kind == Some(RecordKind::Message) {
+            if let Some(samples) = self.shared.compression.observe(raw) {
+                // The message is archived; a failure here only delays better compression.
+                let _ = self.add_dictionary(&samples);
+            }
+        }
         Ok(appended)
+    }
+
+    /// Trains a dictionary from `samples`, appends it as a record, and makes new messages
+    /// use it.
+    fn add_dictionary(&self, samples: &[Vec<u8>]) -> Result<()> {
+        let compression = &self.shared.compression;
+        let Some(bytes) = compression.train(samples) else {
+            return Ok(());
+        };
+        let hash: [u8; 32] = blake3::hash(&bytes).into();
+        let body = LeafBody::Dictionary {
+            content_hash: hash,
+            content_len: bytes.len() as u64,
+        };
+        let written =
+            self.shared
+                .writer()
+                .write(body, Codec::Raw, &bytes, &self.shared.config, &self.shared.key);
+        let seq = match written {
+            Ok(w) => w.seq,
+            Err(e) => {
+                compression.abandon();
+                return Err(e);
+            }
+        };
+        self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.shared.wait_durable(seq) {
+            compression.abandon();
+            return Err(e);
+        }
+        compression.activate(
+            seq,
+            Dictionary {
+                hash,
+                bytes: Arc::new(bytes),
+            },
+        );
+        Ok(())
     }
 
     /// Appends an audit event; returns its seq once durable.
@@ -470,7 +517,7 @@ impl Store {
             LeafBody::Arrival { first_seq, .. } => self.record(*first_seq)?,
             _ => record,
         };
-        record_content(&record)
+        record_content(&record, &*self.shared)
     }
 
     /// The message record first holding bytes with this blake3 hash.
