@@ -2,6 +2,7 @@
 //! subcommand to its module under `cmd/`. Errors print as one line and exit non-zero.
 
 mod cmd;
+mod config;
 mod import;
 
 use std::path::PathBuf;
@@ -41,6 +42,13 @@ impl Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the archive: SMTP/LMTP intake on loopback by default; creates the store if needed.
+    Serve(cmd::serve::Args),
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Create a store and its signing key (refuses to overwrite either).
     Init,
     /// Archive .eml files, directories, mbox files and Maildirs.
@@ -67,14 +75,30 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print a documented configuration file with every default.
+    Example,
+}
+
+#[derive(Subcommand, Debug)]
 enum KeyCommand {
     /// Print the public key, for auditors to pin.
     Show,
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`mailvault log | head`) instead of failing on a broken pipe.
+    // SAFETY: restoring a default signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Serve(args) => cmd::serve::run(&cli, args),
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => cmd::config::example(),
         Command::Init => cmd::init::run(&cli),
         Command::Import(args) => cmd::import::run(&cli, args),
         Command::Log(args) => cmd::log::run(&cli, args),

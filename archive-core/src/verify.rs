@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::log::checkpoint::{SignedCheckpoint, VerifierKey};
 use crate::log::merkle::{leaf_hash, Frontier, Hash};
 use crate::log::reader::{decode_payload, Dictionaries, Dictionary, NoDictionaries};
-use crate::log::record::{chain_next, Leaf, LeafBody, RecordKind};
+use crate::log::record::{chain_next, Codec, Leaf, LeafBody, RecordKind};
 use crate::log::segment::{list_segments, ScanStop, SegmentReader};
 use crate::Result;
 
@@ -80,6 +80,7 @@ pub fn verify_log(log_dir: &Path, key: &VerifierKey, pinned: &[SignedCheckpoint]
         contents: HashMap::new(),
         pinned: pinned.to_vec(),
         dictionaries: SeenDictionaries::default(),
+        last_kind: None,
     };
     v.pinned.sort_by_key(|p| p.checkpoint.size);
     if let Err(problem) = v.run(log_dir)? {
@@ -96,9 +97,12 @@ struct Verifier<'a> {
     chain: [u8; 32],
     last_time: i64,
     /// content hash → seq of the message record holding it (for arrival references).
-    contents: HashMap<[u8; 32], u64>,
+    /// content hash → (seq, length) of the message record holding it.
+    contents: HashMap<[u8; 32], (u64, u64)>,
     pinned: Vec<SignedCheckpoint>,
     dictionaries: SeenDictionaries,
+    /// Kind of the last record checked (a sealed segment must end with a checkpoint).
+    last_kind: Option<RecordKind>,
 }
 
 /// Dictionary records verified so far; a payload may only use an earlier one.
@@ -130,6 +134,12 @@ impl Verifier<'_> {
                 return Ok(Err(problem(
                     0,
                     format!("segment starts at seq {first}, but seq {expected} comes next (records missing or reordered)"),
+                )));
+            }
+            if expected > 1 && self.last_kind != Some(RecordKind::Checkpoint) {
+                return Ok(Err(problem(
+                    0,
+                    "the segment before this one does not end with a checkpoint, as every sealed segment does".into(),
                 )));
             }
             let mut reader = match SegmentReader::open(path) {
@@ -240,17 +250,17 @@ impl Verifier<'_> {
                     *content_len,
                     &self.dictionaries,
                 )?;
-                self.contents.entry(*content_hash).or_insert(seq);
+                self.contents.entry(*content_hash).or_insert((seq, *content_len));
                 self.report.content_bytes += content_len;
             }
             LeafBody::Arrival {
                 content_hash,
+                content_len,
                 first_seq,
                 envelope,
-                ..
             } => {
                 crate::Envelope::decode(envelope).map_err(|e| format!("envelope: {e}"))?;
-                if self.contents.get(content_hash) != Some(first_seq) {
+                if self.contents.get(content_hash) != Some(&(*first_seq, *content_len)) {
                     return Err(format!(
                         "arrival refers to seq {first_seq}, which does not hold its content"
                     ));
@@ -285,6 +295,11 @@ impl Verifier<'_> {
         if !carries_payload && !body.payload.is_empty() {
             return Err("record carries a payload its kind does not have".into());
         }
+        // Only messages are compressed; elsewhere the codec byte (outside the hashes) must be 0.
+        if leaf.kind() != RecordKind::Message && body.codec != Codec::Raw {
+            return Err(format!("a {} record must be stored raw", leaf.kind().name()));
+        }
+        self.last_kind = Some(leaf.kind());
         self.chain = chain;
         self.last_time = leaf.time_us;
         self.frontier.push(leaf_hash(body.leaf));

@@ -1,5 +1,20 @@
 //! The journal intake: SMTP and LMTP listeners that accept a relay's journaled copies and
-//! answer 250 only after `archive_core::Store::append_delivery` has made the message durable.
+//! answer 250 only after `archive_core::Store::append_message` made the message durable.
 //!
-//! Not built yet (issue "Journal intake"); the crate exists so the workspace has its final shape
-//! and the dependency direction (front door → core) is fixed from the start.
+//! - `server`: listeners, allow-list, session limits, graceful shutdown;
+//! - `session`: one connection's state machine (commands parsed by `smtp-proto`);
+//! - `journal`: journaling styles (plain, recipient-encoded, Exchange journal reports);
+//! - `tls`: STARTTLS with rustls;
+//! - `config`, `metrics`: settings and counters.
+
+pub mod config;
+pub mod journal;
+pub mod metrics;
+mod server;
+mod session;
+mod stream;
+pub mod tls;
+
+pub use config::IntakeConfig;
+pub use server::Intake;
+pub use session::Protocol;

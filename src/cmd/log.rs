@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use archive_core::log::reader::Record;
 use archive_core::log::record::LeafBody;
+use archive_core::Envelope;
 
 use super::{format_time, hex, open_log, CmdResult};
 use crate::Cli;
@@ -37,6 +38,53 @@ struct Line {
     /// For arrivals: the message record holding the bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     first_seq: Option<u64>,
+    /// The whole envelope (message and arrival records; JSON output only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    envelope: Option<EnvelopeJson>,
+}
+
+/// An envelope for JSON output; addresses that are not UTF-8 are shown lossily.
+#[derive(serde::Serialize)]
+struct EnvelopeJson {
+    mail_from: String,
+    mail_params: String,
+    rcpt_to: Vec<RecipientJson>,
+    original_recipients: Vec<String>,
+    protocol: String,
+    client: String,
+    helo: String,
+    tls: String,
+    source: String,
+}
+
+#[derive(serde::Serialize)]
+struct RecipientJson {
+    address: String,
+    params: String,
+}
+
+impl From<Envelope> for EnvelopeJson {
+    fn from(e: Envelope) -> Self {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        EnvelopeJson {
+            mail_from: text(&e.mail_from),
+            mail_params: text(&e.mail_params),
+            rcpt_to: e
+                .rcpt_to
+                .iter()
+                .map(|r| RecipientJson {
+                    address: text(&r.address),
+                    params: text(&r.params),
+                })
+                .collect(),
+            original_recipients: e.original_recipients.iter().map(|r| text(r)).collect(),
+            protocol: e.protocol,
+            client: e.client,
+            helo: e.helo,
+            tls: e.tls,
+            source: e.source,
+        }
+    }
 }
 
 impl Line {
@@ -46,9 +94,9 @@ impl Line {
             Some((hash, len)) => (Some(hex(&hash)), len),
             None => (None, record.leaf_bytes.len() as u64),
         };
-        let sender = leaf
-            .envelope()
-            .and_then(|e| e.ok())
+        let envelope = leaf.envelope().and_then(|e| e.ok());
+        let sender = envelope
+            .as_ref()
             .map(|e| String::from_utf8_lossy(&e.mail_from).into_owned());
         let first_seq = match leaf.body {
             LeafBody::Arrival { first_seq, .. } => Some(first_seq),
@@ -62,6 +110,7 @@ impl Line {
             size,
             sender,
             first_seq,
+            envelope: envelope.map(EnvelopeJson::from),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! One module per subcommand: each parses its own arguments and does one job.
 
 pub mod checkpoint;
+pub mod config;
 pub mod import;
 pub mod init;
 pub mod key;
 pub mod log;
 pub mod proof;
 pub mod reindex;
+pub mod serve;
 pub mod show;
 pub mod status;
 pub mod verify;

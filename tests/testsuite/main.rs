@@ -3,6 +3,7 @@
 
 mod cli;
 mod import;
+mod intake;
 mod roundtrip;
 mod tamper;
 mod util;

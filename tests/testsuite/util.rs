@@ -149,3 +149,143 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+
+/// A running `mailvault serve` on free loopback ports; stopped (SIGTERM) on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub smtp: std::net::SocketAddr,
+    pub lmtp: std::net::SocketAddr,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Vault {
+    /// Starts the server with optional extra `serve` arguments (e.g. `--config FILE`).
+    pub fn serve(&self, extra: &[&str]) -> Server {
+        self.serve_via(&[], extra)
+    }
+
+    /// Starts the server under `prefix` (a program and arguments that exec the rest, e.g. a
+    /// shell setting resource limits).
+    pub fn serve_via(&self, prefix: &[&str], extra: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_mailvault"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_mailvault")),
+        };
+        cmd.arg("--data")
+            .arg(&self.dir)
+            .args(["serve", "--lmtp", "127.0.0.1:0", "--smtp", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("MAILVAULT_DATA")
+            .env_remove("MAILVAULT_KEY")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn mailvault serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening protocol=").nth(1) {
+                    let (proto, addr) = rest.split_once(" addr=").unwrap();
+                    let _ = tx.send((
+                        proto.to_string(),
+                        addr.trim().parse::<std::net::SocketAddr>().unwrap(),
+                    ));
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let mut smtp = None;
+        let mut lmtp = None;
+        while smtp.is_none() || lmtp.is_none() {
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok((p, a)) if p == "smtp" => smtp = Some(a),
+                Ok((_, a)) => lmtp = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("server did not start: {}", log.lock().unwrap());
+                }
+            }
+        }
+        Server {
+            child,
+            smtp: smtp.unwrap(),
+            lmtp: lmtp.unwrap(),
+            log,
+        }
+    }
+
+    /// Every record of `log --json`.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        String::from_utf8(self.ok(&["log", "--json"]))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Server {
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Option<i32> {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// Runs a Python 3 script with arguments; returns stdout (panics with stderr on failure).
+pub fn python(script: &str, args: &[String]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 is installed");
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256};
 
 use crate::log::merkle::Hash;
@@ -106,7 +106,7 @@ impl VerifierKey {
             return Err(bad());
         };
         let typed = B64.decode(key_b64).map_err(|_| bad())?;
-        if typed.len() != 33 || typed[0] != ED25519_TYPE || name.is_empty() {
+        if typed.len() != 33 || typed[0] != ED25519_TYPE || validate_key_name(name).is_err() {
             return Err(bad());
         }
         let raw: [u8; 32] = typed[1..].try_into().map_err(|_| bad())?;
@@ -147,7 +147,7 @@ impl VerifierKey {
             let sig = ed25519_dalek::Signature::from_slice(&sig[4..])
                 .map_err(|_| Error::Verification("malformed Ed25519 signature".into()))?;
             self.key
-                .verify(text.as_bytes(), &sig)
+                .verify_strict(text.as_bytes(), &sig)
                 .map_err(|_| Error::Verification("checkpoint signature does not verify".into()))?;
             found = true;
         }
@@ -226,7 +226,7 @@ impl LogKey {
             return Err(bad());
         };
         let typed = B64.decode(key_b64).map_err(|_| bad())?;
-        if typed.len() != 33 || typed[0] != ED25519_TYPE {
+        if typed.len() != 33 || typed[0] != ED25519_TYPE || validate_key_name(name).is_err() {
             return Err(bad());
         }
         let seed: [u8; 32] = typed[1..].try_into().map_err(|_| bad())?;

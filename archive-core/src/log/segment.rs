@@ -42,10 +42,13 @@ pub fn list_segments(log_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
             continue;
         };
-        let first = stem.parse::<u64>().map_err(|_| Error::Format {
-            path: entry.path(),
-            reason: "segment file name is not a sequence number".into(),
-        })?;
+        let first = Some(stem)
+            .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| Error::Format {
+                path: entry.path(),
+                reason: "segment file name is not a 20-digit sequence number".into(),
+            })?;
         out.push((first, entry.path()));
     }
     out.sort();

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::index::kv::IndexEntry;
-use crate::log::reader::{record_content, LogReader};
+use crate::log::reader::{record_content, Dictionaries, Dictionary, LogReader};
 use crate::log::record::RecordKind;
 use crate::store::Shared;
 use crate::{Error, Result};
@@ -33,13 +33,22 @@ pub(crate) fn index_until(shared: &Shared, cursor: &mut Cursor, target: u64) -> 
         };
         let mut batch = Vec::new();
         let mut bytes = 0;
+        // A dictionary and the first message compressed with it can share a batch: the
+        // message must find the dictionary before the index (where `shared` looks) has it.
+        let mut dictionaries = BatchDictionaries {
+            batch: Vec::new(),
+            shared,
+        };
         for record in records {
             let record = record?;
             if record.seq() > target {
                 break;
             }
+            if let Some(Ok(d)) = record.dictionary() {
+                dictionaries.batch.push((record.seq(), d));
+            }
             let content = match record.kind() {
-                RecordKind::Message => Some(record_content(&record, shared)?),
+                RecordKind::Message => Some(record_content(&record, &dictionaries)?),
                 _ => None,
             };
             bytes += content.as_ref().map_or(0, Vec::len);
@@ -67,6 +76,21 @@ pub(crate) fn index_until(shared: &Shared, cursor: &mut Cursor, target: u64) -> 
         shared.note_indexed(applied);
     }
     Ok(())
+}
+
+/// Dictionaries of the current batch, then those already indexed.
+struct BatchDictionaries<'a> {
+    batch: Vec<(u64, Dictionary)>,
+    shared: &'a Shared,
+}
+
+impl Dictionaries for BatchDictionaries<'_> {
+    fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
+        match self.batch.iter().find(|(s, _)| *s == seq) {
+            Some((_, d)) => Ok(d.clone()),
+            None => self.shared.dictionary(seq),
+        }
+    }
 }
 
 /// The indexer thread's loop.

@@ -1,0 +1,136 @@
+//! Journaling styles: turning what the relay sent into what the archive records.
+//!
+//! - plain copy (Postfix `always_bcc`): the SMTP envelope as received;
+//! - recipient-encoded copy (Postfix `recipient_bcc_maps`/`sender_bcc_maps` mapping
+//!   `alice@example.com` to `archive+alice=example.com@vault.example`): the original
+//!   addresses are decoded from the address extensions;
+//! - Exchange / Microsoft 365 journal reports: the report's Sender/To/Cc/Bcc/Recipient lines
+//!   are the envelope and the attached original message is archived byte-exact; the report
+//!   itself is archived too.
+
+use archive_core::Envelope;
+use mail_parser::{MessageParser, PartType};
+
+use crate::config::JournalConfig;
+
+/// The original address encoded in `rcpt`'s extension, if it has one:
+/// `archive+alice=example.com@vault.example` → `alice@example.com`.
+pub fn decode_recipient(rcpt: &str, config: &JournalConfig) -> Option<String> {
+    let (local, _domain) = rcpt.rsplit_once('@')?;
+    let (_base, encoded) = local.split_once(config.recipient_delimiter)?;
+    let (user, domain) = encoded.rsplit_once(config.domain_separator)?;
+    if user.is_empty() || domain.is_empty() || !domain.contains('.') && domain != "localhost" {
+        return None;
+    }
+    Some(format!("{user}@{domain}"))
+}
+
+/// The address without its `+extension`: what `accept` lists are matched against.
+pub fn base_address(rcpt: &str, config: &JournalConfig) -> String {
+    match rcpt.rsplit_once('@') {
+        Some((local, domain)) => {
+            let base = local.split(config.recipient_delimiter).next().unwrap_or(local);
+            format!("{base}@{domain}").to_lowercase()
+        }
+        None => rcpt.to_lowercase(),
+    }
+}
+
+/// Fills `original_recipients` from encoded recipient addresses (if any are encoded).
+pub fn decode_envelope(envelope: &mut Envelope, config: &JournalConfig) {
+    let decoded: Vec<Vec<u8>> = envelope
+        .rcpt_to
+        .iter()
+        .filter_map(|r| decode_recipient(&String::from_utf8_lossy(&r.address), config))
+        .map(String::into_bytes)
+        .collect();
+    if !decoded.is_empty() {
+        envelope.original_recipients = decoded;
+    }
+}
+
+/// An Exchange journal report, unwrapped.
+#[derive(Debug, PartialEq, Eq)]
+pub struct JournalReport {
+    /// The `Sender:` line.
+    pub sender: String,
+    /// Every address of the `To:`, `Cc:`, `Bcc:` and `Recipient:` lines, in order, once each.
+    pub recipients: Vec<String>,
+    /// The attached original message, byte-exact.
+    pub original: Vec<u8>,
+}
+
+/// Unwraps an Exchange / Microsoft 365 journal report (it carries `X-MS-Journal-Report`);
+/// `None` for any other message, or a report without an attached message.
+pub fn unwrap_exchange_report(raw: &[u8]) -> Option<JournalReport> {
+    let message = MessageParser::new().parse(raw)?;
+    message.header("X-MS-Journal-Report")?;
+    let mut lines = None;
+    let mut original = None;
+    for part in message.parts.iter().skip(1) {
+        match &part.body {
+            PartType::Text(text) if lines.is_none() => lines = Some(text.to_string()),
+            PartType::Message(inner) if original.is_none() => original = Some(inner.raw_message().to_vec()),
+            _ => {}
+        }
+    }
+    let original = original?;
+    let mut sender = String::new();
+    let mut recipients: Vec<String> = Vec::new();
+    for line in lines.unwrap_or_default().lines() {
+        let Some((field, value)) = line.split_once(':') else {
+            continue;
+        };
+        // "To: bob@example.com, Forwarded: carol@example.com" — the first address is the one.
+        let address = value.split(',').next().unwrap_or("").trim().to_string();
+        if address.is_empty() {
+            continue;
+        }
+        match field.trim().to_ascii_lowercase().as_str() {
+            "sender" => sender = address,
+            "to" | "cc" | "bcc" | "recipient"
+                if !recipients.iter().any(|r| r.eq_ignore_ascii_case(&address)) =>
+            {
+                recipients.push(address)
+            }
+            _ => {}
+        }
+    }
+    Some(JournalReport {
+        sender,
+        recipients,
+        original,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipient_encoding_round_trips_postfix_style() {
+        let c = JournalConfig::default();
+        assert_eq!(
+            decode_recipient("archive+alice=example.com@vault.example", &c).as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(
+            decode_recipient("archive+first.last=sub.example.org@vault.example", &c).as_deref(),
+            Some("first.last@sub.example.org")
+        );
+        assert_eq!(decode_recipient("archive@vault.example", &c), None);
+        assert_eq!(decode_recipient("archive+tag@vault.example", &c), None);
+        assert_eq!(
+            base_address("Archive+x=y.z@Vault.example", &c),
+            "archive@vault.example"
+        );
+        let c = JournalConfig {
+            recipient_delimiter: '-',
+            domain_separator: '#',
+        };
+        assert_eq!(
+            decode_recipient("journal-bob#example.net@vault", &c).as_deref(),
+            Some("bob@example.net")
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! `mailvault serve`: one process for intake (and, as they land, IMAP and web). Creates the
+//! store on first start; SIGTERM/SIGINT stop accepting, let transactions in flight finish,
+//! write a checkpoint and exit 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use archive_core::Store;
+use archive_smtp::Intake;
+
+use super::CmdResult;
+use crate::config::Config;
+use crate::Cli;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Configuration file (TOML; see `mailvault config example`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// LMTP listener address, or `none` (overrides intake.lmtp).
+    #[arg(long, value_parser = parse_listener)]
+    lmtp: Option<Listener>,
+    /// SMTP listener address, or `none` (overrides intake.smtp).
+    #[arg(long, value_parser = parse_listener)]
+    smtp: Option<Listener>,
+}
+
+/// A listener address from the command line; `None` disables it.
+#[derive(Clone, Debug)]
+struct Listener(Option<SocketAddr>);
+
+fn parse_listener(s: &str) -> Result<Listener, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Listener(None));
+    }
+    s.parse()
+        .map(|a| Listener(Some(a)))
+        .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:2525 (or `none`)"))
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(Listener(a)) = args.lmtp {
+        config.intake.lmtp = a;
+    }
+    if let Some(Listener(a)) = args.smtp {
+        config.intake.smtp = a;
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    init_logging(&config.server.log);
+
+    let store = Arc::new(Store::open_or_create(
+        &cli.data,
+        &cli.key_path(),
+        config.store_config(),
+    )?);
+    tracing::info!(data = %cli.data.display(), origin = store.origin(), "store open");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mailvault-io")
+        .build()
+        .context("starting the async runtime")?;
+    let tls_dir = cli.data.join("tls");
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let metrics = runtime.block_on(async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let intake = Intake::start(store.clone(), config.intake.clone(), &tls_dir, stopped)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        for (protocol, addr) in &intake.listening {
+            tracing::info!(protocol = %protocol.name(), %addr, "listening");
+        }
+        let metrics = intake.metrics.clone();
+        wait_for_signal().await?;
+        tracing::info!("shutting down: no new sessions; finishing transactions in flight");
+        let _ = stop.send(true);
+        intake.wait(grace).await;
+        anyhow::Ok(metrics)
+    })?;
+    drop(runtime);
+    let m = metrics.snapshot();
+    let stats = store.stats();
+    tracing::info!(
+        accepted = m.accepted,
+        rejected = m.rejected,
+        bytes = m.bytes,
+        sessions = m.sessions,
+        fsyncs = stats.fsyncs,
+        appends = stats.appends,
+        "intake stopped"
+    );
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close()?,
+        // A blocking append still holds the store: checkpoint now, the rest closes on drop.
+        Err(store) => {
+            store.checkpoint()?;
+        }
+    }
+    tracing::info!("checkpoint written; bye");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

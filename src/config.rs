@@ -1,0 +1,181 @@
+//! The configuration of `mailvault serve`: one struct, read from TOML, with documented
+//! defaults (docs/CONFIG.md) and validation whose errors name the key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use archive_core::StoreConfig;
+use archive_smtp::IntakeConfig;
+
+/// Everything `serve` can be told. Every field has a default; an empty file is valid.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The log.
+    pub store: StoreSettings,
+    /// SMTP/LMTP journal intake.
+    pub intake: IntakeConfig,
+    /// Shutdown and logging.
+    pub server: ServerSettings,
+}
+
+/// `[store]`: how the log is written.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Segment size at which a segment is sealed, in MiB.
+    pub segment_mib: u64,
+    /// A signed checkpoint after this many records…
+    pub checkpoint_every: u64,
+    /// …or after this many seconds with new records.
+    pub checkpoint_interval_secs: u64,
+    /// zstd level (1–19).
+    pub zstd_level: i32,
+    /// Size of the trained zstd dictionary in KiB (0 disables dictionaries).
+    pub dictionary_kib: usize,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Seconds sessions get to finish their transaction after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+    /// Log filter (`info`, `mailvault=debug,archive_smtp=debug`, …); `RUST_LOG` overrides it.
+    pub log: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        let d = StoreConfig::default();
+        StoreSettings {
+            segment_mib: d.segment_size >> 20,
+            checkpoint_every: d.checkpoint_every,
+            checkpoint_interval_secs: d.checkpoint_interval.as_secs(),
+            zstd_level: d.zstd_level,
+            dictionary_kib: d.dictionary_size >> 10,
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            shutdown_grace_secs: 30,
+            log: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim()))?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = &self.store;
+        if s.segment_mib == 0 {
+            return Err("store.segment_mib must be at least 1".into());
+        }
+        if s.checkpoint_every == 0 {
+            return Err("store.checkpoint_every must be at least 1".into());
+        }
+        if s.checkpoint_interval_secs == 0 {
+            return Err("store.checkpoint_interval_secs must be at least 1".into());
+        }
+        if !(1..=19).contains(&s.zstd_level) {
+            return Err("store.zstd_level must be between 1 and 19".into());
+        }
+        self.intake.validate()
+    }
+
+    /// The store tunables.
+    pub fn store_config(&self) -> StoreConfig {
+        let s = &self.store;
+        StoreConfig {
+            segment_size: s.segment_mib << 20,
+            checkpoint_every: s.checkpoint_every,
+            checkpoint_interval: Duration::from_secs(s.checkpoint_interval_secs),
+            zstd_level: s.zstd_level,
+            dictionary_size: s.dictionary_kib << 10,
+            ..StoreConfig::default()
+        }
+    }
+}
+
+/// `mailvault config example`: every key with its default, commented.
+pub const EXAMPLE: &str = r#"# mailvault serve configuration (TOML). Every key is optional; shown are the defaults.
+# Pass with: mailvault serve --config /etc/mailvault/mailvault.toml
+
+[store]
+segment_mib = 64                # seal a segment file at this size
+checkpoint_every = 10000        # a signed checkpoint after this many records…
+checkpoint_interval_secs = 10   # …or this many seconds after new records arrive
+zstd_level = 5                  # 1 (fast) … 19 (small)
+dictionary_kib = 128            # zstd dictionary trained on your mail; 0 disables
+
+[intake]
+lmtp = "127.0.0.1:2424"         # LMTP listener; remove the line to disable
+smtp = "127.0.0.1:2525"         # SMTP listener; remove the line to disable
+hostname = "mailvault.localhost"
+max_message_size = 52428800     # bytes (50 MiB); larger: 552 5.3.4
+max_recipients = 1000           # per transaction; more: 452 4.5.3
+max_sessions = 256              # per listener; more: 421
+command_timeout_secs = 300
+data_timeout_secs = 180
+allow = ["127.0.0.0/8", "::1/128"]   # clients that need no AUTH
+accept = []                     # archive addresses (e.g. ["archive@vault.example"]); empty: all
+# tls_certificate = "/etc/mailvault/intake-cert.pem"   # default: self-signed, made at first start
+# tls_key = "/etc/mailvault/intake-key.pem"
+
+[intake.journal]
+recipient_delimiter = "+"       # archive+alice=example.com@vault.example
+domain_separator = "="          #               ^ stands for @
+
+# Relays outside `allow` may AUTH PLAIN (after STARTTLS) as one of these:
+# [[intake.auth_users]]
+# name = "relay1"
+# password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
+
+[server]
+shutdown_grace_secs = 30        # after SIGTERM: time for transactions in flight
+log = "info"                    # RUST_LOG overrides
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_is_valid_and_equals_the_defaults() {
+        let parsed: Config = toml::from_str(EXAMPLE).unwrap();
+        parsed.validate().unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = toml::from_str::<Config>("[intake]\nmax_recipients = \"many\"\n").unwrap_err();
+        assert!(e.to_string().contains("max_recipients"), "{e}");
+        let e = toml::from_str::<Config>("[store]\nsegmnet_mib = 3\n").unwrap_err();
+        assert!(e.to_string().contains("segmnet_mib"), "{e}");
+        let mut c = Config::default();
+        c.store.zstd_level = 40;
+        assert!(c.validate().unwrap_err().contains("store.zstd_level"));
+        c = Config::default();
+        c.intake.max_message_size = 0;
+        assert!(c.validate().unwrap_err().contains("intake.max_message_size"));
+    }
+}
