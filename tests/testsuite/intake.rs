@@ -572,3 +572,106 @@ fn a_storage_failure_answers_451_and_leaves_nothing_half_written() {
         .collect();
     assert_eq!(messages, vec![first], "only the small message is stored");
 }
+
+const AUTH_CLIENT: &str = r#"
+import json, smtplib, ssl, sys
+host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out = lambda **kw: print(json.dumps(kw))
+s = smtplib.SMTP(host, port, local_hostname="remote-relay.test")
+s.ehlo()
+code, text = s.docmd("MAIL", "FROM:<x@example.com>")
+out(step="mail-before-auth", code=code, text=text.decode())
+code, text = s.docmd("AUTH", "PLAIN AHJlbGF5MQB3cm9uZw==")
+out(step="auth-before-tls", code=code, text=text.decode())
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s.starttls(context=ctx); s.ehlo()
+try:
+    s.login(user, "wrong password")
+except smtplib.SMTPAuthenticationError as e:
+    out(step="wrong-password", code=e.smtp_code, text=e.smtp_error.decode())
+code, text = s.login(user, password)
+out(step="login", code=code, text=text.decode())
+s.mail("relay@example.com"); s.rcpt("archive@vault.example")
+code, text = s.data(b"Subject: via an authenticated relay\r\n\r\nhi\r\n")
+out(step="data", code=code, text=text.decode())
+s.quit()
+"#;
+
+#[test]
+fn clients_outside_the_allow_list_must_authenticate_over_tls() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let vault = Vault::new();
+    let salt = SaltString::encode_b64(b"fixed test salt!").unwrap();
+    let hash = argon2::Argon2::default()
+        .hash_password(b"s3cret", &salt)
+        .unwrap()
+        .to_string();
+    let config = vault.dir.with_file_name("auth.toml");
+    // Loopback is not allowed here, so the test client counts as a remote relay.
+    std::fs::write(
+        &config,
+        format!("[intake]\nallow = [\"192.0.2.0/24\"]\n[[intake.auth_users]]\nname = \"relay1\"\npassword_hash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let server = vault.serve(&["--config", config.to_str().unwrap()]);
+    let out = python(
+        AUTH_CLIENT,
+        &[
+            "127.0.0.1".into(),
+            server.smtp.port().to_string(),
+            "relay1".into(),
+            "s3cret".into(),
+        ],
+    );
+    let steps: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let code = |step: &str| {
+        steps.iter().find(|s| s["step"] == step).unwrap()["code"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(code("mail-before-auth"), 530);
+    assert_eq!(code("auth-before-tls"), 538);
+    assert_eq!(code("wrong-password"), 535);
+    assert_eq!(code("login"), 235);
+    assert_eq!(code("data"), 250);
+    assert_eq!(server.stop(), Some(0));
+    let message = vault
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "message")
+        .unwrap();
+    assert_eq!(message["envelope"]["protocol"], "ESMTPSA");
+
+    // Without AUTH configured, a client outside the allow-list is refused at once.
+    let config = vault.dir.with_file_name("closed.toml");
+    std::fs::write(&config, "[intake]\nallow = [\"192.0.2.0/24\"]\n").unwrap();
+    let server = vault.serve(&["--config", config.to_str().unwrap()]);
+    let mut s = TcpStream::connect(server.smtp).unwrap();
+    let mut greeting = String::new();
+    BufReader::new(&mut s).read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("554 5.7.1"), "{greeting}");
+    assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn a_bad_configuration_is_one_line_naming_the_key() {
+    let vault = Vault::new();
+    let config = vault.dir.with_file_name("bad.toml");
+    std::fs::write(&config, "[intake]\nmax_recipients = \"lots\"\n").unwrap();
+    let out = vault.run(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_recipients"), "{err}");
+    std::fs::write(&config, "[store]\nzstd_level = 99\n").unwrap();
+    let out = vault.run(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store.zstd_level"));
+    assert!(!vault.dir.join("store.json").exists(), "nothing was created");
+    let example = vault.ok(&["config", "example"]);
+    std::fs::write(&config, example).unwrap();
+    let server = vault.serve(&["--config", config.to_str().unwrap()]);
+    assert_eq!(
+        server.stop(),
+        Some(0),
+        "the printed example is a working configuration"
+    );
+}
