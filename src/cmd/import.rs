@@ -1,8 +1,8 @@
 //! `mailvault import PATH…`: archive files, directories, mbox files and Maildirs, with a
 //! progress bar and a summary of imported / duplicates / failed.
 //!
-//! Several workers append at once so their records share fsyncs (group commit) and zstd runs
-//! on every core; each message is durable before it is counted as imported.
+//! Workers take batches of inputs and append each batch with one fsync; several workers run
+//! at once so zstd uses every core. A message is durable before it is counted as imported.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,8 +19,12 @@ use crate::Cli;
 
 /// Exit code when some inputs could not be archived.
 const EXIT_SOME_FAILED: u8 = 1;
-/// Concurrent appenders.
-const WORKERS: usize = 8;
+/// Concurrent appenders (compression runs in them, on every core).
+const WORKERS: usize = 4;
+/// Inputs appended together: one fsync makes a whole batch durable…
+const BATCH: usize = 64;
+/// …up to this many bytes, which also bounds the memory of batches in flight.
+const BATCH_BYTES: usize = 8 << 20;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -57,41 +61,78 @@ struct Summary {
     bytes: u64,
 }
 
-fn archive(store: &Store, item: Item) -> Outcome {
-    match item {
-        Item::Failed { source, reason } => Outcome {
+impl Outcome {
+    fn failed(source: String, error: String) -> Outcome {
+        Outcome {
             source,
             status: "failed",
             seq: None,
             blake3: None,
-            error: Some(reason),
+            error: Some(error),
             bytes: 0,
-        },
-        Item::Message {
-            source,
-            mail_from,
-            bytes,
-        } => {
-            let envelope = Envelope::imported(source.clone(), &mail_from);
-            match store.append_message(&envelope, &bytes, OnDuplicate::Skip) {
-                Ok(a) => Outcome {
-                    source,
+        }
+    }
+}
+
+/// Archives a batch of inputs with one durable append for all its messages.
+fn archive(store: &Store, items: Vec<Item>) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::Failed { source, reason } => outcomes.push(Outcome::failed(source, reason)),
+            Item::Message {
+                source,
+                mail_from,
+                bytes,
+            } => {
+                let envelope = Envelope::imported(source.clone(), &mail_from);
+                messages.push((source, envelope, bytes));
+            }
+        }
+    }
+    let batch: Vec<(&Envelope, &[u8])> = messages.iter().map(|(_, e, b)| (e, b.as_slice())).collect();
+    match store.append_messages(&batch, OnDuplicate::Skip) {
+        Ok(appended) => {
+            for ((source, _, bytes), a) in messages.iter().zip(appended) {
+                outcomes.push(Outcome {
+                    source: source.clone(),
                     status: if a.kind.is_some() { "imported" } else { "duplicate" },
                     seq: Some(a.seq),
                     blake3: Some(hex(&a.content_hash)),
                     error: None,
                     bytes: bytes.len() as u64,
-                },
-                Err(e) => Outcome {
-                    source,
-                    status: "failed",
-                    seq: None,
-                    blake3: None,
-                    error: Some(e.to_string()),
-                    bytes: 0,
-                },
+                });
             }
         }
+        Err(e) => {
+            for (source, _, _) in messages {
+                outcomes.push(Outcome::failed(source, e.to_string()));
+            }
+        }
+    }
+    outcomes
+}
+
+/// Groups inputs into batches of at most `BATCH` inputs or `BATCH_BYTES` bytes.
+struct Batcher {
+    items: Vec<Item>,
+    bytes: usize,
+}
+
+impl Batcher {
+    /// Adds an input; returns a full batch when this one completes it.
+    fn push(&mut self, item: Item) -> Option<Vec<Item>> {
+        if let Item::Message { bytes, .. } = &item {
+            self.bytes += bytes.len();
+        }
+        self.items.push(item);
+        (self.items.len() >= BATCH || self.bytes >= BATCH_BYTES).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Vec<Item> {
+        self.bytes = 0;
+        std::mem::take(&mut self.items)
     }
 }
 
@@ -103,22 +144,34 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let summary = Mutex::new(Summary::default());
-    let (items_tx, items_rx) = mpsc::sync_channel::<Item>(WORKERS * 4);
-    let items_rx = Mutex::new(items_rx);
+    let (batches_tx, batches_rx) = mpsc::sync_channel::<Vec<Item>>(WORKERS);
+    let batches_rx = Mutex::new(batches_rx);
     let walked = std::thread::scope(|scope| {
         for _ in 0..WORKERS {
             scope.spawn(|| loop {
-                let item = match items_rx.lock() {
+                let batch = match batches_rx.lock() {
                     Ok(rx) => rx.recv(),
                     Err(_) => return,
                 };
-                let Ok(item) = item else { return };
-                let outcome = archive(&store, item);
-                report(&outcome, args.json, &progress, &summary);
+                let Ok(batch) = batch else { return };
+                for outcome in archive(&store, batch) {
+                    report(&outcome, args.json, &progress, &summary);
+                }
             });
         }
-        let walked = walk(&args.paths, args.format, &mut |item| items_tx.send(item).is_ok());
-        drop(items_tx);
+        let mut batcher = Batcher {
+            items: Vec::new(),
+            bytes: 0,
+        };
+        let walked = walk(&args.paths, args.format, &mut |item| match batcher.push(item) {
+            Some(batch) => batches_tx.send(batch).is_ok(),
+            None => true,
+        });
+        let rest = batcher.take();
+        if !rest.is_empty() {
+            let _ = batches_tx.send(rest);
+        }
+        drop(batches_tx);
         walked
     });
     progress.finish_and_clear();

@@ -70,6 +70,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let tls_dir = cli.data.join("tls");
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let metrics = runtime.block_on(async {
+        // Handlers first: a SIGTERM that arrives as soon as we announce the listeners must
+        // already mean a clean stop, not the default of dying on the spot.
+        let signals = Signals::install()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let intake = Intake::start(store.clone(), config.intake.clone(), &tls_dir, stopped)
             .await
@@ -78,7 +81,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             tracing::info!(protocol = %protocol.name(), %addr, "listening");
         }
         let metrics = intake.metrics.clone();
-        wait_for_signal().await?;
+        signals.wait().await;
         tracing::info!("shutting down: no new sessions; finishing transactions in flight");
         let _ = stop.send(true);
         intake.wait(grace).await;
@@ -118,13 +121,25 @@ fn init_logging(filter: &str) {
         .try_init();
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, installed before the listeners are announced.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod import;
 mod intake;
+mod postfix;
 mod roundtrip;
 mod tamper;
 mod util;

@@ -252,6 +252,15 @@ impl KvIndex {
         Ok(())
     }
 
+    /// Rewrites the file without free pages. redb cannot reuse pages freed by commits that
+    /// are not yet durable, so a bulk load leaves the file up to twice its live size.
+    pub fn compact(&mut self) -> Result<()> {
+        self.db
+            .compact()
+            .map(|_| ())
+            .map_err(|e| Error::Index(format!("compacting: {e}")))
+    }
+
     /// Where record `seq` is, if indexed.
     pub fn location(&self, seq: u64) -> Result<Option<Location>> {
         let tx = self.db.begin_read()?;

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Condvar, Mutex, RwLock};
 
 use crate::log::reader::Dictionary;
 use crate::log::record::Codec;
@@ -48,6 +48,8 @@ pub(crate) struct Compression {
     active: RwLock<Option<(u64, Dictionary)>>,
     samples: Mutex<Samples>,
     training: AtomicBool,
+    /// Signalled when a training round ends (the first dictionary is worth waiting for).
+    trained: (Mutex<()>, Condvar),
 }
 
 impl Compression {
@@ -60,11 +62,32 @@ impl Compression {
             active: RwLock::new(active),
             samples: Mutex::new(Samples::default()),
             training: AtomicBool::new(false),
+            trained: (Mutex::new(()), Condvar::new()),
         }
+    }
+
+    /// While the store's first dictionary is being trained, waits for it: messages compressed
+    /// meanwhile would miss it for good, and training takes a fraction of a second, once.
+    fn await_first_dictionary(&self) {
+        let (lock, cvar) = &self.trained;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while self.training.load(Ordering::Acquire)
+            && self.active.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        {
+            guard = cvar.wait(guard).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn training_done(&self) {
+        let (lock, cvar) = &self.trained;
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.training.store(false, Ordering::Release);
+        cvar.notify_all();
     }
 
     /// Compresses a message; keeps it raw when zstd does not make it smaller.
     pub fn compress(&self, raw: &[u8]) -> Result<(Codec, Vec<u8>)> {
+        self.await_first_dictionary();
         let active = self.active.read().unwrap_or_else(|p| p.into_inner()).clone();
         let zstd_err = |e: std::io::Error| Error::Invalid(format!("zstd: {e}"));
         COMPRESSOR.with(|cell| {
@@ -130,7 +153,7 @@ impl Compression {
         let dict = zstd::dict::from_samples(samples, self.dictionary_size).ok();
         if dict.is_none() {
             // Too little or too uniform data: try again after more samples.
-            self.training.store(false, Ordering::Release);
+            self.training_done();
         }
         dict
     }
@@ -142,11 +165,11 @@ impl Compression {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .raw_since_dictionary = 0;
-        self.training.store(false, Ordering::Release);
+        self.training_done();
     }
 
     /// Gives up on a training round whose dictionary could not be stored.
     pub fn abandon(&self) {
-        self.training.store(false, Ordering::Release);
+        self.training_done();
     }
 }

@@ -65,6 +65,18 @@ impl Default for StoreConfig {
     }
 }
 
+/// Appends in one session after which closing the store compacts its index.
+const COMPACT_AFTER_APPENDS: u64 = 1000;
+
+/// A message hashed and compressed, ready to be written.
+struct Prepared {
+    content_hash: [u8; 32],
+    content_len: u64,
+    envelope: Vec<u8>,
+    codec: Codec,
+    payload: Vec<u8>,
+}
+
 /// What to do when a message's exact bytes are already stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnDuplicate {
@@ -358,76 +370,110 @@ impl Store {
         raw: &[u8],
         on_duplicate: OnDuplicate,
     ) -> Result<Appended> {
-        let content_hash: [u8; 32] = blake3::hash(raw).into();
-        // Compress before taking the lock: concurrent sessions compress in parallel.
-        let (codec, payload) = self.shared.compression.compress(raw)?;
-        let envelope = envelope.encode();
-        let content_len = raw.len() as u64;
-        let appended = {
-            let mut w = self.shared.writer();
-            let existing = match w.pending_content.get(&content_hash) {
-                Some(seq) => Some(*seq),
-                None => self.shared.index.first_with_content(&content_hash)?,
-            };
-            let (body, codec, payload): (LeafBody, Codec, &[u8]) = match (existing, on_duplicate) {
-                (Some(first_seq), OnDuplicate::Skip) => {
-                    drop(w);
-                    self.shared.wait_durable(first_seq)?;
-                    return Ok(Appended {
-                        seq: first_seq,
-                        kind: None,
-                        content_hash,
-                        first_seq,
-                    });
-                }
-                (Some(first_seq), OnDuplicate::RecordArrival) => (
-                    LeafBody::Arrival {
-                        content_hash,
-                        content_len,
-                        first_seq,
-                        envelope,
-                    },
-                    Codec::Raw,
-                    &[],
-                ),
-                (None, _) => (
-                    LeafBody::Message {
-                        content_hash,
-                        content_len,
-                        envelope,
-                    },
+        let mut appended = self.append_messages(&[(envelope, raw)], on_duplicate)?;
+        appended
+            .pop()
+            .ok_or_else(|| Error::Invalid("nothing was appended".into()))
+    }
+
+    /// Appends messages in order under one hold of the writer and returns once all of them are
+    /// durable: one fsync for the batch. For bulk import; if it fails part-way, records before
+    /// the failure may still become durable (a re-import finds them as duplicates).
+    pub fn append_messages(
+        &self,
+        batch: &[(&Envelope, &[u8])],
+        on_duplicate: OnDuplicate,
+    ) -> Result<Vec<Appended>> {
+        // Hash and compress before taking the lock: concurrent callers use every core.
+        let prepared = batch
+            .iter()
+            .map(|(envelope, raw)| {
+                let (codec, payload) = self.shared.compression.compress(raw)?;
+                Ok(Prepared {
+                    content_hash: blake3::hash(raw).into(),
+                    content_len: raw.len() as u64,
+                    envelope: envelope.encode(),
                     codec,
-                    &payload,
-                ),
-            };
-            let kind = match body {
-                LeafBody::Message { .. } => RecordKind::Message,
-                _ => RecordKind::Arrival,
-            };
-            let written = w.write(body, codec, payload, &self.shared.config, &self.shared.key)?;
-            let first_seq = existing.unwrap_or(written.seq);
-            if existing.is_none() {
-                w.pending_content.insert(content_hash, written.seq);
+                    payload,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut appended = Vec::with_capacity(prepared.len());
+        {
+            let mut w = self.shared.writer();
+            for p in prepared {
+                appended.push(self.append_locked(&mut w, p, on_duplicate)?);
             }
-            if w.since_checkpoint >= self.shared.config.checkpoint_every {
-                w.checkpoint(&self.shared.config, &self.shared.key)?;
-            }
-            Appended {
-                seq: written.seq,
-                kind: Some(kind),
-                content_hash,
-                first_seq,
-            }
-        };
-        self.shared.appends.fetch_add(1, Ordering::Relaxed);
-        self.shared.wait_durable(appended.seq)?;
-        if appended.kind == Some(RecordKind::Message) {
-            if let Some(samples) = self.shared.compression.observe(raw) {
-                // The message is archived; a failure here only delays better compression.
-                let _ = self.add_dictionary(&samples);
+        }
+        // A skipped duplicate is acknowledged once the record holding its bytes is durable.
+        let last = appended.iter().map(|a| a.seq).max().unwrap_or(0);
+        self.shared.wait_durable(last)?;
+        for (a, (_, raw)) in appended.iter().zip(batch) {
+            if a.kind == Some(RecordKind::Message) {
+                if let Some(samples) = self.shared.compression.observe(raw) {
+                    // The message is archived; a failure here only delays better compression.
+                    let _ = self.add_dictionary(&samples);
+                }
             }
         }
         Ok(appended)
+    }
+
+    /// Writes one prepared message (or its arrival, or nothing for a skipped duplicate).
+    fn append_locked(&self, w: &mut Writer, p: Prepared, on_duplicate: OnDuplicate) -> Result<Appended> {
+        let Prepared {
+            content_hash,
+            content_len,
+            envelope,
+            codec,
+            payload,
+        } = p;
+        let existing = match w.pending_content.get(&content_hash) {
+            Some(seq) => Some(*seq),
+            None => self.shared.index.first_with_content(&content_hash)?,
+        };
+        let (body, codec, payload, kind) = match (existing, on_duplicate) {
+            (Some(first_seq), OnDuplicate::Skip) => {
+                return Ok(Appended {
+                    seq: first_seq,
+                    kind: None,
+                    content_hash,
+                    first_seq,
+                })
+            }
+            (Some(first_seq), OnDuplicate::RecordArrival) => (
+                LeafBody::Arrival {
+                    content_hash,
+                    content_len,
+                    first_seq,
+                    envelope,
+                },
+                Codec::Raw,
+                Vec::new(),
+                RecordKind::Arrival,
+            ),
+            (None, _) => (
+                LeafBody::Message {
+                    content_hash,
+                    content_len,
+                    envelope,
+                },
+                codec,
+                payload,
+                RecordKind::Message,
+            ),
+        };
+        let written = w.write(body, codec, &payload, &self.shared.config, &self.shared.key)?;
+        self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        if existing.is_none() {
+            w.pending_content.insert(content_hash, written.seq);
+        }
+        Ok(Appended {
+            seq: written.seq,
+            kind: Some(kind),
+            content_hash,
+            first_seq: existing.unwrap_or(written.seq),
+        })
     }
 
     /// Trains a dictionary from `samples`, appends it as a record, and makes new messages
@@ -586,8 +632,15 @@ impl Store {
 
     /// Clean shutdown: a final checkpoint, the index caught up and made durable, the tree
     /// cache written. Also done on drop, where errors cannot be reported.
-    pub fn close(self) -> Result<()> {
-        self.shutdown()
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()?;
+        // After a bulk load the index file is mostly free pages (see `KvIndex::compact`);
+        // rewriting it costs about as much as the load's own index work did.
+        let bulk = self.shared.appends.load(Ordering::Relaxed) >= COMPACT_AFTER_APPENDS;
+        if let (true, Some(shared)) = (bulk, Arc::get_mut(&mut self.shared)) {
+            shared.index.compact()?;
+        }
+        Ok(())
     }
 
     fn shutdown(&self) -> Result<()> {

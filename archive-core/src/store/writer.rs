@@ -155,7 +155,13 @@ impl Writer {
     ) -> Result<Written> {
         self.check_usable()?;
         self.roll_if_full(config, key)?;
-        self.append_leaf(body, codec, payload)
+        let written = self.append_leaf(body, codec, payload)?;
+        if self.since_checkpoint >= config.checkpoint_every {
+            // The record is written either way; a checkpoint that fails here is tried again
+            // by the timer and its error reported at close.
+            let _ = self.checkpoint_unchecked(key);
+        }
+        Ok(written)
     }
 
     /// Numbers, chains, frames and appends one record; extends the tree.
