@@ -72,6 +72,8 @@ enum Command {
     Status(cmd::status::Args),
     /// Rebuild the derived indexes from the log.
     Reindex,
+    /// Search the archive (query language: docs/SEARCH.md); one line or JSON object per hit.
+    Search(cmd::search::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         } => cmd::key::show(&cli),
         Command::Status(args) => cmd::status::run(&cli, args),
         Command::Reindex => cmd::reindex::run(&cli),
+        Command::Search(args) => cmd::search::run(&cli, args),
     };
     match result {
         Ok(code) => code,

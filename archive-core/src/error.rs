@@ -50,6 +50,10 @@ pub enum Error {
     /// The derived key-value index failed; it can always be rebuilt with `mailvault reindex`.
     #[error("key-value index: {0}")]
     Index(String),
+
+    /// The derived search index failed; it can always be rebuilt with `mailvault reindex`.
+    #[error("search index: {0}")]
+    Search(String),
 }
 
 impl Error {

@@ -4,6 +4,7 @@
 //!   signed checkpoints — the only source of truth;
 //! - [`store`]: the append path (durable, group-committed), recovery and reads;
 //! - [`index`]: derived state rebuilt from the log;
+//! - [`search`]: the full-text index (derived too), its query language and scoped results;
 //! - [`verify`]: recomputing everything from the raw bytes.
 //!
 //! The write API has one verb: append. Nothing here opens a segment for writing anywhere but
@@ -14,6 +15,7 @@ pub mod envelope;
 mod error;
 pub mod index;
 pub mod log;
+pub mod search;
 pub mod store;
 pub mod verify;
 

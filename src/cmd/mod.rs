@@ -8,6 +8,7 @@ pub mod key;
 pub mod log;
 pub mod proof;
 pub mod reindex;
+pub mod search;
 pub mod serve;
 pub mod show;
 pub mod status;

@@ -6,5 +6,6 @@ mod import;
 mod intake;
 mod postfix;
 mod roundtrip;
+mod search;
 mod tamper;
 mod util;

@@ -26,6 +26,8 @@ use crate::log::reader::{
 };
 use crate::log::record::{Codec, LeafBody, RecordKind};
 use crate::log::tree::TreeFile;
+use crate::search::text_index::TextIndex;
+use crate::search::{catch_up, Principal, Query, SearchOptions, SearchResults};
 use crate::{Error, IoContext, Result};
 use compression::Compression;
 use durability::Durability;
@@ -110,6 +112,8 @@ pub struct StoreStats {
     pub last_seq: u64,
     /// Seq the key-value index has applied.
     pub indexed_seq: u64,
+    /// Seq the search index has applied (committed).
+    pub search_indexed_seq: u64,
 }
 
 pub(crate) struct Shared {
@@ -119,6 +123,8 @@ pub(crate) struct Shared {
     writer: Mutex<Writer>,
     pub durability: Durability,
     pub index: KvIndex,
+    /// The full-text index (derived; its own thread keeps it caught up).
+    pub text: TextIndex,
     compression: Compression,
     dictionaries: DictionaryCache,
     indexed: Mutex<IndexProgress>,
@@ -285,6 +291,11 @@ impl Store {
             poisoned: None,
         };
         let index = open_index(&layout, tail.last_seq)?;
+        let text = TextIndex::open(
+            &crate::search::index_dir(&layout),
+            &identity.origin,
+            tail.last_seq,
+        )?;
         let shared = Arc::new(Shared {
             compression: Compression::new(&config, None),
             dictionaries: DictionaryCache::default(),
@@ -298,12 +309,15 @@ impl Store {
                 failure: None,
             }),
             index,
+            text,
             indexed_changed: Condvar::new(),
             appends: Default::default(),
             _lock: lock,
         });
         // Catch up synchronously: duplicate detection and reads rely on the index.
         indexer::index_until(&shared, &mut indexer::Cursor::default(), tail.last_seq)?;
+        // The search index catches up after it (arrivals and dictionaries are looked up there).
+        catch_up::index_until(&shared, &mut catch_up::CatchUp::default(), tail.last_seq)?;
         if let Some(seq) = shared.index.latest_dictionary()? {
             let dictionary = shared.dictionary(seq).map_err(Error::Invalid)?;
             shared.compression.activate(seq, dictionary);
@@ -328,6 +342,13 @@ impl Store {
         let shared = self.shared.clone();
         threads.push(
             std::thread::Builder::new()
+                .name("mailvault-search".into())
+                .spawn(move || catch_up::run(&shared))
+                .map_err(|e| Error::Invalid(format!("cannot start the search indexer thread: {e}")))?,
+        );
+        let shared = self.shared.clone();
+        threads.push(
+            std::thread::Builder::new()
                 .name("mailvault-checkpointer".into())
                 .spawn(move || checkpoint_timer(&shared))
                 .map_err(|e| Error::Invalid(format!("cannot start the checkpoint thread: {e}")))?,
@@ -335,7 +356,7 @@ impl Store {
         Ok(())
     }
 
-    /// Rebuilds the derived state (tree cache and key-value index) from the log.
+    /// Rebuilds the derived state (tree cache, key-value index, search index) from the log.
     pub fn reindex(dir: &Path, key_path: &Path, config: StoreConfig) -> Result<Store> {
         let layout = Layout::new(dir);
         layout.identity()?;
@@ -347,6 +368,12 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(derived, e)),
             }
+        }
+        let search = crate::search::index_dir(&layout);
+        match std::fs::remove_dir_all(&search) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&search, e)),
         }
         drop(lock);
         Store::open(dir, key_path, config)
@@ -586,6 +613,24 @@ impl Store {
         self.shared.index.by_address(role, address)
     }
 
+    /// Full-text search as `principal` (see docs/SEARCH.md); waits until every durable
+    /// record is searchable. Hits are per message and filtered to what the principal may see.
+    pub fn search(
+        &self,
+        principal: &Principal,
+        query: &Query,
+        options: &SearchOptions,
+    ) -> Result<SearchResults> {
+        let text = &self.shared.text;
+        // Snippets read hits back through the key-value index (locations of dictionaries).
+        self.sync_index()?;
+        text.wait_applied(self.shared.durability.synced())?;
+        text.search(principal, query, options, &|summary| {
+            let record = read_at(&self.shared.layout.log_dir, &summary.location(), summary.seq)?;
+            record_content(&record, &*self.shared)
+        })
+    }
+
     /// Waits until everything durable is indexed.
     fn sync_index(&self) -> Result<()> {
         self.shared.wait_indexed(self.shared.durability.synced())
@@ -627,6 +672,7 @@ impl Store {
             fsyncs: self.shared.durability.fsyncs.load(Ordering::Relaxed),
             last_seq: self.shared.writer().written_seq(),
             indexed_seq: self.shared.progress().applied,
+            search_indexed_seq: self.shared.text.applied(),
         }
     }
 
@@ -654,10 +700,15 @@ impl Store {
             let _ = t.join();
         }
         let tree = self.shared.writer().tree.sync();
+        let search = self.shared.text.finish();
         checkpoint?;
         tree?;
+        search?;
         if let Some(why) = self.shared.progress().failure.clone() {
             return Err(Error::Index(why));
+        }
+        if let Some(why) = self.shared.text.failure() {
+            return Err(Error::Search(why));
         }
         Ok(())
     }

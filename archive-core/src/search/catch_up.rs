@@ -1,0 +1,243 @@
+//! Keeps the search index caught up with the durable log, exactly like the key-value indexer
+//! (store/indexer.rs): the same code catches up at open and then runs on its own thread,
+//! woken by the durable seq, so indexing never delays an acknowledgement. Each batch is one
+//! tantivy commit whose payload is the last log seq it applied.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tantivy::{IndexWriter, Searcher, Term};
+
+use super::document::{build, Delivery, Summary};
+use super::extract::MailFields;
+use super::text_index::TextIndex;
+use crate::index::kv::Location;
+use crate::log::reader::{read_at, record_content, Dictionaries, Dictionary, LogReader, Record};
+use crate::log::record::LeafBody;
+use crate::store::Shared;
+use crate::{Error, Result};
+
+/// Records applied per commit, at most.
+const BATCH_RECORDS: usize = 20_000;
+/// Message bytes read per commit, at most.
+const BATCH_BYTES: usize = 256 << 20;
+
+/// Where indexing continues, and the dictionaries met on the way.
+#[derive(Default)]
+pub(crate) struct CatchUp {
+    /// Segment and offset of the record after the last applied one.
+    position: Option<(u64, u64)>,
+    /// Dictionaries seen in the log (the key-value index may not have them yet).
+    dictionaries: HashMap<u64, Dictionary>,
+}
+
+/// Dictionaries from the log as read so far, else from the store.
+struct Dicts<'a> {
+    seen: &'a HashMap<u64, Dictionary>,
+    shared: &'a Shared,
+}
+
+impl Dictionaries for Dicts<'_> {
+    fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
+        match self.seen.get(&seq) {
+            Some(d) => Ok(d.clone()),
+            None => self.shared.dictionary(seq),
+        }
+    }
+}
+
+/// Extracts fields; a parser panic on hostile input degrades to an unparsed message instead
+/// of stopping indexing for good.
+fn extract(raw: &[u8]) -> MailFields {
+    std::panic::catch_unwind(|| MailFields::extract(raw)).unwrap_or_default()
+}
+
+/// Applies every record up to `target` (which must be durable) to the search index.
+pub(crate) fn index_until(shared: &Shared, state: &mut CatchUp, target: u64) -> Result<()> {
+    let text = &shared.text;
+    let mut applied = text.applied();
+    while applied < target {
+        let log = LogReader::open(&shared.layout.log_dir)?;
+        let records = match state.position {
+            Some((segment, offset)) => log.records_at(applied + 1, segment, offset)?,
+            None => log.records_from(applied + 1)?,
+        };
+        let mut guard = text.writer();
+        let writer = guard
+            .as_mut()
+            .ok_or_else(|| Error::Search("the search index is not open for writing".into()))?;
+        let mut batch = Batch {
+            text,
+            searcher: text.searcher(),
+            log_dir: &shared.layout.log_dir,
+            added: HashMap::new(),
+        };
+        let mut last = None;
+        let mut count = 0;
+        let mut bytes = 0;
+        for record in records {
+            let record = record?;
+            if record.seq() > target {
+                break;
+            }
+            match &record.leaf.body {
+                LeafBody::Dictionary { .. } => {
+                    if let Some(Ok(d)) = record.dictionary() {
+                        state.dictionaries.insert(record.seq(), d);
+                    }
+                }
+                LeafBody::Message { .. } => {
+                    let dicts = Dicts {
+                        seen: &state.dictionaries,
+                        shared,
+                    };
+                    let raw = record_content(&record, &dicts)?;
+                    bytes += raw.len();
+                    batch.message(writer, &record, &raw)?;
+                }
+                LeafBody::Arrival { first_seq, .. } => {
+                    let dicts = Dicts {
+                        seen: &state.dictionaries,
+                        shared,
+                    };
+                    batch.arrival(writer, &record, *first_seq, &dicts)?;
+                }
+                _ => {}
+            }
+            state.position = Some((
+                record.location.segment,
+                record.location.offset + record.location.len,
+            ));
+            last = Some(record.seq());
+            count += 1;
+            if record.seq() == target || count >= BATCH_RECORDS || bytes >= BATCH_BYTES {
+                break;
+            }
+        }
+        let Some(last) = last else {
+            return Err(Error::Search(format!(
+                "the log ends before seq {}, which was to be indexed",
+                applied + 1
+            )));
+        };
+        text.commit(writer, last)?;
+        applied = last;
+        text.note_applied(applied);
+    }
+    Ok(())
+}
+
+/// A message document added in the current batch (not yet committed).
+#[derive(Clone)]
+struct Added {
+    location: Location,
+    size: u64,
+    deliveries: Vec<Delivery>,
+}
+
+/// One commit's worth of changes.
+struct Batch<'a> {
+    text: &'a TextIndex,
+    /// The last commit: where messages of earlier batches are found for their arrivals.
+    searcher: Searcher,
+    log_dir: &'a std::path::Path,
+    added: HashMap<u64, Added>,
+}
+
+impl Batch<'_> {
+    fn message(&mut self, writer: &IndexWriter, record: &Record, raw: &[u8]) -> Result<()> {
+        let seq = record.seq();
+        let added = Added {
+            location: record.location,
+            size: raw.len() as u64,
+            deliveries: vec![Delivery::of(&record.leaf)],
+        };
+        self.add(writer, seq, &extract(raw), &added)?;
+        self.added.insert(seq, added);
+        Ok(())
+    }
+
+    /// A later delivery of message `first_seq`: its document is replaced by one that also
+    /// carries this delivery's envelope.
+    fn arrival(
+        &mut self,
+        writer: &IndexWriter,
+        record: &Record,
+        first_seq: u64,
+        dicts: &dyn Dictionaries,
+    ) -> Result<()> {
+        let mut added = match self.added.get(&first_seq) {
+            Some(a) => a.clone(),
+            None => {
+                let summary: Summary = self.text.summary_of(&self.searcher, first_seq)?.ok_or_else(|| {
+                    Error::Search(format!(
+                        "arrival seq {} refers to message seq {first_seq}, which is not in the search index",
+                        record.seq()
+                    ))
+                })?;
+                Added {
+                    location: summary.location(),
+                    size: summary.size,
+                    deliveries: summary.deliveries,
+                }
+            }
+        };
+        added.deliveries.push(Delivery::of(&record.leaf));
+        let message = read_at(self.log_dir, &added.location, first_seq)?;
+        let raw = record_content(&message, dicts)?;
+        writer.delete_term(Term::from_field_u64(self.text.fields.seq, first_seq));
+        self.add(writer, first_seq, &extract(&raw), &added)?;
+        self.added.insert(first_seq, added);
+        Ok(())
+    }
+
+    fn add(&self, writer: &IndexWriter, seq: u64, mail: &MailFields, added: &Added) -> Result<()> {
+        let (doc, _) = build(
+            &self.text.fields,
+            mail,
+            seq,
+            added.location,
+            added.size,
+            added.deliveries.clone(),
+        );
+        writer.add_document(doc)?;
+        Ok(())
+    }
+}
+
+/// The search indexer thread's loop.
+pub(crate) fn run(shared: &Shared) {
+    let mut state = CatchUp::default();
+    let mut applied = shared.text.applied();
+    loop {
+        let (synced, shutdown) = shared
+            .durability
+            .wait_for_progress(applied, Duration::from_millis(500));
+        if synced > applied {
+            // A panic (a tantivy bug, say) must not leave searches waiting forever.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                index_until(shared, &mut state, synced)
+            }))
+            .unwrap_or_else(|_| Err(Error::Search("the search indexer panicked".into())));
+            match result {
+                Ok(()) => applied = synced,
+                Err(e) => {
+                    applied = shared.text.applied();
+                    let rolled_back = shared.text.rollback();
+                    shared.text.note_failure(match rolled_back {
+                        Ok(()) => e.to_string(),
+                        Err(r) => format!("{e} (and the rollback failed: {r})"),
+                    });
+                    if shutdown {
+                        return;
+                    }
+                    state = CatchUp::default();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        if shutdown && applied >= shared.durability.synced() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Full-text search: a tantivy index derived from the log, one query language, and scoped
+//! results. docs/SEARCH.md specifies the language, the fields and the scope rules.
+//!
+//! - [`query`]: the parser shared by every front door;
+//! - `analysis`: how text becomes terms (folding, German and English stems);
+//! - `extract`: mail-parser → searchable fields; `document`: fields → tantivy document;
+//! - `scope`: [`Principal`] and what it may see; `compile`: query → tantivy query for a
+//!   principal;
+//! - `text_index`: the index on disk, commits, searching; `catch_up`: the indexing thread.
+//!
+//! There is no way to get hits without a principal: [`crate::Store::search`] and
+//! [`ReadOnlyIndex::search`] both take one, and the scope is part of the index query.
+
+pub mod analysis;
+pub(crate) mod catch_up;
+mod compile;
+mod document;
+mod extract;
+pub mod query;
+mod results;
+mod schema;
+mod scope;
+pub(crate) mod text_index;
+
+use std::path::{Path, PathBuf};
+
+pub use document::Delivery;
+pub use extract::Mailbox;
+pub use query::{Query, QueryError};
+pub use results::{Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT};
+pub use scope::Principal;
+
+use crate::log::reader::{read_at, record_content, LogReader};
+use crate::store::Layout;
+use crate::Result;
+use text_index::TextIndex;
+
+/// The search index directory of a store.
+pub fn index_dir(layout: &Layout) -> PathBuf {
+    layout.dir.join("search")
+}
+
+/// The search index of a store opened for searching only: no write lock, so it works while
+/// a server owns the store. It searches what has been indexed; [`ReadOnlyIndex::lag`] tells
+/// how far that is behind the log.
+pub struct ReadOnlyIndex {
+    index: TextIndex,
+    log_dir: PathBuf,
+}
+
+impl ReadOnlyIndex {
+    /// Opens the search index of the store in `dir`.
+    pub fn open(dir: &Path) -> Result<ReadOnlyIndex> {
+        let layout = Layout::new(dir);
+        let identity = layout.identity()?;
+        let index = TextIndex::open_read_only(&index_dir(&layout))?;
+        if !index.origin().is_empty() && index.origin() != identity.origin {
+            return Err(crate::Error::Search(format!(
+                "{}: this index belongs to another log ({}); it is rebuilt when the store is \
+                 next opened for writing",
+                index_dir(&layout).display(),
+                index.origin()
+            )));
+        }
+        Ok(ReadOnlyIndex {
+            index,
+            log_dir: layout.log_dir,
+        })
+    }
+
+    /// The last log seq the index has applied.
+    pub fn indexed_seq(&self) -> u64 {
+        self.index.applied()
+    }
+
+    /// Message and arrival records in the log after the indexed seq (0: up to date). Reads
+    /// at most the newest segment, so a far-behind index reports a lower bound.
+    pub fn lag(&self) -> Result<u64> {
+        let applied = self.index.reload()?;
+        let log = LogReader::open(&self.log_dir)?;
+        let start = log
+            .segments()
+            .last()
+            .map_or(applied + 1, |(first, _)| (*first).max(applied + 1));
+        let mut behind = 0;
+        for record in log.records_from(start)? {
+            if record?.leaf.content().is_some() {
+                behind += 1;
+            }
+        }
+        Ok(behind)
+    }
+
+    /// Runs `query` as `principal` over the indexed messages.
+    pub fn search(
+        &self,
+        principal: &Principal,
+        query: &Query,
+        options: &SearchOptions,
+    ) -> Result<SearchResults> {
+        // A writer in another process may merge away the files of the commit just loaded;
+        // the next commit is complete, so a failed attempt is retried on a fresh reload.
+        let mut attempt = 0;
+        loop {
+            let result = self.index.reload().and_then(|_| {
+                let log = LogReader::open(&self.log_dir)?;
+                self.index.search(principal, query, options, &|summary| {
+                    let record = read_at(&self.log_dir, &summary.location(), summary.seq)?;
+                    record_content(&record, &log)
+                })
+            });
+            attempt += 1;
+            match result {
+                Err(crate::Error::Search(_)) if attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! What a search returns: hits (per message, filtered to the principal), the total, and an
+//! opaque cursor for the next page.
+
+use base64::Engine;
+
+use super::document::Delivery;
+use super::extract::Mailbox;
+use crate::{Error, Result};
+
+/// Result order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Newest first by date (Date header, or receive time without one); ties by seq, newest
+    /// first.
+    #[default]
+    Newest,
+    /// Oldest first; ties by seq, oldest first.
+    Oldest,
+    /// Best match first (BM25); ties by seq, oldest first.
+    Relevance,
+    /// Largest first; ties by seq, newest first.
+    Size,
+}
+
+impl Sort {
+    fn tag(self) -> &'static str {
+        match self {
+            Sort::Newest => "n",
+            Sort::Oldest => "o",
+            Sort::Relevance => "r",
+            Sort::Size => "s",
+        }
+    }
+}
+
+/// How to run a search.
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    /// Order of the hits.
+    pub sort: Sort,
+    /// Hits per page (at most 1000).
+    pub limit: usize,
+    /// The `next_cursor` of the previous page, or `None` for the first page.
+    pub cursor: Option<String>,
+    /// Whether to make highlighted body snippets (reads each hit's message from the log).
+    pub snippets: bool,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            sort: Sort::Newest,
+            limit: 20,
+            cursor: None,
+            snippets: true,
+        }
+    }
+}
+
+/// Most hits one page may hold.
+pub const MAX_LIMIT: usize = 1000;
+
+/// A body excerpt with the matching words marked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snippet {
+    /// The excerpt, plain text.
+    pub text: String,
+    /// Byte ranges of `text` that matched the query.
+    pub highlights: Vec<(usize, usize)>,
+}
+
+impl Snippet {
+    /// The excerpt with every match wrapped in `open` … `close`.
+    pub fn marked(&self, open: &str, close: &str) -> String {
+        let mut out = String::with_capacity(self.text.len() + 8);
+        let mut at = 0;
+        for &(s, e) in &self.highlights {
+            if s < at
+                || e > self.text.len()
+                || !self.text.is_char_boundary(s)
+                || !self.text.is_char_boundary(e)
+            {
+                continue;
+            }
+            out.push_str(&self.text[at..s]);
+            out.push_str(open);
+            out.push_str(&self.text[s..e]);
+            out.push_str(close);
+            at = e;
+        }
+        out.push_str(&self.text[at..]);
+        out
+    }
+}
+
+/// One message that matched, as the principal may see it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Hit {
+    /// Seq of the message record holding the bytes (`mailvault show SEQ`).
+    pub seq: u64,
+    /// The deliveries (message record and arrivals) the principal may see, each with the
+    /// envelope recipients the principal may see.
+    pub deliveries: Vec<Delivery>,
+    /// Date header as Unix seconds (UTC), or the receive time when there is none.
+    pub date: i64,
+    /// Whether `date` is the receive time.
+    pub date_is_received: bool,
+    /// Header From (and Sender).
+    pub from: Vec<Mailbox>,
+    /// Header To.
+    pub to: Vec<Mailbox>,
+    /// Header Cc.
+    pub cc: Vec<Mailbox>,
+    /// Header Bcc plus the blind envelope recipients the principal may see.
+    pub bcc: Vec<Mailbox>,
+    /// Subject.
+    pub subject: String,
+    /// Raw size in bytes.
+    pub size: u64,
+    /// Message-ID.
+    pub message_id: Option<String>,
+    /// Attachment file names.
+    pub attachments: Vec<String>,
+    /// Relevance score (relevance order only).
+    pub score: Option<f32>,
+    /// Highlighted body excerpt, if asked for.
+    pub snippet: Option<Snippet>,
+}
+
+/// A page of results.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SearchResults {
+    /// The hits of this page, in the requested order.
+    pub hits: Vec<Hit>,
+    /// Messages matching the query in the principal's scope, over all pages.
+    pub total: u64,
+    /// Cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+    /// The last log seq the search index had applied when the search ran.
+    pub indexed_seq: u64,
+}
+
+/// Where a page starts: after the hit with this sort key (date, size) or at this offset
+/// (relevance).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    /// After the hit with this (date or size, seq).
+    Key(i64, u64),
+    /// After this many hits.
+    Offset(u64),
+}
+
+/// Encodes a cursor: `sort tag`, then the key, URL-safe base64 so it passes through URLs.
+pub(crate) fn encode_cursor(sort: Sort, after: After) -> String {
+    let text = match after {
+        After::Key(k, seq) => format!("1:{}:{k}:{seq}", sort.tag()),
+        After::Offset(n) => format!("1:{}:{n}", sort.tag()),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// Decodes a cursor made by [`encode_cursor`] for the same sort order.
+pub(crate) fn decode_cursor(cursor: &str, sort: Sort) -> Result<After> {
+    let bad = || Error::Invalid(format!("cursor {cursor:?} is not one this search returned"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts.as_slice() {
+        ["1", tag, n] if *tag == sort.tag() && sort == Sort::Relevance => {
+            Ok(After::Offset(n.parse().map_err(|_| bad())?))
+        }
+        ["1", tag, k, seq] if *tag == sort.tag() && sort != Sort::Relevance => Ok(After::Key(
+            k.parse().map_err(|_| bad())?,
+            seq.parse().map_err(|_| bad())?,
+        )),
+        ["1", _, ..] => Err(Error::Invalid(format!(
+            "cursor {cursor:?} belongs to another sort order"
+        ))),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_are_checked() {
+        for (sort, after) in [
+            (Sort::Newest, After::Key(-5, 7)),
+            (Sort::Oldest, After::Key(1_700_000_000, 1)),
+            (Sort::Size, After::Key(1234, 99)),
+            (Sort::Relevance, After::Offset(40)),
+        ] {
+            let c = encode_cursor(sort, after);
+            assert_eq!(decode_cursor(&c, sort).unwrap(), after);
+        }
+        let c = encode_cursor(Sort::Newest, After::Key(1, 2));
+        assert!(decode_cursor(&c, Sort::Oldest)
+            .unwrap_err()
+            .to_string()
+            .contains("another sort order"));
+        assert!(decode_cursor("not a cursor!", Sort::Newest).is_err());
+    }
+
+    #[test]
+    fn snippets_mark_matches() {
+        let s = Snippet {
+            text: "die Rechnung für März".into(),
+            highlights: vec![(4, 12)],
+        };
+        assert_eq!(s.marked("[", "]"), "die [Rechnung] für März");
+    }
+}
