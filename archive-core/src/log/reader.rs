@@ -139,10 +139,36 @@ pub struct Dictionary {
     pub bytes: Arc<Vec<u8>>,
 }
 
+/// A decompression context and the dictionary it holds (`None`: plain zstd).
+type CachedDecompressor = (Option<[u8; 32]>, zstd::bulk::Decompressor<'static>);
+
 thread_local! {
-    /// The last dictionary decompressor this thread used, by dictionary hash: preparing one
-    /// costs more than decompressing a typical message.
-    static DECOMPRESSOR: RefCell<Option<([u8; 32], zstd::bulk::Decompressor<'static>)>> = const { RefCell::new(None) };
+    /// This thread's last decompression context, by dictionary hash: setting one up costs
+    /// more than decompressing a typical message.
+    static DECOMPRESSOR: RefCell<Option<CachedDecompressor>> = const { RefCell::new(None) };
+}
+
+/// Decompresses one zstd frame with this thread's context for `dictionary`.
+fn decompress(
+    frame: &[u8],
+    len: usize,
+    dictionary: Option<&Dictionary>,
+) -> std::result::Result<Vec<u8>, String> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let want = dictionary.map(|d| d.hash);
+        if slot.as_ref().is_none_or(|(h, _)| *h != want) {
+            let d = match dictionary {
+                Some(d) => zstd::bulk::Decompressor::with_dictionary(&d.bytes),
+                None => zstd::bulk::Decompressor::new(),
+            }
+            .map_err(|e| format!("dictionary unusable: {e}"))?;
+            *slot = Some((want, d));
+        }
+        let (_, d) = slot.as_mut().ok_or("no decompressor")?;
+        d.decompress(frame, len)
+            .map_err(|e| format!("payload does not decompress: {e}"))
+    })
 }
 
 /// Decodes a payload and checks its length and blake3 hash.
@@ -158,24 +184,13 @@ pub fn decode_payload(
     }
     let bytes = match codec {
         Codec::Raw => payload.to_vec(),
-        Codec::Zstd => zstd::bulk::decompress(payload, len as usize)
-            .map_err(|e| format!("payload does not decompress: {e}"))?,
+        Codec::Zstd => decompress(payload, len as usize, None)?,
         Codec::ZstdDictionary => {
             let (seq, frame) = payload
                 .split_first_chunk::<8>()
                 .ok_or("payload too short for a dictionary reference")?;
             let dict = dictionaries.dictionary(u64::from_be_bytes(*seq))?;
-            DECOMPRESSOR.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot.as_ref().is_none_or(|(h, _)| *h != dict.hash) {
-                    let d = zstd::bulk::Decompressor::with_dictionary(&dict.bytes)
-                        .map_err(|e| format!("dictionary unusable: {e}"))?;
-                    *slot = Some((dict.hash, d));
-                }
-                let (_, d) = slot.as_mut().ok_or("no decompressor")?;
-                d.decompress(frame, len as usize)
-                    .map_err(|e| format!("payload does not decompress: {e}"))
-            })?
+            decompress(frame, len as usize, Some(&dict))?
         }
     };
     if bytes.len() as u64 != len {
