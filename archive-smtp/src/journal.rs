@@ -63,6 +63,9 @@ pub struct JournalReport {
 /// Unwraps an Exchange / Microsoft 365 journal report (it carries `X-MS-Journal-Report`);
 /// `None` for any other message, or a report without an attached message.
 pub fn unwrap_exchange_report(raw: &[u8]) -> Option<JournalReport> {
+    if !has_journal_report_header(raw) {
+        return None; // the common case: no full MIME parse on the intake path
+    }
     let message = MessageParser::new().parse(raw)?;
     message.header("X-MS-Journal-Report")?;
     let mut lines = None;
@@ -103,6 +106,24 @@ pub fn unwrap_exchange_report(raw: &[u8]) -> Option<JournalReport> {
     })
 }
 
+/// Whether the header block (up to the first empty line) has an `X-MS-Journal-Report` field.
+fn has_journal_report_header(raw: &[u8]) -> bool {
+    const FIELD: &[u8] = b"x-ms-journal-report:";
+    let mut at_line_start = true;
+    for (i, &b) in raw.iter().enumerate() {
+        if at_line_start {
+            if b == b'\r' || b == b'\n' {
+                return false; // the empty line ends the header block
+            }
+            if raw.len() - i >= FIELD.len() && raw[i..i + FIELD.len()].eq_ignore_ascii_case(FIELD) {
+                return true;
+            }
+        }
+        at_line_start = b == b'\n';
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +153,19 @@ mod tests {
             decode_recipient("journal-bob#example.net@vault", &c).as_deref(),
             Some("bob@example.net")
         );
+    }
+
+    #[test]
+    fn only_the_header_block_marks_a_journal_report() {
+        assert!(has_journal_report_header(
+            b"From: a\r\nX-MS-Journal-Report:\r\n\r\nbody"
+        ));
+        assert!(has_journal_report_header(b"x-ms-journal-report: yes\n\n"));
+        assert!(!has_journal_report_header(
+            b"From: a\r\n\r\nX-MS-Journal-Report: in the body\r\n"
+        ));
+        assert!(!has_journal_report_header(
+            b"Subject: X-MS-Journal-Report:\r\n\r\n"
+        ));
     }
 }

@@ -205,14 +205,18 @@ impl Batch<'_> {
     }
 }
 
+/// How long the thread lets records accumulate before indexing them.
+const GATHER: Duration = Duration::from_millis(50);
+
 /// The search indexer thread's loop.
 pub(crate) fn run(shared: &Shared) {
     let mut state = CatchUp::default();
     let mut applied = shared.text.applied();
     loop {
-        let (synced, shutdown) = shared
-            .durability
-            .wait_for_progress(applied, Duration::from_millis(500));
+        let (synced, shutdown) =
+            shared
+                .durability
+                .wait_for_batch(applied, GATHER, Duration::from_millis(500));
         if synced > applied {
             // A panic (a tantivy bug, say) must not leave searches waiting forever.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

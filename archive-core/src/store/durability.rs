@@ -97,6 +97,22 @@ impl Durability {
         (s.synced, s.shutdown)
     }
 
+    /// Like `wait_for_progress`, then lingers `gather` (unless shutting down) so that derived
+    /// indexes apply records in batches instead of waking on every fsync: under load that is
+    /// hundreds of tiny commits a second competing with intake for the cores.
+    pub fn wait_for_batch(&self, seen: u64, gather: Duration, timeout: Duration) -> (u64, bool) {
+        let (synced, shutdown) = self.wait_for_progress(seen, timeout);
+        if synced <= seen || shutdown {
+            return (synced, shutdown);
+        }
+        let s = self.lock();
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, gather, |s| !s.shutdown)
+            .unwrap_or_else(|p| p.into_inner());
+        (s.synced, s.shutdown)
+    }
+
     /// Tells background threads to finish.
     pub fn shut_down(&self) {
         self.lock().shutdown = true;

@@ -93,15 +93,19 @@ impl Dictionaries for BatchDictionaries<'_> {
     }
 }
 
+/// How long the thread lets records accumulate before indexing them.
+const GATHER: Duration = Duration::from_millis(50);
+
 /// The indexer thread's loop.
 pub(crate) fn run(shared: &Shared) {
     let mut cursor = Cursor::default();
     let mut last_persist = Instant::now();
     let mut applied = shared.index.applied_seq().unwrap_or(0);
     loop {
-        let (synced, shutdown) = shared
-            .durability
-            .wait_for_progress(applied, Duration::from_millis(500));
+        let (synced, shutdown) =
+            shared
+                .durability
+                .wait_for_batch(applied, GATHER, Duration::from_millis(500));
         if synced > applied {
             match index_until(shared, &mut cursor, synced) {
                 Ok(()) => applied = synced,
