@@ -27,7 +27,10 @@ struct Status {
     /// Bytes delivered, counting every arrival.
     delivered_bytes: u64,
     log_bytes: u64,
+    /// Key-value index and tree cache.
     index_bytes: u64,
+    /// The full-text index directory (derived; rebuilt by `reindex`).
+    search_bytes: u64,
     /// (log + indexes) / raw message bytes.
     on_disk_ratio: f64,
     latest_checkpoint: Option<CheckpointStatus>,
@@ -42,6 +45,13 @@ struct CheckpointStatus {
 
 fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Bytes of the files directly in `dir` (0 if it does not exist).
+fn dir_len(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| file_len(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -79,6 +89,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     s.log_bytes = log.segments().iter().map(|(_, p)| file_len(p)).sum();
     s.index_bytes = file_len(&layout.kv_index) + file_len(&layout.tree);
+    s.search_bytes = dir_len(&archive_core::search::index_dir(&layout));
     if s.message_bytes > 0 {
         s.on_disk_ratio = (s.log_bytes + s.index_bytes) as f64 / s.message_bytes as f64;
     }
@@ -95,8 +106,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         s.message_bytes, s.delivered_bytes
     );
     println!(
-        "on disk     {} bytes log + {} bytes indexes = {:.3} × raw",
-        s.log_bytes, s.index_bytes, s.on_disk_ratio
+        "on disk     {} bytes log + {} bytes key-value index and tree = {:.3} × raw; search index {} bytes",
+        s.log_bytes, s.index_bytes, s.on_disk_ratio, s.search_bytes
     );
     match &s.latest_checkpoint {
         Some(c) => println!(
