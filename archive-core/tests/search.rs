@@ -3,46 +3,21 @@
 //! included), arrivals, pagination, unparseable mail, and an index rebuilt identically after
 //! it is deleted or `reindex`ed.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use archive_core::search::{Hit, Principal, Query, ReadOnlyIndex, SearchOptions, SearchResults, Sort};
-use archive_core::{Envelope, OnDuplicate, Recipient, Store, StoreConfig};
-
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("search-test")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir")
-}
+use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
+use common::{create, envelope, temp_dir};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
-fn create(dir: &Path) -> PathBuf {
-    let store = dir.join("store");
-    Store::create(&store, &store.join("signing.key")).expect("create");
-    store
-}
-
 fn open(store: &Path) -> Store {
     Store::open(store, &store.join("signing.key"), StoreConfig::default()).expect("open")
-}
-
-fn envelope(from: &str, to: &[&str]) -> Envelope {
-    Envelope {
-        mail_from: from.as_bytes().to_vec(),
-        rcpt_to: to
-            .iter()
-            .map(|a| Recipient {
-                address: a.as_bytes().to_vec(),
-                params: Vec::new(),
-            })
-            .collect(),
-        protocol: "lmtp".into(),
-        ..Envelope::default()
-    }
 }
 
 fn import(store: &Store, path: &Path) -> u64 {
@@ -106,7 +81,7 @@ fn add_fixtures(store: &Store) -> Fixtures {
 
 #[test]
 fn every_field_is_findable_on_real_and_hand_written_mail() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let path = create(dir.path());
     let store = open(&path);
     let mut corpus = Vec::new();
@@ -203,7 +178,7 @@ fn every_field_is_findable_on_real_and_hand_written_mail() {
 
 #[test]
 fn german_stemming_and_umlaut_folding() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let path = create(dir.path());
     let store = open(&path);
     let f = add_fixtures(&store);
@@ -237,7 +212,7 @@ fn german_stemming_and_umlaut_folding() {
 
 #[test]
 fn phrases_are_exact_and_ordered() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let path = create(dir.path());
     let store = open(&path);
     let f = add_fixtures(&store);
@@ -258,7 +233,7 @@ fn phrases_are_exact_and_ordered() {
 
 #[test]
 fn dates_are_utc_days_with_exact_boundaries() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let path = create(dir.path());
     let store = open(&path);
     let f = add_fixtures(&store);
@@ -282,7 +257,7 @@ fn dates_are_utc_days_with_exact_boundaries() {
 
 #[test]
 fn pages_follow_cursors_in_every_order_and_totals_hold() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let path = create(dir.path());
     let store = open(&path);
     for n in 1..=40u64 {
@@ -362,7 +337,7 @@ fn hit_mentions(hit: &Hit, address: &str) -> bool {
 
 #[test]
 fn users_see_only_their_mail_and_blind_copies_stay_blind() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let path = create(dir.path());
     let store = open(&path);
     // dave writes to erin; frank is a blind copy known only from the envelope.
@@ -515,7 +490,7 @@ merger plans leaked\r\n";
 
 #[test]
 fn unparseable_mail_is_found_by_envelope_size_and_date() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let path = create(dir.path());
     let store = open(&path);
     let junk = std::fs::read(fixtures().join("edge/not-mail.bin")).unwrap();
@@ -571,7 +546,7 @@ fn answers(store: &Store) -> Vec<String> {
 
 #[test]
 fn a_deleted_or_reindexed_search_index_is_rebuilt_with_identical_answers() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let path = create(dir.path());
     let key = path.join("signing.key");
     let store = open(&path);
@@ -618,7 +593,7 @@ fn a_deleted_or_reindexed_search_index_is_rebuilt_with_identical_answers() {
 
 #[test]
 fn a_stale_or_foreign_search_index_is_replaced_at_open() {
-    let dir = temp_dir();
+    let dir = temp_dir("search-test");
     let a = create(&dir.path().join("a"));
     let b = create(&dir.path().join("b"));
     let store_a = open(&a);

@@ -2,6 +2,8 @@
 //! safety under kill -9, recovery, segment sealing, arrivals, and derived state that is
 //! rebuilt identically from the log.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -16,39 +18,11 @@ use archive_core::log::reader::LogReader;
 use archive_core::log::record::RecordKind;
 use archive_core::store::Layout;
 use archive_core::verify::verify_log;
-use archive_core::{Envelope, OnDuplicate, Recipient, Store, StoreConfig};
-
-/// A temp dir on the real disk (not tmpfs), so fsync means something.
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("store-test")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir")
-}
-
-fn create(dir: &Path) -> PathBuf {
-    let store = dir.join("store");
-    Store::create(&store, &store.join("signing.key")).expect("create");
-    store
-}
+use archive_core::{OnDuplicate, Store, StoreConfig};
+use common::{create, envelope, temp_dir};
 
 fn open(store: &Path, config: StoreConfig) -> Store {
     Store::open(store, &store.join("signing.key"), config).expect("open")
-}
-
-fn envelope(from: &str, to: &[&str]) -> Envelope {
-    Envelope {
-        mail_from: from.as_bytes().to_vec(),
-        rcpt_to: to
-            .iter()
-            .map(|a| Recipient {
-                address: a.as_bytes().to_vec(),
-                params: Vec::new(),
-            })
-            .collect(),
-        protocol: "test".into(),
-        ..Envelope::default()
-    }
 }
 
 fn message(n: u64) -> Vec<u8> {
@@ -68,7 +42,7 @@ fn assert_verifies(store: &Path) -> archive_core::verify::Report {
 
 #[test]
 fn concurrent_appends_are_all_durable_and_share_fsyncs() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = Arc::new(open(&path, StoreConfig::default()));
     let threads = 32;
@@ -118,7 +92,7 @@ fn concurrent_appends_are_all_durable_and_share_fsyncs() {
 
 #[test]
 fn a_second_delivery_is_an_arrival_and_the_bytes_are_stored_once() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = open(&path, StoreConfig::default());
     let first = store
@@ -158,7 +132,7 @@ fn a_second_delivery_is_an_arrival_and_the_bytes_are_stored_once() {
 
 #[test]
 fn appends_never_change_bytes_already_written_and_sealed_segments_are_read_only() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let config = StoreConfig {
         segment_size: 2048,
@@ -211,7 +185,7 @@ fn appends_never_change_bytes_already_written_and_sealed_segments_are_read_only(
 
 #[test]
 fn torn_tail_is_cut_at_open_and_damage_before_valid_records_is_refused() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = open(&path, StoreConfig::default());
     for i in 0..5 {
@@ -258,7 +232,7 @@ fn torn_tail_is_cut_at_open_and_damage_before_valid_records_is_refused() {
 
 #[test]
 fn deleted_derived_state_is_rebuilt_and_answers_identically() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/corpus/spamassassin");
     let mut files: Vec<_> = std::fs::read_dir(&fixtures)
@@ -332,7 +306,7 @@ fn deleted_derived_state_is_rebuilt_and_answers_identically() {
 
 #[test]
 fn checkpoints_extend_each_other_and_prove_inclusion() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let mut checkpoints = Vec::new();
     let mut sizes = Vec::new();
@@ -393,7 +367,7 @@ fn checkpoints_extend_each_other_and_prove_inclusion() {
 
 #[test]
 fn opening_twice_is_refused() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = open(&path, StoreConfig::default());
     let err = Store::open(&path, &path.join("signing.key"), StoreConfig::default())
@@ -465,7 +439,7 @@ fn kill9_never_loses_an_acknowledged_append() {
         crash_child(Path::new(&store));
         return;
     }
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
     let cycles = 20;
@@ -519,7 +493,7 @@ fn kill9_never_loses_an_acknowledged_append() {
 
 #[test]
 fn a_trained_dictionary_is_a_record_and_messages_read_back_through_it() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let config = StoreConfig {
         dictionary_samples: 40,
@@ -578,7 +552,7 @@ fn a_trained_dictionary_is_a_record_and_messages_read_back_through_it() {
 
 #[test]
 fn a_corrupted_tree_cache_is_rebuilt_and_the_next_checkpoint_still_extends_the_last() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = open(&path, StoreConfig::default());
     for i in 0..40 {
@@ -623,7 +597,7 @@ fn a_corrupted_tree_cache_is_rebuilt_and_the_next_checkpoint_still_extends_the_l
 
 #[test]
 fn show_of_an_arrival_returns_the_bytes_it_refers_to() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = open(&path, StoreConfig::default());
     let first = store
@@ -649,7 +623,7 @@ fn show_of_an_arrival_returns_the_bytes_it_refers_to() {
 
 #[test]
 fn verify_binds_the_codec_byte_of_records_that_are_never_compressed() {
-    let dir = temp_dir();
+    let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = open(&path, StoreConfig::default());
     store

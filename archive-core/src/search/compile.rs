@@ -69,21 +69,13 @@ fn term_set(terms: Vec<Term>) -> Option<Q> {
 }
 
 fn date_range(field: Field, from: Bound<i64>, to: Bound<i64>) -> Q {
-    let t = |b: Bound<i64>| match b {
-        Bound::Included(v) => Bound::Included(Term::from_field_i64(field, v)),
-        Bound::Excluded(v) => Bound::Excluded(Term::from_field_i64(field, v)),
-        Bound::Unbounded => Bound::Unbounded,
-    };
-    Box::new(RangeQuery::new(t(from), t(to)))
+    let term = |v| Term::from_field_i64(field, v);
+    Box::new(RangeQuery::new(from.map(term), to.map(term)))
 }
 
 fn size_range(field: Field, from: Bound<u64>, to: Bound<u64>) -> Q {
-    let t = |b: Bound<u64>| match b {
-        Bound::Included(v) => Bound::Included(Term::from_field_u64(field, v)),
-        Bound::Excluded(v) => Bound::Excluded(Term::from_field_u64(field, v)),
-        Bound::Unbounded => Bound::Unbounded,
-    };
-    Box::new(RangeQuery::new(t(from), t(to)))
+    let term = |v| Term::from_field_u64(field, v);
+    Box::new(RangeQuery::new(from.map(term), to.map(term)))
 }
 
 /// Unix seconds of 00:00:00 UTC of `day`.
