@@ -25,6 +25,15 @@ fn open(store: &Path, config: StoreConfig) -> Store {
     Store::open(store, &store.join("signing.key"), config).expect("open")
 }
 
+/// Appends `message(n)` for each `n`, each from a@x to b@y.
+fn append_numbered(store: &Store, numbers: impl IntoIterator<Item = u64>) {
+    for n in numbers {
+        store
+            .append_message(&envelope("a@x", &["b@y"]), &message(n), OnDuplicate::Skip)
+            .unwrap();
+    }
+}
+
 fn message(n: u64) -> Vec<u8> {
     format!(
         "From: sender{n}@example.com\r\nTo: rcpt{n}@example.org\r\nMessage-ID: <m{n}@example.com>\r\n\
@@ -141,15 +150,7 @@ fn appends_never_change_bytes_already_written_and_sealed_segments_are_read_only(
     let mut before: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     for round in 0..3u64 {
         let store = open(&path, config.clone());
-        for i in 0..20 {
-            store
-                .append_message(
-                    &envelope("a@x", &["b@y"]),
-                    &message(round * 100 + i),
-                    OnDuplicate::Skip,
-                )
-                .unwrap();
-        }
+        append_numbered(&store, (0..20).map(|i| round * 100 + i));
         store.close().unwrap();
         let log = LogReader::open(&Layout::new(&path).log_dir).unwrap();
         for (path, old) in &before {
@@ -188,11 +189,7 @@ fn torn_tail_is_cut_at_open_and_damage_before_valid_records_is_refused() {
     let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = open(&path, StoreConfig::default());
-    for i in 0..5 {
-        store
-            .append_message(&envelope("a@x", &["b@y"]), &message(i), OnDuplicate::Skip)
-            .unwrap();
-    }
+    append_numbered(&store, 0..5);
     store.close().unwrap();
     let log = LogReader::open(&Layout::new(&path).log_dir).unwrap();
     let segment = log.segments()[0].1.clone();
@@ -312,15 +309,7 @@ fn checkpoints_extend_each_other_and_prove_inclusion() {
     let mut sizes = Vec::new();
     for round in 0..3u64 {
         let store = open(&path, StoreConfig::default());
-        for i in 0..(7 + round * 5) {
-            store
-                .append_message(
-                    &envelope("a@x", &["b@y"]),
-                    &message(round * 100 + i),
-                    OnDuplicate::Skip,
-                )
-                .unwrap();
-        }
+        append_numbered(&store, (0..(7 + round * 5)).map(|i| round * 100 + i));
         let (_, cp) = store.checkpoint().unwrap().expect("a checkpoint");
         checkpoints.push(cp.checkpoint.clone());
         sizes.push(cp.checkpoint.size);
@@ -555,11 +544,7 @@ fn a_corrupted_tree_cache_is_rebuilt_and_the_next_checkpoint_still_extends_the_l
     let dir = temp_dir("store-test");
     let path = create(dir.path());
     let store = open(&path, StoreConfig::default());
-    for i in 0..40 {
-        store
-            .append_message(&envelope("a@x", &["b@y"]), &message(i), OnDuplicate::Skip)
-            .unwrap();
-    }
+    append_numbered(&store, 0..40);
     let (_, first) = store.checkpoint().unwrap().unwrap();
     store.close().unwrap();
     // Scribble over every hash the cache holds, the ones the checkpoint covers included.
@@ -571,11 +556,7 @@ fn a_corrupted_tree_cache_is_rebuilt_and_the_next_checkpoint_still_extends_the_l
     std::fs::write(&tree, &bytes).unwrap();
 
     let store = open(&path, StoreConfig::default());
-    for i in 40..50 {
-        store
-            .append_message(&envelope("a@x", &["b@y"]), &message(i), OnDuplicate::Skip)
-            .unwrap();
-    }
+    append_numbered(&store, 40..50);
     let (_, second) = store.checkpoint().unwrap().unwrap();
     let c1 = &first.checkpoint;
     let c2 = &second.checkpoint;

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::util::{fixtures, python, Vault};
+use crate::util::{fixtures, python_json, Vault};
 
 /// Parses `archived seq=N blake3=H` out of a reply.
 fn receipt(reply: &str) -> (u64, String) {
@@ -53,8 +53,7 @@ s.quit()
 fn smtplib_plain_8bit_smtputf8_and_starttls_are_archived_with_their_envelopes() {
     let vault = Vault::new();
     let server = vault.serve(&[]);
-    let out = python(SMTPLIB, &["127.0.0.1".into(), server.smtp.port().to_string()]);
-    let steps: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps = python_json(SMTPLIB, &["127.0.0.1".into(), server.smtp.port().to_string()]);
     let caps = steps[0]["text"].as_str().unwrap();
     for cap in [
         "PIPELINING",
@@ -614,7 +613,7 @@ fn clients_outside_the_allow_list_must_authenticate_over_tls() {
     )
     .unwrap();
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
-    let out = python(
+    let steps = python_json(
         AUTH_CLIENT,
         &[
             "127.0.0.1".into(),
@@ -623,7 +622,6 @@ fn clients_outside_the_allow_list_must_authenticate_over_tls() {
             "s3cret".into(),
         ],
     );
-    let steps: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let code = |step: &str| {
         steps.iter().find(|s| s["step"] == step).unwrap()["code"]
             .as_u64()

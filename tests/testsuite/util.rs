@@ -289,3 +289,11 @@ pub fn python(script: &str, args: &[String]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Runs a Python 3 script that prints one JSON object per line; returns them.
+pub fn python_json(script: &str, args: &[String]) -> Vec<serde_json::Value> {
+    python(script, args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

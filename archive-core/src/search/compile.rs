@@ -162,12 +162,10 @@ impl Compiler<'_> {
         }
     }
 
-    /// Text fields phrases are looked for in.
-    fn exact_fields(&self) -> Vec<Field> {
+    /// Fields holding names, addresses, file names and List-Id: free words match them unstemmed.
+    fn name_fields(&self) -> [Field; 7] {
         let f = self.f;
-        vec![
-            f.subject,
-            f.body,
+        [
             f.filename,
             f.from_text,
             f.to_text,
@@ -176,6 +174,13 @@ impl Compiler<'_> {
             f.reply_to_text,
             f.list_text,
         ]
+    }
+
+    /// Text fields phrases are looked for in.
+    fn exact_fields(&self) -> Vec<Field> {
+        let mut fields = vec![self.f.subject, self.f.body];
+        fields.extend(self.name_fields());
+        fields
     }
 
     /// A free word: its stems in subject and body, the word itself in names, addresses,
@@ -188,15 +193,7 @@ impl Compiler<'_> {
         let (_, folded) = base.into_iter().next()?;
         let f = self.f;
         let mut parts = vec![self.stems(f.subject, &folded)?, self.stems(f.body, &folded)?];
-        for field in [
-            f.filename,
-            f.from_text,
-            f.to_text,
-            f.cc_text,
-            f.bcc_text,
-            f.reply_to_text,
-            f.list_text,
-        ] {
+        for field in self.name_fields() {
             parts.push(term_query(field, &folded));
         }
         any(parts)
