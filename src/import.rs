@@ -3,7 +3,7 @@
 //! decides what each path is and walks it in a stable order.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use mail_parser::mailbox::mbox::MessageIterator;
@@ -63,12 +63,28 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'))
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+/// A directory entry and whether it is a directory (symbolic links followed).
+struct Entry {
+    path: PathBuf,
+    is_dir: bool,
+}
+
+/// The entries of `dir` by name. Whether an entry is a directory comes from the directory
+/// listing itself where it can (no `stat` per file: a corpus is mostly files).
+fn sorted_entries(dir: &Path) -> Result<Vec<Entry>, String> {
+    let mut entries: Vec<Entry> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let path = e.path();
+            let is_dir = match e.file_type() {
+                Ok(t) if !t.is_symlink() => t.is_dir(),
+                _ => path.is_dir(),
+            };
+            Entry { path, is_dir }
+        })
         .collect();
-    entries.sort();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)
 }
 
@@ -89,11 +105,11 @@ fn walk_dir(dir: &Path, format: Format, found: &mut dyn FnMut(Item) -> bool) -> 
             })
         }
     };
-    for path in entries {
+    for Entry { path, is_dir } in entries {
         if is_hidden(&path) {
             continue;
         }
-        let go_on = if path.is_dir() {
+        let go_on = if is_dir {
             walk_dir(&path, format, found)
         } else {
             match format {
@@ -117,15 +133,15 @@ fn walk_maildir(dir: &Path, found: &mut dyn FnMut(Item) -> bool) -> bool {
         let Ok(entries) = sorted_entries(&dir.join(sub)) else {
             continue;
         };
-        for path in entries {
-            if path.is_file() && !is_hidden(&path) && !found(read_file(&path)) {
+        for Entry { path, is_dir } in entries {
+            if !is_dir && path.is_file() && !is_hidden(&path) && !found(read_file(&path)) {
                 return false;
             }
         }
     }
     if let Ok(entries) = sorted_entries(dir) {
-        for path in entries {
-            if is_hidden(&path) && path.is_dir() && is_maildir(&path) && !walk_maildir(&path, found) {
+        for Entry { path, is_dir } in entries {
+            if is_hidden(&path) && is_dir && is_maildir(&path) && !walk_maildir(&path, found) {
                 return false;
             }
         }
@@ -135,15 +151,22 @@ fn walk_maildir(dir: &Path, found: &mut dyn FnMut(Item) -> bool) -> bool {
 
 fn read_file(path: &Path) -> Item {
     let source = path.display().to_string();
-    let result = std::fs::metadata(path).and_then(|m| {
-        if m.len() > MAX_MESSAGE_BYTES {
-            Err(std::io::Error::other(format!(
-                "{} bytes is more than the {MAX_MESSAGE_BYTES}-byte limit for one message",
-                m.len()
-            )))
-        } else {
-            std::fs::read(path)
+    let result = std::fs::File::open(path).and_then(|mut file| {
+        let len = file.metadata()?.len();
+        if len > MAX_MESSAGE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "{len} bytes is more than the {MAX_MESSAGE_BYTES}-byte limit for one message"
+            )));
         }
+        let mut bytes = Vec::with_capacity(len as usize);
+        // The limit also holds for a file that grows while it is read.
+        (&mut file).take(MAX_MESSAGE_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_MESSAGE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "more than the {MAX_MESSAGE_BYTES}-byte limit for one message"
+            )));
+        }
+        Ok(bytes)
     });
     match result {
         Ok(bytes) if bytes.is_empty() => Item::Failed {

@@ -22,4 +22,4 @@ pub mod verify;
 pub use envelope::{Envelope, Recipient};
 pub(crate) use error::IoContext;
 pub use error::{Error, Result};
-pub use store::{Appended, OnDuplicate, Store, StoreConfig, StoreStats};
+pub use store::{Appended, OnDuplicate, SearchIndexing, Store, StoreConfig, StoreStats};

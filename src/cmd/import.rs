@@ -3,6 +3,8 @@
 //!
 //! Workers take batches of inputs and append each batch with one fsync; several workers run
 //! at once so zstd uses every core. A message is durable before it is counted as imported.
+//! The full-text index is left to the next process that serves or searches (DESIGN.md:
+//! derived state catches up at start-up).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::sync::Mutex;
 
-use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
+use archive_core::{Envelope, OnDuplicate, SearchIndexing, Store, StoreConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{hex, CmdResult};
@@ -22,7 +24,7 @@ const EXIT_SOME_FAILED: u8 = 1;
 /// Concurrent appenders (compression runs in them, on every core).
 const WORKERS: usize = 4;
 /// Inputs appended together: one fsync makes a whole batch durable…
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 /// …up to this many bytes, which also bounds the memory of batches in flight.
 const BATCH_BYTES: usize = 8 << 20;
 
@@ -137,7 +139,13 @@ impl Batcher {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
-    let store = Store::open_or_create(&cli.data, &cli.key_path(), StoreConfig::default())?;
+    // The log and the key-value index are written now; the full-text index follows on the
+    // next open that serves or searches, in large batches instead of competing with zstd.
+    let config = StoreConfig {
+        search_indexing: SearchIndexing::Deferred,
+        ..StoreConfig::default()
+    };
+    let store = Store::open_or_create(&cli.data, &cli.key_path(), config)?;
     let progress = ProgressBar::new_spinner();
     progress.set_style(
         ProgressStyle::with_template("{spinner} {elapsed} {msg}")
@@ -176,6 +184,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     });
     progress.finish_and_clear();
     walked?;
+    let stats = store.stats();
     store.close()?;
     let s = summary.into_inner().unwrap_or_default();
     eprintln!(
@@ -186,6 +195,13 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         s.bytes as f64 / 1e6,
         cli.data.display()
     );
+    let unindexed = stats.last_seq - stats.search_indexed_seq;
+    if unindexed > 0 {
+        eprintln!(
+            "the search index is {unindexed} records behind the log: `mailvault serve` indexes them \
+             in the background, `mailvault search` waits for them"
+        );
+    }
     Ok(if s.failed > 0 {
         ExitCode::from(EXIT_SOME_FAILED)
     } else {

@@ -1,4 +1,5 @@
-//! `mailvault reindex`: rebuild the derived indexes (tree cache, key-value index) from the log.
+//! `mailvault reindex`: rebuild the derived indexes (tree cache, key-value index, search index)
+//! from the log.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use crate::Cli;
 pub fn run(cli: &Cli) -> CmdResult {
     existing_layout(cli)?;
     let store = Store::reindex(&cli.data, &cli.key_path(), StoreConfig::default())?;
+    store.wait_searchable()?;
     let stats = store.stats();
     store.close()?;
     println!("reindexed {} records", stats.indexed_seq);

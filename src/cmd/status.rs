@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use archive_core::log::checkpoint::Checkpoint;
 use archive_core::log::record::LeafBody;
+use archive_core::search::ReadOnlyIndex;
 
 use super::{existing_layout, format_time, CmdResult};
 use crate::Cli;
@@ -31,6 +32,9 @@ struct Status {
     index_bytes: u64,
     /// The full-text index directory (derived; rebuilt by `reindex`).
     search_bytes: u64,
+    /// The last seq the full-text index has applied (it catches up in the background after
+    /// an import, see `mailvault import`).
+    search_indexed_seq: u64,
     /// (log + indexes) / raw message bytes.
     on_disk_ratio: f64,
     latest_checkpoint: Option<CheckpointStatus>,
@@ -90,6 +94,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     s.log_bytes = log.segments().iter().map(|(_, p)| file_len(p)).sum();
     s.index_bytes = file_len(&layout.kv_index) + file_len(&layout.tree);
     s.search_bytes = dir_len(&archive_core::search::index_dir(&layout));
+    s.search_indexed_seq = ReadOnlyIndex::open(&cli.data).map_or(0, |i| i.indexed_seq());
     if s.message_bytes > 0 {
         s.on_disk_ratio = (s.log_bytes + s.index_bytes) as f64 / s.message_bytes as f64;
     }
@@ -108,6 +113,16 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     println!(
         "on disk     {} bytes log + {} bytes key-value index and tree = {:.3} × raw; search index {} bytes",
         s.log_bytes, s.index_bytes, s.on_disk_ratio, s.search_bytes
+    );
+    println!(
+        "search      indexed up to seq {} of {}{}",
+        s.search_indexed_seq,
+        s.records,
+        if s.search_indexed_seq < s.records {
+            " (the rest is indexed by the next `serve` or `search`)"
+        } else {
+            ""
+        }
     );
     match &s.latest_checkpoint {
         Some(c) => println!(

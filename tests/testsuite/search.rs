@@ -202,3 +202,23 @@ fn a_deleted_index_is_rebuilt_and_a_locked_store_is_searched_read_only() {
         before
     );
 }
+
+#[test]
+fn import_leaves_the_search_index_to_the_next_open_which_catches_it_up() {
+    let vault = Vault::new();
+    let out = vault.run(&["import", fixtures().join("search").to_str().unwrap()]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the search index is"), "{stderr}");
+    let status = |vault: &Vault| -> serde_json::Value {
+        serde_json::from_slice(&vault.ok(&["status", "--json"])).unwrap()
+    };
+    let imported = status(&vault);
+    assert!(imported["search_indexed_seq"].as_u64().unwrap() < imported["records"].as_u64().unwrap());
+
+    // The first search opens the store, which indexes the backlog before answering.
+    let (_, summary) = search_json(&vault, &["from:Mueller"]);
+    assert_eq!(summary["total"], 2);
+    let searched = status(&vault);
+    assert_eq!(searched["search_indexed_seq"], searched["records"]);
+}

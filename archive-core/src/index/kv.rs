@@ -3,13 +3,27 @@
 //! file loses nothing, the store rebuilds it at open.
 
 use std::path::Path;
+use std::sync::LazyLock;
 
-use mail_parser::{Address, MessageParser};
+use mail_parser::{Address, HeaderName, MessageParser};
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::envelope::Envelope;
 use crate::log::record::{Leaf, LeafBody, RecordKind};
 use crate::{Error, Result};
+
+/// A parser for the headers the index keeps. Every other header is skipped unparsed:
+/// `Received` chains alone cost more to parse than everything indexed here.
+static INDEXED_HEADERS: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .header_id(HeaderName::MessageId)
+        .header_address(HeaderName::From)
+        .header_address(HeaderName::Sender)
+        .header_address(HeaderName::To)
+        .header_address(HeaderName::Cc)
+        .header_address(HeaderName::Bcc)
+        .default_header_ignore()
+});
 
 /// Applied-seq bookkeeping.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -61,6 +75,48 @@ impl Role {
     }
 }
 
+/// What the index learns from a message's header block: its Message-ID and the addresses of
+/// From, Sender, To, Cc and Bcc (role-prefixed, lowercased).
+#[derive(Debug, Default)]
+pub struct HeaderTerms {
+    message_ids: Vec<String>,
+    addresses: Vec<String>,
+}
+
+impl HeaderTerms {
+    /// Parses only the header block, and in it only the headers indexed here; a message that
+    /// does not parse yields nothing (parsing failures degrade indexing, never storage).
+    pub fn parse(raw: &[u8]) -> HeaderTerms {
+        let mut terms = HeaderTerms::default();
+        let Some(msg) = INDEXED_HEADERS.parse_headers(raw) else {
+            return terms;
+        };
+        if let Some(id) = msg.message_id() {
+            terms.message_ids.push(id.to_string());
+        }
+        let mut add_all = |role, addr: Option<&Address>| {
+            for a in addr.into_iter().flat_map(|a| a.iter()) {
+                if let Some(addr) = a.address() {
+                    push_address(&mut terms.addresses, role, addr.as_bytes());
+                }
+            }
+        };
+        add_all(Role::Sender, msg.from());
+        add_all(Role::Sender, msg.sender());
+        add_all(Role::Recipient, msg.to());
+        add_all(Role::Recipient, msg.cc());
+        add_all(Role::Recipient, msg.bcc());
+        terms
+    }
+}
+
+fn push_address(addresses: &mut Vec<String>, role: Role, address: &[u8]) {
+    let a = String::from_utf8_lossy(address).trim().to_lowercase();
+    if !a.is_empty() {
+        addresses.push(format!("{}{a}", role.prefix()));
+    }
+}
+
 /// Everything the index learns from one record.
 #[derive(Debug, Default)]
 pub struct IndexEntry {
@@ -78,8 +134,19 @@ impl IndexEntry {
         self.seq
     }
 
-    /// Extracts the index entry of a record; `content` is the raw message for message records.
+    /// Where the record is.
+    pub fn location(&self) -> Option<Location> {
+        self.location
+    }
+
+    /// Extracts the index entry of a record read from the log; `content` is the raw message
+    /// for message records.
     pub fn from_record(leaf: &Leaf, location: Location, content: Option<&[u8]>) -> IndexEntry {
+        IndexEntry::new(leaf, location, content.map(HeaderTerms::parse))
+    }
+
+    /// The index entry of a record, with the header terms of its message already parsed.
+    pub fn new(leaf: &Leaf, location: Location, headers: Option<HeaderTerms>) -> IndexEntry {
         let mut entry = IndexEntry {
             seq: leaf.seq,
             location: Some(location),
@@ -93,49 +160,20 @@ impl IndexEntry {
         if let Some(Ok(envelope)) = leaf.envelope() {
             entry.add_envelope(&envelope);
         }
-        if let Some(raw) = content {
-            entry.add_headers(raw);
+        if let Some(headers) = headers {
+            entry.message_ids = headers.message_ids;
+            entry.addresses.extend(headers.addresses);
         }
         entry.addresses.sort();
         entry.addresses.dedup();
         entry
     }
 
-    fn add_address(&mut self, role: Role, address: &[u8]) {
-        let a = String::from_utf8_lossy(address).trim().to_lowercase();
-        if !a.is_empty() {
-            self.addresses.push(format!("{}{a}", role.prefix()));
-        }
-    }
-
     fn add_envelope(&mut self, envelope: &Envelope) {
-        self.add_address(Role::Sender, &envelope.mail_from);
+        push_address(&mut self.addresses, Role::Sender, &envelope.mail_from);
         for r in envelope.recipients() {
-            self.add_address(Role::Recipient, r);
+            push_address(&mut self.addresses, Role::Recipient, r);
         }
-    }
-
-    /// Parses only the header block; a message that does not parse still gets its envelope
-    /// entries (parsing failures degrade indexing, never storage).
-    fn add_headers(&mut self, raw: &[u8]) {
-        let Some(msg) = MessageParser::new().parse_headers(raw) else {
-            return;
-        };
-        if let Some(id) = msg.message_id() {
-            self.message_ids.push(id.to_string());
-        }
-        let add_all = |entry: &mut IndexEntry, role, addr: Option<&Address>| {
-            for a in addr.into_iter().flat_map(|a| a.iter()) {
-                if let Some(addr) = a.address() {
-                    entry.add_address(role, addr.as_bytes());
-                }
-            }
-        };
-        add_all(self, Role::Sender, msg.from());
-        add_all(self, Role::Sender, msg.sender());
-        add_all(self, Role::Recipient, msg.to());
-        add_all(self, Role::Recipient, msg.cc());
-        add_all(self, Role::Recipient, msg.bcc());
     }
 }
 
@@ -259,6 +297,35 @@ impl KvIndex {
             .compact()
             .map(|_| ())
             .map_err(|e| Error::Index(format!("compacting: {e}")))
+    }
+
+    /// Every row of every table, one line each (tests compare indexes built different ways).
+    #[cfg(test)]
+    pub(crate) fn dump(&self) -> Result<Vec<String>> {
+        use redb::ReadableMultimapTable;
+        let tx = self.db.begin_read()?;
+        let mut rows = Vec::new();
+        for row in tx.open_table(META)?.iter()? {
+            let (k, v) = row?;
+            rows.push(format!("meta {} {}", k.value(), v.value()));
+        }
+        for row in tx.open_table(LOCATIONS)?.iter()? {
+            let (k, v) = row?;
+            rows.push(format!("location {} {:?}", k.value(), v.value()));
+        }
+        for row in tx.open_table(CONTENT)?.iter()? {
+            let (k, v) = row?;
+            rows.push(format!("content {:02x?} {}", k.value(), v.value()));
+        }
+        for (name, table) in [("message-id", MESSAGE_IDS), ("address", ADDRESSES)] {
+            for row in tx.open_multimap_table(table)?.iter()? {
+                let (k, values) = row?;
+                for v in values {
+                    rows.push(format!("{name} {} {}", k.value(), v?.value()));
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// Where record `seq` is, if indexed.

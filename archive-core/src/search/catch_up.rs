@@ -1,7 +1,7 @@
-//! Keeps the search index caught up with the durable log, exactly like the key-value indexer
-//! (store/indexer.rs): the same code catches up at open and then runs on its own thread,
-//! woken by the durable seq, so indexing never delays an acknowledgement. Each batch is one
-//! tantivy commit whose payload is the last log seq it applied.
+//! Keeps the search index caught up with the durable log on its own thread, woken by the
+//! durable seq, so indexing never delays an acknowledgement or the opening of a store. Each
+//! batch is one tantivy commit whose payload is the last log seq it applied; a store that
+//! closes mid-backlog keeps what was committed and the next open continues from there.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -52,8 +52,9 @@ fn extract(raw: &[u8]) -> MailFields {
     std::panic::catch_unwind(|| MailFields::extract(raw)).unwrap_or_default()
 }
 
-/// Applies every record up to `target` (which must be durable) to the search index.
-pub(crate) fn index_until(shared: &Shared, state: &mut CatchUp, target: u64) -> Result<()> {
+/// Applies every record up to `target` (which must be durable) to the search index, in
+/// commits of at most `BATCH_RECORDS`; stops after a commit when the store is closing.
+fn index_until(shared: &Shared, state: &mut CatchUp, target: u64) -> Result<()> {
     let text = &shared.text;
     let mut applied = text.applied();
     while applied < target {
@@ -123,6 +124,10 @@ pub(crate) fn index_until(shared: &Shared, state: &mut CatchUp, target: u64) -> 
         text.commit(writer, last)?;
         applied = last;
         text.note_applied(applied);
+        if shared.durability.lock().shutdown {
+            // Closing: what is committed stays, the next open catches up the rest.
+            break;
+        }
     }
     Ok(())
 }
@@ -224,7 +229,7 @@ pub(crate) fn run(shared: &Shared) {
             }))
             .unwrap_or_else(|_| Err(Error::Search("the search indexer panicked".into())));
             match result {
-                Ok(()) => applied = synced,
+                Ok(()) => applied = shared.text.applied(),
                 Err(e) => {
                     applied = shared.text.applied();
                     let rolled_back = shared.text.rollback();
@@ -240,7 +245,7 @@ pub(crate) fn run(shared: &Shared) {
                 }
             }
         }
-        if shutdown && applied >= shared.durability.synced() {
+        if shutdown {
             return;
         }
     }

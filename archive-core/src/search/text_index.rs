@@ -66,8 +66,9 @@ pub(crate) struct TextIndex {
 impl TextIndex {
     /// Opens the index of the log `origin` for writing, or builds an empty one where there is
     /// none, it is unreadable, of another schema or log, or ahead of the log (`last_seq`):
-    /// catch-up then rebuilds it from the log.
-    pub fn open(dir: &Path, origin: &str, last_seq: u64) -> Result<TextIndex> {
+    /// catch-up then rebuilds it from the log. Without `writing` no writer is set up (a
+    /// process that defers search indexing).
+    pub fn open(dir: &Path, origin: &str, last_seq: u64, writing: bool) -> Result<TextIndex> {
         let existing = match Self::open_existing(dir) {
             Ok(Some((index, payload))) => {
                 let current = payload
@@ -81,14 +82,19 @@ impl TextIndex {
             Some(found) => found,
             None => (Self::create(dir)?, 0),
         };
-        let writer = index.writer_with_options(
-            IndexWriterOptions::builder()
-                .memory_budget_per_thread(WRITER_MEMORY)
-                .num_worker_threads(1)
-                .num_merge_threads(1)
-                .build(),
-        )?;
-        Self::with(index, Some(writer), origin, applied)
+        let writer = match writing {
+            true => Some(
+                index.writer_with_options(
+                    IndexWriterOptions::builder()
+                        .memory_budget_per_thread(WRITER_MEMORY)
+                        .num_worker_threads(1)
+                        .num_merge_threads(1)
+                        .build(),
+                )?,
+            ),
+            false => None,
+        };
+        Self::with(index, writer, origin, applied)
     }
 
     /// Opens an existing index for searching only (no lock; works next to a running server).

@@ -1,5 +1,7 @@
 //! Keeps the key-value index caught up with the durable log, on its own thread so indexing
-//! never delays an acknowledgement. The same code catches up at open and rebuilds on reindex.
+//! never delays an acknowledgement. Records this process wrote come with their entries from
+//! the writer (`FreshEntries`); the rest are read back from the log: the same code catches up
+//! at open and rebuilds on reindex.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,22 @@ pub(crate) struct Cursor {
 
 /// Applies every record up to `target` (which must be durable) to the key-value index.
 pub(crate) fn index_until(shared: &Shared, cursor: &mut Cursor, target: u64) -> Result<()> {
-    let mut applied = shared.index.applied_seq()?;
+    let applied = shared.index.applied_seq()?;
+    let fresh = shared.take_fresh(applied, target);
+    let from_log = fresh.first().map_or(target, |e| e.seq() - 1);
+    index_from_log(shared, cursor, applied, from_log)?;
+    for batch in fresh.chunks(BATCH_RECORDS) {
+        shared.index.apply(batch, false)?;
+        if let Some(last) = batch.last() {
+            cursor.position = last.location().map(|l| (l.segment, l.offset + l.len));
+            shared.note_indexed(last.seq());
+        }
+    }
+    Ok(())
+}
+
+/// Applies the records after `applied` up to `target`, read from the log.
+fn index_from_log(shared: &Shared, cursor: &mut Cursor, mut applied: u64, target: u64) -> Result<()> {
     while applied < target {
         let log = LogReader::open(&shared.layout.log_dir)?;
         let records = match cursor.position {

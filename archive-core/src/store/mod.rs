@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::envelope::Envelope;
-use crate::index::kv::{KvIndex, Role};
+use crate::index::kv::{HeaderTerms, IndexEntry, KvIndex, Role};
 use crate::log::checkpoint::{LogKey, SignedCheckpoint};
 use crate::log::merkle::{Hash, HashSource};
 use crate::log::reader::{
@@ -51,6 +51,20 @@ pub struct StoreConfig {
     pub dictionary_samples: usize,
     /// Raw bytes after which a fresh dictionary is trained from recent mail.
     pub dictionary_refresh_bytes: u64,
+    /// Whether this process keeps the full-text index caught up.
+    pub search_indexing: SearchIndexing,
+}
+
+/// Who brings the full-text index up to date with the log. It is derived state either way:
+/// each open of a store in `Live` mode catches it up in the background.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SearchIndexing {
+    /// A background thread indexes every durable record (servers, searches).
+    #[default]
+    Live,
+    /// This process leaves the index where it is (bulk import: the log is written at full
+    /// speed, and the next `Live` open indexes the backlog in large batches).
+    Deferred,
 }
 
 impl Default for StoreConfig {
@@ -63,6 +77,7 @@ impl Default for StoreConfig {
             dictionary_size: 128 << 10,
             dictionary_samples: 256,
             dictionary_refresh_bytes: 1 << 30,
+            search_indexing: SearchIndexing::Live,
         }
     }
 }
@@ -70,13 +85,14 @@ impl Default for StoreConfig {
 /// Appends in one session after which closing the store compacts its index.
 const COMPACT_AFTER_APPENDS: u64 = 1000;
 
-/// A message hashed and compressed, ready to be written.
+/// A message hashed, compressed and its indexed headers parsed, ready to be written.
 struct Prepared {
     content_hash: [u8; 32],
     content_len: u64,
     envelope: Vec<u8>,
     codec: Codec,
     payload: Vec<u8>,
+    headers: HeaderTerms,
 }
 
 /// What to do when a message's exact bytes are already stored.
@@ -168,6 +184,11 @@ impl Shared {
     pub(crate) fn note_index_failure(&self, why: String) {
         self.progress().failure = Some(why);
         self.indexed_changed.notify_all();
+    }
+
+    /// The writer's index entries after `applied` up to `target` (see `FreshEntries`).
+    pub(crate) fn take_fresh(&self, applied: u64, target: u64) -> Vec<IndexEntry> {
+        self.writer().fresh.take(applied, target)
     }
 
     fn wait_durable(&self, seq: u64) -> Result<()> {
@@ -285,6 +306,7 @@ impl Store {
             last_time_us: tail.last_time_us,
             tree,
             pending_content: HashMap::new(),
+            fresh: Default::default(),
             since_checkpoint,
             last_checkpoint_at: Instant::now(),
             latest_checkpoint: tail.checkpoint,
@@ -295,6 +317,7 @@ impl Store {
             &crate::search::index_dir(&layout),
             &identity.origin,
             tail.last_seq,
+            config.search_indexing == SearchIndexing::Live,
         )?;
         let shared = Arc::new(Shared {
             compression: Compression::new(&config, None),
@@ -314,10 +337,10 @@ impl Store {
             appends: Default::default(),
             _lock: lock,
         });
-        // Catch up synchronously: duplicate detection and reads rely on the index.
+        // Catch up synchronously: duplicate detection and reads rely on the index. The search
+        // index catches up on its thread, so a server answers while a backlog is indexed
+        // (searches wait for it).
         indexer::index_until(&shared, &mut indexer::Cursor::default(), tail.last_seq)?;
-        // The search index catches up after it (arrivals and dictionaries are looked up there).
-        catch_up::index_until(&shared, &mut catch_up::CatchUp::default(), tail.last_seq)?;
         if let Some(seq) = shared.index.latest_dictionary()? {
             let dictionary = shared.dictionary(seq).map_err(Error::Invalid)?;
             shared.compression.activate(seq, dictionary);
@@ -339,13 +362,15 @@ impl Store {
                 .spawn(move || indexer::run(&shared))
                 .map_err(|e| Error::Invalid(format!("cannot start the indexer thread: {e}")))?,
         );
-        let shared = self.shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("mailvault-search".into())
-                .spawn(move || catch_up::run(&shared))
-                .map_err(|e| Error::Invalid(format!("cannot start the search indexer thread: {e}")))?,
-        );
+        if self.shared.config.search_indexing == SearchIndexing::Live {
+            let shared = self.shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("mailvault-search".into())
+                    .spawn(move || catch_up::run(&shared))
+                    .map_err(|e| Error::Invalid(format!("cannot start the search indexer thread: {e}")))?,
+            );
+        }
         let shared = self.shared.clone();
         threads.push(
             std::thread::Builder::new()
@@ -411,7 +436,8 @@ impl Store {
         batch: &[(&Envelope, &[u8])],
         on_duplicate: OnDuplicate,
     ) -> Result<Vec<Appended>> {
-        // Hash and compress before taking the lock: concurrent callers use every core.
+        // Hash, compress and parse before taking the lock: concurrent callers use every core,
+        // and the indexer gets the entries from the writer instead of reading the log back.
         let prepared = batch
             .iter()
             .map(|(envelope, raw)| {
@@ -422,6 +448,7 @@ impl Store {
                     envelope: envelope.encode(),
                     codec,
                     payload,
+                    headers: HeaderTerms::parse(raw),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -454,12 +481,13 @@ impl Store {
             envelope,
             codec,
             payload,
+            headers,
         } = p;
         let existing = match w.pending_content.get(&content_hash) {
             Some(seq) => Some(*seq),
             None => self.shared.index.first_with_content(&content_hash)?,
         };
-        let (body, codec, payload, kind) = match (existing, on_duplicate) {
+        let (body, codec, payload, headers, kind) = match (existing, on_duplicate) {
             (Some(first_seq), OnDuplicate::Skip) => {
                 return Ok(Appended {
                     seq: first_seq,
@@ -477,6 +505,7 @@ impl Store {
                 },
                 Codec::Raw,
                 Vec::new(),
+                None,
                 RecordKind::Arrival,
             ),
             (None, _) => (
@@ -487,10 +516,17 @@ impl Store {
                 },
                 codec,
                 payload,
+                Some(headers),
                 RecordKind::Message,
             ),
         };
-        let written = w.write(body, codec, &payload, &self.shared.config, &self.shared.key)?;
+        let written = w.write(
+            body,
+            (codec, &payload),
+            headers,
+            &self.shared.config,
+            &self.shared.key,
+        )?;
         self.shared.appends.fetch_add(1, Ordering::Relaxed);
         if existing.is_none() {
             w.pending_content.insert(content_hash, written.seq);
@@ -515,10 +551,13 @@ impl Store {
             content_hash: hash,
             content_len: bytes.len() as u64,
         };
-        let written =
-            self.shared
-                .writer()
-                .write(body, Codec::Raw, &bytes, &self.shared.config, &self.shared.key);
+        let written = self.shared.writer().write(
+            body,
+            (Codec::Raw, &bytes),
+            None,
+            &self.shared.config,
+            &self.shared.key,
+        );
         let seq = match written {
             Ok(w) => w.seq,
             Err(e) => {
@@ -548,8 +587,8 @@ impl Store {
             let mut w = self.shared.writer();
             w.write(
                 LeafBody::Audit { event },
-                Codec::Raw,
-                &[],
+                (Codec::Raw, &[]),
+                None,
                 &self.shared.config,
                 &self.shared.key,
             )?
@@ -621,14 +660,26 @@ impl Store {
         query: &Query,
         options: &SearchOptions,
     ) -> Result<SearchResults> {
-        let text = &self.shared.text;
         // Snippets read hits back through the key-value index (locations of dictionaries).
-        self.sync_index()?;
-        text.wait_applied(self.shared.durability.synced())?;
-        text.search(principal, query, options, &|summary| {
+        self.wait_searchable()?;
+        self.shared.text.search(principal, query, options, &|summary| {
             let record = read_at(&self.shared.layout.log_dir, &summary.location(), summary.seq)?;
             record_content(&record, &*self.shared)
         })
+    }
+
+    /// Waits until every durable record is in the search index (which a `Live` store catches
+    /// up in the background).
+    pub fn wait_searchable(&self) -> Result<()> {
+        self.sync_index()?;
+        if self.shared.config.search_indexing == SearchIndexing::Deferred {
+            return Err(Error::Search(
+                "this store was opened with search indexing deferred; searching needs \
+                 SearchIndexing::Live"
+                    .into(),
+            ));
+        }
+        self.shared.text.wait_applied(self.shared.durability.synced())
     }
 
     /// Waits until everything durable is indexed.
@@ -809,5 +860,92 @@ fn checkpoint_timer(shared: &Shared) {
             // A failure here surfaces on the next append or at close.
             let _ = shared.checkpoint();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditEvent;
+    use crate::envelope::Recipient;
+
+    fn envelope(from: &str, to: &str) -> Envelope {
+        Envelope {
+            mail_from: from.as_bytes().to_vec(),
+            rcpt_to: vec![Recipient {
+                address: to.as_bytes().to_vec(),
+                params: Vec::new(),
+            }],
+            protocol: "lmtp".into(),
+            ..Envelope::default()
+        }
+    }
+
+    /// The entries the writer hands the indexer must be exactly those the log yields: an index
+    /// built live equals one rebuilt from the log, row for row (messages with and without a
+    /// dictionary, arrivals, skipped duplicates, audit records, checkpoints, segment rolls).
+    #[test]
+    fn index_built_from_fresh_entries_equals_index_rebuilt_from_the_log() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/corpus/spamassassin");
+        let mut files: Vec<_> = std::fs::read_dir(&corpus)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let mail: Vec<Vec<u8>> = files
+            .iter()
+            .take(320)
+            .map(|f| std::fs::read(f).unwrap())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let key = path.join("signing.key");
+        Store::create(&path, &key).unwrap();
+        let config = StoreConfig {
+            segment_size: 256 << 10,
+            checkpoint_every: 97,
+            search_indexing: SearchIndexing::Deferred,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(&path, &key, config.clone()).unwrap();
+        for (i, raw) in mail.iter().enumerate() {
+            let e = envelope(
+                &format!("sender{i}@example.org"),
+                &format!("Rcpt{}@Example.COM", i % 7),
+            );
+            store.append_message(&e, raw, OnDuplicate::RecordArrival).unwrap();
+            if i % 50 == 0 {
+                let again = envelope("journal@example.org", "auditor@example.org");
+                store
+                    .append_message(&again, raw, OnDuplicate::RecordArrival)
+                    .unwrap();
+                store.append_message(&again, raw, OnDuplicate::Skip).unwrap();
+                let event = AuditEvent {
+                    actor: "test".into(),
+                    action: "view".into(),
+                    target: i.to_string(),
+                    origin: "local".into(),
+                };
+                store.append_audit(&event).unwrap();
+            }
+        }
+        store.close().unwrap();
+        // Reopening reads nothing back: close left the index caught up.
+        let reopened = Store::open(&path, &key, config.clone()).unwrap();
+        let live = reopened.shared.index.dump().unwrap();
+        reopened.close().unwrap();
+        assert!(
+            live.iter()
+                .any(|r| r.starts_with("location") && r.ends_with(", 5)")),
+            "a dictionary was trained and indexed"
+        );
+        assert!(
+            Layout::new(&path).log_dir.read_dir().unwrap().count() > 2,
+            "segments rolled"
+        );
+
+        let rebuilt = Store::reindex(&path, &key, config).unwrap();
+        assert_eq!(rebuilt.shared.index.dump().unwrap(), live);
+        rebuilt.close().unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //! Merkle tree, seals segments at the size limit and appends signed checkpoints.
 //! Durability (fsync) happens outside this lock, see `durability.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::index::kv::{HeaderTerms, IndexEntry, Location};
 use crate::log::checkpoint::{Checkpoint, LogKey, SignedCheckpoint};
 use crate::log::merkle::{leaf_hash, HashSource};
 use crate::log::record::{chain_next, encode_frame, Codec, Leaf, LeafBody, RecordKind};
@@ -21,6 +22,8 @@ use crate::{Error, IoContext, Result};
 
 /// The segment records are appended to.
 pub(crate) struct ActiveSegment {
+    /// Seq of the segment's first record (names the file).
+    pub first_seq: u64,
     pub path: PathBuf,
     pub file: Arc<File>,
     pub len: u64,
@@ -43,6 +46,7 @@ impl ActiveSegment {
         file.sync_all().at(&path)?;
         File::open(log_dir).and_then(|d| d.sync_all()).at(log_dir)?;
         Ok(ActiveSegment {
+            first_seq,
             path,
             file: Arc::new(file),
             len: header.len() as u64,
@@ -54,6 +58,7 @@ impl ActiveSegment {
     pub fn reopen(first_seq: u64, path: PathBuf, len: u64, last_seq: u64) -> Result<ActiveSegment> {
         let file = OpenOptions::new().append(true).open(&path).at(&path)?;
         Ok(ActiveSegment {
+            first_seq,
             path,
             file: Arc::new(file),
             len,
@@ -117,6 +122,8 @@ pub(crate) struct Writer {
     pub tree: TreeFile,
     /// Content hashes written but not yet in the key-value index → seq of their message.
     pub pending_content: HashMap<[u8; 32], u64>,
+    /// Index entries of records written but not yet taken by the indexer.
+    pub fresh: FreshEntries,
     pub since_checkpoint: u64,
     pub last_checkpoint_at: Instant,
     pub latest_checkpoint: Option<(u64, SignedCheckpoint)>,
@@ -144,18 +151,19 @@ impl Writer {
         }
     }
 
-    /// Writes one record at the end of the log. The caller holds the writer lock.
+    /// Writes one record at the end of the log. The caller holds the writer lock. `headers`
+    /// are the header terms of a message record's content, parsed by the caller.
     pub fn write(
         &mut self,
         body: LeafBody,
-        codec: Codec,
-        payload: &[u8],
+        (codec, payload): (Codec, &[u8]),
+        headers: Option<HeaderTerms>,
         config: &StoreConfig,
         key: &LogKey,
     ) -> Result<Written> {
         self.check_usable()?;
         self.roll_if_full(config, key)?;
-        let written = self.append_leaf(body, codec, payload)?;
+        let written = self.append_leaf(body, codec, payload, headers)?;
         if self.since_checkpoint >= config.checkpoint_every {
             // The record is written either way; a checkpoint that fails here is tried again
             // by the timer and its error reported at close.
@@ -164,19 +172,32 @@ impl Writer {
         Ok(written)
     }
 
-    /// Numbers, chains, frames and appends one record; extends the tree.
-    fn append_leaf(&mut self, body: LeafBody, codec: Codec, payload: &[u8]) -> Result<Written> {
+    /// Numbers, chains, frames and appends one record; extends the tree; keeps its index
+    /// entry for the indexer.
+    fn append_leaf(
+        &mut self,
+        body: LeafBody,
+        codec: Codec,
+        payload: &[u8],
+        headers: Option<HeaderTerms>,
+    ) -> Result<Written> {
         let seq = self.next_seq;
         // Receive times never go backwards along the log, even if the clock does.
         let time_us = now_us().max(self.last_time_us);
         let leaf = Leaf { seq, time_us, body };
         let kind = leaf.kind();
-        let leaf = leaf.encode();
-        let chain = chain_next(&self.chain, &leaf);
-        let frame = encode_frame(kind, codec, &chain, &leaf, payload)?;
+        let encoded = leaf.encode();
+        let chain = chain_next(&self.chain, &encoded);
+        let frame = encode_frame(kind, codec, &chain, &encoded, payload)?;
         let segment = match self.segment.as_mut() {
             Some(s) => s,
             None => self.segment.insert(ActiveSegment::create(&self.log_dir, seq)?),
+        };
+        let location = Location {
+            segment: segment.first_seq,
+            offset: segment.len,
+            len: frame.len() as u64,
+            kind,
         };
         if let Err(e) = segment.append(&frame) {
             if let AppendError::Uncut(why) = &e {
@@ -187,7 +208,8 @@ impl Writer {
         self.next_seq += 1;
         self.chain = chain;
         self.last_time_us = time_us;
-        self.tree.push(leaf_hash(&leaf));
+        self.tree.push(leaf_hash(&encoded));
+        self.fresh.push(IndexEntry::new(&leaf, location, headers));
         if kind != RecordKind::Checkpoint {
             self.since_checkpoint += 1;
         }
@@ -250,10 +272,40 @@ impl Writer {
             root,
         });
         let note = signed.note.clone().into_bytes();
-        let written = self.append_leaf(LeafBody::Checkpoint { note }, Codec::Raw, &[])?;
+        let written = self.append_leaf(LeafBody::Checkpoint { note }, Codec::Raw, &[], None)?;
         self.latest_checkpoint = Some((written.seq, signed));
         self.since_checkpoint = 0;
         self.last_checkpoint_at = Instant::now();
         Ok(written.seq)
+    }
+}
+
+/// Entries kept for an indexer that falls this far behind are dropped; it reads those records
+/// back from the log instead.
+const MAX_FRESH: usize = 100_000;
+
+/// Index entries of the newest records, with consecutive seqs, so the indexer need not read
+/// back, decompress and parse what the writer just had in hand.
+#[derive(Default)]
+pub(crate) struct FreshEntries {
+    entries: VecDeque<IndexEntry>,
+}
+
+impl FreshEntries {
+    fn push(&mut self, entry: IndexEntry) {
+        if self.entries.len() >= MAX_FRESH {
+            self.entries.clear();
+        }
+        self.entries.push_back(entry);
+    }
+
+    /// Takes the entries after `applied` up to `target`, in seq order. The first may come
+    /// after `applied + 1` (entries were dropped, or the records predate this process).
+    pub fn take(&mut self, applied: u64, target: u64) -> Vec<IndexEntry> {
+        while self.entries.front().is_some_and(|e| e.seq() <= applied) {
+            self.entries.pop_front();
+        }
+        let end = self.entries.partition_point(|e| e.seq() <= target);
+        self.entries.drain(..end).collect()
     }
 }
