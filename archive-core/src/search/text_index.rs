@@ -66,9 +66,9 @@ pub(crate) struct TextIndex {
 impl TextIndex {
     /// Opens the index of the log `origin` for writing, or builds an empty one where there is
     /// none, it is unreadable, of another schema or log, or ahead of the log (`last_seq`):
-    /// catch-up then rebuilds it from the log. Without `writing` no writer is set up (a
-    /// process that defers search indexing).
-    pub fn open(dir: &Path, origin: &str, last_seq: u64, writing: bool) -> Result<TextIndex> {
+    /// catch-up then rebuilds it from the log. The writer is set up by
+    /// [`TextIndex::start_writer`], on the thread that will index.
+    pub fn open(dir: &Path, origin: &str, last_seq: u64) -> Result<TextIndex> {
         let existing = match Self::open_existing(dir) {
             Ok(Some((index, payload))) => {
                 let current = payload
@@ -82,19 +82,7 @@ impl TextIndex {
             Some(found) => found,
             None => (Self::create(dir)?, 0),
         };
-        let writer = match writing {
-            true => Some(
-                index.writer_with_options(
-                    IndexWriterOptions::builder()
-                        .memory_budget_per_thread(WRITER_MEMORY)
-                        .num_worker_threads(1)
-                        .num_merge_threads(1)
-                        .build(),
-                )?,
-            ),
-            false => None,
-        };
-        Self::with(index, writer, origin, applied)
+        Self::with(index, None, origin, applied)
     }
 
     /// Opens an existing index for searching only (no lock; works next to a running server).
@@ -208,7 +196,22 @@ impl TextIndex {
         Ok(())
     }
 
-    /// The writer (`None` when opened read-only or after [`TextIndex::finish`]).
+    /// Sets up the writer. tantivy's indexing and merge threads start here and inherit the
+    /// calling thread's scheduling priority.
+    pub fn start_writer(&self) -> Result<()> {
+        let writer = self.index.writer_with_options(
+            IndexWriterOptions::builder()
+                .memory_budget_per_thread(WRITER_MEMORY)
+                .num_worker_threads(1)
+                .num_merge_threads(1)
+                .build(),
+        )?;
+        *self.writer() = Some(writer);
+        Ok(())
+    }
+
+    /// The writer (`None` before [`TextIndex::start_writer`], when opened read-only, or after
+    /// [`TextIndex::finish`]).
     pub fn writer(&self) -> MutexGuard<'_, Option<IndexWriter>> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -28,7 +28,14 @@ pub(crate) struct SyncState {
 #[derive(Default)]
 pub(crate) struct Durability {
     state: Mutex<SyncState>,
+    /// Appenders waiting for their record to become durable.
     changed: Condvar,
+    /// Background threads waiting for the durable seq to move. Separate from `changed`, and
+    /// from `stopping`, so that an fsync (hundreds a second under load) wakes only threads
+    /// with something to do.
+    progress: Condvar,
+    /// Background threads sleeping until a deadline or shutdown.
+    stopping: Condvar,
     /// fsyncs of segment files performed for acknowledgements.
     pub fsyncs: AtomicU64,
 }
@@ -84,6 +91,7 @@ impl Durability {
                 Err(e) => s.failed = Some(format!("fsync failed: {e}")),
             }
             self.changed.notify_all();
+            self.progress.notify_all();
         }
     }
 
@@ -91,10 +99,20 @@ impl Durability {
     pub fn wait_for_progress(&self, seen: u64, timeout: Duration) -> (u64, bool) {
         let s = self.lock();
         let (s, _) = self
-            .changed
+            .progress
             .wait_timeout_while(s, timeout, |s| s.synced <= seen && !s.shutdown)
             .unwrap_or_else(|p| p.into_inner());
         (s.synced, s.shutdown)
+    }
+
+    /// Sleeps for `duration` or until shutdown; returns whether shutting down.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let s = self.lock();
+        let (s, _) = self
+            .stopping
+            .wait_timeout_while(s, duration, |s| !s.shutdown)
+            .unwrap_or_else(|p| p.into_inner());
+        s.shutdown
     }
 
     /// Like `wait_for_progress`, then lingers `gather` (unless shutting down) so that derived
@@ -105,17 +123,15 @@ impl Durability {
         if synced <= seen || shutdown {
             return (synced, shutdown);
         }
-        let s = self.lock();
-        let (s, _) = self
-            .changed
-            .wait_timeout_while(s, gather, |s| !s.shutdown)
-            .unwrap_or_else(|p| p.into_inner());
-        (s.synced, s.shutdown)
+        let shutdown = self.sleep(gather);
+        (self.synced(), shutdown)
     }
 
     /// Tells background threads to finish.
     pub fn shut_down(&self) {
         self.lock().shutdown = true;
         self.changed.notify_all();
+        self.progress.notify_all();
+        self.stopping.notify_all();
     }
 }

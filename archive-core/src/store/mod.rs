@@ -317,7 +317,6 @@ impl Store {
             &crate::search::index_dir(&layout),
             &identity.origin,
             tail.last_seq,
-            config.search_indexing == SearchIndexing::Live,
         )?;
         let shared = Arc::new(Shared {
             compression: Compression::new(&config, None),
@@ -364,12 +363,16 @@ impl Store {
         );
         if self.shared.config.search_indexing == SearchIndexing::Live {
             let shared = self.shared.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("mailvault-search".into())
-                    .spawn(move || catch_up::run(&shared))
-                    .map_err(|e| Error::Invalid(format!("cannot start the search indexer thread: {e}")))?,
-            );
+            let (started_tx, started) = std::sync::mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
+                .name("mailvault-search".into())
+                .spawn(move || catch_up::run(&shared, started_tx))
+                .map_err(|e| Error::Invalid(format!("cannot start the search indexer thread: {e}")))?;
+            match started.recv() {
+                Ok(Ok(())) => threads.push(thread),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(Error::Search("the search indexer thread did not start".into())),
+            }
         }
         let shared = self.shared.clone();
         threads.push(
@@ -848,8 +851,7 @@ fn checkpoint_timer(shared: &Shared) {
         .min(Duration::from_secs(1))
         .max(Duration::from_millis(10));
     loop {
-        let (_, shutdown) = shared.durability.wait_for_progress(u64::MAX, tick);
-        if shutdown {
+        if shared.durability.sleep(tick) {
             return;
         }
         let due = {
