@@ -198,7 +198,7 @@ impl AuthFailure {
 }
 
 /// The local users, by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Users {
     pub(super) by_name: BTreeMap<String, UserRecord>,
     /// Set by every change, so [`Users::update`] writes the file only when something changed.

@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn users_round_trip_through_the_file() {
         let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(Users::load(tmp.path()).unwrap(), Users::default());
+        assert_eq!(Users::load(tmp.path()).unwrap().iter().count(), 0);
         add(tmp.path(), "alice", Role::user(["alice@example.com"]).unwrap());
         add(
             tmp.path(),
