@@ -74,6 +74,11 @@ enum Command {
     Reindex,
     /// Search the archive (query language: docs/SEARCH.md); one line or JSON object per hit.
     Search(cmd::search::Args),
+    /// Local users of the IMAP and web front doors (Argon2id passwords; disabled, never deleted).
+    User {
+        #[command(subcommand)]
+        command: cmd::user::Command,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd::status::run(&cli, args),
         Command::Reindex => cmd::reindex::run(&cli),
         Command::Search(args) => cmd::search::run(&cli, args),
+        Command::User { command } => cmd::user::run(&cli, command),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,8 @@
 //! Access events. Every access to archived mail is itself appended to the tamper-evident log
 //! as an `audit` record, so the trail of who looked at what is as trustworthy as the mail.
 
+use std::net::IpAddr;
+
 /// One access event, stored as JSON in an `audit` record's leaf.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEvent {
@@ -12,4 +14,68 @@ pub struct AuditEvent {
     pub target: String,
     /// From where: client address or `local`.
     pub origin: String,
+}
+
+impl AuditEvent {
+    /// A successful login: `user` is the account's name, `door` the front door (`imap`, `web`).
+    pub fn login(user: &str, door: &str, origin: IpAddr) -> AuditEvent {
+        AuditEvent {
+            actor: printable(user),
+            action: "login".into(),
+            target: printable(door),
+            origin: origin.to_string(),
+        }
+    }
+
+    /// A refused login. `given` is the name as the client sent it (bounded and made printable
+    /// here: it is untrusted); `reason` says why, for auditors only: an
+    /// [`AuthFailure::reason`](crate::access::AuthFailure::reason) or `rate-limited`. The
+    /// target reads `imap reason=wrong-password`.
+    pub fn login_failed(given: &str, door: &str, origin: IpAddr, reason: &str) -> AuditEvent {
+        AuditEvent {
+            actor: printable(given),
+            action: "login-failed".into(),
+            target: format!("{} reason={}", printable(door), printable(reason)),
+            origin: origin.to_string(),
+        }
+    }
+}
+
+/// At most 254 bytes, control characters replaced: client-supplied text must not flood the
+/// log or drive the terminal of whoever reads `mailvault audit`.
+fn printable(text: &str) -> String {
+    let visible: String = text
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    crate::access::names::shorten(&visible).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_events_name_who_where_and_why_and_bound_client_text() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let ok = AuditEvent::login("alice", "imap", ip);
+        assert_eq!(
+            (
+                ok.actor.as_str(),
+                ok.action.as_str(),
+                ok.target.as_str(),
+                ok.origin.as_str()
+            ),
+            ("alice", "login", "imap", "192.0.2.1")
+        );
+        let failed = AuditEvent::login_failed(
+            &format!("eve\x1b[2J{}", "x".repeat(500)),
+            "web",
+            ip,
+            "unknown-user",
+        );
+        assert_eq!(failed.action, "login-failed");
+        assert_eq!(failed.target, "web reason=unknown-user");
+        assert!(failed.actor.starts_with("eve\u{fffd}[2J") && failed.actor.len() <= 254);
+    }
 }

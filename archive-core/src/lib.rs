@@ -5,11 +5,13 @@
 //! - [`store`]: the append path (durable, group-committed), recovery and reads;
 //! - [`index`]: derived state rebuilt from the log;
 //! - [`search`]: the full-text index (derived too), its query language and scoped results;
-//! - [`verify`]: recomputing everything from the raw bytes.
+//! - [`verify`]: recomputing everything from the raw bytes;
+//! - [`access`]: local users, login checks and failed-login limits for the front doors.
 //!
 //! The write API has one verb: append. Nothing here opens a segment for writing anywhere but
 //! its end, and there is no delete or edit operation at any layer.
 
+pub mod access;
 pub mod audit;
 pub mod envelope;
 mod error;

@@ -12,6 +12,7 @@ pub mod search;
 pub mod serve;
 pub mod show;
 pub mod status;
+pub mod user;
 pub mod verify;
 
 use std::process::ExitCode;

@@ -8,4 +8,5 @@ mod postfix;
 mod roundtrip;
 mod search;
 mod tamper;
+mod users;
 mod util;

@@ -39,7 +39,10 @@ impl Vault {
         let mut child = cmd.spawn().expect("spawn mailvault");
         if let Some(bytes) = stdin {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(bytes).unwrap();
+            // A command may refuse its arguments and exit before reading stdin.
+            if let Err(e) = child.stdin.take().unwrap().write_all(bytes) {
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing stdin: {e}");
+            }
         }
         child.wait_with_output().expect("mailvault output")
     }

@@ -1,0 +1,23 @@
+//! Who may log in to the read-only front doors (IMAP, web) and what they see once in. The
+//! checks live here, not in the front doors, so no front door can forget one.
+//!
+//! - [`users`]: local users, their roles and [`Users::authenticate`] (login → [`Principal`]);
+//! - [`users_file`]: `<data>/users.json` on disk, locked read-modify-write;
+//! - [`password`]: Argon2id hashing with pinned parameters;
+//! - [`names`]: what user names, addresses and domains may look like;
+//! - [`limiter`]: failed-login rate limits per client address and per login name.
+//!
+//! Logins and failed logins are audit records: see [`crate::audit::AuditEvent::login`].
+//! Nothing here logs, and no error or event ever holds a password.
+//!
+//! [`Principal`]: crate::search::Principal
+
+pub mod limiter;
+pub mod names;
+pub mod password;
+pub mod users;
+pub mod users_file;
+
+pub use limiter::{LoginLimiter, RetryAfter};
+pub use password::hash_password;
+pub use users::{AuditorDomains, AuthFailure, Authenticated, Role, UserRecord, Users};

@@ -1,0 +1,134 @@
+//! Password hashing: Argon2id with the OWASP-recommended parameters (m = 19 MiB, t = 2, p = 1),
+//! stored as PHC strings (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
+//!
+//! The parameters are pinned here rather than taken from the crate's defaults, so an upgrade
+//! of `argon2` never changes them silently. Verification reads the parameters from the stored
+//! string, so hashes made with other parameters keep working.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::{Error, Result};
+
+/// Memory cost in KiB (19 MiB).
+pub const MEMORY_KIB: u32 = 19 * 1024;
+/// Passes over memory.
+pub const ITERATIONS: u32 = 2;
+/// Lanes.
+pub const PARALLELISM: u32 = 1;
+
+/// Shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted, in bytes: bounds the work a login can cause.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Hash of a random password that was never stored, made with the parameters above. Logins for unknown names
+/// are verified against it, so they cost the same time as logins for real ones.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$S5VsmtQdxZp+U+uAy+OPPQ$Z53ho6X8M6Bg1qolCqnaT6jN/dKggsI3kxaVIKCDJkQ";
+
+fn hasher() -> Argon2<'static> {
+    // The constants are within Argon2's limits, so this cannot fail.
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Checks a new password against the rules above. The message never contains the password.
+pub fn check_new_password(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::Invalid(format!(
+            "the password is too short (at least {MIN_PASSWORD_CHARS} characters)"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::Invalid(format!(
+            "the password is too long (at most {MAX_PASSWORD_BYTES} bytes)"
+        )));
+    }
+    // IMAP AUTHENTICATE PLAIN separates fields with NUL, and line-based input cannot carry
+    // line breaks: such a password could never be used to log in.
+    if password.chars().any(|c| c == '\0' || c == '\r' || c == '\n') {
+        return Err(Error::Invalid(
+            "the password contains a NUL or line-break character".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes a new password (checked with [`check_new_password`]) with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String> {
+    check_new_password(password)?;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| Error::Invalid(format!("no system randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Invalid(format!("salt: {e}")))?;
+    let hash = hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| Error::Invalid(format!("hashing the password: {e}")))?;
+    Ok(hash.to_string())
+}
+
+/// Checks that `phc` is an Argon2id PHC string; the error says what is wrong with it.
+pub fn check_stored_hash(phc: &str) -> std::result::Result<(), String> {
+    let hash = PasswordHash::new(phc).map_err(|e| format!("password_hash is not a PHC string: {e}"))?;
+    if hash.algorithm != Algorithm::Argon2id.ident() {
+        return Err(format!(
+            "password_hash uses {}, expected argon2id",
+            hash.algorithm
+        ));
+    }
+    Params::try_from(&hash).map_err(|e| format!("password_hash has bad Argon2 parameters: {e}"))?;
+    Ok(())
+}
+
+/// Whether `password` matches the stored PHC string. A string that does not parse matches
+/// nothing (load-time checks keep those out of the users file).
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| hasher().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// Spends the time of one verification without matching anything (unknown login names).
+pub fn verify_dummy(password: &str) {
+    let _ = verify_password(password, DUMMY_HASH);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_with_the_pinned_parameters_and_verify() {
+        let phc = hash_password("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        check_stored_hash(&phc).unwrap();
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("correct horsE", &phc));
+        // Fresh salt every time.
+        assert_ne!(phc, hash_password("correct horse").unwrap());
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_costs() {
+        check_stored_hash(DUMMY_HASH).unwrap();
+        let real = hash_password("whatever password").unwrap();
+        let params = |s: &str| s.split('$').nth(3).unwrap().to_string();
+        assert_eq!(params(DUMMY_HASH), params(&real));
+    }
+
+    #[test]
+    fn new_passwords_are_checked() {
+        for bad in ["short", "", "has\nnewline", "has\0nul-byte", &"x".repeat(1025)] {
+            assert!(check_new_password(bad).is_err(), "{bad:?}");
+            assert!(hash_password(bad).is_err(), "{bad:?}");
+        }
+        check_new_password("eight ch").unwrap();
+        check_new_password("ünïcödé!").unwrap();
+    }
+
+    #[test]
+    fn stored_hashes_must_be_argon2id_phc_strings() {
+        assert!(check_stored_hash("plaintext").is_err());
+        let argon2i = "$argon2i$v=19$m=19456,t=2,p=1$ZSUDMCtRU10frqE6hrvGLQ$n0LFPZoegxzL8Jhss7wxH5J/QQpEVGqDh9g09u6PG8s";
+        assert!(check_stored_hash(argon2i).unwrap_err().contains("argon2i"));
+        assert!(!verify_password("x", "plaintext"));
+    }
+}

@@ -1,0 +1,319 @@
+//! `mailvault user add|list|passwd|disable|enable`: the local users of the IMAP and web front
+//! doors, in `<data>/users.json` (docs/OPERATIONS.md §Users).
+//!
+//! Works next to a running server: the users file has its own lock, separate from the store's.
+//! Every check runs before anything is written, so a refused command changes nothing. There is
+//! no `delete`: a user who must lose access is disabled, and the record of them stays.
+
+use std::io::{BufRead, IsTerminal, Read};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use archive_core::access::names::normalize_user_name;
+use archive_core::access::password::MAX_PASSWORD_BYTES;
+use archive_core::access::{hash_password, AuditorDomains, Role, UserRecord, Users};
+
+use super::{existing_layout, CmdResult};
+use crate::Cli;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Add a user; the password comes from stdin (first line) or, on a terminal, a prompt.
+    Add(AddArgs),
+    /// List users: name, role, status, addresses or domains (never password hashes).
+    List(ListArgs),
+    /// Set a user's password (read like `add` reads it).
+    Passwd(PasswdArgs),
+    /// Refuse a user's logins from now on; nothing is deleted.
+    Disable(NameArg),
+    /// Allow a disabled user to log in again.
+    Enable(NameArg),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleArg {
+    /// Sees mail to or from their addresses.
+    User,
+    /// Sees all mail of their domains, or of the whole archive.
+    Auditor,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    /// Login name: a-z 0-9 . _ @ + - (case-insensitive).
+    name: String,
+    /// What the user sees.
+    #[arg(long, value_enum, default_value_t = RoleArg::User)]
+    role: RoleArg,
+    /// A mail address whose mail a user sees (repeatable; users need at least one).
+    #[arg(long = "address", value_name = "ADDRESS")]
+    addresses: Vec<String>,
+    /// A domain an auditor sees, subdomains included (repeatable).
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    domains: Vec<String>,
+    /// The auditor sees the whole archive.
+    #[arg(long, visible_alias = "all")]
+    all_domains: bool,
+    /// Read the password from the first line of stdin even on a terminal.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// One JSON object per user.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PasswdArgs {
+    /// Login name.
+    name: String,
+    /// Read the password from the first line of stdin even on a terminal.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NameArg {
+    /// Login name.
+    name: String,
+}
+
+pub fn run(cli: &Cli, command: &Command) -> CmdResult {
+    let dir = existing_layout(cli)?.dir;
+    match command {
+        Command::Add(args) => add(&dir, args),
+        Command::List(args) => list(&dir, args),
+        Command::Passwd(args) => passwd(&dir, args),
+        Command::Disable(args) => set_disabled(&dir, &args.name, true),
+        Command::Enable(args) => set_disabled(&dir, &args.name, false),
+    }
+}
+
+fn add(dir: &std::path::Path, args: &AddArgs) -> CmdResult {
+    let name = normalize_user_name(&args.name)?;
+    let role = role(args)?;
+    // Refuse early, before asking for a password; checked again under the lock.
+    Users::load(dir)?.check_name_free(&name)?;
+    let password = read_new_password(args.password_stdin)?;
+    let user = UserRecord::new(&name, role, &password)?;
+    let summary = format!("{} ({})", user.name(), scope(user.role()));
+    Users::update(dir, |users| users.add(user))?;
+    println!("added {summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The role the flags describe; refuses flags that do not belong to it.
+fn role(args: &AddArgs) -> anyhow::Result<Role> {
+    match args.role {
+        RoleArg::User => {
+            if !args.domains.is_empty() || args.all_domains {
+                bail!("--domain and --all-domains are for auditors (--role auditor); a user has --address");
+            }
+            if args.addresses.is_empty() {
+                bail!("a user needs at least one --address");
+            }
+            Ok(Role::user(&args.addresses)?)
+        }
+        RoleArg::Auditor => {
+            if !args.addresses.is_empty() {
+                bail!("--address is for users; an auditor has --domain or --all-domains");
+            }
+            match (args.all_domains, args.domains.is_empty()) {
+                (true, false) => bail!("--all-domains and --domain exclude each other"),
+                (true, true) => Ok(Role::auditor_all()),
+                (false, true) => bail!("an auditor needs --domain D (repeatable) or --all-domains"),
+                (false, false) => Ok(Role::auditor_of(&args.domains)?),
+            }
+        }
+    }
+}
+
+fn list(dir: &std::path::Path, args: &ListArgs) -> CmdResult {
+    let users = Users::load(dir)?;
+    if args.json {
+        for user in users.iter() {
+            println!("{}", json_user(user)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = users.iter().map(|u| u.name().len()).max().unwrap_or(0).max(4);
+    println!("{:width$}  {:7}  {:8}  SCOPE", "NAME", "ROLE", "STATUS");
+    for user in users.iter() {
+        let status = if user.disabled() { "disabled" } else { "enabled" };
+        let scope = match user.role() {
+            Role::User { addresses } => join(addresses),
+            Role::Auditor {
+                domains: AuditorDomains::Only(domains),
+            } => join(domains),
+            Role::Auditor {
+                domains: AuditorDomains::All,
+            } => "all domains".into(),
+        };
+        println!(
+            "{:width$}  {:7}  {status:8}  {scope}",
+            user.name(),
+            user.role().name()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A user as `list --json` shows it: the file's fields, in the file's order, without the
+/// password hash.
+#[derive(serde::Serialize)]
+struct ListedUser<'a> {
+    name: &'a str,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addresses: Option<&'a std::collections::BTreeSet<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domains: Option<&'a std::collections::BTreeSet<String>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    all_domains: bool,
+    disabled: bool,
+    created: String,
+    updated: String,
+}
+
+fn json_user(user: &UserRecord) -> anyhow::Result<String> {
+    let (addresses, domains, all_domains) = match user.role() {
+        Role::User { addresses } => (Some(addresses), None, false),
+        Role::Auditor {
+            domains: AuditorDomains::Only(domains),
+        } => (None, Some(domains), false),
+        Role::Auditor {
+            domains: AuditorDomains::All,
+        } => (None, None, true),
+    };
+    Ok(serde_json::to_string(&ListedUser {
+        name: user.name(),
+        role: user.role().name(),
+        addresses,
+        domains,
+        all_domains,
+        disabled: user.disabled(),
+        created: user.created().to_string(),
+        updated: user.updated().to_string(),
+    })?)
+}
+
+fn passwd(dir: &std::path::Path, args: &PasswdArgs) -> CmdResult {
+    let name = normalize_user_name(&args.name)?;
+    // Refuse an unknown name before asking for a password; checked again under the lock.
+    if Users::load(dir)?.get(&name).is_none() {
+        bail!("no user named {name:?}");
+    }
+    let password = read_new_password(args.password_stdin)?;
+    // Hash outside the lock: it takes a while, and other edits should not wait for it.
+    let hash = hash_password(&password)?;
+    Users::update(dir, |users| users.set_password_hash(&name, hash))?;
+    println!("changed the password of {name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_disabled(dir: &std::path::Path, name: &str, disabled: bool) -> CmdResult {
+    let name = normalize_user_name(name)?;
+    let changed = Users::update(dir, |users| users.set_disabled(&name, disabled))?;
+    let state = if disabled { "disabled" } else { "enabled" };
+    if changed {
+        println!("{state} {name}");
+    } else {
+        println!("{name} was already {state}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scope(role: &Role) -> String {
+    match role {
+        Role::User { addresses } => format!("user of {}", join(addresses)),
+        Role::Auditor {
+            domains: AuditorDomains::Only(domains),
+        } => format!("auditor of {}", join(domains)),
+        Role::Auditor {
+            domains: AuditorDomains::All,
+        } => "auditor of all domains".into(),
+    }
+}
+
+fn join(items: &std::collections::BTreeSet<String>) -> String {
+    items.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// The new password: the first line of stdin when it is not a terminal (or `--password-stdin`),
+/// else typed twice at a prompt without echo.
+fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin || !std::io::stdin().is_terminal() {
+        return first_line_of_stdin();
+    }
+    let first = terminal::prompt_hidden("New password: ")?;
+    let again = terminal::prompt_hidden("Repeat it: ")?;
+    if first != again {
+        bail!("the two passwords differ; nothing changed");
+    }
+    Ok(first)
+}
+
+fn first_line_of_stdin() -> anyhow::Result<String> {
+    // Read a bounded amount: a password longer than the limit is refused anyway.
+    let mut line = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_PASSWORD_BYTES as u64 + 2)
+        .read_until(b'\n', &mut line)
+        .context("reading the password from stdin")?;
+    if line.is_empty() {
+        bail!("no password on stdin (expected it on the first line)");
+    }
+    if line.ends_with(b"\n") {
+        line.pop();
+        if line.ends_with(b"\r") {
+            line.pop();
+        }
+    }
+    String::from_utf8(line).map_err(|_| anyhow::anyhow!("the password on stdin is not UTF-8"))
+}
+
+/// Reading a line from the terminal with echo off, restoring the terminal afterwards.
+mod terminal {
+    use std::io::{BufRead, Write};
+
+    /// Restores the saved terminal settings when dropped (also on error paths).
+    struct EchoOff(libc::termios);
+
+    impl Drop for EchoOff {
+        fn drop(&mut self) {
+            // SAFETY: tcsetattr on stdin with settings tcgetattr returned for it.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0);
+            }
+        }
+    }
+
+    pub fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
+        // SAFETY: termios is plain data; tcgetattr fills it for a terminal fd and we check its
+        // result before using it.
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+            t
+        };
+        let mut silent = saved;
+        silent.c_lflag &= !libc::ECHO;
+        silent.c_lflag |= libc::ECHONL;
+        // SAFETY: as above, with settings derived from the saved ones.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &silent) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let _restore = EchoOff(saved);
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+}
