@@ -5,7 +5,8 @@
 //! - [`users_file`]: `<data>/users.json` on disk, locked read-modify-write;
 //! - [`password`]: Argon2id hashing with pinned parameters;
 //! - [`names`]: what user names, addresses and domains may look like;
-//! - [`limiter`]: failed-login rate limits per client address and per login name.
+//! - [`limiter`]: failed-login rate limits per client address and per login name;
+//! - [`login`]: [`LoginGate`], the one login path: limit, verify, audit.
 //!
 //! Logins and failed logins are audit records: see [`crate::audit::AuditEvent::login`].
 //! Nothing here logs, and no error or event ever holds a password.
@@ -13,11 +14,13 @@
 //! [`Principal`]: crate::search::Principal
 
 pub mod limiter;
+pub mod login;
 pub mod names;
 pub mod password;
 pub mod users;
 pub mod users_file;
 
 pub use limiter::{LoginLimiter, RetryAfter};
+pub use login::{LoginGate, LoginRefused};
 pub use password::hash_password;
 pub use users::{AuditorDomains, AuthFailure, Authenticated, Role, UserRecord, Users};
