@@ -655,6 +655,12 @@ impl Store {
         self.shared.index.by_address(role, address)
     }
 
+    /// The key-value index with everything durable applied (for views, `crate::views`).
+    pub(crate) fn synced_index(&self) -> Result<&KvIndex> {
+        self.sync_index()?;
+        Ok(&self.shared.index)
+    }
+
     /// Full-text search as `principal` (see docs/SEARCH.md); waits until every durable
     /// record is searchable. Hits are per message and filtered to what the principal may see.
     pub fn search(
