@@ -96,6 +96,12 @@ impl View {
         self.entries.iter().map(|(uid, _)| *uid)
     }
 
+    /// The message record seq behind each UID, in UID order (search hits are per message
+    /// record; this maps them back to the view).
+    pub fn message_seqs(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        self.entries.iter().map(|(_, seq)| *seq)
+    }
+
     /// The UID of message sequence number `n` (1-based).
     pub fn uid_at(&self, n: usize) -> Option<u64> {
         n.checked_sub(1)
