@@ -1,0 +1,557 @@
+//! A stored message seen the IMAP way: ENVELOPE, BODYSTRUCTURE and the byte ranges of
+//! sections, all taken from the stored bytes (DESIGN invariant 2). mail-parser finds the
+//! structure and offsets; every string the client sees is sliced from the raw bytes, so
+//! encoded words and odd headers go out exactly as they came in.
+//!
+//! Parsing failures degrade the structure, never the bytes: a message mail-parser cannot
+//! read is one `text/plain` part holding everything.
+
+use std::borrow::Cow;
+use std::num::NonZeroU32;
+
+use imap_next::imap_types::body::{BasicFields, Body, BodyStructure, SpecificFields};
+use imap_next::imap_types::core::{IString, NString, Vec1};
+use imap_next::imap_types::envelope::{Address, Envelope};
+use mail_parser::{Encoding, Message, MessageParser, MimeHeaders, PartType};
+
+/// A message parsed for FETCH.
+pub struct Parsed<'a> {
+    raw: &'a [u8],
+    msg: Option<Message<'a>>,
+}
+
+/// A message inside the stored bytes: the top-level one or an unencoded message/rfc822 part.
+#[derive(Clone, Copy)]
+struct Msg<'m, 'a> {
+    msg: &'m Message<'a>,
+    /// Where this message's bytes end in the raw buffer.
+    end: usize,
+}
+
+/// Where a section path leads.
+#[derive(Clone, Copy)]
+struct Node<'m, 'a> {
+    within: Msg<'m, 'a>,
+    id: usize,
+}
+
+impl<'a> Parsed<'a> {
+    /// Parses `raw`; never fails.
+    pub fn new(raw: &'a [u8]) -> Parsed<'a> {
+        let msg = MessageParser::default()
+            .parse(raw)
+            .filter(|m| !m.parts.is_empty());
+        Parsed { raw, msg }
+    }
+
+    fn top(&self) -> Option<Msg<'_, 'a>> {
+        self.msg.as_ref().map(|msg| Msg {
+            msg,
+            end: self.raw.len(),
+        })
+    }
+
+    fn slice(&self, start: u32, end: usize) -> &'a [u8] {
+        let end = end.min(self.raw.len());
+        let start = (start as usize).min(end);
+        &self.raw[start..end]
+    }
+
+    /// The header block of the message at `path` (empty: the whole message), blank line
+    /// included; `None` if `path` is not a message.
+    pub fn header(&self, path: &[NonZeroU32]) -> Option<&'a [u8]> {
+        let m = self.message_at(path)?;
+        let root = &m.msg.parts[0];
+        Some(self.slice(root.offset_header, root.offset_body as usize))
+    }
+
+    /// The body of the message at `path` (RFC 3501 TEXT).
+    pub fn text(&self, path: &[NonZeroU32]) -> Option<&'a [u8]> {
+        let m = self.message_at(path)?;
+        Some(self.slice(m.msg.parts[0].offset_body, m.end))
+    }
+
+    /// The MIME header of part `path` (non-empty).
+    pub fn mime(&self, path: &[NonZeroU32]) -> Option<&'a [u8]> {
+        if path.is_empty() {
+            return None;
+        }
+        let node = self.locate(path)?;
+        // For part 1 of a single-part message this is the message header, as servers do.
+        let part = &node.within.msg.parts[node.id];
+        Some(self.slice(part.offset_header, part.offset_body as usize))
+    }
+
+    /// The content of part `path` (empty: the whole message), still transfer-encoded.
+    pub fn part(&self, path: &[NonZeroU32]) -> Option<&'a [u8]> {
+        if path.is_empty() {
+            return Some(self.raw);
+        }
+        let node = self.locate(path)?;
+        let part = &node.within.msg.parts[node.id];
+        let end = if node.id == 0 {
+            node.within.end
+        } else {
+            part.offset_end as usize
+        };
+        Some(self.slice(part.offset_body, end))
+    }
+
+    /// The content of part `path` with its transfer encoding undone (RFC 3516 BINARY);
+    /// `Err(())` for an encoding we cannot undo (the client gets
+    /// `[UNKNOWN-CTE]`).
+    pub fn binary(&self, path: &[NonZeroU32]) -> Option<Result<Cow<'a, [u8]>, ()>> {
+        let bytes = self.part(path)?;
+        if path.is_empty() {
+            return Some(Ok(Cow::Borrowed(bytes)));
+        }
+        let node = self.locate(path)?;
+        let part = &node.within.msg.parts[node.id];
+        let cte = part
+            .content_transfer_encoding()
+            .unwrap_or("7bit")
+            .trim()
+            .to_ascii_lowercase();
+        Some(match cte.as_str() {
+            "7bit" | "8bit" | "binary" | "" => Ok(Cow::Borrowed(bytes)),
+            "base64" => Ok(Cow::Owned(decode_base64(bytes))),
+            "quoted-printable" => Ok(Cow::Owned(decode_qp(bytes))),
+            _ => Err(()),
+        })
+    }
+
+    /// The message at `path`: the top one, or the message/rfc822 part `path` leads to.
+    fn message_at(&self, path: &[NonZeroU32]) -> Option<Msg<'_, 'a>> {
+        if path.is_empty() {
+            return self.top();
+        }
+        let node = self.locate(path)?;
+        let part = &node.within.msg.parts[node.id];
+        match &part.body {
+            PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => Some(Msg {
+                msg: inner,
+                end: part.offset_end as usize,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Follows an IMAP part path (RFC 3501 6.4.5): children of a multipart are 1..n; a
+    /// single-part message has only part 1, itself; a message/rfc822 part's parts are those
+    /// of the message inside it.
+    fn locate(&self, path: &[NonZeroU32]) -> Option<Node<'_, 'a>> {
+        let mut within = self.top()?;
+        let mut at: Option<usize> = None;
+        for n in path {
+            let index = n.get() as usize - 1;
+            // Where to descend from, and whether that is a message (not a part).
+            let container = match at {
+                None => 0,
+                Some(id) => {
+                    let part = within.msg.parts.get(id)?;
+                    match &part.body {
+                        PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => {
+                            within = Msg {
+                                msg: inner,
+                                end: part.offset_end as usize,
+                            };
+                            at = None;
+                            0
+                        }
+                        PartType::Multipart(_) => id,
+                        _ => return None,
+                    }
+                }
+            };
+            let message_level = at.is_none();
+            match &within.msg.parts.get(container)?.body {
+                PartType::Multipart(children) => {
+                    at = Some(*children.get(index)? as usize);
+                }
+                _ if message_level && index == 0 => at = Some(container),
+                _ => return None,
+            }
+        }
+        at.map(|id| Node { within, id })
+    }
+
+    /// ENVELOPE of the top-level message.
+    pub fn envelope(&self) -> Envelope<'static> {
+        match self.top() {
+            Some(m) => self.envelope_of(m),
+            None => empty_envelope(),
+        }
+    }
+
+    fn envelope_of(&self, m: Msg<'_, 'a>) -> Envelope<'static> {
+        let msg = m.msg;
+        let raw_header = |name: &str| nstring(self.raw_header(msg, 0, name));
+        let from = addresses(msg.from());
+        let sender = match msg.sender() {
+            Some(a) => addresses(Some(a)),
+            None => from.clone(),
+        };
+        let reply_to = match msg.reply_to() {
+            Some(a) => addresses(Some(a)),
+            None => from.clone(),
+        };
+        Envelope {
+            date: raw_header("Date"),
+            subject: raw_header("Subject"),
+            from,
+            sender,
+            reply_to,
+            to: addresses(msg.to()),
+            cc: addresses(msg.cc()),
+            bcc: addresses(msg.bcc()),
+            in_reply_to: raw_header("In-Reply-To"),
+            message_id: raw_header("Message-ID"),
+        }
+    }
+
+    /// A header's raw value, unfolded and trimmed (first occurrence).
+    fn raw_header(&self, msg: &Message<'a>, id: usize, name: &str) -> Option<Vec<u8>> {
+        let h = msg
+            .parts
+            .get(id)?
+            .headers
+            .iter()
+            .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+        let value = self.slice(h.offset_start, h.offset_end as usize);
+        let unfolded: Vec<u8> = value
+            .iter()
+            .copied()
+            .filter(|b| *b != b'\r' && *b != b'\n')
+            .collect();
+        Some(trim(&unfolded).to_vec())
+    }
+
+    /// BODYSTRUCTURE (`extended`) or BODY of the top-level message. Extension data is left
+    /// out in both: it is optional, and imap-codec would send it even for BODY.
+    pub fn body_structure(&self) -> BodyStructure<'static> {
+        match self.top() {
+            Some(m) => self.structure(m, 0, true),
+            None => fallback_structure(self.raw),
+        }
+    }
+
+    fn structure(&self, m: Msg<'_, 'a>, id: usize, root: bool) -> BodyStructure<'static> {
+        let Some(part) = m.msg.parts.get(id) else {
+            return fallback_structure(&[]);
+        };
+        if let PartType::Multipart(children) = &part.body {
+            let bodies: Vec<BodyStructure<'static>> = children
+                .iter()
+                .map(|c| self.structure(m, *c as usize, false))
+                .collect();
+            let subtype = part
+                .content_type()
+                .and_then(|c| c.subtype())
+                .unwrap_or("mixed")
+                .to_string();
+            if let Ok(bodies) = Vec1::try_from(bodies) {
+                return BodyStructure::Multi {
+                    bodies,
+                    subtype: istring(subtype.into_bytes()),
+                    extension_data: None,
+                };
+            }
+            // A multipart without parts cannot be described; call it empty text.
+        }
+        let end = if root { m.end } else { part.offset_end as usize };
+        let content = self.slice(part.offset_body, end);
+        let (ctype, subtype, params) = match part.content_type() {
+            Some(c) => (
+                c.ctype().to_ascii_lowercase(),
+                c.subtype().unwrap_or("").to_ascii_lowercase(),
+                c.attributes()
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|a| {
+                        (
+                            istring(a.name.as_bytes().to_vec()),
+                            istring(a.value.as_bytes().to_vec()),
+                        )
+                    })
+                    .collect(),
+            ),
+            None => (
+                "text".to_string(),
+                "plain".to_string(),
+                vec![(istring(b"charset".to_vec()), istring(b"us-ascii".to_vec()))],
+            ),
+        };
+        let basic = BasicFields {
+            parameter_list: params,
+            id: nstring(self.raw_header(m.msg, id, "Content-ID")),
+            description: nstring(self.raw_header(m.msg, id, "Content-Description")),
+            content_transfer_encoding: istring(
+                self.raw_header(m.msg, id, "Content-Transfer-Encoding")
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| b"7BIT".to_vec()),
+            ),
+            size: u32::try_from(content.len()).unwrap_or(u32::MAX),
+        };
+        let lines = u32::try_from(content.iter().filter(|b| **b == b'\n').count()).unwrap_or(u32::MAX);
+        let specific = match &part.body {
+            PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => {
+                let inner = Msg {
+                    msg: inner,
+                    end: part.offset_end as usize,
+                };
+                SpecificFields::Message {
+                    envelope: Box::new(self.envelope_of(inner)),
+                    body_structure: Box::new(self.structure(inner, 0, true)),
+                    number_of_lines: lines,
+                }
+            }
+            _ if ctype == "text" => SpecificFields::Text {
+                subtype: istring(subtype.into_bytes()),
+                number_of_lines: lines,
+            },
+            _ => SpecificFields::Basic {
+                r#type: istring(ctype.into_bytes()),
+                subtype: istring(subtype.into_bytes()),
+            },
+        };
+        BodyStructure::Single {
+            body: Body { basic, specific },
+            extension_data: None,
+        }
+    }
+}
+
+fn is_identity(e: Encoding) -> bool {
+    e == Encoding::None
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &b[start..end.max(start)]
+}
+
+/// A string for the wire: quoted or literal as needed. NUL cannot be sent in either, so it
+/// becomes 0x80 (as Dovecot does); BINARY is the exact path.
+pub fn istring(bytes: Vec<u8>) -> IString<'static> {
+    let bytes = without_nul(bytes);
+    // Without NUL every byte string is a valid quoted string or literal.
+    IString::try_from(bytes)
+        .or_else(|_| IString::try_from(""))
+        .unwrap_or_else(|_| unreachable!("the empty string is a valid quoted string"))
+}
+
+/// Like [`istring`], NIL for `None`.
+pub fn nstring(bytes: Option<Vec<u8>>) -> NString<'static> {
+    match bytes {
+        None => NString(None),
+        Some(b) => NString(Some(istring(b))),
+    }
+}
+
+/// NUL → 0x80, the one byte IMAP strings cannot carry.
+pub fn without_nul(mut bytes: Vec<u8>) -> Vec<u8> {
+    for b in bytes.iter_mut() {
+        if *b == 0 {
+            *b = 0x80;
+        }
+    }
+    bytes
+}
+
+fn empty_envelope() -> Envelope<'static> {
+    Envelope {
+        date: NString(None),
+        subject: NString(None),
+        from: Vec::new(),
+        sender: Vec::new(),
+        reply_to: Vec::new(),
+        to: Vec::new(),
+        cc: Vec::new(),
+        bcc: Vec::new(),
+        in_reply_to: NString(None),
+        message_id: NString(None),
+    }
+}
+
+fn fallback_structure(raw: &[u8]) -> BodyStructure<'static> {
+    BodyStructure::Single {
+        body: Body {
+            basic: BasicFields {
+                parameter_list: vec![(istring(b"charset".to_vec()), istring(b"us-ascii".to_vec()))],
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: istring(b"7BIT".to_vec()),
+                size: u32::try_from(raw.len()).unwrap_or(u32::MAX),
+            },
+            specific: SpecificFields::Text {
+                subtype: istring(b"plain".to_vec()),
+                number_of_lines: u32::try_from(raw.iter().filter(|b| **b == b'\n').count())
+                    .unwrap_or(u32::MAX),
+            },
+        },
+        extension_data: None,
+    }
+}
+
+/// ENVELOPE addresses. mail-parser decodes display names; non-ASCII ones are re-encoded as
+/// RFC 2047 words, which is what the wire format expects.
+fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<Address<'static>> {
+    let Some(a) = a else {
+        return Vec::new();
+    };
+    let one = |name: Option<&str>, address: Option<&str>| {
+        let (mailbox, host) = match address {
+            Some(addr) => match addr.rfind('@') {
+                Some(i) => (Some(addr[..i].to_string()), Some(addr[i + 1..].to_string())),
+                None => (Some(addr.to_string()), None),
+            },
+            None => (None, None),
+        };
+        Address {
+            name: nstring(name.map(encode_word)),
+            adl: NString(None),
+            mailbox: nstring(mailbox.map(String::into_bytes)),
+            host: nstring(host.map(String::into_bytes)),
+        }
+    };
+    match a {
+        mail_parser::Address::List(list) => list
+            .iter()
+            .map(|x| one(x.name.as_deref(), x.address.as_deref()))
+            .collect(),
+        mail_parser::Address::Group(groups) => {
+            let mut out = Vec::new();
+            for g in groups {
+                // RFC 3501: a group is (NIL NIL "name" NIL) … members … (NIL NIL NIL NIL).
+                let named = g.name.is_some();
+                if named {
+                    out.push(Address {
+                        name: NString(None),
+                        adl: NString(None),
+                        mailbox: nstring(g.name.as_deref().map(|n| n.as_bytes().to_vec())),
+                        host: NString(None),
+                    });
+                }
+                out.extend(
+                    g.addresses
+                        .iter()
+                        .map(|x| one(x.name.as_deref(), x.address.as_deref())),
+                );
+                if named {
+                    out.push(Address {
+                        name: NString(None),
+                        adl: NString(None),
+                        mailbox: NString(None),
+                        host: NString(None),
+                    });
+                }
+            }
+            out
+        }
+    }
+}
+
+fn encode_word(name: &str) -> Vec<u8> {
+    if name.is_ascii() {
+        return name.as_bytes().to_vec();
+    }
+    use base64::Engine;
+    format!(
+        "=?utf-8?b?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(name.as_bytes())
+    )
+    .into_bytes()
+}
+
+fn decode_base64(bytes: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let clean: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+        .collect();
+    // Padding is dropped above and re-derived: broken padding is common in real mail. A
+    // lone trailing character carries no whole byte.
+    let usable = if clean.len() % 4 == 1 {
+        clean.len() - 1
+    } else {
+        clean.len()
+    };
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(&clean[..usable])
+        .unwrap_or_default()
+}
+
+fn decode_qp(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'=' {
+            match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(b'\r'), Some(b'\n')) => i += 3,
+                (Some(b'\n'), _) => i += 2,
+                (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                    let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                    out.push(hex(*h) << 4 | hex(*l));
+                    i += 3;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The header fields of a header block whose names are (or, `not`, are not) in `names`,
+/// followed by the blank line (RFC 3501 HEADER.FIELDS / HEADER.FIELDS.NOT).
+pub fn header_fields(block: &[u8], names: &[Vec<u8>], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in block.split_inclusive(|b| *b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !(line.starts_with(b" ") || line.starts_with(b"\t")) {
+            let name = line.split(|b| *b == b':').next().unwrap_or(b"");
+            let name = trim(name);
+            let listed = names.iter().any(|n| n.eq_ignore_ascii_case(name));
+            keep = listed != not;
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_printable_and_base64_decode() {
+        assert_eq!(decode_qp(b"a=3Db=\r\nc"), b"a=bc");
+        assert_eq!(decode_base64(b"aGVs\r\nbG8=\r\n"), b"hello");
+        assert_eq!(decode_base64(b"aGVsbG8"), b"hello");
+    }
+
+    #[test]
+    fn header_fields_keep_folded_lines() {
+        let block = b"From: a\r\nSubject: x\r\n y\r\nTo: b\r\n\r\n";
+        let names = vec![b"subject".to_vec()];
+        assert_eq!(header_fields(block, &names, false), b"Subject: x\r\n y\r\n\r\n");
+        assert_eq!(header_fields(block, &names, true), b"From: a\r\nTo: b\r\n\r\n");
+    }
+}
