@@ -66,7 +66,7 @@ pub struct View {
     uid_validity: u32,
     /// (uid, message record seq), ascending by uid.
     entries: Vec<(u64, u64)>,
-    /// The log's last seq when the view was computed: every later record has a higher seq.
+    /// The durable seq the view covers: every record not in it has a higher seq.
     as_of: u64,
 }
 
@@ -127,7 +127,8 @@ impl View {
         self.as_of + 1
     }
 
-    /// The log's last seq when the view was computed.
+    /// The durable log seq the view covers (compare with `Store::stats().last_seq` to know
+    /// whether a refresh may find something new).
     pub fn as_of(&self) -> u64 {
         self.as_of
     }
@@ -257,10 +258,10 @@ impl Store {
     pub fn view(&self, principal: &Principal, mailbox: &str) -> Result<View> {
         let (name, def) = definition(principal, mailbox)
             .ok_or_else(|| Error::Invalid(format!("no mailbox {mailbox:?} for this principal")))?;
-        // Read the log position before the index: anything appended after is above `as_of`
-        // and shows up on the next refresh.
-        let as_of = self.stats().last_seq;
-        let index = self.synced_index()?;
+        // As of the durable seq the index is known to cover: a record below `as_of` can never
+        // turn up later, so UIDNEXT (`as_of + 1`) is a promise that holds. Anything written
+        // after is above it and shows up on the next refresh.
+        let (as_of, index) = self.synced_index()?;
         let seqs: Vec<u64> = match &def {
             Definition::Received(addresses) => by_role(index, Role::Recipient, addresses)?,
             Definition::Sent(addresses) => by_role(index, Role::Sender, addresses)?,

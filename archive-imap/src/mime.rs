@@ -547,6 +547,82 @@ mod tests {
         assert_eq!(decode_base64(b"aGVsbG8"), b"hello");
     }
 
+    fn path(p: &[u32]) -> Vec<NonZeroU32> {
+        p.iter().filter_map(|n| NonZeroU32::new(*n)).collect()
+    }
+
+    const FORWARD: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: fwd\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n\
+--x\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--x\r\nContent-Type: message/rfc822\r\n\r\n\
+From: c@example.com\r\nSubject: inner\r\n\
+Content-Type: multipart/alternative; boundary=\"y\"\r\n\r\n\
+--y\r\nContent-Type: text/plain\r\n\r\nplain\r\n\
+--y\r\nContent-Type: text/html\r\n\r\n<b>html</b>\r\n--y--\r\n--x--\r\n";
+
+    /// RFC 3501 6.4.5 part numbering through a forwarded message.
+    #[test]
+    fn sections_of_a_nested_message() {
+        let p = Parsed::new(FORWARD);
+        assert_eq!(p.part(&[]), Some(FORWARD));
+        assert_eq!(p.part(&path(&[1])), Some(&b"see attached"[..]));
+        assert_eq!(
+            p.mime(&path(&[1])),
+            Some(&b"Content-Type: text/plain\r\n\r\n"[..])
+        );
+        let inner = p.part(&path(&[2])).unwrap();
+        assert!(inner.starts_with(b"From: c@example.com\r\n") && inner.ends_with(b"--y--"));
+        assert_eq!(
+            p.header(&path(&[2])),
+            Some(&b"From: c@example.com\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=\"y\"\r\n\r\n"[..])
+        );
+        assert!(p.text(&path(&[2])).unwrap().starts_with(b"--y\r\n"));
+        assert_eq!(p.part(&path(&[2, 1])), Some(&b"plain"[..]));
+        assert_eq!(p.part(&path(&[2, 2])), Some(&b"<b>html</b>"[..]));
+        assert_eq!(
+            p.mime(&path(&[2, 2])),
+            Some(&b"Content-Type: text/html\r\n\r\n"[..])
+        );
+        // Not a message: no HEADER; not a part: nothing.
+        assert_eq!(p.header(&path(&[1])), None);
+        assert_eq!(p.part(&path(&[3])), None);
+        assert_eq!(p.part(&path(&[1, 1])), None);
+        assert_eq!(p.part(&path(&[2, 3])), None);
+        match p.body_structure() {
+            BodyStructure::Multi { bodies, .. } => match &bodies.as_ref()[1] {
+                BodyStructure::Single {
+                    body:
+                        Body {
+                            specific: SpecificFields::Message { body_structure, .. },
+                            ..
+                        },
+                    ..
+                } => assert!(matches!(**body_structure, BodyStructure::Multi { .. })),
+                _ => panic!("part 2 is not message/rfc822"),
+            },
+            _ => panic!("not multipart"),
+        }
+    }
+
+    #[test]
+    fn single_part_and_unparsable_messages() {
+        let raw = b"Subject: x\r\n\r\nbody\r\n";
+        let p = Parsed::new(raw);
+        assert_eq!(p.part(&path(&[1])), Some(&b"body\r\n"[..]));
+        assert_eq!(p.text(&[]), Some(&b"body\r\n"[..]));
+        assert_eq!(p.header(&[]), Some(&b"Subject: x\r\n\r\n"[..]));
+        // Whatever the bytes, structure and envelope are produced, never a panic.
+        for raw in [
+            &b""[..],
+            b"\0\0\0",
+            b"\r\n\r\n",
+            b"Content-Type: multipart/mixed\r\n\r\n--",
+        ] {
+            let p = Parsed::new(raw);
+            let _ = (p.body_structure(), p.envelope(), p.part(&path(&[1, 2, 3])));
+        }
+    }
+
     #[test]
     fn header_fields_keep_folded_lines() {
         let block = b"From: a\r\nSubject: x\r\n y\r\nTo: b\r\n\r\n";

@@ -242,3 +242,61 @@ async fn imaplib_sees_a_read_only_archive() {
         "{audit:#?}"
     );
 }
+
+/// Reads one CRLF-terminated line (or whatever arrives before EOF).
+async fn read_line(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        match tcp.read(&mut byte).await {
+            Ok(1) => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_login_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let key = path.join("signing.key");
+    Store::create(&path, &key).unwrap();
+    let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
+    let mut config = ImapConfig {
+        plain: Some("127.0.0.1:0".parse().unwrap()),
+        tls: None,
+        ..ImapConfig::default()
+    };
+    config.limits.max_connections_per_ip = 2;
+    config.limits.login_timeout = Duration::from_secs(1);
+    let listening = archive_imap::start(
+        store,
+        Arc::new(TestUsers(HashMap::new())),
+        config,
+        &dir.path().join("tls"),
+    )
+    .await
+    .unwrap();
+    let addr = listening.plain.unwrap();
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(read_line(&mut first).await.starts_with("* OK [CAPABILITY"));
+    assert!(read_line(&mut second).await.starts_with("* OK"));
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(read_line(&mut third).await, "* BYE too many connections\r\n");
+
+    // Not logging in: BYE after the login timeout, and the slot is free again.
+    let started = std::time::Instant::now();
+    let bye = tokio::time::timeout(Duration::from_secs(5), read_line(&mut first))
+        .await
+        .unwrap();
+    assert!(bye.starts_with("* BYE"), "{bye}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop((first, second));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(read_line(&mut again).await.starts_with("* OK"));
+    listening.shutdown().await;
+}
