@@ -45,6 +45,17 @@ fn envelope(from: &str, to: &[&str]) -> Envelope {
     }
 }
 
+/// This host's address on its default route, if it has one that is not loopback (connecting
+/// a UDP socket sends nothing).
+fn non_loopback_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9")
+        .or_else(|_| s.connect("8.8.8.8:53"))
+        .ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 fn regular_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -144,6 +155,39 @@ async fn imaplib_sees_a_read_only_archive() {
     .await
     .unwrap();
 
+    // A plain listener reached over a non-loopback address: passwords only after STARTTLS.
+    let nonlocal_ip = non_loopback_ip();
+    let nonlocal = match nonlocal_ip {
+        Some(_) => Some(
+            archive_imap::start(
+                Arc::clone(&store),
+                Arc::new(TestUsers(HashMap::from([(
+                    "erika".to_string(),
+                    (
+                        "erika-pw".to_string(),
+                        Principal::user(["erika@example.com"]).unwrap(),
+                    ),
+                )]))),
+                ImapConfig {
+                    plain: Some("0.0.0.0:0".parse().unwrap()),
+                    tls: None,
+                    ..ImapConfig::default()
+                },
+                &dir.path().join("tls"),
+            )
+            .await
+            .unwrap(),
+        ),
+        None => {
+            eprintln!("no non-loopback address: LOGINDISABLED before STARTTLS is not checked");
+            None
+        }
+    };
+    let nonlocal_env = match (&nonlocal, nonlocal_ip) {
+        (Some(l), Some(ip)) => format!("{ip} {}", l.plain.unwrap().port()),
+        _ => String::new(),
+    };
+
     // IDLE: the script creates `append-now` while idling; this appends mail for Erika.
     let signal = dir.path().join("append-now");
     let appended_at = dir.path().join("appended");
@@ -186,6 +230,7 @@ async fn imaplib_sees_a_read_only_archive() {
             .env("MANIFEST", &manifest_path)
             .env("SIGNAL", &signal)
             .env("APPENDED", &appended_at)
+            .env("NONLOCAL", nonlocal_env)
             .env(
                 "UIDS",
                 format!(
@@ -211,6 +256,9 @@ async fn imaplib_sees_a_read_only_archive() {
         "the IDLE mail was never appended"
     );
     listening.shutdown().await;
+    if let Some(l) = nonlocal {
+        l.shutdown().await;
+    }
 
     // Nothing but the IDLE mail and audit records was appended: no write reached the log.
     let mut audit = Vec::new();
@@ -231,7 +279,8 @@ async fn imaplib_sees_a_read_only_archive() {
     assert!(has("erika", "select"));
     assert!(has("erika", "view"));
     assert!(has("mallory", "login-failed"));
-    assert!(audit.iter().all(|e| e.origin == "imap:127.0.0.1"));
+    assert!(audit.iter().any(|e| e.origin == "imap:127.0.0.1"));
+    assert!(audit.iter().all(|e| e.origin.starts_with("imap:")));
     // FETCH 1:* BODY.PEEK[] by Erika is one event naming all her UIDs.
     assert_eq!(gruesse.seq + 1, blind.seq);
     let all_three = format!("uids {},{}:{}", rechnung.seq, gruesse.seq, blind.seq);

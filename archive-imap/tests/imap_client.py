@@ -405,4 +405,22 @@ ok(t.login("erika", "erika-pw"))
 ok(select(t, "INBOX"))
 t.logout()
 
+if os.environ.get("NONLOCAL"):
+    step("not loopback: LOGINDISABLED until STARTTLS")
+    host, port = os.environ["NONLOCAL"].split()
+    n = imaplib.IMAP4(host, int(port))
+    assert "LOGINDISABLED" in n.capabilities and "STARTTLS" in n.capabilities, n.capabilities
+    assert "AUTH=PLAIN" not in n.capabilities, n.capabilities
+    try:
+        n.login("erika", "erika-pw")
+        raise AssertionError("LOGIN accepted in plain text")
+    except imaplib.IMAP4.error as e:
+        assert "PRIVACYREQUIRED" in str(e), e
+    typ, data = n._simple_command("AUTHENTICATE", "PLAIN", base64.b64encode(b"\x00erika\x00erika-pw").decode())
+    assert typ == "NO" and b"PRIVACYREQUIRED" in data[-1], (typ, data)
+    ok(n.starttls(ssl_context=ctx))
+    assert "LOGINDISABLED" not in n.capabilities and "AUTH=PLAIN" in n.capabilities, n.capabilities
+    ok(n.login("erika", "erika-pw"))
+    n.logout()
+
 print("all IMAP checks passed")
