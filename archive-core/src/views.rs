@@ -256,16 +256,30 @@ impl Store {
     /// the principal has no such mailbox (the front door says "no such mailbox", nothing
     /// more, so a name never reveals whether mail exists behind it).
     pub fn view(&self, principal: &Principal, mailbox: &str) -> Result<View> {
+        self.build_view(principal, mailbox, None)
+    }
+
+    /// `view` brought up to date with the log: only records after `view.as_of()` are
+    /// looked at, so a session can refresh after every command. A view of another
+    /// definition (the principal changed) is rebuilt whole.
+    pub fn refresh_view(&self, principal: &Principal, view: &View) -> Result<View> {
+        self.build_view(principal, view.mailbox(), Some(view))
+    }
+
+    fn build_view(&self, principal: &Principal, mailbox: &str, base: Option<&View>) -> Result<View> {
         let (name, def) = definition(principal, mailbox)
             .ok_or_else(|| Error::Invalid(format!("no mailbox {mailbox:?} for this principal")))?;
+        let validity = uid_validity(self.origin(), &name, &def);
+        let base = base.filter(|b| b.uid_validity == validity && b.mailbox == name);
         // As of the durable seq the index is known to cover: a record below `as_of` can never
         // turn up later, so UIDNEXT (`as_of + 1`) is a promise that holds. Anything written
         // after is above it and shows up on the next refresh.
         let (as_of, index) = self.synced_index()?;
+        let after = base.map_or(0, |b| b.as_of);
         let seqs: Vec<u64> = match &def {
             Definition::Received(addresses) => by_role(index, Role::Recipient, addresses)?,
             Definition::Sent(addresses) => by_role(index, Role::Sender, addresses)?,
-            Definition::Everything => index.message_seqs()?,
+            Definition::Everything => index.message_seqs(after + 1)?,
             Definition::Domains(domains) => {
                 let mut all = Vec::new();
                 for d in domains {
@@ -277,9 +291,11 @@ impl Store {
             }
             Definition::Nothing => Vec::new(),
         };
-        let mut entries = Vec::with_capacity(seqs.len());
-        let mut seen: HashSet<u64> = HashSet::with_capacity(seqs.len());
-        for seq in seqs.into_iter().filter(|s| *s <= as_of) {
+        let (mut entries, mut seen) = match base {
+            Some(b) => (b.entries.clone(), b.message_seqs().collect::<HashSet<u64>>()),
+            None => (Vec::with_capacity(seqs.len()), HashSet::with_capacity(seqs.len())),
+        };
+        for seq in seqs.into_iter().filter(|s| *s > after && *s <= as_of) {
             let message_seq = self.message_seq_of(index, seq)?;
             // Ascending seqs: the first record seen for a message is the one that made it
             // visible here.
@@ -288,10 +304,10 @@ impl Store {
             }
         }
         Ok(View {
-            uid_validity: uid_validity(self.origin(), &name, &def),
+            uid_validity: validity,
             mailbox: name,
             entries,
-            as_of,
+            as_of: as_of.max(after),
         })
     }
 
@@ -536,5 +552,46 @@ mod tests {
         let again = a.store.view(&one, "INBOX").unwrap();
         assert_eq!(again.uid_validity(), v1);
         assert_eq!(again.len(), 4);
+        let old = a.store.view(&one, "INBOX").unwrap();
+        let refreshed = a.store.refresh_view(&one, &old).unwrap();
+        assert_eq!(uids(&refreshed), uids(&again));
+    }
+
+    /// A refresh looks only at new records and gives what a fresh view gives: new
+    /// messages, and old ones a new delivery makes visible, under the new seq.
+    #[test]
+    fn refresh_adds_only_what_is_new() {
+        let a = archive();
+        let bob = Principal::user(["bob@example.org"]).unwrap();
+        let all = Principal::auditor_all();
+        let inbox = a.store.view(&bob, "INBOX").unwrap();
+        let archive = a.store.view(&all, "Archive").unwrap();
+        // Bob gets a blind copy of the Grüße message (stored long ago) and a new one.
+        let blind = a
+            .store
+            .append_message(
+                &envelope("p.mueller@example.ch", &["bob@example.org"]),
+                &fixture("search/de-gruesse.eml"),
+                OnDuplicate::RecordArrival,
+            )
+            .unwrap();
+        let new = a
+            .store
+            .append_message(
+                &envelope("x@example.net", &["bob@example.org"]),
+                b"To: bob@example.org\r\n\r\nnew\r\n",
+                OnDuplicate::RecordArrival,
+            )
+            .unwrap();
+        let refreshed = a.store.refresh_view(&bob, &inbox).unwrap();
+        assert_eq!(uids(&refreshed), vec![a.seqs[1], blind.seq, new.seq]);
+        assert_eq!(uids(&refreshed), uids(&a.store.view(&bob, "INBOX").unwrap()));
+        let archive = a.store.refresh_view(&all, &archive).unwrap();
+        assert_eq!(archive.uids().last(), Some(new.seq));
+        assert_eq!(uids(&archive), uids(&a.store.view(&all, "Archive").unwrap()));
+        // Another principal's view is rebuilt, not extended.
+        let erika = Principal::user(["erika@example.com"]).unwrap();
+        let other = a.store.refresh_view(&erika, &inbox).unwrap();
+        assert_eq!(uids(&other), uids(&a.store.view(&erika, "INBOX").unwrap()));
     }
 }

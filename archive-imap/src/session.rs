@@ -226,7 +226,7 @@ impl Session {
         if self.store.stats().last_seq == sel.view.as_of() {
             return Ok(());
         }
-        let fresh = blocking(|| self.store.view(&user.principal, sel.view.mailbox()));
+        let fresh = blocking(|| self.store.refresh_view(&user.principal, &sel.view));
         let Ok(fresh) = fresh else {
             // The view stays as it was; the next command tries again.
             return Ok(());

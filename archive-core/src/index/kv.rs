@@ -374,12 +374,13 @@ impl KvIndex {
         Ok(out)
     }
 
-    /// Every message record, ascending (the whole archive, as an auditor of all sees it).
-    pub fn message_seqs(&self) -> Result<Vec<u64>> {
+    /// Message records from seq `from` on, ascending (the whole archive, as an auditor of all
+    /// sees it).
+    pub fn message_seqs(&self, from: u64) -> Result<Vec<u64>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(LOCATIONS)?;
         let mut out = Vec::new();
-        for row in t.iter()? {
+        for row in t.range(from..)? {
             let (k, v) = row?;
             if v.value().3 == RecordKind::Message as u8 {
                 out.push(k.value());
