@@ -26,6 +26,10 @@ use crate::config::ImapLimits;
 /// How often an IDLE client is checked for new mail (issue #5: within 1 s).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// How long a response may take to leave: a client that stops reading would otherwise hold
+/// its task (and a connection slot) forever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A logged-in user.
 pub(crate) struct User {
     /// The login name (for audit records).
@@ -108,6 +112,12 @@ impl Conn {
     /// Drives the socket until the response `handle` is in the write buffer. Commands a
     /// client pipelined meanwhile are kept for later.
     pub async fn drive_to(&mut self, handle: imap_next::server::ResponseHandle) -> Result<(), Closed> {
+        tokio::time::timeout(SEND_TIMEOUT, self.drive_unbounded(handle))
+            .await
+            .map_err(|_| Closed)?
+    }
+
+    async fn drive_unbounded(&mut self, handle: imap_next::server::ResponseHandle) -> Result<(), Closed> {
         loop {
             match self.stream.next(&mut self.server).await {
                 Ok(Event::ResponseSent { handle: h, .. }) if h == handle => return Ok(()),
@@ -133,7 +143,10 @@ impl Conn {
 
     /// Writes everything buffered to the socket.
     pub async fn flush(&mut self) -> Result<(), Closed> {
-        self.stream.flush().await.map_err(|_| Closed)
+        match tokio::time::timeout(SEND_TIMEOUT, self.stream.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Closed),
+        }
     }
 }
 

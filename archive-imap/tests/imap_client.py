@@ -371,6 +371,8 @@ for bad in [b"a6 FETCH x:y BODY[]", b"a7 FETCH 1 BODY[9999999999999]", b"a8 SEAR
     raw.send(bad + b"\r\n")
     last = raw.until_tagged(tag)[-1]
     assert last.startswith(tag + " BAD"), (bad[:40], last)
+raw.send(b"b0 LOGIN {100000}\r\n")
+assert raw.until_tagged("b0")[-1].startswith("b0 BAD"), "literal over the limit"
 raw.send(b"b2 FETCH 99 (UID)\r\n")
 assert raw.until_tagged("b2")[-1].startswith("b2 OK"), "a number beyond EXISTS is ignored"
 raw.send(b"b3 SEARCH SUBJECT \"unterminated\r\n")

@@ -81,7 +81,15 @@ pub(crate) async fn handle(
         };
         let items = match blocking(|| message_items(s, &view, uid_value, &names, needs_bytes)) {
             Ok(items) => items,
-            Err(why) => {
+            Err(Unreadable::UnknownCte) => {
+                return Done::reply(no(
+                    tag,
+                    Some(code("UNKNOWN-CTE")),
+                    "BINARY: the part has a transfer encoding this server cannot decode; \
+                     use BODY[] for the stored bytes",
+                ));
+            }
+            Err(Unreadable::Store(why)) => {
                 tracing::error!(uid = uid_value, error = %why, "FETCH cannot read a message");
                 return Done::reply(no(
                     tag,
@@ -104,6 +112,14 @@ pub(crate) async fn handle(
     Done::reply(ok(tag, "FETCH completed"))
 }
 
+/// Why a message's items cannot be given.
+enum Unreadable {
+    /// The store failed (logged; the client gets NO).
+    Store(String),
+    /// BINARY of a part whose Content-Transfer-Encoding is unknown (RFC 3516 UNKNOWN-CTE).
+    UnknownCte,
+}
+
 /// The reply items for one message, in the order asked.
 fn message_items(
     s: &Session,
@@ -111,14 +127,20 @@ fn message_items(
     uid: u64,
     names: &[MessageDataItemName<'static>],
     needs_bytes: bool,
-) -> Result<Vec<MessageDataItem<'static>>, String> {
+) -> Result<Vec<MessageDataItem<'static>>, Unreadable> {
     let (raw, received_us, size) = if needs_bytes {
-        let m = s.store.view_message(view, uid).map_err(|e| e.to_string())?;
+        let m = s
+            .store
+            .view_message(view, uid)
+            .map_err(|e| Unreadable::Store(e.to_string()))?;
         let size = m.raw.len() as u64;
         (m.raw, m.received_us, size)
     } else {
         // Flags, dates and sizes come from the record; no message bytes are read.
-        let e = s.store.view_entry(view, uid).map_err(|e| e.to_string())?;
+        let e = s
+            .store
+            .view_entry(view, uid)
+            .map_err(|e| Unreadable::Store(e.to_string()))?;
         (Vec::new(), e.received_us, e.size)
     };
     let parsed = Parsed::new(&raw);
@@ -177,7 +199,8 @@ fn message_items(
                             mode: LiteralMode::Sync,
                         })
                     }
-                    _ => NString8::NString(NString(None)),
+                    Some(Err(())) => return Err(Unreadable::UnknownCte),
+                    None => NString8::NString(NString(None)),
                 };
                 MessageDataItem::Binary {
                     section: section.clone(),
@@ -187,7 +210,8 @@ fn message_items(
             MessageDataItemName::BinarySize { section } => {
                 let size = match parsed.binary(section) {
                     Some(Ok(b)) => b.len(),
-                    _ => 0,
+                    Some(Err(())) => return Err(Unreadable::UnknownCte),
+                    None => 0,
                 };
                 MessageDataItem::BinarySize {
                     section: section.clone(),
