@@ -232,6 +232,14 @@ assert search("NOT", "FROM", "hans.mueller@example.de") == [UIDS["gruesse"], UID
 assert search("2:*", uid=False) == [2, 3]
 assert search("UID", f"{UIDS['gruesse']}:*") == [UIDS["gruesse"], UIDS["blind"]]
 assert search("HEADER", "Message-ID", "gruesse-1@example.ch") == [UIDS["gruesse"]]
+# Sparse UIDs: `n:*` with n above every UID still names the last message (RFC 3501), a
+# reversed range is a range, and UIDs between the view's are simply absent.
+assert search("UID", "4294967295:*") == [UIDS["blind"]]
+assert search("UID", f"{UIDS['blind']}:{UIDS['rechnung']}") == [UIDS["rechnung"], UIDS["gruesse"], UIDS["blind"]]
+assert search("UID", str(UIDS["report"])) == []
+assert search("3:1", uid=False) == [1, 2, 3]
+typ, data = m.uid("FETCH", "4294967295:*", "(UID)")
+assert typ == "OK" and f"UID {UIDS['blind']}".encode() in data[0], data
 # Isolation: Alice's note is not Erika's, whatever she searches for.
 assert search("FROM", "owl@example.org") == [] and search("TEXT", "Undated") == []
 
@@ -301,6 +309,7 @@ typ, data = a.uid("FETCH", "1:*", "(BODY.PEEK[])")
 assert len([d for d in data if isinstance(d, tuple)]) == 1
 assert [int(x) for x in ok(a.uid("SEARCH", None, "ALL"))[0].split()] == [UIDS["note"]]
 assert ok(a.uid("SEARCH", None, "FROM", "p.mueller@example.ch")) == [b""]
+assert ok(a.uid("SEARCH", None, "UID", f"{UIDS['rechnung']}:{UIDS['blind']}")) == [b""]
 for name in ["Archive", "Domains/example.com", "Erika", "INBOX/../erika"]:
     typ, data = select(a, name)
     assert typ == "NO" and b"NONEXISTENT" in data[0], (name, typ, data)
