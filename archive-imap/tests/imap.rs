@@ -104,8 +104,18 @@ async fn imaplib_sees_a_read_only_archive() {
         envelope("owl@example.org", &["alice@example.com"]),
     );
 
-    // Edge: every edge fixture and a sample of the corpus, by envelope only.
+    // Edge: every edge, journal and malformed fixture and a sample of the corpus, by
+    // envelope only.
     let mut edge_files = regular_files(&fixtures().join("edge"));
+    edge_files.extend(regular_files(&fixtures().join("journal")));
+    for sub in ["malformed", "rfc", "thirdparty"] {
+        let dir = fixtures().join("malformed/mail-parser/eml").join(sub);
+        edge_files.extend(
+            regular_files(&dir)
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "eml")),
+        );
+    }
     edge_files.extend(
         regular_files(&fixtures().join("corpus/spamassassin"))
             .into_iter()

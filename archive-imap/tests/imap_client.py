@@ -343,6 +343,7 @@ step("byte-exact BODY[] for every edge fixture and a corpus sample")
 e = connect("edge", "edge-pw")
 ok(select(e, "INBOX"))
 manifest = [line.split("\t") for line in open(os.environ["MANIFEST"]).read().splitlines()]
+splits = []
 for uid, path in manifest:
     with open(path, "rb") as f:
         stored = f.read()
@@ -352,10 +353,16 @@ for uid, path in manifest:
     assert fetch_one(e, uid, "BINARY.PEEK[]") == stored, path
     size_line = fetch_line(e, uid, "RFC822.SIZE")
     assert f"RFC822.SIZE {len(stored)}" in size_line, (path, size_line)
+    # HEADER and TEXT split the message where the header ends, losing nothing.
+    header = fetch_one(e, uid, "BODY.PEEK[HEADER]")
+    text = fetch_one(e, uid, "BODY.PEEK[TEXT]")
+    if header + text != body:
+        splits.append((path, len(header), len(text), len(body)))
     # Structure must never fail, whatever the bytes.
     fetch_line(e, uid, "BODYSTRUCTURE")
     fetch_line(e, uid, "ENVELOPE")
 print(f"   {len(manifest)} messages byte-exact")
+assert not splits, splits
 e.logout()
 
 # ---------------------------------------------------------------------------------------
