@@ -17,8 +17,10 @@
 //! - every mutating command answers NO [READ-ONLY] or NO [CANNOT];
 //! - audit records: login, failed login, SELECT/EXAMINE, one per content-reading FETCH.
 //!
-//! Not yet: ESEARCH, SORT, THREAD, pass-through authentication, rate limiting, wiring into
-//! `mailvault serve`. Every message is reported `\Seen` and nothing else (no writable flags).
+//! Not yet: ESEARCH, SORT, THREAD (answered NO [CANNOT]), pass-through authentication, rate
+//! limiting, wiring into `mailvault serve`. Every message is reported `\Seen` and nothing
+//! else (no writable flags). A partial BINARY reply cannot echo its `<origin>` (imap-codec has
+//! no field for it); BINARY of an unknown transfer encoding answers NO [UNKNOWN-CTE].
 
 mod auth;
 mod command;

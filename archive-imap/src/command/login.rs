@@ -22,6 +22,10 @@ pub(crate) async fn handle(
 
 /// Checks credentials, records the attempt, and on success logs the session in. The client
 /// learns only success or failure, never why.
+///
+/// The audit records here are the front door's because the `Authenticator` contract does not
+/// include them; `archive_core::access::LoginGate` (landed on main meanwhile) appends its own,
+/// so wiring it means dropping these two appends, not adding a third.
 pub(crate) fn verify(
     s: &mut Session,
     tag: Tag<'static>,
