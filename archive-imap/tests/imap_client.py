@@ -17,6 +17,9 @@ IMAPS_PORT = int(os.environ["IMAPS_PORT"])
 FIXTURES = os.environ["FIXTURES"]
 UIDS = dict(kv.split("=") for kv in os.environ["UIDS"].split())
 UIDS = {k: int(v) for k, v in UIDS.items()}
+# Commands imaplib does not know by name.
+for name in ["ID", "ENABLE", "UNSELECT", "MOVE"]:
+    imaplib.Commands.setdefault(name, ("NONAUTH", "AUTH", "SELECTED"))
 
 
 def step(name):
@@ -294,6 +297,30 @@ m.sock.settimeout(None)
 new_uid = int(open(os.environ["APPENDED"]).read())
 assert search("ALL")[-1] == new_uid
 ok(m.noop())
+
+step("CHECK, ID, ENABLE, UNSELECT, CLOSE, BADCHARSET")
+ok(m.check())
+typ, data = m._simple_command("ID", "NIL")
+assert typ == "OK" and b'"name" "mailvault"' in m.untagged_responses.get("ID", [b""])[0], (typ, m.untagged_responses)
+typ, data = m.search("ISO-8859-1", "ALL")
+assert typ == "NO" and b"BADCHARSET" in data[0], (typ, data)
+assert ok(m.search("UTF-8", "FROM", "p.mueller@example.ch")) == [b"2 4"]  # 4: the IDLE mail
+typ, data = m._simple_command("UNSELECT")
+assert typ == "OK", (typ, data)
+m.state = "AUTH"
+typ, data = m._simple_command("ENABLE", "CONDSTORE")
+assert typ == "OK" and m.untagged_responses.get("ENABLED") is not None, (typ, data)
+m.state = "SELECTED"  # so imaplib lets the FETCH below through
+try:
+    m._simple_command("FETCH", "1", "(UID)")
+    raise AssertionError("FETCH after UNSELECT was accepted")
+except imaplib.IMAP4.error as e:
+    assert "no mailbox selected" in str(e), e
+select(m, "INBOX")
+ok(m.close())
+assert m._simple_command("NOOP")[0] == "OK"
+typ, data = select(m, "INBOX")
+assert data == [b"4"], "CLOSE expunged nothing"
 
 step("LOGOUT")
 m.logout()

@@ -90,6 +90,10 @@ pub(crate) async fn dispatch(
             Some("log in first (LOGIN or AUTHENTICATE)")
         }
         Needs::Selected if s.selected.is_none() => Some("no mailbox selected (SELECT or EXAMINE first)"),
+        // RFC 5161: only before a mailbox is selected.
+        _ if matches!(body, CommandBody::Enable { .. }) && s.selected.is_some() => {
+            Some("ENABLE only before a mailbox is selected (RFC 5161)")
+        }
         _ => None,
     };
     if let Some(why) = refusal {
