@@ -191,6 +191,11 @@ assert fetch_one(m, UIDS["blind"], "BODY.PEEK[2.MIME]").startswith(b"Content-Typ
 size_line = fetch_line(m, UIDS["gruesse"], "RFC822.SIZE")
 assert f"RFC822.SIZE {len(gruesse)}" in size_line, size_line
 
+flags = ok(m.uid("FETCH", "1:*", "(FLAGS)"))
+assert [f.decode() for f in flags] == [
+    f"{n} (UID {UIDS[k]} FLAGS (\\Seen))" for n, k in [(1, "rechnung"), (2, "gruesse"), (3, "blind")]
+], flags
+
 step("ENVELOPE and BODYSTRUCTURE as RFC 3501 says (written by hand)")
 env = fetch_line(m, UIDS["gruesse"], "ENVELOPE")
 assert env.endswith(

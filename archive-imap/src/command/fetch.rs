@@ -135,13 +135,21 @@ fn message_items(
             .map_err(|e| Unreadable::Store(e.to_string()))?;
         let size = m.raw.len() as u64;
         (m.raw, m.received_us, size)
-    } else {
-        // Flags, dates and sizes come from the record; no message bytes are read.
+    } else if names.iter().any(|n| {
+        matches!(
+            n,
+            MessageDataItemName::InternalDate | MessageDataItemName::Rfc822Size
+        )
+    }) {
+        // Dates and sizes come from the record; no message bytes are decompressed.
         let e = s
             .store
             .view_entry(view, uid)
             .map_err(|e| Unreadable::Store(e.to_string()))?;
         (Vec::new(), e.received_us, e.size)
+    } else {
+        // UID and FLAGS (what clients poll most) are known from the view alone.
+        (Vec::new(), 0, 0)
     };
     let parsed = Parsed::new(&raw);
     let mut out = Vec::with_capacity(names.len());
