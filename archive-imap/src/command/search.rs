@@ -1,6 +1,6 @@
-//! SEARCH and UID SEARCH. Keys about the view (sets, UIDs, flags, receive dates, sizes) are
+//! SEARCH and UID SEARCH. Keys about the view (sets, UIDs, flags, receive dates) are
 //! evaluated on the view; keys about the content (addresses, subject, body, text, header
-//! fields, sent dates) are answered by the full-text index through `Store::search` as the
+//! fields, sent dates, sizes) are answered by the full-text index through `Store::search` as the
 //! session's principal, and intersected with the view. Bodies are never scanned here.
 
 use std::collections::HashSet;
@@ -134,8 +134,9 @@ impl<'a> Evaluator<'a> {
             | SearchKey::Undraft
             | SearchKey::Unflagged
             | SearchKey::Unkeyword(_) => self.all(true),
-            SearchKey::Larger(n) => self.by_entry(|e| e.size > u64::from(*n))?,
-            SearchKey::Smaller(n) => self.by_entry(|e| e.size < u64::from(*n))?,
+            // Sizes are the raw bytes as archived in the index too: no log reads needed.
+            SearchKey::Larger(n) => self.indexed(format!("larger:{n}"))?,
+            SearchKey::Smaller(n) => self.indexed(format!("smaller:{n}"))?,
             SearchKey::Before(d) => {
                 let start = day_start(d)?;
                 self.by_entry(|e| e.received_us < start)?
@@ -191,7 +192,7 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// A key on receive time or size, from the records (no message bytes are read).
+    /// A key on receive time, from the records (no message bytes are decompressed).
     fn by_entry(&mut self, test: impl Fn(&ViewEntry) -> bool) -> Result<Vec<bool>, Failure> {
         if self.entries.is_none() {
             let mut entries = Vec::with_capacity(self.view.len());
