@@ -6,7 +6,8 @@
 //! - [`index`]: derived state rebuilt from the log;
 //! - [`search`]: the full-text index (derived too), its query language and scoped results;
 //! - [`verify`]: recomputing everything from the raw bytes;
-//! - [`access`]: local users, login checks and failed-login limits for the front doors.
+//! - [`access`]: local users, login checks and failed-login limits for the front doors;
+//! - [`views`]: mailboxes as per-principal views of the log, and the checked read path.
 //!
 //! The write API has one verb: append. Nothing here opens a segment for writing anywhere but
 //! its end, and there is no delete or edit operation at any layer.
@@ -20,6 +21,7 @@ pub mod log;
 pub mod search;
 pub mod store;
 pub mod verify;
+pub mod views;
 
 pub use envelope::{Envelope, Recipient};
 pub(crate) use error::IoContext;

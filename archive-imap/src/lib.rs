@@ -1,5 +1,36 @@
 //! Read-only IMAP4rev1 over the archive: mailboxes are views of the log computed by
-//! `archive_core`, and every mutating command is refused.
+//! `archive_core::views`, every read goes through `Store::view_message` (so no command can
+//! skip the access check), and every mutating command is refused.
 //!
-//! Not built yet (issue "Read-only IMAP"); the crate exists so the workspace has its final shape
-//! and the dependency direction (front door → core) is fixed from the start.
+//! Implemented (issue #5, first increment):
+//! - listeners: plain (STARTTLS; LOGINDISABLED before TLS unless loopback) and implicit
+//!   TLS, self-signed certificate by default; limits on command and literal size, login and
+//!   autologout timers, connections per IP and in total ([`ImapConfig`]);
+//! - CAPABILITY, NOOP, LOGOUT, ID, ENABLE, STARTTLS, LOGIN, AUTHENTICATE PLAIN (SASL-IR);
+//! - NAMESPACE, LIST/LSUB (SPECIAL-USE \Sent, \All), STATUS, SELECT/EXAMINE ([READ-ONLY],
+//!   PERMANENTFLAGS ()), CHECK, CLOSE, UNSELECT, IDLE (EXISTS within a second);
+//! - FETCH/UID FETCH: FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE,
+//!   BODY[section]<partial> and BODY.PEEK (HEADER, TEXT, MIME, HEADER.FIELDS(.NOT), parts),
+//!   RFC822(.HEADER/.TEXT), BINARY[part]<partial>, BINARY.SIZE; BODY[] is the stored bytes
+//!   (NUL, which IMAP strings cannot carry, is sent as 0x80; BINARY[] is exact);
+//! - SEARCH/UID SEARCH: RFC 3501 keys; content keys via the full-text index as the user;
+//! - every mutating command answers NO [READ-ONLY] or NO [CANNOT];
+//! - audit records: login, failed login, SELECT/EXAMINE, one per content-reading FETCH.
+//!
+//! Not yet: ESEARCH, SORT, THREAD (answered NO [CANNOT]), pass-through authentication, rate
+//! limiting, wiring into `mailvault serve`. Every message is reported `\Seen` and nothing
+//! else (no writable flags). A partial BINARY reply cannot echo its `<origin>` (imap-codec has
+//! no field for it); BINARY of an unknown transfer encoding answers NO [UNKNOWN-CTE].
+
+mod auth;
+mod command;
+mod config;
+mod mime;
+mod sequence;
+mod server;
+mod session;
+mod tls;
+
+pub use auth::Authenticator;
+pub use config::{ImapConfig, ImapLimits};
+pub use server::{start, Listening};

@@ -373,4 +373,49 @@ impl KvIndex {
         }
         Ok(out)
     }
+
+    /// Message records from seq `from` on, ascending (the whole archive, as an auditor of all
+    /// sees it).
+    pub fn message_seqs(&self, from: u64) -> Result<Vec<u64>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LOCATIONS)?;
+        let mut out = Vec::new();
+        for row in t.range(from..)? {
+            let (k, v) = row?;
+            if v.value().3 == RecordKind::Message as u8 {
+                out.push(k.value());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Message and arrival records where any address (either role) is in `domain` or one
+    /// of its subdomains, ascending and deduplicated. Scans the address keys: the table is
+    /// keyed by whole address, and domain scopes are for auditors, not per-command paths.
+    pub fn by_domain(&self, domain: &str) -> Result<Vec<u64>> {
+        use redb::ReadableMultimapTable;
+        let domain = domain.trim().trim_start_matches('@').to_lowercase();
+        let at = format!("@{domain}");
+        let dot = format!(".{domain}");
+        let tx = self.db.begin_read()?;
+        let t = tx.open_multimap_table(ADDRESSES)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, values) = row?;
+            let key = k.value();
+            let address = key.get(2..).unwrap_or("");
+            let host_matches = address
+                .rfind('@')
+                .map(|i| &address[i..])
+                .is_some_and(|host| host == at || host.ends_with(&dot));
+            if host_matches {
+                for v in values {
+                    out.push(v?.value());
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
 }

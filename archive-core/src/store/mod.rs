@@ -655,6 +655,14 @@ impl Store {
         self.shared.index.by_address(role, address)
     }
 
+    /// The key-value index with every durable record applied, and the seq up to which that
+    /// holds (for views, `crate::views`: a view as of that seq misses nothing at or below it).
+    pub(crate) fn synced_index(&self) -> Result<(u64, &KvIndex)> {
+        let synced = self.shared.durability.synced();
+        self.shared.wait_indexed(synced)?;
+        Ok((synced, &self.shared.index))
+    }
+
     /// Full-text search as `principal` (see docs/SEARCH.md); waits until every durable
     /// record is searchable. Hits are per message and filtered to what the principal may see.
     pub fn search(

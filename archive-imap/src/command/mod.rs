@@ -1,0 +1,161 @@
+//! One file per IMAP command (STYLE.md): each decides what its command means for the
+//! archive and answers it; `dispatch` checks the session state and routes.
+//!
+//! Handlers return the tagged status instead of sending it, so that new mail is announced
+//! (EXISTS) before every tagged OK in the selected state, in one place.
+
+pub(crate) mod authenticate;
+mod capability;
+mod check;
+mod close;
+mod enable;
+mod fetch;
+mod id;
+pub(crate) mod idle;
+mod list;
+mod login;
+mod logout;
+mod namespace;
+mod noop;
+mod refused;
+mod search;
+mod select;
+mod starttls;
+mod status;
+mod unselect;
+
+use imap_next::imap_types::command::CommandBody;
+use imap_next::imap_types::core::Tag;
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::Status;
+
+use crate::session::{bad, Closed, Conn, Flow, Session};
+
+pub(crate) use capability::capabilities;
+
+/// A command's outcome: the tagged status, and what the connection does next.
+pub(crate) struct Done {
+    pub status: Status<'static>,
+    pub flow: Flow,
+}
+
+impl Done {
+    pub fn reply(status: Status<'static>) -> Result<Done, Closed> {
+        Ok(Done {
+            status,
+            flow: Flow::Continue,
+        })
+    }
+}
+
+/// The state a command needs.
+enum Needs {
+    Any,
+    NotAuthenticated,
+    Authenticated,
+    Selected,
+}
+
+/// Routes a command to its handler if the session is in a state that allows it.
+pub(crate) async fn dispatch(
+    s: &mut Session,
+    c: &mut Conn,
+    tag: Tag<'static>,
+    body: CommandBody<'static>,
+) -> Result<Flow, Closed> {
+    let needs = match &body {
+        CommandBody::Capability | CommandBody::Noop | CommandBody::Logout | CommandBody::Id { .. } => {
+            Needs::Any
+        }
+        CommandBody::StartTLS | CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
+            Needs::NotAuthenticated
+        }
+        CommandBody::Fetch { .. }
+        | CommandBody::Search { .. }
+        | CommandBody::Check
+        | CommandBody::Close
+        | CommandBody::Unselect
+        | CommandBody::Store { .. }
+        | CommandBody::Copy { .. }
+        | CommandBody::Move { .. }
+        | CommandBody::Expunge
+        | CommandBody::ExpungeUid { .. } => Needs::Selected,
+        _ => Needs::Authenticated,
+    };
+    let refusal = match needs {
+        Needs::Any => None,
+        Needs::NotAuthenticated if s.user.is_some() => Some("already logged in"),
+        Needs::NotAuthenticated => None,
+        Needs::Authenticated | Needs::Selected if s.user.is_none() => {
+            Some("log in first (LOGIN or AUTHENTICATE)")
+        }
+        Needs::Selected if s.selected.is_none() => Some("no mailbox selected (SELECT or EXAMINE first)"),
+        // RFC 5161: only before a mailbox is selected.
+        _ if matches!(body, CommandBody::Enable { .. }) && s.selected.is_some() => {
+            Some("ENABLE only before a mailbox is selected (RFC 5161)")
+        }
+        _ => None,
+    };
+    if let Some(why) = refusal {
+        c.status(bad(tag, why)).await?;
+        return Ok(Flow::Continue);
+    }
+    let done = match body {
+        CommandBody::Capability => capability::handle(s, c, tag).await,
+        CommandBody::Noop => noop::handle(s, c, tag).await,
+        CommandBody::Logout => logout::handle(s, c, tag).await,
+        CommandBody::Id { .. } => id::handle(s, c, tag).await,
+        CommandBody::StartTLS => starttls::handle(s, c, tag).await,
+        CommandBody::Login { username, password } => login::handle(s, c, tag, username, password).await,
+        CommandBody::Enable { .. } => enable::handle(s, c, tag).await,
+        CommandBody::Namespace => namespace::handle(s, c, tag).await,
+        CommandBody::List {
+            reference,
+            mailbox_wildcard,
+        } => list::handle(s, c, tag, reference, mailbox_wildcard, false).await,
+        CommandBody::Lsub {
+            reference,
+            mailbox_wildcard,
+        } => list::handle(s, c, tag, reference, mailbox_wildcard, true).await,
+        CommandBody::Status { mailbox, item_names } => status::handle(s, c, tag, mailbox, &item_names).await,
+        CommandBody::Select { mailbox, .. } => select::handle(s, c, tag, mailbox, false).await,
+        CommandBody::Examine { mailbox, .. } => select::handle(s, c, tag, mailbox, true).await,
+        CommandBody::Check => check::handle(s, c, tag).await,
+        CommandBody::Close => close::handle(s, c, tag).await,
+        CommandBody::Unselect => unselect::handle(s, c, tag).await,
+        CommandBody::Fetch {
+            sequence_set,
+            macro_or_item_names,
+            uid,
+            ..
+        } => fetch::handle(s, c, tag, sequence_set, macro_or_item_names, uid).await,
+        CommandBody::Search {
+            charset,
+            criteria,
+            uid,
+        } => search::handle(s, c, tag, charset, criteria, uid).await,
+        other => refused::handle(s, c, tag, &other).await,
+    }?;
+    // New mail shows as EXISTS on the next command (issue #5), before its tagged OK.
+    if !matches!(done.flow, Flow::Close) {
+        s.announce_new_mail(c).await?;
+    }
+    c.status(done.status).await?;
+    Ok(done.flow)
+}
+
+/// A mailbox name as text (`INBOX` for the INBOX, whatever its spelling).
+pub(crate) fn mailbox_name(m: &Mailbox<'_>) -> String {
+    match m {
+        Mailbox::Inbox => "INBOX".into(),
+        Mailbox::Other(o) => String::from_utf8_lossy(o.inner().as_ref()).into_owned(),
+    }
+}
+
+/// The wire form of a mailbox name we list.
+pub(crate) fn mailbox_of(name: &str) -> Mailbox<'static> {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Mailbox::Inbox;
+    }
+    Mailbox::try_from(name.to_string()).unwrap_or(Mailbox::Inbox)
+}

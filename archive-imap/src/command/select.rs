@@ -1,0 +1,105 @@
+//! SELECT and EXAMINE: open a view, always read-only. SELECT is audited (who opened which
+//! mailbox), as every access is.
+
+use std::num::NonZeroU32;
+
+use archive_core::views::View;
+use imap_next::imap_types::core::Tag;
+use imap_next::imap_types::flag::Flag;
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::{Code, Data, Status};
+
+use super::{mailbox_name, Done};
+use crate::session::{blocking, code, status, Closed, Conn, Kind, Selected, Session};
+
+/// A refusal before the tag is known.
+pub(crate) struct Refusal {
+    code: Option<Code<'static>>,
+    text: String,
+}
+
+impl Refusal {
+    pub fn with_tag(self, tag: Tag<'static>) -> Status<'static> {
+        status(Kind::No, Some(tag), self.code, &self.text)
+    }
+}
+
+/// The view of `name` for the session's principal, with its UIDNEXT as an IMAP number.
+pub(crate) fn open_view(s: &Session, name: &str) -> Result<(View, NonZeroU32), Refusal> {
+    let Some(user) = &s.user else {
+        return Err(Refusal {
+            code: None,
+            text: "log in first".into(),
+        });
+    };
+    let view = match blocking(|| s.store.view(&user.principal, name)) {
+        Ok(v) => v,
+        Err(archive_core::Error::Invalid(_)) => {
+            // The same answer whether or not the name exists for someone else.
+            return Err(Refusal {
+                code: Some(code("NONEXISTENT")),
+                text: "no such mailbox".into(),
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot compute a view");
+            return Err(Refusal {
+                code: Some(code("UNAVAILABLE")),
+                text: "the archive cannot be read right now".into(),
+            });
+        }
+    };
+    // IMAP UIDs are 32-bit; the log's seqs are not. Refuse rather than wrap.
+    let uid_next = u32::try_from(view.uid_next())
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or(Refusal {
+            code: Some(code("LIMIT")),
+            text: "the archive has outgrown 32-bit IMAP UIDs".into(),
+        })?;
+    Ok((view, uid_next))
+}
+
+pub(crate) async fn handle(
+    s: &mut Session,
+    c: &mut Conn,
+    tag: Tag<'static>,
+    mailbox: Mailbox<'static>,
+    examine: bool,
+) -> Result<Done, Closed> {
+    // RFC 3501: a failed SELECT leaves no mailbox selected.
+    s.selected = None;
+    let name = mailbox_name(&mailbox);
+    let (view, uid_next) = match open_view(s, &name) {
+        Ok(v) => v,
+        Err(refusal) => return Done::reply(refusal.with_tag(tag)),
+    };
+    let action = if examine { "examine" } else { "select" };
+    if let Err(why) = s.audit(action, format!("imap mailbox {}", view.mailbox())) {
+        return Done::reply(status(Kind::No, Some(tag), Some(code("UNAVAILABLE")), &why));
+    }
+    let validity = NonZeroU32::new(view.uid_validity()).unwrap_or(NonZeroU32::MIN);
+    let exists = u32::try_from(view.len()).unwrap_or(u32::MAX);
+    c.data(Data::Flags(vec![Flag::Seen])).await?;
+    c.data(Data::Exists(exists)).await?;
+    c.data(Data::Recent(0)).await?;
+    let untagged = [
+        (
+            Code::PermanentFlags(Vec::new()),
+            "no permanent flags: read-only archive",
+        ),
+        (Code::UidValidity(validity), "UIDs valid"),
+        (Code::UidNext(uid_next), "predicted next UID"),
+    ];
+    for (code, text) in untagged {
+        c.status(status(Kind::Ok, None, Some(code), text)).await?;
+    }
+    s.selected = Some(Selected { view });
+    let verb = if examine { "EXAMINE" } else { "SELECT" };
+    Done::reply(status(
+        Kind::Ok,
+        Some(tag),
+        Some(Code::ReadOnly),
+        &format!("{verb} completed; the archive is read-only"),
+    ))
+}

@@ -1,0 +1,101 @@
+//! Listener configuration of the IMAP front door, with its documented defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the IMAP front door listens and what it allows. Part of the one TOML configuration
+/// of `mailvault serve` (wired there later); every field has a default.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Plain-text IMAP (STARTTLS offered; LOGIN refused before TLS unless on loopback).
+    /// Default `127.0.0.1:1143`; `None` disables it.
+    pub plain: Option<SocketAddr>,
+    /// Implicit-TLS IMAP. Default `127.0.0.1:1993`; `None` disables it.
+    pub tls: Option<SocketAddr>,
+    /// PEM certificate chain; without it (or the key) a self-signed pair is made in
+    /// `<data>/tls`.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// Name for the self-signed certificate.
+    pub hostname: String,
+    /// Limits against resource exhaustion.
+    pub limits: ImapLimits,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            plain: Some(SocketAddr::from(([127, 0, 0, 1], 1143))),
+            tls: Some(SocketAddr::from(([127, 0, 0, 1], 1993))),
+            tls_certificate: None,
+            tls_key: None,
+            hostname: "localhost".into(),
+            limits: ImapLimits::default(),
+        }
+    }
+}
+
+/// Per-connection and per-client limits.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapLimits {
+    /// Longest command line, literals included (bytes). Default 64 KiB: a read-only server
+    /// takes no APPEND, so commands are short.
+    pub max_command_bytes: u32,
+    /// Largest literal a client may send (bytes); must be below `max_command_bytes`.
+    /// Default 16 KiB.
+    pub max_literal_bytes: u32,
+    /// Idle time before an unauthenticated connection is closed. Default 60 s.
+    #[serde(with = "seconds")]
+    pub login_timeout: Duration,
+    /// Idle time before an authenticated connection is closed (RFC 3501: at least 30
+    /// minutes; IDLE clients re-issue IDLE within 29). Default 30 min.
+    #[serde(with = "seconds")]
+    pub autologout: Duration,
+    /// Simultaneous connections from one IP address. Default 20.
+    pub max_connections_per_ip: usize,
+    /// Simultaneous connections in total. Default 1000.
+    pub max_connections: usize,
+}
+
+impl Default for ImapLimits {
+    fn default() -> Self {
+        ImapLimits {
+            max_command_bytes: 64 << 10,
+            max_literal_bytes: 16 << 10,
+            login_timeout: Duration::from_secs(60),
+            autologout: Duration::from_secs(30 * 60),
+            max_connections_per_ip: 20,
+            max_connections: 1000,
+        }
+    }
+}
+
+impl ImapConfig {
+    /// Checks values that would make the server misbehave; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if l.max_literal_bytes >= l.max_command_bytes {
+            return Err("imap.limits.max_literal_bytes must be below max_command_bytes".into());
+        }
+        if l.max_connections_per_ip == 0 || l.max_connections == 0 {
+            return Err("imap.limits.max_connections(_per_ip) must be at least 1".into());
+        }
+        if self.tls_certificate.is_some() != self.tls_key.is_some() {
+            return Err("imap.tls_certificate and imap.tls_key go together".into());
+        }
+        Ok(())
+    }
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs: u64 = serde::Deserialize::deserialize(d)?;
+        Ok(Duration::from_secs(secs))
+    }
+}

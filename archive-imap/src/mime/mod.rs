@@ -1,0 +1,385 @@
+//! A stored message seen the IMAP way: ENVELOPE, BODYSTRUCTURE and the byte ranges of
+//! sections, all taken from the stored bytes (DESIGN invariant 2). mail-parser finds the
+//! structure and offsets; every string the client sees is sliced from the raw bytes, so
+//! encoded words and odd headers go out exactly as they came in.
+//!
+//! Parsing failures degrade the structure, never the bytes: a message mail-parser cannot
+//! read is one `text/plain` part holding everything.
+
+use std::borrow::Cow;
+use std::num::NonZeroU32;
+
+mod structure;
+
+use imap_next::imap_types::core::{IString, NString};
+use mail_parser::{Encoding, Message, MessageParser, MimeHeaders, PartType};
+
+/// A message parsed for FETCH.
+pub struct Parsed<'a> {
+    raw: &'a [u8],
+    msg: Option<Message<'a>>,
+}
+
+/// A message inside the stored bytes: the top-level one or an unencoded message/rfc822 part.
+#[derive(Clone, Copy)]
+struct Msg<'m, 'a> {
+    msg: &'m Message<'a>,
+    /// Where this message's bytes end in the raw buffer.
+    end: usize,
+}
+
+/// Where a section path leads.
+#[derive(Clone, Copy)]
+struct Node<'m, 'a> {
+    within: Msg<'m, 'a>,
+    id: usize,
+}
+
+impl<'a> Parsed<'a> {
+    /// Parses `raw`; never fails.
+    pub fn new(raw: &'a [u8]) -> Parsed<'a> {
+        let msg = MessageParser::default()
+            .parse(raw)
+            .filter(|m| !m.parts.is_empty());
+        Parsed { raw, msg }
+    }
+
+    fn top(&self) -> Option<Msg<'_, 'a>> {
+        self.msg.as_ref().map(|msg| Msg {
+            msg,
+            end: self.raw.len(),
+        })
+    }
+
+    fn slice(&self, start: u32, end: usize) -> &'a [u8] {
+        let end = end.min(self.raw.len());
+        let start = (start as usize).min(end);
+        &self.raw[start..end]
+    }
+
+    /// The header block of the message at `path` (empty: the whole message), blank line
+    /// included; `None` if `path` is not a message.
+    pub fn header(&self, path: &[NonZeroU32]) -> Option<&'a [u8]> {
+        let m = self.message_at(path)?;
+        let root = &m.msg.parts[0];
+        Some(self.slice(root.offset_header, root.offset_body as usize))
+    }
+
+    /// The body of the message at `path` (RFC 3501 TEXT).
+    pub fn text(&self, path: &[NonZeroU32]) -> Option<&'a [u8]> {
+        let m = self.message_at(path)?;
+        Some(self.slice(m.msg.parts[0].offset_body, m.end))
+    }
+
+    /// The MIME header of part `path` (non-empty).
+    pub fn mime(&self, path: &[NonZeroU32]) -> Option<&'a [u8]> {
+        if path.is_empty() {
+            return None;
+        }
+        let node = self.locate(path)?;
+        // For part 1 of a single-part message this is the message header, as servers do.
+        let part = &node.within.msg.parts[node.id];
+        Some(self.slice(part.offset_header, part.offset_body as usize))
+    }
+
+    /// The content of part `path` (empty: the whole message), still transfer-encoded.
+    pub fn part(&self, path: &[NonZeroU32]) -> Option<&'a [u8]> {
+        if path.is_empty() {
+            return Some(self.raw);
+        }
+        let node = self.locate(path)?;
+        let part = &node.within.msg.parts[node.id];
+        let end = if node.id == 0 {
+            node.within.end
+        } else {
+            part.offset_end as usize
+        };
+        Some(self.slice(part.offset_body, end))
+    }
+
+    /// The content of part `path` with its transfer encoding undone (RFC 3516 BINARY);
+    /// `Err(())` for an encoding we cannot undo (the client gets
+    /// `[UNKNOWN-CTE]`).
+    pub fn binary(&self, path: &[NonZeroU32]) -> Option<Result<Cow<'a, [u8]>, ()>> {
+        let bytes = self.part(path)?;
+        if path.is_empty() {
+            return Some(Ok(Cow::Borrowed(bytes)));
+        }
+        let node = self.locate(path)?;
+        let part = &node.within.msg.parts[node.id];
+        let cte = part
+            .content_transfer_encoding()
+            .unwrap_or("7bit")
+            .trim()
+            .to_ascii_lowercase();
+        Some(match cte.as_str() {
+            "7bit" | "8bit" | "binary" | "" => Ok(Cow::Borrowed(bytes)),
+            "base64" => Ok(Cow::Owned(decode_base64(bytes))),
+            "quoted-printable" => Ok(Cow::Owned(decode_qp(bytes))),
+            _ => Err(()),
+        })
+    }
+
+    /// The message at `path`: the top one, or the message/rfc822 part `path` leads to.
+    fn message_at(&self, path: &[NonZeroU32]) -> Option<Msg<'_, 'a>> {
+        if path.is_empty() {
+            return self.top();
+        }
+        let node = self.locate(path)?;
+        let part = &node.within.msg.parts[node.id];
+        match &part.body {
+            PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => Some(Msg {
+                msg: inner,
+                end: part.offset_end as usize,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Follows an IMAP part path (RFC 3501 6.4.5): children of a multipart are 1..n; a
+    /// single-part message has only part 1, itself; a message/rfc822 part's parts are those
+    /// of the message inside it.
+    fn locate(&self, path: &[NonZeroU32]) -> Option<Node<'_, 'a>> {
+        let mut within = self.top()?;
+        let mut at: Option<usize> = None;
+        for n in path {
+            let index = n.get() as usize - 1;
+            // Where to descend from, and whether that is a message (not a part).
+            let container = match at {
+                None => 0,
+                Some(id) => {
+                    let part = within.msg.parts.get(id)?;
+                    match &part.body {
+                        PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => {
+                            within = Msg {
+                                msg: inner,
+                                end: part.offset_end as usize,
+                            };
+                            at = None;
+                            0
+                        }
+                        PartType::Multipart(_) => id,
+                        _ => return None,
+                    }
+                }
+            };
+            let message_level = at.is_none();
+            match &within.msg.parts.get(container)?.body {
+                PartType::Multipart(children) => {
+                    at = Some(*children.get(index)? as usize);
+                }
+                _ if message_level && index == 0 => at = Some(container),
+                _ => return None,
+            }
+        }
+        at.map(|id| Node { within, id })
+    }
+}
+
+fn is_identity(e: Encoding) -> bool {
+    e == Encoding::None
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &b[start..end.max(start)]
+}
+
+/// A string for the wire: quoted or literal as needed. NUL cannot be sent in either, so it
+/// becomes 0x80 (as Dovecot does); BINARY is the exact path.
+pub fn istring(bytes: Vec<u8>) -> IString<'static> {
+    let bytes = without_nul(bytes);
+    // Without NUL every byte string is a valid quoted string or literal.
+    IString::try_from(bytes)
+        .or_else(|_| IString::try_from(""))
+        .unwrap_or_else(|_| unreachable!("the empty string is a valid quoted string"))
+}
+
+/// Like [`istring`], NIL for `None`.
+pub fn nstring(bytes: Option<Vec<u8>>) -> NString<'static> {
+    match bytes {
+        None => NString(None),
+        Some(b) => NString(Some(istring(b))),
+    }
+}
+
+/// NUL → 0x80, the one byte IMAP strings cannot carry.
+pub fn without_nul(mut bytes: Vec<u8>) -> Vec<u8> {
+    for b in bytes.iter_mut() {
+        if *b == 0 {
+            *b = 0x80;
+        }
+    }
+    bytes
+}
+
+fn decode_base64(bytes: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let clean: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+        .collect();
+    // Padding is dropped above and re-derived: broken padding is common in real mail. A
+    // lone trailing character carries no whole byte.
+    let usable = if clean.len() % 4 == 1 {
+        clean.len() - 1
+    } else {
+        clean.len()
+    };
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(&clean[..usable])
+        .unwrap_or_default()
+}
+
+fn decode_qp(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'=' {
+            match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(b'\r'), Some(b'\n')) => i += 3,
+                (Some(b'\n'), _) => i += 2,
+                (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                    let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                    out.push(hex(*h) << 4 | hex(*l));
+                    i += 3;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The header fields of a header block whose names are (or, `not`, are not) in `names`,
+/// followed by the blank line (RFC 3501 HEADER.FIELDS / HEADER.FIELDS.NOT).
+pub fn header_fields(block: &[u8], names: &[Vec<u8>], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in block.split_inclusive(|b| *b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !(line.starts_with(b" ") || line.starts_with(b"\t")) {
+            let name = line.split(|b| *b == b':').next().unwrap_or(b"");
+            let name = trim(name);
+            let listed = names.iter().any(|n| n.eq_ignore_ascii_case(name));
+            keep = listed != not;
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use imap_next::imap_types::body::{Body, BodyStructure, SpecificFields};
+
+    use super::*;
+
+    #[test]
+    fn quoted_printable_and_base64_decode() {
+        assert_eq!(decode_qp(b"a=3Db=\r\nc"), b"a=bc");
+        assert_eq!(decode_base64(b"aGVs\r\nbG8=\r\n"), b"hello");
+        assert_eq!(decode_base64(b"aGVsbG8"), b"hello");
+    }
+
+    fn path(p: &[u32]) -> Vec<NonZeroU32> {
+        p.iter().filter_map(|n| NonZeroU32::new(*n)).collect()
+    }
+
+    const FORWARD: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: fwd\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n\
+--x\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--x\r\nContent-Type: message/rfc822\r\n\r\n\
+From: c@example.com\r\nSubject: inner\r\n\
+Content-Type: multipart/alternative; boundary=\"y\"\r\n\r\n\
+--y\r\nContent-Type: text/plain\r\n\r\nplain\r\n\
+--y\r\nContent-Type: text/html\r\n\r\n<b>html</b>\r\n--y--\r\n--x--\r\n";
+
+    /// RFC 3501 6.4.5 part numbering through a forwarded message.
+    #[test]
+    fn sections_of_a_nested_message() {
+        let p = Parsed::new(FORWARD);
+        assert_eq!(p.part(&[]), Some(FORWARD));
+        assert_eq!(p.part(&path(&[1])), Some(&b"see attached"[..]));
+        assert_eq!(
+            p.mime(&path(&[1])),
+            Some(&b"Content-Type: text/plain\r\n\r\n"[..])
+        );
+        let inner = p.part(&path(&[2])).unwrap();
+        assert!(inner.starts_with(b"From: c@example.com\r\n") && inner.ends_with(b"--y--"));
+        assert_eq!(
+            p.header(&path(&[2])),
+            Some(&b"From: c@example.com\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=\"y\"\r\n\r\n"[..])
+        );
+        assert!(p.text(&path(&[2])).unwrap().starts_with(b"--y\r\n"));
+        assert_eq!(p.part(&path(&[2, 1])), Some(&b"plain"[..]));
+        assert_eq!(p.part(&path(&[2, 2])), Some(&b"<b>html</b>"[..]));
+        assert_eq!(
+            p.mime(&path(&[2, 2])),
+            Some(&b"Content-Type: text/html\r\n\r\n"[..])
+        );
+        // Not a message: no HEADER; not a part: nothing.
+        assert_eq!(p.header(&path(&[1])), None);
+        assert_eq!(p.part(&path(&[3])), None);
+        assert_eq!(p.part(&path(&[1, 1])), None);
+        assert_eq!(p.part(&path(&[2, 3])), None);
+        match p.body_structure() {
+            BodyStructure::Multi { bodies, .. } => match &bodies.as_ref()[1] {
+                BodyStructure::Single {
+                    body:
+                        Body {
+                            specific: SpecificFields::Message { body_structure, .. },
+                            ..
+                        },
+                    ..
+                } => assert!(matches!(**body_structure, BodyStructure::Multi { .. })),
+                _ => panic!("part 2 is not message/rfc822"),
+            },
+            _ => panic!("not multipart"),
+        }
+    }
+
+    #[test]
+    fn single_part_and_unparsable_messages() {
+        let raw = b"Subject: x\r\n\r\nbody\r\n";
+        let p = Parsed::new(raw);
+        assert_eq!(p.part(&path(&[1])), Some(&b"body\r\n"[..]));
+        assert_eq!(p.text(&[]), Some(&b"body\r\n"[..]));
+        assert_eq!(p.header(&[]), Some(&b"Subject: x\r\n\r\n"[..]));
+        // Whatever the bytes, structure and envelope are produced, never a panic.
+        for raw in [
+            &b""[..],
+            b"\0\0\0",
+            b"\r\n\r\n",
+            b"Content-Type: multipart/mixed\r\n\r\n--",
+        ] {
+            let p = Parsed::new(raw);
+            let _ = (p.body_structure(), p.envelope(), p.part(&path(&[1, 2, 3])));
+        }
+    }
+
+    #[test]
+    fn header_fields_keep_folded_lines() {
+        let block = b"From: a\r\nSubject: x\r\n y\r\nTo: b\r\n\r\n";
+        let names = vec![b"subject".to_vec()];
+        assert_eq!(header_fields(block, &names, false), b"Subject: x\r\n y\r\n\r\n");
+        assert_eq!(header_fields(block, &names, true), b"From: a\r\nTo: b\r\n\r\n");
+    }
+}

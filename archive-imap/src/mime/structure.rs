@@ -1,0 +1,263 @@
+//! ENVELOPE and BODYSTRUCTURE (RFC 3501 7.4.2) of a parsed message. Strings a client sees
+//! are sliced from the raw bytes (dates, subjects, Message-IDs, Content-* values), so encoded
+//! words go out as they came in; only display names come decoded from mail-parser and are
+//! re-encoded.
+
+use imap_next::imap_types::body::{BasicFields, Body, BodyStructure, SpecificFields};
+use imap_next::imap_types::core::{NString, Vec1};
+use imap_next::imap_types::envelope::{Address, Envelope};
+use mail_parser::{Message, MimeHeaders, PartType};
+
+use super::{is_identity, istring, nstring, trim, Msg, Parsed};
+
+impl<'a> Parsed<'a> {
+    /// ENVELOPE of the top-level message.
+    pub fn envelope(&self) -> Envelope<'static> {
+        match self.top() {
+            Some(m) => self.envelope_of(m),
+            None => empty_envelope(),
+        }
+    }
+
+    fn envelope_of(&self, m: Msg<'_, 'a>) -> Envelope<'static> {
+        let msg = m.msg;
+        let raw_header = |name: &str| nstring(self.raw_header(msg, 0, name));
+        let from = addresses(msg.from());
+        let sender = match msg.sender() {
+            Some(a) => addresses(Some(a)),
+            None => from.clone(),
+        };
+        let reply_to = match msg.reply_to() {
+            Some(a) => addresses(Some(a)),
+            None => from.clone(),
+        };
+        Envelope {
+            date: raw_header("Date"),
+            subject: raw_header("Subject"),
+            from,
+            sender,
+            reply_to,
+            to: addresses(msg.to()),
+            cc: addresses(msg.cc()),
+            bcc: addresses(msg.bcc()),
+            in_reply_to: raw_header("In-Reply-To"),
+            message_id: raw_header("Message-ID"),
+        }
+    }
+
+    /// A header's raw value, unfolded and trimmed (first occurrence).
+    fn raw_header(&self, msg: &Message<'a>, id: usize, name: &str) -> Option<Vec<u8>> {
+        let h = msg
+            .parts
+            .get(id)?
+            .headers
+            .iter()
+            .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+        let value = self.slice(h.offset_start, h.offset_end as usize);
+        let unfolded: Vec<u8> = value
+            .iter()
+            .copied()
+            .filter(|b| *b != b'\r' && *b != b'\n')
+            .collect();
+        Some(trim(&unfolded).to_vec())
+    }
+
+    /// BODYSTRUCTURE (`extended`) or BODY of the top-level message. Extension data is left
+    /// out in both: it is optional, and imap-codec would send it even for BODY.
+    pub fn body_structure(&self) -> BodyStructure<'static> {
+        match self.top() {
+            Some(m) => self.structure(m, 0, true),
+            None => fallback_structure(self.raw),
+        }
+    }
+
+    fn structure(&self, m: Msg<'_, 'a>, id: usize, root: bool) -> BodyStructure<'static> {
+        let Some(part) = m.msg.parts.get(id) else {
+            return fallback_structure(&[]);
+        };
+        if let PartType::Multipart(children) = &part.body {
+            let bodies: Vec<BodyStructure<'static>> = children
+                .iter()
+                .map(|c| self.structure(m, *c as usize, false))
+                .collect();
+            let subtype = part
+                .content_type()
+                .and_then(|c| c.subtype())
+                .unwrap_or("mixed")
+                .to_string();
+            if let Ok(bodies) = Vec1::try_from(bodies) {
+                return BodyStructure::Multi {
+                    bodies,
+                    subtype: istring(subtype.into_bytes()),
+                    extension_data: None,
+                };
+            }
+            // A multipart without parts cannot be described; call it empty text.
+        }
+        let end = if root { m.end } else { part.offset_end as usize };
+        let content = self.slice(part.offset_body, end);
+        let (ctype, subtype, params) = match part.content_type() {
+            Some(c) => (
+                c.ctype().to_ascii_lowercase(),
+                c.subtype().unwrap_or("").to_ascii_lowercase(),
+                c.attributes()
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|a| {
+                        (
+                            istring(a.name.as_bytes().to_vec()),
+                            istring(a.value.as_bytes().to_vec()),
+                        )
+                    })
+                    .collect(),
+            ),
+            None => (
+                "text".to_string(),
+                "plain".to_string(),
+                vec![(istring(b"charset".to_vec()), istring(b"us-ascii".to_vec()))],
+            ),
+        };
+        let basic = BasicFields {
+            parameter_list: params,
+            id: nstring(self.raw_header(m.msg, id, "Content-ID")),
+            description: nstring(self.raw_header(m.msg, id, "Content-Description")),
+            content_transfer_encoding: istring(
+                self.raw_header(m.msg, id, "Content-Transfer-Encoding")
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| b"7BIT".to_vec()),
+            ),
+            size: u32::try_from(content.len()).unwrap_or(u32::MAX),
+        };
+        let lines = u32::try_from(content.iter().filter(|b| **b == b'\n').count()).unwrap_or(u32::MAX);
+        let specific = match &part.body {
+            PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => {
+                let inner = Msg {
+                    msg: inner,
+                    end: part.offset_end as usize,
+                };
+                SpecificFields::Message {
+                    envelope: Box::new(self.envelope_of(inner)),
+                    body_structure: Box::new(self.structure(inner, 0, true)),
+                    number_of_lines: lines,
+                }
+            }
+            _ if ctype == "text" => SpecificFields::Text {
+                subtype: istring(subtype.into_bytes()),
+                number_of_lines: lines,
+            },
+            _ => SpecificFields::Basic {
+                r#type: istring(ctype.into_bytes()),
+                subtype: istring(subtype.into_bytes()),
+            },
+        };
+        BodyStructure::Single {
+            body: Body { basic, specific },
+            extension_data: None,
+        }
+    }
+}
+
+fn empty_envelope() -> Envelope<'static> {
+    Envelope {
+        date: NString(None),
+        subject: NString(None),
+        from: Vec::new(),
+        sender: Vec::new(),
+        reply_to: Vec::new(),
+        to: Vec::new(),
+        cc: Vec::new(),
+        bcc: Vec::new(),
+        in_reply_to: NString(None),
+        message_id: NString(None),
+    }
+}
+
+fn fallback_structure(raw: &[u8]) -> BodyStructure<'static> {
+    BodyStructure::Single {
+        body: Body {
+            basic: BasicFields {
+                parameter_list: vec![(istring(b"charset".to_vec()), istring(b"us-ascii".to_vec()))],
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: istring(b"7BIT".to_vec()),
+                size: u32::try_from(raw.len()).unwrap_or(u32::MAX),
+            },
+            specific: SpecificFields::Text {
+                subtype: istring(b"plain".to_vec()),
+                number_of_lines: u32::try_from(raw.iter().filter(|b| **b == b'\n').count())
+                    .unwrap_or(u32::MAX),
+            },
+        },
+        extension_data: None,
+    }
+}
+
+/// ENVELOPE addresses. mail-parser decodes display names; non-ASCII ones are re-encoded as
+/// RFC 2047 words, which is what the wire format expects.
+fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<Address<'static>> {
+    let Some(a) = a else {
+        return Vec::new();
+    };
+    let one = |name: Option<&str>, address: Option<&str>| {
+        let (mailbox, host) = match address {
+            Some(addr) => match addr.rfind('@') {
+                Some(i) => (Some(addr[..i].to_string()), Some(addr[i + 1..].to_string())),
+                None => (Some(addr.to_string()), None),
+            },
+            None => (None, None),
+        };
+        Address {
+            name: nstring(name.map(encode_word)),
+            adl: NString(None),
+            mailbox: nstring(mailbox.map(String::into_bytes)),
+            host: nstring(host.map(String::into_bytes)),
+        }
+    };
+    match a {
+        mail_parser::Address::List(list) => list
+            .iter()
+            .map(|x| one(x.name.as_deref(), x.address.as_deref()))
+            .collect(),
+        mail_parser::Address::Group(groups) => {
+            let mut out = Vec::new();
+            for g in groups {
+                // RFC 3501: a group is (NIL NIL "name" NIL) … members … (NIL NIL NIL NIL).
+                let named = g.name.is_some();
+                if named {
+                    out.push(Address {
+                        name: NString(None),
+                        adl: NString(None),
+                        mailbox: nstring(g.name.as_deref().map(|n| n.as_bytes().to_vec())),
+                        host: NString(None),
+                    });
+                }
+                out.extend(
+                    g.addresses
+                        .iter()
+                        .map(|x| one(x.name.as_deref(), x.address.as_deref())),
+                );
+                if named {
+                    out.push(Address {
+                        name: NString(None),
+                        adl: NString(None),
+                        mailbox: NString(None),
+                        host: NString(None),
+                    });
+                }
+            }
+            out
+        }
+    }
+}
+
+fn encode_word(name: &str) -> Vec<u8> {
+    if name.is_ascii() {
+        return name.as_bytes().to_vec();
+    }
+    use base64::Engine;
+    format!(
+        "=?utf-8?b?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(name.as_bytes())
+    )
+    .into_bytes()
+}

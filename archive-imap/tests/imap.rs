@@ -1,0 +1,361 @@
+//! The IMAP front door over real loopback sockets, driven by Python's imaplib
+//! (`imap_client.py`): a temp store with fixture mail, the server in-process on free ports,
+//! and a script that checks what real clients see.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use archive_core::log::record::LeafBody;
+use archive_core::search::Principal;
+use archive_core::{Envelope, OnDuplicate, Recipient, Store, StoreConfig};
+use archive_imap::{Authenticator, ImapConfig};
+
+/// Users of the test: name → (password, principal).
+struct TestUsers(HashMap<String, (String, Principal)>);
+
+impl Authenticator for TestUsers {
+    fn authenticate(&self, user: &str, password: &str, _peer: IpAddr) -> Result<Principal, String> {
+        match self.0.get(user) {
+            Some((p, principal)) if p == password => Ok(principal.clone()),
+            _ => Err("unknown user or wrong password".into()),
+        }
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn envelope(from: &str, to: &[&str]) -> Envelope {
+    Envelope {
+        mail_from: from.as_bytes().to_vec(),
+        rcpt_to: to
+            .iter()
+            .map(|a| Recipient {
+                address: a.as_bytes().to_vec(),
+                params: Vec::new(),
+            })
+            .collect(),
+        protocol: "lmtp".into(),
+        ..Envelope::default()
+    }
+}
+
+/// This host's address on its default route, if it has one that is not loopback (connecting
+/// a UDP socket sends nothing).
+fn non_loopback_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9")
+        .or_else(|_| s.connect("8.8.8.8:53"))
+        .ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+fn regular_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_sees_a_read_only_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let key = path.join("signing.key");
+    Store::create(&path, &key).unwrap();
+    let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
+    let append = |file: &Path, env: Envelope| {
+        let raw = std::fs::read(file).unwrap();
+        store
+            .append_message(&env, &raw, OnDuplicate::RecordArrival)
+            .unwrap()
+    };
+
+    // Erika: two messages to her and a blind copy of Alice's report; Alice: the report
+    // (sent) and an undated note (received).
+    let search = fixtures().join("search");
+    let rechnung = append(
+        &search.join("de-rechnung.eml"),
+        envelope("hans.mueller@example.de", &["erika@example.com"]),
+    );
+    let report = append(
+        &search.join("en-report.eml"),
+        envelope("alice@example.com", &["bob@example.org", "carol@example.net"]),
+    );
+    let gruesse = append(
+        &search.join("de-gruesse.eml"),
+        envelope("p.mueller@example.ch", &["erika@example.com"]),
+    );
+    let blind = append(
+        &search.join("en-report.eml"),
+        envelope("alice@example.com", &["erika@example.com"]),
+    );
+    let note = append(
+        &search.join("no-date.eml"),
+        envelope("owl@example.org", &["alice@example.com"]),
+    );
+
+    // Edge: every edge, journal and malformed fixture and a sample of the corpus, by
+    // envelope only.
+    let mut edge_files = regular_files(&fixtures().join("edge"));
+    edge_files.extend(regular_files(&fixtures().join("journal")));
+    for sub in ["malformed", "rfc", "thirdparty"] {
+        let dir = fixtures().join("malformed/mail-parser/eml").join(sub);
+        edge_files.extend(
+            regular_files(&dir)
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "eml")),
+        );
+    }
+    edge_files.extend(
+        regular_files(&fixtures().join("corpus/spamassassin"))
+            .into_iter()
+            .step_by(25),
+    );
+    let mut manifest = Vec::new();
+    let mut seen = BTreeSet::new();
+    for f in &edge_files {
+        let a = append(f, envelope("sender@example.net", &["edge@example.org"]));
+        // The same bytes twice are one message, under the first delivery's UID.
+        if seen.insert(a.first_seq) {
+            manifest.push(format!("{}\t{}", a.seq, f.display()));
+        }
+    }
+    let records_before = store.stats().last_seq;
+
+    let users = TestUsers(HashMap::from([
+        (
+            "erika".into(),
+            ("erika-pw".into(), Principal::user(["erika@example.com"]).unwrap()),
+        ),
+        (
+            "alice".into(),
+            ("alice-pw".into(), Principal::user(["alice@example.com"]).unwrap()),
+        ),
+        (
+            "edge".into(),
+            ("edge-pw".into(), Principal::user(["edge@example.org"]).unwrap()),
+        ),
+        ("root".into(), ("root-pw".into(), Principal::auditor_all())),
+        (
+            "de-audit".into(),
+            ("de-pw".into(), Principal::auditor_of(["example.de"]).unwrap()),
+        ),
+    ]));
+    let config = ImapConfig {
+        plain: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some("127.0.0.1:0".parse().unwrap()),
+        ..ImapConfig::default()
+    };
+    let listening = archive_imap::start(
+        Arc::clone(&store),
+        Arc::new(users),
+        config,
+        &dir.path().join("tls"),
+    )
+    .await
+    .unwrap();
+
+    // A plain listener reached over a non-loopback address: passwords only after STARTTLS.
+    let nonlocal_ip = non_loopback_ip();
+    let nonlocal = match nonlocal_ip {
+        Some(_) => Some(
+            archive_imap::start(
+                Arc::clone(&store),
+                Arc::new(TestUsers(HashMap::from([(
+                    "erika".to_string(),
+                    (
+                        "erika-pw".to_string(),
+                        Principal::user(["erika@example.com"]).unwrap(),
+                    ),
+                )]))),
+                ImapConfig {
+                    plain: Some("0.0.0.0:0".parse().unwrap()),
+                    tls: None,
+                    ..ImapConfig::default()
+                },
+                &dir.path().join("tls"),
+            )
+            .await
+            .unwrap(),
+        ),
+        None => {
+            eprintln!("no non-loopback address: LOGINDISABLED before STARTTLS is not checked");
+            None
+        }
+    };
+    let nonlocal_env = match (&nonlocal, nonlocal_ip) {
+        (Some(l), Some(ip)) => format!("{ip} {}", l.plain.unwrap().port()),
+        _ => String::new(),
+    };
+
+    // IDLE: the script creates `append-now` while idling; this appends mail for Erika.
+    let signal = dir.path().join("append-now");
+    let appended_at = dir.path().join("appended");
+    let idle_store = Arc::clone(&store);
+    let (sig, done) = (signal.clone(), appended_at.clone());
+    let idle_mail = std::fs::read(search.join("de-gruesse.eml"))
+        .unwrap()
+        .into_iter()
+        .chain(b"X-Idle: new\r\n".iter().copied())
+        .collect::<Vec<u8>>();
+    let appender = std::thread::spawn(move || {
+        for _ in 0..600 {
+            if sig.exists() {
+                let a = idle_store
+                    .append_message(
+                        &envelope("p.mueller@example.ch", &["erika@example.com"]),
+                        &idle_mail,
+                        OnDuplicate::RecordArrival,
+                    )
+                    .unwrap();
+                std::fs::write(&done, a.seq.to_string()).unwrap();
+                return Some(a.seq);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    });
+
+    let manifest_path = dir.path().join("manifest.tsv");
+    std::fs::write(&manifest_path, manifest.join("\n")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_client.py");
+    let plain = listening.plain.unwrap();
+    let tls = listening.tls.unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("IMAP_PORT", plain.port().to_string())
+            .env("IMAPS_PORT", tls.port().to_string())
+            .env("FIXTURES", fixtures())
+            .env("MANIFEST", &manifest_path)
+            .env("SIGNAL", &signal)
+            .env("APPENDED", &appended_at)
+            .env("NONLOCAL", nonlocal_env)
+            .env(
+                "UIDS",
+                format!(
+                    "rechnung={} report={} gruesse={} blind={} note={}",
+                    rechnung.seq, report.seq, gruesse.seq, blind.seq, note.seq
+                ),
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "imap_client.py failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        appender.join().unwrap().is_some(),
+        "the IDLE mail was never appended"
+    );
+    listening.shutdown().await;
+    if let Some(l) = nonlocal {
+        l.shutdown().await;
+    }
+
+    // Nothing but the IDLE mail and audit records was appended: no write reached the log.
+    let mut audit = Vec::new();
+    let mut messages_after = 0;
+    for seq in records_before + 1..=store.stats().last_seq {
+        match store.record(seq).unwrap().leaf.body {
+            LeafBody::Audit { event } => {
+                let e: archive_core::audit::AuditEvent = serde_json::from_slice(&event).unwrap();
+                audit.push(e);
+            }
+            LeafBody::Message { .. } | LeafBody::Arrival { .. } => messages_after += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(messages_after, 1, "only the IDLE test mail may be new");
+    let has = |actor: &str, action: &str| audit.iter().any(|e| e.actor == actor && e.action == action);
+    assert!(has("erika", "login"));
+    assert!(has("erika", "select"));
+    assert!(has("erika", "view"));
+    assert!(has("mallory", "login-failed"));
+    assert!(audit.iter().any(|e| e.origin == "imap:127.0.0.1"));
+    assert!(audit.iter().all(|e| e.origin.starts_with("imap:")));
+    // FETCH 1:* BODY.PEEK[] by Erika is one event naming all her UIDs.
+    assert_eq!(gruesse.seq + 1, blind.seq);
+    let all_three = format!("uids {},{}:{}", rechnung.seq, gruesse.seq, blind.seq);
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.actor == "erika" && e.action == "view" && e.target.ends_with(&all_three)),
+        "{audit:#?}"
+    );
+}
+
+/// Reads one CRLF-terminated line (or whatever arrives before EOF).
+async fn read_line(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        match tcp.read(&mut byte).await {
+            Ok(1) => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_login_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let key = path.join("signing.key");
+    Store::create(&path, &key).unwrap();
+    let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
+    let mut config = ImapConfig {
+        plain: Some("127.0.0.1:0".parse().unwrap()),
+        tls: None,
+        ..ImapConfig::default()
+    };
+    config.limits.max_connections_per_ip = 2;
+    config.limits.login_timeout = Duration::from_secs(1);
+    let listening = archive_imap::start(
+        store,
+        Arc::new(TestUsers(HashMap::new())),
+        config,
+        &dir.path().join("tls"),
+    )
+    .await
+    .unwrap();
+    let addr = listening.plain.unwrap();
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(read_line(&mut first).await.starts_with("* OK [CAPABILITY"));
+    assert!(read_line(&mut second).await.starts_with("* OK"));
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(read_line(&mut third).await, "* BYE too many connections\r\n");
+
+    // Not logging in: BYE after the login timeout, and the slot is free again.
+    let started = std::time::Instant::now();
+    let bye = tokio::time::timeout(Duration::from_secs(5), read_line(&mut first))
+        .await
+        .unwrap();
+    assert!(bye.starts_with("* BYE"), "{bye}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop((first, second));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(read_line(&mut again).await.starts_with("* OK"));
+    listening.shutdown().await;
+}
