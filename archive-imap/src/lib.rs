@@ -22,7 +22,6 @@
 //! else (no writable flags). A partial BINARY reply cannot echo its `<origin>` (imap-codec has
 //! no field for it); BINARY of an unknown transfer encoding answers NO [UNKNOWN-CTE].
 
-mod auth;
 mod command;
 mod config;
 mod mime;
@@ -31,6 +30,5 @@ mod server;
 mod session;
 mod tls;
 
-pub use auth::Authenticator;
 pub use config::{ImapConfig, ImapLimits};
 pub use server::{start, Listening};

@@ -17,10 +17,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::Authenticator;
 use crate::command::capabilities;
 use crate::config::ImapConfig;
 use crate::session::{self, Conn, Session};
+use archive_core::access::LoginGate;
 
 /// Running listeners; dropping this does not stop them, [`Listening::shutdown`] does.
 pub struct Listening {
@@ -45,7 +45,7 @@ impl Listening {
 /// What every connection shares.
 struct Shared {
     store: Arc<Store>,
-    auth: Arc<dyn Authenticator>,
+    gate: Arc<LoginGate>,
     config: ImapConfig,
     acceptor: TlsAcceptor,
     connections: Mutex<HashMap<IpAddr, usize>>,
@@ -91,7 +91,7 @@ impl Shared {
 /// runtime (store calls use `block_in_place`).
 pub async fn start(
     store: Arc<Store>,
-    auth: Arc<dyn Authenticator>,
+    gate: Arc<LoginGate>,
     config: ImapConfig,
     tls_dir: &Path,
 ) -> Result<Listening, String> {
@@ -102,7 +102,7 @@ pub async fn start(
     let tls_addr = config.tls;
     let shared = Arc::new(Shared {
         store,
-        auth,
+        gate,
         config,
         acceptor,
         connections: Mutex::new(HashMap::new()),
@@ -187,7 +187,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
     };
     let mut session = Session {
         store: Arc::clone(&shared.store),
-        auth: Arc::clone(&shared.auth),
+        gate: Arc::clone(&shared.gate),
         peer,
         limits: shared.config.limits.clone(),
         tls: implicit_tls,

@@ -19,9 +19,9 @@ use imap_next::imap_types::IntoStatic;
 use imap_next::server::{Error as ServerError, Event, Server};
 use imap_next::stream::{Error as StreamError, Stream};
 
-use crate::auth::Authenticator;
 use crate::command;
 use crate::config::ImapLimits;
+use archive_core::access::LoginGate;
 
 /// How often an IDLE client is checked for new mail (issue #5: within 1 s).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -47,7 +47,7 @@ pub(crate) struct Selected {
 /// Session state, independent of the socket.
 pub(crate) struct Session {
     pub store: Arc<Store>,
-    pub auth: Arc<dyn Authenticator>,
+    pub gate: Arc<LoginGate>,
     pub peer: SocketAddr,
     pub limits: ImapLimits,
     /// TLS is active on this connection.
@@ -220,7 +220,7 @@ impl Session {
             actor,
             action: action.into(),
             target,
-            origin: format!("imap:{}", self.peer.ip()),
+            origin: self.peer.ip().to_string(),
         };
         blocking(|| self.store.append_audit(&event))
             .map(|_| ())

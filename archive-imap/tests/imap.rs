@@ -2,28 +2,27 @@
 //! (`imap_client.py`): a temp store with fixture mail, the server in-process on free ports,
 //! and a script that checks what real clients see.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use archive_core::access::{LoginGate, Role, UserRecord, Users};
 use archive_core::log::record::LeafBody;
-use archive_core::search::Principal;
 use archive_core::{Envelope, OnDuplicate, Recipient, Store, StoreConfig};
-use archive_imap::{Authenticator, ImapConfig};
+use archive_imap::ImapConfig;
 
-/// Users of the test: name → (password, principal).
-struct TestUsers(HashMap<String, (String, Principal)>);
-
-impl Authenticator for TestUsers {
-    fn authenticate(&self, user: &str, password: &str, _peer: IpAddr) -> Result<Principal, String> {
-        match self.0.get(user) {
-            Some((p, principal)) if p == password => Ok(principal.clone()),
-            _ => Err("unknown user or wrong password".into()),
+/// Adds users (name, password, role) to the store's users file, as `mailvault user add` does.
+fn add_users(store_dir: &Path, users: &[(&str, &str, Role)]) {
+    Users::update(store_dir, |all| {
+        for (name, password, role) in users {
+            all.add(UserRecord::new(name, role.clone(), password)?)?;
         }
-    }
+        Ok(())
+    })
+    .unwrap();
 }
 
 fn fixtures() -> PathBuf {
@@ -132,25 +131,21 @@ async fn imaplib_sees_a_read_only_archive() {
     }
     let records_before = store.stats().last_seq;
 
-    let users = TestUsers(HashMap::from([
-        (
-            "erika".into(),
-            ("erika-pw".into(), Principal::user(["erika@example.com"]).unwrap()),
-        ),
-        (
-            "alice".into(),
-            ("alice-pw".into(), Principal::user(["alice@example.com"]).unwrap()),
-        ),
-        (
-            "edge".into(),
-            ("edge-pw".into(), Principal::user(["edge@example.org"]).unwrap()),
-        ),
-        ("root".into(), ("root-pw".into(), Principal::auditor_all())),
-        (
-            "de-audit".into(),
-            ("de-pw".into(), Principal::auditor_of(["example.de"]).unwrap()),
-        ),
-    ]));
+    add_users(
+        &path,
+        &[
+            ("erika", "erika-pw", Role::user(["erika@example.com"]).unwrap()),
+            ("alice", "alice-pw", Role::user(["alice@example.com"]).unwrap()),
+            ("edge", "edge-password", Role::user(["edge@example.org"]).unwrap()),
+            ("root", "root-password", Role::auditor_all()),
+            (
+                "de-audit",
+                "de-password",
+                Role::auditor_of(["example.de"]).unwrap(),
+            ),
+        ],
+    );
+    let gate = Arc::new(LoginGate::new(&path));
     let config = ImapConfig {
         plain: Some("127.0.0.1:0".parse().unwrap()),
         tls: Some("127.0.0.1:0".parse().unwrap()),
@@ -158,7 +153,7 @@ async fn imaplib_sees_a_read_only_archive() {
     };
     let listening = archive_imap::start(
         Arc::clone(&store),
-        Arc::new(users),
+        Arc::clone(&gate),
         config,
         &dir.path().join("tls"),
     )
@@ -171,13 +166,7 @@ async fn imaplib_sees_a_read_only_archive() {
         Some(_) => Some(
             archive_imap::start(
                 Arc::clone(&store),
-                Arc::new(TestUsers(HashMap::from([(
-                    "erika".to_string(),
-                    (
-                        "erika-pw".to_string(),
-                        Principal::user(["erika@example.com"]).unwrap(),
-                    ),
-                )]))),
+                Arc::clone(&gate),
                 ImapConfig {
                     plain: Some("0.0.0.0:0".parse().unwrap()),
                     tls: None,
@@ -289,8 +278,20 @@ async fn imaplib_sees_a_read_only_archive() {
     assert!(has("erika", "select"));
     assert!(has("erika", "view"));
     assert!(has("mallory", "login-failed"));
-    assert!(audit.iter().any(|e| e.origin == "imap:127.0.0.1"));
-    assert!(audit.iter().all(|e| e.origin.starts_with("imap:")));
+    assert!(audit.iter().any(|e| e.origin == "127.0.0.1"));
+    assert!(audit
+        .iter()
+        .filter(|e| e.action.starts_with("login"))
+        .all(|e| e.target.starts_with("imap")));
+    // Each login is recorded once (by the login gate), not again by the front door.
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.actor == "alice" && e.action == "login")
+            .count(),
+        2,
+        "{audit:#?}"
+    );
     // FETCH 1:* BODY.PEEK[] by Erika is one event naming all her UIDs.
     assert_eq!(gruesse.seq + 1, blind.seq);
     let all_three = format!("uids {},{}:{}", rechnung.seq, gruesse.seq, blind.seq);
@@ -332,7 +333,7 @@ async fn connection_limits_and_login_timeout() {
     config.limits.login_timeout = Duration::from_secs(1);
     let listening = archive_imap::start(
         store,
-        Arc::new(TestUsers(HashMap::new())),
+        Arc::new(LoginGate::new(&path)),
         config,
         &dir.path().join("tls"),
     )

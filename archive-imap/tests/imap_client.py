@@ -351,7 +351,7 @@ assert [int(x) for x in ok(a.uid("SEARCH", None, "ALL"))[0].split()] == [UIDS["r
 a.logout()
 
 step("auditors: Archive (\\All) and Domains/")
-r = connect("root", "root-pw")
+r = connect("root", "root-password")
 listing = ok(r.list('""', "*"))
 assert any(b"\\All" in l and l.endswith(b"Archive") for l in listing), listing
 typ, data = select(r, "Archive")
@@ -359,7 +359,7 @@ assert typ == "OK" and int(data[0]) >= 5, data
 typ, data = select(r, "Domains/example.ch")
 assert data == [b"2"], data  # the Grüße message and the IDLE test copy of it
 r.logout()
-d = connect("de-audit", "de-pw")
+d = connect("de-audit", "de-password")
 listing = ok(d.list('""', "*"))
 assert any(l.endswith(b"Domains/example.de") for l in listing), listing
 assert any(b"\\Noselect" in l and l.endswith(b"Domains") for l in listing), listing
@@ -372,7 +372,7 @@ d.logout()
 
 # ---------------------------------------------------------------------------------------
 step("byte-exact BODY[] for every edge fixture and a corpus sample")
-e = connect("edge", "edge-pw")
+e = connect("edge", "edge-password")
 ok(select(e, "INBOX"))
 manifest = [line.split("\t") for line in open(os.environ["MANIFEST"]).read().splitlines()]
 splits = []

@@ -1,6 +1,7 @@
-//! LOGIN: password authentication through the [`crate::Authenticator`]. Shared with
-//! AUTHENTICATE PLAIN (`verify`), so both paths check TLS, audit and answer the same way.
+//! LOGIN: password authentication through the store's login gate. Shared with AUTHENTICATE
+//! PLAIN (`verify`), so both paths check TLS, audit and answer the same way.
 
+use archive_core::access::LoginRefused;
 use imap_next::imap_types::core::{AString, Tag};
 use imap_next::imap_types::response::Code;
 use imap_next::imap_types::secret::Secret;
@@ -20,12 +21,9 @@ pub(crate) async fn handle(
     Done::reply(verify(s, tag, &user, &password))
 }
 
-/// Checks credentials, records the attempt, and on success logs the session in. The client
-/// learns only success or failure, never why.
-///
-/// The audit records here are the front door's because the `Authenticator` contract does not
-/// include them; `archive_core::access::LoginGate` (landed on main meanwhile) appends its own,
-/// so wiring it means dropping these two appends, not adding a third.
+/// Checks credentials through the store's [`LoginGate`] (rate limit, users file, audit
+/// record) and on success logs the session in. The client learns only success, failure or
+/// "try later", never why a login failed.
 pub(crate) fn verify(
     s: &mut Session,
     tag: Tag<'static>,
@@ -39,18 +37,14 @@ pub(crate) fn verify(
             "passwords only over TLS: use STARTTLS or the TLS port",
         );
     }
-    let outcome = blocking(|| s.auth.authenticate(user, password, s.peer.ip()));
+    let outcome = blocking(|| s.gate.login(&s.store, user, password, s.peer.ip(), "imap"));
     match outcome {
-        Ok(principal) => {
+        Ok(who) => {
+            tracing::info!(user = %who.name, peer = %s.peer, "imap login");
             s.user = Some(User {
-                name: user.to_string(),
-                principal,
+                name: who.name,
+                principal: who.principal,
             });
-            if let Err(why) = s.audit("login", "imap".into()) {
-                s.user = None;
-                return no(tag, Some(code("UNAVAILABLE")), &why);
-            }
-            tracing::info!(user, peer = %s.peer, "imap login");
             status(
                 Kind::Ok,
                 Some(tag),
@@ -58,21 +52,24 @@ pub(crate) fn verify(
                 "logged in; this archive is read-only",
             )
         }
-        Err(reason) => {
-            tracing::info!(user, peer = %s.peer, reason, "imap login failed");
-            let event = archive_core::audit::AuditEvent {
-                actor: user.to_string(),
-                action: "login-failed".into(),
-                target: "imap".into(),
-                origin: format!("imap:{}", s.peer.ip()),
-            };
-            if let Err(e) = blocking(|| s.store.append_audit(&event)) {
-                tracing::error!(error = %e, "cannot append an audit record");
-            }
+        Err(LoginRefused::Failed) => {
+            tracing::info!(user, peer = %s.peer, "imap login failed");
             no(
                 tag,
                 Some(code("AUTHENTICATIONFAILED")),
                 "invalid user name or password",
+            )
+        }
+        Err(LoginRefused::RateLimited(wait)) => {
+            tracing::info!(user, peer = %s.peer, "imap login rate-limited");
+            no(tag, Some(code("UNAVAILABLE")), &wait.to_string())
+        }
+        Err(LoginRefused::Unavailable(why)) => {
+            tracing::error!(error = %why, "imap login unavailable");
+            no(
+                tag,
+                Some(code("UNAVAILABLE")),
+                "logins are unavailable right now; try again later",
             )
         }
     }
