@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use archive_core::StoreConfig;
+use archive_imap::ImapConfig;
 use archive_smtp::IntakeConfig;
 
 /// Everything `serve` can be told. Every field has a default; an empty file is valid.
@@ -15,6 +16,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// SMTP/LMTP journal intake.
     pub intake: IntakeConfig,
+    /// Read-only IMAP for users and auditors.
+    pub imap: ImapConfig,
     /// Shutdown and logging.
     pub server: ServerSettings,
 }
@@ -94,7 +97,8 @@ impl Config {
         if !(1..=19).contains(&s.zstd_level) {
             return Err("store.zstd_level must be between 1 and 19".into());
         }
-        self.intake.validate()
+        self.intake.validate()?;
+        self.imap.validate()
     }
 
     /// The store tunables.
@@ -123,8 +127,8 @@ zstd_level = 5                  # 1 (fast) … 19 (small)
 dictionary_kib = 128            # zstd dictionary trained on your mail; 0 disables
 
 [intake]
-lmtp = "127.0.0.1:2424"         # LMTP listener; remove the line to disable
-smtp = "127.0.0.1:2525"         # SMTP listener; remove the line to disable
+lmtp = "127.0.0.1:2424"         # LMTP listener; "none" disables it
+smtp = "127.0.0.1:2525"         # SMTP listener; "none" disables it
 hostname = "mailvault.localhost"
 max_message_size = 52428800     # bytes (50 MiB); larger: 552 5.3.4
 max_recipients = 1000           # per transaction; more: 452 4.5.3
@@ -145,6 +149,21 @@ domain_separator = "="          #               ^ stands for @
 # name = "relay1"
 # password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
 
+[imap]                          # read-only IMAP; users come from `mailvault user add`
+plain = "127.0.0.1:1143"        # IMAP with STARTTLS (LOGIN only after TLS unless on loopback); "none" disables it
+tls = "127.0.0.1:1993"          # IMAP over implicit TLS; "none" disables it
+hostname = "localhost"          # name in the self-signed certificate
+# tls_certificate = "/etc/mailvault/imap-cert.pem"     # default: self-signed, made at first start
+# tls_key = "/etc/mailvault/imap-key.pem"
+
+[imap.limits]
+max_command_bytes = 65536       # longest command, literals included
+max_literal_bytes = 16384
+login_timeout_secs = 60         # before LOGIN
+autologout_secs = 1800          # after LOGIN (RFC 3501: at least 30 minutes)
+max_connections_per_ip = 20
+max_connections = 1000
+
 [server]
 shutdown_grace_secs = 30        # after SIGTERM: time for transactions in flight
 log = "info"                    # RUST_LOG overrides
@@ -163,6 +182,15 @@ mod tests {
             toml::to_string(&parsed).unwrap(),
             toml::to_string(&defaults).unwrap()
         );
+    }
+
+    #[test]
+    fn none_switches_a_listener_off_and_a_missing_key_keeps_it() {
+        let c: Config = toml::from_str("[intake]\nlmtp = \"none\"\n[imap]\ntls = \"none\"\n").unwrap();
+        assert_eq!(c.intake.lmtp, None);
+        assert_eq!(c.imap.tls, None);
+        assert_eq!(c.intake.smtp, Config::default().intake.smtp);
+        assert_eq!(c.imap.plain, Config::default().imap.plain);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod envelope;
 mod error;
 pub mod index;
+pub mod listener;
 pub mod log;
 pub mod search;
 pub mod store;

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 /// Where the IMAP front door listens and what it allows. Part of the one TOML configuration
 /// of `mailvault serve` (wired there later); every field has a default.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImapConfig {
     /// Plain-text IMAP (STARTTLS offered; LOGIN refused before TLS unless on loopback).
-    /// Default `127.0.0.1:1143`; `None` disables it.
+    /// Default `127.0.0.1:1143`; `"none"` disables it.
+    #[serde(with = "archive_core::listener")]
     pub plain: Option<SocketAddr>,
-    /// Implicit-TLS IMAP. Default `127.0.0.1:1993`; `None` disables it.
+    /// Implicit-TLS IMAP. Default `127.0.0.1:1993`; `"none"` disables it.
+    #[serde(with = "archive_core::listener")]
     pub tls: Option<SocketAddr>,
     /// PEM certificate chain; without it (or the key) a self-signed pair is made in
     /// `<data>/tls`.
@@ -39,7 +41,7 @@ impl Default for ImapConfig {
 }
 
 /// Per-connection and per-client limits.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImapLimits {
     /// Longest command line, literals included (bytes). Default 64 KiB: a read-only server
@@ -49,11 +51,11 @@ pub struct ImapLimits {
     /// Default 16 KiB.
     pub max_literal_bytes: u32,
     /// Idle time before an unauthenticated connection is closed. Default 60 s.
-    #[serde(with = "seconds")]
+    #[serde(rename = "login_timeout_secs", with = "seconds")]
     pub login_timeout: Duration,
     /// Idle time before an authenticated connection is closed (RFC 3501: at least 30
     /// minutes; IDLE clients re-issue IDLE within 29). Default 30 min.
-    #[serde(with = "seconds")]
+    #[serde(rename = "autologout_secs", with = "seconds")]
     pub autologout: Duration,
     /// Simultaneous connections from one IP address. Default 20.
     pub max_connections_per_ip: usize,
@@ -93,6 +95,10 @@ impl ImapConfig {
 
 mod seconds {
     use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs: u64 = serde::Deserialize::deserialize(d)?;

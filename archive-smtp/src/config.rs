@@ -11,9 +11,11 @@ use ipnet::IpNet;
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IntakeConfig {
-    /// LMTP listener (`none` or empty to disable).
+    /// LMTP listener (`"none"` to disable).
+    #[serde(with = "archive_core::listener")]
     pub lmtp: Option<SocketAddr>,
-    /// SMTP listener (`none` or empty to disable).
+    /// SMTP listener (`"none"` to disable).
+    #[serde(with = "archive_core::listener")]
     pub smtp: Option<SocketAddr>,
     /// Name announced in the greeting and EHLO reply.
     pub hostname: String,

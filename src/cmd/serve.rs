@@ -1,6 +1,6 @@
-//! `mailvault serve`: one process for intake (and, as they land, IMAP and web). Creates the
-//! store on first start; SIGTERM/SIGINT stop accepting, let transactions in flight finish,
-//! write a checkpoint and exit 0.
+//! `mailvault serve`: one process for intake and read-only IMAP (and the web UI when it
+//! lands). Creates the store on first start; SIGTERM/SIGINT stop accepting, let transactions
+//! in flight finish, write a checkpoint and exit 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use archive_core::access::LoginGate;
 use archive_core::Store;
 use archive_smtp::Intake;
 
@@ -27,6 +28,12 @@ pub struct Args {
     /// SMTP listener address, or `none` (overrides intake.smtp).
     #[arg(long, value_parser = parse_listener)]
     smtp: Option<Listener>,
+    /// IMAP (STARTTLS) listener address, or `none` (overrides imap.plain).
+    #[arg(long, value_parser = parse_listener)]
+    imap: Option<Listener>,
+    /// IMAP over TLS listener address, or `none` (overrides imap.tls).
+    #[arg(long, value_parser = parse_listener)]
+    imaps: Option<Listener>,
 }
 
 /// A listener address from the command line; `None` disables it.
@@ -52,6 +59,12 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     if let Some(Listener(a)) = args.smtp {
         config.intake.smtp = a;
+    }
+    if let Some(Listener(a)) = args.imap {
+        config.imap.plain = a;
+    }
+    if let Some(Listener(a)) = args.imaps {
+        config.imap.tls = a;
     }
     config.validate().map_err(anyhow::Error::msg)?;
     init_logging(&config.server.log);
@@ -80,10 +93,20 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         for (protocol, addr) in &intake.listening {
             tracing::info!(protocol = %protocol.name(), %addr, "listening");
         }
+        let gate = Arc::new(LoginGate::new(&cli.data));
+        let imap = archive_imap::start(store.clone(), gate, config.imap.clone(), &tls_dir)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        for (protocol, addr) in [("imap", imap.plain), ("imaps", imap.tls)] {
+            if let Some(addr) = addr {
+                tracing::info!(protocol = %protocol, %addr, "listening");
+            }
+        }
         let metrics = intake.metrics.clone();
         signals.wait().await;
         tracing::info!("shutting down: no new sessions; finishing transactions in flight");
         let _ = stop.send(true);
+        imap.shutdown().await;
         intake.wait(grace).await;
         anyhow::Ok(metrics)
     })?;

@@ -158,6 +158,10 @@ pub struct Server {
     pub child: std::process::Child,
     pub smtp: std::net::SocketAddr,
     pub lmtp: std::net::SocketAddr,
+    /// IMAP with STARTTLS.
+    pub imap: std::net::SocketAddr,
+    /// IMAP over TLS.
+    pub imaps: std::net::SocketAddr,
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -182,6 +186,7 @@ impl Vault {
         cmd.arg("--data")
             .arg(&self.dir)
             .args(["serve", "--lmtp", "127.0.0.1:0", "--smtp", "127.0.0.1:0"])
+            .args(["--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0"])
             .args(extra)
             .env_remove("MAILVAULT_DATA")
             .env_remove("MAILVAULT_KEY")
@@ -206,12 +211,12 @@ impl Vault {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let mut smtp = None;
-        let mut lmtp = None;
-        while smtp.is_none() || lmtp.is_none() {
+        let mut listening = std::collections::HashMap::new();
+        while listening.len() < 4 {
             match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-                Ok((p, a)) if p == "smtp" => smtp = Some(a),
-                Ok((_, a)) => lmtp = Some(a),
+                Ok((protocol, addr)) => {
+                    listening.insert(protocol, addr);
+                }
                 Err(_) => {
                     let _ = child.kill();
                     panic!("server did not start: {}", log.lock().unwrap());
@@ -220,8 +225,10 @@ impl Vault {
         }
         Server {
             child,
-            smtp: smtp.unwrap(),
-            lmtp: lmtp.unwrap(),
+            smtp: listening["smtp"],
+            lmtp: listening["lmtp"],
+            imap: listening["imap"],
+            imaps: listening["imaps"],
             log,
         }
     }

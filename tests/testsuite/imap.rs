@@ -1,0 +1,174 @@
+//! `mailvault serve` as an IMAP server, end to end: users from `mailvault user add`, mail
+//! from SMTP intake, Python's imaplib over STARTTLS and implicit TLS. (archive-imap's own
+//! tests cover the protocol in depth; these check the wiring a user meets.)
+
+use crate::util::{python_json, Vault};
+
+const PASSWORD: &[u8] = b"correct horse battery\n";
+
+/// Sends one message over SMTP, reads it back over IMAPS, idles while a second one arrives
+/// over SMTP, and tries every kind of write. Prints one JSON object per step.
+const CLIENT: &str = r#"
+import imaplib, json, smtplib, ssl, sys, threading, time
+smtp_port, imap_port, imaps_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+first = (b"From: Max <max@example.org>\r\nTo: Erika <erika@example.com>\r\n"
+         b"Subject: Quartalszahlen\r\nMessage-ID: <q3@example.org>\r\n\r\n"
+         b"Umsatz gestiegen.\r\n\xe4 8-bit stays as it is.\r\n")
+second = (b"From: Max <max@example.org>\r\nTo: erika@example.com\r\n"
+          b"Subject: Nachtrag\r\n\r\nNoch etwas.\r\n")
+
+def send(raw):
+    with smtplib.SMTP("127.0.0.1", smtp_port) as s:
+        s.sendmail("max@example.org", ["erika@example.com"], raw)
+
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+
+send(first)
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+
+# Wrong password: refused without telling why.
+m = imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=tls)
+try:
+    m.login("erika", "wrong password")
+    out(step="wrong", ok=True)
+except imaplib.IMAP4.error as e:
+    out(step="wrong", ok=False, text=str(e))
+m.logout()
+
+# STARTTLS on the plain port, then LOGIN by mail address.
+p = imaplib.IMAP4("127.0.0.1", imap_port)
+p.starttls(ssl_context=tls)
+typ, _ = p.login("erika@example.com", "correct horse battery")
+out(step="starttls-login", typ=typ)
+p.logout()
+
+m = imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=tls)
+m.login("erika", "correct horse battery")
+typ, boxes = m.list()
+out(step="list", boxes=[b.decode() for b in boxes])
+try:
+    m.select("INBOX")  # SELECT, not EXAMINE: the server must still say READ-ONLY
+    out(step="select", readonly=False)
+except imaplib.IMAP4.readonly:
+    exists = m.untagged_responses.get("EXISTS", [b"0"])[-1]
+    m.is_readonly = True  # what imaplib's own EXAMINE path sets
+    out(step="select", readonly=True, exists=int(exists))
+typ, data = m.fetch("1", "(BODY.PEEK[])")
+out(step="body", hex=data[0][1].hex())
+typ, data = m.search(None, "SUBJECT", "Quartalszahlen")
+out(step="search", uids=data[0].decode())
+
+refusals = {}
+for name, call in [
+    ("store", lambda: m.store("1", "+FLAGS", "\\Deleted")),
+    ("copy", lambda: m.copy("1", "Sent")),
+    ("expunge", lambda: m.expunge()),
+    ("create", lambda: m.create("Mine")),
+    ("delete", lambda: m.delete("INBOX")),
+    ("append", lambda: m.append("INBOX", None, None, b"Subject: x\r\n\r\ny\r\n")),
+]:
+    try:
+        typ, data = call()
+        refusals[name] = [typ, [d.decode() if isinstance(d, bytes) else str(d) for d in data]]
+    except imaplib.IMAP4.error as e:
+        refusals[name] = ["NO", [str(e)]]
+out(step="refusals", refusals=refusals)
+
+# IDLE: the second message arrives over SMTP while the client idles.
+tag = m._new_tag()
+m.send(tag + b" IDLE\r\n")
+cont = m.readline()
+threading.Timer(0.2, send, args=(second,)).start()
+m.sock.settimeout(30)
+line = m.readline()
+m.send(b"DONE\r\n")
+while not m.readline().startswith(tag):
+    pass
+out(step="idle", cont=cont.decode().strip(), line=line.decode().strip())
+m.logout()
+"#;
+
+#[test]
+fn users_read_their_journaled_mail_over_imap_and_nothing_changes() {
+    let vault = Vault::new();
+    vault.ok(&["init"]);
+    let added = vault.run_in(
+        &["user", "add", "erika", "--address", "erika@example.com"],
+        Some(PASSWORD),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let server = vault.serve(&[]);
+    let steps = python_json(
+        CLIENT,
+        &[
+            server.smtp.port().to_string(),
+            server.imap.port().to_string(),
+            server.imaps.port().to_string(),
+        ],
+    );
+    let step = |name: &str| -> &serde_json::Value {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {steps:#?}"))
+    };
+
+    assert_eq!(step("wrong")["ok"], false);
+    assert!(step("wrong")["text"]
+        .as_str()
+        .unwrap()
+        .contains("AUTHENTICATIONFAILED"));
+    assert_eq!(step("starttls-login")["typ"], "OK");
+    let boxes: Vec<&str> = step("list")["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert!(boxes.iter().any(|b| b.ends_with("INBOX")), "{boxes:?}");
+    assert!(
+        boxes.iter().any(|b| b.contains("\\Sent") && b.ends_with("Sent")),
+        "{boxes:?}"
+    );
+    assert_eq!(step("select")["readonly"], true);
+    assert_eq!(step("select")["exists"], 1);
+
+    // BODY[] is exactly what intake stored (and `show` returns).
+    let seq = vault.records().iter().find(|r| r["kind"] == "message").unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    let stored = vault.ok(&["show", &seq.to_string()]);
+    let stored_hex: String = stored.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(stored_hex, step("body")["hex"].as_str().unwrap());
+    assert!(String::from_utf8_lossy(&stored).contains("Quartalszahlen"));
+    assert_eq!(step("search")["uids"], "1");
+
+    for (name, outcome) in step("refusals")["refusals"].as_object().unwrap() {
+        assert_eq!(outcome[0], "NO", "{name}: {outcome}");
+    }
+    assert_eq!(step("idle")["cont"].as_str().unwrap().chars().next(), Some('+'));
+    assert!(
+        step("idle")["line"].as_str().unwrap().ends_with("EXISTS"),
+        "{}",
+        step("idle")
+    );
+
+    assert_eq!(server.stop(), Some(0));
+    // Two messages, nothing else but audit records and checkpoints; the log verifies.
+    let records = vault.records();
+    let kinds = |k: &str| records.iter().filter(|r| r["kind"] == k).count();
+    assert_eq!(kinds("message"), 2);
+    assert_eq!(kinds("arrival"), 0);
+    assert!(
+        kinds("audit") >= 4,
+        "logins, failed login, select, view: {records:#?}"
+    );
+    assert_eq!(vault.verify(&[]).0, 0);
+}
