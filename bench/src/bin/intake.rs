@@ -1105,7 +1105,16 @@ fn run_mailvault(bin: &Path, config: Option<&Path>, scratch: &Path, load: &Load)
         cmd.arg("--config").arg(c);
     }
     let child = cmd
-        .args(["--lmtp", "127.0.0.1:0", "--smtp", "none"])
+        .args([
+            "--lmtp",
+            "127.0.0.1:0",
+            "--smtp",
+            "none",
+            "--imap",
+            "none",
+            "--imaps",
+            "none",
+        ])
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
@@ -1131,6 +1140,7 @@ fn run_mailvault(bin: &Path, config: Option<&Path>, scratch: &Path, load: &Load)
     let server_cpu = process_cpu() - cpu_before;
     let by_thread = sampler.finish();
     let result = result?;
+    let search = search_catch_up(bin, &store)?;
 
     server.terminate()?;
     let status = server.wait(STOP_TIMEOUT)?;
@@ -1181,6 +1191,7 @@ fn run_mailvault(bin: &Path, config: Option<&Path>, scratch: &Path, load: &Load)
     if delivered != result.acked {
         check.push_str(" — MISMATCH");
     }
+    check.push_str(&format!("; {search}"));
     if result.hash_mismatches > 0 {
         check.push_str(&format!(
             "; {} replies' blake3 did not match the bytes sent",
@@ -1206,6 +1217,41 @@ fn run_mailvault(bin: &Path, config: Option<&Path>, scratch: &Path, load: &Load)
         client_cpu,
         load_before,
     })
+}
+
+/// How far the search index (which yields the cores to intake) was behind when the load
+/// ended, and how long it then took to catch up, read with `mailvault status --json` next to
+/// the running server.
+fn search_catch_up(bin: &Path, store: &Path) -> BenchResult<String> {
+    let start = Instant::now();
+    let read = || -> BenchResult<(u64, u64)> {
+        let out = run_timed(
+            mailvault(bin, store).args(["status", "--json"]),
+            "mailvault status",
+        )?;
+        let json: serde_json::Value = serde_json::from_slice(&out.output.stdout)
+            .map_err(|e| format!("mailvault status --json: {e}"))?;
+        let n = |k: &str| json[k].as_u64().unwrap_or(0);
+        Ok((n("search_indexed_seq"), n("records")))
+    };
+    let (indexed, records) = read()?;
+    let behind = records.saturating_sub(indexed);
+    loop {
+        let (indexed, records) = read()?;
+        if indexed >= records {
+            return Ok(format!(
+                "search index {behind} records behind when the load ended, caught up {:.1} s later",
+                start.elapsed().as_secs_f64()
+            ));
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            return Ok(format!(
+                "search index {behind} records behind when the load ended, still {} behind after 300 s",
+                records - indexed
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Reads the serve log until it names the LMTP address.
