@@ -127,11 +127,13 @@ fn search_dir(dir: &Path) -> PathBuf {
     archive_core::search::index_dir(&archive_core::store::Layout::new(dir))
 }
 
-/// Indexing alone: deletes the search index and times its rebuild from the log at open.
+/// Indexing alone: deletes the search index and times its rebuild from the log (open, then
+/// wait until the background indexer has caught up).
 fn rebuild(dir: &Path, key: &Path, messages: u64, raw_bytes: u64) -> BenchResult<()> {
     std::fs::remove_dir_all(search_dir(dir))?;
     let t = Instant::now();
     let store = Store::open(dir, key, StoreConfig::default())?;
+    store.wait_searchable()?;
     let index_secs = t.elapsed().as_secs_f64();
     store.close()?;
     let rate = messages as f64 / index_secs;
@@ -260,6 +262,7 @@ fn run() -> BenchResult<()> {
             let t = Instant::now();
             let ingested = ingest(&store, seed, n, real)?;
             let store = Arc::try_unwrap(store).map_err(|_| "store still shared")?;
+            store.wait_searchable()?;
             store.close()?;
             let end_to_end = t.elapsed().as_secs_f64();
             println!(
