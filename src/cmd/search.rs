@@ -30,8 +30,9 @@ pub enum SortArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Search as `address:A[,B…]` (a user with these addresses) or `domain:D[,E…]` (an
-    /// auditor of these domains); without it, as the local operator (auditor of everything).
+    /// Search as `address:A[,B…]` (a user with these addresses), `domain:D[,E…]` (an auditor
+    /// of these domains) or `user:NAME` (a local user, as they would over IMAP); without it,
+    /// as the local operator (auditor of everything).
     #[arg(long = "as", value_name = "PRINCIPAL")]
     principal: Option<String>,
     /// One JSON object per hit instead of text columns (summary on stderr as JSON).
@@ -51,8 +52,9 @@ pub struct Args {
     query: Vec<String>,
 }
 
-/// Parses `--as`: `address:…` or `domain:…`, comma-separated.
-pub fn principal(spec: Option<&str>) -> anyhow::Result<Principal> {
+/// Parses `--as`: `address:…` or `domain:…` (comma-separated), or `user:NAME` (what that
+/// local user sees over IMAP; see `mailvault user`).
+pub fn principal(spec: Option<&str>, data: &std::path::Path) -> anyhow::Result<Principal> {
     let Some(spec) = spec else {
         return Ok(Principal::auditor_all());
     };
@@ -66,9 +68,19 @@ pub fn principal(spec: Option<&str>) -> anyhow::Result<Principal> {
     Ok(match spec.split_once(':') {
         Some(("address", rest)) => Principal::user(list(rest))?,
         Some(("domain", rest)) => Principal::auditor_of(list(rest))?,
+        Some(("user", name)) => {
+            let users = archive_core::access::Users::load(data)?;
+            let Some(user) = users.get(name.trim()) else {
+                bail!(
+                    "--as {spec:?}: no user named {:?} (see `mailvault user list`)",
+                    name.trim()
+                );
+            };
+            user.role().principal()
+        }
         _ => bail!(
-            "--as {spec:?}: expected address:ALICE@EXAMPLE.COM[,…] (a user) or \
-             domain:EXAMPLE.COM[,…] (an auditor); named users come with `mailvault user add`"
+            "--as {spec:?}: expected address:ALICE@EXAMPLE.COM[,…] (a user), \
+             domain:EXAMPLE.COM[,…] (an auditor) or user:NAME (a user of `mailvault user add`)"
         ),
     })
 }
@@ -115,7 +127,7 @@ fn run_search(
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     existing_layout(cli)?;
-    let principal = principal(args.principal.as_deref())?;
+    let principal = principal(args.principal.as_deref(), &cli.data)?;
     // `-term` is a query word, so clap cannot tell an option after the query from a word.
     if let Some(flag) = args.query.iter().find(|w| {
         let name = w.split('=').next().unwrap_or_default();

@@ -112,6 +112,26 @@ fn as_limits_results_to_the_principal() {
     let out = vault.run(&["search", "--as", "alice", "x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected address:"));
+
+    // A local user searches with their own scope, as over IMAP.
+    let added = vault.run_in(
+        &["user", "add", "erika", "--address", "erika@example.com"],
+        Some(b"correct horse battery\n"),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let (as_user, _) = search_json(&vault, &["--as", "user:erika", "example OR exmh OR raid"]);
+    let (as_address, _) = search_json(
+        &vault,
+        &["--as", "address:erika@example.com", "example OR exmh OR raid"],
+    );
+    assert_eq!(as_user, as_address);
+    let out = vault.run(&["search", "--as", "user:nobody", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user named"));
 }
 
 #[test]
