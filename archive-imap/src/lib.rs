@@ -14,11 +14,14 @@
 //!   RFC822(.HEADER/.TEXT), BINARY[part]<partial>, BINARY.SIZE; BODY[] is the stored bytes
 //!   (NUL, which IMAP strings cannot carry, is sent as 0x80; BINARY[] is exact);
 //! - SEARCH/UID SEARCH: RFC 3501 keys; content keys via the full-text index as the user;
+//! - SORT/UID SORT (RFC 5256, SORT=DISPLAY per RFC 5957) and THREAD/UID THREAD
+//!   (ORDEREDSUBJECT, REFERENCES) over what SEARCH finds, ordered by fields of the header
+//!   block only (`mime::SortFields`, `threading`);
 //! - every mutating command answers NO [READ-ONLY] or NO [CANNOT];
 //! - audit records: login, failed login, SELECT/EXAMINE, one per content-reading FETCH.
 //!
-//! Not yet: ESEARCH, SORT, THREAD (answered NO [CANNOT]), pass-through authentication, rate
-//! limiting, wiring into `mailvault serve`. Every message is reported `\Seen` and nothing
+//! Not yet: ESEARCH (imap-codec cannot parse `SEARCH RETURN`; answered BAD), pass-through
+//! authentication. Every message is reported `\Seen` and nothing
 //! else (no writable flags). A partial BINARY reply cannot echo its `<origin>` (imap-codec has
 //! no field for it); BINARY of an unknown transfer encoding answers NO [UNKNOWN-CTE].
 
@@ -28,6 +31,7 @@ mod mime;
 mod sequence;
 mod server;
 mod session;
+mod threading;
 mod tls;
 
 pub use config::{ImapConfig, ImapLimits};

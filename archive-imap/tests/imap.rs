@@ -360,3 +360,94 @@ async fn connection_limits_and_login_timeout() {
     assert!(read_line(&mut again).await.starts_with("* OK"));
     listening.shutdown().await;
 }
+
+/// A message for the SORT/THREAD test, padded so that sizes differ by `pad`.
+fn sort_message(headers: &str, pad: usize) -> Vec<u8> {
+    format!("{headers}To: reader@example.org\r\n\r\n{}\r\n", "x".repeat(pad)).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_sorts_and_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let key = path.join("signing.key");
+    Store::create(&path, &key).unwrap();
+    let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
+    let messages = [
+        sort_message(
+            "From: Aaron Zed <zed@example.org>\r\nSubject: Plans\r\n\
+             Date: Wed, 3 Jan 2024 10:00:00 +0000\r\nMessage-ID: <t1@x>\r\n",
+            400,
+        ),
+        sort_message(
+            "From: amy@example.org\r\nSubject: Re: Plans\r\n\
+             Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <t2@x>\r\nReferences: <t1@x>\r\n",
+            100,
+        ),
+        sort_message(
+            "From: Bob <bob@example.org>\r\nSubject: [list] apples\r\nCc: cc@example.org\r\n\
+             Date: Tue, 2 Jan 2024 10:00:00 +0000\r\nMessage-ID: <t3@x>\r\n",
+            300,
+        ),
+        // No Date: sorts by its receive time, which is now.
+        sort_message(
+            "From: Carl <carl@example.org>\r\nSubject: Re: apples (fwd)\r\n\
+             Message-ID: <t4@x>\r\nIn-Reply-To: <t3@x>\r\n",
+            200,
+        ),
+        sort_message(
+            "From: Dan <dan@example.org>\r\nSubject: RE: plans\r\n\
+             Date: Thu, 4 Jan 2024 10:00:00 +0000\r\nMessage-ID: <t5@x>\r\n",
+            500,
+        ),
+    ];
+    let mut uids = Vec::new();
+    for raw in &messages {
+        let a = store
+            .append_message(
+                &envelope("sender@example.net", &["reader@example.org"]),
+                raw,
+                OnDuplicate::RecordArrival,
+            )
+            .unwrap();
+        uids.push(a.seq.to_string());
+    }
+    add_users(
+        &path,
+        &[("reader", "reader-pw", Role::user(["reader@example.org"]).unwrap())],
+    );
+    let config = ImapConfig {
+        plain: Some("127.0.0.1:0".parse().unwrap()),
+        tls: None,
+        ..ImapConfig::default()
+    };
+    let listening = archive_imap::start(
+        Arc::clone(&store),
+        Arc::new(LoginGate::new(&path)),
+        config,
+        &dir.path().join("tls"),
+    )
+    .await
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_sort_client.py");
+    let port = listening.plain.unwrap().port();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("IMAP_PORT", port.to_string())
+            .env("UIDS", uids.join(" "))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "imap_sort_client.py failed:\n{stdout}\n{stderr}"
+    );
+    listening.shutdown().await;
+}

@@ -2,6 +2,8 @@
 
 use imap_next::imap_types::auth::AuthMechanism;
 use imap_next::imap_types::core::{Atom, Tag, Vec1};
+use imap_next::imap_types::extensions::sort::SortAlgorithm;
+use imap_next::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_next::imap_types::response::{Capability, Data};
 
 use super::Done;
@@ -31,6 +33,10 @@ pub(crate) fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
         caps.push(Capability::Unselect);
         caps.push(Capability::Namespace);
         caps.push(Capability::Binary);
+        caps.push(Capability::Sort(None));
+        caps.push(Capability::Sort(Some(SortAlgorithm::Display)));
+        caps.push(Capability::Thread(ThreadingAlgorithm::OrderedSubject));
+        caps.push(Capability::Thread(ThreadingAlgorithm::References));
         for name in ["SPECIAL-USE", "CHILDREN"] {
             if let Ok(atom) = Atom::try_from(name) {
                 caps.push(Capability::from(atom));

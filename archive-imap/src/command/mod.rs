@@ -20,8 +20,10 @@ mod noop;
 mod refused;
 mod search;
 mod select;
+mod sort;
 mod starttls;
 mod status;
+mod thread;
 mod unselect;
 
 use imap_next::imap_types::command::CommandBody;
@@ -72,6 +74,8 @@ pub(crate) async fn dispatch(
         }
         CommandBody::Fetch { .. }
         | CommandBody::Search { .. }
+        | CommandBody::Sort { .. }
+        | CommandBody::Thread { .. }
         | CommandBody::Check
         | CommandBody::Close
         | CommandBody::Unselect
@@ -134,6 +138,18 @@ pub(crate) async fn dispatch(
             criteria,
             uid,
         } => search::handle(s, c, tag, charset, criteria, uid).await,
+        CommandBody::Sort {
+            sort_criteria,
+            charset,
+            search_criteria,
+            uid,
+        } => sort::handle(s, c, tag, sort_criteria, charset, search_criteria, uid).await,
+        CommandBody::Thread {
+            algorithm,
+            charset,
+            search_criteria,
+            uid,
+        } => thread::handle(s, c, tag, algorithm, charset, search_criteria, uid).await,
         other => refused::handle(s, c, tag, &other).await,
     }?;
     // New mail shows as EXISTS on the next command (issue #5), before its tagged OK.

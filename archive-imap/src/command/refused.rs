@@ -45,11 +45,6 @@ pub(crate) async fn handle(
             Some(code("CANNOT")),
             "every mailbox is always subscribed; subscriptions cannot change",
         ),
-        CommandBody::Sort { .. } | CommandBody::Thread { .. } => no(
-            tag,
-            Some(code("CANNOT")),
-            "SORT and THREAD are not implemented yet",
-        ),
         CommandBody::GetQuota { .. } | CommandBody::GetQuotaRoot { .. } => {
             no(tag, Some(code("CANNOT")), "there are no quotas")
         }

@@ -10,7 +10,7 @@ use archive_core::search::{Query, SearchOptions, Sort, MAX_LIMIT};
 use archive_core::views::{View, ViewEntry};
 use imap_next::imap_types::core::{AString, Charset, Tag, Vec1};
 use imap_next::imap_types::datetime::NaiveDate;
-use imap_next::imap_types::response::{Code, Data};
+use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::search::SearchKey;
 
 use super::Done;
@@ -33,11 +33,38 @@ pub(crate) async fn handle(
     criteria: Vec1<SearchKey<'static>>,
     uid: bool,
 ) -> Result<Done, Closed> {
-    if let Some(cs) = &charset {
+    let numbers = match matching(s, &tag, charset.as_ref(), criteria) {
+        Ok(n) => n,
+        Err(status) => return Done::reply(status),
+    };
+    let view = s.selected.as_ref().map(|sel| &sel.view);
+    let numbers: Vec<NonZeroU32> = numbers
+        .into_iter()
+        .filter_map(|n| reply_number(view?, n, uid))
+        .collect();
+    c.data(Data::Search(numbers)).await?;
+    Done::reply(ok(tag, "SEARCH completed"))
+}
+
+/// The number a reply names for message `n` of `view`: `n` itself, or its UID.
+pub(crate) fn reply_number(view: &View, n: usize, uid: bool) -> Option<NonZeroU32> {
+    let value = if uid { view.uid_at(n)? } else { n as u64 };
+    u32::try_from(value).ok().and_then(NonZeroU32::new)
+}
+
+/// The message numbers (1-based, ascending) of the selected view that match `criteria`,
+/// or the tagged status that answers the command instead. Shared by SEARCH, SORT and THREAD.
+pub(crate) fn matching(
+    s: &Session,
+    tag: &Tag<'static>,
+    charset: Option<&Charset<'_>>,
+    criteria: Vec1<SearchKey<'static>>,
+) -> Result<Vec<usize>, Status<'static>> {
+    if let Some(cs) = charset {
         let name = cs.as_ref().to_ascii_uppercase();
         if name != "UTF-8" && name != "US-ASCII" {
-            return Done::reply(no(
-                tag,
+            return Err(no(
+                tag.clone(),
                 Some(Code::BadCharset {
                     allowed: ["UTF-8", "US-ASCII"]
                         .into_iter()
@@ -49,27 +76,20 @@ pub(crate) async fn handle(
         }
     }
     let Some(sel) = &s.selected else {
-        return Done::reply(bad(tag, "no mailbox selected"));
+        return Err(bad(tag.clone(), "no mailbox selected"));
     };
-    let view = sel.view.clone();
+    let view = &sel.view;
     let key = SearchKey::And(criteria);
-    let result = blocking(|| Evaluator::new(s, &view).eval(&key));
-    let matched = match result {
-        Ok(m) => m,
-        Err(Failure::Bad(why)) => return Done::reply(bad(tag, &why)),
-        Err(Failure::No(code, why)) => return Done::reply(no(tag, code, &why)),
-    };
-    let numbers: Vec<NonZeroU32> = matched
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| **m)
-        .filter_map(|(i, _)| {
-            let value = if uid { view.uid_at(i + 1)? } else { i as u64 + 1 };
-            u32::try_from(value).ok().and_then(NonZeroU32::new)
-        })
-        .collect();
-    c.data(Data::Search(numbers)).await?;
-    Done::reply(ok(tag, "SEARCH completed"))
+    match blocking(|| Evaluator::new(s, view).eval(&key)) {
+        Ok(m) => Ok(m
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| i + 1)
+            .collect()),
+        Err(Failure::Bad(why)) => Err(bad(tag.clone(), &why)),
+        Err(Failure::No(code, why)) => Err(no(tag.clone(), code, &why)),
+    }
 }
 
 /// Evaluates keys to one flag per message of the view (index i = message number i+1).

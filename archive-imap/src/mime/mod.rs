@@ -9,7 +9,12 @@
 use std::borrow::Cow;
 use std::num::NonZeroU32;
 
+mod fields;
 mod structure;
+
+#[cfg(test)]
+pub use fields::base_subject;
+pub use fields::SortFields;
 
 use imap_next::imap_types::core::{IString, NString};
 use mail_parser::{Encoding, Message, MessageParser, MimeHeaders, PartType};

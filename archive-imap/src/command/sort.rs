@@ -1,0 +1,127 @@
+//! SORT and UID SORT (RFC 5256, with SORT=DISPLAY from RFC 5957). The candidates are those
+//! SEARCH finds (same keys, same rules); the ordering fields come from each message's header
+//! block only. Ties, and equal keys all the way down, fall back to the message number.
+
+use std::cmp::Ordering;
+
+use archive_core::views::View;
+use imap_next::imap_types::core::{Charset, Tag, Vec1};
+use imap_next::imap_types::extensions::sort::{SortCriterion, SortKey};
+use imap_next::imap_types::response::{Data, Status};
+use imap_next::imap_types::search::SearchKey;
+
+use super::search::{matching, reply_number};
+use super::Done;
+use crate::mime::SortFields;
+use crate::session::{blocking, code, no, ok, Closed, Conn, Session};
+
+pub(crate) async fn handle(
+    s: &mut Session,
+    c: &mut Conn,
+    tag: Tag<'static>,
+    criteria: Vec1<SortCriterion>,
+    charset: Charset<'static>,
+    search: Vec1<SearchKey<'static>>,
+    uid: bool,
+) -> Result<Done, Closed> {
+    let numbers = match matching(s, &tag, Some(&charset), search) {
+        Ok(n) => n,
+        Err(status) => return Done::reply(status),
+    };
+    let Some(view) = s.selected.as_ref().map(|sel| sel.view.clone()) else {
+        return Done::reply(no(tag, None, "no mailbox selected"));
+    };
+    let fields = match load_fields(s, &view, &numbers, &tag) {
+        Ok(f) => f,
+        Err(status) => return Done::reply(status),
+    };
+    let mut order: Vec<usize> = (0..numbers.len()).collect();
+    order.sort_by(|&a, &b| {
+        compare(criteria.as_ref(), &fields[a], &fields[b]).then(numbers[a].cmp(&numbers[b]))
+    });
+    let out = order
+        .into_iter()
+        .filter_map(|i| reply_number(&view, numbers[i], uid))
+        .collect();
+    c.data(Data::Sort(out)).await?;
+    Done::reply(ok(tag, "SORT completed"))
+}
+
+/// The ordering fields of messages `numbers` of `view`, read through `Store::view_message`
+/// (the one read path) and cut to the header block.
+pub(crate) fn load_fields(
+    s: &Session,
+    view: &View,
+    numbers: &[usize],
+    tag: &Tag<'static>,
+) -> Result<Vec<SortFields>, Status<'static>> {
+    blocking(|| {
+        numbers
+            .iter()
+            .map(|&n| {
+                let uid = view.uid_at(n).ok_or(())?;
+                let m = s.store.view_message(view, uid).map_err(|e| {
+                    tracing::error!(uid, error = %e, "SORT/THREAD cannot read a message");
+                })?;
+                Ok(SortFields::parse(&m.raw, m.received_us, m.raw.len() as u64))
+            })
+            .collect::<Result<Vec<_>, ()>>()
+    })
+    .map_err(|()| {
+        no(
+            tag.clone(),
+            Some(code("SERVERBUG")),
+            "a message could not be read",
+        )
+    })
+}
+
+/// Orders two messages by the sort criteria, in the order given (RFC 5256 §3).
+pub(crate) fn compare(criteria: &[SortCriterion], a: &SortFields, b: &SortFields) -> Ordering {
+    for c in criteria {
+        let o = match c.key {
+            SortKey::Arrival => a.received_us.cmp(&b.received_us),
+            SortKey::Date => a.sent_us.cmp(&b.sent_us),
+            SortKey::Size => a.size.cmp(&b.size),
+            SortKey::Subject => a.subject.cmp(&b.subject),
+            SortKey::From => a.from.cmp(&b.from),
+            SortKey::To => a.to.cmp(&b.to),
+            SortKey::Cc => a.cc.cmp(&b.cc),
+            SortKey::DisplayFrom => a.display_from.cmp(&b.display_from),
+            SortKey::DisplayTo => a.display_to.cmp(&b.display_to),
+        };
+        let o = if c.reverse { o.reverse() } else { o };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crit(key: SortKey, reverse: bool) -> SortCriterion {
+        SortCriterion { reverse, key }
+    }
+
+    #[test]
+    fn criteria_apply_in_order_and_reverse_only_their_own_key() {
+        let a = SortFields {
+            subject: "A".into(),
+            size: 10,
+            ..SortFields::default()
+        };
+        let b = SortFields {
+            subject: "A".into(),
+            size: 20,
+            ..SortFields::default()
+        };
+        let by = [crit(SortKey::Subject, true), crit(SortKey::Size, false)];
+        assert_eq!(compare(&by, &a, &b), Ordering::Less);
+        let by = [crit(SortKey::Subject, false), crit(SortKey::Size, true)];
+        assert_eq!(compare(&by, &a, &b), Ordering::Greater);
+        assert_eq!(compare(&[crit(SortKey::Arrival, false)], &a, &b), Ordering::Equal);
+    }
+}
