@@ -209,6 +209,9 @@ fn run() -> BenchResult<()> {
     let mut dc_fts = None;
     if let Some(setup) = &dovecot_setup {
         let (plain, fts) = run_dovecot(setup, scratch.path(), &messages, runs, sessions, &word, xapian)?;
+        if let Some(f) = &fts {
+            print_figures("dovecot+fts-xapian", f);
+        }
         dc = Some(plain);
         dc_fts = fts;
     }
@@ -424,6 +427,7 @@ fn run_dovecot(
     let log = dovecot.log_tail(20);
     dovecot.stop(Duration::from_secs(120))?;
     measured.map_err(|e| format!("dovecot: {e}\ndovecot.log:\n{log}"))?;
+    print_figures("dovecot", &plain);
     if !setup.fts_xapian || !xapian {
         return Ok((plain, None));
     }
@@ -779,6 +783,40 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 // Report
 // ---------------------------------------------------------------------------------------
 
+/// Prints one system's figures: counts, notes, every run, memory.
+fn print_figures(name: &str, f: &Figures) {
+    println!(
+        "{name}: INBOX EXISTS {}; FETCH 1:* answered {} responses; BODY.PEEK[] {} messages, {:.1} MB; \
+         SEARCH TEXT {} hits",
+        f.exists,
+        f.fetch_all_responses,
+        f.body_responses,
+        mb(f.body_bytes),
+        f.search_hits
+    );
+    for note in &f.notes {
+        println!("  {note}");
+    }
+    let list = |v: &[f64]| mailvault_bench::runs(v);
+    if !f.login_select.is_empty() {
+        println!("  runs: login+SELECT {}", list(&f.login_select));
+        println!("        FETCH 1:*    {}", list(&f.fetch_all));
+        println!("        UID FETCH    {}", list(&f.body));
+    }
+    println!("        SEARCH TEXT  {}", list(&f.search));
+    if let Some(s) = f.sessions_open {
+        println!(
+            "  {} sessions opened in {s:.1} s; memory before {:.1} MB RSS, with them {:.1} MB RSS \
+             ({:.1} MB PSS) over {} process(es)",
+            f.sessions,
+            mb(f.memory_before.0),
+            mb(f.memory.0),
+            mb(f.memory.1),
+            f.processes
+        );
+    }
+}
+
 /// Picks one operation's run times from a system's figures.
 type Pick = fn(&Figures) -> &Vec<f64>;
 
@@ -790,40 +828,7 @@ fn report(
     setup: Option<&DovecotSetup>,
 ) {
     println!();
-    println!("RESULTS  ({n} messages; times are medians of the runs, seconds; ratio = Dovecot time / mailvault time)");
-    for (name, f) in [("mailvault", mv), ("dovecot", dc), ("dovecot+fts-xapian", fts)] {
-        let Some(f) = f else { continue };
-        println!(
-            "{name}: INBOX EXISTS {}; FETCH 1:* answered {} responses; BODY.PEEK[] {} messages, {:.1} MB; \
-             SEARCH TEXT {} hits",
-            f.exists,
-            f.fetch_all_responses,
-            f.body_responses,
-            mb(f.body_bytes),
-            f.search_hits
-        );
-        for note in &f.notes {
-            println!("  {note}");
-        }
-        let list = |v: &[f64]| mailvault_bench::runs(v);
-        if !f.login_select.is_empty() {
-            println!("  runs: login+SELECT {}", list(&f.login_select));
-            println!("        FETCH 1:*    {}", list(&f.fetch_all));
-            println!("        UID FETCH    {}", list(&f.body));
-        }
-        println!("        SEARCH TEXT  {}", list(&f.search));
-        if let Some(s) = f.sessions_open {
-            println!(
-                "  {} sessions opened in {s:.1} s; memory before {:.1} MB RSS, with them {:.1} MB RSS \
-                 ({:.1} MB PSS) over {} process(es)",
-                f.sessions,
-                mb(f.memory_before.0),
-                mb(f.memory.0),
-                mb(f.memory.1),
-                f.processes
-            );
-        }
-    }
+    println!("RESULTS  ({n} messages; times are medians of the runs above, seconds; ratio = Dovecot time / mailvault time)");
     println!();
     println!(
         "{:<34} {:>12} {:>12} {:>9}   target / verdict",
