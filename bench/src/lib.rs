@@ -2,6 +2,8 @@
 //! fetching and listing the corpus, finding and running the release `mailvault` binary, and
 //! small helpers for timing and printing. Benchmarks print figures; nothing here asserts.
 
+pub mod dovecot;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;

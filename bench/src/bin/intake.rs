@@ -90,15 +90,18 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mailvault_bench::dovecot::{
+    free_port, tail, Dovecot, DovecotOptions, DovecotSetup, Server, START_TIMEOUT,
+};
 use mailvault_bench::{
     corpus_dir, fail, load_average, machine, mailvault, mailvault_binary, mb, run_timed, BenchResult, Corpus,
     Options,
@@ -126,8 +129,7 @@ const SKEWED_PCT: f64 = 5.0;
 const INTERVAL: Duration = Duration::from_secs(5);
 /// How long a sender waits for any reply before giving up.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a server may take to start listening, or to stop.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server may take to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 const MAIL_FROM: &str = "bench-sender@load.example";
 
@@ -1004,78 +1006,6 @@ impl Window {
 // Servers
 // ---------------------------------------------------------------------------------------
 
-/// A server process the benchmark started; killed if still running when dropped.
-struct Server {
-    child: Child,
-    what: &'static str,
-}
-
-impl Server {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Fails if the process has exited.
-    fn check_running(&mut self, log: &Path) -> BenchResult<()> {
-        if let Some(status) = self.child.try_wait()? {
-            return fail(format!(
-                "{} exited ({status}) before the load; its log {}:\n{}",
-                self.what,
-                log.display(),
-                tail(log, 20)
-            ));
-        }
-        Ok(())
-    }
-
-    /// Waits for exit up to `timeout`.
-    fn wait(&mut self, timeout: Duration) -> BenchResult<std::process::ExitStatus> {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= until {
-                return fail(format!("{} did not stop within {timeout:?}", self.what));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM (through kill(1): the benchmark links no libc bindings).
-    fn terminate(&self) -> BenchResult<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .map_err(|e| format!("running kill: {e}"))?;
-        if !status.success() {
-            return fail(format!("kill -TERM {} failed ({status})", self.pid()));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    /// On an early return: SIGTERM (Dovecot's master then stops its children), SIGKILL if
-    /// that does not end it within 10 s.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let stopped = self.terminate().is_ok() && self.wait(Duration::from_secs(10)).is_ok();
-            if !stopped {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-    }
-}
-
-/// The last `lines` lines of a text file.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// A scratch directory for one system, on the scratch disk.
 fn scratch_dir(parent: &Path, system: System) -> BenchResult<tempfile::TempDir> {
     fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
@@ -1286,194 +1216,35 @@ fn wait_for_listening(server: &mut Server, log: &Path) -> BenchResult<SocketAddr
     }
 }
 
-/// The installed Dovecot and the mail user it delivers as.
-struct DovecotSetup {
-    binary: PathBuf,
-    doveadm: PathBuf,
-    version: String,
-    uid: u32,
-    gid: u32,
-}
-
-/// The user Dovecot delivers as (a system user; Dovecot refuses uid 0).
-const DOVECOT_MAIL_USER: &str = "mail";
-
-impl DovecotSetup {
-    fn find() -> Result<DovecotSetup, String> {
-        let install = "install it with `apt-get install dovecot-core dovecot-lmtpd`";
-        let find = |name: &str| {
-            ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
-                .iter()
-                .map(|d| Path::new(d).join(name))
-                .find(|p| p.is_file())
-        };
-        let binary = find("dovecot").ok_or(format!("no dovecot binary; {install}"))?;
-        let doveadm = find("doveadm").ok_or(format!("no doveadm; {install}"))?;
-        let lmtp = ["/usr/lib/dovecot/lmtp", "/usr/libexec/dovecot/lmtp"];
-        if !lmtp.iter().any(|p| Path::new(p).is_file()) {
-            return Err(format!("no Dovecot LMTP server (dovecot-lmtpd); {install}"));
-        }
-        if !is_root() {
-            return Err("the private Dovecot instance needs root (it switches to the mail user)".into());
-        }
-        let version = Command::new(&binary)
-            .arg("--version")
-            .output()
-            .map(|o| format!("Dovecot {}", String::from_utf8_lossy(&o.stdout).trim()))
-            .unwrap_or_else(|_| "Dovecot (version unknown)".into());
-        let (uid, gid) =
-            user_ids(DOVECOT_MAIL_USER).ok_or(format!("no user {DOVECOT_MAIL_USER:?} in /etc/passwd"))?;
-        Ok(DovecotSetup {
-            binary,
-            doveadm,
-            version,
-            uid,
-            gid,
-        })
-    }
-}
-
-/// Whether this process runs as root (from /proc/self/status).
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// uid and gid of a user in /etc/passwd.
-fn user_ids(name: &str) -> Option<(u32, u32)> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        if f.first() == Some(&name) {
-            Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-        } else {
-            None
-        }
-    })
-}
-
-/// A free loopback port (bound and released; Dovecot takes it a moment later).
-fn free_port() -> BenchResult<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn dovecot_config(dir: &Path, port: u16, uid: u32, gid: u32) -> String {
-    let d = dir.display();
-    format!(
-        "# Private Dovecot for the mailvault intake benchmark: LMTP only, maildir, fsync always.
-protocols = lmtp
-listen = 127.0.0.1
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-info_log_path = {d}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-auth_username_format = %Ln
-first_valid_uid = {uid}
-last_valid_uid = {uid}
-first_valid_gid = {gid}
-default_internal_user = dovecot
-default_login_user = dovenull
-mail_location = maildir:{d}/mail/%u
-mail_fsync = always
-lmtp_save_to_detail_mailbox = no
-passdb {{
-  driver = static
-  args = nopassword=y
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={d}/mail/%u
-}}
-service lmtp {{
-  inet_listener lmtp {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-}}
-"
-    )
-}
-
 fn run_dovecot(setup: &DovecotSetup, scratch: &Path, load: &Load) -> BenchResult<Outcome> {
     let dir = scratch_dir(scratch, System::Dovecot)?;
     let root = dir.path();
-    // Dovecot's processes (the mail user, dovecot, dovenull) must reach into the directory.
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
     let mail = root.join("mail");
-    for d in [root.join("run"), root.join("state"), mail.clone()] {
-        fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-    }
-    std::os::unix::fs::chown(&mail, Some(setup.uid), Some(setup.gid))
-        .map_err(|e| format!("chown {}: {e}", mail.display()))?;
-    let port = free_port()?;
-    let config = root.join("dovecot.conf");
-    fs::write(&config, dovecot_config(root, port, setup.uid, setup.gid))
-        .map_err(|e| format!("{}: {e}", config.display()))?;
-    let stderr_log = root.join("dovecot-stderr.log");
-    let stderr = fs::File::create(&stderr_log).map_err(|e| format!("{}: {e}", stderr_log.display()))?;
     let load_before = load_average();
-    eprintln!("dovecot: starting `dovecot -F -c {}`", config.display());
-    let child = Command::new(&setup.binary)
-        .arg("-F")
-        .arg("-c")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", setup.binary.display()))?;
-    let mut server = Server {
-        child,
-        what: "dovecot",
+    let options = DovecotOptions {
+        lmtp_port: free_port()?,
+        imap_port: None,
+        password: None,
+        fts_xapian: false,
+        mail_fsync: "always",
     };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let until = Instant::now() + START_TIMEOUT;
-    while TcpStream::connect(addr).is_err() {
-        server
-            .check_running(&stderr_log)
-            .map_err(|e| format!("{e}\ndovecot.log:\n{}", tail(&root.join("dovecot.log"), 20)))?;
-        if Instant::now() >= until {
-            return fail(format!(
-                "dovecot did not listen on {addr} within {START_TIMEOUT:?}"
-            ));
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+    let dovecot = Dovecot::start(setup, root, &options)?;
+    let addr = dovecot.lmtp;
     eprintln!(
         "dovecot: listening on {addr}; {} s of load",
         load.duration.as_secs()
     );
 
     let window = Window::open();
-    let sampler = CpuSampler::start(server.pid());
-    let cpu_before = process_tree_cpu(server.pid());
+    let sampler = CpuSampler::start(dovecot.server.pid());
+    let cpu_before = process_tree_cpu(dovecot.server.pid());
     let result = drive(addr, load, false);
-    let server_cpu = process_tree_cpu(server.pid()) - cpu_before;
+    let server_cpu = process_tree_cpu(dovecot.server.pid()) - cpu_before;
     let by_process = sampler.finish();
     let (machine_cpu, client_cpu) = window.close();
     let result = result.map_err(|e| format!("{e}\ndovecot.log:\n{}", tail(&root.join("dovecot.log"), 20)))?;
 
-    let stop = Command::new(&setup.doveadm)
-        .arg("-c")
-        .arg(&config)
-        .arg("stop")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !stop.map(|s| s.success()).unwrap_or(false) {
-        server.terminate()?;
-    }
-    server.wait(STOP_TIMEOUT)?;
+    dovecot.stop(STOP_TIMEOUT)?;
 
     let delivered = count_maildir_files(&mail);
     let errors = fs::read_to_string(root.join("dovecot.log"))
