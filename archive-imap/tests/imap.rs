@@ -242,14 +242,7 @@ async fn imaplib_sees_a_read_only_archive() {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success(),
-        "imap_client.py failed:\n{stdout}\n{stderr}"
-    );
+    require_success("imap_client.py", &output);
     assert!(
         appender.join().unwrap().is_some(),
         "the IDLE mail was never appended"
@@ -301,6 +294,15 @@ async fn imaplib_sees_a_read_only_archive() {
             .any(|e| e.actor == "erika" && e.action == "view" && e.target.ends_with(&all_three)),
         "{audit:#?}"
     );
+}
+
+/// Prints a client script's output (shown when the test fails) and requires its success.
+fn require_success(script: &str, output: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
 }
 
 /// Reads one CRLF-terminated line (or whatever arrives before EOF).
@@ -441,13 +443,6 @@ async fn imaplib_sorts_and_threads() {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success(),
-        "imap_sort_client.py failed:\n{stdout}\n{stderr}"
-    );
+    require_success("imap_sort_client.py", &output);
     listening.shutdown().await;
 }
