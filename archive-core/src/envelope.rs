@@ -53,6 +53,23 @@ impl Envelope {
         }
     }
 
+    /// An LMTP delivery from `mail_from` to `rcpt_to`, without parameters (tests, benchmarks
+    /// and tools that hand-build deliveries).
+    pub fn lmtp<S: AsRef<str>>(mail_from: &str, rcpt_to: &[S]) -> Self {
+        Envelope {
+            mail_from: mail_from.as_bytes().to_vec(),
+            rcpt_to: rcpt_to
+                .iter()
+                .map(|a| Recipient {
+                    address: a.as_ref().as_bytes().to_vec(),
+                    params: Vec::new(),
+                })
+                .collect(),
+            protocol: "lmtp".into(),
+            ..Envelope::default()
+        }
+    }
+
     /// The addresses this delivery was for: the decoded originals when journaling encoded
     /// them, otherwise the `RCPT TO` addresses.
     pub fn recipients(&self) -> Vec<&[u8]> {

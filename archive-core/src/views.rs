@@ -381,18 +381,7 @@ mod tests {
     }
 
     fn envelope(from: &str, to: &[&str]) -> Envelope {
-        Envelope {
-            mail_from: from.as_bytes().to_vec(),
-            rcpt_to: to
-                .iter()
-                .map(|a| Recipient {
-                    address: a.as_bytes().to_vec(),
-                    params: Vec::new(),
-                })
-                .collect(),
-            protocol: "lmtp".into(),
-            ..Envelope::default()
-        }
+        Envelope::lmtp(from, to)
     }
 
     struct Archive {

@@ -30,18 +30,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn envelope(from: &str, to: &[&str]) -> Envelope {
-    Envelope {
-        mail_from: from.as_bytes().to_vec(),
-        rcpt_to: to
-            .iter()
-            .map(|a| Recipient {
-                address: a.as_bytes().to_vec(),
-                params: Vec::new(),
-            })
-            .collect(),
-        protocol: "lmtp".into(),
-        ..Envelope::default()
-    }
+    Envelope::lmtp(from, to)
 }
 
 /// This host's address on its default route, if it has one that is not loopback (connecting

@@ -877,19 +877,6 @@ fn checkpoint_timer(shared: &Shared) {
 mod tests {
     use super::*;
     use crate::audit::AuditEvent;
-    use crate::envelope::Recipient;
-
-    fn envelope(from: &str, to: &str) -> Envelope {
-        Envelope {
-            mail_from: from.as_bytes().to_vec(),
-            rcpt_to: vec![Recipient {
-                address: to.as_bytes().to_vec(),
-                params: Vec::new(),
-            }],
-            protocol: "lmtp".into(),
-            ..Envelope::default()
-        }
-    }
 
     /// The entries the writer hands the indexer must be exactly those the log yields: an index
     /// built live equals one rebuilt from the log, row for row (messages with and without a
@@ -919,13 +906,13 @@ mod tests {
         };
         let store = Store::open(&path, &key, config.clone()).unwrap();
         for (i, raw) in mail.iter().enumerate() {
-            let e = envelope(
+            let e = Envelope::lmtp(
                 &format!("sender{i}@example.org"),
-                &format!("Rcpt{}@Example.COM", i % 7),
+                &[format!("Rcpt{}@Example.COM", i % 7)],
             );
             store.append_message(&e, raw, OnDuplicate::RecordArrival).unwrap();
             if i % 50 == 0 {
-                let again = envelope("journal@example.org", "auditor@example.org");
+                let again = Envelope::lmtp("journal@example.org", &["auditor@example.org"]);
                 store
                     .append_message(&again, raw, OnDuplicate::RecordArrival)
                     .unwrap();

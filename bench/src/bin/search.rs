@@ -44,18 +44,7 @@ fn main() -> ExitCode {
 }
 
 fn envelope(from: &str, to: &[String]) -> Envelope {
-    Envelope {
-        mail_from: from.as_bytes().to_vec(),
-        rcpt_to: to
-            .iter()
-            .map(|a| Recipient {
-                address: a.as_bytes().to_vec(),
-                params: Vec::new(),
-            })
-            .collect(),
-        protocol: "lmtp".into(),
-        ..Envelope::default()
-    }
+    Envelope::lmtp(from, to)
 }
 
 struct Ingested {
