@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use archive_core::search::{Principal, Query, SearchOptions};
-use archive_core::{Envelope, OnDuplicate, Recipient, Store, StoreConfig};
+use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
 use mailgen::MailGen;
 use mailvault_bench::{dir_bytes, machine, mb, verdict, BenchResult, Corpus, Options};
 
