@@ -370,7 +370,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::envelope::{Envelope, Recipient};
+    use crate::envelope::Envelope;
     use crate::{OnDuplicate, SearchIndexing, StoreConfig};
 
     fn fixture(name: &str) -> Vec<u8> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use archive_core::access::{LoginGate, Role, UserRecord, Users};
 use archive_core::log::record::LeafBody;
-use archive_core::{Envelope, OnDuplicate, Recipient, Store, StoreConfig};
+use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
 use archive_imap::ImapConfig;
 
 /// Adds users (name, password, role) to the store's users file, as `mailvault user add` does.

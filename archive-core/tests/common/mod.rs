@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use archive_core::{Envelope, Recipient, Store};
+use archive_core::{Envelope, Store};
 
 /// A temp dir on the real disk (not tmpfs), so fsync means something.
 pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
