@@ -154,6 +154,9 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Responses are written as they are ready; Nagle's algorithm would hold the last
+        // small write of each one until the client's delayed ACK (up to 40 ms a command).
+        let _ = tcp.set_nodelay(true);
         let Some(slot) = shared.take_slot(peer.ip()) else {
             let _ = tcp.write_all(b"* BYE too many connections\r\n").await;
             continue;

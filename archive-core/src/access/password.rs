@@ -5,8 +5,10 @@
 //! of `argon2` never changes them silently. Verification reads the parameters from the stored
 //! string, so hashes made with other parameters keep working.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::{Error, Result};
 
@@ -82,8 +84,113 @@ pub fn check_stored_hash(phc: &str) -> std::result::Result<(), String> {
 
 /// Whether `password` matches the stored PHC string. A string that does not parse matches
 /// nothing (load-time checks keep those out of the users file).
+///
+/// Each verification needs Argon2's working memory (19 MiB). Verifications run at most one
+/// per core at a time, in buffers kept for reuse: a burst of logins (200 mail clients
+/// reconnecting, or an attacker) neither multiplies that memory nor leaves freed 19 MiB
+/// blocks scattered over the allocator's per-thread arenas, where they would stay resident.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|hash| hasher().verify_password(password.as_bytes(), &hash).is_ok())
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(hash.algorithm), Params::try_from(&hash)) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut memory = WorkingMemory::get().take(params.block_count());
+    let computed = Output::init_with(expected.len(), |out| {
+        argon2
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, memory.blocks())
+            .map_err(|_| argon2::password_hash::Error::Password)
+    });
+    // `Output`'s equality is constant-time.
+    computed.is_ok_and(|computed| computed == expected)
+}
+
+/// Argon2 working memory for verifications, at most one buffer per core.
+struct WorkingMemory {
+    state: Mutex<Buffers>,
+    returned: Condvar,
+}
+
+struct Buffers {
+    /// Buffers not in use.
+    free: Vec<Vec<Block>>,
+    /// Buffers handed out.
+    in_use: usize,
+    /// Most buffers in use at once.
+    limit: usize,
+}
+
+/// One verification's buffer, given back to the pool when dropped.
+struct Lease {
+    blocks: Vec<Block>,
+    /// How many blocks this verification uses (hashes with other parameters may use fewer).
+    len: usize,
+}
+
+impl WorkingMemory {
+    fn get() -> &'static WorkingMemory {
+        static POOL: OnceLock<WorkingMemory> = OnceLock::new();
+        POOL.get_or_init(|| WorkingMemory {
+            state: Mutex::new(Buffers {
+                free: Vec::new(),
+                in_use: 0,
+                limit: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            }),
+            returned: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Buffers> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A buffer of at least `len` blocks; waits while every core is verifying.
+    fn take(&'static self, len: usize) -> Lease {
+        let mut state = self.lock();
+        while state.in_use >= state.limit {
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.in_use += 1;
+        let mut blocks = state.free.pop().unwrap_or_default();
+        drop(state);
+        if blocks.len() < len {
+            blocks.resize(len, Block::default());
+        }
+        Lease { blocks, len }
+    }
+}
+
+impl Lease {
+    fn blocks(&mut self) -> &mut [Block] {
+        &mut self.blocks[..self.len]
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let pool = WorkingMemory::get();
+        let mut state = pool.lock();
+        state.in_use -= 1;
+        // Keep buffers of the pinned size; one made for an unusually large hash is freed.
+        if self.blocks.len() <= MEMORY_KIB as usize {
+            state.free.push(std::mem::take(&mut self.blocks));
+        }
+        drop(state);
+        pool.returned.notify_one();
+    }
 }
 
 /// Spends the time of one verification without matching anything (unknown login names).

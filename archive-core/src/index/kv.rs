@@ -364,13 +364,24 @@ impl KvIndex {
 
     /// Message and arrival records where `address` had `role`, ascending.
     pub fn by_address(&self, role: Role, address: &str) -> Result<Vec<u64>> {
+        self.by_address_after(role, address, 0)
+    }
+
+    /// The seqs of [`KvIndex::by_address`] above `after`, ascending. Reads only those (from the
+    /// newest down), so a view refresh costs what is new, not the whole mailbox.
+    pub fn by_address_after(&self, role: Role, address: &str, after: u64) -> Result<Vec<u64>> {
         let key = format!("{}{}", role.prefix(), address.trim().to_lowercase());
         let tx = self.db.begin_read()?;
         let t = tx.open_multimap_table(ADDRESSES)?;
         let mut out = Vec::new();
-        for v in t.get(key.as_str())? {
-            out.push(v?.value());
+        for v in t.get(key.as_str())?.rev() {
+            let seq = v?.value();
+            if seq <= after {
+                break;
+            }
+            out.push(seq);
         }
+        out.reverse();
         Ok(out)
     }
 
@@ -389,10 +400,11 @@ impl KvIndex {
         Ok(out)
     }
 
-    /// Message and arrival records where any address (either role) is in `domain` or one
-    /// of its subdomains, ascending and deduplicated. Scans the address keys: the table is
-    /// keyed by whole address, and domain scopes are for auditors, not per-command paths.
-    pub fn by_domain(&self, domain: &str) -> Result<Vec<u64>> {
+    /// Message and arrival records above `after` where any address (either role) is in
+    /// `domain` or one of its subdomains, ascending and deduplicated. Scans the address keys
+    /// (the table is keyed by whole address), and of each matching one only the seqs above
+    /// `after`.
+    pub fn by_domain(&self, domain: &str, after: u64) -> Result<Vec<u64>> {
         use redb::ReadableMultimapTable;
         let domain = domain.trim().trim_start_matches('@').to_lowercase();
         let at = format!("@{domain}");
@@ -409,8 +421,12 @@ impl KvIndex {
                 .map(|i| &address[i..])
                 .is_some_and(|host| host == at || host.ends_with(&dot));
             if host_matches {
-                for v in values {
-                    out.push(v?.value());
+                for v in values.rev() {
+                    let seq = v?.value();
+                    if seq <= after {
+                        break;
+                    }
+                    out.push(seq);
                 }
             }
         }

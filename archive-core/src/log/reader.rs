@@ -468,6 +468,52 @@ impl Iterator for Records<'_> {
 pub fn read_at(log_dir: &Path, location: &Location, expected_seq: u64) -> Result<Record> {
     let path = log_dir.join(segment_file_name(location.segment));
     let file = File::open(&path).at(&path)?;
+    read_frame(&file, path, location, expected_seq)
+}
+
+/// Segment files kept open for reading, so that serving a message costs one `pread`, not
+/// an `open`, a `pread` and a `close`. Segments only ever grow (sealed ones never change),
+/// so a descriptor stays valid for as long as the store is open.
+pub struct SegmentFiles {
+    log_dir: PathBuf,
+    open: Mutex<HashMap<u64, Arc<File>>>,
+}
+
+/// Most segment files kept open; beyond it the cache starts over (reads of many old
+/// segments at once are rare: search results, exports).
+const MAX_OPEN_SEGMENTS: usize = 64;
+
+impl SegmentFiles {
+    /// Reads segments of the log in `log_dir`.
+    pub fn new(log_dir: &Path) -> SegmentFiles {
+        SegmentFiles {
+            log_dir: log_dir.to_path_buf(),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads the frame at a known location, like [`read_at`].
+    pub fn read_at(&self, location: &Location, expected_seq: u64) -> Result<Record> {
+        let path = self.log_dir.join(segment_file_name(location.segment));
+        let file = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            match open.get(&location.segment) {
+                Some(f) => Arc::clone(f),
+                None => {
+                    let f = Arc::new(File::open(&path).at(&path)?);
+                    if open.len() >= MAX_OPEN_SEGMENTS {
+                        open.clear();
+                    }
+                    open.insert(location.segment, Arc::clone(&f));
+                    f
+                }
+            }
+        };
+        read_frame(&file, path, location, expected_seq)
+    }
+}
+
+fn read_frame(file: &File, path: PathBuf, location: &Location, expected_seq: u64) -> Result<Record> {
     let mut buf = vec![0u8; location.len as usize];
     file.read_exact_at(&mut buf, location.offset).at(&path)?;
     let mut header_bytes = [0u8; FRAME_HEADER_LEN];

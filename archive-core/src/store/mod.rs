@@ -22,7 +22,7 @@ use crate::index::kv::{HeaderTerms, IndexEntry, KvIndex, Role};
 use crate::log::checkpoint::{LogKey, SignedCheckpoint};
 use crate::log::merkle::{Hash, HashSource};
 use crate::log::reader::{
-    read_at, record_content, Dictionaries, Dictionary, DictionaryCache, LogReader, Record,
+    read_at, record_content, Dictionaries, Dictionary, DictionaryCache, LogReader, Record, SegmentFiles,
 };
 use crate::log::record::{Codec, LeafBody, RecordKind};
 use crate::log::tree::TreeFile;
@@ -143,6 +143,10 @@ pub(crate) struct Shared {
     pub text: TextIndex,
     compression: Compression,
     dictionaries: DictionaryCache,
+    /// Segment files open for reads.
+    segments: SegmentFiles,
+    /// Message lists of the views sessions hold, shared between them.
+    pub views: crate::views::SharedViews,
     indexed: Mutex<IndexProgress>,
     indexed_changed: Condvar,
     appends: std::sync::atomic::AtomicU64,
@@ -159,7 +163,7 @@ impl Dictionaries for Shared {
     fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
         self.dictionaries.get_or_load(seq, || {
             let location = self.index.location(seq)?.ok_or(Error::NoSuchRecord(seq))?;
-            read_at(&self.layout.log_dir, &location, seq)
+            self.segments.read_at(&location, seq)
         })
     }
 }
@@ -321,6 +325,8 @@ impl Store {
         let shared = Arc::new(Shared {
             compression: Compression::new(&config, None),
             dictionaries: DictionaryCache::default(),
+            segments: SegmentFiles::new(&layout.log_dir),
+            views: Default::default(),
             layout,
             key,
             config,
@@ -622,12 +628,16 @@ impl Store {
         self.shared.wait_durable(seq)?;
         self.shared.wait_indexed(seq)?;
         let location = self.shared.index.location(seq)?.ok_or(Error::NoSuchRecord(seq))?;
-        read_at(&self.shared.layout.log_dir, &location, seq)
+        self.shared.segments.read_at(&location, seq)
     }
 
     /// The exact bytes of a message or arrival record.
     pub fn message(&self, seq: u64) -> Result<Vec<u8>> {
-        let record = self.record(seq)?;
+        self.content_of(self.record(seq)?)
+    }
+
+    /// The exact bytes of a message or arrival `record` (an arrival's are its message's).
+    pub(crate) fn content_of(&self, record: Record) -> Result<Vec<u8>> {
         let record = match &record.leaf.body {
             LeafBody::Arrival { first_seq, .. } => self.record(*first_seq)?,
             _ => record,
@@ -655,6 +665,11 @@ impl Store {
         self.shared.index.by_address(role, address)
     }
 
+    /// The view lists sessions share (`crate::views`).
+    pub(crate) fn shared_views(&self) -> &crate::views::SharedViews {
+        &self.shared.views
+    }
+
     /// The key-value index with every durable record applied, and the seq up to which that
     /// holds (for views, `crate::views`: a view as of that seq misses nothing at or below it).
     pub(crate) fn synced_index(&self) -> Result<(u64, &KvIndex)> {
@@ -674,7 +689,7 @@ impl Store {
         // Snippets read hits back through the key-value index (locations of dictionaries).
         self.wait_searchable()?;
         self.shared.text.search(principal, query, options, &|summary| {
-            let record = read_at(&self.shared.layout.log_dir, &summary.location(), summary.seq)?;
+            let record = self.shared.segments.read_at(&summary.location(), summary.seq)?;
             record_content(&record, &*self.shared)
         })
     }

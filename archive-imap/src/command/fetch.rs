@@ -1,7 +1,8 @@
 //! FETCH and UID FETCH: every item from the stored bytes (DESIGN invariant 2). Nothing is
 //! changed by any fetch (no \Seen to set: the archive has no writable flags). Responses go
-//! out one message at a time and are flushed, so `FETCH 1:* BODY[]` never holds more than
-//! one message in memory. A fetch that reads message content is one audit event.
+//! out in batches of at most 1 MiB of messages (or one bigger message), so `FETCH 1:*
+//! BODY[]` never holds more than that in memory. A fetch that reads message content is one
+//! audit event. Each message is parsed only as deeply as the items asked need (`Parsed`).
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
@@ -75,13 +76,32 @@ pub(crate) async fn handle(
             return Done::reply(no(tag, Some(code("UNAVAILABLE")), &why));
         }
     }
-    for n in numbers {
-        let Some(uid_value) = view.uid_at(n) else {
-            continue;
-        };
-        let items = match blocking(|| message_items(s, &view, uid_value, &names, needs_bytes)) {
-            Ok(items) => items,
-            Err(Unreadable::UnknownCte) => {
+    let mut next = 0;
+    while next < numbers.len() {
+        // A batch of messages per blocking call (a thread hand-off per message would cost more
+        // than a small message's items), bounded in bytes so `FETCH 1:* BODY[]` never holds
+        // more than about BATCH_BYTES (or one bigger message) in memory.
+        let batch = blocking(|| {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(n) = numbers.get(next) {
+                if batch.len() >= BATCH_MESSAGES || bytes >= BATCH_BYTES {
+                    break;
+                }
+                next += 1;
+                let Some(uid_value) = view.uid_at(*n) else {
+                    continue;
+                };
+                let (items, size) =
+                    message_items(s, &view, uid_value, &names, needs_bytes).map_err(|e| (uid_value, e))?;
+                bytes += size;
+                batch.push((*n, items));
+            }
+            Ok(batch)
+        });
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err((_, Unreadable::UnknownCte)) => {
                 return Done::reply(no(
                     tag,
                     Some(code("UNKNOWN-CTE")),
@@ -89,7 +109,7 @@ pub(crate) async fn handle(
                      use BODY[] for the stored bytes",
                 ));
             }
-            Err(Unreadable::Store(why)) => {
+            Err((uid_value, Unreadable::Store(why))) => {
                 tracing::error!(uid = uid_value, error = %why, "FETCH cannot read a message");
                 return Done::reply(no(
                     tag,
@@ -98,19 +118,25 @@ pub(crate) async fn handle(
                 ));
             }
         };
-        let (Some(seq), Ok(items)) = (
-            u32::try_from(n).ok().and_then(NonZeroU32::new),
-            Vec1::try_from(items),
-        ) else {
-            continue;
-        };
-        c.data(Data::Fetch { seq, items }).await?;
-        if needs_bytes {
-            c.flush().await?;
+        for (n, items) in batch {
+            let (Some(seq), Ok(items)) = (
+                u32::try_from(n).ok().and_then(NonZeroU32::new),
+                Vec1::try_from(items),
+            ) else {
+                continue;
+            };
+            c.data(Data::Fetch { seq, items }).await?;
         }
+        c.flush().await?;
     }
     Done::reply(ok(tag, "FETCH completed"))
 }
+
+/// Most messages read per blocking call.
+const BATCH_MESSAGES: usize = 256;
+
+/// Message bytes after which a batch is sent before more are read.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Why a message's items cannot be given.
 enum Unreadable {
@@ -120,14 +146,15 @@ enum Unreadable {
     UnknownCte,
 }
 
-/// The reply items for one message, in the order asked.
+/// The reply items for one message, in the order asked, and how many message bytes were
+/// read for them.
 fn message_items(
     s: &Session,
     view: &View,
     uid: u64,
     names: &[MessageDataItemName<'static>],
     needs_bytes: bool,
-) -> Result<Vec<MessageDataItem<'static>>, Unreadable> {
+) -> Result<(Vec<MessageDataItem<'static>>, usize), Unreadable> {
     let (raw, received_us, size) = if needs_bytes {
         let m = s
             .store
@@ -231,7 +258,7 @@ fn message_items(
         };
         out.push(item);
     }
-    Ok(out)
+    Ok((out, raw.len()))
 }
 
 /// The bytes of a BODY[section]; `None` if the section does not exist in this message.

@@ -7,7 +7,9 @@
 //! read is one `text/plain` part holding everything.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::num::NonZeroU32;
+use std::sync::LazyLock;
 
 mod fields;
 mod structure;
@@ -17,13 +19,45 @@ pub use fields::base_subject;
 pub use fields::SortFields;
 
 use imap_next::imap_types::core::{IString, NString};
-use mail_parser::{Encoding, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Encoding, HeaderName, Message, MessageParser, MimeHeaders, PartType};
 
-/// A message parsed for FETCH.
+/// A message parsed for FETCH, as deeply as what was asked needs: nothing for the whole
+/// message's bytes, the header fields for ENVELOPE, the MIME tree for everything else.
+/// Each level is parsed once, on first use.
 pub struct Parsed<'a> {
     raw: &'a [u8],
-    msg: Option<Message<'a>>,
+    /// The top-level header alone.
+    head: OnceCell<Option<Message<'a>>>,
+    /// The whole MIME tree.
+    tree: OnceCell<Option<Message<'a>>>,
 }
+
+/// What ENVELOPE needs parsed: the address fields. Every other field is only located (its
+/// value is sliced from the raw bytes when asked for). Parsing no more than this is faster,
+/// and also more faithful: mail-parser's date parser, for one, can swallow the next field
+/// when a Date is malformed.
+fn envelope_fields(parser: MessageParser) -> MessageParser {
+    parser
+        .header_address(HeaderName::From)
+        .header_address(HeaderName::Sender)
+        .header_address(HeaderName::ReplyTo)
+        .header_address(HeaderName::To)
+        .header_address(HeaderName::Cc)
+        .header_address(HeaderName::Bcc)
+        .default_header_ignore()
+}
+
+/// The whole MIME tree: the envelope fields and what BODYSTRUCTURE reports of each part.
+static STRUCTURE_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    envelope_fields(
+        MessageParser::new()
+            .with_mime_headers()
+            .header_comma_separated(HeaderName::ContentLanguage),
+    )
+});
+
+/// The top-level header only.
+static HEADER_PARSER: LazyLock<MessageParser> = LazyLock::new(|| envelope_fields(MessageParser::new()));
 
 /// A message inside the stored bytes: the top-level one or an unencoded message/rfc822 part.
 #[derive(Clone, Copy)]
@@ -41,16 +75,40 @@ struct Node<'m, 'a> {
 }
 
 impl<'a> Parsed<'a> {
-    /// Parses `raw`; never fails.
+    /// The message in `raw`, parsed when first asked something; never fails.
     pub fn new(raw: &'a [u8]) -> Parsed<'a> {
-        let msg = MessageParser::default()
-            .parse(raw)
-            .filter(|m| !m.parts.is_empty());
-        Parsed { raw, msg }
+        Parsed {
+            raw,
+            head: OnceCell::new(),
+            tree: OnceCell::new(),
+        }
     }
 
-    fn top(&self) -> Option<Msg<'_, 'a>> {
-        self.msg.as_ref().map(|msg| Msg {
+    /// The top-level message as far as ENVELOPE needs it: from the tree if that was parsed
+    /// already, else from a parse of the header fields alone (no MIME tree, no body
+    /// decoding, a fraction of the cost).
+    fn head(&self) -> Option<Msg<'_, 'a>> {
+        let msg = match self.tree.get() {
+            Some(tree) => tree.as_ref(),
+            // Without a single header field the full parse decides what the message is.
+            None => match self.head.get_or_init(|| parse_head(self.raw)) {
+                Some(head) => Some(head),
+                None => return self.tree(),
+            },
+        }?;
+        Some(Msg {
+            msg,
+            end: self.raw.len(),
+        })
+    }
+
+    /// The top-level message with its whole MIME tree.
+    fn tree(&self) -> Option<Msg<'_, 'a>> {
+        let msg = self
+            .tree
+            .get_or_init(|| STRUCTURE_PARSER.parse(self.raw).filter(|m| !m.parts.is_empty()))
+            .as_ref()?;
+        Some(Msg {
             msg,
             end: self.raw.len(),
         })
@@ -128,7 +186,7 @@ impl<'a> Parsed<'a> {
     /// The message at `path`: the top one, or the message/rfc822 part `path` leads to.
     fn message_at(&self, path: &[NonZeroU32]) -> Option<Msg<'_, 'a>> {
         if path.is_empty() {
-            return self.top();
+            return self.tree();
         }
         let node = self.locate(path)?;
         let part = &node.within.msg.parts[node.id];
@@ -145,7 +203,7 @@ impl<'a> Parsed<'a> {
     /// single-part message has only part 1, itself; a message/rfc822 part's parts are those
     /// of the message inside it.
     fn locate(&self, path: &[NonZeroU32]) -> Option<Node<'_, 'a>> {
-        let mut within = self.top()?;
+        let mut within = self.tree()?;
         let mut at: Option<usize> = None;
         for n in path {
             let index = n.get() as usize - 1;
@@ -179,6 +237,11 @@ impl<'a> Parsed<'a> {
         }
         at.map(|id| Node { within, id })
     }
+}
+
+/// The header fields of `raw`, for ENVELOPE; `None` if it has none.
+fn parse_head(raw: &[u8]) -> Option<Message<'_>> {
+    HEADER_PARSER.parse_headers(raw).filter(|m| !m.parts.is_empty())
 }
 
 fn is_identity(e: Encoding) -> bool {
@@ -386,5 +449,38 @@ Content-Type: multipart/alternative; boundary=\"y\"\r\n\r\n\
         let names = vec![b"subject".to_vec()];
         assert_eq!(header_fields(block, &names, false), b"Subject: x\r\n y\r\n\r\n");
         assert_eq!(header_fields(block, &names, true), b"From: a\r\nTo: b\r\n\r\n");
+    }
+
+    /// Every file under `fixtures/` (malformed ones, and files that are no mail at all),
+    /// recursively.
+    fn fixture_messages() -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let raw = std::fs::read(&path).unwrap();
+                    out.push((path, raw));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn envelope_from_the_header_fields_equals_envelope_from_the_full_parse() {
+        let messages = fixture_messages();
+        assert!(messages.len() > 50, "fixtures missing: {}", messages.len());
+        for (file, raw) in &messages {
+            let full = Parsed::new(raw);
+            full.tree();
+            let head = Parsed::new(raw);
+            assert_eq!(head.envelope(), full.envelope(), "{}", file.display());
+            let has_fields = parse_head(raw).is_some();
+            assert_eq!(head.tree.get().is_some(), !has_fields, "{}", file.display());
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::{is_identity, istring, nstring, trim, Msg, Parsed};
 impl<'a> Parsed<'a> {
     /// ENVELOPE of the top-level message.
     pub fn envelope(&self) -> Envelope<'static> {
-        match self.top() {
+        match self.head() {
             Some(m) => self.envelope_of(m),
             None => empty_envelope(),
         }
@@ -65,7 +65,7 @@ impl<'a> Parsed<'a> {
     /// BODYSTRUCTURE (`extended`) or BODY of the top-level message. Extension data is left
     /// out in both: it is optional, and imap-codec would send it even for BODY.
     pub fn body_structure(&self) -> BodyStructure<'static> {
-        match self.top() {
+        match self.tree() {
             Some(m) => self.structure(m, 0, true),
             None => fallback_structure(self.raw),
         }

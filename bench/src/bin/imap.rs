@@ -45,13 +45,15 @@ use mailvault_bench::{
 };
 
 const USAGE: &str = "usage: imap [--messages N] [--runs N] [--sessions N] [--word WORD] [--corpus DIR] \
-                     [--scratch DIR] [--systems mailvault,dovecot] [--xapian yes|no]\n\
+                     [--scratch DIR] [--keep yes] [--reuse DIR] [--systems mailvault,dovecot] [--xapian yes|no]\n\
   --messages N    messages in the mailbox (default 100000)\n\
   --runs N        runs of each operation, medians reported (default 3)\n\
   --sessions N    concurrent sessions for the memory figure (default 200)\n\
   --word WORD     the SEARCH TEXT word (default \"mortgage\")\n\
   --corpus DIR    directory of .eml files, cycled (default: the SpamAssassin corpus, fetched once)\n\
   --scratch DIR   parent of the stores, the .eml directory and the maildir (default: temp dir)\n\
+  --keep yes      keep the stores afterwards (their directory is printed), for profiling\n\
+  --reuse DIR     measure mailvault on a store kept by --keep (same --messages; no Dovecot)\n\
   --systems LIST  mailvault,dovecot (default), or one of them\n\
   --xapian yes|no also measure Dovecot with fts-xapian when installed (default yes; its\n\
                   `doveadm index` took ~20 ms per message here)";
@@ -109,6 +111,8 @@ fn run() -> BenchResult<()> {
             "--scratch",
             "--systems",
             "--xapian",
+            "--keep",
+            "--reuse",
         ],
         USAGE,
     )?;
@@ -126,13 +130,22 @@ fn run() -> BenchResult<()> {
         .path("--systems")
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "mailvault,dovecot".into());
-    let (do_mailvault, do_dovecot) = (systems.contains("mailvault"), systems.contains("dovecot"));
+    let (do_mailvault, do_dovecot) = (
+        systems.contains("mailvault"),
+        systems.contains("dovecot") && opts.path("--reuse").is_none(),
+    );
     let xapian = match opts.path("--xapian").map(|p| p.display().to_string()).as_deref() {
         None | Some("yes") => true,
         Some("no") => false,
         Some(other) => return fail(format!("--xapian {other:?}: expected yes or no")),
     };
     let scratch_parent = opts.path("--scratch").unwrap_or_else(std::env::temp_dir);
+    let reuse = opts.path("--reuse");
+    let keep = match opts.path("--keep").map(|p| p.display().to_string()).as_deref() {
+        None | Some("no") => false,
+        Some("yes") => true,
+        Some(other) => return fail(format!("--keep {other:?}: expected yes or no")),
+    };
 
     println!("imap: IMAP read path, mailvault vs Dovecot (issue #5)");
     println!("machine  {}", machine());
@@ -196,7 +209,10 @@ fn run() -> BenchResult<()> {
 
     let mut mv = None;
     if do_mailvault {
-        let f = run_mailvault(&bin, scratch.path(), &messages, runs, sessions, &word)?;
+        let f = match &reuse {
+            Some(kept) => serve_mailvault(&bin, kept, runs, sessions, &word, None)?,
+            None => run_mailvault(&bin, scratch.path(), &messages, runs, sessions, &word)?,
+        };
         print_figures("mailvault", &f);
         mv = Some(f);
     }
@@ -219,6 +235,12 @@ fn run() -> BenchResult<()> {
         dovecot_setup.as_ref(),
     );
     println!("load average {} at end", load_average());
+    if keep {
+        println!(
+            "kept     {} (mailvault/ is the store, mailvault.toml its config)",
+            scratch.keep().display()
+        );
+    }
     Ok(())
 }
 
@@ -294,7 +316,19 @@ fn run_mailvault(
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
+    serve_mailvault(bin, scratch, runs, sessions, word, Some(import.wall))
+}
 
+/// Serves the store in `scratch/mailvault` (IMAP only) and measures it.
+fn serve_mailvault(
+    bin: &Path,
+    scratch: &Path,
+    runs: usize,
+    sessions: usize,
+    word: &str,
+    import_secs: Option<f64>,
+) -> BenchResult<Figures> {
+    let store = scratch.join("mailvault");
     // The default limit is 20 connections from one address (`[imap.limits]`); the sessions
     // all come from 127.0.0.1, as Dovecot's `mail_max_userip_connections` is raised too.
     let config = scratch.join("mailvault.toml");
@@ -326,9 +360,9 @@ fn run_mailvault(
     let t = Instant::now();
     wait_for_search_index(bin, &store, &mut server, &log)?;
     let mut figures = Figures::default();
+    let import = import_secs.map_or("store reused".to_string(), |s| format!("import {s:.1} s"));
     figures.notes.push(format!(
-        "import {:.1} s; search index caught up {:.1} s after serve started listening",
-        import.wall,
+        "{import}; search index caught up {:.1} s after serve started listening",
         t.elapsed().as_secs_f64()
     ));
     eprintln!("mailvault: serving IMAP on {addr}; measuring");

@@ -16,7 +16,12 @@
 //! - UIDVALIDITY is a hash of the log's origin, the view's definition (mailbox and the
 //!   principal's addresses or domains): it changes exactly when the definition changes.
 
-use std::collections::{BTreeSet, HashSet};
+mod entries;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use entries::Entries;
 
 use crate::index::kv::{KvIndex, Role};
 use crate::log::record::{LeafBody, RecordKind};
@@ -45,7 +50,7 @@ pub struct MailboxInfo {
 }
 
 /// Which messages a view selects.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Definition {
     /// Recipient role for these addresses.
     Received(BTreeSet<String>),
@@ -59,15 +64,50 @@ enum Definition {
     Nothing,
 }
 
-/// The messages of one mailbox for one principal, as of one moment of the log.
+/// The messages of one mailbox for one principal, as of one moment of the log. Cloning is
+/// cheap: the message list is shared.
 #[derive(Clone, Debug)]
 pub struct View {
     mailbox: String,
     uid_validity: u32,
+    list: Arc<MessageList>,
+}
+
+/// The messages of a view definition as of a seq: what views of the same definition share.
+#[derive(Debug)]
+struct MessageList {
     /// (uid, message record seq), ascending by uid.
-    entries: Vec<(u64, u64)>,
-    /// The durable seq the view covers: every record not in it has a higher seq.
+    entries: Entries,
+    /// The durable seq the list covers: every record not in it has a higher seq.
     as_of: u64,
+}
+
+/// The newest message list of each view definition some session holds, so that another
+/// session opening the same view shares it instead of building its own. Only weak
+/// references: a list nobody holds is freed.
+#[derive(Default)]
+pub(crate) struct SharedViews {
+    lists: Mutex<HashMap<(String, Definition), Weak<MessageList>>>,
+}
+
+impl SharedViews {
+    fn get(&self, key: &(String, Definition)) -> Option<Arc<MessageList>> {
+        let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        lists.get(key).and_then(Weak::upgrade)
+    }
+
+    /// Offers `list` as the newest of its definition (an older one never replaces a newer).
+    fn offer(&self, key: (String, Definition), list: &Arc<MessageList>) {
+        let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        lists.retain(|_, w| w.strong_count() > 0);
+        let newer = lists
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .is_some_and(|known| known.as_of > list.as_of);
+        if !newer {
+            lists.insert(key, Arc::downgrade(list));
+        }
+    }
 }
 
 impl View {
@@ -83,38 +123,35 @@ impl View {
 
     /// Number of messages.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.list.entries.len()
     }
 
     /// Whether the view holds no message.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// The UIDs, ascending (message sequence number n is `uids()[n-1]`).
     pub fn uids(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
-        self.entries.iter().map(|(uid, _)| *uid)
+        self.list.entries.iter().map(|(uid, _)| uid)
     }
 
     /// The message record seq behind each UID, in UID order (search hits are per message
     /// record; this maps them back to the view).
     pub fn message_seqs(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
-        self.entries.iter().map(|(_, seq)| *seq)
+        self.list.entries.iter().map(|(_, seq)| seq)
     }
 
     /// The UID of message sequence number `n` (1-based).
     pub fn uid_at(&self, n: usize) -> Option<u64> {
         n.checked_sub(1)
-            .and_then(|i| self.entries.get(i))
-            .map(|(uid, _)| *uid)
+            .and_then(|i| self.list.entries.get(i))
+            .map(|(uid, _)| uid)
     }
 
     /// The message sequence number (1-based) of `uid`, if it is in the view.
     pub fn position(&self, uid: u64) -> Option<usize> {
-        self.entries
-            .binary_search_by_key(&uid, |(u, _)| *u)
-            .ok()
-            .map(|i| i + 1)
+        self.list.entries.position(uid).map(|i| i + 1)
     }
 
     /// Whether `uid` is in the view.
@@ -124,13 +161,13 @@ impl View {
 
     /// A UID no message of the view has yet, and below every UID a message can get later.
     pub fn uid_next(&self) -> u64 {
-        self.as_of + 1
+        self.list.as_of + 1
     }
 
     /// The durable log seq the view covers (compare with `Store::stats().last_seq` to know
     /// whether a refresh may find something new).
     pub fn as_of(&self) -> u64 {
-        self.as_of
+        self.list.as_of
     }
 }
 
@@ -270,20 +307,37 @@ impl Store {
         let (name, def) = definition(principal, mailbox)
             .ok_or_else(|| Error::Invalid(format!("no mailbox {mailbox:?} for this principal")))?;
         let validity = uid_validity(self.origin(), &name, &def);
-        let base = base.filter(|b| b.uid_validity == validity && b.mailbox == name);
         // As of the durable seq the index is known to cover: a record below `as_of` can never
         // turn up later, so UIDNEXT (`as_of + 1`) is a promise that holds. Anything written
         // after is above it and shows up on the next refresh.
         let (as_of, index) = self.synced_index()?;
-        let after = base.map_or(0, |b| b.as_of);
-        let seqs: Vec<u64> = match &def {
-            Definition::Received(addresses) => by_role(index, Role::Recipient, addresses)?,
-            Definition::Sent(addresses) => by_role(index, Role::Sender, addresses)?,
+        let key = (name, def);
+        // Start from the newest list of this definition: the caller's, or one another
+        // session holds (same definition, so the same messages under the same UIDs).
+        let own = base
+            .filter(|b| b.uid_validity == validity && b.mailbox == key.0)
+            .map(|b| Arc::clone(&b.list));
+        let shared = self.shared_views().get(&key);
+        let start = match (own, shared) {
+            (Some(a), Some(b)) => Some(if b.as_of > a.as_of { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        if let Some(list) = start.as_ref().filter(|l| l.as_of >= as_of) {
+            return Ok(View {
+                mailbox: key.0,
+                uid_validity: validity,
+                list: Arc::clone(list),
+            });
+        }
+        let after = start.as_ref().map_or(0, |l| l.as_of);
+        let seqs: Vec<u64> = match &key.1 {
+            Definition::Received(addresses) => by_role(index, Role::Recipient, addresses, after)?,
+            Definition::Sent(addresses) => by_role(index, Role::Sender, addresses, after)?,
             Definition::Everything => index.message_seqs(after + 1)?,
             Definition::Domains(domains) => {
                 let mut all = Vec::new();
                 for d in domains {
-                    all.extend(index.by_domain(d)?);
+                    all.extend(index.by_domain(d, after)?);
                 }
                 all.sort_unstable();
                 all.dedup();
@@ -291,23 +345,33 @@ impl Store {
             }
             Definition::Nothing => Vec::new(),
         };
-        let (mut entries, mut seen) = match base {
-            Some(b) => (b.entries.clone(), b.message_seqs().collect::<HashSet<u64>>()),
-            None => (Vec::with_capacity(seqs.len()), HashSet::with_capacity(seqs.len())),
-        };
+        let mut entries = start.as_ref().map(|l| l.entries.clone()).unwrap_or_default();
+        // Message seqs already in the list; only needed (and only built) when an arrival
+        // record may show a message a second time.
+        let mut seen: Option<HashSet<u64>> = None;
         for seq in seqs.into_iter().filter(|s| *s > after && *s <= as_of) {
             let message_seq = self.message_seq_of(index, seq)?;
             // Ascending seqs: the first record seen for a message is the one that made it
-            // visible here.
-            if seen.insert(message_seq) {
-                entries.push((seq, message_seq));
+            // visible here. A message record is the first of its message by definition.
+            if message_seq != seq {
+                let seen = seen.get_or_insert_with(|| entries.iter().map(|(_, m)| m).collect());
+                if !seen.insert(message_seq) {
+                    continue;
+                }
+            } else if let Some(seen) = &mut seen {
+                seen.insert(message_seq);
             }
+            entries.push((seq, message_seq));
         }
-        Ok(View {
-            uid_validity: validity,
-            mailbox: name,
+        let list = Arc::new(MessageList {
             entries,
             as_of: as_of.max(after),
+        });
+        self.shared_views().offer(key.clone(), &list);
+        Ok(View {
+            mailbox: key.0,
+            uid_validity: validity,
+            list,
         })
     }
 
@@ -346,19 +410,20 @@ impl Store {
         if !view.contains(uid) {
             return Err(Error::NoSuchRecord(uid));
         }
-        let received_us = self.record(uid)?.leaf.time_us;
+        let record = self.record(uid)?;
+        let received_us = record.leaf.time_us;
         Ok(ViewMessage {
-            raw: self.message(uid)?,
+            raw: self.content_of(record)?,
             received_us,
         })
     }
 }
 
-/// Records where any of `addresses` had `role`, ascending and deduplicated.
-fn by_role(index: &KvIndex, role: Role, addresses: &BTreeSet<String>) -> Result<Vec<u64>> {
+/// Records above `after` where any of `addresses` had `role`, ascending and deduplicated.
+fn by_role(index: &KvIndex, role: Role, addresses: &BTreeSet<String>, after: u64) -> Result<Vec<u64>> {
     let mut all = Vec::new();
     for a in addresses {
-        all.extend(index.by_address(role, a)?);
+        all.extend(index.by_address_after(role, a, after)?);
     }
     all.sort_unstable();
     all.dedup();
@@ -581,6 +646,48 @@ mod tests {
         // Another principal's view is rebuilt, not extended.
         let erika = Principal::user(["erika@example.com"]).unwrap();
         let other = a.store.refresh_view(&erika, &inbox).unwrap();
+        assert_eq!(uids(&other), uids(&a.store.view(&erika, "INBOX").unwrap()));
+    }
+
+    #[test]
+    fn sessions_of_one_view_share_its_list_and_nobody_else_does() {
+        let a = archive();
+        let bob = Principal::user(["bob@example.org"]).unwrap();
+        let erika = Principal::user(["erika@example.com"]).unwrap();
+        let first = a.store.view(&bob, "INBOX").unwrap();
+        let second = a.store.view(&bob, "INBOX").unwrap();
+        assert!(Arc::ptr_eq(&first.list, &second.list), "one list for one view");
+        let sent = a.store.view(&bob, "Sent").unwrap();
+        let other = a.store.view(&erika, "INBOX").unwrap();
+        assert!(!Arc::ptr_eq(&first.list, &sent.list));
+        assert!(!Arc::ptr_eq(&first.list, &other.list));
+        assert_ne!(uids(&first), uids(&other));
+        // Bob's own view with another address list is another definition.
+        let bob_more = Principal::user(["bob@example.org", "bob@example.net"]).unwrap();
+        assert!(!Arc::ptr_eq(
+            &first.list,
+            &a.store.view(&bob_more, "INBOX").unwrap().list
+        ));
+
+        // New mail: a refresh sees it, the views sessions hold stay as they were until
+        // their own refresh, and the next session starts from the newest list.
+        let before = uids(&first);
+        let new = a
+            .store
+            .append_message(
+                &envelope("x@example.net", &["bob@example.org"]),
+                b"To: bob@example.org\r\n\r\nnew\r\n",
+                OnDuplicate::RecordArrival,
+            )
+            .unwrap();
+        let refreshed = a.store.refresh_view(&bob, &first).unwrap();
+        assert_eq!(refreshed.uids().last(), Some(new.seq));
+        assert_eq!(uids(&first), before);
+        assert_eq!(uids(&second), before);
+        let third = a.store.view(&bob, "INBOX").unwrap();
+        assert!(Arc::ptr_eq(&third.list, &refreshed.list));
+        let caught_up = a.store.refresh_view(&bob, &second).unwrap();
+        assert!(Arc::ptr_eq(&caught_up.list, &refreshed.list));
         assert_eq!(uids(&other), uids(&a.store.view(&erika, "INBOX").unwrap()));
     }
 }
