@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::command::capabilities;
 use crate::config::ImapConfig;
+use crate::protocol::Protocol;
 use crate::session::{self, Conn, Session};
 use archive_core::access::LoginGate;
 
@@ -224,7 +225,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
 }
 
 /// A protocol state machine whose greeting announces the current capabilities.
-fn protocol(session: &Session, text: &str) -> Server {
+fn protocol(session: &Session, text: &str) -> Protocol {
     let mut options = Options::default();
     options.max_literal_size = session.limits.max_literal_bytes;
     options.max_command_size = session.limits.max_command_bytes;
@@ -235,5 +236,5 @@ fn protocol(session: &Session, text: &str) -> Server {
         code: Some(Code::Capability(capabilities(session))),
         text: Text::try_from(text.to_string()).unwrap_or_else(|_| Text::unvalidated("ready")),
     };
-    Server::new(options, greeting)
+    Protocol::new(Server::new(options, greeting))
 }

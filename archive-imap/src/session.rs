@@ -1,5 +1,6 @@
-//! One IMAP connection: the imap-next state machine over a socket, the session state, and
-//! the loop that hands each command to its file under `command/`.
+//! One IMAP connection: the protocol state machine (`protocol::Protocol`, imap-next's server
+//! with ESEARCH support) over a socket, the session state, and the loop that hands each
+//! command to its file under `command/`.
 //!
 //! Store calls block (fsync for audit records, log reads); they run in
 //! `tokio::task::block_in_place`, so the server needs the multi-threaded runtime.
@@ -16,11 +17,12 @@ use archive_core::Store;
 use imap_next::imap_types::core::{Tag, Text};
 use imap_next::imap_types::response::{Code, CodeOther, Data, Status};
 use imap_next::imap_types::IntoStatic;
-use imap_next::server::{Error as ServerError, Event, Server};
+use imap_next::server::{Error as ServerError, Event as ServerEvent};
 use imap_next::stream::{Error as StreamError, Stream};
 
 use crate::command;
 use crate::config::ImapLimits;
+use crate::protocol::{Event, Protocol, Sent};
 use archive_core::access::LoginGate;
 
 /// How often an IDLE client is checked for new mail (issue #5: within 1 s).
@@ -86,13 +88,13 @@ impl From<std::fmt::Error> for Closed {
 /// The socket and the protocol state machine, with events that arrived while a response
 /// was being sent.
 pub(crate) struct Conn {
-    pub server: Server,
+    pub server: Protocol,
     pub stream: Stream,
     pending: VecDeque<Result<Event, StreamError<ServerError>>>,
 }
 
 impl Conn {
-    pub fn new(server: Server, stream: Stream) -> Conn {
+    pub fn new(server: Protocol, stream: Stream) -> Conn {
         Conn {
             server,
             stream,
@@ -111,17 +113,18 @@ impl Conn {
 
     /// Drives the socket until the response `handle` is in the write buffer. Commands a
     /// client pipelined meanwhile are kept for later.
-    pub async fn drive_to(&mut self, handle: imap_next::server::ResponseHandle) -> Result<(), Closed> {
-        tokio::time::timeout(SEND_TIMEOUT, self.drive_unbounded(handle))
+    pub async fn drive_to(&mut self, handle: impl Into<Sent>) -> Result<(), Closed> {
+        tokio::time::timeout(SEND_TIMEOUT, self.drive_unbounded(handle.into()))
             .await
             .map_err(|_| Closed)?
     }
 
-    async fn drive_unbounded(&mut self, handle: imap_next::server::ResponseHandle) -> Result<(), Closed> {
+    async fn drive_unbounded(&mut self, handle: Sent) -> Result<(), Closed> {
         loop {
             match self.stream.next(&mut self.server).await {
-                Ok(Event::ResponseSent { handle: h, .. }) if h == handle => return Ok(()),
-                Ok(Event::ResponseSent { .. }) | Ok(Event::GreetingSent { .. }) => {}
+                Ok(e) if e.sent() == Some(handle) => return Ok(()),
+                Ok(e) if e.sent().is_some() => {}
+                Ok(Event::Server(ServerEvent::GreetingSent { .. })) => {}
                 Ok(other) => self.pending.push_back(Ok(other)),
                 Err(StreamError::State(e)) => self.pending.push_back(Err(StreamError::State(e))),
                 Err(_) => return Err(Closed),
@@ -132,6 +135,12 @@ impl Conn {
     /// Sends untagged data.
     pub async fn data(&mut self, data: Data<'static>) -> Result<(), Closed> {
         let h = self.server.enqueue_data(data);
+        self.drive_to(h).await
+    }
+
+    /// Sends a response line imap-codec cannot encode (`bytes` end in CRLF).
+    pub async fn raw(&mut self, bytes: Vec<u8>) -> Result<(), Closed> {
+        let h = self.server.enqueue_raw(bytes);
         self.drive_to(h).await
     }
 
@@ -290,18 +299,27 @@ pub(crate) async fn run(session: &mut Session, mut conn: Conn) -> Option<Conn> {
             return None;
         };
         let flow = match event {
-            Ok(Event::CommandReceived { command }) => {
-                command::dispatch(session, &mut conn, command.tag, command.body).await
+            Ok(Event::Server(ServerEvent::CommandReceived { command })) => {
+                command::dispatch(session, &mut conn, command.tag, command.body, None).await
             }
-            Ok(Event::CommandAuthenticateReceived { command_authenticate }) => {
+            Ok(Event::Esearch { command, returns }) => {
+                command::dispatch(session, &mut conn, command.tag, command.body, Some(returns)).await
+            }
+            Ok(Event::EsearchRefused { tag, why }) => {
+                conn.status(bad(tag, &why)).await.map(|_| Flow::Continue)
+            }
+            Ok(Event::Server(ServerEvent::CommandAuthenticateReceived { command_authenticate })) => {
                 command::authenticate::start(session, &mut conn, command_authenticate).await
             }
-            Ok(Event::AuthenticateDataReceived { authenticate_data }) => {
+            Ok(Event::Server(ServerEvent::AuthenticateDataReceived { authenticate_data })) => {
                 command::authenticate::data(session, &mut conn, authenticate_data).await
             }
-            Ok(Event::IdleCommandReceived { tag }) => command::idle::start(session, &mut conn, tag).await,
-            Ok(Event::IdleDoneReceived) => command::idle::done(session, &mut conn).await,
-            Ok(Event::GreetingSent { .. }) | Ok(Event::ResponseSent { .. }) => Ok(Flow::Continue),
+            Ok(Event::Server(ServerEvent::IdleCommandReceived { tag })) => {
+                command::idle::start(session, &mut conn, tag).await
+            }
+            Ok(Event::Server(ServerEvent::IdleDoneReceived)) => command::idle::done(session, &mut conn).await,
+            Ok(Event::Server(ServerEvent::GreetingSent { .. } | ServerEvent::ResponseSent { .. }))
+            | Ok(Event::RawSent(_)) => Ok(Flow::Continue),
             // imap-next already answered with a tagged BAD.
             Err(StreamError::State(ServerError::LiteralTooLong { .. })) => Ok(Flow::Continue),
             Err(StreamError::State(

@@ -357,13 +357,86 @@ fn sort_message(headers: &str, pad: usize) -> Vec<u8> {
     format!("{headers}To: reader@example.org\r\n\r\n{}\r\n", "x".repeat(pad)).into_bytes()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imaplib_sorts_and_threads() {
+/// A store in a temp dir with messages and users, served on free loopback ports: plain (with
+/// STARTTLS) and implicit TLS. Shut `listening` down at the end of the test.
+struct Served {
+    _dir: tempfile::TempDir,
+    listening: archive_imap::Listening,
+    /// The UID (log seq) of each message, in the order given.
+    uids: Vec<u64>,
+}
+
+impl Served {
+    fn plain_port(&self) -> u16 {
+        self.listening.plain.unwrap().port()
+    }
+
+    fn tls_port(&self) -> u16 {
+        self.listening.tls.unwrap().port()
+    }
+}
+
+/// Archives `messages` (envelope recipient, raw bytes) in order, adds `users`, and serves them.
+async fn serve(messages: &[(&str, Vec<u8>)], users: &[(&str, &str, Role)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let key = path.join("signing.key");
     Store::create(&path, &key).unwrap();
     let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
+    let uids = messages
+        .iter()
+        .map(|(rcpt, raw)| {
+            store
+                .append_message(
+                    &envelope("sender@example.net", &[*rcpt]),
+                    raw,
+                    OnDuplicate::RecordArrival,
+                )
+                .unwrap()
+                .seq
+        })
+        .collect();
+    add_users(&path, users);
+    let config = ImapConfig {
+        plain: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some("127.0.0.1:0".parse().unwrap()),
+        ..ImapConfig::default()
+    };
+    let listening = archive_imap::start(
+        store,
+        Arc::new(LoginGate::new(&path)),
+        config,
+        &dir.path().join("tls"),
+    )
+    .await
+    .unwrap();
+    Served {
+        _dir: dir,
+        listening,
+        uids,
+    }
+}
+
+/// Runs a client script of this directory against a served archive with `UIDS` set, and
+/// requires its success.
+async fn run_script(script: &str, served: &Served, uids: &[u64]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(script);
+    let mut command = Command::new("python3");
+    command
+        .arg(path)
+        .env("IMAP_PORT", served.plain_port().to_string())
+        .env(
+            "UIDS",
+            uids.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
+        );
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    require_success(script, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_sorts_and_threads() {
     let messages = [
         sort_message(
             "From: Aaron Zed <zed@example.org>\r\nSubject: Plans\r\n\
@@ -392,46 +465,180 @@ async fn imaplib_sorts_and_threads() {
             500,
         ),
     ];
-    let mut uids = Vec::new();
-    for raw in &messages {
-        let a = store
-            .append_message(
-                &envelope("sender@example.net", &["reader@example.org"]),
-                raw,
-                OnDuplicate::RecordArrival,
-            )
-            .unwrap();
-        uids.push(a.seq.to_string());
-    }
-    add_users(
-        &path,
+    let messages: Vec<(&str, Vec<u8>)> = messages
+        .into_iter()
+        .map(|raw| ("reader@example.org", raw))
+        .collect();
+    let served = serve(
+        &messages,
         &[("reader", "reader-pw", Role::user(["reader@example.org"]).unwrap())],
-    );
-    let config = ImapConfig {
-        plain: Some("127.0.0.1:0".parse().unwrap()),
-        tls: None,
-        ..ImapConfig::default()
-    };
-    let listening = archive_imap::start(
-        Arc::clone(&store),
-        Arc::new(LoginGate::new(&path)),
-        config,
-        &dir.path().join("tls"),
     )
-    .await
-    .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_sort_client.py");
-    let port = listening.plain.unwrap().port();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .env("IMAP_PORT", port.to_string())
-            .env("UIDS", uids.join(" "))
+    .await;
+    run_script("imap_sort_client.py", &served, &served.uids).await;
+    served.listening.shutdown().await;
+}
+
+/// A small message to `to`.
+fn note(to: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Writer <writer@example.net>\r\nTo: {to}\r\nSubject: {subject}\r\n\
+         Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_gets_esearch_answers() {
+    let reader = "reader@example.org";
+    let served = serve(
+        &[
+            (reader, note(reader, "kiwi report", "alpha")),
+            (reader, note(reader, "plans", "a kiwi smoothie")),
+            (
+                "other@example.org",
+                note("other@example.org", "kiwi for someone else", "beta"),
+            ),
+            (reader, note(reader, "apples", "gamma")),
+            (reader, note(reader, "kiwi again", "delta")),
+            (reader, note(reader, "pears", "epsilon")),
+        ],
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    let mut uids = served.uids.clone();
+    uids.remove(2);
+    run_script("imap_esearch_client.py", &served, &uids).await;
+    served.listening.shutdown().await;
+}
+
+/// Runs the system curl with `args`; a missing curl fails the test with what to install.
+async fn curl(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "30"])
+            .args(&args)
             .output()
-            .unwrap()
+            .unwrap_or_else(|e| {
+                panic!("cannot run curl ({e}): the IMAP tests need the curl binary (apt-get install curl)")
+            })
     })
     .await
-    .unwrap();
-    require_success("imap_sort_client.py", &output);
-    listening.shutdown().await;
+    .unwrap()
+}
+
+/// curl's output, which must be a success.
+fn curl_ok(args: &[String], output: &std::process::Output) -> Vec<u8> {
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_reads_the_archive() {
+    let reader = "reader@example.org";
+    let first = note(reader, "first for curl", "one");
+    let secret = note("other@example.org", "not for the reader", "a secret body");
+    let second = note(reader, "second for curl", "two");
+    let served = serve(
+        &[
+            (reader, first.clone()),
+            ("other@example.org", secret.clone()),
+            (reader, second.clone()),
+        ],
+        &[
+            ("reader", "reader-pw", Role::user([reader]).unwrap()),
+            ("other", "other-pw", Role::user(["other@example.org"]).unwrap()),
+        ],
+    )
+    .await;
+    let (first_uid, secret_uid, second_uid) = (served.uids[0], served.uids[1], served.uids[2]);
+    let imap = format!("imap://127.0.0.1:{}", served.plain_port());
+    let imaps = format!("imaps://127.0.0.1:{}", served.tls_port());
+    let user = || vec!["-u".to_string(), "reader:reader-pw".to_string()];
+    let version = curl(vec!["--version".into()]).await;
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    assert!(
+        version.contains(" imap ") && version.contains(" imaps "),
+        "this curl cannot speak IMAP/IMAPS: {version}"
+    );
+
+    // LIST.
+    let args = [user(), vec![format!("{imap}/")]].concat();
+    let listing = String::from_utf8_lossy(&curl_ok(&args, &curl(args.clone()).await)).into_owned();
+    assert!(listing.contains("INBOX") && listing.contains("Sent"), "{listing}");
+
+    // A custom UID SEARCH in a mailbox (curl SELECTs it first; the answer is READ-ONLY).
+    let args = [
+        user(),
+        vec![format!("{imap}/INBOX"), "-X".into(), "UID SEARCH ALL".into()],
+    ]
+    .concat();
+    let found = String::from_utf8_lossy(&curl_ok(&args, &curl(args.clone()).await)).into_owned();
+    assert_eq!(found.trim_end(), format!("* SEARCH {first_uid} {second_uid}"));
+
+    // A message by UID is the stored bytes exactly; curl says which FETCH it sent.
+    let args = [user(), vec!["-v".into(), format!("{imap}/INBOX;UID={first_uid}")]].concat();
+    let output = curl(args.clone()).await;
+    assert_eq!(curl_ok(&args, &output), first);
+    let trace = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        trace.contains(&format!("UID FETCH {first_uid} BODY[]")),
+        "{trace}"
+    );
+
+    // Implicit TLS, and STARTTLS required on the plain port (self-signed: -k).
+    let args = [
+        user(),
+        vec!["-k".into(), format!("{imaps}/INBOX;UID={second_uid}")],
+    ]
+    .concat();
+    assert_eq!(curl_ok(&args, &curl(args.clone()).await), second);
+    let args = [
+        user(),
+        vec![
+            "-v".into(),
+            "-k".into(),
+            "--ssl-reqd".into(),
+            format!("{imap}/INBOX;UID={first_uid}"),
+        ],
+    ]
+    .concat();
+    let output = curl(args.clone()).await;
+    assert_eq!(curl_ok(&args, &output), first);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("STARTTLS"));
+
+    // A wrong password fails.
+    let output = curl(vec![
+        "-u".into(),
+        "reader:wrong".into(),
+        format!("{imap}/INBOX;UID={first_uid}"),
+    ])
+    .await;
+    assert!(!output.status.success(), "a wrong password was accepted");
+    assert!(output.stdout.is_empty());
+
+    // Another user's message cannot be had by guessing its UID, in any mailbox.
+    for mailbox in ["INBOX", "Sent"] {
+        let output = curl([user(), vec![format!("{imap}/{mailbox};UID={secret_uid}")]].concat()).await;
+        let got = &output.stdout;
+        assert!(
+            !got.windows(13).any(|w| w == b"a secret body"),
+            "{mailbox}: {}",
+            String::from_utf8_lossy(got)
+        );
+        // curl's "remote file not found": the FETCH answered nothing.
+        assert_eq!(output.status.code(), Some(78), "{mailbox}: {output:?}");
+    }
+    // The owner can.
+    let args = vec![
+        "-u".into(),
+        "other:other-pw".into(),
+        format!("{imap}/INBOX;UID={secret_uid}"),
+    ];
+    assert_eq!(curl_ok(&args, &curl(args.clone()).await), secret);
+    served.listening.shutdown().await;
 }

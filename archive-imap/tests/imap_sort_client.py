@@ -97,9 +97,5 @@ assert thread("REFERENCES", uid=True) == f"({u[2]} {u[3]})({u[0]} ({u[1]})({u[4]
 assert thread("REFERENCES", "3:5") == "(3 4)(5)", thread("REFERENCES", "3:5")
 bad("THREAD", "NOSUCH", "UTF-8", "ALL")
 ok(m.noop(), "session survives a bad THREAD")
-# ESEARCH is not implemented: not advertised, and SEARCH RETURN is a BAD, not a dead session.
-assert b"ESEARCH" not in caps, caps
-bad("SEARCH", "RETURN", "(MIN MAX)", "ALL")
-ok(m.noop(), "session survives SEARCH RETURN")
 m.logout()
 print("SORT and THREAD checks passed")

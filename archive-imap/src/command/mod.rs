@@ -31,6 +31,7 @@ use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Status;
 
+use crate::esearch::Returns;
 use crate::session::{bad, Closed, Conn, Flow, Session};
 
 pub(crate) use capability::capabilities;
@@ -58,12 +59,14 @@ enum Needs {
     Selected,
 }
 
-/// Routes a command to its handler if the session is in a state that allows it.
+/// Routes a command to its handler if the session is in a state that allows it. `returns`:
+/// the RFC 4731 result options of a SEARCH that asked for an ESEARCH answer.
 pub(crate) async fn dispatch(
     s: &mut Session,
     c: &mut Conn,
     tag: Tag<'static>,
     body: CommandBody<'static>,
+    returns: Option<Returns>,
 ) -> Result<Flow, Closed> {
     let needs = match &body {
         CommandBody::Capability | CommandBody::Noop | CommandBody::Logout | CommandBody::Id { .. } => {
@@ -137,7 +140,7 @@ pub(crate) async fn dispatch(
             charset,
             criteria,
             uid,
-        } => search::handle(s, c, tag, charset, criteria, uid).await,
+        } => search::handle(s, c, tag, charset, criteria, uid, returns).await,
         CommandBody::Sort {
             sort_criteria,
             charset,

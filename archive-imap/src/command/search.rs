@@ -2,6 +2,9 @@
 //! evaluated on the view; keys about the content (addresses, subject, body, text, header
 //! fields, sent dates, sizes) are answered by the full-text index through `Store::search` as the
 //! session's principal, and intersected with the view. Bodies are never scanned here.
+//!
+//! A SEARCH with RFC 4731 result options (`RETURN (MIN MAX ALL COUNT)`, cut out of the line
+//! by `protocol`) is answered with one `* ESEARCH` line instead of `* SEARCH`.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -14,6 +17,7 @@ use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::search::SearchKey;
 
 use super::Done;
+use crate::esearch::{self, Returns};
 use crate::sequence::resolve;
 use crate::session::{bad, blocking, code, no, ok, Closed, Conn, Session};
 
@@ -32,6 +36,7 @@ pub(crate) async fn handle(
     charset: Option<Charset<'static>>,
     criteria: Vec1<SearchKey<'static>>,
     uid: bool,
+    returns: Option<Returns>,
 ) -> Result<Done, Closed> {
     let numbers = match matching(s, &tag, charset.as_ref(), criteria) {
         Ok(n) => n,
@@ -42,7 +47,14 @@ pub(crate) async fn handle(
         .into_iter()
         .filter_map(|n| reply_number(view?, n, uid))
         .collect();
-    c.data(Data::Search(numbers)).await?;
+    match returns {
+        None => c.data(Data::Search(numbers)).await?,
+        Some(returns) => {
+            let numbers: Vec<u32> = numbers.iter().map(|n| n.get()).collect();
+            c.raw(esearch::response(tag.inner(), uid, returns, &numbers))
+                .await?
+        }
+    }
     Done::reply(ok(tag, "SEARCH completed"))
 }
 

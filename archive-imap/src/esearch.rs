@@ -1,0 +1,269 @@
+//! ESEARCH (RFC 4731) where imap-codec cannot help: it parses neither `SEARCH RETURN (…)`
+//! nor has an `* ESEARCH` response. This module finds the return options at the start of a
+//! command line (so that `protocol` can cut them out before imap-next parses the rest as a
+//! plain SEARCH) and writes the `* ESEARCH` response line.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+
+use imap_next::imap_types::utils::indicators::is_astring_char;
+
+/// The result options a SEARCH asked for (RFC 4731 §3.1). `RETURN ()` means ALL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Returns {
+    pub min: bool,
+    pub max: bool,
+    pub all: bool,
+    pub count: bool,
+}
+
+impl Returns {
+    /// Parses what stands between the parentheses of `RETURN (…)`: option names separated by
+    /// single spaces, in any case (RFC 4466). The error names what is wrong, for a BAD.
+    pub fn parse(options: &[u8]) -> Result<Returns, String> {
+        let mut r = Returns::default();
+        if options.is_empty() {
+            r.all = true;
+            return Ok(r);
+        }
+        for name in options.split(|b| *b == b' ') {
+            let slot = match name.to_ascii_uppercase().as_slice() {
+                b"MIN" => &mut r.min,
+                b"MAX" => &mut r.max,
+                b"ALL" => &mut r.all,
+                b"COUNT" => &mut r.count,
+                b"" => return Err("malformed RETURN options: one space between names".into()),
+                _ => {
+                    return Err(format!(
+                        "unknown RETURN option {}; this server knows MIN, MAX, ALL and COUNT \
+                         (RFC 4731)",
+                        String::from_utf8_lossy(name)
+                    ))
+                }
+            };
+            *slot = true;
+        }
+        Ok(r)
+    }
+}
+
+/// A command line that starts `<tag> [UID ]SEARCH RETURN (<options>) `.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ReturnClause {
+    pub tag: String,
+    /// The bytes to cut so that imap-next sees a plain SEARCH: `RETURN (…) `.
+    pub cut: Range<usize>,
+    /// The options, or why they are refused.
+    pub returns: Result<Returns, String>,
+}
+
+/// Finds the RETURN clause at the start of `line` (the first line of a command, or as much of
+/// it as was held back). `None` for every other line, including a RETURN that is not followed
+/// by search criteria or whose option list holds anything but names (nested lists, strings,
+/// literals): imap-codec then answers it as the malformed command it is.
+///
+/// Only the grammar of RFC 4466 is accepted (single spaces); the command name and RETURN may
+/// be in any case.
+pub(crate) fn return_clause(line: &[u8]) -> Option<ReturnClause> {
+    let tag_len = line
+        .iter()
+        .position(|b| !is_astring_char(*b) || *b == b'+')
+        .unwrap_or(line.len());
+    if tag_len == 0 {
+        return None;
+    }
+    let mut at = tag_len;
+    let word = |at: &mut usize, w: &[u8]| -> bool {
+        let Some(next) = line.get(*at..*at + w.len() + 1) else {
+            return false;
+        };
+        let matched = next[..w.len()].eq_ignore_ascii_case(w) && next[w.len()] == b' ';
+        if matched {
+            *at += w.len() + 1;
+        }
+        matched
+    };
+    if line.get(at) != Some(&b' ') {
+        return None;
+    }
+    at += 1;
+    word(&mut at, b"UID");
+    if !word(&mut at, b"SEARCH") {
+        return None;
+    }
+    let start = at;
+    if !word(&mut at, b"RETURN") || line.get(at) != Some(&b'(') {
+        return None;
+    }
+    let open = at + 1;
+    let close = open + line[open..].iter().position(|b| !is_option_char(*b))?;
+    if line[close] != b')' || line.get(close + 1) != Some(&b' ') {
+        return None;
+    }
+    Some(ReturnClause {
+        tag: String::from_utf8_lossy(&line[..tag_len]).into_owned(),
+        cut: start..close + 2,
+        returns: Returns::parse(&line[open..close]),
+    })
+}
+
+/// Bytes that may appear in a list of option names (atoms and the spaces between them).
+fn is_option_char(b: u8) -> bool {
+    b == b' ' || (is_astring_char(b) && b != b']')
+}
+
+/// The `* ESEARCH` line answering the command tagged `tag`. `numbers` are the matching
+/// message numbers, or UIDs if `uid` (UID SEARCH). With no match, MIN, MAX and ALL are left
+/// out; COUNT is always there when asked for (RFC 4731 §3.1).
+pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) -> Vec<u8> {
+    let mut line = String::from("* ESEARCH (TAG \"");
+    for c in tag.chars() {
+        // A tag has neither, but a quoted string must escape them.
+        if c == '"' || c == '\\' {
+            line.push('\\');
+        }
+        line.push(c);
+    }
+    line.push_str("\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    // Writing to a String cannot fail.
+    if let (Some(min), Some(max)) = (numbers.iter().min(), numbers.iter().max()) {
+        if returns.min {
+            let _ = write!(line, " MIN {min}");
+        }
+        if returns.max {
+            let _ = write!(line, " MAX {max}");
+        }
+    }
+    if returns.count {
+        let _ = write!(line, " COUNT {}", numbers.len());
+    }
+    if returns.all && !numbers.is_empty() {
+        let _ = write!(line, " ALL {}", sequence_set(numbers));
+    }
+    line.push_str("\r\n");
+    line.into_bytes()
+}
+
+/// `numbers` as a compact sequence set: ascending, runs as ranges (`1:3,7`). Empty for none.
+pub(crate) fn sequence_set(numbers: &[u32]) -> String {
+    let mut sorted = numbers.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let first = sorted[i];
+        let mut last = first;
+        while sorted.get(i + 1).is_some_and(|n| Some(*n) == last.checked_add(1)) {
+            i += 1;
+            last = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let _ = if first == last {
+            write!(out, "{first}")
+        } else {
+            write!(out, "{first}:{last}")
+        };
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn returns(min: bool, max: bool, all: bool, count: bool) -> Returns {
+        Returns { min, max, all, count }
+    }
+
+    #[test]
+    fn options_in_any_case_and_empty_means_all() {
+        assert_eq!(Returns::parse(b""), Ok(returns(false, false, true, false)));
+        assert_eq!(
+            Returns::parse(b"min Max ALL count"),
+            Ok(returns(true, true, true, true))
+        );
+        assert_eq!(Returns::parse(b"COUNT"), Ok(returns(false, false, false, true)));
+        let err = Returns::parse(b"MIN PARTIAL").unwrap_err();
+        assert!(err.contains("PARTIAL"), "{err}");
+        assert!(Returns::parse(b"MIN  MAX").is_err());
+        assert!(Returns::parse(b" MIN").is_err());
+    }
+
+    #[test]
+    fn finds_the_return_clause() {
+        let line = b"a1 UID SEARCH RETURN (MIN COUNT) FROM x\r\n";
+        let c = return_clause(line).unwrap();
+        assert_eq!(c.tag, "a1");
+        assert_eq!(&line[c.cut.clone()], b"RETURN (MIN COUNT) ");
+        assert_eq!(c.returns, Ok(returns(true, false, false, true)));
+
+        let c = return_clause(b"x.y] search return () ALL\r\n").unwrap();
+        assert_eq!(c.tag, "x.y]");
+        assert_eq!(c.returns, Ok(returns(false, false, true, false)));
+
+        let c = return_clause(b"t SEARCH RETURN (FOO) ALL\r\n").unwrap();
+        assert!(c.returns.unwrap_err().contains("FOO"));
+    }
+
+    #[test]
+    fn other_lines_have_no_return_clause() {
+        for line in [
+            "a1 SEARCH ALL\r\n",
+            "a1 UID FETCH 1 BODY[]\r\n",
+            "a1 SEARCH RETURN (MIN)\r\n",
+            "a1 SEARCH RETURN (MI",
+            "a1 SEARCH RETURN MIN ALL\r\n",
+            "a1 SEARCH  RETURN (MIN) ALL\r\n",
+            "a1 SEARCH RETURN (PARTIAL (1:5)) ALL\r\n",
+            "a1 SEARCH RETURN (\"MIN\") ALL\r\n",
+            "a1 SORT RETURN (MIN) (DATE) UTF-8 ALL\r\n",
+            "a+1 SEARCH RETURN (MIN) ALL\r\n",
+            " SEARCH RETURN (MIN) ALL\r\n",
+            "a1 SEARCHRETURN (MIN) ALL\r\n",
+            "DONE\r\n",
+            "dGVzdA==\r\n",
+            "",
+        ] {
+            assert_eq!(return_clause(line.as_bytes()), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn sequence_sets_are_compact() {
+        assert_eq!(sequence_set(&[]), "");
+        assert_eq!(sequence_set(&[5]), "5");
+        assert_eq!(sequence_set(&[1, 2, 3, 7]), "1:3,7");
+        assert_eq!(sequence_set(&[7, 3, 1, 2, 2]), "1:3,7");
+        assert_eq!(sequence_set(&[1, 3, 5, 6]), "1,3,5:6");
+        assert_eq!(sequence_set(&[u32::MAX - 1, u32::MAX]), "4294967294:4294967295");
+    }
+
+    #[test]
+    fn responses_follow_rfc_4731() {
+        let all = returns(true, true, true, true);
+        assert_eq!(
+            response("A1", true, all, &[3, 4, 5, 9]),
+            b"* ESEARCH (TAG \"A1\") UID MIN 3 MAX 9 COUNT 4 ALL 3:5,9\r\n"
+        );
+        assert_eq!(
+            response("A2", false, returns(false, false, true, false), &[2, 10, 11]),
+            b"* ESEARCH (TAG \"A2\") ALL 2,10:11\r\n"
+        );
+        // No match: only the tag (and COUNT 0, which is always included when asked for).
+        assert_eq!(
+            response("A3", true, all, &[]),
+            b"* ESEARCH (TAG \"A3\") UID COUNT 0\r\n"
+        );
+        assert_eq!(
+            response("A4", false, returns(true, true, true, false), &[]),
+            b"* ESEARCH (TAG \"A4\")\r\n"
+        );
+    }
+}
