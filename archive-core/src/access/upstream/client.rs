@@ -6,7 +6,7 @@
 //!
 //! The password leaves this module only inside the TLS connection: LOGIN is sent after the
 //! handshake (and its certificate check) succeeded, never on a plain connection, and no error
-//! message holds it or anything the server sent after it.
+//! message holds it (server text quoted in one is bounded and made printable).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -377,7 +377,8 @@ fn start_tls(
     tls: &Arc<ClientConfig>,
     tcp: TcpStream,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
-    let conn = ClientConnection::new(tls.clone(), endpoint.server_name()).map_err(|e| format!("TLS: {e}"))?;
+    let conn =
+        ClientConnection::new(tls.clone(), endpoint.server_name.clone()).map_err(|e| format!("TLS: {e}"))?;
     Ok(StreamOwned::new(conn, tcp))
 }
 

@@ -29,6 +29,8 @@ pub struct Endpoint {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// `host` as the name the server's certificate must be valid for.
+    pub server_name: ServerName<'static>,
 }
 
 impl Endpoint {
@@ -78,21 +80,14 @@ impl Endpoint {
                 _ => return Err(format!("{url:?}: {p:?} is not a port number")),
             },
         };
-        if ServerName::try_from(host).is_err() {
-            return Err(format!("{url:?}: {host:?} is not a host name or IP address"));
-        }
+        let server_name = ServerName::try_from(host.to_string())
+            .map_err(|_| format!("{url:?}: {host:?} is not a host name or IP address"))?;
         Ok(Endpoint {
             security,
             host: host.to_string(),
             port,
+            server_name,
         })
-    }
-
-    /// The name the server's certificate must be valid for.
-    pub fn server_name(&self) -> ServerName<'static> {
-        // Checked in `parse`; a failure here would mean a different host string.
-        ServerName::try_from(self.host.clone())
-            .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()))
     }
 }
 
