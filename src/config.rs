@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use archive_core::access::AuthConfig;
 use archive_core::StoreConfig;
 use archive_imap::ImapConfig;
 use archive_smtp::IntakeConfig;
@@ -18,6 +19,8 @@ pub struct Config {
     pub intake: IntakeConfig,
     /// Read-only IMAP for users and auditors.
     pub imap: ImapConfig,
+    /// Pass-through logins against the mail server's IMAP.
+    pub auth: AuthConfig,
     /// Shutdown and logging.
     pub server: ServerSettings,
 }
@@ -98,7 +101,8 @@ impl Config {
             return Err("store.zstd_level must be between 1 and 19".into());
         }
         self.intake.validate()?;
-        self.imap.validate()
+        self.imap.validate()?;
+        self.auth.validate()
     }
 
     /// The store tunables.
@@ -164,6 +168,18 @@ autologout_secs = 1800          # after LOGIN (RFC 3501: at least 30 minutes)
 max_connections_per_ip = 20
 max_connections = 1000
 
+[auth]                          # logins besides `mailvault user add`: pass-through to the mail server
+# upstream = "imaps://mail.example.com:993"   # or "imap://mail.example.com:143" (STARTTLS); no plain mode
+# upstream_ca = "/etc/mailvault/upstream-ca.pem"   # default: the system's CA store
+# domains = ["example.com"]     # required with upstream: alice@<these> are checked upstream
+# bare_login_domain = "example.com"   # a login without @ is sent as typed, stands for login@this
+upstream_timeout_secs = 10      # one upstream check in all: connect, TLS, LOGIN
+cache_secs = 300                # a verified login is remembered (Argon2id hash) this long; 0: never
+
+# Further addresses of pass-through users (login address = [addresses]):
+# [auth.aliases]
+# "alice@example.com" = ["a.smith@example.com", "alice@example.org"]
+
 [server]
 shutdown_grace_secs = 30        # after SIGTERM: time for transactions in flight
 log = "info"                    # RUST_LOG overrides
@@ -205,5 +221,26 @@ mod tests {
         c = Config::default();
         c.intake.max_message_size = 0;
         assert!(c.validate().unwrap_err().contains("intake.max_message_size"));
+        let c: Config = toml::from_str("[auth]\nupstream = \"imap://mail.example.com\"\n").unwrap();
+        assert!(c.validate().unwrap_err().starts_with("auth.domains"));
+        let e = toml::from_str::<Config>("[auth]\nupstream_url = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("upstream_url"), "{e}");
+    }
+
+    #[test]
+    fn pass_through_with_aliases_reads_as_documented() {
+        let c: Config = toml::from_str(
+            r#"
+[auth]
+upstream = "imaps://mail.example.com"
+domains = ["example.com"]
+[auth.aliases]
+"alice@example.com" = ["a.smith@example.com"]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.auth.upstream.as_deref(), Some("imaps://mail.example.com"));
+        assert_eq!(c.auth.aliases["alice@example.com"], ["a.smith@example.com"]);
     }
 }

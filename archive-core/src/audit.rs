@@ -27,9 +27,21 @@ impl AuditEvent {
         }
     }
 
+    /// A successful login vouched for by someone other than the users file: `via` is
+    /// `upstream` (the mail server accepted the password just now) or `upstream-cache` (it
+    /// accepted the same password within the last minutes). The target reads
+    /// `imap via=upstream`.
+    pub fn login_via(user: &str, door: &str, origin: IpAddr, via: &str) -> AuditEvent {
+        AuditEvent {
+            target: format!("{} via={}", printable(door), printable(via)),
+            ..AuditEvent::login(user, door, origin)
+        }
+    }
+
     /// A refused login. `given` is the name as the client sent it (bounded and made printable
     /// here: it is untrusted); `reason` says why, for auditors only: an
-    /// [`AuthFailure::reason`](crate::access::AuthFailure::reason) or `rate-limited`. The
+    /// [`AuthFailure::reason`](crate::access::AuthFailure::reason), an
+    /// [`UpstreamRefusal::reason`](crate::access::UpstreamRefusal::reason) or `rate-limited`. The
     /// target reads `imap reason=wrong-password`.
     pub fn login_failed(given: &str, door: &str, origin: IpAddr, reason: &str) -> AuditEvent {
         AuditEvent {
@@ -67,6 +79,15 @@ mod tests {
                 ok.origin.as_str()
             ),
             ("alice", "login", "imap", "192.0.2.1")
+        );
+        let passed = AuditEvent::login_via("alice@example.com", "imap", ip, "upstream");
+        assert_eq!(
+            (
+                passed.actor.as_str(),
+                passed.action.as_str(),
+                passed.target.as_str()
+            ),
+            ("alice@example.com", "login", "imap via=upstream")
         );
         let failed = AuditEvent::login_failed(
             &format!("eve\x1b[2J{}", "x".repeat(500)),

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use archive_core::audit::AuditEvent;
 use archive_core::log::reader::Record;
 use archive_core::log::record::LeafBody;
 use archive_core::Envelope;
@@ -41,6 +42,9 @@ struct Line {
     /// The whole envelope (message and arrival records; JSON output only).
     #[serde(skip_serializing_if = "Option::is_none")]
     envelope: Option<EnvelopeJson>,
+    /// For audit records: who did what, on what, from where (JSON output only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit: Option<AuditEvent>,
 }
 
 /// An envelope for JSON output; addresses that are not UTF-8 are shown lossily.
@@ -102,6 +106,10 @@ impl Line {
             LeafBody::Arrival { first_seq, .. } => Some(first_seq),
             _ => None,
         };
+        let audit = match &leaf.body {
+            LeafBody::Audit { event } => serde_json::from_slice(event).ok(),
+            _ => None,
+        };
         Line {
             seq: leaf.seq,
             kind: leaf.kind().name(),
@@ -111,6 +119,7 @@ impl Line {
             sender,
             first_seq,
             envelope: envelope.map(EnvelopeJson::from),
+            audit,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use archive_core::access::LoginGate;
+use archive_core::access::{LoginGate, PassThrough};
 use archive_core::Store;
 use archive_smtp::Intake;
 
@@ -68,6 +68,11 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     config.validate().map_err(anyhow::Error::msg)?;
     init_logging(&config.server.log);
+    // Before the store opens: a bad CA file is a configuration error like any other.
+    let pass_through = PassThrough::new(&config.auth).map_err(anyhow::Error::msg)?;
+    if let Some(p) = &pass_through {
+        tracing::info!(upstream = %p.upstream(), "pass-through logins");
+    }
 
     let store = Arc::new(Store::open_or_create(
         &cli.data,
@@ -93,7 +98,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         for (protocol, addr) in &intake.listening {
             tracing::info!(protocol = %protocol.name(), %addr, "listening");
         }
-        let gate = Arc::new(LoginGate::new(&cli.data));
+        let gate = Arc::new(LoginGate::with_pass_through(&cli.data, pass_through));
         let imap = archive_imap::start(store.clone(), gate, config.imap.clone(), &tls_dir)
             .await
             .map_err(anyhow::Error::msg)?;

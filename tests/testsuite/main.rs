@@ -9,5 +9,6 @@ mod postfix;
 mod roundtrip;
 mod search;
 mod tamper;
+mod upstream;
 mod users;
 mod util;

@@ -107,6 +107,14 @@ impl<C: Clock> LoginLimiter<C> {
         counters.by_ip.record(client_key(ip), IP_FAILURES, now);
     }
 
+    /// Counts a failed attempt against the client address only: one that got no verdict
+    /// (the upstream was unavailable). It tells nothing about the name's password, so it must
+    /// not lock the name out, but a client must not use us to hammer the upstream either.
+    pub fn record_client_failure(&self, ip: IpAddr) {
+        let now = self.clock.now();
+        self.counters().by_ip.record(client_key(ip), IP_FAILURES, now);
+    }
+
     /// A successful login clears the name's failures, not the address's: one account an
     /// attacker owns must not reset the count of their guesses at others.
     pub fn record_success(&self, _ip: IpAddr, login: &str) {
@@ -250,6 +258,16 @@ mod tests {
         assert_eq!(l.check(ip("10.0.0.2"), "fresh"), Ok(()));
         // The same host over IPv4-mapped IPv6 counts as itself.
         assert!(l.check(ip("::ffff:10.0.0.1"), "fresh").is_err());
+    }
+
+    #[test]
+    fn attempts_without_a_verdict_count_for_the_address_only() {
+        let l = limiter();
+        for _ in 0..IP_FAILURES {
+            l.record_client_failure(ip("10.0.0.1"));
+        }
+        assert!(l.check(ip("10.0.0.1"), "alice").is_err());
+        assert_eq!(l.check(ip("10.0.0.2"), "alice"), Ok(()));
     }
 
     #[test]

@@ -1,25 +1,30 @@
-//! The one login path of every front door: rate limit, verify against the users file as it is
-//! now, and append the outcome as an audit record — in that order, in one call, so no front
-//! door can skip a step.
+//! The one login path of every front door: rate limit, verify, and append the outcome as an
+//! audit record — in that order, in one call, so no front door can skip a step.
+//!
+//! Verification asks the users file as it is now; a login the users file does not know (no
+//! user has it as name or address) and that pass-through handles goes to the mail server's
+//! IMAP ([`PassThrough`]). A local user always wins: their failure is never retried upstream.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::{Authenticated, LoginLimiter, RetryAfter, Users};
+use super::upstream::{PassThrough, UpstreamRefusal};
+use super::{AuthFailure, Authenticated, LoginLimiter, RetryAfter, Users};
 use crate::audit::AuditEvent;
 use crate::Store;
 
 /// Why a login was refused. The client learns only "failed" or "try later".
 #[derive(Debug, thiserror::Error)]
 pub enum LoginRefused {
-    /// Wrong password, unknown or disabled user (the audit record says which).
+    /// Wrong password, unknown or disabled user, or the upstream said no (the audit record
+    /// says which).
     #[error("authentication failed")]
     Failed,
     /// Too many recent failures for this name or client address.
     #[error(transparent)]
     RateLimited(#[from] RetryAfter),
-    /// The users file could not be read, or the audit record not appended: nobody logs in
-    /// while their login cannot be recorded.
+    /// The users file could not be read, the upstream could not be asked, or the audit record
+    /// not appended: nobody logs in while their login cannot be checked and recorded.
     #[error("login unavailable: {0}")]
     Unavailable(String),
 }
@@ -28,14 +33,34 @@ pub enum LoginRefused {
 pub struct LoginGate {
     data_dir: PathBuf,
     limiter: LoginLimiter,
+    pass_through: Option<PassThrough>,
+}
+
+/// How a verified attempt ended.
+enum Verdict {
+    /// Logged in; `via` names who vouched when it was not the users file.
+    In {
+        who: Authenticated,
+        via: Option<&'static str>,
+    },
+    /// The users file said no.
+    Local(AuthFailure),
+    /// The upstream said no, or could not be asked.
+    Upstream(UpstreamRefusal),
 }
 
 impl LoginGate {
     /// Logins against the users file of the store in `data_dir`.
     pub fn new(data_dir: &Path) -> LoginGate {
+        LoginGate::with_pass_through(data_dir, None)
+    }
+
+    /// Logins against the users file and, for logins it does not know, `pass_through`.
+    pub fn with_pass_through(data_dir: &Path, pass_through: Option<PassThrough>) -> LoginGate {
         LoginGate {
             data_dir: data_dir.to_path_buf(),
             limiter: LoginLimiter::new(),
+            pass_through,
         }
     }
 
@@ -43,7 +68,8 @@ impl LoginGate {
     /// read on every login, so `mailvault user …` changes apply at the next login without a
     /// restart. Every verified attempt becomes an audit record; attempts refused by the rate
     /// limit do not (they cost no verification, and recording them would let anyone grow the
-    /// log at will; the failures that led to the limit are recorded).
+    /// log at will; the failures that led to the limit are recorded). May block for the
+    /// upstream's timeout when pass-through is configured.
     pub fn login(
         &self,
         store: &Store,
@@ -54,19 +80,49 @@ impl LoginGate {
     ) -> std::result::Result<Authenticated, LoginRefused> {
         self.limiter.check(client, login)?;
         let users = Users::load(&self.data_dir).map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
-        let outcome = users.authenticate(login, password);
-        let event = match &outcome {
-            Ok(who) => AuditEvent::login(&who.name, door, client),
-            Err(failure) => AuditEvent::login_failed(login, door, client, failure.reason()),
+        let verdict = self.verify(&users, login, password);
+        let event = match &verdict {
+            Verdict::In { who, via: None } => AuditEvent::login(&who.name, door, client),
+            Verdict::In { who, via: Some(via) } => AuditEvent::login_via(&who.name, door, client, via),
+            Verdict::Local(failure) => AuditEvent::login_failed(login, door, client, failure.reason()),
+            Verdict::Upstream(refusal) => AuditEvent::login_failed(login, door, client, refusal.reason()),
         };
-        match &outcome {
-            Ok(_) => self.limiter.record_success(client, login),
-            Err(_) => self.limiter.record_failure(client, login),
+        match &verdict {
+            Verdict::In { .. } => self.limiter.record_success(client, login),
+            // No verdict on the password: counts against the client, not the name.
+            Verdict::Upstream(UpstreamRefusal::Unavailable(_)) => self.limiter.record_client_failure(client),
+            Verdict::Local(_) | Verdict::Upstream(UpstreamRefusal::Rejected) => {
+                self.limiter.record_failure(client, login)
+            }
         }
         store
             .append_audit(&event)
             .map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
-        outcome.map_err(|_| LoginRefused::Failed)
+        match verdict {
+            Verdict::In { who, .. } => Ok(who),
+            Verdict::Upstream(UpstreamRefusal::Unavailable(why)) => Err(LoginRefused::Unavailable(why)),
+            Verdict::Local(_) | Verdict::Upstream(UpstreamRefusal::Rejected) => Err(LoginRefused::Failed),
+        }
+    }
+
+    /// The users file decides every login it knows; pass-through, if configured, the logins it
+    /// handles; the users file (as an unknown user) the rest.
+    fn verify(&self, users: &Users, login: &str, password: &str) -> Verdict {
+        if let Some(pass_through) = &self.pass_through {
+            if !users.knows(login) && pass_through.address_of(login).is_some() {
+                return match pass_through.authenticate(login, password) {
+                    Ok(passed) => Verdict::In {
+                        who: passed.who,
+                        via: Some(passed.via),
+                    },
+                    Err(refusal) => Verdict::Upstream(refusal),
+                };
+            }
+        }
+        match users.authenticate(login, password) {
+            Ok(who) => Verdict::In { who, via: None },
+            Err(failure) => Verdict::Local(failure),
+        }
     }
 }
 

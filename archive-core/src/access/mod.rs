@@ -6,6 +6,7 @@
 //! - [`password`]: Argon2id hashing with pinned parameters;
 //! - [`names`]: what user names, addresses and domains may look like;
 //! - [`limiter`]: failed-login rate limits per client address and per login name;
+//! - [`upstream`]: pass-through logins checked by the mail server's own IMAP;
 //! - [`login`]: [`LoginGate`], the one login path: limit, verify, audit.
 //!
 //! Logins and failed logins are audit records: see [`crate::audit::AuditEvent::login`].
@@ -17,10 +18,12 @@ pub mod limiter;
 pub mod login;
 pub mod names;
 pub mod password;
+pub mod upstream;
 pub mod users;
 pub mod users_file;
 
 pub use limiter::{LoginLimiter, RetryAfter};
 pub use login::{LoginGate, LoginRefused};
 pub use password::hash_password;
+pub use upstream::{AuthConfig, PassThrough, UpstreamRefusal};
 pub use users::{AuditorDomains, AuthFailure, Authenticated, Role, UserRecord, Users};

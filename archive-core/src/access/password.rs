@@ -60,6 +60,12 @@ pub fn check_new_password(password: &str) -> Result<()> {
 /// Hashes a new password (checked with [`check_new_password`]) with a fresh random salt.
 pub fn hash_password(password: &str) -> Result<String> {
     check_new_password(password)?;
+    hash_unchecked(password)
+}
+
+/// Hashes a password someone else accepted (pass-through logins: the mail server's rules, not
+/// ours, decide what a password may be), with a fresh random salt.
+pub(crate) fn hash_unchecked(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| Error::Invalid(format!("no system randomness: {e}")))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Invalid(format!("salt: {e}")))?;

@@ -300,6 +300,17 @@ impl Users {
         })
     }
 
+    /// Whether `login` is a user's name or one of a user's addresses (enabled or not, shared
+    /// or not): such a login is decided by the users file alone, never passed through.
+    pub fn knows(&self, login: &str) -> bool {
+        let key = login_key(login);
+        self.by_name.contains_key(&key)
+            || self
+                .by_name
+                .values()
+                .any(|u| u.addresses().is_some_and(|a| a.contains(&key)))
+    }
+
     fn find_login(&self, login: &str) -> Option<&UserRecord> {
         let key = login_key(login);
         if let Some(user) = self.by_name.get(&key) {
@@ -415,6 +426,11 @@ mod tests {
             users.authenticate("info@example.com", PASSWORD),
             Err(AuthFailure::UnknownUser)
         );
+        // The users file still knows a shared address: it is never passed through.
+        assert!(users.knows("INFO@example.com"));
+        assert!(users.knows("Carol"));
+        assert!(users.knows("a.smith@example.org"));
+        assert!(!users.knows("dave@example.com"));
     }
 
     #[test]
