@@ -61,6 +61,9 @@ pub struct ImapLimits {
     pub max_connections_per_ip: usize,
     /// Simultaneous connections in total. Default 1000.
     pub max_connections: usize,
+    /// Memory for ENVELOPEs already computed, shared by all sessions (MiB; about 300 bytes a
+    /// message: the default holds ~200,000). Default 64; 0 turns the cache off.
+    pub envelope_cache_mib: usize,
 }
 
 impl Default for ImapLimits {
@@ -72,6 +75,7 @@ impl Default for ImapLimits {
             autologout: Duration::from_secs(30 * 60),
             max_connections_per_ip: 20,
             max_connections: 1000,
+            envelope_cache_mib: 64,
         }
     }
 }

@@ -28,6 +28,7 @@
 
 mod command;
 mod config;
+mod envelope_cache;
 mod esearch;
 mod mime;
 mod protocol;

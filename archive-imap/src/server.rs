@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::command::capabilities;
 use crate::config::ImapConfig;
+use crate::envelope_cache::EnvelopeCache;
 use crate::protocol::Protocol;
 use crate::session::{self, Conn, Session};
 use archive_core::access::LoginGate;
@@ -50,6 +51,7 @@ struct Shared {
     config: ImapConfig,
     acceptor: TlsAcceptor,
     connections: Mutex<HashMap<IpAddr, usize>>,
+    envelopes: Arc<EnvelopeCache>,
 }
 
 /// Counts a connection against the limits for as long as it lives.
@@ -101,12 +103,14 @@ pub async fn start(
     let (stop, stopped) = watch::channel(false);
     let plain_addr = config.plain;
     let tls_addr = config.tls;
+    let envelopes = Arc::new(EnvelopeCache::new(config.limits.envelope_cache_mib << 20));
     let shared = Arc::new(Shared {
         store,
         gate,
         config,
         acceptor,
         connections: Mutex::new(HashMap::new()),
+        envelopes,
     });
     let mut listening = Listening {
         plain: None,
@@ -192,6 +196,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
     let mut session = Session {
         store: Arc::clone(&shared.store),
         gate: Arc::clone(&shared.gate),
+        envelopes: Arc::clone(&shared.envelopes),
         peer,
         limits: shared.config.limits.clone(),
         tls: implicit_tls,

@@ -22,6 +22,7 @@ use imap_next::stream::{Error as StreamError, Stream};
 
 use crate::command;
 use crate::config::ImapLimits;
+use crate::envelope_cache::EnvelopeCache;
 use crate::protocol::{Event, Protocol, Sent};
 use archive_core::access::LoginGate;
 
@@ -50,6 +51,8 @@ pub(crate) struct Selected {
 pub(crate) struct Session {
     pub store: Arc<Store>,
     pub gate: Arc<LoginGate>,
+    /// ENVELOPEs computed by any session.
+    pub envelopes: Arc<EnvelopeCache>,
     pub peer: SocketAddr,
     pub limits: ImapLimits,
     /// TLS is active on this connection.
@@ -138,7 +141,8 @@ impl Conn {
         self.drive_to(h).await
     }
 
-    /// Sends a response line imap-codec cannot encode (`bytes` end in CRLF).
+    /// Sends responses encoded already (`bytes` end in CRLF): lines imap-codec cannot encode
+    /// (ESEARCH), and FETCH batches encoded off the async thread.
     pub async fn raw(&mut self, bytes: Vec<u8>) -> Result<(), Closed> {
         let h = self.server.enqueue_raw(bytes);
         self.drive_to(h).await

@@ -204,6 +204,12 @@ assert env.endswith(
     '(("Peter Mueller" NIL "p.mueller" "example.ch")) (("Erika Mustermann" NIL "erika" "example.com")) '
     'NIL NIL NIL "<gruesse-1@example.ch>"))'
 ), env
+# Asked again, the ENVELOPE comes from the shared cache, and exactly the same.
+assert fetch_line(m, UIDS["gruesse"], "ENVELOPE") == env
+m2 = connect("erika", "erika-pw")
+ok(m2.select("INBOX", readonly=True))
+assert fetch_line(m2, UIDS["gruesse"], "ENVELOPE") == env, "another session's cache hit"
+m2.logout()
 bs = fetch_line(m, UIDS["gruesse"], "BODYSTRUCTURE").lower()
 assert bs.endswith('bodystructure ("text" "plain" ("charset" "iso-8859-1") nil nil "quoted-printable" 122 6))'), bs
 env = fetch_line(m, UIDS["blind"], "ENVELOPE")

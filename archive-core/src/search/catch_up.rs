@@ -252,7 +252,7 @@ pub(crate) fn run(shared: &Shared, started: std::sync::mpsc::SyncSender<Result<(
         let (synced, shutdown) =
             shared
                 .durability
-                .wait_for_batch(applied, gather, Duration::from_millis(500));
+                .wait_for_batch(applied, gather, Duration::from_millis(500), false);
         gather = match synced.saturating_sub(applied) >= LOAD_BATCH {
             true => GATHER_UNDER_LOAD,
             false => GATHER,

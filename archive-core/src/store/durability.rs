@@ -22,6 +22,8 @@ pub(crate) struct SyncState {
     failed: Option<String>,
     /// Set when the store closes; background threads exit.
     pub shutdown: bool,
+    /// A reader waits for the key-value indexer: it stops gathering (see `wait_for_batch`).
+    index_awaited: bool,
 }
 
 /// The group-commit coordinator.
@@ -118,13 +120,40 @@ impl Durability {
     /// Like `wait_for_progress`, then lingers `gather` (unless shutting down) so that derived
     /// indexes apply records in batches instead of waking on every fsync: under load that is
     /// hundreds of tiny commits a second competing with intake for the cores.
-    pub fn wait_for_batch(&self, seen: u64, gather: Duration, timeout: Duration) -> (u64, bool) {
+    ///
+    /// With `awaitable` (the key-value indexer), the lingering ends as soon as a reader says
+    /// it waits ([`Durability::await_index`]): a view or read of a fresh record would
+    /// otherwise wait out the whole `gather`.
+    pub fn wait_for_batch(
+        &self,
+        seen: u64,
+        gather: Duration,
+        timeout: Duration,
+        awaitable: bool,
+    ) -> (u64, bool) {
         let (synced, shutdown) = self.wait_for_progress(seen, timeout);
         if synced <= seen || shutdown {
             return (synced, shutdown);
         }
-        let shutdown = self.sleep(gather);
-        (self.synced(), shutdown)
+        let s = self.lock();
+        let (mut s, _) = self
+            .stopping
+            .wait_timeout_while(s, gather, |s| !(s.shutdown || awaitable && s.index_awaited))
+            .unwrap_or_else(|p| p.into_inner());
+        if awaitable {
+            s.index_awaited = false;
+        }
+        (s.synced, s.shutdown)
+    }
+
+    /// A reader waits for the key-value indexer to apply what is durable: it should not
+    /// linger.
+    pub fn await_index(&self) {
+        let mut s = self.lock();
+        if !s.index_awaited {
+            s.index_awaited = true;
+            self.stopping.notify_all();
+        }
     }
 
     /// Tells background threads to finish.

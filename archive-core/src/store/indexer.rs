@@ -122,7 +122,7 @@ pub(crate) fn run(shared: &Shared) {
         let (synced, shutdown) =
             shared
                 .durability
-                .wait_for_batch(applied, GATHER, Duration::from_millis(500));
+                .wait_for_batch(applied, GATHER, Duration::from_millis(500), true);
         if synced > applied {
             match index_until(shared, &mut cursor, synced) {
                 Ok(()) => applied = synced,

@@ -204,6 +204,12 @@ impl Shared {
 
     fn wait_indexed(&self, seq: u64) -> Result<()> {
         let mut p = self.progress();
+        if p.applied < seq {
+            // Not while holding the progress lock: the indexer takes it after the durability one.
+            drop(p);
+            self.durability.await_index();
+            p = self.progress();
+        }
         while p.applied < seq {
             if let Some(why) = &p.failure {
                 return Err(Error::Index(why.clone()));

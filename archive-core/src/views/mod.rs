@@ -149,6 +149,13 @@ impl View {
             .map(|(uid, _)| uid)
     }
 
+    /// The message record seq behind message sequence number `n` (1-based).
+    pub fn message_seq_at(&self, n: usize) -> Option<u64> {
+        n.checked_sub(1)
+            .and_then(|i| self.list.entries.get(i))
+            .map(|(_, seq)| seq)
+    }
+
     /// The message sequence number (1-based) of `uid`, if it is in the view.
     pub fn position(&self, uid: u64) -> Option<usize> {
         self.list.entries.position(uid).map(|i| i + 1)

@@ -6,8 +6,12 @@
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use archive_core::views::View;
+use archive_core::Store;
+use imap_codec::encode::Encoder;
+use imap_codec::ResponseCodec;
 use imap_next::imap_types::core::{LiteralMode, NString, NString8, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::extensions::binary::Literal8;
@@ -15,13 +19,14 @@ use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Part, Section,
 };
 use imap_next::imap_types::flag::{Flag, FlagFetch};
-use imap_next::imap_types::response::Data;
+use imap_next::imap_types::response::{Data, Response};
 use imap_next::imap_types::sequence::SequenceSet;
 
 use super::Done;
+use crate::envelope_cache::EnvelopeCache;
 use crate::mime::{header_fields, nstring, Parsed};
 use crate::sequence::resolve;
-use crate::session::{bad, blocking, code, no, ok, Closed, Conn, Session};
+use crate::session::{bad, code, no, ok, Closed, Conn, Session};
 
 pub(crate) async fn handle(
     s: &mut Session,
@@ -59,16 +64,19 @@ pub(crate) async fn handle(
                 | MessageDataItemName::Rfc822Header
         )
     });
-    let needs_bytes = reads_content
-        || names.iter().any(|n| {
-            matches!(
-                n,
-                MessageDataItemName::Envelope
-                    | MessageDataItemName::Body
-                    | MessageDataItemName::BodyStructure
-                    | MessageDataItemName::BinarySize { .. }
-            )
-        });
+    // What needs the message's bytes whatever is cached (ENVELOPE may not: see `Needs`).
+    let needs = Needs {
+        bytes: reads_content
+            || names.iter().any(|n| {
+                matches!(
+                    n,
+                    MessageDataItemName::Body
+                        | MessageDataItemName::BodyStructure
+                        | MessageDataItemName::BinarySize { .. }
+                )
+            }),
+        envelope: names.contains(&MessageDataItemName::Envelope),
+    };
     if reads_content && !numbers.is_empty() {
         let uids: Vec<u64> = numbers.iter().filter_map(|n| view.uid_at(*n)).collect();
         let target = format!("imap mailbox {} uids {}", view.mailbox(), ranges(&uids));
@@ -76,31 +84,26 @@ pub(crate) async fn handle(
             return Done::reply(no(tag, Some(code("UNAVAILABLE")), &why));
         }
     }
-    let mut next = 0;
-    while next < numbers.len() {
-        // A batch of messages per blocking call (a thread hand-off per message would cost more
-        // than a small message's items), bounded in bytes so `FETCH 1:* BODY[]` never holds
-        // more than about BATCH_BYTES (or one bigger message) in memory.
-        let batch = blocking(|| {
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            while let Some(n) = numbers.get(next) {
-                if batch.len() >= BATCH_MESSAGES || bytes >= BATCH_BYTES {
-                    break;
-                }
-                next += 1;
-                let Some(uid_value) = view.uid_at(*n) else {
-                    continue;
-                };
-                let (items, size) =
-                    message_items(s, &view, uid_value, &names, needs_bytes).map_err(|e| (uid_value, e))?;
-                bytes += size;
-                batch.push((*n, items));
+    // Messages are read, answered and encoded in batches on a blocking thread while the
+    // session sends the batch before (a thread hand-off and a socket write per message would
+    // cost more than a small message's items). The channel holds one batch, so at most about
+    // three times BATCH_BYTES (or one bigger message each) are in memory: `FETCH 1:* BODY[]`
+    // is safe on any mailbox.
+    let reader = Reader {
+        store: Arc::clone(&s.store),
+        envelopes: Arc::clone(&s.envelopes),
+        view,
+        names,
+        needs,
+    };
+    let (batches, mut received) = tokio::sync::mpsc::channel(1);
+    let producer = tokio::task::spawn_blocking(move || reader.send_batches(&numbers, &batches));
+    while let Some(batch) = received.recv().await {
+        match batch {
+            Ok(wire) => {
+                c.raw(wire).await?;
+                c.flush().await?;
             }
-            Ok(batch)
-        });
-        let batch = match batch {
-            Ok(batch) => batch,
             Err((_, Unreadable::UnknownCte)) => {
                 return Done::reply(no(
                     tag,
@@ -117,17 +120,15 @@ pub(crate) async fn handle(
                     "a message could not be read; nothing was changed",
                 ));
             }
-        };
-        for (n, items) in batch {
-            let (Some(seq), Ok(items)) = (
-                u32::try_from(n).ok().and_then(NonZeroU32::new),
-                Vec1::try_from(items),
-            ) else {
-                continue;
-            };
-            c.data(Data::Fetch { seq, items }).await?;
         }
-        c.flush().await?;
+    }
+    if producer.await.is_err() {
+        tracing::error!("FETCH: the reading thread failed");
+        return Done::reply(no(
+            tag,
+            Some(code("SERVERBUG")),
+            "the messages could not be read; nothing was changed",
+        ));
     }
     Done::reply(ok(tag, "FETCH completed"))
 }
@@ -135,7 +136,7 @@ pub(crate) async fn handle(
 /// Most messages read per blocking call.
 const BATCH_MESSAGES: usize = 256;
 
-/// Message bytes after which a batch is sent before more are read.
+/// Response bytes after which a batch is sent before more messages are read.
 const BATCH_BYTES: usize = 1 << 20;
 
 /// Why a message's items cannot be given.
@@ -146,119 +147,194 @@ enum Unreadable {
     UnknownCte,
 }
 
-/// The reply items for one message, in the order asked, and how many message bytes were
-/// read for them.
-fn message_items(
-    s: &Session,
-    view: &View,
+/// What the items asked need of each message.
+#[derive(Clone, Copy)]
+struct Needs {
+    /// The stored bytes, whatever is cached.
+    bytes: bool,
+    /// ENVELOPE: from the cache, else from the bytes (and then cached).
+    envelope: bool,
+}
+
+/// A message of the selected view.
+#[derive(Clone, Copy)]
+struct Message {
+    /// Its UID in the view.
     uid: u64,
-    names: &[MessageDataItemName<'static>],
-    needs_bytes: bool,
-) -> Result<(Vec<MessageDataItem<'static>>, usize), Unreadable> {
-    let (raw, received_us, size) = if needs_bytes {
-        let m = s
-            .store
-            .view_message(view, uid)
-            .map_err(|e| Unreadable::Store(e.to_string()))?;
-        let size = m.raw.len() as u64;
-        (m.raw, m.received_us, size)
-    } else if names.iter().any(|n| {
-        matches!(
-            n,
-            MessageDataItemName::InternalDate | MessageDataItemName::Rfc822Size
-        )
-    }) {
-        // Dates and sizes come from the record; no message bytes are decompressed.
-        let e = s
-            .store
-            .view_entry(view, uid)
-            .map_err(|e| Unreadable::Store(e.to_string()))?;
-        (Vec::new(), e.received_us, e.size)
-    } else {
-        // UID and FLAGS (what clients poll most) are known from the view alone.
-        (Vec::new(), 0, 0)
-    };
-    let parsed = Parsed::new(&raw);
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let item = match name {
-            MessageDataItemName::Uid => {
-                let u = u32::try_from(uid).ok().and_then(NonZeroU32::new);
-                match u {
-                    Some(u) => MessageDataItem::Uid(u),
-                    None => continue,
-                }
+    /// The message record holding its bytes.
+    seq: u64,
+}
+
+/// A batch of encoded FETCH responses, or the UID that could not be answered and why.
+type Batch = Result<Vec<u8>, (u64, Unreadable)>;
+
+/// What the blocking thread of one FETCH command reads with.
+struct Reader {
+    store: Arc<Store>,
+    envelopes: Arc<EnvelopeCache>,
+    view: View,
+    names: Vec<MessageDataItemName<'static>>,
+    needs: Needs,
+}
+
+impl Reader {
+    /// Answers `numbers` (message sequence numbers of the view) in batches until done, a
+    /// message cannot be answered (sent as the last batch), or the session went away.
+    fn send_batches(&self, numbers: &[usize], batches: &tokio::sync::mpsc::Sender<Batch>) {
+        let mut numbers = numbers.iter().peekable();
+        while numbers.peek().is_some() {
+            let batch = self.batch(&mut numbers);
+            let failed = batch.is_err();
+            if batches.blocking_send(batch).is_err() || failed {
+                return;
             }
-            MessageDataItemName::Flags => MessageDataItem::Flags(vec![FlagFetch::Flag(Flag::Seen)]),
-            MessageDataItemName::InternalDate => match internal_date(received_us) {
-                Some(d) => MessageDataItem::InternalDate(d),
-                None => continue,
-            },
-            MessageDataItemName::Rfc822Size => {
-                MessageDataItem::Rfc822Size(u32::try_from(size).unwrap_or(u32::MAX))
-            }
-            MessageDataItemName::Envelope => MessageDataItem::Envelope(parsed.envelope()),
-            MessageDataItemName::Body => MessageDataItem::Body(parsed.body_structure()),
-            MessageDataItemName::BodyStructure => MessageDataItem::BodyStructure(parsed.body_structure()),
-            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(bytes(&raw)),
-            MessageDataItemName::Rfc822Header => {
-                MessageDataItem::Rfc822Header(bytes(parsed.header(&[]).unwrap_or(&raw)))
-            }
-            MessageDataItemName::Rfc822Text => {
-                MessageDataItem::Rfc822Text(bytes(parsed.text(&[]).unwrap_or(b"")))
-            }
-            MessageDataItemName::BodyExt { section, partial, .. } => {
-                let content = section_bytes(&parsed, section.as_ref());
-                let (origin, data) = match (partial, content) {
-                    (Some((start, len)), Some(b)) => {
-                        (Some(*start), Some(slice(&b, *start, len.get()).to_vec()))
-                    }
-                    (Some((start, _)), None) => (Some(*start), None),
-                    (None, b) => (None, b.map(Cow::into_owned)),
-                };
-                MessageDataItem::BodyExt {
-                    section: section.clone(),
-                    origin,
-                    data: nstring(Some(data.unwrap_or_default())),
-                }
-            }
-            MessageDataItemName::Binary { section, partial, .. } => {
-                let value = match parsed.binary(section) {
-                    Some(Ok(b)) => {
-                        let b = match partial {
-                            Some((start, len)) => slice(&b, *start, len.get()).to_vec(),
-                            None => b.into_owned(),
-                        };
-                        NString8::Literal8(Literal8 {
-                            data: Cow::Owned(b),
-                            mode: LiteralMode::Sync,
-                        })
-                    }
-                    Some(Err(())) => return Err(Unreadable::UnknownCte),
-                    None => NString8::NString(NString(None)),
-                };
-                MessageDataItem::Binary {
-                    section: section.clone(),
-                    value,
-                }
-            }
-            MessageDataItemName::BinarySize { section } => {
-                let size = match parsed.binary(section) {
-                    Some(Ok(b)) => b.len(),
-                    Some(Err(())) => return Err(Unreadable::UnknownCte),
-                    None => 0,
-                };
-                MessageDataItem::BinarySize {
-                    section: section.clone(),
-                    size: u32::try_from(size).unwrap_or(u32::MAX),
-                }
-            }
-            #[allow(unreachable_patterns)]
-            _ => continue,
-        };
-        out.push(item);
+        }
     }
-    Ok((out, raw.len()))
+
+    /// The encoded responses of the next messages, up to BATCH_MESSAGES or BATCH_BYTES.
+    fn batch<'n>(&self, numbers: &mut impl Iterator<Item = &'n usize>) -> Batch {
+        let mut wire = Vec::new();
+        let mut count = 0;
+        while count < BATCH_MESSAGES && wire.len() < BATCH_BYTES {
+            let Some(n) = numbers.next() else { break };
+            let (Some(uid), Some(seq)) = (self.view.uid_at(*n), self.view.message_seq_at(*n)) else {
+                continue;
+            };
+            let items = self.message_items(Message { uid, seq }).map_err(|e| (uid, e))?;
+            let (Some(number), Ok(items)) = (
+                u32::try_from(*n).ok().and_then(NonZeroU32::new),
+                Vec1::try_from(items),
+            ) else {
+                continue;
+            };
+            let response = Response::Data(Data::Fetch { seq: number, items });
+            wire.extend(ResponseCodec::default().encode(&response).dump());
+            count += 1;
+        }
+        Ok(wire)
+    }
+
+    /// The reply items for one message, in the order asked.
+    fn message_items(&self, message: Message) -> Result<Vec<MessageDataItem<'static>>, Unreadable> {
+        let (store, view, names, needs) = (&self.store, &self.view, &self.names, self.needs);
+        let uid = message.uid;
+        let cached_envelope = if needs.envelope && !needs.bytes {
+            self.envelopes.get(message.seq)
+        } else {
+            None
+        };
+        let needs_bytes = needs.bytes || (needs.envelope && cached_envelope.is_none());
+        let (raw, received_us, size) = if needs_bytes {
+            let m = store
+                .view_message(view, uid)
+                .map_err(|e| Unreadable::Store(e.to_string()))?;
+            let size = m.raw.len() as u64;
+            (m.raw, m.received_us, size)
+        } else if names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::InternalDate | MessageDataItemName::Rfc822Size
+            )
+        }) {
+            // Dates and sizes come from the record; no message bytes are decompressed.
+            let e = store
+                .view_entry(view, uid)
+                .map_err(|e| Unreadable::Store(e.to_string()))?;
+            (Vec::new(), e.received_us, e.size)
+        } else {
+            // UID, FLAGS and a cached ENVELOPE (what clients sync most) are known without
+            // reading the log.
+            (Vec::new(), 0, 0)
+        };
+        let parsed = Parsed::new(&raw);
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let item = match name {
+                MessageDataItemName::Uid => {
+                    let u = u32::try_from(uid).ok().and_then(NonZeroU32::new);
+                    match u {
+                        Some(u) => MessageDataItem::Uid(u),
+                        None => continue,
+                    }
+                }
+                MessageDataItemName::Flags => MessageDataItem::Flags(vec![FlagFetch::Flag(Flag::Seen)]),
+                MessageDataItemName::InternalDate => match internal_date(received_us) {
+                    Some(d) => MessageDataItem::InternalDate(d),
+                    None => continue,
+                },
+                MessageDataItemName::Rfc822Size => {
+                    MessageDataItem::Rfc822Size(u32::try_from(size).unwrap_or(u32::MAX))
+                }
+                MessageDataItemName::Envelope => MessageDataItem::Envelope(match &cached_envelope {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = parsed.envelope();
+                        self.envelopes.insert(message.seq, &e);
+                        e
+                    }
+                }),
+                MessageDataItemName::Body => MessageDataItem::Body(parsed.body_structure()),
+                MessageDataItemName::BodyStructure => MessageDataItem::BodyStructure(parsed.body_structure()),
+                MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(bytes(&raw)),
+                MessageDataItemName::Rfc822Header => {
+                    MessageDataItem::Rfc822Header(bytes(parsed.header(&[]).unwrap_or(&raw)))
+                }
+                MessageDataItemName::Rfc822Text => {
+                    MessageDataItem::Rfc822Text(bytes(parsed.text(&[]).unwrap_or(b"")))
+                }
+                MessageDataItemName::BodyExt { section, partial, .. } => {
+                    let content = section_bytes(&parsed, section.as_ref());
+                    let (origin, data) = match (partial, content) {
+                        (Some((start, len)), Some(b)) => {
+                            (Some(*start), Some(slice(&b, *start, len.get()).to_vec()))
+                        }
+                        (Some((start, _)), None) => (Some(*start), None),
+                        (None, b) => (None, b.map(Cow::into_owned)),
+                    };
+                    MessageDataItem::BodyExt {
+                        section: section.clone(),
+                        origin,
+                        data: nstring(Some(data.unwrap_or_default())),
+                    }
+                }
+                MessageDataItemName::Binary { section, partial, .. } => {
+                    let value = match parsed.binary(section) {
+                        Some(Ok(b)) => {
+                            let b = match partial {
+                                Some((start, len)) => slice(&b, *start, len.get()).to_vec(),
+                                None => b.into_owned(),
+                            };
+                            NString8::Literal8(Literal8 {
+                                data: Cow::Owned(b),
+                                mode: LiteralMode::Sync,
+                            })
+                        }
+                        Some(Err(())) => return Err(Unreadable::UnknownCte),
+                        None => NString8::NString(NString(None)),
+                    };
+                    MessageDataItem::Binary {
+                        section: section.clone(),
+                        value,
+                    }
+                }
+                MessageDataItemName::BinarySize { section } => {
+                    let size = match parsed.binary(section) {
+                        Some(Ok(b)) => b.len(),
+                        Some(Err(())) => return Err(Unreadable::UnknownCte),
+                        None => 0,
+                    };
+                    MessageDataItem::BinarySize {
+                        section: section.clone(),
+                        size: u32::try_from(size).unwrap_or(u32::MAX),
+                    }
+                }
+                #[allow(unreachable_patterns)]
+                _ => continue,
+            };
+            out.push(item);
+        }
+        Ok(out)
+    }
 }
 
 /// The bytes of a BODY[section]; `None` if the section does not exist in this message.
