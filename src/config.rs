@@ -167,6 +167,8 @@ login_timeout_secs = 60         # before LOGIN
 autologout_secs = 1800          # after LOGIN (RFC 3501: at least 30 minutes)
 max_connections_per_ip = 20
 max_connections = 1000
+max_connections_per_user = 20   # logged-in sessions of one user
+envelope_cache_mib = 64         # ENVELOPEs computed once, shared by all sessions
 
 [auth]                          # logins besides `mailvault user add`: pass-through to the mail server
 # upstream = "imaps://mail.example.com:993"   # or "imap://mail.example.com:143" (STARTTLS); no plain mode

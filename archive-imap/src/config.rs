@@ -61,6 +61,9 @@ pub struct ImapLimits {
     pub max_connections_per_ip: usize,
     /// Simultaneous connections in total. Default 1000.
     pub max_connections: usize,
+    /// Simultaneous logged-in sessions of one user, from anywhere (mail clients open up to
+    /// five per account; phones and laptops add theirs). Default 20.
+    pub max_connections_per_user: usize,
     /// Memory for ENVELOPEs already computed, shared by all sessions (MiB; about 300 bytes a
     /// message: the default holds ~200,000). Default 64; 0 turns the cache off.
     pub envelope_cache_mib: usize,
@@ -75,6 +78,7 @@ impl Default for ImapLimits {
             autologout: Duration::from_secs(30 * 60),
             max_connections_per_ip: 20,
             max_connections: 1000,
+            max_connections_per_user: 20,
             envelope_cache_mib: 64,
         }
     }
@@ -87,8 +91,12 @@ impl ImapConfig {
         if l.max_literal_bytes >= l.max_command_bytes {
             return Err("imap.limits.max_literal_bytes must be below max_command_bytes".into());
         }
-        if l.max_connections_per_ip == 0 || l.max_connections == 0 {
-            return Err("imap.limits.max_connections(_per_ip) must be at least 1".into());
+        if l.max_connections_per_ip == 0 || l.max_connections == 0 || l.max_connections_per_user == 0 {
+            return Err(
+                "imap.limits.max_connections, max_connections_per_ip and max_connections_per_user \
+                 must be at least 1"
+                    .into(),
+            );
         }
         if self.tls_certificate.is_some() != self.tls_key.is_some() {
             return Err("imap.tls_certificate and imap.tls_key go together".into());

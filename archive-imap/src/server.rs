@@ -21,7 +21,7 @@ use crate::command::capabilities;
 use crate::config::ImapConfig;
 use crate::envelope_cache::EnvelopeCache;
 use crate::protocol::Protocol;
-use crate::session::{self, Conn, Session};
+use crate::session::{self, Conn, Session, UserSessions};
 use archive_core::access::LoginGate;
 
 /// Running listeners; dropping this does not stop them, [`Listening::shutdown`] does.
@@ -52,6 +52,7 @@ struct Shared {
     acceptor: TlsAcceptor,
     connections: Mutex<HashMap<IpAddr, usize>>,
     envelopes: Arc<EnvelopeCache>,
+    user_sessions: Arc<UserSessions>,
 }
 
 /// Counts a connection against the limits for as long as it lives.
@@ -104,6 +105,7 @@ pub async fn start(
     let plain_addr = config.plain;
     let tls_addr = config.tls;
     let envelopes = Arc::new(EnvelopeCache::new(config.limits.envelope_cache_mib << 20));
+    let user_sessions = Arc::new(UserSessions::new(config.limits.max_connections_per_user));
     let shared = Arc::new(Shared {
         store,
         gate,
@@ -111,6 +113,7 @@ pub async fn start(
         acceptor,
         connections: Mutex::new(HashMap::new()),
         envelopes,
+        user_sessions,
     });
     let mut listening = Listening {
         plain: None,
@@ -197,6 +200,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
         store: Arc::clone(&shared.store),
         gate: Arc::clone(&shared.gate),
         envelopes: Arc::clone(&shared.envelopes),
+        user_sessions: Arc::clone(&shared.user_sessions),
         peer,
         limits: shared.config.limits.clone(),
         tls: implicit_tls,

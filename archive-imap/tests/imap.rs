@@ -352,6 +352,74 @@ async fn connection_limits_and_login_timeout() {
     listening.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_one_user_are_limited() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let key = path.join("signing.key");
+    Store::create(&path, &key).unwrap();
+    add_users(
+        &path,
+        &[
+            (
+                "erika",
+                "erika-password",
+                Role::user(["erika@example.com"]).unwrap(),
+            ),
+            ("hans", "hans-password", Role::user(["hans@example.de"]).unwrap()),
+        ],
+    );
+    let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
+    let mut config = ImapConfig {
+        plain: Some("127.0.0.1:0".parse().unwrap()),
+        tls: None,
+        ..ImapConfig::default()
+    };
+    config.limits.max_connections_per_user = 2;
+    let listening = archive_imap::start(
+        store,
+        Arc::new(LoginGate::new(&path)),
+        config,
+        &dir.path().join("tls"),
+    )
+    .await
+    .unwrap();
+    let addr = listening.plain.unwrap();
+    // Logs in on a new connection; returns it and the tagged answer.
+    let login = |user: &'static str| async move {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(read_line(&mut tcp).await.starts_with("* OK"));
+        let command = format!("a LOGIN {user} {user}-password\r\n");
+        tcp.write_all(command.as_bytes()).await.unwrap();
+        let answer = read_line(&mut tcp).await;
+        (tcp, answer)
+    };
+    let (mut first, answer) = login("erika").await;
+    assert!(answer.starts_with("a OK"), "{answer}");
+    let (_second, answer) = login("erika").await;
+    assert!(answer.starts_with("a OK"), "{answer}");
+    let (_third, answer) = login("erika").await;
+    assert!(answer.starts_with("a NO [LIMIT]"), "{answer}");
+    // Other users are not affected.
+    let (_hans, answer) = login("hans").await;
+    assert!(answer.starts_with("a OK"), "{answer}");
+    // A logout frees its place.
+    first.write_all(b"b LOGOUT\r\n").await.unwrap();
+    while !read_line(&mut first).await.is_empty() {}
+    // (The place is freed as the session ends, which may be just after the socket closes.)
+    let mut answer = String::new();
+    for _ in 0..40 {
+        answer = login("erika").await.1;
+        if answer.starts_with("a OK") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answer.starts_with("a OK"), "{answer}");
+    listening.shutdown().await;
+}
+
 /// A message for the SORT/THREAD test, padded so that sizes differ by `pad`.
 fn sort_message(headers: &str, pad: usize) -> Vec<u8> {
     format!("{headers}To: reader@example.org\r\n\r\n{}\r\n", "x".repeat(pad)).into_bytes()

@@ -351,6 +351,16 @@ assert ok(a.uid("SEARCH", None, "UID", f"{UIDS['rechnung']}:{UIDS['blind']}")) =
 for name in ["Archive", "Domains/example.com", "Erika", "INBOX/../erika"]:
     typ, data = select(a, name)
     assert typ == "NO" and b"NONEXISTENT" in data[0], (name, typ, data)
+    typ, data = a.status(name, "(MESSAGES UIDNEXT)")
+    assert typ == "NO" and b"NONEXISTENT" in data[0], (name, typ, data)
+# Erika's INBOX is open in another session (her list is shared between her sessions):
+# Alice's INBOX still holds only her own message.
+e2 = connect("erika", "erika-pw")
+assert select(e2, "INBOX")[1] != [b"1"]
+typ, data = select(a, "INBOX")
+assert data == [b"1"], data
+assert ok(a.status("INBOX", "(MESSAGES)"))[0].endswith(b"(MESSAGES 1)"), "STATUS INBOX"
+e2.logout()
 typ, data = select(a, "Sent")
 assert data == [b"1"], data
 assert [int(x) for x in ok(a.uid("SEARCH", None, "ALL"))[0].split()] == [UIDS["report"]]

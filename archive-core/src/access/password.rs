@@ -7,7 +7,7 @@
 
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
-use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::{Error, Result};
@@ -69,9 +69,30 @@ pub(crate) fn hash_unchecked(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| Error::Invalid(format!("no system randomness: {e}")))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Invalid(format!("salt: {e}")))?;
-    let hash = hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| Error::Invalid(format!("hashing the password: {e}")))?;
+    let hasher = hasher();
+    let failed = |e: String| Error::Invalid(format!("hashing the password: {e}"));
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_buf)
+        .map_err(|e| failed(e.to_string()))?;
+    // In the pooled working memory, like verifications (`verify_password`).
+    let mut memory = WorkingMemory::get().take(hasher.params().block_count());
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        hasher
+            .hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, memory.blocks())
+            .map_err(|_| argon2::password_hash::Error::Password)
+    })
+    .map_err(|e| failed(e.to_string()))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: hasher
+            .params()
+            .try_into()
+            .map_err(|e: argon2::password_hash::Error| failed(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
     Ok(hash.to_string())
 }
 
@@ -217,6 +238,23 @@ mod tests {
         assert!(!verify_password("correct horsE", &phc));
         // Fresh salt every time.
         assert_ne!(phc, hash_password("correct horse").unwrap());
+    }
+
+    #[test]
+    fn concurrent_verifications_keep_at_most_one_buffer_per_core() {
+        let phc = hash_password("correct horse").unwrap();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let phc = &phc;
+                s.spawn(move || {
+                    assert!(verify_password("correct horse", phc));
+                    assert!(!verify_password(&format!("wrong {i}"), phc));
+                });
+            }
+        });
+        let pool = WorkingMemory::get().lock();
+        assert!(pool.free.len() <= pool.limit, "{} buffers kept", pool.free.len());
+        assert!(pool.free.iter().all(|b| b.len() == MEMORY_KIB as usize));
     }
 
     #[test]

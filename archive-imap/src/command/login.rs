@@ -40,10 +40,19 @@ pub(crate) fn verify(
     let outcome = blocking(|| s.gate.login(&s.store, user, password, s.peer.ip(), "imap"));
     match outcome {
         Ok(who) => {
+            let Some(session) = s.user_sessions.enter(&who.name) else {
+                tracing::info!(user = %who.name, peer = %s.peer, "imap login: too many sessions");
+                return no(
+                    tag,
+                    Some(code("LIMIT")),
+                    "too many sessions of this user; close one and try again",
+                );
+            };
             tracing::info!(user = %who.name, peer = %s.peer, "imap login");
             s.user = Some(User {
                 name: who.name,
                 principal: who.principal,
+                _session: session,
             });
             status(
                 Kind::Ok,

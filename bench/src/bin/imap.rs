@@ -329,10 +329,14 @@ fn serve_mailvault(
     import_secs: Option<f64>,
 ) -> BenchResult<Figures> {
     let store = scratch.join("mailvault");
-    // The default limit is 20 connections from one address (`[imap.limits]`); the sessions
-    // all come from 127.0.0.1, as Dovecot's `mail_max_userip_connections` is raised too.
+    // The default limits are 20 connections from one address and 20 sessions of one user
+    // (`[imap.limits]`); the sessions all come from 127.0.0.1 as one user, as Dovecot's
+    // `mail_max_userip_connections` is raised too.
     let config = scratch.join("mailvault.toml");
-    fs::write(&config, "[imap.limits]\nmax_connections_per_ip = 10000\n")?;
+    fs::write(
+        &config,
+        "[imap.limits]\nmax_connections_per_ip = 10000\nmax_connections_per_user = 10000\n",
+    )?;
     let log = scratch.join("serve.log");
     let log_file = fs::File::create(&log)?;
     let child = mailvault(bin, &store)
