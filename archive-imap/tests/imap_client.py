@@ -410,6 +410,15 @@ for uid, path in manifest:
     fetch_line(e, uid, "BODYSTRUCTURE")
     fetch_line(e, uid, "ENVELOPE")
 print(f"   {len(manifest)} messages byte-exact")
+# All of them in one command: answered by several reading threads, sent in order.
+typ, data = e.uid("FETCH", "1:*", "(BODY.PEEK[])")
+assert typ == "OK", (typ, data)
+answers = [d for d in data if isinstance(d, tuple)]
+assert len(answers) == len(manifest), (len(answers), len(manifest))
+for n, ((head, body), (uid, path)) in enumerate(zip(answers, manifest), start=1):
+    assert head.startswith(f"{n} (".encode()) and f"UID {uid} ".encode() in head, (n, head, uid)
+    with open(path, "rb") as f:
+        assert body == f.read().replace(b"\x00", b"\x80"), path
 assert not splits, splits
 e.logout()
 

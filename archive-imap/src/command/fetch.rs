@@ -84,25 +84,47 @@ pub(crate) async fn handle(
             return Done::reply(no(tag, Some(code("UNAVAILABLE")), &why));
         }
     }
-    // Messages are read, answered and encoded in batches on a blocking thread while the
-    // session sends the batch before (a thread hand-off and a socket write per message would
-    // cost more than a small message's items). The channel holds one batch, so at most about
-    // three times BATCH_BYTES (or one bigger message each) are in memory: `FETCH 1:* BODY[]`
-    // is safe on any mailbox.
-    let reader = Reader {
+    // Messages are read, answered and encoded on blocking threads (one per core) while the
+    // session sends what is ready, in order. Each thread may run ahead by WORKER_BYTES of
+    // encoded responses (or one bigger message), so `FETCH 1:* BODY[]` is safe on any mailbox.
+    let reader = Arc::new(Reader {
         store: Arc::clone(&s.store),
         envelopes: Arc::clone(&s.envelopes),
         view,
         names,
         needs,
-    };
-    let (batches, mut received) = tokio::sync::mpsc::channel(1);
-    let producer = tokio::task::spawn_blocking(move || reader.send_batches(&numbers, &batches));
-    while let Some(batch) = received.recv().await {
-        match batch {
-            Ok(wire) => {
-                c.raw(wire).await?;
-                c.flush().await?;
+    });
+    let stripe = if needs.bytes { 1 } else { STRIPE_WITHOUT_BYTES };
+    let stripes: Vec<Vec<usize>> = numbers.chunks(stripe).map(<[usize]>::to_vec).collect();
+    let workers = worker_count().min(stripes.len()).max(1);
+    let stripes = Arc::new(stripes);
+    let mut queues = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        let (sender, receiver) = tokio::sync::mpsc::channel(QUEUED_STRIPES);
+        let (reader, stripes) = (Arc::clone(&reader), Arc::clone(&stripes));
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            reader.answer_stripes(&stripes, worker, workers, &sender, &runtime)
+        });
+        queues.push(receiver);
+    }
+    let mut out = Vec::new();
+    for k in 0..stripes.len() {
+        let Some(answered) = queues[k % workers].recv().await else {
+            tracing::error!("FETCH: a reading thread ended early");
+            return Done::reply(no(
+                tag,
+                Some(code("SERVERBUG")),
+                "the messages could not be read; nothing was changed",
+            ));
+        };
+        match answered {
+            Ok((wire, _budget)) => {
+                out.extend_from_slice(&wire);
+                if out.len() >= SEND_BYTES {
+                    c.raw(std::mem::take(&mut out)).await?;
+                    c.flush().await?;
+                }
             }
             Err((_, Unreadable::UnknownCte)) => {
                 return Done::reply(no(
@@ -122,22 +144,30 @@ pub(crate) async fn handle(
             }
         }
     }
-    if producer.await.is_err() {
-        tracing::error!("FETCH: the reading thread failed");
-        return Done::reply(no(
-            tag,
-            Some(code("SERVERBUG")),
-            "the messages could not be read; nothing was changed",
-        ));
+    if !out.is_empty() {
+        c.raw(out).await?;
+        c.flush().await?;
     }
     Done::reply(ok(tag, "FETCH completed"))
 }
 
-/// Most messages read per blocking call.
-const BATCH_MESSAGES: usize = 256;
+/// Messages per unit of work when no message bytes are read (UID, FLAGS, cached ENVELOPE):
+/// each is cheap. Units that read bytes are one message each.
+const STRIPE_WITHOUT_BYTES: usize = 64;
 
-/// Response bytes after which a batch is sent before more messages are read.
-const BATCH_BYTES: usize = 1 << 20;
+/// Encoded responses a reading thread may have waiting to be sent (bytes).
+const WORKER_BYTES: usize = 512 << 10;
+
+/// Units a reading thread may have waiting (small ones; WORKER_BYTES bounds big ones).
+const QUEUED_STRIPES: usize = 256;
+
+/// Response bytes gathered before a write to the socket.
+const SEND_BYTES: usize = 256 << 10;
+
+/// Reading threads per FETCH: one per core, at most four.
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
 
 /// Why a message's items cannot be given.
 enum Unreadable {
@@ -165,10 +195,11 @@ struct Message {
     seq: u64,
 }
 
-/// A batch of encoded FETCH responses, or the UID that could not be answered and why.
-type Batch = Result<Vec<u8>, (u64, Unreadable)>;
+/// The encoded responses of one unit of messages (holding its share of the thread's
+/// WORKER_BYTES until sent), or the UID that could not be answered and why.
+type Answered = Result<(Vec<u8>, tokio::sync::OwnedSemaphorePermit), (u64, Unreadable)>;
 
-/// What the blocking thread of one FETCH command reads with.
+/// What the reading threads of one FETCH command read with.
 struct Reader {
     store: Arc<Store>,
     envelopes: Arc<EnvelopeCache>,
@@ -178,25 +209,37 @@ struct Reader {
 }
 
 impl Reader {
-    /// Answers `numbers` (message sequence numbers of the view) in batches until done, a
-    /// message cannot be answered (sent as the last batch), or the session went away.
-    fn send_batches(&self, numbers: &[usize], batches: &tokio::sync::mpsc::Sender<Batch>) {
-        let mut numbers = numbers.iter().peekable();
-        while numbers.peek().is_some() {
-            let batch = self.batch(&mut numbers);
-            let failed = batch.is_err();
-            if batches.blocking_send(batch).is_err() || failed {
+    /// Answers stripes `worker`, `worker + workers`, … in order until done, a message cannot
+    /// be answered (sent as the last unit), or the session went away.
+    fn answer_stripes(
+        &self,
+        stripes: &[Vec<usize>],
+        worker: usize,
+        workers: usize,
+        queue: &tokio::sync::mpsc::Sender<Answered>,
+        runtime: &tokio::runtime::Handle,
+    ) {
+        let budget = Arc::new(tokio::sync::Semaphore::new(WORKER_BYTES));
+        for stripe in stripes.iter().skip(worker).step_by(workers) {
+            let answered = self.answer(stripe).and_then(|wire| {
+                let share = wire.len().clamp(1, WORKER_BYTES) as u32;
+                // Waits while this thread's earlier answers are not sent yet.
+                let permit = runtime
+                    .block_on(Arc::clone(&budget).acquire_many_owned(share))
+                    .map_err(|_| (0, Unreadable::Store("FETCH budget closed".into())))?;
+                Ok((wire, permit))
+            });
+            let failed = answered.is_err();
+            if queue.blocking_send(answered).is_err() || failed {
                 return;
             }
         }
     }
 
-    /// The encoded responses of the next messages, up to BATCH_MESSAGES or BATCH_BYTES.
-    fn batch<'n>(&self, numbers: &mut impl Iterator<Item = &'n usize>) -> Batch {
+    /// The encoded responses of the messages `numbers`.
+    fn answer(&self, numbers: &[usize]) -> Result<Vec<u8>, (u64, Unreadable)> {
         let mut wire = Vec::new();
-        let mut count = 0;
-        while count < BATCH_MESSAGES && wire.len() < BATCH_BYTES {
-            let Some(n) = numbers.next() else { break };
+        for n in numbers {
             let (Some(uid), Some(seq)) = (self.view.uid_at(*n), self.view.message_seq_at(*n)) else {
                 continue;
             };
@@ -209,7 +252,6 @@ impl Reader {
             };
             let response = Response::Data(Data::Fetch { seq: number, items });
             wire.extend(ResponseCodec::default().encode(&response).dump());
-            count += 1;
         }
         Ok(wire)
     }

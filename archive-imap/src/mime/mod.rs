@@ -18,7 +18,8 @@ mod structure;
 pub use fields::base_subject;
 pub use fields::SortFields;
 
-use imap_next::imap_types::core::{IString, NString};
+use imap_next::imap_types::core::{IString, Literal, NString, Quoted};
+use imap_next::imap_types::IntoStatic;
 use mail_parser::{Encoding, HeaderName, Message, MessageParser, MimeHeaders, PartType};
 
 /// A message parsed for FETCH, as deeply as what was asked needs: nothing for the whole
@@ -261,10 +262,20 @@ fn trim(b: &[u8]) -> &[u8] {
 /// becomes 0x80 (as Dovecot does); BINARY is the exact path.
 pub fn istring(bytes: Vec<u8>) -> IString<'static> {
     let bytes = without_nul(bytes);
-    // Without NUL every byte string is a valid quoted string or literal.
-    IString::try_from(bytes)
-        .or_else(|_| IString::try_from(""))
-        .unwrap_or_else(|_| unreachable!("the empty string is a valid quoted string"))
+    // Quoted if imap-types accepts it as such, else a literal. Message bodies and sections
+    // (anything with a line break) can only be literals: they skip the quoted attempt, and
+    // imap-types' own `TryFrom<Vec<u8>>`, which copies the value for it and then checks it
+    // byte by byte.
+    if !bytes.contains(&b'\n') {
+        if let Some(quoted) = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| Quoted::try_from(text).ok())
+        {
+            return IString::Quoted(quoted.into_static());
+        }
+    }
+    // Without NUL, any bytes are a valid literal (RFC 3501 CHAR8).
+    IString::Literal(Literal::unvalidated(bytes))
 }
 
 /// Like [`istring`], NIL for `None`.
@@ -277,6 +288,9 @@ pub fn nstring(bytes: Option<Vec<u8>>) -> NString<'static> {
 
 /// NUL → 0x80, the one byte IMAP strings cannot carry.
 pub fn without_nul(mut bytes: Vec<u8>) -> Vec<u8> {
+    if !bytes.contains(&0) {
+        return bytes;
+    }
     for b in bytes.iter_mut() {
         if *b == 0 {
             *b = 0x80;
