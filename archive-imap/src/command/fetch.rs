@@ -1,8 +1,9 @@
 //! FETCH and UID FETCH: every item from the stored bytes (DESIGN invariant 2). Nothing is
-//! changed by any fetch (no \Seen to set: the archive has no writable flags). Responses go
-//! out in batches of at most 1 MiB of messages (or one bigger message), so `FETCH 1:*
-//! BODY[]` never holds more than that in memory. A fetch that reads message content is one
-//! audit event. Each message is parsed only as deeply as the items asked need (`Parsed`).
+//! changed by any fetch (no \Seen to set: the archive has no writable flags). Messages are
+//! read, answered and encoded on one blocking thread per core and sent in order; each thread
+//! runs at most WORKER_BYTES ahead, so `FETCH 1:* BODY[]` is safe on any mailbox. A fetch
+//! that reads message content is one audit event. Each message is parsed only as deeply as
+//! the items asked need (`Parsed`); ENVELOPEs come from the shared cache when they can.
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
