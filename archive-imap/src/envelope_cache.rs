@@ -10,7 +10,6 @@
 //! (~1 KiB of small allocations).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use imap_next::imap_types::core::NString;
@@ -29,23 +28,27 @@ const NIL: u32 = u32::MAX;
 
 /// ENVELOPEs by message record seq, within a memory budget.
 pub(crate) struct EnvelopeCache {
-    shards: Vec<Mutex<HashMap<u64, Arc<[u8]>>>>,
-    /// Bytes held (entries plus [`ENTRY_OVERHEAD`] each).
-    held: AtomicUsize,
-    budget: usize,
+    shards: Vec<Mutex<Shard>>,
+    /// Bytes each shard may hold (entries plus [`ENTRY_OVERHEAD`] each).
+    shard_budget: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<u64, Arc<[u8]>>,
+    held: usize,
 }
 
 impl EnvelopeCache {
-    /// A cache holding at most about `budget` bytes.
+    /// A cache holding at most `budget` bytes, counting [`ENTRY_OVERHEAD`] per entry.
     pub fn new(budget: usize) -> EnvelopeCache {
         EnvelopeCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            held: AtomicUsize::new(0),
-            budget,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shard_budget: budget / SHARDS,
         }
     }
 
-    fn shard(&self, seq: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<[u8]>>> {
+    fn shard(&self, seq: u64) -> std::sync::MutexGuard<'_, Shard> {
         self.shards[(seq % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -53,41 +56,36 @@ impl EnvelopeCache {
 
     /// The ENVELOPE of message record `seq`, if known.
     pub fn get(&self, seq: u64) -> Option<Envelope<'static>> {
-        let bytes = self.shard(seq).get(&seq).cloned()?;
+        let bytes = self.shard(seq).entries.get(&seq).cloned()?;
         decode(&bytes)
     }
 
-    /// Remembers the ENVELOPE of message record `seq`. Over budget, whole shards (other than
-    /// the one `seq` goes to) are dropped: cheap, and entries are only a re-parse away.
+    /// Remembers the ENVELOPE of message record `seq`. A full shard is emptied first: cheap,
+    /// and entries are only a re-parse away.
     pub fn insert(&self, seq: u64, envelope: &Envelope<'_>) {
         let bytes: Arc<[u8]> = encode(envelope).into();
         let cost = bytes.len() + ENTRY_OVERHEAD;
-        if cost > self.budget {
+        if cost > self.shard_budget {
             return;
         }
-        let own = (seq % SHARDS as u64) as usize;
-        let mut victim = own;
-        while self.held.load(Ordering::Relaxed) + cost > self.budget {
-            victim = (victim + 1) % SHARDS;
-            if victim == own {
-                break;
-            }
-            let mut shard = self.shards[victim].lock().unwrap_or_else(|p| p.into_inner());
-            let freed: usize = shard.values().map(|b| b.len() + ENTRY_OVERHEAD).sum();
-            shard.clear();
-            self.held.fetch_sub(freed, Ordering::Relaxed);
+        let mut shard = self.shard(seq);
+        if shard.held + cost > self.shard_budget {
+            shard.entries.clear();
+            shard.held = 0;
         }
-        let mut shard = self.shards[own].lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = shard.insert(seq, bytes) {
-            self.held.fetch_sub(old.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        if let Some(old) = shard.entries.insert(seq, bytes) {
+            shard.held -= old.len() + ENTRY_OVERHEAD;
         }
-        self.held.fetch_add(cost, Ordering::Relaxed);
+        shard.held += cost;
     }
 
     /// Bytes held, for tests.
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).held)
+            .sum()
     }
 }
 
@@ -195,10 +193,12 @@ To: group: a@b.c, d@e.f;, x@y.z\r\nCc: \r\nMessage-ID: <a@b>\r\n\r\nbody\r\n";
         assert_eq!(cache.get(8), Some(empty));
         assert_eq!(cache.get(9), None);
 
-        let small = EnvelopeCache::new(10 * (encode(&envelope).len() + ENTRY_OVERHEAD));
-        for seq in 0..1000 {
+        let budget = 10 * SHARDS * (encode(&envelope).len() + ENTRY_OVERHEAD);
+        let small = EnvelopeCache::new(budget);
+        // Every seq in one shard, and spread over all of them.
+        for seq in (0..1000).map(|i| i * SHARDS as u64).chain(0..1000) {
             small.insert(seq, &envelope);
-            assert!(small.held() <= small.budget, "{seq}: {}", small.held());
+            assert!(small.held() <= budget, "{seq}: {}", small.held());
         }
         assert!((0..1000).any(|seq| small.get(seq).is_some()));
         assert!(

@@ -8,6 +8,8 @@ use std::ops::Range;
 
 use imap_next::imap_types::utils::indicators::is_astring_char;
 
+use crate::sequence::compact_set;
+
 /// The result options a SEARCH asked for (RFC 4731 §3.1). `RETURN ()` means ALL.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Returns {
@@ -149,29 +151,10 @@ pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) 
 
 /// `numbers` as a compact sequence set: ascending, runs as ranges (`1:3,7`). Empty for none.
 pub(crate) fn sequence_set(numbers: &[u32]) -> String {
-    let mut sorted = numbers.to_vec();
+    let mut sorted: Vec<u64> = numbers.iter().map(|n| u64::from(*n)).collect();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let first = sorted[i];
-        let mut last = first;
-        while sorted.get(i + 1).is_some_and(|n| Some(*n) == last.checked_add(1)) {
-            i += 1;
-            last = sorted[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        let _ = if first == last {
-            write!(out, "{first}")
-        } else {
-            write!(out, "{first}:{last}")
-        };
-        i += 1;
-    }
-    out
+    compact_set(&sorted)
 }
 
 #[cfg(test)]

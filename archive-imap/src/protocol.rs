@@ -113,7 +113,9 @@ impl Protocol {
 
     /// Queues response bytes (whole CRLF-terminated lines) to be written before anything
     /// enqueued in imap-next after this call. [`Event::RawSent`] follows when they were
-    /// handed to the socket.
+    /// handed to the socket. They would also overtake imap-next responses queued earlier but
+    /// not yet written: callers (`Conn::drive_to`) finish each response before queueing the
+    /// next, which keeps the order.
     pub fn enqueue_raw(&mut self, bytes: Vec<u8>) -> RawHandle {
         let h = RawHandle(self.next_raw);
         self.next_raw += 1;

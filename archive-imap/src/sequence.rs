@@ -61,3 +61,28 @@ fn bounds(seq: &Sequence, star: u64) -> (u64, u64) {
         Sequence::Range(a, b) => (v(a), v(b)),
     }
 }
+
+/// Ascending, distinct numbers as a compact sequence set: `3:7,9,12:13` (ESEARCH ALL, audit
+/// records of fetched UIDs).
+pub(crate) fn compact_set(sorted: &[u64]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while sorted.get(i + 1).is_some_and(|n| Some(*n) == end.checked_add(1)) {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}

@@ -420,6 +420,74 @@ async fn sessions_of_one_user_are_limited() {
     listening.shutdown().await;
 }
 
+/// One FETCH of more bytes than the reading threads may run ahead (they stop and are started
+/// again, many times), read slowly: every message arrives once, in order, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_fetch_comes_in_order_and_exact() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let messages: Vec<(&str, Vec<u8>)> = (0..300)
+        .map(|i| {
+            let body = format!("line {i} of a long message\r\n").repeat(700);
+            let raw = format!("Subject: part {i}\r\nTo: reader@example.org\r\n\r\n{body}");
+            ("reader@example.org", raw.into_bytes())
+        })
+        .collect();
+    let served = serve(
+        &messages,
+        &[(
+            "reader",
+            "reader-password",
+            Role::user(["reader@example.org"]).unwrap(),
+        )],
+    )
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", served.plain_port()))
+        .await
+        .unwrap();
+    assert!(read_line(&mut tcp).await.starts_with("* OK"));
+    tcp.write_all(b"a LOGIN reader reader-password\r\nb EXAMINE INBOX\r\n")
+        .await
+        .unwrap();
+    while !read_line(&mut tcp).await.starts_with("b OK") {}
+    tcp.write_all(b"c UID FETCH 1:* (UID BODY.PEEK[])\r\n")
+        .await
+        .unwrap();
+    // Read in small pieces with pauses, like a slow client.
+    let mut received = Vec::new();
+    let mut piece = [0u8; 16 << 10];
+    while !received.ends_with(b"c OK FETCH completed\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut piece))
+            .await
+            .unwrap_or_else(|_| {
+                let tail = &received[received.len().saturating_sub(200)..];
+                panic!("no complete answer; it ends {:?}", String::from_utf8_lossy(tail))
+            })
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        received.extend_from_slice(&piece[..n]);
+        if received.len() % 8 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let mut rest = &received[..];
+    for (i, ((_, raw), uid)) in messages.iter().zip(&served.uids).enumerate() {
+        let head = format!("* {} FETCH (UID {uid} BODY[] {{{}}}\r\n", i + 1, raw.len());
+        assert!(
+            rest.starts_with(head.as_bytes()),
+            "message {}: {:?}",
+            i + 1,
+            String::from_utf8_lossy(&rest[..80.min(rest.len())])
+        );
+        rest = &rest[head.len()..];
+        assert_eq!(&rest[..raw.len()], &raw[..], "message {}", i + 1);
+        rest = &rest[raw.len()..];
+        assert!(rest.starts_with(b")\r\n"));
+        rest = &rest[3..];
+    }
+    assert_eq!(rest, b"c OK FETCH completed\r\n");
+    served.listening.shutdown().await;
+}
+
 /// A message for the SORT/THREAD test, padded so that sizes differ by `pad`.
 fn sort_message(headers: &str, pad: usize) -> Vec<u8> {
     format!("{headers}To: reader@example.org\r\n\r\n{}\r\n", "x".repeat(pad)).into_bytes()

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use super::names::login_key;
 use super::upstream::{PassThrough, UpstreamRefusal};
 use super::{AuthFailure, Authenticated, LoginLimiter, RetryAfter, Users};
 use crate::audit::AuditEvent;
@@ -78,7 +79,10 @@ impl LoginGate {
         client: IpAddr,
         door: &str,
     ) -> std::result::Result<Authenticated, LoginRefused> {
-        self.limiter.check(client, login)?;
+        // Failures count against the name as the gate understands it, so spelling variants
+        // (case, spaces around it, a bare name standing for an address) share one allowance.
+        let limit_key = self.limit_key(login);
+        self.limiter.check(client, &limit_key)?;
         let users = Users::load(&self.data_dir).map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
         let verdict = self.verify(&users, login, password);
         let event = match &verdict {
@@ -88,11 +92,11 @@ impl LoginGate {
             Verdict::Upstream(refusal) => AuditEvent::login_failed(login, door, client, refusal.reason()),
         };
         match &verdict {
-            Verdict::In { .. } => self.limiter.record_success(client, login),
+            Verdict::In { .. } => self.limiter.record_success(client, &limit_key),
             // No verdict on the password: counts against the client, not the name.
             Verdict::Upstream(UpstreamRefusal::Unavailable(_)) => self.limiter.record_client_failure(client),
             Verdict::Local(_) | Verdict::Upstream(UpstreamRefusal::Rejected) => {
-                self.limiter.record_failure(client, login)
+                self.limiter.record_failure(client, &limit_key)
             }
         }
         store
@@ -105,11 +109,23 @@ impl LoginGate {
         }
     }
 
+    /// The name failures of `login` count against: the address pass-through would log in as,
+    /// else the login trimmed and lower-cased.
+    fn limit_key(&self, login: &str) -> String {
+        let address = self.pass_through.as_ref().and_then(|p| p.address_of(login));
+        address.unwrap_or_else(|| login_key(login.trim()))
+    }
+
     /// The users file decides every login it knows; pass-through, if configured, the logins it
     /// handles; the users file (as an unknown user) the rest.
     fn verify(&self, users: &Users, login: &str, password: &str) -> Verdict {
         if let Some(pass_through) = &self.pass_through {
-            if !users.knows(login) && pass_through.address_of(login).is_some() {
+            // Neither the login nor the address it stands for may belong to a local user:
+            // a local user (disabled, or sharing the address) is decided locally.
+            let passes = pass_through
+                .address_of(login)
+                .is_some_and(|address| !users.knows(login) && !users.knows(&address));
+            if passes {
                 return match pass_through.authenticate(login, password) {
                     Ok(passed) => Verdict::In {
                         who: passed.who,

@@ -76,6 +76,8 @@ pub struct View {
 /// The messages of a view definition as of a seq: what views of the same definition share.
 #[derive(Debug)]
 struct MessageList {
+    /// Which messages it holds.
+    definition: Definition,
     /// (uid, message record seq), ascending by uid.
     entries: Entries,
     /// The durable seq the list covers: every record not in it has a higher seq.
@@ -322,7 +324,7 @@ impl Store {
         // Start from the newest list of this definition: the caller's, or one another
         // session holds (same definition, so the same messages under the same UIDs).
         let own = base
-            .filter(|b| b.uid_validity == validity && b.mailbox == key.0)
+            .filter(|b| b.mailbox == key.0 && b.list.definition == key.1)
             .map(|b| Arc::clone(&b.list));
         let shared = self.shared_views().get(&key);
         let start = match (own, shared) {
@@ -371,6 +373,7 @@ impl Store {
             entries.push((seq, message_seq));
         }
         let list = Arc::new(MessageList {
+            definition: key.1.clone(),
             entries,
             as_of: as_of.max(after),
         });

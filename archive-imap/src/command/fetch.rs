@@ -26,7 +26,7 @@ use imap_next::imap_types::sequence::SequenceSet;
 use super::Done;
 use crate::envelope_cache::EnvelopeCache;
 use crate::mime::{header_fields, nstring, Parsed};
-use crate::sequence::resolve;
+use crate::sequence::{compact_set, resolve};
 use crate::session::{bad, code, no, ok, Closed, Conn, Session};
 
 pub(crate) async fn handle(
@@ -80,14 +80,16 @@ pub(crate) async fn handle(
     };
     if reads_content && !numbers.is_empty() {
         let uids: Vec<u64> = numbers.iter().filter_map(|n| view.uid_at(*n)).collect();
-        let target = format!("imap mailbox {} uids {}", view.mailbox(), ranges(&uids));
+        let target = format!("imap mailbox {} uids {}", view.mailbox(), compact_set(&uids));
         if let Err(why) = s.audit("view", target) {
             return Done::reply(no(tag, Some(code("UNAVAILABLE")), &why));
         }
     }
     // Messages are read, answered and encoded on blocking threads (one per core) while the
-    // session sends what is ready, in order. Each thread may run ahead by WORKER_BYTES of
-    // encoded responses (or one bigger message), so `FETCH 1:* BODY[]` is safe on any mailbox.
+    // session sends what is ready, in order. A thread that has WORKER_BYTES of answers
+    // waiting (or one bigger message) stops and gives its thread back; it is started again
+    // from where it stopped once the session has sent them. So `FETCH 1:* BODY[]` is safe on
+    // any mailbox, and a client that reads slowly holds no thread.
     let reader = Arc::new(Reader {
         store: Arc::clone(&s.store),
         envelopes: Arc::clone(&s.envelopes),
@@ -99,19 +101,33 @@ pub(crate) async fn handle(
     let stripes: Vec<Vec<usize>> = numbers.chunks(stripe).map(<[usize]>::to_vec).collect();
     let workers = worker_count().min(stripes.len()).max(1);
     let stripes = Arc::new(stripes);
-    let mut queues = Vec::with_capacity(workers);
-    for worker in 0..workers {
-        let (sender, receiver) = tokio::sync::mpsc::channel(QUEUED_STRIPES);
-        let (reader, stripes) = (Arc::clone(&reader), Arc::clone(&stripes));
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            reader.answer_stripes(&stripes, worker, workers, &sender, &runtime)
+    let start = |from: usize, budget: &Arc<tokio::sync::Semaphore>| {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let (reader, stripes, budget) = (Arc::clone(&reader), Arc::clone(&stripes), Arc::clone(budget));
+        let task = tokio::task::spawn_blocking(move || {
+            reader.answer_stripes(&stripes, from, workers, &sender, &budget)
         });
-        queues.push(receiver);
-    }
+        (receiver, task)
+    };
+    let budgets: Vec<_> = (0..workers)
+        .map(|_| Arc::new(tokio::sync::Semaphore::new(WORKER_BYTES)))
+        .collect();
+    let mut running: Vec<_> = (0..workers).map(|w| start(w, &budgets[w])).collect();
     let mut out = Vec::new();
     for k in 0..stripes.len() {
-        let Some(answered) = queues[k % workers].recv().await else {
+        let w = k % workers;
+        let answered = loop {
+            if let Some(answered) = running[w].0.recv().await {
+                break Some(answered);
+            }
+            // The thread ended: it stopped with answers all sent (start it again where it
+            // stopped), or it failed.
+            match (&mut running[w].1).await {
+                Ok(Some(from)) => running[w] = start(from, &budgets[w]),
+                _ => break None,
+            }
+        };
+        let Some(answered) = answered else {
             tracing::error!("FETCH: a reading thread ended early");
             return Done::reply(no(
                 tag,
@@ -156,11 +172,9 @@ pub(crate) async fn handle(
 /// each is cheap. Units that read bytes are one message each.
 const STRIPE_WITHOUT_BYTES: usize = 64;
 
-/// Encoded responses a reading thread may have waiting to be sent (bytes).
+/// Encoded responses a reading thread may have waiting to be sent (bytes; one more answer
+/// may go past it).
 const WORKER_BYTES: usize = 512 << 10;
-
-/// Units a reading thread may have waiting (small ones; WORKER_BYTES bounds big ones).
-const QUEUED_STRIPES: usize = 256;
 
 /// Response bytes gathered before a write to the socket.
 const SEND_BYTES: usize = 256 << 10;
@@ -197,8 +211,9 @@ struct Message {
 }
 
 /// The encoded responses of one unit of messages (holding its share of the thread's
-/// WORKER_BYTES until sent), or the UID that could not be answered and why.
-type Answered = Result<(Vec<u8>, tokio::sync::OwnedSemaphorePermit), (u64, Unreadable)>;
+/// WORKER_BYTES until sent, if there was room for it), or the UID that could not be answered
+/// and why.
+type Answered = Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>), (u64, Unreadable)>;
 
 /// What the reading threads of one FETCH command read with.
 struct Reader {
@@ -210,31 +225,33 @@ struct Reader {
 }
 
 impl Reader {
-    /// Answers stripes `worker`, `worker + workers`, … in order until done, a message cannot
-    /// be answered (sent as the last unit), or the session went away.
+    /// Answers stripes `from`, `from + workers`, … in order. Stops after the answer that
+    /// finds `budget` spent, returning the stripe to go on from; `None` when done, after an
+    /// answer that failed, or when the session went away.
     fn answer_stripes(
         &self,
         stripes: &[Vec<usize>],
-        worker: usize,
+        from: usize,
         workers: usize,
-        queue: &tokio::sync::mpsc::Sender<Answered>,
-        runtime: &tokio::runtime::Handle,
-    ) {
-        let budget = Arc::new(tokio::sync::Semaphore::new(WORKER_BYTES));
-        for stripe in stripes.iter().skip(worker).step_by(workers) {
-            let answered = self.answer(stripe).and_then(|wire| {
+        queue: &tokio::sync::mpsc::UnboundedSender<Answered>,
+        budget: &Arc<tokio::sync::Semaphore>,
+    ) -> Option<usize> {
+        for k in (from..stripes.len()).step_by(workers) {
+            let answered = self.answer(&stripes[k]).map(|wire| {
                 let share = wire.len().clamp(1, WORKER_BYTES) as u32;
-                // Waits while this thread's earlier answers are not sent yet.
-                let permit = runtime
-                    .block_on(Arc::clone(&budget).acquire_many_owned(share))
-                    .map_err(|_| (0, Unreadable::Store("FETCH budget closed".into())))?;
-                Ok((wire, permit))
+                let permit = Arc::clone(budget).try_acquire_many_owned(share).ok();
+                (wire, permit)
             });
-            let failed = answered.is_err();
-            if queue.blocking_send(answered).is_err() || failed {
-                return;
+            let stop = match &answered {
+                Ok((_, permit)) => permit.is_none(),
+                Err(_) => return queue.send(answered).ok().and(None),
+            };
+            queue.send(answered).ok()?;
+            if stop {
+                return Some(k + workers).filter(|next| *next < stripes.len());
             }
         }
+        None
     }
 
     /// The encoded responses of the messages `numbers`.
@@ -419,28 +436,4 @@ fn internal_date(received_us: i64) -> Option<DateTime> {
     let secs = received_us.div_euclid(1_000_000);
     let utc = chrono::DateTime::from_timestamp(secs, 0)?;
     DateTime::try_from(utc.fixed_offset()).ok()
-}
-
-/// UIDs as compact ranges for audit records: `3:7,9,12:13`.
-pub(crate) fn ranges(uids: &[u64]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
-        let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
-            i += 1;
-            end = uids[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        i += 1;
-    }
-    out
 }

@@ -2,6 +2,7 @@
 //! PLAIN (`verify`), so both paths check TLS, audit and answer the same way.
 
 use archive_core::access::LoginRefused;
+use archive_core::audit::AuditEvent;
 use imap_next::imap_types::core::{AString, Tag};
 use imap_next::imap_types::response::Code;
 use imap_next::imap_types::secret::Secret;
@@ -42,6 +43,11 @@ pub(crate) fn verify(
         Ok(who) => {
             let Some(session) = s.user_sessions.enter(&who.name) else {
                 tracing::info!(user = %who.name, peer = %s.peer, "imap login: too many sessions");
+                // The gate recorded the verified login; the trail also says it was turned away.
+                let event = AuditEvent::login_failed(&who.name, "imap", s.peer.ip(), "session-limit");
+                if let Err(e) = blocking(|| s.store.append_audit(&event)) {
+                    tracing::error!(error = %e, "cannot append an audit record");
+                }
                 return no(
                     tag,
                     Some(code("LIMIT")),

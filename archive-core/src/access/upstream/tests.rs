@@ -559,7 +559,9 @@ fn the_gate_asks_the_users_file_first_and_audits_every_outcome() {
     let store = Store::open(&data, &key, StoreConfig::default()).unwrap();
     Users::update(&data, |users| {
         let role = Role::user(["alice@example.com"])?;
-        users.add(UserRecord::new("alice", role, "local password")?)
+        users.add(UserRecord::new("alice", role, "local password")?)?;
+        let role = Role::user(["carol@example.com"])?;
+        users.add(UserRecord::new("csmith", role, "local password")?)
     })
     .unwrap();
     let gate = LoginGate::with_pass_through(&data, Some(fake.pass_through()));
@@ -580,6 +582,11 @@ fn the_gate_asks_the_users_file_first_and_audits_every_outcome() {
         Err(LoginRefused::Failed)
     ));
     assert_eq!(last_audit(&store).1, "imap reason=unknown-user");
+    // A spelling of a local user's address (spaces around it) is not pass-through's either.
+    assert!(matches!(
+        login(" carol@example.com ", "upstream-pw"),
+        Err(LoginRefused::Failed)
+    ));
     assert!(fake.seen().is_empty());
 
     let who = login("Bob@example.com", "wrong").unwrap_err();
