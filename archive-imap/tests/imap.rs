@@ -308,28 +308,36 @@ async fn read_line(tcp: &mut tokio::net::TcpStream) -> String {
     String::from_utf8_lossy(&line).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_limits_and_login_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
+/// An empty store with `users`, served on a free plain loopback port with `limits` applied.
+async fn serve_with_limits(
+    dir: &Path,
+    users: &[(&str, &str, Role)],
+    limits: impl FnOnce(&mut archive_imap::ImapLimits),
+) -> archive_imap::Listening {
+    let path = dir.join("store");
     let key = path.join("signing.key");
     Store::create(&path, &key).unwrap();
+    add_users(&path, users);
     let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
     let mut config = ImapConfig {
         plain: Some("127.0.0.1:0".parse().unwrap()),
         tls: None,
         ..ImapConfig::default()
     };
-    config.limits.max_connections_per_ip = 2;
-    config.limits.login_timeout = Duration::from_secs(1);
-    let listening = archive_imap::start(
-        store,
-        Arc::new(LoginGate::new(&path)),
-        config,
-        &dir.path().join("tls"),
-    )
-    .await
-    .unwrap();
+    limits(&mut config.limits);
+    archive_imap::start(store, Arc::new(LoginGate::new(&path)), config, &dir.join("tls"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_login_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let listening = serve_with_limits(dir.path(), &[], |limits| {
+        limits.max_connections_per_ip = 2;
+        limits.login_timeout = Duration::from_secs(1);
+    })
+    .await;
     let addr = listening.plain.unwrap();
     let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -356,35 +364,18 @@ async fn connection_limits_and_login_timeout() {
 async fn sessions_of_one_user_are_limited() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    let key = path.join("signing.key");
-    Store::create(&path, &key).unwrap();
-    add_users(
-        &path,
-        &[
-            (
-                "erika",
-                "erika-password",
-                Role::user(["erika@example.com"]).unwrap(),
-            ),
-            ("hans", "hans-password", Role::user(["hans@example.de"]).unwrap()),
-        ],
-    );
-    let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
-    let mut config = ImapConfig {
-        plain: Some("127.0.0.1:0".parse().unwrap()),
-        tls: None,
-        ..ImapConfig::default()
-    };
-    config.limits.max_connections_per_user = 2;
-    let listening = archive_imap::start(
-        store,
-        Arc::new(LoginGate::new(&path)),
-        config,
-        &dir.path().join("tls"),
-    )
-    .await
-    .unwrap();
+    let users = [
+        (
+            "erika",
+            "erika-password",
+            Role::user(["erika@example.com"]).unwrap(),
+        ),
+        ("hans", "hans-password", Role::user(["hans@example.de"]).unwrap()),
+    ];
+    let listening = serve_with_limits(dir.path(), &users, |limits| {
+        limits.max_connections_per_user = 2;
+    })
+    .await;
     let addr = listening.plain.unwrap();
     // Logs in on a new connection; returns it and the tagged answer.
     let login = |user: &'static str| async move {
