@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::util::{python, Server, Vault};
+use crate::util::{private_daemon_dir, python, Server, Vault};
 
 /// How long a message may take from Postfix's smtpd to the archive.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,16 +102,9 @@ impl Postfix {
             Path::new("/usr/sbin/postfix").exists(),
             "postfix is installed (.ci/run installs it)"
         );
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(unsafe { libc::geteuid() }, 0, "Postfix instances need root");
-        let tmp = tempfile::Builder::new()
-            .prefix("mailvault-postfix")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir");
+        // Postfix daemons run as mail_owner.
+        let tmp = private_daemon_dir("Postfix");
         let root = tmp.path().to_path_buf();
-        // Postfix daemons run as mail_owner: the tree must be traversable.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = root.join("etc");
         std::fs::create_dir(&config).unwrap();
         // The queue directory is root-owned; `postfix start` creates its subdirectories.

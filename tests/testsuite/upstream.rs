@@ -8,12 +8,11 @@
 //! trust with `upstream_ca`). Dovecot is stopped on drop, panics included.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{python_json, Vault};
+use crate::util::{private_daemon_dir, python_json, Vault};
 
 /// The Dovecot accounts: (login, password). The first password needs IMAP quoting (space,
 /// quote, backslash); the second is not ASCII, so mailvault must send it as a literal.
@@ -64,20 +63,10 @@ impl Dovecot {
             binary.is_file() && libexec.join("imap").is_file() && libexec.join("imap-login").is_file(),
             "Dovecot's IMAP server is not installed: `apt-get install dovecot-imapd` (.ci/run does)"
         );
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "a private Dovecot needs root (it switches to the {MAIL_USER} user)"
-        );
+        // Dovecot switches to the mail user for its unprivileged processes.
+        let tmp = private_daemon_dir("Dovecot");
         let (uid, gid) = user_ids(MAIL_USER).unwrap_or_else(|| panic!("no user {MAIL_USER:?}"));
-        let tmp = tempfile::Builder::new()
-            .prefix("mailvault-dovecot")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir");
         let root = tmp.path().to_path_buf();
-        // Dovecot's unprivileged processes must reach into the directory.
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
         for d in ["run", "state", "mail"] {
             std::fs::create_dir(root.join(d)).unwrap();
         }

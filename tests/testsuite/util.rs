@@ -307,3 +307,18 @@ pub fn python_json(script: &str, args: &[String]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A temp directory for a private instance of a system daemon (Postfix, Dovecot) that runs
+/// as root and drops to unprivileged users: checks that the tests run as root, and makes the
+/// directory traversable for those users.
+pub fn private_daemon_dir(daemon: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "a private {daemon} needs root");
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("mailvault-{}", daemon.to_lowercase()))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmp
+}

@@ -145,32 +145,20 @@ impl LoginGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{Role, UserRecord};
-    use crate::log::record::LeafBody;
-    use crate::StoreConfig;
+    use crate::access::test_support::{self, store_with_users};
+    use crate::access::Role;
 
     /// The action and target of the newest record, which must be an audit record.
     fn last_audit(store: &Store) -> (String, String) {
-        let record = store.record(store.stats().last_seq).unwrap();
-        let LeafBody::Audit { event } = &record.leaf.body else {
-            panic!("the newest record is not an audit record");
-        };
-        let event: AuditEvent = serde_json::from_slice(event).unwrap();
+        let event = test_support::last_audit(store);
         (event.action, event.target)
     }
 
     #[test]
     fn every_verified_login_is_audited_and_failures_are_rate_limited() {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("store");
-        let key = data.join("signing.key");
-        Store::create(&data, &key).unwrap();
-        let store = Store::open(&data, &key, StoreConfig::default()).unwrap();
-        Users::update(&data, |users| {
-            let role = Role::user(["alice@example.com"])?;
-            users.add(UserRecord::new("alice", role, "correct horse")?)
-        })
-        .unwrap();
+        let alice = Role::user(["alice@example.com"]).unwrap();
+        let (data, store) = store_with_users(dir.path(), &[("alice", "correct horse", alice)]);
         let gate = LoginGate::new(&data);
         let client: IpAddr = "192.0.2.7".parse().unwrap();
 

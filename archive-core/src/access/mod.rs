@@ -18,6 +18,8 @@ pub mod limiter;
 pub mod login;
 pub mod names;
 pub mod password;
+#[cfg(test)]
+mod test_support;
 pub mod upstream;
 pub mod users;
 pub mod users_file;

@@ -12,10 +12,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use super::*;
-use crate::access::{LoginGate, LoginRefused, Role, UserRecord, Users};
-use crate::audit::AuditEvent;
-use crate::log::record::LeafBody;
-use crate::{Store, StoreConfig};
+use crate::access::test_support::{self, store_with_users};
+use crate::access::{LoginGate, LoginRefused, Role};
+use crate::Store;
 
 /// A test CA and a certificate for 127.0.0.1 signed by it.
 struct Pki {
@@ -541,11 +540,7 @@ fn the_configuration_is_checked_and_errors_name_the_key() {
 
 /// The action, target and actor of the newest record, which must be an audit record.
 fn last_audit(store: &Store) -> (String, String, String) {
-    let record = store.record(store.stats().last_seq).unwrap();
-    let LeafBody::Audit { event } = &record.leaf.body else {
-        panic!("the newest record is not an audit record");
-    };
-    let event: AuditEvent = serde_json::from_slice(event).unwrap();
+    let event = test_support::last_audit(store);
     (event.action, event.target, event.actor)
 }
 
@@ -553,17 +548,19 @@ fn last_audit(store: &Store) -> (String, String, String) {
 fn the_gate_asks_the_users_file_first_and_audits_every_outcome() {
     let fake = Fake::start(false, Script::Normal, "bob@example.com upstream-pw");
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("store");
-    let key = data.join("signing.key");
-    Store::create(&data, &key).unwrap();
-    let store = Store::open(&data, &key, StoreConfig::default()).unwrap();
-    Users::update(&data, |users| {
-        let role = Role::user(["alice@example.com"])?;
-        users.add(UserRecord::new("alice", role, "local password")?)?;
-        let role = Role::user(["carol@example.com"])?;
-        users.add(UserRecord::new("csmith", role, "local password")?)
-    })
-    .unwrap();
+    let users = [
+        (
+            "alice",
+            "local password",
+            Role::user(["alice@example.com"]).unwrap(),
+        ),
+        (
+            "csmith",
+            "local password",
+            Role::user(["carol@example.com"]).unwrap(),
+        ),
+    ];
+    let (data, store) = store_with_users(dir.path(), &users);
     let gate = LoginGate::with_pass_through(&data, Some(fake.pass_through()));
     let client: IpAddr = "192.0.2.7".parse().unwrap();
     let login = |name: &str, pw: &str| gate.login(&store, name, pw, client, "imap");
@@ -625,10 +622,7 @@ fn an_unavailable_upstream_is_audited_as_such_and_locks_no_name_out() {
     let mut config = fake.config();
     config.upstream = Some(format!("imaps://127.0.0.1:{closed}"));
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("store");
-    let key = data.join("signing.key");
-    Store::create(&data, &key).unwrap();
-    let store = Store::open(&data, &key, StoreConfig::default()).unwrap();
+    let (data, store) = store_with_users(dir.path(), &[]);
     let gate = LoginGate::with_pass_through(&data, PassThrough::new(&config).unwrap());
     for i in 0..crate::access::limiter::USER_FAILURES + 1 {
         let client: IpAddr = format!("192.0.2.{i}").parse().unwrap();
