@@ -5,6 +5,7 @@ mod cli;
 mod imap;
 mod import;
 mod intake;
+mod isolation;
 mod postfix;
 mod roundtrip;
 mod search;
