@@ -187,7 +187,7 @@ async fn accept_loop(
 async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared: &Shared) {
     let stream = if implicit_tls {
         match shared.acceptor.accept(tcp).await {
-            Ok(tls) => Stream::tls(tls.into()),
+            Ok(tls) => crate::tls::session_stream(tls),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "imap TLS handshake failed");
                 return;
@@ -229,7 +229,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
         };
         session.tls = true;
         session.starttls = false;
-        conn = Conn::new(protocol(&session, "TLS active"), Stream::tls(tls.into()));
+        conn = Conn::new(protocol(&session, "TLS active"), crate::tls::session_stream(tls));
     }
 }
 

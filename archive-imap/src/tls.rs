@@ -59,3 +59,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// The session stream over an accepted TLS connection. imap-next hands each response to
+/// rustls with `write_all`, and rustls refuses plaintext beyond its outgoing buffer limit
+/// (64 KiB by default), which imap-next takes for a closed connection: every response
+/// larger than that (a message body, a FETCH of many messages) cut the session. The
+/// session bounds what it queues itself (FETCH sends at most a few batches ahead), so the
+/// limit is lifted here.
+pub(crate) fn session_stream(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> imap_next::stream::Stream {
+    tls.get_mut().1.set_buffer_limit(None);
+    imap_next::stream::Stream::tls(tls.into())
+}

@@ -172,3 +172,84 @@ fn users_read_their_journaled_mail_over_imap_and_nothing_changes() {
     );
     assert_eq!(vault.verify(&[]).0, 0);
 }
+
+/// Delivers messages of 70 KB, 1 MB and 20 MB over SMTP and reads each back over IMAPS and
+/// over STARTTLS with imaplib: every response larger than TLS's record-layer buffer (64 KiB
+/// in rustls) must arrive whole. Prints one JSON object per message and transport.
+const LARGE_OVER_TLS: &str = r#"
+import hashlib, imaplib, json, smtplib, ssl, sys
+smtp_port, imap_port, imaps_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+sizes = [70_000, 1_000_000, 20_000_000]
+sent = {}
+for n, size in enumerate(sizes):
+    head = (f"From: max@example.org\r\nTo: erika@example.com\r\nSubject: large {n}\r\n"
+            f"Message-ID: <large{n}@example.org>\r\n\r\n").encode()
+    line = b"".join(bytes([65 + (i + n) % 26]) for i in range(76)) + b"\r\n"
+    raw = head + line * ((size - len(head)) // len(line))
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=120) as s:
+        s.sendmail("max@example.org", ["erika@example.com"], raw)
+    sent[n] = (len(raw), hashlib.sha256(raw).hexdigest())
+
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+def imaps():
+    return imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=tls, timeout=120)
+def starttls():
+    m = imaplib.IMAP4("127.0.0.1", imap_port, timeout=120)
+    m.starttls(ssl_context=tls)
+    return m
+for transport, connect in [("imaps", imaps), ("starttls", starttls)]:
+    m = connect()
+    m.login("erika", "correct horse battery")
+    try:
+        m.select("INBOX")
+    except imaplib.IMAP4.readonly:
+        m.is_readonly = True
+    for n in sorted(sent):
+        typ, data = m.fetch(str(n + 1), "(BODY.PEEK[])")
+        body = data[0][1]
+        print(json.dumps({"transport": transport, "n": n, "len": len(body),
+                          "sha256": hashlib.sha256(body).hexdigest(),
+                          "sent_len": sent[n][0], "sent_sha256": sent[n][1]}), flush=True)
+    # All of them in one response, then the session still answers.
+    typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+    whole = sum(len(d[1]) for d in data if isinstance(d, tuple))
+    print(json.dumps({"transport": transport, "all": whole,
+                      "noop": m.noop()[0]}), flush=True)
+    m.logout()
+"#;
+
+#[test]
+fn messages_of_megabytes_arrive_whole_over_imaps_and_starttls() {
+    let vault = Vault::new();
+    vault.ok(&["init"]);
+    let added = vault.run_in(
+        &["user", "add", "erika", "--address", "erika@example.com"],
+        Some(PASSWORD),
+    );
+    assert!(added.status.success());
+    let server = vault.serve(&[]);
+    let lines = python_json(
+        LARGE_OVER_TLS,
+        &[
+            server.smtp.port().to_string(),
+            server.imap.port().to_string(),
+            server.imaps.port().to_string(),
+        ],
+    );
+    let mut total = 0;
+    for line in lines.iter().filter(|l| l.get("n").is_some()) {
+        assert_eq!(line["len"], line["sent_len"], "{line}");
+        assert_eq!(line["sha256"], line["sent_sha256"], "{line}");
+        if line["transport"] == "imaps" {
+            total += line["len"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    for line in lines.iter().filter(|l| l.get("all").is_some()) {
+        assert_eq!(line["all"].as_u64().unwrap(), total, "{line}");
+        assert_eq!(line["noop"], "OK");
+    }
+    assert_eq!(server.stop(), Some(0));
+}

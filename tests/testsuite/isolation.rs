@@ -21,7 +21,7 @@ mail = [
      b"From: dave@z.example\r\nTo: bob@y.example\r\nSubject: secret zebrafinch\r\n"
      b"Message-ID: <b1@y.example>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
      b"--b\r\nContent-Type: text/plain\r\n\r\nzebrafinch\r\n--b\r\n"
-     b"Content-Type: application/octet-stream\r\n\r\n" + b"z" * 40000 + b"\r\n--b--\r\n"),
+     b"Content-Type: application/octet-stream\r\n\r\n" + b"z" * 200000 + b"\r\n--b--\r\n"),
     ("gina@z.example", "carol@z.example",
      b"From: gina@z.example\r\nTo: carol@z.example\r\nSubject: zebrafinch for carol\r\n\r\n"
      b"zebrafinch appleorchard\r\n"),
