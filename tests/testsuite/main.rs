@@ -5,6 +5,7 @@ mod cli;
 mod imap;
 mod import;
 mod intake;
+mod intake_abuse;
 mod postfix;
 mod roundtrip;
 mod search;
