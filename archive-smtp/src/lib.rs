@@ -4,7 +4,8 @@
 //! - `server`: listeners, allow-list, session limits (per listener, per client, for clients
 //!   outside the allow-list), graceful shutdown;
 //! - `session`: one connection's state machine (commands parsed by `smtp-proto`, BDAT by
-//!   `bdat`), its time limits and command budget;
+//!   `bdat`), its time limits and command budget; `transaction`: MAIL, RCPT, DATA/BDAT and the
+//!   archiving of a complete message;
 //! - `auth`: AUTH PLAIN through the store's login gate;
 //! - `journal`: journaling styles (plain, recipient-encoded, Exchange journal reports) and
 //!   which configured source gets which;
@@ -22,6 +23,7 @@ mod server;
 mod session;
 mod stream;
 pub mod tls;
+mod transaction;
 
 pub use config::IntakeConfig;
 pub use server::Intake;

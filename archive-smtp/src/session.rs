@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use archive_core::access::LoginGate;
-use archive_core::{Envelope, Recipient, Store};
+use archive_core::Store;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver, MAX_LINE_LENGTH};
 use smtp_proto::{EhloResponse, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,7 +19,7 @@ use crate::bdat::{self, Bdat};
 use crate::config::IntakeConfig;
 use crate::metrics::Metrics;
 use crate::stream::Stream;
-use crate::{deliver, journal};
+use crate::transaction::Transaction;
 
 /// Commands that deliver nothing (EHLO, NOOP, RSET, AUTH, refused commands, …) a session may
 /// send since its last archived message; one more ends it with 421 (cf. Postfix's
@@ -28,7 +28,7 @@ const MAX_FUTILE_COMMANDS: usize = 100;
 /// Longest HELO/EHLO/LHLO name (RFC 5321 §4.5.3.1.2: a domain has at most 255 octets).
 const MAX_HOST_LEN: usize = 255;
 /// Longest MAIL or RCPT address (RFC 5321 §4.5.3.1.3: a path has at most 256 octets).
-const MAX_PATH_LEN: usize = 256;
+pub(crate) const MAX_PATH_LEN: usize = 256;
 
 /// Which protocol a listener speaks (in the configuration: `"smtp"`, `"lmtp"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -90,17 +90,6 @@ pub(crate) enum Input {
     },
 }
 
-#[derive(Default)]
-pub(crate) struct Transaction {
-    mail_from: String,
-    mail_params: String,
-    rcpts: Vec<Recipient>,
-    body: Vec<u8>,
-    too_big: bool,
-    /// DATA or a BDAT was accepted: the data deadline runs, no more RCPTs.
-    data_started: bool,
-}
-
 pub(crate) struct Session {
     pub(crate) ctx: Arc<Context>,
     pub(crate) protocol: Protocol,
@@ -108,7 +97,7 @@ pub(crate) struct Session {
     stream: Option<Stream>,
     /// The client is in `allow`.
     pub(crate) trusted: bool,
-    helo: Option<String>,
+    pub(crate) helo: Option<String>,
     /// The TLS version and cipher once STARTTLS is done; empty before.
     pub(crate) tls: String,
     /// The relay user the session authenticated as.
@@ -120,9 +109,9 @@ pub(crate) struct Session {
     /// Since when the session waits for the command it is reading.
     waiting_since: Instant,
     /// When the current message's data must be complete.
-    data_deadline: Option<Instant>,
+    pub(crate) data_deadline: Option<Instant>,
     /// Commands that delivered nothing since the last archived message.
-    futile: usize,
+    pub(crate) futile: usize,
 }
 
 impl Session {
@@ -562,195 +551,5 @@ impl Session {
             r.auth_mechanisms = smtp_proto::AUTH_PLAIN;
         }
         let _ = r.write(&mut self.out);
-    }
-
-    fn mail(&mut self, address: &str, size: usize, line: &[u8]) {
-        if self.helo.is_none() {
-            return self.reply(503, "5.5.1", "say hello first");
-        }
-        if !self.trusted && self.user.is_none() {
-            return self.reply(530, "5.7.0", "authentication required");
-        }
-        if self.tx.is_some() {
-            return self.reply(503, "5.5.1", "nested MAIL command");
-        }
-        if address.len() > MAX_PATH_LEN {
-            return self.reply(501, "5.1.7", "sender address too long");
-        }
-        if size > self.ctx.config.max_message_size {
-            return self.reply(552, "5.3.4", "message size exceeds the archive's limit");
-        }
-        self.tx = Some(Transaction {
-            mail_from: address.to_string(),
-            mail_params: deliver::parameters(line),
-            ..Transaction::default()
-        });
-        self.reply(250, "2.1.0", "sender ok");
-    }
-
-    fn rcpt(&mut self, address: &str, line: &[u8]) {
-        let max = self.ctx.config.max_recipients;
-        let accepted = self.ctx.config.accept.is_empty() || {
-            let base = journal::base_address(address, &self.ctx.config.journal);
-            self.ctx
-                .config
-                .accept
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(&base))
-        };
-        let Some(tx) = self.tx.as_mut() else {
-            return self.reply(503, "5.5.1", "need MAIL before RCPT");
-        };
-        if tx.data_started {
-            return self.reply(503, "5.5.1", "RCPT after BDAT");
-        }
-        if tx.rcpts.len() >= max {
-            return self.reply(452, "4.5.3", "too many recipients");
-        }
-        if address.len() > MAX_PATH_LEN {
-            return self.reply(501, "5.1.3", "recipient address too long");
-        }
-        if !accepted {
-            Metrics::add(&self.ctx.metrics.rejected, 1);
-            return self.reply(550, "5.1.1", "not an archive address");
-        }
-        tx.rcpts.push(Recipient {
-            address: address.as_bytes().to_vec(),
-            params: deliver::parameters(line).into_bytes(),
-        });
-        self.reply(250, "2.1.5", "recipient ok");
-    }
-
-    fn data(&mut self) {
-        match &self.tx {
-            None => self.reply(503, "5.5.1", "need MAIL before DATA"),
-            Some(tx) if tx.rcpts.is_empty() => self.reply(554, "5.5.1", "no valid recipients"),
-            Some(tx) if tx.data_started => self.reply(503, "5.5.1", "DATA after BDAT"),
-            Some(_) => {
-                self.reply(354, "2.0.0", "send the message, end with <CRLF>.<CRLF>");
-                self.start_data();
-                self.input = Input::Data(DataReceiver::new());
-            }
-        }
-    }
-
-    fn bdat(&mut self, chunk_size: usize, is_last: bool) {
-        let reject = match &self.tx {
-            None => Some("need MAIL before BDAT"),
-            Some(tx) if tx.rcpts.is_empty() => Some("no valid recipients"),
-            Some(_) => None,
-        };
-        if reject.is_none() {
-            self.start_data();
-        }
-        if let (None, Some(tx)) = (reject, self.tx.as_mut()) {
-            if tx.body.len().saturating_add(chunk_size) > self.ctx.config.max_message_size {
-                tx.body = Vec::new();
-                tx.too_big = true;
-            }
-        }
-        self.input = Input::Bdat {
-            receiver: BdatReceiver::new(chunk_size, is_last),
-            size: chunk_size,
-            reject,
-        };
-    }
-
-    /// The message data begins (DATA, or the first BDAT): its deadline starts.
-    fn start_data(&mut self) {
-        if let Some(tx) = self.tx.as_mut() {
-            if !tx.data_started {
-                tx.data_started = true;
-                self.data_deadline = Some(Instant::now() + self.ctx.config.data_deadline());
-            }
-        }
-    }
-
-    /// The transaction's data is complete: archive it and answer.
-    async fn finish_message(&mut self) {
-        self.data_deadline = None;
-        let Some(tx) = self.tx.take() else { return };
-        let replies = if self.protocol == Protocol::Lmtp {
-            tx.rcpts.len()
-        } else {
-            1
-        };
-        if tx.too_big {
-            Metrics::add(&self.ctx.metrics.rejected, 1);
-            for _ in 0..replies {
-                self.reply(552, "5.3.4", "message size exceeds the archive's limit");
-            }
-            return;
-        }
-        let style = journal::style_for(
-            &self.ctx.config.journal_source,
-            &journal::Origin {
-                listener: self.protocol,
-                client: self.peer.ip(),
-                auth_user: self.user.as_deref(),
-                mail_from: &tx.mail_from,
-            },
-        );
-        let envelope = self.envelope(&tx);
-        let body = tx.body;
-        let bytes = body.len() as u64;
-        let ctx = self.ctx.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            deliver::archive(&ctx.store, envelope, body, style, &ctx.config.journal)
-        })
-        .await;
-        match result {
-            Ok(Ok(a)) => {
-                self.futile = 0;
-                Metrics::add(&self.ctx.metrics.accepted, 1);
-                Metrics::add(&self.ctx.metrics.bytes, bytes);
-                let hash: String = a.content_hash.iter().map(|b| format!("{b:02x}")).collect();
-                let text = format!("archived seq={} blake3={hash}", a.seq);
-                for _ in 0..replies {
-                    self.reply(250, "2.0.0", &text);
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!(peer = %self.peer, error = %e, "archiving failed; answered 451");
-                self.temporary_failure(replies);
-            }
-            Err(e) => {
-                tracing::error!(peer = %self.peer, error = %e, "archiving task failed; answered 451");
-                self.temporary_failure(replies);
-            }
-        }
-    }
-
-    fn temporary_failure(&mut self, replies: usize) {
-        Metrics::add(&self.ctx.metrics.rejected, 1);
-        for _ in 0..replies {
-            self.reply(451, "4.3.0", "archive storage failed, try again later");
-        }
-    }
-
-    fn envelope(&self, tx: &Transaction) -> Envelope {
-        // RFC 3848 "with" protocol names.
-        let mut protocol = match self.protocol {
-            Protocol::Smtp => "ESMTP",
-            Protocol::Lmtp => "LMTP",
-        }
-        .to_string();
-        if !self.tls.is_empty() {
-            protocol.push('S');
-        }
-        if self.user.is_some() {
-            protocol.push('A');
-        }
-        Envelope {
-            mail_from: tx.mail_from.as_bytes().to_vec(),
-            mail_params: tx.mail_params.as_bytes().to_vec(),
-            rcpt_to: tx.rcpts.clone(),
-            original_recipients: Vec::new(),
-            protocol,
-            client: self.peer.to_string(),
-            helo: self.helo.clone().unwrap_or_default(),
-            tls: self.tls.clone(),
-            source: String::new(),
-        }
     }
 }

@@ -6,6 +6,7 @@ mod imap;
 mod import;
 mod intake;
 mod intake_abuse;
+mod intake_auth;
 mod postfix;
 mod roundtrip;
 mod search;
