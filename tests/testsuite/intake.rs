@@ -157,6 +157,22 @@ impl Raw {
         matches!(self.reader.read_line(&mut l), Ok(0) | Err(_))
     }
 
+    /// Reads one reply into `replies`; true once the server closed the connection instead.
+    pub(crate) fn closed_after_reply(&mut self, replies: &mut Vec<String>) -> bool {
+        let mut all = String::new();
+        loop {
+            let mut l = String::new();
+            if matches!(self.reader.read_line(&mut l), Ok(0) | Err(_)) {
+                return true;
+            }
+            all.push_str(&l);
+            if l.len() < 4 || l.as_bytes()[3] == b' ' {
+                replies.push(all);
+                return false;
+            }
+        }
+    }
+
     /// One complete (possibly multi-line) reply.
     pub(crate) fn reply(&mut self) -> String {
         let mut all = String::new();

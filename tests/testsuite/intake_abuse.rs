@@ -333,3 +333,28 @@ fn bdat_sizes_that_do_not_fit_end_the_session_without_running_the_chunk() {
         "only the well-formed chunk is archived, nothing smuggled"
     );
 }
+
+#[test]
+fn commands_that_deliver_nothing_end_the_session_after_a_budget() {
+    let vault = Vault::new();
+    let server = serve_with(&vault, "[intake]\nmax_recipients = 1\n");
+    // Before MAIL: NOOPs (and empty lines) forever.
+    let mut c = Raw::connect(server.smtp);
+    c.send(&b"NOOP\r\n\r\n".repeat(100));
+    let mut replies = Vec::new();
+    while !c.closed_after_reply(&mut replies) {}
+    let last = replies.last().unwrap().clone();
+    assert!(last.starts_with("421 4.7.0"), "{last}");
+    assert_eq!(replies.len(), 102, "the 101st command is answered, then 421");
+    // Inside a transaction: recipients past the limit, forever.
+    let mut c = Raw::connect(server.smtp);
+    c.send(b"EHLO flood.test\r\nMAIL FROM:<f@example.com>\r\n");
+    c.send(&b"RCPT TO:<archive@vault.example>\r\n".repeat(200));
+    let mut replies = Vec::new();
+    while !c.closed_after_reply(&mut replies) {}
+    let codes: Vec<&str> = replies.iter().map(|r| &r[..3]).collect();
+    assert_eq!(codes[..3], ["250", "250", "250"], "EHLO, MAIL, the first RCPT");
+    assert!(codes[3..codes.len() - 1].iter().all(|c| *c == "452"), "{codes:?}");
+    assert!(replies.last().unwrap().starts_with("421 4.7.0"), "{replies:?}");
+    assert_eq!(server.stop(), Some(0));
+}
