@@ -296,7 +296,6 @@ impl Session {
                     };
                     let (head, tail) = rest.split_at(pos + 1);
                     rest = tail;
-                    self.waiting_since = Instant::now();
                     let too_long = matches!(self.input, Input::SkipLine)
                         || self.line.len() + head.len() > MAX_LINE_LENGTH;
                     let flow = if too_long {
@@ -315,6 +314,9 @@ impl Session {
                             self.command(&line).await
                         }
                     };
+                    // The next command's time starts now, not while this one was served
+                    // (an AUTH may wait for a password check).
+                    self.waiting_since = Instant::now();
                     if !matches!(flow, Flow::Continue) {
                         // Nothing pipelined after QUIT, STARTTLS or a closing reply is
                         // honoured.
