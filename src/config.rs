@@ -136,22 +136,29 @@ smtp = "127.0.0.1:2525"         # SMTP listener; "none" disables it
 hostname = "mailvault.localhost"
 max_message_size = 52428800     # bytes (50 MiB); larger: 552 5.3.4
 max_recipients = 1000           # per transaction; more: 452 4.5.3
-max_sessions = 256              # per listener; more: 421
-command_timeout_secs = 300
-data_timeout_secs = 180
+max_sessions = 256              # per listener; more: 421 (clients outside `allow`: half of it)
+max_sessions_per_client = 32    # per listener from one IPv4 address / IPv6 /64; more: 421
+idle_timeout_secs = 30          # for a command outside a transaction
+command_timeout_secs = 300      # for a command inside one
+data_timeout_secs = 180         # per block of message data
+data_deadline_secs = 600        # one message's data in all
 allow = ["127.0.0.0/8", "::1/128"]   # clients that need no AUTH
 accept = []                     # archive addresses (e.g. ["archive@vault.example"]); empty: all
 # tls_certificate = "/etc/mailvault/intake-cert.pem"   # default: self-signed, made at first start
 # tls_key = "/etc/mailvault/intake-key.pem"
+# Relays outside `allow` may AUTH PLAIN (after STARTTLS) as one of these local users
+# (`mailvault user add relay1 --address relay1@relay.invalid`):
+relay_users = []
 
 [intake.journal]
 recipient_delimiter = "+"       # archive+alice=example.com@vault.example
 domain_separator = "="          #               ^ stands for @
 
-# Relays outside `allow` may AUTH PLAIN (after STARTTLS) as one of these:
-# [[intake.auth_users]]
-# name = "relay1"
-# password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
+# Which clients send journals; everyone else's mail is archived as a plain copy, whatever it
+# looks like (docs/CONFIG.md §[[intake.journal_source]]):
+# [[intake.journal_source]]
+# style = "recipient-encoded"   # or "exchange", "plain"
+# listener = "lmtp"             # and/or clients = ["192.0.2.25/32"], auth_user = "relay1"
 
 [imap]                          # read-only IMAP; users come from `mailvault user add`
 plain = "127.0.0.1:1143"        # IMAP with STARTTLS (LOGIN only after TLS unless on loopback); "none" disables it

@@ -1,5 +1,10 @@
 //! Journaling styles: turning what the relay sent into what the archive records.
 //!
+//! Which style a message gets is decided by where it came from ([`style_for`] and the
+//! configured `[[intake.journal_source]]`s), never by what it looks like: a message that merely
+//! looks like a journal report, or is addressed to an encoded archive address, from anyone
+//! else is archived as the plain copy it is.
+//!
 //! - plain copy (Postfix `always_bcc`): the SMTP envelope as received;
 //! - recipient-encoded copy (Postfix `recipient_bcc_maps`/`sender_bcc_maps` mapping
 //!   `alice@example.com` to `archive+alice=example.com@vault.example`): the original
@@ -8,10 +13,57 @@
 //!   are the envelope and the attached original message is archived byte-exact; the report
 //!   itself is archived too.
 
+use std::net::IpAddr;
+
 use archive_core::Envelope;
 use mail_parser::{MessageParser, PartType};
 
-use crate::config::JournalConfig;
+use crate::config::{JournalConfig, JournalSource, JournalStyle};
+use crate::Protocol;
+
+/// What is known about a transaction's origin when its data is complete: the facts journal
+/// sources are matched on.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    /// The listener it arrived on.
+    pub listener: Protocol,
+    /// The client's address.
+    pub client: IpAddr,
+    /// The relay user the session authenticated as, if any.
+    pub auth_user: Option<&'a str>,
+    /// The envelope sender (`""` for `<>`).
+    pub mail_from: &'a str,
+}
+
+/// The style of the first source whose every given condition holds; plain if none does.
+pub fn style_for(sources: &[JournalSource], origin: &Origin<'_>) -> JournalStyle {
+    let client = canonical_ip(origin.client);
+    sources
+        .iter()
+        .find(|s| {
+            s.listener.is_none_or(|l| l == origin.listener)
+                && (s.clients.is_empty() || s.clients.iter().any(|n| n.contains(&client)))
+                && s.auth_user.as_deref().is_none_or(|want| {
+                    origin
+                        .auth_user
+                        .is_some_and(|have| have.eq_ignore_ascii_case(want.trim()))
+                })
+                && (s.mail_from.is_empty()
+                    || s.mail_from
+                        .iter()
+                        .any(|m| m.eq_ignore_ascii_case(origin.mail_from)))
+        })
+        .map_or(JournalStyle::Plain, |s| s.style)
+}
+
+/// An IPv4 client on a dual-stack listener arrives as `::ffff:a.b.c.d`; IPv4 networks in the
+/// configuration must still match it.
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
 
 /// The original address encoded in `rcpt`'s extension, if it has one:
 /// `archive+alice=example.com@vault.example` → `alice@example.com`.
@@ -127,6 +179,61 @@ fn has_journal_report_header(raw: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn source(style: JournalStyle) -> JournalSource {
+        JournalSource {
+            style,
+            listener: None,
+            clients: Vec::new(),
+            auth_user: None,
+            mail_from: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_style_needs_every_condition_of_a_source_and_defaults_to_plain() {
+        let exchange = JournalSource {
+            clients: vec!["192.0.2.0/24".parse().unwrap()],
+            mail_from: vec!["journal@contoso.example".into()],
+            ..source(JournalStyle::Exchange)
+        };
+        let encoded = JournalSource {
+            listener: Some(Protocol::Lmtp),
+            auth_user: Some("Postfix".into()),
+            ..source(JournalStyle::RecipientEncoded)
+        };
+        let sources = [exchange, encoded];
+        let origin = Origin {
+            listener: Protocol::Smtp,
+            client: "::ffff:192.0.2.9".parse().unwrap(),
+            auth_user: None,
+            mail_from: "Journal@Contoso.example",
+        };
+        assert_eq!(style_for(&sources, &origin), JournalStyle::Exchange);
+        let forged_sender = Origin {
+            client: "198.51.100.1".parse().unwrap(),
+            ..origin
+        };
+        assert_eq!(style_for(&sources, &forged_sender), JournalStyle::Plain);
+        let other_sender = Origin {
+            mail_from: "mallory@contoso.example",
+            ..origin
+        };
+        assert_eq!(style_for(&sources, &other_sender), JournalStyle::Plain);
+        let postfix = Origin {
+            listener: Protocol::Lmtp,
+            client: "127.0.0.1".parse().unwrap(),
+            auth_user: Some("postfix"),
+            mail_from: "",
+        };
+        assert_eq!(style_for(&sources, &postfix), JournalStyle::RecipientEncoded);
+        let unauthenticated = Origin {
+            auth_user: None,
+            ..postfix
+        };
+        assert_eq!(style_for(&sources, &unauthenticated), JournalStyle::Plain);
+        assert_eq!(style_for(&[], &postfix), JournalStyle::Plain);
+    }
 
     #[test]
     fn recipient_encoding_round_trips_postfix_style() {

@@ -4,22 +4,35 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use archive_core::{Appended, Envelope, OnDuplicate, Recipient, Store};
-use base64::Engine;
+use archive_core::access::LoginGate;
+use archive_core::Store;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver, MAX_LINE_LENGTH};
 use smtp_proto::{EhloResponse, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::bdat::{self, Bdat};
 use crate::config::IntakeConfig;
-use crate::journal;
 use crate::metrics::Metrics;
 use crate::stream::Stream;
+use crate::transaction::Transaction;
 
-/// Which protocol a listener speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Commands that deliver nothing (EHLO, NOOP, RSET, AUTH, refused commands, …) a session may
+/// send since its last archived message; one more ends it with 421 (cf. Postfix's
+/// `smtpd_junk_command_limit`). Relays need a handful per message.
+const MAX_FUTILE_COMMANDS: usize = 100;
+/// Longest HELO/EHLO/LHLO name (RFC 5321 §4.5.3.1.2: a domain has at most 255 octets).
+const MAX_HOST_LEN: usize = 255;
+/// Longest MAIL or RCPT address (RFC 5321 §4.5.3.1.3: a path has at most 256 octets).
+pub(crate) const MAX_PATH_LEN: usize = 256;
+
+/// Which protocol a listener speaks (in the configuration: `"smtp"`, `"lmtp"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// RFC 5321 ESMTP: one reply per transaction.
     Smtp,
@@ -43,6 +56,10 @@ pub(crate) struct Context {
     pub config: IntakeConfig,
     pub tls: Option<TlsAcceptor>,
     pub metrics: Arc<Metrics>,
+    /// The store's login gate, shared with the other front doors (one rate limit for all).
+    pub gate: Arc<LoginGate>,
+    /// Password checks that may run at once.
+    pub auth_permits: Arc<Semaphore>,
 }
 
 /// What the read loop does after a chunk of input.
@@ -53,7 +70,7 @@ enum Flow {
 }
 
 /// What incoming bytes are.
-enum Input {
+pub(crate) enum Input {
     /// Command lines.
     Command,
     /// The rest of a command line that was too long, to be skipped.
@@ -64,35 +81,37 @@ enum Input {
     Data(DataReceiver),
     /// DATA content past the size limit: read and dropped.
     DataDiscard(DummyDataReceiver),
-    /// A BDAT chunk; `reject` is the reply to give once it is read when the chunk is refused.
+    /// A BDAT chunk of `size` octets; `reject` is the reply to give once it is read when the
+    /// chunk is refused.
     Bdat {
         receiver: BdatReceiver,
+        size: usize,
         reject: Option<&'static str>,
     },
 }
 
-#[derive(Default)]
-struct Transaction {
-    mail_from: String,
-    mail_params: String,
-    rcpts: Vec<Recipient>,
-    body: Vec<u8>,
-    too_big: bool,
-}
-
 pub(crate) struct Session {
-    ctx: Arc<Context>,
-    protocol: Protocol,
-    peer: SocketAddr,
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) protocol: Protocol,
+    pub(crate) peer: SocketAddr,
     stream: Option<Stream>,
-    trusted: bool,
-    helo: Option<String>,
-    tls: String,
-    user: Option<String>,
-    tx: Option<Transaction>,
+    /// The client is in `allow`.
+    pub(crate) trusted: bool,
+    pub(crate) helo: Option<String>,
+    /// The TLS version and cipher once STARTTLS is done; empty before.
+    pub(crate) tls: String,
+    /// The relay user the session authenticated as.
+    pub(crate) user: Option<String>,
+    pub(crate) tx: Option<Transaction>,
     line: Vec<u8>,
-    input: Input,
-    out: Vec<u8>,
+    pub(crate) input: Input,
+    pub(crate) out: Vec<u8>,
+    /// Since when the session waits for the command it is reading.
+    waiting_since: Instant,
+    /// When the current message's data must be complete.
+    pub(crate) data_deadline: Option<Instant>,
+    /// Commands that delivered nothing since the last archived message.
+    pub(crate) futile: usize,
 }
 
 impl Session {
@@ -116,10 +135,13 @@ impl Session {
             line: Vec::new(),
             input: Input::Command,
             out: Vec::new(),
+            waiting_since: Instant::now(),
+            data_deadline: None,
+            futile: 0,
         }
     }
 
-    fn reply(&mut self, code: u16, status: &str, text: &str) {
+    pub(crate) fn reply(&mut self, code: u16, status: &str, text: &str) {
         self.out
             .extend_from_slice(format!("{code} {status} {text}\r\n").as_bytes());
     }
@@ -149,30 +171,36 @@ impl Session {
             .extend_from_slice(format!("220 {host} {greeting}\r\n").as_bytes());
         let mut buf = vec![0u8; 64 << 10];
         loop {
-            if self.flush().await.is_err() {
-                return;
+            let until = self.read_deadline();
+            // A client that does not read its replies must not hold the session either.
+            match tokio::time::timeout_at(until.max(Instant::now() + Duration::from_secs(1)), self.flush())
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
             }
             let idle = matches!(self.input, Input::Command) && self.tx.is_none();
             if idle && *shutdown.borrow() {
                 self.reply(421, "4.3.2", "archive shutting down, try again later");
-                let _ = self.flush().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
                 return;
             }
-            let timeout = match self.input {
-                Input::Data(_) | Input::DataDiscard(_) | Input::Bdat { .. } => self.ctx.config.data_timeout(),
-                _ => self.ctx.config.command_timeout(),
-            };
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
             let read = tokio::select! {
-                r = tokio::time::timeout(timeout, stream.read(&mut buf)) => r,
+                r = tokio::time::timeout_at(until, stream.read(&mut buf)) => r,
                 _ = shutdown.changed(), if idle => continue,
             };
             let n = match read {
                 Err(_) => {
-                    self.reply(421, "4.4.2", "timeout waiting for input, closing");
-                    let _ = self.flush().await;
+                    if self.data_deadline.is_some_and(|d| d <= Instant::now()) {
+                        tracing::info!(peer = %self.peer, "message data past its deadline; closing");
+                        self.reply(421, "4.4.2", "message data took too long, closing");
+                    } else {
+                        self.reply(421, "4.4.2", "timeout waiting for input, closing");
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
                     return;
                 }
                 Ok(Ok(0)) | Ok(Err(_)) => return,
@@ -181,18 +209,43 @@ impl Session {
             match self.process(&buf[..n]).await {
                 Flow::Continue => {}
                 Flow::Close => {
-                    let _ = self.flush().await;
-                    if let Some(mut s) = self.stream.take() {
-                        let _ = s.shutdown().await;
-                    }
+                    let _ = tokio::time::timeout(self.ctx.config.idle_timeout(), async {
+                        let _ = self.flush().await;
+                        if let Some(mut s) = self.stream.take() {
+                            let _ = s.shutdown().await;
+                        }
+                    })
+                    .await;
                     return;
                 }
                 Flow::StartTls => {
-                    if self.flush().await.is_err() || !self.start_tls().await {
+                    let patience = self.ctx.config.idle_timeout();
+                    let flushed = matches!(tokio::time::timeout(patience, self.flush()).await, Ok(Ok(())));
+                    if !flushed || !self.start_tls().await {
                         return;
                     }
+                    self.waiting_since = Instant::now();
                 }
             }
+        }
+    }
+
+    /// When the current wait for input ends: message data gets `data_timeout` per block
+    /// (and the message's deadline in all); a command must be complete within
+    /// `idle_timeout` outside a transaction and `command_timeout` inside one, counted from
+    /// the end of the previous command, so a trickled line gains nothing.
+    fn read_deadline(&self) -> Instant {
+        let config = &self.ctx.config;
+        let until = match self.input {
+            Input::Data(_) | Input::DataDiscard(_) | Input::Bdat { .. } => {
+                Instant::now() + config.data_timeout()
+            }
+            _ if self.tx.is_none() => self.waiting_since + config.idle_timeout(),
+            _ => self.waiting_since + config.command_timeout(),
+        };
+        match self.data_deadline {
+            Some(deadline) => until.min(deadline),
+            None => until,
         }
     }
 
@@ -200,19 +253,25 @@ impl Session {
         let (Some(acceptor), Some(Stream::Plain(tcp))) = (self.ctx.tls.clone(), self.stream.take()) else {
             return false;
         };
-        match acceptor.accept(tcp).await {
-            Ok(tls) => {
+        let handshake = tokio::time::timeout(self.ctx.config.idle_timeout(), acceptor.accept(tcp));
+        match handshake.await {
+            Ok(Ok(tls)) => {
                 self.tls = crate::tls::describe(tls.get_ref().1);
                 self.stream = Some(Stream::Tls(Box::new(tls)));
                 // RFC 3207 §4.2: forget everything learned before TLS.
                 self.helo = None;
                 self.tx = None;
+                self.data_deadline = None;
                 self.user = None;
                 self.line.clear();
                 true
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "TLS handshake timed out");
                 false
             }
         }
@@ -237,27 +296,30 @@ impl Session {
                     };
                     let (head, tail) = rest.split_at(pos + 1);
                     rest = tail;
-                    if matches!(self.input, Input::SkipLine) {
-                        self.input = Input::Command;
-                        self.reply(500, "5.5.2", "line too long");
-                        continue;
-                    }
-                    if self.line.len() + head.len() > MAX_LINE_LENGTH {
+                    let too_long = matches!(self.input, Input::SkipLine)
+                        || self.line.len() + head.len() > MAX_LINE_LENGTH;
+                    let flow = if too_long {
                         self.line.clear();
-                        self.reply(500, "5.5.2", "line too long");
-                        continue;
-                    }
-                    self.line.extend_from_slice(head);
-                    let line = std::mem::take(&mut self.line);
-                    let flow = if matches!(self.input, Input::AuthResponse) {
                         self.input = Input::Command;
-                        self.auth_plain(&line);
-                        Flow::Continue
+                        self.reply(500, "5.5.2", "line too long");
+                        self.count_futile()
                     } else {
-                        self.command(&line).await
+                        self.line.extend_from_slice(head);
+                        let line = std::mem::take(&mut self.line);
+                        if matches!(self.input, Input::AuthResponse) {
+                            self.input = Input::Command;
+                            self.auth_plain(&line).await;
+                            self.count_futile()
+                        } else {
+                            self.command(&line).await
+                        }
                     };
+                    // The next command's time starts now, not while this one was served
+                    // (an AUTH may wait for a password check).
+                    self.waiting_since = Instant::now();
                     if !matches!(flow, Flow::Continue) {
-                        // Nothing pipelined after QUIT or STARTTLS is honoured.
+                        // Nothing pipelined after QUIT, STARTTLS or a closing reply is
+                        // honoured.
                         return flow;
                     }
                 }
@@ -275,6 +337,7 @@ impl Session {
                     if done {
                         self.input = Input::Command;
                         self.finish_message().await;
+                        self.waiting_since = Instant::now();
                     } else if too_big {
                         self.input = Input::DataDiscard(DummyDataReceiver::new_data(receiver));
                     }
@@ -286,41 +349,47 @@ impl Session {
                     if done {
                         self.input = Input::Command;
                         self.finish_message().await;
+                        self.waiting_since = Instant::now();
                     }
                 }
-                Input::Bdat { receiver, reject } => {
-                    let reject = *reject;
-                    let is_last = receiver.is_last;
-                    let tx = self.tx.get_or_insert_with(Transaction::default);
+                Input::Bdat {
+                    receiver,
+                    size,
+                    reject,
+                } => {
+                    let (size, reject, is_last) = (*size, *reject, receiver.is_last);
                     let mut it = rest.iter();
-                    let before = tx.body.len();
-                    let done = receiver.ingest(&mut it, &mut tx.body);
+                    let done = match (reject, self.tx.as_mut()) {
+                        (None, Some(tx)) => {
+                            let before = tx.body.len();
+                            let done = receiver.ingest(&mut it, &mut tx.body);
+                            if tx.too_big {
+                                tx.body.truncate(before);
+                            } else if tx.body.len() > self.ctx.config.max_message_size {
+                                tx.body = Vec::new();
+                                tx.too_big = true;
+                            }
+                            done
+                        }
+                        // Refused chunks are read and dropped (RFC 3030 §2); the transaction
+                        // stays as it was.
+                        _ => receiver.ingest(&mut it, &mut Vec::with_capacity(rest.len())),
+                    };
                     rest = it.as_slice();
-                    let chunk = tx.body.len() - before;
-                    if reject.is_some() || tx.too_big {
-                        // Refused chunks are read and dropped (RFC 3030 §2).
-                        tx.body.truncate(before);
-                    } else if tx.body.len() > self.ctx.config.max_message_size {
-                        tx.body = Vec::new();
-                        tx.too_big = true;
-                    }
                     if !done {
                         continue;
                     }
                     self.input = Input::Command;
+                    self.waiting_since = Instant::now();
                     match reject {
                         Some(text) => {
                             self.reply(503, "5.5.1", text);
-                            if self
-                                .tx
-                                .as_ref()
-                                .is_some_and(|t| t.mail_from.is_empty() && t.rcpts.is_empty())
-                            {
-                                self.tx = None;
+                            if let Flow::Close = self.count_futile() {
+                                return Flow::Close;
                             }
                         }
                         None if is_last => self.finish_message().await,
-                        None => self.reply(250, "2.0.0", &format!("{chunk} octets received")),
+                        None => self.reply(250, "2.0.0", &format!("{size} octets received")),
                     }
                 }
             }
@@ -328,14 +397,53 @@ impl Session {
         Flow::Continue
     }
 
+    /// Counts a command that delivered nothing (anything but an accepted MAIL, RCPT, DATA or
+    /// BDAT); past [`MAX_FUTILE_COMMANDS`] since the last archived message the session ends.
+    fn count_futile(&mut self) -> Flow {
+        self.futile += 1;
+        if self.futile > MAX_FUTILE_COMMANDS {
+            tracing::info!(peer = %self.peer, "too many commands without mail; closing");
+            self.reply(421, "4.7.0", "too many commands without mail, closing");
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
     async fn command(&mut self, line: &[u8]) -> Flow {
-        let request = match Request::parse(&mut line.iter()) {
-            Ok(r) => r.into_owned(),
+        // BDAT is read here, not by smtp-proto (see `bdat`): a chunk whose size cannot be
+        // trusted ends the session, since where its data ends is unknown.
+        let request = match bdat::parse(line, self.ctx.config.max_message_size) {
+            Bdat::Chunk { size, last } => Ok(Request::Bdat {
+                chunk_size: size,
+                is_last: last,
+            }),
+            Bdat::TooBig => {
+                tracing::info!(peer = %self.peer, "BDAT chunk over the size limit; closing");
+                self.reply(552, "5.3.4", "chunk size exceeds the archive's limit, closing");
+                return Flow::Close;
+            }
+            Bdat::Malformed => {
+                tracing::info!(peer = %self.peer, "BDAT with an unreadable size; closing");
+                self.reply(501, "5.5.4", "syntax: BDAT chunk-size [LAST], closing");
+                return Flow::Close;
+            }
+            Bdat::Other => Request::parse(&mut line.iter()).map(Request::into_owned),
+        };
+        let request = match request {
+            Ok(r) => r,
             Err(e) => {
                 self.reply_parse_error(e);
-                return Flow::Continue;
+                return self.count_futile();
             }
         };
+        let before = self.out.len();
+        let delivers = matches!(
+            request,
+            Request::Mail { .. }
+                | Request::Rcpt { .. }
+                | Request::Data
+                | Request::Bdat { chunk_size: 1.., .. }
+        ) || matches!(request, Request::Bdat { is_last: true, .. });
         match request {
             Request::Ehlo { host } | Request::Helo { host } if self.protocol == Protocol::Lmtp => {
                 let _ = host;
@@ -344,14 +452,21 @@ impl Session {
             Request::Lhlo { .. } if self.protocol == Protocol::Smtp => {
                 self.reply(500, "5.5.1", "this is SMTP: say EHLO");
             }
+            Request::Ehlo { host } | Request::Lhlo { host } | Request::Helo { host }
+                if host.len() > MAX_HOST_LEN =>
+            {
+                self.reply(501, "5.5.4", "host name too long");
+            }
             Request::Ehlo { host } | Request::Lhlo { host } => {
                 self.helo = Some(host);
                 self.tx = None;
+                self.data_deadline = None;
                 self.ehlo_reply();
             }
             Request::Helo { host } => {
                 self.helo = Some(host);
                 self.tx = None;
+                self.data_deadline = None;
                 let text = self.ctx.config.hostname.clone();
                 self.out.extend_from_slice(format!("250 {text}\r\n").as_bytes());
             }
@@ -368,13 +483,14 @@ impl Session {
             Request::Auth {
                 mechanism,
                 initial_response,
-            } => self.auth(mechanism, &initial_response),
+            } => self.auth(mechanism, &initial_response).await,
             Request::Mail { from } => self.mail(&from.address, from.size, line),
             Request::Rcpt { to } => self.rcpt(&to.address, line),
             Request::Data => self.data(),
             Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last),
             Request::Rset => {
                 self.tx = None;
+                self.data_deadline = None;
                 self.reply(250, "2.0.0", "reset");
             }
             Request::Noop { .. } => self.reply(250, "2.0.0", "ok"),
@@ -390,7 +506,16 @@ impl Session {
                 self.reply(502, "5.5.1", "command not implemented")
             }
         }
-        Flow::Continue
+        // A BDAT's reply comes after its chunk; until then it counts as accepted.
+        let accepted = self
+            .out
+            .get(before)
+            .is_none_or(|code| matches!(code, b'2' | b'3'));
+        if delivers && accepted {
+            Flow::Continue
+        } else {
+            self.count_futile()
+        }
     }
 
     fn reply_parse_error(&mut self, e: smtp_proto::Error) {
@@ -423,270 +548,10 @@ impl Session {
         if self.tls.is_empty() && self.ctx.tls.is_some() {
             r.capabilities |= smtp_proto::EXT_START_TLS;
         }
-        if !self.ctx.config.auth_users.is_empty() && self.user.is_none() {
+        if !self.ctx.config.relay_users.is_empty() && self.user.is_none() {
             r.capabilities |= smtp_proto::EXT_AUTH;
             r.auth_mechanisms = smtp_proto::AUTH_PLAIN;
         }
         let _ = r.write(&mut self.out);
-    }
-
-    fn auth(&mut self, mechanism: u64, initial: &str) {
-        if self.ctx.config.auth_users.is_empty() {
-            return self.reply(502, "5.5.1", "AUTH is not enabled");
-        }
-        if self.user.is_some() {
-            return self.reply(503, "5.5.1", "already authenticated");
-        }
-        if mechanism != smtp_proto::AUTH_PLAIN {
-            return self.reply(504, "5.5.4", "only AUTH PLAIN is supported");
-        }
-        if self.tls.is_empty() && !self.trusted {
-            return self.reply(538, "5.7.11", "encryption required: STARTTLS first");
-        }
-        if initial.is_empty() {
-            self.input = Input::AuthResponse;
-            self.out.extend_from_slice(b"334 \r\n");
-            return;
-        }
-        self.auth_plain(initial.as_bytes());
-    }
-
-    /// Checks an AUTH PLAIN response (`[authzid] NUL user NUL password`, base64).
-    fn auth_plain(&mut self, response: &[u8]) {
-        let text = String::from_utf8_lossy(response);
-        let text = text.trim();
-        if text == "*" {
-            return self.reply(501, "5.0.0", "authentication cancelled");
-        }
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(text) else {
-            return self.reply(501, "5.5.2", "cannot decode the response");
-        };
-        let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
-        let (user, password) = match parts.as_slice() {
-            [_authzid, user, password] => (*user, *password),
-            _ => return self.reply(501, "5.5.2", "malformed PLAIN response"),
-        };
-        let user = String::from_utf8_lossy(user).into_owned();
-        let ok = self.ctx.config.auth_users.iter().any(|u| {
-            u.name == user
-                && argon2::PasswordHash::new(&u.password_hash).is_ok_and(|hash| {
-                    use argon2::PasswordVerifier;
-                    argon2::Argon2::default().verify_password(password, &hash).is_ok()
-                })
-        });
-        if ok {
-            tracing::info!(peer = %self.peer, user = %user, "relay authenticated");
-            self.user = Some(user);
-            self.reply(235, "2.7.0", "authenticated");
-        } else {
-            tracing::warn!(peer = %self.peer, user = %user, "relay authentication failed");
-            self.reply(535, "5.7.8", "authentication credentials invalid");
-        }
-    }
-
-    fn mail(&mut self, address: &str, size: usize, line: &[u8]) {
-        if self.helo.is_none() {
-            return self.reply(503, "5.5.1", "say hello first");
-        }
-        if !self.trusted && self.user.is_none() {
-            return self.reply(530, "5.7.0", "authentication required");
-        }
-        if self.tx.is_some() {
-            return self.reply(503, "5.5.1", "nested MAIL command");
-        }
-        if size > self.ctx.config.max_message_size {
-            return self.reply(552, "5.3.4", "message size exceeds the archive's limit");
-        }
-        self.tx = Some(Transaction {
-            mail_from: address.to_string(),
-            mail_params: parameters(line),
-            ..Transaction::default()
-        });
-        self.reply(250, "2.1.0", "sender ok");
-    }
-
-    fn rcpt(&mut self, address: &str, line: &[u8]) {
-        let max = self.ctx.config.max_recipients;
-        let accepted = self.ctx.config.accept.is_empty() || {
-            let base = journal::base_address(address, &self.ctx.config.journal);
-            self.ctx
-                .config
-                .accept
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(&base))
-        };
-        let Some(tx) = self.tx.as_mut() else {
-            return self.reply(503, "5.5.1", "need MAIL before RCPT");
-        };
-        if tx.rcpts.len() >= max {
-            return self.reply(452, "4.5.3", "too many recipients");
-        }
-        if !accepted {
-            Metrics::add(&self.ctx.metrics.rejected, 1);
-            return self.reply(550, "5.1.1", "not an archive address");
-        }
-        tx.rcpts.push(Recipient {
-            address: address.as_bytes().to_vec(),
-            params: parameters(line).into_bytes(),
-        });
-        self.reply(250, "2.1.5", "recipient ok");
-    }
-
-    fn data(&mut self) {
-        match &self.tx {
-            None => self.reply(503, "5.5.1", "need MAIL before DATA"),
-            Some(tx) if tx.rcpts.is_empty() => self.reply(554, "5.5.1", "no valid recipients"),
-            Some(tx) if !tx.body.is_empty() => self.reply(503, "5.5.1", "DATA after BDAT"),
-            Some(_) => {
-                self.reply(354, "2.0.0", "send the message, end with <CRLF>.<CRLF>");
-                self.input = Input::Data(DataReceiver::new());
-            }
-        }
-    }
-
-    fn bdat(&mut self, chunk_size: usize, is_last: bool) {
-        let reject = match &self.tx {
-            None => Some("need MAIL before BDAT"),
-            Some(tx) if tx.rcpts.is_empty() => Some("no valid recipients"),
-            Some(_) => None,
-        };
-        if let Some(tx) = self.tx.as_mut() {
-            if tx.body.len().saturating_add(chunk_size) > self.ctx.config.max_message_size {
-                tx.body = Vec::new();
-                tx.too_big = true;
-            }
-        }
-        self.input = Input::Bdat {
-            receiver: BdatReceiver::new(chunk_size, is_last),
-            reject,
-        };
-    }
-
-    /// The transaction's data is complete: archive it and answer.
-    async fn finish_message(&mut self) {
-        let Some(tx) = self.tx.take() else { return };
-        let replies = if self.protocol == Protocol::Lmtp {
-            tx.rcpts.len()
-        } else {
-            1
-        };
-        if tx.too_big {
-            Metrics::add(&self.ctx.metrics.rejected, 1);
-            for _ in 0..replies {
-                self.reply(552, "5.3.4", "message size exceeds the archive's limit");
-            }
-            return;
-        }
-        let envelope = self.envelope(&tx);
-        let body = tx.body;
-        let bytes = body.len() as u64;
-        let store = self.ctx.store.clone();
-        let journal = self.ctx.config.journal.clone();
-        let result = tokio::task::spawn_blocking(move || archive(&store, envelope, body, &journal)).await;
-        match result {
-            Ok(Ok(a)) => {
-                Metrics::add(&self.ctx.metrics.accepted, 1);
-                Metrics::add(&self.ctx.metrics.bytes, bytes);
-                let hash: String = a.content_hash.iter().map(|b| format!("{b:02x}")).collect();
-                let text = format!("archived seq={} blake3={hash}", a.seq);
-                for _ in 0..replies {
-                    self.reply(250, "2.0.0", &text);
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!(peer = %self.peer, error = %e, "archiving failed; answered 451");
-                self.temporary_failure(replies);
-            }
-            Err(e) => {
-                tracing::error!(peer = %self.peer, error = %e, "archiving task failed; answered 451");
-                self.temporary_failure(replies);
-            }
-        }
-    }
-
-    fn temporary_failure(&mut self, replies: usize) {
-        Metrics::add(&self.ctx.metrics.rejected, 1);
-        for _ in 0..replies {
-            self.reply(451, "4.3.0", "archive storage failed, try again later");
-        }
-    }
-
-    fn envelope(&self, tx: &Transaction) -> Envelope {
-        // RFC 3848 "with" protocol names.
-        let mut protocol = match self.protocol {
-            Protocol::Smtp => "ESMTP",
-            Protocol::Lmtp => "LMTP",
-        }
-        .to_string();
-        if !self.tls.is_empty() {
-            protocol.push('S');
-        }
-        if self.user.is_some() {
-            protocol.push('A');
-        }
-        Envelope {
-            mail_from: tx.mail_from.as_bytes().to_vec(),
-            mail_params: tx.mail_params.as_bytes().to_vec(),
-            rcpt_to: tx.rcpts.clone(),
-            original_recipients: Vec::new(),
-            protocol,
-            client: self.peer.to_string(),
-            helo: self.helo.clone().unwrap_or_default(),
-            tls: self.tls.clone(),
-            source: String::new(),
-        }
-    }
-}
-
-/// The ESMTP parameters of a MAIL or RCPT line, verbatim: what follows the `<path>`.
-fn parameters(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end_matches(['\r', '\n']);
-    let after_colon = text.split_once(':').map_or("", |(_, rest)| rest).trim_start();
-    let rest = match after_colon.strip_prefix('<') {
-        Some(inner) => inner.split_once('>').map_or("", |(_, rest)| rest),
-        None => after_colon.split_once(' ').map_or("", |(_, rest)| rest),
-    };
-    rest.trim().to_string()
-}
-
-/// Archives one transaction (blocking: waits for the durable append). An Exchange journal
-/// report yields two records, the report and the original message it carries; the answer
-/// names the original.
-fn archive(
-    store: &Store,
-    mut envelope: Envelope,
-    body: Vec<u8>,
-    journal_config: &crate::config::JournalConfig,
-) -> archive_core::Result<Appended> {
-    if let Some(report) = journal::unwrap_exchange_report(&body) {
-        envelope.source = "exchange-journal-report".into();
-        let kept = store.append_message(&envelope, &body, OnDuplicate::RecordArrival)?;
-        let hash: String = kept.content_hash.iter().map(|b| format!("{b:02x}")).collect();
-        let original = Envelope {
-            mail_from: report.sender.into_bytes(),
-            original_recipients: report.recipients.into_iter().map(String::into_bytes).collect(),
-            source: format!("exchange-journal-report seq={} blake3={hash}", kept.seq),
-            ..envelope
-        };
-        return store.append_message(&original, &report.original, OnDuplicate::RecordArrival);
-    }
-    journal::decode_envelope(&mut envelope, journal_config);
-    store.append_message(&envelope, &body, OnDuplicate::RecordArrival)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parameters;
-
-    #[test]
-    fn parameters_are_kept_verbatim() {
-        assert_eq!(
-            parameters(b"MAIL FROM:<a@b> BODY=8BITMIME SIZE=10\r\n"),
-            "BODY=8BITMIME SIZE=10"
-        );
-        assert_eq!(parameters(b"RCPT TO:<x@y>\r\n"), "");
-        assert_eq!(parameters(b"MAIL FROM:<> SMTPUTF8\r\n"), "SMTPUTF8");
-        assert_eq!(parameters(b"RCPT TO: <x@y> NOTIFY=NEVER\r\n"), "NOTIFY=NEVER");
     }
 }

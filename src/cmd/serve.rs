@@ -92,13 +92,21 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         // already mean a clean stop, not the default of dying on the spot.
         let signals = Signals::install()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let intake = Intake::start(store.clone(), config.intake.clone(), &tls_dir, stopped)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        // One gate for every front door: a name's or a client's failed logins count the
+        // same whether they were tried over IMAP or SMTP AUTH.
+        let gate = Arc::new(LoginGate::with_pass_through(&cli.data, pass_through));
+        let intake = Intake::start(
+            store.clone(),
+            config.intake.clone(),
+            gate.clone(),
+            &tls_dir,
+            stopped,
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
         for (protocol, addr) in &intake.listening {
             tracing::info!(protocol = %protocol.name(), %addr, "listening");
         }
-        let gate = Arc::new(LoginGate::with_pass_through(&cli.data, pass_through));
         let imap = archive_imap::start(store.clone(), gate, config.imap.clone(), &tls_dir)
             .await
             .map_err(anyhow::Error::msg)?;

@@ -5,6 +5,8 @@ mod cli;
 mod imap;
 mod import;
 mod intake;
+mod intake_abuse;
+mod intake_auth;
 mod isolation;
 mod postfix;
 mod roundtrip;

@@ -452,7 +452,14 @@ fn postfix_always_bcc_journals_every_message_to_the_archive() {
 #[test]
 fn postfix_bcc_maps_journal_sender_and_all_recipients_including_bcc() {
     let vault = Vault::new();
-    let server = vault.serve(&[]);
+    // The LMTP listener is Postfix's alone: its copies are recipient-encoded journals.
+    let config = vault.dir.with_file_name("postfix-source.toml");
+    std::fs::write(
+        &config,
+        "[[intake.journal_source]]\nstyle = \"recipient-encoded\"\nlistener = \"lmtp\"\n",
+    )
+    .unwrap();
+    let server = vault.serve(&["--config", config.to_str().unwrap()]);
     // Exactly the map and settings of docs/OPERATIONS.md.
     let postfix = Postfix::start(
         server.lmtp,
