@@ -69,7 +69,7 @@ fn describe(e: &Event) -> String {
             command.tag.inner(),
             search(&command.body)
         ),
-        Event::EsearchRefused { tag, why } => format!("{} refused: {why}", tag.inner()),
+        Event::Refused { tag, why } => format!("{} refused: {why}", tag.inner()),
         Event::RawSent(_) => "raw sent".into(),
     }
 }
