@@ -846,7 +846,7 @@ mod tests {
         assert_eq!(kind(&"a ".repeat(MAX_TERMS + 1)), QueryErrorKind::TooManyTerms);
         assert!(Query::parse(&"a ".repeat(MAX_TERMS)).is_ok());
         assert_eq!(
-            kind(&"a OR ".repeat(100_000).trim_end_matches(" OR ").to_string()),
+            kind("a OR ".repeat(100_000).trim_end_matches(" OR ")),
             QueryErrorKind::TooManyTerms
         );
         // Syntax errors say so.

@@ -129,7 +129,7 @@ fn arity(keyword: &[u8]) -> Option<usize> {
 /// Decodes a whole command with imap-codec.
 fn decode(bytes: &[u8]) -> Option<Command<'static>> {
     match CommandCodec::default().decode(bytes) {
-        Ok((rest, command)) if rest.is_empty() => Some(command.into_static()),
+        Ok(([], command)) => Some(command.into_static()),
         _ => None,
     }
 }
