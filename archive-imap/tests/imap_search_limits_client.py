@@ -58,6 +58,11 @@ check = numbers(ok(m.search(None, "NOT", "(", *ors(100), ")"), "NOT 100 ORs"))
 assert check == [SENDERS + 1], check
 check = numbers(ok(m.search(None, "2:4", *ors(100), "TEXT", "kiwi"), "100 ORs and more"))
 assert check == [2, 3, 4], check
+# With ESEARCH result options too.
+m.untagged_responses.pop("ESEARCH", None)
+ok(m._simple_command("SEARCH", "RETURN", "(COUNT MAX)", *ors(100)), "ESEARCH 100 ORs")
+_, lines = m.response("ESEARCH")
+assert lines[0].decode().endswith(f"MAX {SENDERS} COUNT {SENDERS}"), lines
 # SORT and THREAD take the same keys.
 check = numbers(ok(m.sort("(REVERSE ARRIVAL)", "UTF-8", *ors(100)), "SORT 100 ORs"))
 assert check == senders[::-1], check
