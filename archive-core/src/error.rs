@@ -54,6 +54,10 @@ pub enum Error {
     /// The derived search index failed; it can always be rebuilt with `mailvault reindex`.
     #[error("search index: {0}")]
     Search(String),
+
+    /// A search ran out of time or was cancelled before it finished.
+    #[error("search stopped: {0}")]
+    SearchStopped(crate::search::Stopped),
 }
 
 impl Error {

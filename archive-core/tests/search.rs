@@ -620,3 +620,81 @@ fn a_stale_or_foreign_search_index_is_replaced_at_open() {
     assert!(seqs(&store_b, "rechnung").is_empty());
     assert_eq!(seqs(&store_b, "undated").len(), 1);
 }
+
+/// Hostile queries (issue #10): deep nesting is a typed error, never a stack overflow; the
+/// deepest query allowed runs on a thread with a 2 MiB stack (tokio's blocking threads);
+/// searches stop at their deadline and when their cancellation flag is set.
+#[test]
+fn searches_are_bounded_in_shape_time_and_cancellation() {
+    use archive_core::search::{Budget, Cancel, QueryErrorKind, Stopped, MAX_DEPTH};
+    use archive_core::Error;
+    use std::time::Duration;
+
+    let dir = temp_dir("search-bounds");
+    let path = create(dir.path());
+    let store = open(&path);
+    let f = add_fixtures(&store);
+    let auditor = Principal::auditor_all();
+
+    for hostile in [
+        format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000)),
+        format!("{}a", "NOT ".repeat(25_000)),
+        format!("{}a", "-".repeat(100_000)),
+    ] {
+        let e = Query::parse(&hostile).expect_err("too deep");
+        assert_eq!(e.kind, QueryErrorKind::TooDeep, "{e}");
+    }
+
+    // The deepest query allowed, alternating AND and OR at every level, with NOTs.
+    let mut text = "rechnung".to_string();
+    for i in 0..MAX_DEPTH {
+        let deeper = if i % 2 == 0 {
+            format!("rechnung OR x{i} OR ({text})")
+        } else {
+            format!("-y{i} ({text})")
+        };
+        if Query::parse(&deeper).is_err() {
+            break;
+        }
+        text = deeper;
+    }
+    assert!(text.matches('(').count() >= MAX_DEPTH / 2, "{text}");
+    let deepest = Query::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let store = std::sync::Arc::new(store);
+    let runner = std::sync::Arc::clone(&store);
+    let hits = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            runner
+                .search(&Principal::auditor_all(), &deepest, &SearchOptions::default())
+                .map(|r| r.total)
+        })
+        .unwrap()
+        .join()
+        .expect("the deepest query must not overflow the stack");
+    assert!(hits.unwrap() >= 1);
+
+    let q = Query::parse("rechnung").unwrap();
+    let found = store.matching_seqs(&auditor, &q, &Budget::default()).unwrap();
+    assert_eq!(found, vec![f.rechnung]);
+
+    // Out of time: stopped, with a typed error.
+    let expired = Budget::within(Duration::ZERO);
+    let e = store
+        .search_within(&auditor, &q, &SearchOptions::default(), &expired)
+        .expect_err("deadline");
+    assert!(matches!(e, Error::SearchStopped(Stopped::Deadline)), "{e}");
+    // Cancelled (an IMAP client that went away): stopped too.
+    let cancel = Cancel::new();
+    let budget = Budget::default().cancelled_by(cancel.clone());
+    assert!(store.matching_seqs(&auditor, &q, &budget).is_ok());
+    cancel.cancel();
+    let e = store.matching_seqs(&auditor, &q, &budget).expect_err("cancelled");
+    assert!(matches!(e, Error::SearchStopped(Stopped::Cancelled)), "{e}");
+    // The read-only index (the CLI's path) takes the same budget.
+    let index = ReadOnlyIndex::open(&path).unwrap();
+    let e = index
+        .search_within(&auditor, &q, &SearchOptions::default(), &expired)
+        .expect_err("deadline");
+    assert!(matches!(e, Error::SearchStopped(Stopped::Deadline)), "{e}");
+}

@@ -8,6 +8,8 @@
 //!   sees it; the options are handed back with the parsed command ([`Event::Esearch`]).
 //!   AUTHENTICATE lines and IDLE's DONE are messages too: they never look like a SEARCH and
 //!   pass unchanged.
+//! - Commands imap-codec refuses are offered to [`search_keys`], which parses SEARCH, SORT and
+//!   THREAD keys nested deeper than imap-codec's fixed limit (up to its own cap).
 //! - Output: raw response lines ([`Protocol::enqueue_raw`]) go out in order with imap-next's
 //!   responses, for `* ESEARCH`, which imap-codec cannot encode.
 //!
@@ -26,6 +28,9 @@ use imap_next::server::{Error, Event as ServerEvent, ResponseHandle, Server};
 use imap_next::{Interrupt, Io, State};
 
 use crate::esearch::{return_clause, Returns};
+use search_keys::Reparsed;
+
+mod search_keys;
 
 /// How much of a message's first line is held back to look for a RETURN clause; a longer
 /// prefix is passed on unchanged (and a RETURN in it is answered BAD by imap-codec).
@@ -46,8 +51,9 @@ pub(crate) enum Event {
         command: Command<'static>,
         returns: Returns,
     },
-    /// A `SEARCH RETURN` with options this server does not know: answer BAD.
-    EsearchRefused { tag: Tag<'static>, why: String },
+    /// A command refused before it reached a handler: a `SEARCH RETURN` with options this
+    /// server does not know, or search keys nested too deeply. Answer BAD with `why`.
+    Refused { tag: Tag<'static>, why: String },
     /// Bytes given to [`Protocol::enqueue_raw`] were handed to the socket.
     RawSent(RawHandle),
 }
@@ -186,21 +192,37 @@ impl Protocol {
         }
         let waiting = self.input.take_waiting(outcome);
         self.outcomes += 1;
-        // A RETURN with unknown options was passed on unchanged, so imap-codec failed on it.
-        if let (
+        let Error::MalformedMessage { discarded_bytes } = &error else {
+            return Err(Interrupt::Error(error));
+        };
+        match waiting {
+            // A RETURN with unknown options was passed on unchanged, so imap-codec failed on it.
             Some(Waiting {
                 tag,
                 returns: Err(why),
                 ..
-            }),
-            Error::MalformedMessage { .. },
-        ) = (waiting, &error)
-        {
-            if let Ok(tag) = Tag::try_from(tag) {
-                return Ok(Event::EsearchRefused { tag, why });
-            }
+            }) => match Tag::try_from(tag) {
+                Ok(tag) => Ok(Event::Refused { tag, why }),
+                Err(_) => Err(Interrupt::Error(error)),
+            },
+            // Search keys nested deeper than imap-codec goes, maybe.
+            waiting => match search_keys::reparse(discarded_bytes.declassify()) {
+                Reparsed::Command(command) => Ok(match waiting {
+                    Some(Waiting {
+                        tag,
+                        returns: Ok(returns),
+                        ..
+                    }) if matches!(command.body, CommandBody::Search { .. })
+                        && command.tag.inner() == tag =>
+                    {
+                        Event::Esearch { command, returns }
+                    }
+                    _ => Event::Server(ServerEvent::CommandReceived { command }),
+                }),
+                Reparsed::TooDeep { tag, why } => Ok(Event::Refused { tag, why }),
+                Reparsed::NotOurs => Err(Interrupt::Error(error)),
+            },
         }
-        Err(Interrupt::Error(error))
     }
 }
 

@@ -33,6 +33,9 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// its task (and a connection slot) forever.
 const SEND_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Client messages kept while a search runs (`Conn::await_watching`).
+const MAX_PENDING: usize = 64;
+
 /// A logged-in user.
 pub(crate) struct User {
     /// The login name (for audit records).
@@ -182,6 +185,36 @@ impl Conn {
                 Ok(other) => self.pending.push_back(Ok(other)),
                 Err(StreamError::State(e)) => self.pending.push_back(Err(StreamError::State(e))),
                 Err(_) => return Err(Closed),
+            }
+        }
+    }
+
+    /// Waits for `work` (a search on a blocking thread) while watching the socket: commands
+    /// the client pipelines meanwhile are kept for later (up to [`MAX_PENDING`]; beyond that
+    /// the socket is left unread until the work ends), and if the client goes away,
+    /// `gone` is called (to cancel the work) and the connection ends.
+    pub async fn await_watching<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+        gone: impl FnOnce(),
+    ) -> Result<T, Closed> {
+        tokio::pin!(work);
+        loop {
+            if self.pending.len() >= MAX_PENDING {
+                return Ok(work.await);
+            }
+            tokio::select! {
+                biased;
+                out = &mut work => return Ok(out),
+                // Cancel-safe: imap-next's `Stream::next` is.
+                event = self.stream.next(&mut self.server) => match event {
+                    Ok(e) => self.pending.push_back(Ok(e)),
+                    Err(StreamError::State(e)) => self.pending.push_back(Err(StreamError::State(e))),
+                    Err(_) => {
+                        gone();
+                        return Err(Closed);
+                    }
+                },
             }
         }
     }
@@ -360,9 +393,7 @@ pub(crate) async fn run(session: &mut Session, mut conn: Conn) -> Option<Conn> {
             Ok(Event::Esearch { command, returns }) => {
                 command::dispatch(session, &mut conn, command.tag, command.body, Some(returns)).await
             }
-            Ok(Event::EsearchRefused { tag, why }) => {
-                conn.status(bad(tag, &why)).await.map(|_| Flow::Continue)
-            }
+            Ok(Event::Refused { tag, why }) => conn.status(bad(tag, &why)).await.map(|_| Flow::Continue),
             Ok(Event::Server(ServerEvent::CommandAuthenticateReceived { command_authenticate })) => {
                 command::authenticate::start(session, &mut conn, command_authenticate).await
             }

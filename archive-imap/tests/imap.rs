@@ -607,8 +607,13 @@ async fn imaplib_sorts_and_threads() {
 
 /// A small message to `to`.
 fn note(to: &str, subject: &str, body: &str) -> Vec<u8> {
+    note_from("Writer <writer@example.net>", to, subject, body)
+}
+
+/// A small message from `from` to `to`.
+fn note_from(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
     format!(
-        "From: Writer <writer@example.net>\r\nTo: {to}\r\nSubject: {subject}\r\n\
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\
          Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n{body}\r\n"
     )
     .into_bytes()
@@ -635,6 +640,33 @@ async fn imaplib_gets_esearch_answers() {
     let mut uids = served.uids.clone();
     uids.remove(2);
     run_script("imap_esearch_client.py", &served, &uids).await;
+    served.listening.shutdown().await;
+}
+
+/// SEARCH bounds (issue #10): 100 nested ORs work in SEARCH, SORT and THREAD; deeper nesting
+/// and thousands of distinct keys get a clear refusal; the session and others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_searches_deep_and_wide() {
+    let reader = "reader@example.org";
+    let mut messages: Vec<(&str, Vec<u8>)> = (0..12)
+        .map(|i| {
+            let from = format!("a{i}@example.org");
+            (
+                reader,
+                note_from(&from, reader, &format!("note {i}"), "a kiwi inside"),
+            )
+        })
+        .collect();
+    messages.push((
+        reader,
+        note_from("zed@example.org", reader, "from zed", "kiwi again"),
+    ));
+    let served = serve(
+        &messages,
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    run_script("imap_search_limits_client.py", &served, &served.uids).await;
     served.listening.shutdown().await;
 }
 

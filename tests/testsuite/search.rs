@@ -160,6 +160,28 @@ fn a_bad_query_names_position_and_problem() {
     }
 }
 
+/// Issue #10: queries nested 10,000 parentheses, 25,000 NOTs or 100,000 '-' deep are refused
+/// with a reason, not a stack overflow; so is one with too many terms.
+#[test]
+fn hostile_queries_are_refused_with_a_reason() {
+    let vault = vault_with_fixtures();
+    let parens = format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000));
+    let nots = format!("{}a", "NOT ".repeat(25_000));
+    let minuses = format!("{}a", "-".repeat(100_000));
+    let wide = "a ".repeat(1001);
+    for (query, expected) in [
+        (&parens, "nests deeper than 64 levels"),
+        (&nots, "nests deeper than 64 levels"),
+        (&minuses, "nests deeper than 64 levels"),
+        (&wide, "more than 1000 terms"),
+    ] {
+        let out = vault.run(&["search", query]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
+
 #[test]
 fn cursors_page_through_every_hit_once() {
     let vault = vault_with_fixtures();

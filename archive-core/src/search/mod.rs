@@ -12,6 +12,7 @@
 //! [`ReadOnlyIndex::search`] both take one, and the scope is part of the index query.
 
 pub mod analysis;
+mod budget;
 pub(crate) mod catch_up;
 mod compile;
 mod document;
@@ -24,9 +25,10 @@ pub(crate) mod text_index;
 
 use std::path::{Path, PathBuf};
 
+pub use budget::{Budget, Cancel, Stopped, DEFAULT_TIME_LIMIT};
 pub use document::Delivery;
 pub use extract::Mailbox;
-pub use query::{Query, QueryError};
+pub use query::{Query, QueryError, QueryErrorKind, MAX_DEPTH, MAX_TERMS};
 pub use results::{Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT};
 pub use scope::Principal;
 
@@ -91,12 +93,23 @@ impl ReadOnlyIndex {
         Ok(behind)
     }
 
-    /// Runs `query` as `principal` over the indexed messages.
+    /// Runs `query` as `principal` over the indexed messages, within [`DEFAULT_TIME_LIMIT`].
     pub fn search(
         &self,
         principal: &Principal,
         query: &Query,
         options: &SearchOptions,
+    ) -> Result<SearchResults> {
+        self.search_within(principal, query, options, &Budget::default())
+    }
+
+    /// [`ReadOnlyIndex::search`] within `budget`.
+    pub fn search_within(
+        &self,
+        principal: &Principal,
+        query: &Query,
+        options: &SearchOptions,
+        budget: &Budget,
     ) -> Result<SearchResults> {
         // A writer in another process may merge away the files of the commit just loaded;
         // the next commit is complete, so a failed attempt is retried on a fresh reload.
@@ -104,7 +117,7 @@ impl ReadOnlyIndex {
         loop {
             let result = self.index.reload().and_then(|_| {
                 let log = LogReader::open(&self.log_dir)?;
-                self.index.search(principal, query, options, &|summary| {
+                self.index.search(principal, query, options, budget, &|summary| {
                     let record = read_at(&self.log_dir, &summary.location(), summary.seq)?;
                     record_content(&record, &log)
                 })

@@ -11,19 +11,31 @@
 //!
 //! Errors name the 1-based character position and the problem, e.g.
 //! `position 8: expected a date YYYY-MM-DD after 'before:'`.
+//!
+//! Queries come from the network (IMAP, the web), so their shape is bounded: at most
+//! [`MAX_DEPTH`] levels of parentheses and NOT, and at most [`MAX_TERMS`] terms. The parser
+//! stops at the first level or term beyond, so no deeper tree is ever built (walking or
+//! dropping one would recurse once per level).
 
 use std::fmt;
 
 use jiff::civil::Date;
 
-/// A parsed query. Build one with [`Query::parse`]; run it with `Store::search`.
+/// Most levels of nesting a query may have: each `(` and each `NOT`/`-` is one level.
+pub const MAX_DEPTH: usize = 64;
+
+/// Most terms (words, phrases, operators with their values) one query may have.
+pub const MAX_TERMS: usize = 1000;
+
+/// A parsed query. Build one with [`Query::parse`] or [`Query::from_node`]; run it with
+/// `Store::search`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Query {
     root: Node,
 }
 
 /// One node of a parsed query.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node {
     /// A free word: any text field (stemmed where the field is).
     Word(String),
@@ -46,7 +58,7 @@ pub enum Node {
 }
 
 /// The value of a text operator.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Value {
     /// A bare word (`from:alice`).
     Word(String),
@@ -64,7 +76,7 @@ impl Value {
 }
 
 /// The text operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TextField {
     /// Header From/Sender (names and addresses), envelope sender (full addresses only).
     From,
@@ -104,7 +116,7 @@ impl TextField {
 }
 
 /// Day comparisons; all days are UTC days.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DateOp {
     /// Strictly before the day: date < day 00:00:00 UTC.
     Before,
@@ -115,7 +127,7 @@ pub enum DateOp {
 }
 
 /// Size comparisons (strict, as IMAP LARGER/SMALLER).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SizeOp {
     /// size > n
     Larger,
@@ -130,6 +142,19 @@ pub struct QueryError {
     pub position: usize,
     /// What is wrong there.
     pub message: String,
+    /// Which kind of problem it is.
+    pub kind: QueryErrorKind,
+}
+
+/// Kinds of [`QueryError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryErrorKind {
+    /// Not the query language (a typo, a missing value, an unbalanced parenthesis…).
+    Syntax,
+    /// Nested deeper than [`MAX_DEPTH`] levels.
+    TooDeep,
+    /// More than [`MAX_TERMS`] terms.
+    TooManyTerms,
 }
 
 impl fmt::Display for QueryError {
@@ -157,12 +182,11 @@ impl Query {
             tokens,
             at: 0,
             end: text.chars().count() + 1,
+            depth: 0,
+            terms: 0,
         };
         if p.tokens.is_empty() {
-            return Err(QueryError {
-                position: 1,
-                message: "the query is empty".into(),
-            });
+            return err(1, "the query is empty");
         }
         let root = p.or()?;
         if let Some(t) = p.peek() {
@@ -170,10 +194,42 @@ impl Query {
                 Tok::Close => "unexpected ')' (no '(' to close)".to_string(),
                 _ => format!("unexpected {}", t.describe()),
             };
-            return Err(QueryError {
-                position: t.pos,
-                message,
-            });
+            return err(t.pos, message);
+        }
+        Ok(Query { root })
+    }
+
+    /// A query of `root` as built by a front door that speaks another syntax (IMAP SEARCH
+    /// keys), held to the same bounds as a parsed one ([`MAX_DEPTH`], [`MAX_TERMS`]). The
+    /// check walks the tree without recursion; positions in its errors are 0.
+    pub fn from_node(root: Node) -> Result<Query, QueryError> {
+        let mut terms = 0usize;
+        // (node, its depth): And/Or do not nest the way '(' does, Not does.
+        let mut stack: Vec<(&Node, usize)> = vec![(&root, 0)];
+        while let Some((node, depth)) = stack.pop() {
+            match node {
+                Node::And(parts) | Node::Or(parts) => {
+                    if depth >= MAX_DEPTH {
+                        return Err(too_deep(0));
+                    }
+                    stack.extend(parts.iter().map(|p| (p, depth + 1)));
+                }
+                Node::Not(inner) => {
+                    if depth >= MAX_DEPTH {
+                        return Err(too_deep(0));
+                    }
+                    stack.push((inner, depth + 1));
+                }
+                _ => {
+                    terms += 1;
+                    if terms > MAX_TERMS {
+                        return Err(too_many_terms(0));
+                    }
+                }
+            }
+        }
+        if matches!(&root, Node::And(p) | Node::Or(p) if p.is_empty()) {
+            return err(0, "the query is empty");
         }
         Ok(Query { root })
     }
@@ -224,7 +280,24 @@ fn err<T>(position: usize, message: impl Into<String>) -> Result<T, QueryError> 
     Err(QueryError {
         position,
         message: message.into(),
+        kind: QueryErrorKind::Syntax,
     })
+}
+
+fn too_deep(position: usize) -> QueryError {
+    QueryError {
+        position,
+        message: format!("the query nests deeper than {MAX_DEPTH} levels of parentheses and NOT"),
+        kind: QueryErrorKind::TooDeep,
+    }
+}
+
+fn too_many_terms(position: usize) -> QueryError {
+    QueryError {
+        position,
+        message: format!("the query has more than {MAX_TERMS} terms"),
+        kind: QueryErrorKind::TooManyTerms,
+    }
 }
 
 fn is_boundary(c: char) -> bool {
@@ -405,10 +478,7 @@ fn parse_day(text: &str, name: &str, pos: usize) -> Result<Date, QueryError> {
     }
     let num = |r: std::ops::Range<usize>| text[r].parse::<i16>().unwrap_or(0);
     let (y, m, d) = (num(0..4), num(5..7) as i8, num(8..10) as i8);
-    Date::new(y, m, d).map_err(|_| QueryError {
-        position: pos,
-        message: format!("'{text}' after '{name}:' is not a valid date"),
-    })
+    Date::new(y, m, d).or_else(|_| err(pos, format!("'{text}' after '{name}:' is not a valid date")))
 }
 
 fn parse_size(text: &str, name: &str, pos: usize) -> Result<u64, QueryError> {
@@ -418,6 +488,7 @@ fn parse_size(text: &str, name: &str, pos: usize) -> Result<u64, QueryError> {
             "expected a size such as 10k or 5M after '{name}:', not '{text}' (a number of bytes, \
              optionally followed by k, M or G: 1024-based)"
         ),
+        kind: QueryErrorKind::Syntax,
     };
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
@@ -437,6 +508,10 @@ struct Parser {
     at: usize,
     /// Position just past the end of the text, for "expected … at the end" errors.
     end: usize,
+    /// Levels of '(' and NOT around the current token (at most [`MAX_DEPTH`]).
+    depth: usize,
+    /// Terms parsed so far (at most [`MAX_TERMS`]).
+    terms: usize,
 }
 
 impl Parser {
@@ -517,16 +592,40 @@ impl Parser {
                         format!("expected a term after {what} at position {}", t.pos),
                     );
                 }
-                Ok(Node::Not(Box::new(self.unary()?)))
+                self.enter(t.pos)?;
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(Node::Not(Box::new(inner)))
             }
             _ => self.primary(),
         }
+    }
+
+    /// One level deeper (a '(' or NOT at `pos`), if the query may nest that deep.
+    fn enter(&mut self, pos: usize) -> Result<(), QueryError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(too_deep(pos));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// Counts a term at `pos`, if the query may have one more.
+    fn term(&mut self, pos: usize) -> Result<(), QueryError> {
+        if self.terms >= MAX_TERMS {
+            return Err(too_many_terms(pos));
+        }
+        self.terms += 1;
+        Ok(())
     }
 
     fn primary(&mut self) -> Result<Node, QueryError> {
         let Some(t) = self.peek().cloned() else {
             return err(self.end, "expected a term at the end of the query");
         };
+        if matches!(t.kind, Tok::Word(_) | Tok::Phrase(_) | Tok::Op(_)) {
+            self.term(t.pos)?;
+        }
         self.at += 1;
         match t.kind {
             Tok::Word(w) => Ok(Node::Word(w)),
@@ -536,7 +635,9 @@ impl Parser {
                 if self.peek().is_some_and(|n| n.kind == Tok::Close) {
                     return err(self.here(), "empty parentheses");
                 }
+                self.enter(t.pos)?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 match self.peek() {
                     Some(c) if c.kind == Tok::Close => {
                         self.at += 1;
@@ -711,5 +812,61 @@ mod tests {
             e("Müller before:x"),
             "position 15: expected a date YYYY-MM-DD after 'before:', not 'x'"
         );
+    }
+
+    /// Hostile shapes end in a typed error, never in a stack overflow: the parser stops at
+    /// the first level beyond the cap, so no deep tree is built or dropped.
+    #[test]
+    fn deep_and_long_queries_are_refused_not_crashed() {
+        let kind = |s: &str| Query::parse(s).expect_err("refused").kind;
+        let parens = format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert_eq!(kind(&parens), QueryErrorKind::TooDeep);
+        assert_eq!(
+            kind(&format!("{}a", "NOT ".repeat(25_000))),
+            QueryErrorKind::TooDeep
+        );
+        assert_eq!(
+            kind(&format!("{}a", "-".repeat(100_000))),
+            QueryErrorKind::TooDeep
+        );
+        assert_eq!(kind(&"(a OR ".repeat(50_000)), QueryErrorKind::TooDeep);
+        assert!(e(&parens).contains("deeper than 64 levels"), "{}", e(&parens));
+        // Up to the cap is fine.
+        let ok = format!("{}a{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert_eq!(p(&ok), w("a"));
+        assert_eq!(
+            kind(&format!(
+                "{}a{}",
+                "(".repeat(MAX_DEPTH + 1),
+                ")".repeat(MAX_DEPTH + 1)
+            )),
+            QueryErrorKind::TooDeep
+        );
+        // Width is bounded too.
+        assert_eq!(kind(&"a ".repeat(MAX_TERMS + 1)), QueryErrorKind::TooManyTerms);
+        assert!(Query::parse(&"a ".repeat(MAX_TERMS)).is_ok());
+        assert_eq!(
+            kind("a OR ".repeat(100_000).trim_end_matches(" OR ")),
+            QueryErrorKind::TooManyTerms
+        );
+        // Syntax errors say so.
+        assert_eq!(kind("a OR"), QueryErrorKind::Syntax);
+    }
+
+    #[test]
+    fn built_queries_are_held_to_the_same_bounds() {
+        let mut deep = w("a");
+        for _ in 0..MAX_DEPTH + 1 {
+            deep = Node::Not(Box::new(deep));
+        }
+        let e = Query::from_node(deep).expect_err("too deep");
+        assert_eq!(e.kind, QueryErrorKind::TooDeep);
+        let wide = Node::Or((0..=MAX_TERMS).map(|i| w(&i.to_string())).collect());
+        assert_eq!(
+            Query::from_node(wide).expect_err("too wide").kind,
+            QueryErrorKind::TooManyTerms
+        );
+        let fine = Node::Or((0..MAX_TERMS).map(|i| w(&i.to_string())).collect());
+        assert!(Query::from_node(fine).is_ok());
     }
 }

@@ -6,16 +6,19 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue};
-use tantivy::collector::{Collector, Count, TopDocs};
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::columnar::Column;
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query as TantivyQuery, RangeQuery};
 use tantivy::schema::Value as _;
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
+    DocAddress, DocId, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, Searcher, SegmentReader,
+    TantivyDocument, Term,
 };
 
 use super::analysis;
+use super::budget::{Bounded, Budget};
 use super::compile::compile;
 use super::document::Summary;
 use super::extract::MailFields;
@@ -290,14 +293,25 @@ impl TextIndex {
         }
     }
 
-    /// Runs `query` as `principal`. `content` reads a hit's raw message (for snippets).
+    /// The seqs of every message `query` matches as `principal`, in no particular order:
+    /// one pass over the index reading only the `seq` column (no stored documents).
+    pub fn matching_seqs(&self, principal: &Principal, query: &Query, budget: &Budget) -> Result<Vec<u64>> {
+        budget.check()?;
+        let compiled = compile(query.root(), &self.fields, principal)?;
+        Bounded::new(SeqCollector, budget).search(&self.searcher(), &*compiled)
+    }
+
+    /// Runs `query` as `principal` within `budget`. `content` reads a hit's raw message (for
+    /// snippets).
     pub fn search(
         &self,
         principal: &Principal,
         query: &Query,
         options: &SearchOptions,
+        budget: &Budget,
         content: &dyn Fn(&Summary) -> Result<Vec<u8>>,
     ) -> Result<SearchResults> {
+        budget.check()?;
         let f = &self.fields;
         let limit = options.limit.clamp(1, MAX_LIMIT);
         let base = compile(query.root(), f, principal)?;
@@ -323,6 +337,7 @@ impl TextIndex {
             searcher: &searcher,
             base: &*base,
             narrowed: narrowed.as_deref(),
+            budget,
         };
         // One more than a page tells whether another page follows.
         let top = TopDocs::with_limit(limit + 1).and_offset(offset);
@@ -362,6 +377,7 @@ impl TextIndex {
         };
         let mut hits = Vec::with_capacity(limit);
         for (score, address) in found.into_iter().take(limit) {
+            budget.check()?;
             let summary = self.summary(&searcher, address)?;
             let snippet = snippets.as_ref().and_then(|generator| {
                 let raw = content(&summary).ok()?;
@@ -450,15 +466,16 @@ struct Pass<'a> {
     searcher: &'a Searcher,
     base: &'a dyn TantivyQuery,
     narrowed: Option<&'a dyn TantivyQuery>,
+    budget: &'a Budget,
 }
 
 impl Pass<'_> {
     fn collect<C: Collector>(&self, top: C) -> Result<(usize, C::Fruit)> {
         Ok(match self.narrowed {
-            None => self.searcher.search(self.base, &(Count, top))?,
+            None => Bounded::new((Count, top), self.budget).search(self.searcher, self.base)?,
             Some(page) => (
-                self.searcher.search(self.base, &Count)?,
-                self.searcher.search(page, &top)?,
+                Bounded::new(Count, self.budget).search(self.searcher, self.base)?,
+                Bounded::new(top, self.budget).search(self.searcher, page)?,
             ),
         })
     }
@@ -470,6 +487,46 @@ impl Pass<'_> {
     {
         let (total, found) = self.collect(top)?;
         Ok((total, found.into_iter().map(|(_, a)| (None, a)).collect()))
+    }
+}
+
+/// Collects the `seq` column of every matching document.
+struct SeqCollector;
+
+struct SegmentSeqs {
+    column: Column<u64>,
+    seqs: Vec<u64>,
+}
+
+impl Collector for SeqCollector {
+    type Fruit = Vec<u64>;
+    type Child = SegmentSeqs;
+
+    fn for_segment(&self, _: u32, segment: &SegmentReader) -> tantivy::Result<SegmentSeqs> {
+        Ok(SegmentSeqs {
+            column: segment.fast_fields().u64("seq")?,
+            seqs: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
+        Ok(fruits.concat())
+    }
+}
+
+impl SegmentCollector for SegmentSeqs {
+    type Fruit = Vec<u64>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        self.seqs.extend(self.column.first(doc));
+    }
+
+    fn harvest(self) -> Vec<u64> {
+        self.seqs
     }
 }
 

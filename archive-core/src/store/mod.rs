@@ -27,7 +27,7 @@ use crate::log::reader::{
 use crate::log::record::{Codec, LeafBody, RecordKind};
 use crate::log::tree::TreeFile;
 use crate::search::text_index::TextIndex;
-use crate::search::{catch_up, Principal, Query, SearchOptions, SearchResults};
+use crate::search::{catch_up, Budget, Principal, Query, SearchOptions, SearchResults};
 use crate::{Error, IoContext, Result};
 use compression::Compression;
 use durability::Durability;
@@ -686,18 +686,40 @@ impl Store {
 
     /// Full-text search as `principal` (see docs/SEARCH.md); waits until every durable
     /// record is searchable. Hits are per message and filtered to what the principal may see.
+    /// It runs within [`crate::search::DEFAULT_TIME_LIMIT`].
     pub fn search(
         &self,
         principal: &Principal,
         query: &Query,
         options: &SearchOptions,
     ) -> Result<SearchResults> {
+        self.search_within(principal, query, options, &Budget::default())
+    }
+
+    /// [`Store::search`] within `budget`: past its deadline or once its flag is set, the
+    /// search stops with [`Error::SearchStopped`].
+    pub fn search_within(
+        &self,
+        principal: &Principal,
+        query: &Query,
+        options: &SearchOptions,
+        budget: &Budget,
+    ) -> Result<SearchResults> {
         // Snippets read hits back through the key-value index (locations of dictionaries).
         self.wait_searchable()?;
-        self.shared.text.search(principal, query, options, &|summary| {
-            let record = self.shared.segments.read_at(&summary.location(), summary.seq)?;
-            record_content(&record, &*self.shared)
-        })
+        self.shared
+            .text
+            .search(principal, query, options, budget, &|summary| {
+                let record = self.shared.segments.read_at(&summary.location(), summary.seq)?;
+                record_content(&record, &*self.shared)
+            })
+    }
+
+    /// The seqs (message records) of every message `query` matches as `principal`, in no
+    /// particular order, within `budget`: what IMAP SEARCH needs, without building hits.
+    pub fn matching_seqs(&self, principal: &Principal, query: &Query, budget: &Budget) -> Result<Vec<u64>> {
+        self.wait_searchable()?;
+        self.shared.text.matching_seqs(principal, query, budget)
     }
 
     /// Waits until every durable record is in the search index (which a `Live` store catches

@@ -35,6 +35,7 @@ use crate::esearch::Returns;
 use crate::session::{bad, Closed, Conn, Flow, Session};
 
 pub(crate) use capability::capabilities;
+pub(crate) use search::MAX_KEY_DEPTH;
 
 /// A command's outcome: the tagged status, and what the connection does next.
 pub(crate) struct Done {

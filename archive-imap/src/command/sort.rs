@@ -24,7 +24,7 @@ pub(crate) async fn handle(
     search: Vec1<SearchKey<'static>>,
     uid: bool,
 ) -> Result<Done, Closed> {
-    let numbers = match matching(s, &tag, Some(&charset), search) {
+    let numbers = match matching(s, c, &tag, Some(&charset), search).await? {
         Ok(n) => n,
         Err(status) => return Done::reply(status),
     };

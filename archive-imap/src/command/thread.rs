@@ -31,7 +31,7 @@ pub(crate) async fn handle(
             ))
         }
     };
-    let numbers = match matching(s, &tag, Some(&charset), search) {
+    let numbers = match matching(s, c, &tag, Some(&charset), search).await? {
         Ok(n) => n,
         Err(status) => return Done::reply(status),
     };

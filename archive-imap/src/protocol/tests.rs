@@ -69,7 +69,7 @@ fn describe(e: &Event) -> String {
             command.tag.inner(),
             search(&command.body)
         ),
-        Event::EsearchRefused { tag, why } => format!("{} refused: {why}", tag.inner()),
+        Event::Refused { tag, why } => format!("{} refused: {why}", tag.inner()),
         Event::RawSent(_) => "raw sent".into(),
     }
 }
@@ -306,4 +306,42 @@ fn line_scan_mirrors_the_fragmentizer() {
     assert_eq!(end(b"a {99999999999}\r\n"), Some(None));
     assert_eq!(end(b"a {{7}\r\n"), Some(Some(Literal { length: 7 })));
     assert_eq!(end(b"a {5}"), None);
+}
+
+/// `OR SUBJECT s0 OR SUBJECT s1 … SUBJECT sn`: n ORs nested to the right.
+fn ors(n: usize) -> String {
+    let mut s: String = (0..n).map(|i| format!("OR SUBJECT s{i} ")).collect();
+    s.push_str(&format!("SUBJECT s{n}"));
+    s
+}
+
+#[test]
+fn keys_deeper_than_imap_codec_goes_are_reparsed_and_too_deep_is_refused() {
+    let mut p = protocol(1000);
+    let input = format!(
+        "d1 SEARCH {}\r\nd2 SEARCH RETURN (MIN COUNT) {}\r\nd3 SEARCH {}\r\nd4 NOOP\r\nd5 SEARCH OR\r\n",
+        ors(100),
+        ors(20),
+        ors(crate::command::MAX_KEY_DEPTH + 1)
+    );
+    p.enqueue_input(input.as_bytes());
+    let (_, events) = run(&mut p);
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert!(events[0].starts_with("d1 SEARCH Or("), "{}", events[0]);
+    assert!(events[1].starts_with("d2 ESEARCH Or("), "{}", events[1]);
+    assert!(
+        events[1].ends_with(&format!("{:?}", min_count())),
+        "{}",
+        events[1]
+    );
+    assert_eq!(
+        events[2],
+        format!(
+            "d3 refused: search keys nested deeper than {} levels (NOT, OR, parentheses)",
+            crate::command::MAX_KEY_DEPTH
+        )
+    );
+    assert_eq!(events[3], "d4 NOOP");
+    // Not search keys at all: imap-codec's refusal stands.
+    assert!(events[4].starts_with("error "), "{}", events[4]);
 }
