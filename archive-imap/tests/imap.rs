@@ -245,7 +245,7 @@ async fn imaplib_sees_a_read_only_archive() {
     let mut audit = Vec::new();
     let mut messages_after = 0;
     for seq in records_before + 1..=store.stats().last_seq {
-        match store.record(seq).unwrap().leaf.body {
+        match store.read_record_unscoped(seq).unwrap().leaf.body {
             LeafBody::Audit { event } => {
                 let e: archive_core::audit::AuditEvent = serde_json::from_slice(&event).unwrap();
                 audit.push(e);
