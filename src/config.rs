@@ -161,7 +161,8 @@ domain_separator = "="          #               ^ stands for @
 # listener = "lmtp"             # and/or clients = ["192.0.2.25/32"], auth_user = "relay1"
 
 [imap]                          # read-only IMAP; users come from `mailvault user add`
-plain = "127.0.0.1:1143"        # IMAP with STARTTLS (LOGIN only after TLS unless on loopback); "none" disables it
+plain = "127.0.0.1:1143"        # IMAP with STARTTLS (LOGIN only after TLS); "none" disables it
+allow_plaintext_login = false   # true: LOGIN on `plain` before STARTTLS (only where the path is private)
 tls = "127.0.0.1:1993"          # IMAP over implicit TLS; "none" disables it
 hostname = "localhost"          # name in the self-signed certificate
 # tls_certificate = "/etc/mailvault/imap-cert.pem"     # default: self-signed, made at first start
@@ -170,10 +171,12 @@ hostname = "localhost"          # name in the self-signed certificate
 [imap.limits]
 max_command_bytes = 65536       # longest command, literals included
 max_literal_bytes = 16384
-login_timeout_secs = 60         # before LOGIN
+login_timeout_secs = 60         # from connect to LOGIN
 autologout_secs = 1800          # after LOGIN (RFC 3501: at least 30 minutes)
-max_connections_per_ip = 20
-max_connections = 1000
+max_connections_per_ip = 20     # per client network: IPv4 address, IPv6 /64
+max_connections = 1000          # logged in
+max_unauthenticated = 100       # not logged in yet (when full, the oldest is pushed out)
+max_unauthenticated_per_ip = 10 # not logged in yet, per client network
 max_connections_per_user = 20   # logged-in sessions of one user
 envelope_cache_mib = 64         # ENVELOPEs computed once, shared by all sessions
 

@@ -88,7 +88,7 @@ fn concurrent_appends_are_all_durable_and_share_fsyncs() {
         stats.appends
     );
     for (seq, n) in &acked {
-        assert_eq!(store.message(*seq).unwrap(), message(*n));
+        assert_eq!(store.read_message_unscoped(*seq).unwrap(), message(*n));
     }
     let mut seqs: Vec<u64> = acked.iter().map(|a| a.0).collect();
     seqs.sort();
@@ -126,7 +126,7 @@ fn a_second_delivery_is_an_arrival_and_the_bytes_are_stored_once() {
     assert_eq!(again.first_seq, first.seq);
     assert_eq!(skipped.kind, None);
     assert_eq!(skipped.seq, first.seq);
-    assert_eq!(store.message(again.seq).unwrap(), message(1));
+    assert_eq!(store.read_message_unscoped(again.seq).unwrap(), message(1));
     // The envelope-only recipient of the second delivery is indexed under the arrival.
     assert_eq!(
         store.by_address(Role::Recipient, "bcc@z").unwrap(),
@@ -257,7 +257,7 @@ fn deleted_derived_state_is_rebuilt_and_answers_identically() {
                 "{:?}",
                 store.first_with_content(&a.content_hash).unwrap()
             ));
-            assert_eq!(&store.message(a.seq).unwrap(), raw);
+            assert_eq!(&store.read_message_unscoped(a.seq).unwrap(), raw);
         }
         for id in ids {
             out.push(format!("{:?}", store.by_message_id(id).unwrap()));
@@ -314,7 +314,7 @@ fn checkpoints_extend_each_other_and_prove_inclusion() {
         checkpoints.push(cp.checkpoint.clone());
         sizes.push(cp.checkpoint.size);
         // Every record up to the checkpoint is provably in it.
-        let record = store.record(3).unwrap();
+        let record = store.read_record_unscoped(3).unwrap();
         let proof = store.inclusion_proof(3, cp.checkpoint.size).unwrap();
         assert!(verify_inclusion(
             &leaf_hash(&record.leaf_bytes),
@@ -466,7 +466,7 @@ fn kill9_never_loses_an_acknowledged_append() {
         let store = open(&path, StoreConfig::default());
         for (seq, hash) in &acked {
             let bytes = store
-                .message(*seq)
+                .read_message_unscoped(*seq)
                 .unwrap_or_else(|e| panic!("acked seq {seq} lost: {e}"));
             assert_eq!(&blake3::hash(&bytes).to_hex().to_string(), hash, "seq {seq}");
         }
@@ -507,7 +507,7 @@ fn a_trained_dictionary_is_a_record_and_messages_read_back_through_it() {
             stored.push((a.seq, raw));
         }
         for (seq, raw) in &stored {
-            assert_eq!(&store.message(*seq).unwrap(), raw, "seq {seq}");
+            assert_eq!(&store.read_message_unscoped(*seq).unwrap(), raw, "seq {seq}");
         }
         store.close().unwrap();
     }
@@ -563,7 +563,7 @@ fn a_corrupted_tree_cache_is_rebuilt_and_the_next_checkpoint_still_extends_the_l
     let proof = store.consistency_proof(c1.size, c2.size).unwrap();
     assert!(verify_consistency(c1.size, &c1.root, c2.size, &c2.root, &proof));
     // Proofs for early records come from the rebuilt cache too.
-    let record = store.record(2).unwrap();
+    let record = store.read_record_unscoped(2).unwrap();
     let path2 = store.inclusion_proof(2, c2.size).unwrap();
     assert!(verify_inclusion(
         &leaf_hash(&record.leaf_bytes),

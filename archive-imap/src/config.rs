@@ -9,10 +9,14 @@ use std::time::Duration;
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImapConfig {
-    /// Plain-text IMAP (STARTTLS offered; LOGIN refused before TLS unless on loopback).
-    /// Default `127.0.0.1:1143`; `"none"` disables it.
+    /// Plain-text IMAP (STARTTLS offered; LOGIN refused before TLS unless
+    /// `allow_plaintext_login`). Default `127.0.0.1:1143`; `"none"` disables it.
     #[serde(with = "archive_core::listener")]
     pub plain: Option<SocketAddr>,
+    /// Whether the plain listener takes passwords before STARTTLS. Default false: who the
+    /// peer is (loopback, a local proxy) says nothing about whether the path to the user is
+    /// private, so only the listener's configuration decides.
+    pub allow_plaintext_login: bool,
     /// Implicit-TLS IMAP. Default `127.0.0.1:1993`; `"none"` disables it.
     #[serde(with = "archive_core::listener")]
     pub tls: Option<SocketAddr>,
@@ -31,6 +35,7 @@ impl Default for ImapConfig {
     fn default() -> Self {
         ImapConfig {
             plain: Some(SocketAddr::from(([127, 0, 0, 1], 1143))),
+            allow_plaintext_login: false,
             tls: Some(SocketAddr::from(([127, 0, 0, 1], 1993))),
             tls_certificate: None,
             tls_key: None,
@@ -50,17 +55,24 @@ pub struct ImapLimits {
     /// Largest literal a client may send (bytes); must be below `max_command_bytes`.
     /// Default 16 KiB.
     pub max_literal_bytes: u32,
-    /// Idle time before an unauthenticated connection is closed. Default 60 s.
+    /// Time from connect (TLS handshake included) within which a client must log in, however
+    /// busy it keeps the connection. Default 60 s.
     #[serde(rename = "login_timeout_secs", with = "seconds")]
     pub login_timeout: Duration,
     /// Idle time before an authenticated connection is closed (RFC 3501: at least 30
     /// minutes; IDLE clients re-issue IDLE within 29). Default 30 min.
     #[serde(rename = "autologout_secs", with = "seconds")]
     pub autologout: Duration,
-    /// Simultaneous connections from one IP address. Default 20.
+    /// Simultaneous connections from one client network (an IPv4 address or an IPv6 /64),
+    /// logged in or not. Default 20.
     pub max_connections_per_ip: usize,
-    /// Simultaneous connections in total. Default 1000.
+    /// Simultaneous logged-in connections in total. Default 1000.
     pub max_connections: usize,
+    /// Simultaneous connections not logged in yet, in total; when full, a new connection
+    /// pushes out the oldest of them. Default 100.
+    pub max_unauthenticated: usize,
+    /// Simultaneous connections not logged in yet from one client network. Default 10.
+    pub max_unauthenticated_per_ip: usize,
     /// Simultaneous logged-in sessions of one user, from anywhere (mail clients open up to
     /// five per account; phones and laptops add theirs). Default 20.
     pub max_connections_per_user: usize,
@@ -78,6 +90,8 @@ impl Default for ImapLimits {
             autologout: Duration::from_secs(30 * 60),
             max_connections_per_ip: 20,
             max_connections: 1000,
+            max_unauthenticated: 100,
+            max_unauthenticated_per_ip: 10,
             max_connections_per_user: 20,
             envelope_cache_mib: 64,
         }
@@ -91,10 +105,17 @@ impl ImapConfig {
         if l.max_literal_bytes >= l.max_command_bytes {
             return Err("imap.limits.max_literal_bytes must be below max_command_bytes".into());
         }
-        if l.max_connections_per_ip == 0 || l.max_connections == 0 || l.max_connections_per_user == 0 {
+        let counts = [
+            l.max_connections_per_ip,
+            l.max_connections,
+            l.max_connections_per_user,
+            l.max_unauthenticated,
+            l.max_unauthenticated_per_ip,
+        ];
+        if counts.contains(&0) {
             return Err(
-                "imap.limits.max_connections, max_connections_per_ip and max_connections_per_user \
-                 must be at least 1"
+                "imap.limits.max_connections, max_connections_per_ip, max_connections_per_user, \
+                 max_unauthenticated and max_unauthenticated_per_ip must be at least 1"
                     .into(),
             );
         }

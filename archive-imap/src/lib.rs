@@ -3,9 +3,10 @@
 //! skip the access check), and every mutating command is refused.
 //!
 //! Implemented (issue #5, first increment):
-//! - listeners: plain (STARTTLS; LOGINDISABLED before TLS unless loopback) and implicit
-//!   TLS, self-signed certificate by default; limits on command and literal size, login and
-//!   autologout timers, connections per IP and in total ([`ImapConfig`]);
+//! - listeners: plain (STARTTLS; LOGINDISABLED before TLS unless the listener is configured
+//!   with `allow_plaintext_login`) and implicit TLS, self-signed certificate by default; limits
+//!   on command and literal size, login and autologout timers, connections per client network,
+//!   waiting (not logged in) and logged-in connections in separate pools ([`ImapConfig`]);
 //! - CAPABILITY, NOOP, LOGOUT, ID, ENABLE, STARTTLS, LOGIN, AUTHENTICATE PLAIN (SASL-IR);
 //! - NAMESPACE, LIST/LSUB (SPECIAL-USE \Sent, \All), STATUS, SELECT/EXAMINE ([READ-ONLY],
 //!   PERMANENTFLAGS ()), CHECK, CLOSE, UNSELECT, IDLE (EXISTS within a second);
@@ -31,6 +32,7 @@ mod config;
 mod envelope_cache;
 mod esearch;
 mod mime;
+mod pool;
 mod protocol;
 mod sequence;
 mod server;

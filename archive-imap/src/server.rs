@@ -1,10 +1,11 @@
 //! Listeners, connection limits and shutdown. Each accepted socket becomes one task running
-//! `session::run`; STARTTLS hands the socket back here to be wrapped in TLS.
+//! `session::run`; STARTTLS hands the socket back here to be wrapped in TLS. Connection slots
+//! are `pool`'s: waiting (not logged in) and authenticated ones in separate pools.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Instant;
 
 use archive_core::Store;
 use imap_next::imap_types::core::Text;
@@ -20,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::command::capabilities;
 use crate::config::ImapConfig;
 use crate::envelope_cache::EnvelopeCache;
+use crate::pool::{Pools, Refused, Slot};
 use crate::protocol::Protocol;
 use crate::session::{self, Conn, Session, UserSessions};
 use archive_core::access::LoginGate;
@@ -50,44 +52,9 @@ struct Shared {
     gate: Arc<LoginGate>,
     config: ImapConfig,
     acceptor: TlsAcceptor,
-    connections: Mutex<HashMap<IpAddr, usize>>,
+    pools: Arc<Pools>,
     envelopes: Arc<EnvelopeCache>,
     user_sessions: Arc<UserSessions>,
-}
-
-/// Counts a connection against the limits for as long as it lives.
-struct Slot {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.shared.connections.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl Shared {
-    fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = c.values().sum();
-        let mine = c.get(&ip).copied().unwrap_or(0);
-        let l = &self.config.limits;
-        if total >= l.max_connections || mine >= l.max_connections_per_ip {
-            return None;
-        }
-        *c.entry(ip).or_insert(0) += 1;
-        Some(Slot {
-            shared: Arc::clone(self),
-            ip,
-        })
-    }
 }
 
 /// Binds the configured listeners and serves until [`Listening::shutdown`]. The self-signed
@@ -106,12 +73,13 @@ pub async fn start(
     let tls_addr = config.tls;
     let envelopes = Arc::new(EnvelopeCache::new(config.limits.envelope_cache_mib << 20));
     let user_sessions = Arc::new(UserSessions::new(config.limits.max_connections_per_user));
+    let pools = Pools::new(config.limits.clone());
     let shared = Arc::new(Shared {
         store,
         gate,
         config,
         acceptor,
-        connections: Mutex::new(HashMap::new()),
+        pools,
         envelopes,
         user_sessions,
     });
@@ -165,18 +133,30 @@ async fn accept_loop(
         // Responses are written as they are ready; Nagle's algorithm would hold the last
         // small write of each one until the client's delayed ACK (up to 40 ms a command).
         let _ = tcp.set_nodelay(true);
-        let Some(slot) = shared.take_slot(peer.ip()) else {
-            let _ = tcp.write_all(b"* BYE too many connections\r\n").await;
-            continue;
+        let slot = match shared.pools.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                // Plain text even on the TLS port: nothing else can be said before a handshake
+                // this connection will not get. The write is bounded: the socket is new, its
+                // buffer empty.
+                let why = match refused {
+                    Refused::Network => "* BYE too many connections\r\n",
+                    Refused::NetworkWaiting => "* BYE too many connections waiting to log in\r\n",
+                };
+                let _ = tcp.write_all(why.as_bytes()).await;
+                continue;
+            }
         };
         let shared = Arc::clone(&shared);
         let mut stop = stop.clone();
+        let pushed_out = slot.pushed_out();
         connections.spawn(async move {
             tokio::select! {
-                _ = connection(tcp, peer, implicit_tls, &shared) => {}
+                _ = connection(tcp, peer, implicit_tls, &shared, slot) => {}
                 _ = stop.changed() => {}
+                // A newer connection took this one's place in the full waiting pool.
+                _ = pushed_out.notified() => {}
             }
-            drop(slot);
         });
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
@@ -184,12 +164,19 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
-async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared: &Shared) {
+async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared: &Shared, slot: Slot) {
+    // The login deadline runs from connect: handshakes and commands before LOGIN count.
+    let login_deadline = Instant::now() + shared.config.limits.login_timeout;
     let stream = if implicit_tls {
-        match shared.acceptor.accept(tcp).await {
-            Ok(tls) => crate::tls::session_stream(tls),
-            Err(e) => {
+        let handshake = tokio::time::timeout_at(login_deadline.into(), shared.acceptor.accept(tcp));
+        match handshake.await {
+            Ok(Ok(tls)) => crate::tls::session_stream(tls),
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "imap TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "imap TLS handshake timed out");
                 return;
             }
         }
@@ -205,8 +192,11 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
         limits: shared.config.limits.clone(),
         tls: implicit_tls,
         starttls: !implicit_tls,
-        // Loopback is as private as TLS (and is how local tools and tests connect).
-        login_needs_tls: !implicit_tls && !peer.ip().is_loopback(),
+        // The listener's configuration decides, never the peer's address: a local proxy or
+        // a listener on another loopback address says nothing about the path to the user.
+        login_needs_tls: !implicit_tls && !shared.config.allow_plaintext_login,
+        slot,
+        login_deadline,
         user: None,
         selected: None,
         idle_tag: None,
@@ -220,10 +210,16 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
         // STARTTLS: the plain-text state machine (and anything pipelined into it) is
         // dropped; TLS starts on the bare socket with a new one.
         let tcp: TcpStream = done.stream.into();
-        let tls = match shared.acceptor.accept(tcp).await {
-            Ok(tls) => tls,
-            Err(e) => {
+        // STARTTLS comes before LOGIN only, so the login deadline bounds the handshake.
+        let handshake = tokio::time::timeout_at(login_deadline.into(), shared.acceptor.accept(tcp));
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "imap STARTTLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "imap STARTTLS handshake timed out");
                 return;
             }
         };

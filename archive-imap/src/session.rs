@@ -113,8 +113,13 @@ pub(crate) struct Session {
     pub tls: bool,
     /// STARTTLS can be offered (plain listener with a TLS acceptor, TLS not active yet).
     pub starttls: bool,
-    /// Passwords are refused until TLS is active (plain listener, non-loopback peer).
+    /// Passwords are refused until TLS is active (plain listener without
+    /// `allow_plaintext_login`).
     pub login_needs_tls: bool,
+    /// This connection's place in the waiting or the authenticated pool (`pool`).
+    pub slot: crate::pool::Slot,
+    /// When a connection not logged in by then is closed (connect + `login_timeout`).
+    pub login_deadline: Instant,
     pub user: Option<User>,
     pub selected: Option<Selected>,
     /// Tag of the IDLE command in progress.
@@ -356,12 +361,13 @@ impl Session {
 pub(crate) async fn run(session: &mut Session, mut conn: Conn) -> Option<Conn> {
     loop {
         let idle = session.idle_tag.is_some();
-        let limit = if session.user.is_none() {
-            session.limits.login_timeout
+        // Before login the deadline is fixed at connect: commands do not extend it, so a
+        // client cannot hold a waiting slot by sending NOOPs.
+        let deadline = if session.user.is_none() {
+            session.login_deadline
         } else {
-            session.limits.autologout
+            Instant::now() + session.limits.autologout
         };
-        let deadline = Instant::now() + limit;
         let event = loop {
             let wait = if idle {
                 IDLE_POLL

@@ -135,8 +135,10 @@ async fn imaplib_sees_a_read_only_archive() {
         ],
     );
     let gate = Arc::new(LoginGate::new(&path));
+    // The scripts log in on the plain port too (tests/access.rs covers LOGINDISABLED).
     let config = ImapConfig {
         plain: Some("127.0.0.1:0".parse().unwrap()),
+        allow_plaintext_login: true,
         tls: Some("127.0.0.1:0".parse().unwrap()),
         ..ImapConfig::default()
     };
@@ -245,7 +247,7 @@ async fn imaplib_sees_a_read_only_archive() {
     let mut audit = Vec::new();
     let mut messages_after = 0;
     for seq in records_before + 1..=store.stats().last_seq {
-        match store.record(seq).unwrap().leaf.body {
+        match store.read_record_unscoped(seq).unwrap().leaf.body {
             LeafBody::Audit { event } => {
                 let e: archive_core::audit::AuditEvent = serde_json::from_slice(&event).unwrap();
                 audit.push(e);
@@ -321,6 +323,7 @@ async fn serve_with_limits(
     let store = Arc::new(Store::open(&path, &key, StoreConfig::default()).unwrap());
     let mut config = ImapConfig {
         plain: Some("127.0.0.1:0".parse().unwrap()),
+        allow_plaintext_login: true,
         tls: None,
         ..ImapConfig::default()
     };
@@ -524,8 +527,10 @@ async fn serve(messages: &[(&str, Vec<u8>)], users: &[(&str, &str, Role)]) -> Se
         })
         .collect();
     add_users(&path, users);
+    // The scripts log in on the plain port too (tests/access.rs covers LOGINDISABLED).
     let config = ImapConfig {
         plain: Some("127.0.0.1:0".parse().unwrap()),
+        allow_plaintext_login: true,
         tls: Some("127.0.0.1:0".parse().unwrap()),
         ..ImapConfig::default()
     };

@@ -378,3 +378,72 @@ fn users_can_be_managed_while_the_server_runs() {
     assert_eq!(listed(&vault).len(), 1);
     assert_eq!(server.stop(), Some(0));
 }
+
+/// Wrong passwords for alice from 127.0.0.2, then alice from 127.0.0.1 — over IMAPS with
+/// imaplib, each client socket bound to its loopback address. Prints one JSON object per
+/// attempt.
+const GUESSING_CLIENT: &str = r#"
+import imaplib, json, socket, ssl, sys
+port = int(sys.argv[1])
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+
+class From(imaplib.IMAP4_SSL):
+    """IMAPS from a chosen local address."""
+    def __init__(self, source):
+        self.source = source
+        super().__init__("127.0.0.1", port, ssl_context=tls)
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout, source_address=(self.source, 0))
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+def attempt(source, password):
+    m = From(source)
+    try:
+        m.login("alice", password)
+        result = {"from": source, "ok": True}
+    except imaplib.IMAP4.error as e:
+        result = {"from": source, "ok": False, "text": str(e)}
+    try:
+        m.logout()
+    except Exception:
+        pass
+    print(json.dumps(result), flush=True)
+
+for _ in range(12):
+    attempt("127.0.0.2", "wrong password")
+attempt("127.0.0.1", "correct horse battery")
+attempt("127.0.0.2", "correct horse battery")
+"#;
+
+/// Issue #10, defect 6: ten wrong passwords from one address locked the real user out from
+/// everywhere for 15 minutes. Now they slow down that address only.
+#[test]
+fn wrong_passwords_from_one_address_do_not_lock_the_user_out_elsewhere() {
+    let vault = vault();
+    user_ok(
+        &vault,
+        &["add", "alice", "--address", "alice@example.com"],
+        PASSWORD,
+    );
+    let server = vault.serve(&[]);
+    let attempts = crate::util::python_json(GUESSING_CLIENT, &[server.imaps.port().to_string()]);
+    assert_eq!(attempts.len(), 14, "{attempts:#?}");
+    let (guesses, rest) = attempts.split_at(12);
+    assert!(guesses.iter().all(|a| a["ok"] == false), "{guesses:#?}");
+    // The guessing address is slowed down: its later attempts are not even checked.
+    assert!(
+        guesses
+            .iter()
+            .any(|a| a["text"].as_str().unwrap().contains("UNAVAILABLE")),
+        "{guesses:#?}"
+    );
+    assert_eq!(rest[0]["ok"], true, "alice from 127.0.0.1: {:#?}", rest[0]);
+    assert_eq!(
+        rest[1]["ok"], false,
+        "127.0.0.2 is still backing off: {:#?}",
+        rest[1]
+    );
+    assert_eq!(server.stop(), Some(0));
+}

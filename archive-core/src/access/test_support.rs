@@ -27,7 +27,7 @@ pub(crate) fn store_with_users(dir: &Path, users: &[(&str, &str, Role)]) -> (Pat
 
 /// The newest record, which must be an audit record.
 pub(crate) fn last_audit(store: &Store) -> AuditEvent {
-    let record = store.record(store.stats().last_seq).unwrap();
+    let record = store.read_record_unscoped(store.stats().last_seq).unwrap();
     let LeafBody::Audit { event } = &record.leaf.body else {
         panic!("the newest record is not an audit record");
     };

@@ -1,6 +1,11 @@
 //! The key-value index (redb): where each record is, which record first stored some bytes,
 //! and which records concern a Message-ID or an address. Derived from the log: deleting the
 //! file loses nothing, the store rebuilds it at open.
+//!
+//! The index is bound to one log: it records the log's origin (`store.json`) and the chain
+//! hash of the last record it applied. An index of another store (or of another history of
+//! this one) fails that check at open and is rebuilt, so views never rest on somebody else's
+//! address table (issue #10, defect 12).
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -42,7 +47,13 @@ const APPLIED_KEY: &str = "applied_seq";
 const DICTIONARY_KEY: &str = "dictionary_seq";
 /// Bumped when the tables change meaning; a mismatch makes the store rebuild the index.
 const SCHEMA_KEY: &str = "schema";
-const SCHEMA_VERSION: u64 = 1;
+/// Version 2 added the binding to the log (origin and chain hash).
+const SCHEMA_VERSION: u64 = 2;
+/// Which log the index was built from: `origin` → the log's origin, `chain` → the chain hash
+/// after the record at the applied seq (absent while nothing is applied).
+const BINDING: TableDefinition<&str, &[u8]> = TableDefinition::new("binding");
+const ORIGIN_KEY: &str = "origin";
+const CHAIN_KEY: &str = "chain";
 
 /// Where a record's frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +137,8 @@ pub struct IndexEntry {
     message_ids: Vec<String>,
     addresses: Vec<String>,
     dictionary: bool,
+    /// Chain hash after this record (binds the index to the log it was built from).
+    chain: [u8; 32],
 }
 
 impl IndexEntry {
@@ -139,17 +152,37 @@ impl IndexEntry {
         self.location
     }
 
-    /// Extracts the index entry of a record read from the log; `content` is the raw message
-    /// for message records.
-    pub fn from_record(leaf: &Leaf, location: Location, content: Option<&[u8]>) -> IndexEntry {
-        IndexEntry::new(leaf, location, content.map(HeaderTerms::parse))
+    /// The addresses the record is filed under, with their role (lower-cased).
+    pub fn addresses(&self) -> impl Iterator<Item = (Role, &str)> {
+        self.addresses.iter().filter_map(|a| {
+            if let Some(rest) = a.strip_prefix(Role::Sender.prefix()) {
+                Some((Role::Sender, rest))
+            } else {
+                a.strip_prefix(Role::Recipient.prefix())
+                    .map(|rest| (Role::Recipient, rest))
+            }
+        })
     }
 
-    /// The index entry of a record, with the header terms of its message already parsed.
-    pub fn new(leaf: &Leaf, location: Location, headers: Option<HeaderTerms>) -> IndexEntry {
+    /// Extracts the index entry of a record read from the log; `content` is the raw message
+    /// for message records.
+    /// `chain` is the chain hash stored with the record.
+    pub fn from_record(
+        leaf: &Leaf,
+        chain: [u8; 32],
+        location: Location,
+        content: Option<&[u8]>,
+    ) -> IndexEntry {
+        IndexEntry::new(leaf, chain, location, content.map(HeaderTerms::parse))
+    }
+
+    /// The index entry of a record with chain hash `chain`, with the header terms of its
+    /// message already parsed.
+    pub fn new(leaf: &Leaf, chain: [u8; 32], location: Location, headers: Option<HeaderTerms>) -> IndexEntry {
         let mut entry = IndexEntry {
             seq: leaf.seq,
             location: Some(location),
+            chain,
             ..IndexEntry::default()
         };
         match &leaf.body {
@@ -180,21 +213,46 @@ impl IndexEntry {
 /// The redb key-value index.
 pub struct KvIndex {
     db: Database,
+    /// The origin of the log this index belongs to.
+    origin: String,
 }
 
 impl KvIndex {
-    /// Opens or creates the index file; an index of another schema version is emptied.
-    pub fn open(path: &Path) -> Result<KvIndex> {
+    /// Opens or creates the index file of the log `origin`; an index of another schema
+    /// version or of another log is emptied. (Whether it matches the log's history is the
+    /// store's check: [`KvIndex::applied_chain`].)
+    pub fn open(path: &Path, origin: &str) -> Result<KvIndex> {
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(path.to_path_buf()),
             e => Error::Index(format!("{}: {e}", path.display())),
         })?;
-        let index = KvIndex { db };
+        let index = KvIndex {
+            db,
+            origin: origin.to_string(),
+        };
         let schema = index.meta(SCHEMA_KEY)?;
-        if schema != Some(SCHEMA_VERSION) {
+        let bound_to = index.binding(ORIGIN_KEY)?;
+        if schema != Some(SCHEMA_VERSION) || bound_to.as_deref() != Some(origin.as_bytes()) {
             index.clear()?;
         }
         Ok(index)
+    }
+
+    fn binding(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read()?;
+        match tx.open_table(BINDING) {
+            Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The chain hash after the record at [`KvIndex::applied_seq`], as this index recorded
+    /// it (`None` when nothing is applied). The store compares it with the log's.
+    pub fn applied_chain(&self) -> Result<Option<[u8; 32]>> {
+        Ok(self
+            .binding(CHAIN_KEY)?
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok()))
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>> {
@@ -214,10 +272,13 @@ impl KvIndex {
         tx.delete_table(CONTENT)?;
         tx.delete_multimap_table(MESSAGE_IDS)?;
         tx.delete_multimap_table(ADDRESSES)?;
+        tx.delete_table(BINDING)?;
         {
             let mut meta = tx.open_table(META)?;
             meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
             meta.insert(APPLIED_KEY, 0)?;
+            tx.open_table(BINDING)?
+                .insert(ORIGIN_KEY, self.origin.as_bytes())?;
             // Create the tables now so readers never meet a missing one.
             tx.open_table(LOCATIONS)?;
             tx.open_table(CONTENT)?;
@@ -270,6 +331,7 @@ impl KvIndex {
             }
             let mut meta = tx.open_table(META)?;
             meta.insert(APPLIED_KEY, last.seq)?;
+            tx.open_table(BINDING)?.insert(CHAIN_KEY, last.chain.as_slice())?;
             if let Some(d) = entries.iter().rev().find(|e| e.dictionary) {
                 meta.insert(DICTIONARY_KEY, d.seq)?;
             }
@@ -308,6 +370,10 @@ impl KvIndex {
         for row in tx.open_table(META)?.iter()? {
             let (k, v) = row?;
             rows.push(format!("meta {} {}", k.value(), v.value()));
+        }
+        for row in tx.open_table(BINDING)?.iter()? {
+            let (k, v) = row?;
+            rows.push(format!("binding {} {:02x?}", k.value(), v.value()));
         }
         for row in tx.open_table(LOCATIONS)?.iter()? {
             let (k, v) = row?;

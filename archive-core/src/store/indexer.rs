@@ -71,6 +71,7 @@ fn index_from_log(shared: &Shared, cursor: &mut Cursor, mut applied: u64, target
             bytes += content.as_ref().map_or(0, Vec::len);
             batch.push(IndexEntry::from_record(
                 &record.leaf,
+                record.chain,
                 record.location,
                 content.as_deref(),
             ));

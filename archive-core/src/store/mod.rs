@@ -301,6 +301,7 @@ impl Store {
 
         let tail = recovery::recover(&layout.log_dir)?;
         let tree = open_tree(&layout, &tail)?;
+        let index = open_index(&layout, &identity.origin, &tail)?;
         let segment = match &tail.segment {
             Some((first, path, len)) if writable(path) => {
                 Some(ActiveSegment::reopen(*first, path.clone(), *len, tail.last_seq)?)
@@ -322,7 +323,6 @@ impl Store {
             latest_checkpoint: tail.checkpoint,
             poisoned: None,
         };
-        let index = open_index(&layout, tail.last_seq)?;
         let text = TextIndex::open(
             &crate::search::index_dir(&layout),
             &identity.origin,
@@ -626,8 +626,17 @@ impl Store {
         self.shared.writer().latest_checkpoint.clone()
     }
 
-    /// Reads a record (waits for the index if the record is very fresh).
-    pub fn record(&self, seq: u64) -> Result<Record> {
+    /// Reads any record, whoever may see it: for verification, export and the local
+    /// command line, which act as the archive's operator. Front doors never call this: a
+    /// principal reads through [`Store::view_message`], which checks the record itself.
+    /// Waits for the index if the record is very fresh.
+    pub fn read_record_unscoped(&self, seq: u64) -> Result<Record> {
+        self.read_record(seq)
+    }
+
+    /// Reads a record for the store's own use (views look up arrivals, reads for a principal
+    /// go on to check the record).
+    pub(crate) fn read_record(&self, seq: u64) -> Result<Record> {
         if seq == 0 || seq > self.shared.writer().written_seq() {
             return Err(Error::NoSuchRecord(seq));
         }
@@ -637,15 +646,16 @@ impl Store {
         self.shared.segments.read_at(&location, seq)
     }
 
-    /// The exact bytes of a message or arrival record.
-    pub fn message(&self, seq: u64) -> Result<Vec<u8>> {
-        self.content_of(self.record(seq)?)
+    /// The exact bytes of a message or arrival record, whoever may see them: for export and
+    /// the local command line only (see [`Store::read_record_unscoped`]).
+    pub fn read_message_unscoped(&self, seq: u64) -> Result<Vec<u8>> {
+        self.content_of(self.read_record(seq)?)
     }
 
     /// The exact bytes of a message or arrival `record` (an arrival's are its message's).
     pub(crate) fn content_of(&self, record: Record) -> Result<Vec<u8>> {
         let record = match &record.leaf.body {
-            LeafBody::Arrival { first_seq, .. } => self.record(*first_seq)?,
+            LeafBody::Arrival { first_seq, .. } => self.read_record(*first_seq)?,
             _ => record,
         };
         record_content(&record, &*self.shared)
@@ -878,16 +888,26 @@ fn open_tree(layout: &Layout, tail: &recovery::Tail) -> Result<TreeFile> {
     Ok(tree)
 }
 
-/// Opens the key-value index; one that is ahead of the log (the log was replaced or cut) is
-/// emptied so catch-up rebuilds it.
-fn open_index(layout: &Layout, last_seq: u64) -> Result<KvIndex> {
-    let index = KvIndex::open(&layout.kv_index)?;
+/// Opens the key-value index of the log `origin` whose tail is `tail`. An index that is not
+/// this log's is emptied so catch-up rebuilds it: one of another store (origin), one ahead of
+/// the log (the log was replaced or cut), or one whose chain hash at its applied seq is not
+/// the log's there (another history, e.g. a copy from a store with the same record offsets).
+fn open_index(layout: &Layout, origin: &str, tail: &recovery::Tail) -> Result<KvIndex> {
+    let index = KvIndex::open(&layout.kv_index, origin)?;
     let applied = index.applied_seq()?;
-    let consistent = applied <= last_seq
-        && (applied == 0
-            || index
-                .location(applied)?
-                .is_some_and(|l| read_at(&layout.log_dir, &l, applied).is_ok()));
+    let consistent = applied == 0
+        || (applied <= tail.last_seq && {
+            let recorded = index.applied_chain()?;
+            let actual = if applied == tail.last_seq {
+                Some(tail.chain)
+            } else {
+                index
+                    .location(applied)?
+                    .and_then(|l| read_at(&layout.log_dir, &l, applied).ok())
+                    .map(|record| record.chain)
+            };
+            recorded.is_some() && recorded == actual
+        });
     if !consistent {
         index.clear()?;
     }

@@ -209,7 +209,7 @@ impl Writer {
         self.chain = chain;
         self.last_time_us = time_us;
         self.tree.push(leaf_hash(&encoded));
-        self.fresh.push(IndexEntry::new(&leaf, location, headers));
+        self.fresh.push(IndexEntry::new(&leaf, chain, location, headers));
         if kind != RecordKind::Checkpoint {
             self.since_checkpoint += 1;
         }

@@ -16,6 +16,7 @@
 //! - UIDVALIDITY is a hash of the log's origin, the view's definition (mailbox and the
 //!   principal's addresses or domains): it changes exactly when the definition changes.
 
+mod check;
 mod entries;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -390,7 +391,7 @@ impl Store {
         let location = index.location(seq)?.ok_or(Error::NoSuchRecord(seq))?;
         match location.kind {
             RecordKind::Message => Ok(seq),
-            RecordKind::Arrival => match self.record(seq)?.leaf.body {
+            RecordKind::Arrival => match self.read_record(seq)?.leaf.body {
                 LeafBody::Arrival { first_seq, .. } => Ok(first_seq),
                 _ => Err(Error::Index(format!("record {seq} is indexed as an arrival"))),
             },
@@ -406,7 +407,7 @@ impl Store {
         if !view.contains(uid) {
             return Err(Error::NoSuchRecord(uid));
         }
-        let record = self.record(uid)?;
+        let record = self.read_record(uid)?;
         let size = record.leaf.content().map(|(_, len)| len).unwrap_or(0);
         Ok(ViewEntry {
             received_us: record.leaf.time_us,
@@ -416,16 +417,34 @@ impl Store {
 
     /// The exact bytes of `uid` in `view`: the only read path for a principal. A UID outside
     /// the view is [`Error::NoSuchRecord`], the same answer as a UID that does not exist.
+    ///
+    /// The view comes from the index; before any byte leaves, the record read from the log
+    /// must itself place the message in the view (`check`). If it does not, the index
+    /// disagrees with the log: the read is refused ([`Error::Index`]) and an
+    /// `access-refused` audit record says which UID of which mailbox.
     pub fn view_message(&self, view: &View, uid: u64) -> Result<ViewMessage> {
         if !view.contains(uid) {
             return Err(Error::NoSuchRecord(uid));
         }
-        let record = self.record(uid)?;
+        let record = self.read_record(uid)?;
         let received_us = record.leaf.time_us;
-        Ok(ViewMessage {
-            raw: self.content_of(record)?,
-            received_us,
-        })
+        let leaf = record.leaf.clone();
+        let raw = self.content_of(record)?;
+        if !view.list.definition.admits(&leaf, &raw) {
+            let event = crate::audit::AuditEvent {
+                actor: "mailvault".into(),
+                action: "access-refused".into(),
+                target: format!("mailbox {} uid {uid} reason=record-not-in-view", view.mailbox),
+                origin: "local".into(),
+            };
+            self.append_audit(&event)?;
+            return Err(Error::Index(format!(
+                "record {uid} does not belong to mailbox {} by its own envelope and headers: \
+                 the index disagrees with the log (run `mailvault reindex`)",
+                view.mailbox
+            )));
+        }
+        Ok(ViewMessage { raw, received_us })
     }
 }
 

@@ -54,6 +54,18 @@ pub(crate) fn verify(
                     "too many sessions of this user; close one and try again",
                 );
             };
+            if !s.slot.authenticate() {
+                tracing::info!(user = %who.name, peer = %s.peer, "imap login: logged-in pool full");
+                let event = AuditEvent::login_failed(&who.name, "imap", s.peer.ip(), "connection-limit");
+                if let Err(e) = blocking(|| s.store.append_audit(&event)) {
+                    tracing::error!(error = %e, "cannot append an audit record");
+                }
+                return no(
+                    tag,
+                    Some(code("LIMIT")),
+                    "too many logged-in connections; try again later",
+                );
+            }
             tracing::info!(user = %who.name, peer = %s.peer, "imap login");
             s.user = Some(User {
                 name: who.name,

@@ -335,7 +335,8 @@ fn serve_mailvault(
     let config = scratch.join("mailvault.toml");
     fs::write(
         &config,
-        "[imap.limits]\nmax_connections_per_ip = 10000\nmax_connections_per_user = 10000\n",
+        "[imap]\nallow_plaintext_login = true\n\
+         [imap.limits]\nmax_connections_per_ip = 10000\nmax_connections_per_user = 10000\n",
     )?;
     let log = scratch.join("serve.log");
     let log_file = fs::File::create(&log)?;
