@@ -359,6 +359,7 @@ impl Session {
 /// Serves a connection until it closes or asks for TLS; returns the connection in the
 /// latter case.
 pub(crate) async fn run(session: &mut Session, mut conn: Conn) -> Option<Conn> {
+    let _witness = PanicWitness { peer: session.peer };
     loop {
         let idle = session.idle_tag.is_some();
         // Before login the deadline is fixed at connect: commands do not extend it, so a
@@ -442,6 +443,21 @@ pub(crate) async fn run(session: &mut Session, mut conn: Conn) -> Option<Conn> {
                 }
                 return Some(conn);
             }
+        }
+    }
+}
+
+/// Says which connection a panic ended. A panic in a command unwinds the session's task
+/// only: tokio catches it there, the connection's socket and slot are dropped, and every
+/// other session goes on (the workspace never builds with `panic = "abort"`).
+struct PanicWitness {
+    peer: SocketAddr,
+}
+
+impl Drop for PanicWitness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(peer = %self.peer, "an IMAP session panicked: its connection is closed, the server goes on");
         }
     }
 }

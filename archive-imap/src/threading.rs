@@ -3,6 +3,11 @@
 //!
 //! Input order is mailbox order (message numbers ascending); it breaks every tie in sent
 //! date, as RFC 5256 §2.2 asks.
+//!
+//! Senders choose the References, so they choose how deep a thread tree is: every walk of
+//! the tree is a loop, and the reply nests at most [`MAX_THREAD_DEPTH`] levels (deeper
+//! messages are listed in one chain, in thread order), so encoding and dropping the reply,
+//! which imap-types does recursively, stay shallow too.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -16,12 +21,9 @@ use crate::mime::SortFields;
 /// A message to thread: the number the reply names (sequence number or UID), and its fields.
 pub type Item<'a> = (NonZeroU32, &'a SortFields);
 
-/// A node of a thread tree: a message (index into the input) or a dummy.
-#[derive(Clone, Debug)]
-struct Node {
-    message: Option<usize>,
-    children: Vec<Node>,
-}
+/// How deep a THREAD reply nests: below this many levels of branching, a subtree is one
+/// chain of its messages in thread order (depth first).
+pub const MAX_THREAD_DEPTH: usize = 100;
 
 /// ORDEREDSUBJECT: messages grouped by base subject, each group's first message (by sent
 /// date) the parent of the others; threads ordered by the sent date of their first message.
@@ -34,22 +36,23 @@ pub fn ordered_subject(items: &[Item<'_>]) -> Vec<Thread> {
             .cmp(&items[b].1.subject)
             .then_with(|| by_date(items, a, b))
     });
-    let mut roots: Vec<Node> = Vec::new();
+    let mut arena = Arena::default();
+    let mut roots: Vec<usize> = Vec::new();
     let mut last_subject: Option<&str> = None;
     for i in order {
         let subject = items[i].1.subject.as_str();
-        let leaf = Node {
-            message: Some(i),
-            children: Vec::new(),
-        };
-        match roots.last_mut() {
-            Some(root) if last_subject == Some(subject) => root.children.push(leaf),
+        let leaf = arena.new_container(Some(i));
+        match roots.last() {
+            Some(&root) if last_subject == Some(subject) => arena.attach(root, leaf),
             _ => roots.push(leaf),
         }
         last_subject = Some(subject);
     }
-    roots.sort_by(|a, b| by_date(items, first_message(a), first_message(b)));
-    roots.iter().filter_map(|n| to_thread(items, n)).collect()
+    roots.sort_by(|&a, &b| arena.compare(items, a, b));
+    roots
+        .iter()
+        .filter_map(|&r| arena.to_thread(items, r, 0))
+        .collect()
 }
 
 /// REFERENCES (RFC 5256 §3): link by Message-ID/References/In-Reply-To with dummies for
@@ -62,7 +65,7 @@ pub fn references(items: &[Item<'_>]) -> Vec<Thread> {
         .filter(|&c| arena.c[c].parent.is_none())
         .collect();
     // (4) Prune dummies.
-    let roots = arena.prune(roots, true);
+    let roots = arena.prune(roots);
     // (5) Sort the roots by sent date (a dummy by its first child, after sorting those).
     let mut roots = roots;
     for &r in &roots {
@@ -81,19 +84,12 @@ pub fn references(items: &[Item<'_>]) -> Vec<Thread> {
     roots.sort_by(|&a, &b| arena.compare(items, a, b));
     roots
         .iter()
-        .filter_map(|&r| to_thread(items, &arena.node(r)))
+        .filter_map(|&r| arena.to_thread(items, r, 0))
         .collect()
 }
 
 fn by_date(items: &[Item<'_>], a: usize, b: usize) -> Ordering {
     items[a].1.sent_us.cmp(&items[b].1.sent_us).then(a.cmp(&b))
-}
-
-fn first_message(n: &Node) -> usize {
-    match n.message {
-        Some(m) => m,
-        None => n.children.first().map_or(usize::MAX, first_message),
-    }
 }
 
 #[derive(Default)]
@@ -119,6 +115,11 @@ impl Arena {
 
     /// `a` is `b` or one of its ancestors.
     fn is_ancestor(&self, a: usize, b: usize) -> bool {
+        // A container without children is nobody's ancestor: no walk (messages mostly
+        // arrive after what they reply to, and their container is new).
+        if self.c[a].children.is_empty() {
+            return a == b;
+        }
         let mut at = Some(b);
         while let Some(x) = at {
             if x == a {
@@ -191,35 +192,69 @@ impl Arena {
     }
 
     /// (4) Drops childless dummies and splices other dummies' children into their place,
-    /// except dummies at the root with more than one child.
-    fn prune(&mut self, set: Vec<usize>, root: bool) -> Vec<usize> {
-        let mut out = Vec::with_capacity(set.len());
-        for c in set {
-            let children = std::mem::take(&mut self.c[c].children);
-            let children = self.prune(children, false);
-            if self.c[c].message.is_none() && (children.len() == 1 || !root) {
+    /// except dummies at the root with more than one child. Children before parents, in a
+    /// loop (the tree is as deep as the References say).
+    fn prune(&mut self, roots: Vec<usize>) -> Vec<usize> {
+        let mut is_root = vec![false; self.c.len()];
+        for &r in &roots {
+            is_root[r] = true;
+        }
+        // What each pruned container leaves in its parent's list: itself, its children
+        // (a spliced dummy) or nothing.
+        let mut replaced_by: Vec<Vec<usize>> = vec![Vec::new(); self.c.len()];
+        for c in self.postorder(&roots) {
+            let children: Vec<usize> = std::mem::take(&mut self.c[c].children)
+                .into_iter()
+                .flat_map(|k| std::mem::take(&mut replaced_by[k]))
+                .collect();
+            let dummy = self.c[c].message.is_none();
+            if dummy && (children.len() == 1 || !is_root[c]) {
                 for &k in &children {
                     self.c[k].parent = self.c[c].parent;
                 }
-                out.extend(children);
-            } else if self.c[c].message.is_none() && children.is_empty() {
+                replaced_by[c] = children;
+            } else if dummy && children.is_empty() {
                 // Dropped.
             } else {
                 for &k in &children {
                     self.c[k].parent = Some(c);
                 }
                 self.c[c].children = children;
-                out.push(c);
+                replaced_by[c] = vec![c];
             }
+        }
+        roots
+            .iter()
+            .flat_map(|&r| std::mem::take(&mut replaced_by[r]))
+            .collect()
+    }
+
+    /// The containers under `roots` (roots included), each after all of its descendants.
+    fn postorder(&self, roots: &[usize]) -> Vec<usize> {
+        let mut out = self.preorder(roots);
+        out.reverse();
+        out
+    }
+
+    /// The containers under `roots` (roots included), each before its descendants, depth
+    /// first in child order.
+    fn preorder(&self, roots: &[usize]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut pending: Vec<usize> = roots.iter().rev().copied().collect();
+        while let Some(c) = pending.pop() {
+            out.push(c);
+            pending.extend(self.c[c].children.iter().rev());
         }
         out
     }
 
-    /// The message that stands for a container: itself, or a dummy's first child.
-    fn representative(&self, c: usize) -> Option<usize> {
-        match self.c[c].message {
-            Some(m) => Some(m),
-            None => self.c[c].children.first().and_then(|&k| self.representative(k)),
+    /// The message that stands for a container: itself, or a dummy's first child's.
+    fn representative(&self, mut c: usize) -> Option<usize> {
+        loop {
+            match self.c[c].message {
+                Some(m) => return Some(m),
+                None => c = *self.c[c].children.first()?,
+            }
         }
     }
 
@@ -230,15 +265,15 @@ impl Arena {
         }
     }
 
+    /// Sorts `c`'s children by sent date; `deep`: every set of siblings below it too,
+    /// deepest first (a dummy sorts by its first child, so that must be settled before).
     fn sort_children(&mut self, items: &[Item<'_>], c: usize, deep: bool) {
-        let mut children = std::mem::take(&mut self.c[c].children);
-        if deep {
-            for &k in &children {
-                self.sort_children(items, k, true);
-            }
+        let order = if deep { self.postorder(&[c]) } else { vec![c] };
+        for x in order {
+            let mut children = std::mem::take(&mut self.c[x].children);
+            children.sort_by(|&a, &b| self.compare(items, a, b));
+            self.c[x].children = children;
         }
-        children.sort_by(|&a, &b| self.compare(items, a, b));
-        self.c[c].children = children;
     }
 
     /// (6) Roots that share a base subject end up in one thread.
@@ -319,53 +354,67 @@ impl Arena {
         slots.into_iter().flatten().collect()
     }
 
-    fn node(&self, c: usize) -> Node {
-        Node {
-            message: self.c[c].message,
-            children: self.c[c].children.iter().map(|&k| self.node(k)).collect(),
+    /// The IMAP form of the tree under `c`, which is `depth` levels down: chains of only
+    /// children become one `prefix`, a dummy with several children is `Nested`, a dummy with
+    /// one child is that child. At [`MAX_THREAD_DEPTH`] the whole subtree is one chain.
+    fn to_thread(&self, items: &[Item<'_>], c: usize, depth: usize) -> Option<Thread> {
+        if depth >= MAX_THREAD_DEPTH {
+            let chain: Vec<NonZeroU32> = self
+                .preorder(&[c])
+                .into_iter()
+                .filter_map(|x| self.c[x].message)
+                .map(|m| items[m].0)
+                .collect();
+            return Some(Thread::Members {
+                prefix: Vec1::try_from(chain).ok()?,
+                answers: None,
+            });
         }
-    }
-}
-
-/// The IMAP form of a tree: chains of only children become one `prefix`, a dummy with several
-/// children is `Nested`, a dummy with one child is that child.
-fn to_thread(items: &[Item<'_>], node: &Node) -> Option<Thread> {
-    let Some(m) = node.message else {
-        let mut kids: Vec<Thread> = node.children.iter().filter_map(|k| to_thread(items, k)).collect();
-        return match kids.len() {
-            0 => None,
-            1 => kids.pop(),
-            _ => Vec2::try_from(kids)
-                .ok()
-                .map(|answers| Thread::Nested { answers }),
+        let Some(m) = self.c[c].message else {
+            let mut kids: Vec<Thread> = self.c[c]
+                .children
+                .iter()
+                .filter_map(|&k| self.to_thread(items, k, depth + 1))
+                .collect();
+            return match kids.len() {
+                0 => None,
+                1 => kids.pop(),
+                _ => Vec2::try_from(kids)
+                    .ok()
+                    .map(|answers| Thread::Nested { answers }),
+            };
         };
-    };
-    let mut prefix = vec![items[m].0];
-    let mut at = node;
-    while let [only] = at.children.as_slice() {
-        let Some(next) = only.message else { break };
-        prefix.push(items[next].0);
-        at = only;
+        let mut prefix = vec![items[m].0];
+        let mut at = c;
+        while let [only] = self.c[at].children.as_slice() {
+            let Some(next) = self.c[*only].message else { break };
+            prefix.push(items[next].0);
+            at = *only;
+        }
+        let mut kids: Vec<Thread> = self.c[at]
+            .children
+            .iter()
+            .filter_map(|&k| self.to_thread(items, k, depth + 1))
+            .collect();
+        let answers = match kids.len() {
+            0 => None,
+            // A lone dummy child: its content continues this thread.
+            1 => match kids.pop() {
+                Some(Thread::Members {
+                    prefix: more,
+                    answers,
+                }) => {
+                    prefix.extend(more);
+                    answers
+                }
+                Some(Thread::Nested { answers }) => Some(answers),
+                None => None,
+            },
+            _ => Vec2::try_from(kids).ok(),
+        };
+        let prefix = Vec1::try_from(prefix).ok()?;
+        Some(Thread::Members { prefix, answers })
     }
-    let mut kids: Vec<Thread> = at.children.iter().filter_map(|k| to_thread(items, k)).collect();
-    let answers = match kids.len() {
-        0 => None,
-        // A lone dummy child: its content continues this thread.
-        1 => match kids.pop() {
-            Some(Thread::Members {
-                prefix: more,
-                answers,
-            }) => {
-                prefix.extend(more);
-                answers
-            }
-            Some(Thread::Nested { answers }) => Some(answers),
-            None => None,
-        },
-        _ => Vec2::try_from(kids).ok(),
-    };
-    let prefix = Vec1::try_from(prefix).ok()?;
-    Some(Thread::Members { prefix, answers })
 }
 
 #[cfg(test)]
@@ -481,5 +530,89 @@ mod tests {
         // A message naming itself as its parent.
         let spec = [("a", "a", "p", 10)];
         assert_eq!(run(references, &spec), "(1)");
+    }
+
+    /// Nesting depth of a reply, counted without recursion.
+    fn nesting(threads: &[Thread]) -> usize {
+        let mut deepest = 0;
+        let mut pending: Vec<(&Thread, usize)> = threads.iter().map(|t| (t, 1)).collect();
+        while let Some((t, depth)) = pending.pop() {
+            deepest = deepest.max(depth);
+            let answers = match t {
+                Thread::Members { answers, .. } => answers.as_ref(),
+                Thread::Nested { answers } => Some(answers),
+            };
+            for a in answers.into_iter().flat_map(|a| a.as_ref()) {
+                pending.push((a, depth + 1));
+            }
+        }
+        deepest
+    }
+
+    /// Every message number in a reply, counted without recursion.
+    fn members(threads: &[Thread]) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut pending: Vec<&Thread> = threads.iter().collect();
+        while let Some(t) = pending.pop() {
+            let answers = match t {
+                Thread::Members { prefix, answers } => {
+                    out.extend(prefix.as_ref().iter().map(|n| n.get()));
+                    answers.as_ref()
+                }
+                Thread::Nested { answers } => Some(answers),
+            };
+            pending.extend(answers.into_iter().flat_map(|a| a.as_ref()));
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// A spine of replies, each with one more reply beside the next: the tree branches at
+    /// every level, so nothing collapses into a chain. Run on a 2 MiB stack (a tokio
+    /// thread's): a walk that recurses once per level overflows it.
+    #[test]
+    fn a_tree_as_deep_as_the_mailbox_is_walked_without_recursion_and_answered_shallow() {
+        const SPINE: usize = 20_000;
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let mut spec: Vec<(String, String, String, i64)> = Vec::new();
+                for i in 0..SPINE {
+                    let parent = if i == 0 {
+                        String::new()
+                    } else {
+                        format!("s{}", i - 1)
+                    };
+                    spec.push((format!("s{i}"), parent, format!("s{i}"), 2 * i as i64));
+                    spec.push((
+                        format!("l{i}"),
+                        format!("s{i}"),
+                        format!("l{i}"),
+                        2 * i as i64 + 1,
+                    ));
+                }
+                let spec: Vec<(&str, &str, &str, i64)> = spec
+                    .iter()
+                    .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), *d))
+                    .collect();
+                let fs = fields(&spec);
+                let items: Vec<Item<'_>> = fs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, f)| Some((NonZeroU32::new(i as u32 + 1)?, f)))
+                    .collect();
+                for algorithm in [references, ordered_subject] {
+                    let threads = algorithm(&items);
+                    assert!(nesting(&threads) <= MAX_THREAD_DEPTH + 1, "{}", nesting(&threads));
+                    let all: Vec<u32> = (1..=2 * SPINE as u32).collect();
+                    assert_eq!(members(&threads), all);
+                }
+                let threads = references(&items);
+                assert_eq!(threads.len(), 1);
+                assert_eq!(nesting(&threads), MAX_THREAD_DEPTH + 1);
+            })
+            .expect("spawn")
+            .join()
+            .expect("no panic");
     }
 }

@@ -49,6 +49,9 @@ fn parse_listener(s: &str) -> Result<Listener, String> {
         .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:2525 (or `none`)"))
 }
 
+/// Stack of each runtime thread (async workers and blocking FETCH/store threads).
+const IO_THREAD_STACK: usize = 8 << 20;
+
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
@@ -83,6 +86,11 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mailvault-io")
+        // Parsing and encoding are bounded in depth (MIME and THREAD nest at most 100
+        // levels), so no stack grows with what a sender chose; this is headroom over
+        // tokio's 2 MiB for those 100 levels of imap-codec's recursive encoder. Address
+        // space only: pages are touched as used.
+        .thread_stack_size(IO_THREAD_STACK)
         .build()
         .context("starting the async runtime")?;
     let tls_dir = cli.data.join("tls");

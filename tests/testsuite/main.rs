@@ -3,6 +3,7 @@
 
 mod cli;
 mod imap;
+mod imap_hostile;
 mod import;
 mod intake;
 mod intake_abuse;

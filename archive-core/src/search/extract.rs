@@ -1,9 +1,15 @@
 //! What the search index learns from a message's bytes, via mail-parser. Parsing never
 //! fails the indexing of a message: whatever does not parse is simply absent, and the
 //! message is still indexed by its envelope, receive time and size.
+//!
+//! The indexer parses every message that arrives, so whatever mail-parser cannot do in
+//! bounded stack and memory must not reach it: see [`has_encoded_message_part`] and
+//! [`drop_flat`].
+
+use std::sync::LazyLock;
 
 use mail_parser::decoders::html::html_to_text;
-use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
 /// Most body text indexed per message (bodies and text attachments together); the rest of a
 /// huge text part is not searchable. Keeps one pathological message from stalling indexing.
@@ -74,9 +80,93 @@ pub struct MailFields {
 impl MailFields {
     /// Extracts the fields of a raw message.
     pub fn extract(raw: &[u8]) -> MailFields {
-        match MessageParser::default().parse(raw) {
-            Some(msg) => from_message(&msg),
+        let parser = MessageParser::default();
+        let parsed = if has_encoded_message_part(raw) {
+            // Its header is what can be indexed safely (see `has_encoded_message_part`).
+            parser.parse_headers(raw)
+        } else {
+            parser.parse(raw)
+        };
+        match parsed {
+            Some(msg) => {
+                let fields = from_message(&msg);
+                drop_flat(msg);
+                fields
+            }
             None => MailFields::default(),
+        }
+    }
+}
+
+/// The MIME structure only: Content-Type parsed, Content-Transfer-Encoding located but not
+/// parsed, so nothing is decoded (and nothing decoded is parsed).
+static STRUCTURE: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .header_content_type(HeaderName::ContentType)
+        .ignore_header(HeaderName::ContentTransferEncoding)
+        .default_header_ignore()
+});
+
+/// Whether `raw` has a message/rfc822 (or message/global, or digest) part with a transfer
+/// encoding, which a full parse would decode and parse as a message. mail-parser 0.11 does
+/// that recursively, once per message nested in the decoded content, copying the decoded
+/// bytes each time: a 180 KB mail overflows a thread's stack (the process aborts), a
+/// little more takes gigabytes. RFC 2046 allows no such encoding on message/rfc822, so
+/// such mail is indexed by its header alone. Found without decoding: parts and nested
+/// messages are walked in a loop.
+fn has_encoded_message_part(raw: &[u8]) -> bool {
+    let Some(top) = STRUCTURE.parse(raw) else {
+        return false;
+    };
+    let mut found = false;
+    let mut pending: Vec<&Message<'_>> = vec![&top];
+    'walk: while let Some(msg) = pending.pop() {
+        for part in &msg.parts {
+            let message_like = match &part.body {
+                PartType::Message(inner) => {
+                    pending.push(inner);
+                    true
+                }
+                // A digest's part without Content-Type is a message; unencoded, one that
+                // did not parse as one.
+                _ => part.content_type().map_or(part.is_encoding_problem, |c| {
+                    c.ctype().eq_ignore_ascii_case("message")
+                }),
+            };
+            if message_like && is_encoded(raw, part) {
+                found = true;
+                break 'walk;
+            }
+        }
+    }
+    drop_flat(top);
+    found
+}
+
+/// Whether a part names a Content-Transfer-Encoding other than an identity one (anything
+/// mail-parser might decode counts).
+fn is_encoded(raw: &[u8], part: &mail_parser::MessagePart<'_>) -> bool {
+    part.headers
+        .iter()
+        .filter(|h| h.name == HeaderName::ContentTransferEncoding)
+        .any(|h| {
+            let value = raw
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .unwrap_or_default();
+            let value = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
+            !matches!(value.as_str(), "" | "7bit" | "8bit" | "binary")
+        })
+}
+
+/// Drops a parsed message without recursion: mail-parser's tree drops recursively, once
+/// per nested message/rfc822, and the sender chooses how many there are.
+fn drop_flat(message: Message<'_>) {
+    let mut pending = vec![message];
+    while let Some(mut m) = pending.pop() {
+        for part in &mut m.parts {
+            if let PartType::Message(inner) = std::mem::take(&mut part.body) {
+                pending.push(inner);
+            }
         }
     }
 }
@@ -294,5 +384,72 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
         assert!(body.len() <= MAX_TEXT_BYTES);
         push_text(&mut body, "more");
         assert!(!body.contains("more"));
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack (the indexer's and a tokio thread's): a
+    /// recursion on what the sender nested aborts the test process instead of passing.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .expect("spawn")
+            .join()
+            .expect("no panic");
+    }
+
+    /// `depth` message/rfc822 parts, each inside the one before.
+    fn nested_messages(depth: usize) -> String {
+        let mut s = String::new();
+        for _ in 0..depth {
+            s.push_str("Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n");
+        }
+        s.push_str("\r\nleaf\r\n");
+        s
+    }
+
+    #[test]
+    fn an_encoded_message_nesting_deeply_is_indexed_by_its_header() {
+        on_small_stack(|| {
+            use base64::Engine;
+            let inner = nested_messages(20_000);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(inner);
+            let mut raw = String::from(
+                "From: a@example.com\r\nSubject: outer\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n\
+--x\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--x\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+            );
+            for line in encoded.as_bytes().chunks(76) {
+                raw.push_str(std::str::from_utf8(line).unwrap());
+                raw.push_str("\r\n");
+            }
+            raw.push_str("--x--\r\n");
+            let f = MailFields::extract(raw.as_bytes());
+            assert_eq!(f.subject, "outer");
+            assert_eq!(f.from[0].address.as_deref(), Some("a@example.com"));
+        });
+    }
+
+    #[test]
+    fn deeply_nested_messages_are_indexed_and_dropped_without_recursion() {
+        on_small_stack(|| {
+            let raw = format!(
+                "From: a@example.com\r\nSubject: outer\r\n{}",
+                nested_messages(200_000)
+            );
+            let f = MailFields::extract(raw.as_bytes());
+            assert_eq!(f.subject, "outer");
+            assert!(f.body.contains("inner"), "{}", &f.body[..f.body.len().min(100)]);
+        });
+    }
+
+    #[test]
+    fn ordinary_encodings_are_still_decoded() {
+        let raw = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29ybGQ=\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: forwarded\r\n\r\nquoted-printable =3D fine\r\n--b--\r\n";
+        assert!(!has_encoded_message_part(raw));
+        let f = MailFields::extract(raw);
+        assert!(f.body.contains("hello world"), "{}", f.body);
+        assert!(f.body.contains("forwarded"), "{}", f.body);
     }
 }

@@ -52,9 +52,14 @@ pub(crate) async fn handle(
     if uid && !names.contains(&MessageDataItemName::Uid) {
         names.insert(0, MessageDataItemName::Uid);
     }
-    let Ok(numbers) = resolve(&set, &view, uid) else {
-        return Done::reply(bad(tag, "the mailbox is empty: no message numbers exist"));
+    // Each message once, however the set repeats or overlaps itself (`1:*,1:*,…`): at most
+    // one number per message of the mailbox.
+    let resolved = match resolve(&set, &view, uid) {
+        Ok(numbers) => numbers,
+        Err(_) => return Done::reply(bad(tag, "the mailbox is empty: no message numbers exist")),
     };
+    let mut numbers: Vec<usize> = Vec::with_capacity(resolved.len());
+    numbers.extend(resolved.iter());
     let reads_content = names.iter().any(|n| {
         matches!(
             n,
@@ -78,7 +83,7 @@ pub(crate) async fn handle(
             }),
         envelope: names.contains(&MessageDataItemName::Envelope),
     };
-    if reads_content && !numbers.is_empty() {
+    if reads_content && !resolved.is_empty() {
         let uids: Vec<u64> = numbers.iter().filter_map(|n| view.uid_at(*n)).collect();
         let target = format!("imap mailbox {} uids {}", view.mailbox(), compact_set(&uids));
         if let Err(why) = s.audit("view", target) {
@@ -124,7 +129,12 @@ pub(crate) async fn handle(
             // stopped), or it failed.
             match (&mut running[w].1).await {
                 Ok(Some(from)) => running[w] = start(from, &budgets[w]),
-                _ => break None,
+                Ok(None) => break None,
+                Err(e) => {
+                    // A panic on a reading thread ends this FETCH (NO below), not the server.
+                    tracing::error!(error = %e, peer = %s.peer, "FETCH: a reading thread panicked");
+                    break None;
+                }
             }
         };
         let Some(answered) = answered else {

@@ -5,12 +5,21 @@
 //!
 //! Parsing failures degrade the structure, never the bytes: a message mail-parser cannot
 //! read is one `text/plain` part holding everything.
+//!
+//! Every byte is the sender's, so the structure is bounded: mail-parser is never asked to
+//! undo a transfer encoding (mail-parser 0.11 parses the decoded content of a base64 or
+//! quoted-printable message/rfc822 part recursively, copying it once per nesting level: a
+//! 180 KB mail overflows a thread's stack), its tree of nested messages is taken apart
+//! without recursion, and parts nested deeper than [`MAX_MIME_DEPTH`] are leaves, as in
+//! Dovecot.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::num::NonZeroU32;
 use std::sync::LazyLock;
 
+#[cfg(test)]
+mod deep_tests;
 mod fields;
 mod structure;
 
@@ -20,7 +29,7 @@ pub use fields::SortFields;
 
 use imap_next::imap_types::core::{IString, Literal, NString, Quoted};
 use imap_next::imap_types::IntoStatic;
-use mail_parser::{Encoding, HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, PartType};
 
 /// A message parsed for FETCH, as deeply as what was asked needs: nothing for the whole
 /// message's bytes, the header fields for ENVELOPE, the MIME tree for everything else.
@@ -48,13 +57,26 @@ fn envelope_fields(parser: MessageParser) -> MessageParser {
         .default_header_ignore()
 }
 
+/// How deep parts nest before the structure stops: a part at this depth (the top-level
+/// message is depth 0, each multipart or message/rfc822 adds one) is a leaf,
+/// `application/octet-stream` holding its exact bytes, with no parts of its own. Dovecot's
+/// limit; real mail nests a handful of levels.
+pub const MAX_MIME_DEPTH: usize = 100;
+
 /// The whole MIME tree: the envelope fields and what BODYSTRUCTURE reports of each part.
+/// Content-Transfer-Encoding is located but not parsed, so mail-parser decodes nothing: it
+/// would parse an encoded message/rfc822 part's content recursively (see the module doc),
+/// and what is sent comes from the raw bytes anyway (`transfer_encoding`). The price: a
+/// base64 or quoted-printable message/rfc822 part, which RFC 2046 forbids, is read as if it
+/// were not encoded; it is still a leaf here, but mail-parser reads its base64 lines as a
+/// header block, so the parts after it may be misplaced (their bytes stay exact).
 static STRUCTURE_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
     envelope_fields(
         MessageParser::new()
             .with_mime_headers()
             .header_comma_separated(HeaderName::ContentLanguage),
     )
+    .ignore_header(HeaderName::ContentTransferEncoding)
 });
 
 /// The top-level header only.
@@ -73,6 +95,30 @@ struct Msg<'m, 'a> {
 struct Node<'m, 'a> {
     within: Msg<'m, 'a>,
     id: usize,
+    /// How deep the part is (see [`MAX_MIME_DEPTH`]).
+    depth: usize,
+}
+
+impl Drop for Parsed<'_> {
+    /// Nested messages are taken apart one by one: dropping mail-parser's tree as it is
+    /// recurses once per message/rfc822 level, and the sender chooses how many there are.
+    fn drop(&mut self) {
+        if let Some(Some(tree)) = self.tree.take() {
+            drop_flat(tree);
+        }
+    }
+}
+
+/// Drops a parsed message without recursion, however deeply messages nest in it.
+fn drop_flat(message: Message<'_>) {
+    let mut pending = vec![message];
+    while let Some(mut m) = pending.pop() {
+        for part in &mut m.parts {
+            if let PartType::Message(inner) = std::mem::take(&mut part.body) {
+                pending.push(inner);
+            }
+        }
+    }
 }
 
 impl<'a> Parsed<'a> {
@@ -170,12 +216,7 @@ impl<'a> Parsed<'a> {
             return Some(Ok(Cow::Borrowed(bytes)));
         }
         let node = self.locate(path)?;
-        let part = &node.within.msg.parts[node.id];
-        let cte = part
-            .content_transfer_encoding()
-            .unwrap_or("7bit")
-            .trim()
-            .to_ascii_lowercase();
+        let cte = self.transfer_encoding(node.within.msg, node.id);
         Some(match cte.as_str() {
             "7bit" | "8bit" | "binary" | "" => Ok(Cow::Borrowed(bytes)),
             "base64" => Ok(Cow::Owned(decode_base64(bytes))),
@@ -190,63 +231,93 @@ impl<'a> Parsed<'a> {
             return self.tree();
         }
         let node = self.locate(path)?;
-        let part = &node.within.msg.parts[node.id];
+        if node.depth >= MAX_MIME_DEPTH {
+            return None;
+        }
+        self.inner_message(node.within, node.id)
+    }
+
+    /// The message inside part `id` of `m`, if it is an unencoded message/rfc822 part (an
+    /// encoded one is a leaf, as its content is not a message until decoded).
+    fn inner_message<'m>(&self, m: Msg<'m, 'a>, id: usize) -> Option<Msg<'m, 'a>> {
+        let part = m.msg.parts.get(id)?;
         match &part.body {
-            PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => Some(Msg {
-                msg: inner,
-                end: part.offset_end as usize,
-            }),
+            PartType::Message(inner) if !inner.parts.is_empty() && self.is_unencoded(m.msg, id) => {
+                Some(Msg {
+                    msg: inner,
+                    end: part.offset_end as usize,
+                })
+            }
             _ => None,
         }
+    }
+
+    /// Part `id`'s Content-Transfer-Encoding as the raw bytes say it, lower case; `7bit`
+    /// if it has none.
+    fn transfer_encoding(&self, msg: &Message<'a>, id: usize) -> String {
+        let value = self
+            .raw_header(msg, id, "Content-Transfer-Encoding")
+            .unwrap_or_default();
+        let value = String::from_utf8_lossy(&value).trim().to_ascii_lowercase();
+        if value.is_empty() {
+            "7bit".to_string()
+        } else {
+            value
+        }
+    }
+
+    /// Whether part `id`'s content is its bytes as they are (no transfer encoding to undo).
+    fn is_unencoded(&self, msg: &Message<'a>, id: usize) -> bool {
+        matches!(
+            self.transfer_encoding(msg, id).as_str(),
+            "7bit" | "8bit" | "binary"
+        )
     }
 
     /// Follows an IMAP part path (RFC 3501 6.4.5): children of a multipart are 1..n; a
     /// single-part message has only part 1, itself; a message/rfc822 part's parts are those
     /// of the message inside it.
+    /// Parts at [`MAX_MIME_DEPTH`] are leaves: paths go no deeper.
     fn locate(&self, path: &[NonZeroU32]) -> Option<Node<'_, 'a>> {
         let mut within = self.tree()?;
         let mut at: Option<usize> = None;
+        // The depth of `at`, or of `within`'s top part while `at` is None.
+        let mut depth = 0;
         for n in path {
             let index = n.get() as usize - 1;
             // Where to descend from, and whether that is a message (not a part).
             let container = match at {
                 None => 0,
-                Some(id) => {
-                    let part = within.msg.parts.get(id)?;
-                    match &part.body {
-                        PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => {
-                            within = Msg {
-                                msg: inner,
-                                end: part.offset_end as usize,
-                            };
-                            at = None;
-                            0
-                        }
-                        PartType::Multipart(_) => id,
-                        _ => return None,
+                Some(_) if depth >= MAX_MIME_DEPTH => return None,
+                Some(id) => match self.inner_message(within, id) {
+                    Some(inner) => {
+                        within = inner;
+                        at = None;
+                        depth += 1;
+                        0
                     }
-                }
+                    None if matches!(within.msg.parts.get(id)?.body, PartType::Multipart(_)) => id,
+                    None => return None,
+                },
             };
             let message_level = at.is_none();
             match &within.msg.parts.get(container)?.body {
+                PartType::Multipart(_) if depth >= MAX_MIME_DEPTH => return None,
                 PartType::Multipart(children) => {
                     at = Some(*children.get(index)? as usize);
+                    depth += 1;
                 }
                 _ if message_level && index == 0 => at = Some(container),
                 _ => return None,
             }
         }
-        at.map(|id| Node { within, id })
+        at.map(|id| Node { within, id, depth })
     }
 }
 
 /// The header fields of `raw`, for ENVELOPE; `None` if it has none.
 fn parse_head(raw: &[u8]) -> Option<Message<'_>> {
     HEADER_PARSER.parse_headers(raw).filter(|m| !m.parts.is_empty())
-}
-
-fn is_identity(e: Encoding) -> bool {
-    e == Encoding::None
 }
 
 fn trim(b: &[u8]) -> &[u8] {

@@ -4,11 +4,11 @@
 //! re-encoded.
 
 use imap_next::imap_types::body::{BasicFields, Body, BodyStructure, SpecificFields};
-use imap_next::imap_types::core::{NString, Vec1};
+use imap_next::imap_types::core::{IString, NString, Vec1};
 use imap_next::imap_types::envelope::{Address, Envelope};
 use mail_parser::{Message, MimeHeaders, PartType};
 
-use super::{is_identity, istring, nstring, trim, Msg, Parsed};
+use super::{istring, nstring, trim, Msg, Parsed, MAX_MIME_DEPTH};
 
 impl<'a> Parsed<'a> {
     /// ENVELOPE of the top-level message.
@@ -46,7 +46,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// A header's raw value, unfolded and trimmed (first occurrence).
-    fn raw_header(&self, msg: &Message<'a>, id: usize, name: &str) -> Option<Vec<u8>> {
+    pub(super) fn raw_header(&self, msg: &Message<'a>, id: usize, name: &str) -> Option<Vec<u8>> {
         let h = msg
             .parts
             .get(id)?
@@ -66,19 +66,29 @@ impl<'a> Parsed<'a> {
     /// out in both: it is optional, and imap-codec would send it even for BODY.
     pub fn body_structure(&self) -> BodyStructure<'static> {
         match self.tree() {
-            Some(m) => self.structure(m, 0, true),
+            Some(m) => self.structure(m, 0, true, 0),
             None => fallback_structure(self.raw),
         }
     }
 
-    fn structure(&self, m: Msg<'_, 'a>, id: usize, root: bool) -> BodyStructure<'static> {
+    /// The structure of part `id` of `m`, which is `depth` deep. Recursion stops at
+    /// [`MAX_MIME_DEPTH`] (so the stack holds at most that many calls, and imap-codec, which
+    /// encodes the result recursively, gets no deeper a value): a part that deep is a leaf.
+    fn structure(&self, m: Msg<'_, 'a>, id: usize, root: bool, depth: usize) -> BodyStructure<'static> {
         let Some(part) = m.msg.parts.get(id) else {
             return fallback_structure(&[]);
         };
+        let end = if root { m.end } else { part.offset_end as usize };
+        let content = self.slice(part.offset_body, end);
+        let inner = self.inner_message(m, id);
+        let is_container = inner.is_some() || matches!(part.body, PartType::Multipart(_));
+        if depth >= MAX_MIME_DEPTH && is_container {
+            return self.leaf_structure(m.msg, id, content);
+        }
         if let PartType::Multipart(children) = &part.body {
             let bodies: Vec<BodyStructure<'static>> = children
                 .iter()
-                .map(|c| self.structure(m, *c as usize, false))
+                .map(|c| self.structure(m, *c as usize, false, depth + 1))
                 .collect();
             let subtype = part
                 .content_type()
@@ -94,8 +104,6 @@ impl<'a> Parsed<'a> {
             }
             // A multipart without parts cannot be described; call it empty text.
         }
-        let end = if root { m.end } else { part.offset_end as usize };
-        let content = self.slice(part.offset_body, end);
         let (ctype, subtype, params) = match part.content_type() {
             Some(c) => (
                 c.ctype().to_ascii_lowercase(),
@@ -117,30 +125,14 @@ impl<'a> Parsed<'a> {
                 vec![(istring(b"charset".to_vec()), istring(b"us-ascii".to_vec()))],
             ),
         };
-        let basic = BasicFields {
-            parameter_list: params,
-            id: nstring(self.raw_header(m.msg, id, "Content-ID")),
-            description: nstring(self.raw_header(m.msg, id, "Content-Description")),
-            content_transfer_encoding: istring(
-                self.raw_header(m.msg, id, "Content-Transfer-Encoding")
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| b"7BIT".to_vec()),
-            ),
-            size: u32::try_from(content.len()).unwrap_or(u32::MAX),
-        };
-        let lines = u32::try_from(content.iter().filter(|b| **b == b'\n').count()).unwrap_or(u32::MAX);
-        let specific = match &part.body {
-            PartType::Message(inner) if is_identity(part.encoding) && !inner.parts.is_empty() => {
-                let inner = Msg {
-                    msg: inner,
-                    end: part.offset_end as usize,
-                };
-                SpecificFields::Message {
-                    envelope: Box::new(self.envelope_of(inner)),
-                    body_structure: Box::new(self.structure(inner, 0, true)),
-                    number_of_lines: lines,
-                }
-            }
+        let basic = self.basic_fields(m.msg, id, params, content);
+        let lines = line_count(content);
+        let specific = match inner {
+            Some(inner) => SpecificFields::Message {
+                envelope: Box::new(self.envelope_of(inner)),
+                body_structure: Box::new(self.structure(inner, 0, true, depth + 1)),
+                number_of_lines: lines,
+            },
             _ if ctype == "text" => SpecificFields::Text {
                 subtype: istring(subtype.into_bytes()),
                 number_of_lines: lines,
@@ -155,6 +147,45 @@ impl<'a> Parsed<'a> {
             extension_data: None,
         }
     }
+
+    /// A part nested too deeply to be described: `application/octet-stream`, its content
+    /// (nested parts and all) exactly as stored, as `BODY[path]` returns it.
+    fn leaf_structure(&self, msg: &Message<'a>, id: usize, content: &[u8]) -> BodyStructure<'static> {
+        BodyStructure::Single {
+            body: Body {
+                basic: self.basic_fields(msg, id, Vec::new(), content),
+                specific: SpecificFields::Basic {
+                    r#type: istring(b"application".to_vec()),
+                    subtype: istring(b"octet-stream".to_vec()),
+                },
+            },
+            extension_data: None,
+        }
+    }
+
+    fn basic_fields(
+        &self,
+        msg: &Message<'a>,
+        id: usize,
+        parameter_list: Vec<(IString<'static>, IString<'static>)>,
+        content: &[u8],
+    ) -> BasicFields<'static> {
+        BasicFields {
+            parameter_list,
+            id: nstring(self.raw_header(msg, id, "Content-ID")),
+            description: nstring(self.raw_header(msg, id, "Content-Description")),
+            content_transfer_encoding: istring(
+                self.raw_header(msg, id, "Content-Transfer-Encoding")
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| b"7BIT".to_vec()),
+            ),
+            size: u32::try_from(content.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+fn line_count(content: &[u8]) -> u32 {
+    u32::try_from(content.iter().filter(|b| **b == b'\n').count()).unwrap_or(u32::MAX)
 }
 
 fn empty_envelope() -> Envelope<'static> {
