@@ -21,8 +21,20 @@ use archive_core::verify::verify_log;
 use archive_core::{OnDuplicate, Store, StoreConfig};
 use common::{create, envelope, temp_dir};
 
+/// Opens the store again right after a `close`. The write lock is a `flock` on `LOCK`, held
+/// by an open file description: a child process that another test of this binary forks in
+/// that instant holds a copy of the descriptor until its `exec`, and with it the lock. On a
+/// loaded machine that can take a moment, so a lock held over a reopen is waited for briefly.
 fn open(store: &Path, config: StoreConfig) -> Store {
-    Store::open(store, &store.join("signing.key"), config).expect("open")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(store, &store.join("signing.key"), config.clone()) {
+            Err(archive_core::Error::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result.expect("open"),
+        }
+    }
 }
 
 /// Appends `message(n)` for each `n`, each from a@x to b@y.
