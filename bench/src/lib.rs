@@ -7,6 +7,7 @@ pub mod imap_client;
 pub mod mailgen;
 pub mod serve;
 pub mod smtp_client;
+pub mod soak;
 
 use std::collections::HashMap;
 use std::fs::File;
