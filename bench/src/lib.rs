@@ -3,6 +3,11 @@
 //! small helpers for timing and printing. Benchmarks print figures; nothing here asserts.
 
 pub mod dovecot;
+pub mod imap_client;
+pub mod mailgen;
+pub mod serve;
+pub mod smtp_client;
+pub mod soak;
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -1,4 +1,4 @@
-//! A seeded generator of realistic mail for the search benchmark: a population of people in
+//! A seeded generator of realistic mail for the benchmarks (`search`, `soak`): a population of people in
 //! many domains, conversations (threads with Re: subjects, In-Reply-To and References),
 //! English and German text drawn from a Zipf-distributed vocabulary, HTML alternatives,
 //! attachments (binary and text), Received headers, mixed time zones, and a few blind copies
@@ -17,7 +17,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -27,12 +27,12 @@ impl Rng {
 
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next() >> 32) * n) >> 32
+        ((self.next_u64() >> 32) * n) >> 32
     }
 
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -61,7 +61,7 @@ impl Zipf {
     /// A rank in `0..n` (0 most likely).
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let total = self.cumulative.last().copied().unwrap_or(1.0);
-        let x = (rng.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let x = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
         self.cumulative
             .partition_point(|c| *c < x)
             .min(self.cumulative.len() - 1)
@@ -610,7 +610,7 @@ impl MailGen {
 
         let id = format!(
             "<{n:x}.{:x}@{}>",
-            self.rng.next() & 0xffff_ffff,
+            self.rng.next_u64() & 0xffff_ffff,
             self.people[sender]
                 .address
                 .split('@')
@@ -653,7 +653,7 @@ impl MailGen {
                 self.rng.below(255),
                 self.rng.below(255),
                 self.rng.below(255),
-                self.rng.next() & 0xffff_ffff_ffff,
+                self.rng.next_u64() & 0xffff_ffff_ffff,
                 self.people[to[0]].address,
             );
         }
@@ -781,7 +781,7 @@ impl MailGen {
                 format!("Content-Type: {mime}; charset=utf-8\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\r\n{t}")
             } else {
                 let len = 2_000 + self.rng.below(30_000) as usize;
-                let bytes: Vec<u8> = (0..len).map(|_| (self.rng.next() & 0xff) as u8).collect();
+                let bytes: Vec<u8> = (0..len).map(|_| (self.rng.next_u64() & 0xff) as u8).collect();
                 format!(
                     "Content-Type: {mime}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
                     base64_lines(&bytes)
@@ -829,7 +829,8 @@ fn encode_name(s: &str) -> String {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn base64(bytes: &[u8]) -> String {
+/// Base64 (standard alphabet, padded), on one line.
+pub fn base64(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];

@@ -27,10 +27,10 @@
 //!   and PSS, which counts shared pages once).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 use mailvault_bench::dovecot::{
     free_port, memory_of, process_tree, tail, Dovecot, DovecotOptions, DovecotSetup, Server, START_TIMEOUT,
 };
+use mailvault_bench::imap_client::Imap;
+use mailvault_bench::serve::{self, add_user, wait_for_listener};
 use mailvault_bench::{
     corpus_dir, fail, load_average, machine, mailvault, mailvault_binary, mb, median, run_timed,
     source_version, verdict, BenchResult, Corpus, Options,
@@ -297,25 +299,7 @@ fn run_mailvault(
         import.wall
     );
     fs::remove_dir_all(&eml)?;
-    let mut add = mailvault(bin, &store);
-    add.args(["user", "add", USER, "--address", ADDRESS, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = add.spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(format!("{PASSWORD}\n").as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return fail(format!(
-            "mailvault user add failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
+    add_user(bin, &store, USER, &[ADDRESS], PASSWORD)?;
     serve_mailvault(bin, scratch, runs, sessions, word, Some(import.wall))
 }
 
@@ -339,12 +323,13 @@ fn serve_mailvault(
          [imap.limits]\nmax_connections_per_ip = 10000\nmax_connections_per_user = 10000\n",
     )?;
     let log = scratch.join("serve.log");
-    let log_file = fs::File::create(&log)?;
-    let child = mailvault(bin, &store)
-        .args([
-            "serve",
+    let config = config.display().to_string();
+    let mut server = serve::start(
+        bin,
+        &store,
+        &[
             "--config",
-            &config.display().to_string(),
+            &config,
             "--imap",
             "127.0.0.1:0",
             "--imaps",
@@ -353,15 +338,10 @@ fn serve_mailvault(
             "none",
             "--smtp",
             "none",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()?;
-    let mut server = Server {
-        child,
-        what: "mailvault serve",
-    };
-    let addr = wait_for_imap(&mut server, &log)?;
+        ],
+        &log,
+    )?;
+    let addr = wait_for_listener(&mut server, &log, "imap", START_TIMEOUT * 10)?;
     let t = Instant::now();
     wait_for_search_index(bin, &store, &mut server, &log)?;
     let mut figures = Figures::default();
@@ -376,34 +356,6 @@ fn serve_mailvault(
     server.wait(Duration::from_secs(60))?;
     measured.map_err(|e| format!("mailvault: {e}\nserve.log:\n{}", tail(&log, 20)))?;
     Ok(figures)
-}
-
-/// Reads the serve log until it names the IMAP address.
-fn wait_for_imap(server: &mut Server, log: &Path) -> BenchResult<SocketAddr> {
-    let until = Instant::now() + START_TIMEOUT * 10;
-    loop {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        let found = text
-            .lines()
-            .filter(|l| l.contains("listening") && l.contains("protocol=imap"))
-            .find_map(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix("addr="))
-                    .and_then(|a| a.trim_matches('"').parse::<SocketAddr>().ok())
-            });
-        if let Some(addr) = found {
-            return Ok(addr);
-        }
-        server.check_running(log)?;
-        if Instant::now() >= until {
-            return fail(format!(
-                "mailvault serve logged no `listening protocol=imap`; log {}:\n{}",
-                log.display(),
-                tail(log, 20)
-            ));
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Polls `status --json` next to the running server until the search index holds every record.
@@ -587,18 +539,18 @@ fn measure(
 ) -> BenchResult<()> {
     // Warm-up: the first SELECT (Dovecot syncs its index with the maildir, mailvault opens the
     // user's view); not counted.
-    let mut warm = Imap::login_select(addr)?;
+    let mut warm = Imap::login_select(addr, USER, PASSWORD)?;
     f.exists = warm.exists;
     warm.logout();
     if all {
         for _ in 0..runs {
             let t = Instant::now();
-            let mut c = Imap::login_select(addr)?;
+            let mut c = Imap::login_select(addr, USER, PASSWORD)?;
             f.login_select.push(t.elapsed().as_secs_f64());
             c.logout();
         }
     }
-    let mut c = Imap::login_select(addr)?;
+    let mut c = Imap::login_select(addr, USER, PASSWORD)?;
     let mut uids = Vec::new();
     if all {
         for run in 0..runs {
@@ -647,7 +599,7 @@ fn measure(
         for _ in 0..SESSION_THREADS {
             s.spawn(|| {
                 while next.fetch_add(1, Ordering::Relaxed) < sessions {
-                    match Imap::login_select(addr) {
+                    match Imap::login_select(addr, USER, PASSWORD) {
                         Ok(c) => opened.lock().unwrap_or_else(|p| p.into_inner()).push(c),
                         Err(e) => errors
                             .lock()
@@ -686,137 +638,6 @@ fn tree_memory(pid: u32) -> ((u64, u64), usize) {
         .map(|(p, _)| memory_of(*p))
         .fold((0, 0), |(a, b), (r, p)| (a + r, b + p));
     ((rss, pss), tree.len())
-}
-
-/// A minimal IMAP client: tagged commands, responses read line by line with their literals.
-struct Imap {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-    tag: u64,
-    exists: u64,
-}
-
-#[derive(Default)]
-struct Response {
-    untagged: u64,
-    literal_bytes: u64,
-    uids: Vec<u32>,
-    search_hits: u64,
-    exists: Option<u64>,
-}
-
-impl Imap {
-    fn connect(addr: SocketAddr) -> BenchResult<Imap> {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        let w = stream.try_clone()?;
-        let mut c = Imap {
-            r: BufReader::with_capacity(64 << 10, stream),
-            w,
-            tag: 0,
-            exists: 0,
-        };
-        let mut greeting = Vec::new();
-        c.r.read_until(b'\n', &mut greeting)?;
-        if !greeting.starts_with(b"* OK") {
-            return fail(format!(
-                "greeting {:?}",
-                String::from_utf8_lossy(&greeting).trim_end()
-            ));
-        }
-        Ok(c)
-    }
-
-    /// Connects, logs in as the bench user and selects INBOX.
-    fn login_select(addr: SocketAddr) -> BenchResult<Imap> {
-        let mut c = Imap::connect(addr)?;
-        c.command(&format!("LOGIN \"{USER}\" \"{PASSWORD}\""), false)?;
-        let r = c.command("SELECT INBOX", false)?;
-        c.exists = r.exists.unwrap_or(0);
-        Ok(c)
-    }
-
-    fn logout(&mut self) {
-        let _ = self.command("LOGOUT", false);
-    }
-
-    /// Sends one command and reads up to its tagged response, which must be OK.
-    fn command(&mut self, cmd: &str, collect_uids: bool) -> BenchResult<Response> {
-        self.tag += 1;
-        let tag = format!("b{}", self.tag);
-        self.w.write_all(format!("{tag} {cmd}\r\n").as_bytes())?;
-        let mut out = Response::default();
-        let mut line = Vec::with_capacity(1024);
-        let mut literal = Vec::new();
-        loop {
-            // One response: a line, and after each literal announced at its end, more line.
-            line.clear();
-            loop {
-                let start = line.len();
-                if self.r.read_until(b'\n', &mut line)? == 0 {
-                    return fail(format!("{cmd:.40}: the server closed the connection"));
-                }
-                let Some(n) = literal_size(&line[start..]) else {
-                    break;
-                };
-                literal.resize(n, 0);
-                self.r.read_exact(&mut literal)?;
-                out.literal_bytes += n as u64;
-            }
-            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
-                let status = String::from_utf8_lossy(&line[tag.len() + 1..])
-                    .trim_end()
-                    .to_string();
-                if !status.starts_with("OK") {
-                    return fail(format!("{:.60}: {status}", cmd));
-                }
-                return Ok(out);
-            }
-            if !line.starts_with(b"* ") {
-                continue;
-            }
-            out.untagged += 1;
-            let text = &line[2..];
-            if text.starts_with(b"SEARCH") {
-                out.search_hits += text[6..]
-                    .split(|b| b.is_ascii_whitespace())
-                    .filter(|w| !w.is_empty())
-                    .count() as u64;
-            } else if let Some(n) = number_before(text, b" EXISTS") {
-                out.exists = Some(n);
-            } else if collect_uids {
-                if let Some(at) = find(text, b"UID ") {
-                    let digits: Vec<u8> = text[at + 4..]
-                        .iter()
-                        .take_while(|b| b.is_ascii_digit())
-                        .copied()
-                        .collect();
-                    if let Ok(uid) = String::from_utf8_lossy(&digits).parse() {
-                        out.uids.push(uid);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The size of a literal announced at the end of a line (`{N}\r\n`).
-fn literal_size(line: &[u8]) -> Option<usize> {
-    let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n"))?;
-    let inner = line.strip_suffix(b"}")?;
-    let open = inner.iter().rposition(|&b| b == b'{')?;
-    std::str::from_utf8(&inner[open + 1..]).ok()?.parse().ok()
-}
-
-fn number_before(text: &[u8], suffix: &[u8]) -> Option<u64> {
-    let trimmed = text.strip_suffix(b"\r\n").unwrap_or(text);
-    let number = trimmed.strip_suffix(suffix)?;
-    std::str::from_utf8(number).ok()?.parse().ok()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -89,8 +89,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -99,9 +99,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mailvault_bench::dovecot::{
-    free_port, tail, Dovecot, DovecotOptions, DovecotSetup, Server, START_TIMEOUT,
-};
+use mailvault_bench::dovecot::{free_port, tail, Dovecot, DovecotOptions, DovecotSetup, START_TIMEOUT};
+use mailvault_bench::serve::{self, wait_for_listener};
+use mailvault_bench::smtp_client::{Prepared, Reply, Smtp};
 use mailvault_bench::{
     corpus_dir, fail, load_average, machine, mailvault, mailvault_binary, mb, run_timed, BenchResult, Corpus,
     Options,
@@ -370,43 +370,6 @@ fn fsync_probe(dir: &Path) -> BenchResult<FsyncProbe> {
 // Messages on the wire
 // ---------------------------------------------------------------------------------------
 
-/// A corpus message ready to send.
-struct Prepared {
-    /// The message as delivered: CRLF line ends, ending with CRLF (what the server stores).
-    canonical: Vec<u8>,
-    /// `canonical` dot-stuffed, followed by the terminating `.` CRLF.
-    wire: Vec<u8>,
-}
-
-impl Prepared {
-    fn new(raw: &[u8]) -> Prepared {
-        let mut canonical = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
-        let mut prev = 0u8;
-        for &b in raw {
-            if b == b'\n' && prev != b'\r' {
-                canonical.push(b'\r');
-            }
-            canonical.push(b);
-            prev = b;
-        }
-        // A message without a final line end gets one for transport.
-        if !canonical.ends_with(b"\r\n") {
-            canonical.extend_from_slice(b"\r\n");
-        }
-        let mut wire = Vec::with_capacity(canonical.len() + 64);
-        let mut line_start = true;
-        for &b in &canonical {
-            if line_start && b == b'.' {
-                wire.push(b'.');
-            }
-            wire.push(b);
-            line_start = b == b'\n';
-        }
-        wire.extend_from_slice(b".\r\n");
-        Prepared { canonical, wire }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The load generator
 // ---------------------------------------------------------------------------------------
@@ -560,9 +523,7 @@ fn drive(addr: SocketAddr, load: &Load, check_hash: bool) -> BenchResult<LoadRes
 /// One persistent LMTP connection.
 struct Session {
     id: usize,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    line: Vec<u8>,
+    conn: Smtp,
     /// The commands of a transaction (MAIL, RCPT, DATA), sent in one write.
     envelope: Vec<u8>,
 }
@@ -570,23 +531,10 @@ struct Session {
 impl Session {
     /// Connects, reads the greeting and says LHLO.
     fn open(addr: SocketAddr, id: usize) -> Result<Session, String> {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
-        let setup = |s: &TcpStream| -> std::io::Result<TcpStream> {
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(REPLY_TIMEOUT))?;
-            s.set_write_timeout(Some(REPLY_TIMEOUT))?;
-            s.try_clone()
-        };
-        let writer = setup(&stream).map_err(|e| format!("setting up the connection to {addr}: {e}"))?;
+        let conn = Smtp::connect(addr, None, REPLY_TIMEOUT)?;
         let envelope =
             format!("MAIL FROM:<{MAIL_FROM}>\r\nRCPT TO:<user{id}@bench.example>\r\nDATA\r\n").into_bytes();
-        let mut session = Session {
-            id,
-            reader: BufReader::with_capacity(16 << 10, stream),
-            writer,
-            line: Vec::new(),
-            envelope,
-        };
+        let mut session = Session { id, conn, envelope };
         session.expect(220, "the greeting")?;
         session.send(b"LHLO bench.example\r\n")?;
         let lhlo = session.expect(250, "LHLO")?;
@@ -597,51 +545,20 @@ impl Session {
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.writer
-            .write_all(bytes)
-            .map_err(|e| format!("sender {}: writing: {e}", self.id))
+        self.conn
+            .send(bytes)
+            .map_err(|e| format!("sender {}: {e}", self.id))
     }
 
     /// Reads one (possibly multi-line) reply.
     fn reply(&mut self) -> Result<Reply, String> {
-        let mut reply = Reply::default();
-        loop {
-            self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(|e| format!("sender {}: reading a reply: {e}", self.id))?;
-            if n == 0 {
-                return Err(format!("sender {}: the server closed the connection", self.id));
-            }
-            let text = String::from_utf8_lossy(&self.line).trim_end().to_string();
-            let code = text.get(..3).and_then(|c| c.parse::<u16>().ok());
-            let Some(code) = code else {
-                return Err(format!("sender {}: not a reply: {text:?}", self.id));
-            };
-            if text
-                .get(4..)
-                .is_some_and(|t| t.eq_ignore_ascii_case("PIPELINING"))
-            {
-                reply.pipelining = true;
-            }
-            reply.code = code;
-            reply.text = text;
-            if self.line.get(3) != Some(&b'-') {
-                return Ok(reply);
-            }
-        }
+        self.conn.reply().map_err(|e| format!("sender {}: {e}", self.id))
     }
 
     fn expect(&mut self, code: u16, what: &str) -> Result<Reply, String> {
-        let reply = self.reply()?;
-        if reply.code != code {
-            return Err(format!(
-                "sender {}: {what} answered {:?}, expected {code}",
-                self.id, reply.text
-            ));
-        }
-        Ok(reply)
+        self.conn
+            .expect(code, what)
+            .map_err(|e| format!("sender {}: {e}", self.id))
     }
 
     /// Sends messages until `deadline`, one transaction after another.
@@ -668,9 +585,9 @@ impl Session {
         while Instant::now() < deadline {
             let message = &messages[next.fetch_add(1, Ordering::Relaxed) % messages.len()];
             // MAIL, RCPT and DATA in one write (PIPELINING).
-            self.writer
-                .write_all(&self.envelope)
-                .map_err(|e| format!("sender {}: writing: {e}", self.id))?;
+            self.conn
+                .send(&self.envelope)
+                .map_err(|e| format!("sender {}: {e}", self.id))?;
             self.expect(250, "MAIL")?;
             self.expect(250, "RCPT")?;
             self.expect(354, "DATA")?;
@@ -721,15 +638,6 @@ impl Session {
             let _ = self.reply();
         }
     }
-}
-
-#[derive(Default)]
-struct Reply {
-    code: u16,
-    /// The last line.
-    text: String,
-    /// A line of the reply offered PIPELINING.
-    pipelining: bool,
 }
 
 /// Whether a mailvault reply's `blake3=` is the hash of the delivered bytes.
@@ -1026,34 +934,25 @@ fn run_mailvault(bin: &Path, config: Option<&Path>, scratch: &Path, load: &Load)
     let dir = scratch_dir(scratch, System::Mailvault)?;
     let store = dir.path().join("store");
     let log = dir.path().join("serve.log");
-    let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let load_before = load_average();
     eprintln!("mailvault: starting `mailvault serve` in {}", store.display());
-    let mut cmd = mailvault(bin, &store);
-    cmd.env_remove("RUST_LOG").arg("serve");
-    if let Some(c) = config {
-        cmd.arg("--config").arg(c);
+    let config = config.map(|c| c.display().to_string());
+    let mut args = Vec::new();
+    if let Some(c) = &config {
+        args.extend(["--config", c.as_str()]);
     }
-    let child = cmd
-        .args([
-            "--lmtp",
-            "127.0.0.1:0",
-            "--smtp",
-            "none",
-            "--imap",
-            "none",
-            "--imaps",
-            "none",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-    let mut server = Server {
-        child,
-        what: "mailvault serve",
-    };
-    let addr = wait_for_listening(&mut server, &log)?;
+    args.extend([
+        "--lmtp",
+        "127.0.0.1:0",
+        "--smtp",
+        "none",
+        "--imap",
+        "none",
+        "--imaps",
+        "none",
+    ]);
+    let mut server = serve::start(bin, &store, &args, &log)?;
+    let addr = wait_for_listener(&mut server, &log, "lmtp", START_TIMEOUT)?;
     eprintln!(
         "mailvault: listening on {addr}; {} s of load",
         load.duration.as_secs()
@@ -1181,38 +1080,6 @@ fn search_catch_up(bin: &Path, store: &Path) -> BenchResult<String> {
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Reads the serve log until it names the LMTP address.
-fn wait_for_listening(server: &mut Server, log: &Path) -> BenchResult<SocketAddr> {
-    let until = Instant::now() + START_TIMEOUT;
-    loop {
-        let mut text = String::new();
-        if let Ok(mut f) = fs::File::open(log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let found = text
-            .lines()
-            .filter(|l| l.contains("listening") && l.contains("protocol=lmtp"))
-            .find_map(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix("addr="))
-                    .and_then(|a| a.parse::<SocketAddr>().ok())
-            });
-        if let Some(addr) = found {
-            return Ok(addr);
-        }
-        server.check_running(log)?;
-        if Instant::now() >= until {
-            return fail(format!(
-                "mailvault serve logged no `listening protocol=lmtp` within {START_TIMEOUT:?}; \
-                 log {}:\n{}",
-                log.display(),
-                tail(log, 20)
-            ));
-        }
-        thread::sleep(Duration::from_millis(50));
     }
 }
 

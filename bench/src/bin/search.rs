@@ -4,9 +4,6 @@
 //! with the raw mail, and query latencies measured (p50/p99, 20 hits with snippets, newest
 //! first, as `mailvault search` asks). Prints figures; never asserts. See bench/README.md.
 
-#[path = "../mailgen.rs"]
-mod mailgen;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +12,7 @@ use std::time::Instant;
 
 use archive_core::search::{Principal, Query, SearchOptions};
 use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
-use mailgen::MailGen;
+use mailvault_bench::mailgen::MailGen;
 use mailvault_bench::{dir_bytes, machine, mb, verdict, BenchResult, Corpus, Options};
 
 const USAGE: &str = "usage: search [--messages N] [--seed S] [--corpus DIR] [--runs N] [--dir DIR]\n\
