@@ -113,11 +113,19 @@ fn run() -> BenchResult<()> {
     for a in accounts.all() {
         add_user(&bin, &store, &a.name, &[&a.address], &a.password)?;
     }
+    // The relay account of attack 9 (`[intake] relay_users`); its address sees no mail.
+    add_user(
+        &bin,
+        &store,
+        "relay",
+        &["relay@relay.invalid"],
+        "soak-relay-password",
+    )?;
     let config = match opts.path("--config") {
         Some(given) => given,
         None => {
             let path = scratch.path().join("mailvault.toml");
-            fs::write(&path, generated_config()?)?;
+            fs::write(&path, generated_config())?;
             path
         }
     };
@@ -139,9 +147,7 @@ fn run() -> BenchResult<()> {
     );
     println!("config   {}", config.display());
     for line in fs::read_to_string(&config).unwrap_or_default().lines() {
-        if !line.contains("password_hash") {
-            println!("         | {line}");
-        }
+        println!("         | {line}");
     }
 
     let config_arg = config.display().to_string();
@@ -249,37 +255,33 @@ fn run() -> BenchResult<()> {
 
 /// The config the bench serves with: every listener on a free loopback port, the IMAP limits
 /// written out (defaults; the clients come from many 127.0.0.x addresses, so the per-address
-/// limit stays realistic), a relay account for AUTH, no implicit-TLS IMAP.
-fn generated_config() -> BenchResult<String> {
-    let relay_hash = archive_core::access::hash_password("soak-relay-password")
-        .map_err(|e| format!("hashing the relay password: {e}"))?;
-    Ok(format!(
-        "# Written by bench soak.\n\
-         [server]\n\
-         log = \"info\"\n\
-         shutdown_grace_secs = 10\n\
-         \n\
-         [intake]\n\
-         lmtp = \"127.0.0.1:0\"\n\
-         smtp = \"127.0.0.1:0\"\n\
-         max_sessions = 256\n\
-         allow = [\"127.0.0.0/8\"]\n\
-         \n\
-         [[intake.auth_users]]\n\
-         name = \"relay\"\n\
-         password_hash = \"{relay_hash}\"\n\
-         \n\
-         # Plain IMAP on loopback: LOGIN without STARTTLS (the bench has no TLS client).\n\
-         [imap]\n\
-         plain = \"127.0.0.1:0\"\n\
-         tls = \"none\"\n\
-         \n\
-         [imap.limits]\n\
-         max_connections_per_ip = 20\n\
-         max_connections_per_user = 20\n\
-         max_connections = 1000\n\
-         login_timeout_secs = 60\n"
-    ))
+/// limit stays realistic), the relay account `relay` for AUTH (a local user, added before the
+/// server starts), plaintext LOGIN on the loopback IMAP listener, no implicit-TLS IMAP.
+fn generated_config() -> String {
+    "# Written by bench soak.\n\
+     [server]\n\
+     log = \"info\"\n\
+     shutdown_grace_secs = 10\n\
+     \n\
+     [intake]\n\
+     lmtp = \"127.0.0.1:0\"\n\
+     smtp = \"127.0.0.1:0\"\n\
+     max_sessions = 256\n\
+     allow = [\"127.0.0.0/8\"]\n\
+     relay_users = [\"relay\"]\n\
+     \n\
+     # Plain IMAP on loopback: LOGIN without STARTTLS (the bench has no TLS client).\n\
+     [imap]\n\
+     plain = \"127.0.0.1:0\"\n\
+     tls = \"none\"\n\
+     allow_plaintext_login = true\n\
+     \n\
+     [imap.limits]\n\
+     max_connections_per_ip = 20\n\
+     max_connections_per_user = 20\n\
+     max_connections = 1000\n\
+     login_timeout_secs = 60\n"
+        .to_string()
 }
 
 /// Fails early, with the reason, if the IMAP listener refuses plaintext LOGIN.
