@@ -11,8 +11,11 @@ const PASSWORD: &[u8] = b"correct horse battery\n";
 /// Shared by the client scripts: delivery over SMTP, a logged-in session with a timeout,
 /// one JSON object per step.
 const PRELUDE: &str = r#"
-import base64, imaplib, json, smtplib, socket, sys
-smtp_port, imap_port = int(sys.argv[1]), int(sys.argv[2])
+import base64, imaplib, json, smtplib, socket, ssl, sys
+smtp_port, imaps_port = int(sys.argv[1]), int(sys.argv[2])
+TLS = ssl.create_default_context()
+TLS.check_hostname = False
+TLS.verify_mode = ssl.CERT_NONE
 TIMEOUT = 120  # a hang fails the test instead of stalling it; no step asserts on time
 
 def send(raw):
@@ -20,7 +23,7 @@ def send(raw):
         s.sendmail("max@example.org", ["erika@example.com"], raw)
 
 def session():
-    m = imaplib.IMAP4("127.0.0.1", imap_port, timeout=TIMEOUT)
+    m = imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=TLS, timeout=TIMEOUT)
     m.login("erika", "correct horse battery")
     return m
 
@@ -117,7 +120,7 @@ fn peak_rss(server: &Server) -> u64 {
 fn run(server: &Server, script: &str) -> Vec<serde_json::Value> {
     python_json(
         &format!("{PRELUDE}{script}"),
-        &[server.smtp.port().to_string(), server.imap.port().to_string()],
+        &[server.smtp.port().to_string(), server.imaps.port().to_string()],
     )
 }
 
