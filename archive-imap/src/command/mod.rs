@@ -35,6 +35,8 @@ use crate::esearch::Returns;
 use crate::session::{bad, Closed, Conn, Flow, Session};
 
 pub(crate) use capability::capabilities;
+#[cfg(feature = "fuzzing")]
+pub(crate) use list::matches as list_matches;
 
 /// A command's outcome: the tagged status, and what the connection does next.
 pub(crate) struct Done {
