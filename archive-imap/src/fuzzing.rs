@@ -27,7 +27,9 @@ pub fn mime_structure(raw: &[u8], paths: &[Vec<NonZeroU32>]) -> Vec<u8> {
     ];
     let _ = SortFields::parse(raw, 0, raw.len() as u64);
     for path in paths {
-        let _ = parsed.header(path).map(|h| header_fields(h, &[b"subject".to_vec()], false));
+        let _ = parsed
+            .header(path)
+            .map(|h| header_fields(h, &[b"subject".to_vec()], false));
         let _ = parsed.text(path);
         let _ = parsed.mime(path);
         let _ = parsed.part(path);
