@@ -325,13 +325,32 @@ pub fn fresh_loopback_ip() -> Ipv4Addr {
     Ipv4Addr::new(127, 1 + (n / 254) as u8, 1 + (n % 254) as u8, 1)
 }
 
-/// Connects to `server` from `source` (any loopback address works on Linux).
+/// Connects to `server` from `source` (any loopback address works on Linux). The socket
+/// closes with a reset (zero linger), so the client leaves no TIME_WAIT behind. From
+/// 127.0.0.1 the port is left to `connect`, which may reuse a loopback port still in
+/// TIME_WAIT from a session the server closed; a port bound beforehand could not be, and
+/// hundreds of sessions a second would use up the ephemeral range. Should it run out anyway,
+/// the connect is retried for a while.
 pub async fn connect_from(source: Ipv4Addr, server: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
-    let stream = socket.connect(server).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    let mut attempts = 0;
+    loop {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_zero_linger()?;
+        if source != Ipv4Addr::LOCALHOST {
+            socket.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
+        }
+        match socket.connect(server).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 200 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Sends `input`, closes the sending side, and reads everything the server says until it
