@@ -92,7 +92,7 @@ enum Prepared {
 }
 
 async fn prepare(server: SocketAddr, mode: u8) -> Prepared {
-    let source = if mode % 4 == 0 {
+    let source = if mode.is_multiple_of(4) {
         Ipv4Addr::LOCALHOST
     } else {
         fresh_loopback_ip()

@@ -62,7 +62,7 @@ fn mailboxes() -> &'static Mailboxes {
                 .append_message(&envelope, body, OnDuplicate::RecordArrival)
                 .expect("append");
             // Every third message leaves a gap of one or two seqs.
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 for _ in 0..1 + i % 2 {
                     store
                         .append_audit(&archive_core::audit::AuditEvent {

@@ -202,7 +202,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Login names and the password every fuzz user has.
+/// A user who sees the mail of [`READER_ADDRESS`] (INBOX, Sent).
 pub const READER: &str = "reader";
 /// Sees everything (`Archive`, `Domains/…`).
 pub const AUDITOR: &str = "auditor";
@@ -244,8 +244,8 @@ fn build_archive() -> Archive {
     let key = dir.join("signing.key");
     Store::create(&dir, &key).expect("create the fuzz store");
     let config = StoreConfig {
-        // The search index is derived state; fuzzing SEARCH wants it, but not a background
-        // thread competing with the fuzzer for the whole run. It is caught up once here.
+        // SEARCH's content keys need the full-text index, kept by a background thread: it
+        // indexes the few messages below at once, then only the audit records sessions add.
         search_indexing: SearchIndexing::Live,
         ..StoreConfig::default()
     };
