@@ -35,6 +35,15 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The principal has no mailbox of that name (whether or not someone else has one).
+    #[error("no mailbox {0:?} for this principal")]
+    NoSuchMailbox(String),
+
+    /// An earlier write or fsync failed, so nothing more may be appended until the store is
+    /// reopened (and recovery has checked the tail); reads may still work.
+    #[error("store is unusable until reopened: {0}")]
+    Unusable(String),
+
     /// A record sequence number that the log does not hold.
     #[error("no record with seq {0}")]
     NoSuchRecord(u64),

@@ -31,6 +31,9 @@ mod command;
 mod config;
 mod envelope_cache;
 mod esearch;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod mime;
 mod pool;
 mod protocol;

@@ -148,12 +148,22 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<CachedDecompressor>> = const { RefCell::new(None) };
 }
 
+/// How far a zstd frame is trusted to expand before its output proves it. The stated length
+/// comes from the record (damaged or forged, it could claim gigabytes for a few bytes of
+/// frame), so it is allocated up front only up to this multiple of the frame's size; beyond
+/// that (a lying length, or uncommonly compressible mail) the output is streamed and memory
+/// grows only as bytes actually come out.
+const TRUSTED_EXPANSION: usize = 64;
+
 /// Decompresses one zstd frame with this thread's context for `dictionary`.
 fn decompress(
     frame: &[u8],
     len: usize,
     dictionary: Option<&Dictionary>,
 ) -> std::result::Result<Vec<u8>, String> {
+    if len > frame.len().saturating_mul(TRUSTED_EXPANSION) {
+        return decompress_streamed(frame, len, dictionary);
+    }
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let want = dictionary.map(|d| d.hash);
@@ -169,6 +179,30 @@ fn decompress(
         d.decompress(frame, len)
             .map_err(|e| format!("payload does not decompress: {e}"))
     })
+}
+
+/// Decompresses one zstd frame whose stated length `len` is far above what its size makes
+/// likely: at most `len` bytes, each allocated only once the frame has produced it.
+fn decompress_streamed(
+    frame: &[u8],
+    len: usize,
+    dictionary: Option<&Dictionary>,
+) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let decoder = match dictionary {
+        Some(d) => zstd::stream::read::Decoder::with_dictionary(frame, &d.bytes),
+        None => zstd::stream::read::Decoder::with_buffer(frame),
+    }
+    .map_err(|e| format!("dictionary unusable: {e}"))?;
+    let mut out = Vec::new();
+    decoder
+        .take(len as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("payload does not decompress: {e}"))?;
+    if out.len() > len {
+        return Err(format!("payload decompresses to more than {len} bytes"));
+    }
+    Ok(out)
 }
 
 /// Decodes a payload and checks its length and blake3 hash.
@@ -537,4 +571,49 @@ fn read_frame(file: &File, path: PathBuf, location: &Location, expected_seq: u64
         &path,
         expected_seq,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zstd_payload(content: &[u8]) -> (Vec<u8>, [u8; 32]) {
+        let frame = zstd::bulk::compress(content, 3).expect("compress");
+        (frame, *blake3::hash(content).as_bytes())
+    }
+
+    #[test]
+    fn content_that_expands_far_beyond_its_frame_is_streamed_exactly() {
+        let content = vec![0u8; 4 << 20];
+        let (frame, hash) = zstd_payload(&content);
+        assert!(
+            content.len() > frame.len() * TRUSTED_EXPANSION,
+            "the streamed path is taken"
+        );
+        let decoded = decode_payload(Codec::Zstd, &frame, hash, content.len() as u64, &NoDictionaries);
+        assert_eq!(decoded.expect("decodes"), content);
+    }
+
+    #[test]
+    fn a_length_the_frame_does_not_hold_is_refused_either_way() {
+        let content = b"Subject: short\r\n\r\nhello hello hello\r\n".repeat(20);
+        let (frame, hash) = zstd_payload(&content);
+        // Claims of a few gigabytes (streamed: nothing that size is allocated), one byte
+        // more, and one byte less than the frame holds.
+        for claimed in [
+            MAX_CONTENT_LEN - 1,
+            content.len() as u64 + 1,
+            content.len() as u64 - 1,
+        ] {
+            let err = decode_payload(Codec::Zstd, &frame, hash, claimed, &NoDictionaries)
+                .expect_err("a wrong length is refused");
+            assert!(
+                err.contains("bytes") || err.contains("decompress"),
+                "{claimed}: {err}"
+            );
+        }
+        let err = decode_payload(Codec::Zstd, &frame, hash, MAX_CONTENT_LEN + 1, &NoDictionaries)
+            .expect_err("above the cap");
+        assert!(err.contains("exceeds"), "{err}");
+    }
 }

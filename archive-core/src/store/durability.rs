@@ -68,7 +68,7 @@ impl Durability {
         let mut s = self.lock();
         loop {
             if let Some(why) = &s.failed {
-                return Err(Error::Invalid(format!("store is unusable until reopened: {why}")));
+                return Err(Error::Unusable(why.clone()));
             }
             if s.synced >= seq {
                 return Ok(());

@@ -101,7 +101,7 @@ impl From<AppendError> for Error {
     fn from(e: AppendError) -> Error {
         match e {
             AppendError::Io(e) => e,
-            AppendError::Uncut(why) => Error::Invalid(format!("{why}; the store must be reopened")),
+            AppendError::Uncut(why) => Error::Unusable(why),
         }
     }
 }
@@ -146,7 +146,7 @@ impl Writer {
 
     pub fn check_usable(&self) -> Result<()> {
         match &self.poisoned {
-            Some(why) => Err(Error::Invalid(format!("store is unusable until reopened: {why}"))),
+            Some(why) => Err(Error::Unusable(why.clone())),
             None => Ok(()),
         }
     }

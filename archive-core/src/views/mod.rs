@@ -299,7 +299,7 @@ fn uid_validity(origin: &str, mailbox: &str, def: &Definition) -> u32 {
 }
 
 impl Store {
-    /// The view of `mailbox` for `principal`, as of now. Errors with [`Error::Invalid`] if
+    /// The view of `mailbox` for `principal`, as of now. Errors with [`Error::NoSuchMailbox`] if
     /// the principal has no such mailbox (the front door says "no such mailbox", nothing
     /// more, so a name never reveals whether mail exists behind it).
     pub fn view(&self, principal: &Principal, mailbox: &str) -> Result<View> {
@@ -314,8 +314,8 @@ impl Store {
     }
 
     fn build_view(&self, principal: &Principal, mailbox: &str, base: Option<&View>) -> Result<View> {
-        let (name, def) = definition(principal, mailbox)
-            .ok_or_else(|| Error::Invalid(format!("no mailbox {mailbox:?} for this principal")))?;
+        let (name, def) =
+            definition(principal, mailbox).ok_or_else(|| Error::NoSuchMailbox(mailbox.to_string()))?;
         let validity = uid_validity(self.origin(), &name, &def);
         // As of the durable seq the index is known to cover: a record below `as_of` can never
         // turn up later, so UIDNEXT (`as_of + 1`) is a promise that holds. Anything written
@@ -577,7 +577,10 @@ mod tests {
         }
         // Mailboxes of other roles do not exist for a user.
         for name in ["Archive", "Domains/example.org", "Sent/x", "", "INBOX/.."] {
-            assert!(a.store.view(&bob, name).is_err(), "{name}");
+            assert!(
+                matches!(a.store.view(&bob, name), Err(Error::NoSuchMailbox(_))),
+                "{name}"
+            );
         }
     }
 

@@ -35,6 +35,8 @@ use crate::esearch::Returns;
 use crate::session::{bad, Closed, Conn, Flow, Session};
 
 pub(crate) use capability::capabilities;
+#[cfg(feature = "fuzzing")]
+pub(crate) use list::matches as list_matches;
 pub(crate) use search::MAX_KEY_DEPTH;
 
 /// A command's outcome: the tagged status, and what the connection does next.

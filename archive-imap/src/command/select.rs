@@ -34,7 +34,7 @@ pub(crate) fn open_view(s: &Session, name: &str) -> Result<(View, NonZeroU32), R
     };
     let view = match blocking(|| s.store.view(&user.principal, name)) {
         Ok(v) => v,
-        Err(archive_core::Error::Invalid(_)) => {
+        Err(archive_core::Error::NoSuchMailbox(_)) => {
             // The same answer whether or not the name exists for someone else.
             return Err(Refusal {
                 code: Some(code("NONEXISTENT")),

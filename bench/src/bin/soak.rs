@@ -255,7 +255,9 @@ fn run() -> BenchResult<()> {
 
 /// The config the bench serves with: every listener on a free loopback port, the IMAP limits
 /// written out (defaults; the clients come from many 127.0.0.x addresses, so the per-address
-/// limit stays realistic), the relay account `relay` for AUTH (a local user, added before the
+/// limit stays realistic), the relays' network (127.2.0.0/16) the only one allowed to send
+/// without AUTH (the attacker's addresses are outside it, as the Internet is), the relay
+/// account `relay` for AUTH (a local user, added before the
 /// server starts), plaintext LOGIN on the loopback IMAP listener, no implicit-TLS IMAP.
 fn generated_config() -> String {
     "# Written by bench soak.\n\
@@ -267,7 +269,7 @@ fn generated_config() -> String {
      lmtp = \"127.0.0.1:0\"\n\
      smtp = \"127.0.0.1:0\"\n\
      max_sessions = 256\n\
-     allow = [\"127.0.0.0/8\"]\n\
+     allow = [\"127.2.0.0/16\"]\n\
      relay_users = [\"relay\"]\n\
      \n\
      # Plain IMAP on loopback: LOGIN without STARTTLS (the bench has no TLS client).\n\

@@ -32,7 +32,8 @@ pub(super) fn journal_forgery(ctx: &mut Ctx) -> Vec<Step> {
     );
     let message = Prepared::new(report.as_bytes());
     let t = Instant::now();
-    let from = ctx.fresh_source();
+    // Forged mail reaches the archive the way all Internet mail does: through the relay.
+    let from = source::lmtp_relay(0);
     let mut steps = Vec::new();
     let delivered = ctx.smtp(false, from).and_then(|mut c| {
         c.send(b"MAIL FROM:<mallory@evil.example>\r\nRCPT TO:<archive@vault.example>\r\nDATA\r\n")?;
@@ -249,7 +250,8 @@ pub(super) fn bdat_smuggling(ctx: &mut Ctx) -> Vec<Step> {
     let victim = ctx.shared.accounts.victim.clone();
     let token = token(ctx.shared, 8);
     let t = Instant::now();
-    let from = ctx.fresh_source();
+    // Through the relay, as in attack 3: the intake's own parser is what is tried.
+    let from = source::lmtp_relay(0);
     let mut c = match ctx.smtp(false, from) {
         Ok(c) => c,
         Err(e) => return vec![step("EHLO", failure(&e, ANSWER_TIMEOUT), t)],
