@@ -36,6 +36,8 @@ fn config() -> ImapConfig {
     ImapConfig {
         plain: Some("127.0.0.1:0".parse().expect("an address")),
         tls: None,
+        // The harness logs in without TLS.
+        allow_plaintext_login: true,
         limits: ImapLimits {
             // Sessions of earlier inputs may still be closing when the next one connects.
             max_connections_per_ip: 1000,

@@ -15,12 +15,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-use archive_smtp::config::AuthUser;
+use archive_core::access::LoginGate;
+use archive_smtp::config::{JournalSource, JournalStyle};
 use archive_smtp::{Intake, IntakeConfig, Protocol};
 use libfuzzer_sys::fuzz_target;
-use mailvault_fuzz::{
-    archive, cheap_hash, connect_from, fresh_loopback_ip, play, run_session, runtime, PASSWORD,
-};
+use mailvault_fuzz::{archive, connect_from, fresh_loopback_ip, play, run_session, runtime, PASSWORD, RELAY};
 use tokio::sync::watch;
 
 #[global_allocator]
@@ -43,10 +42,25 @@ fn listeners() -> &'static Listeners {
             smtp: Some("127.0.0.1:0".parse().expect("an address")),
             // Trusted: 127.0.0.1 only; the fuzzer's other loopback addresses must AUTH.
             allow: vec!["127.0.0.1/32".parse().expect("a CIDR")],
-            auth_users: vec![AuthUser {
-                name: "relay".into(),
-                password_hash: cheap_hash(PASSWORD),
-            }],
+            relay_users: vec![RELAY.into()],
+            // Both journal styles are reachable: reports from the trusted client are
+            // unwrapped, the relay's mail has its recipients decoded.
+            journal_source: vec![
+                JournalSource {
+                    style: JournalStyle::Exchange,
+                    listener: None,
+                    clients: vec!["127.0.0.1/32".parse().expect("a CIDR")],
+                    auth_user: None,
+                    mail_from: Vec::new(),
+                },
+                JournalSource {
+                    style: JournalStyle::RecipientEncoded,
+                    listener: None,
+                    clients: Vec::new(),
+                    auth_user: Some(RELAY.into()),
+                    mail_from: Vec::new(),
+                },
+            ],
             // Small enough that the fuzzer can cross them with a 4 KiB input.
             max_message_size: 2048,
             max_recipients: 8,
@@ -55,7 +69,13 @@ fn listeners() -> &'static Listeners {
         let (tx, rx) = watch::channel(false);
         let tls_dir = mailvault_fuzz::scratch_dir().join("smtp-tls");
         let intake = runtime()
-            .block_on(Intake::start(Arc::clone(&a.store), config, &tls_dir, rx))
+            .block_on(Intake::start(
+                Arc::clone(&a.store),
+                config,
+                Arc::new(LoginGate::new(&a.dir)),
+                &tls_dir,
+                rx,
+            ))
             .expect("start the intake");
         let find = |p: Protocol| {
             intake

@@ -206,7 +206,9 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 pub const READER: &str = "reader";
 /// Sees everything (`Archive`, `Domains/…`).
 pub const AUDITOR: &str = "auditor";
-/// The password of both users.
+/// The relay account for SMTP AUTH (`[intake] relay_users`); its address sees no mail.
+pub const RELAY: &str = "relay";
+/// The password of every user.
 pub const PASSWORD: &str = "fuzz-password";
 /// The reader's address: the messages below are addressed to it.
 pub const READER_ADDRESS: &str = "reader@example.org";
@@ -273,7 +275,7 @@ fn build_archive() -> Archive {
     Archive { dir, store, uids }
 }
 
-/// The two users, then their password hashes replaced by Argon2id hashes with the smallest
+/// The users, then their password hashes replaced by Argon2id hashes with the smallest
 /// parameters: the users file keeps each hash's own parameters, and a fuzzer that logs in on
 /// every input cannot wait 19 MiB × 2 passes each time.
 fn add_users(dir: &Path) {
@@ -284,6 +286,8 @@ fn add_users(dir: &Path) {
             domains: archive_core::access::AuditorDomains::All,
         };
         users.add(UserRecord::new(AUDITOR, auditor, PASSWORD)?)?;
+        let relay = Role::user(["relay@relay.invalid"])?;
+        users.add(UserRecord::new(RELAY, relay, PASSWORD)?)?;
         Ok(())
     })
     .expect("add the fuzz users");
