@@ -60,9 +60,11 @@ pub struct IntakeConfig {
     /// Local users (`mailvault user add`) who may AUTH PLAIN to deliver (relays outside
     /// `allow`). Logins go through the store's login gate: rate-limited and audited.
     pub relay_users: Vec<String>,
-    /// The former `[[intake.auth_users]]` tables: refused with a hint by `validate`.
+    /// The former `[[intake.auth_users]]` tables, when a configuration file still has them:
+    /// refused with a hint by `validate`. Public only so that code outside this crate can
+    /// build a config with `..IntakeConfig::default()`; leave it `None`.
     #[serde(rename = "auth_users", skip_serializing)]
-    pub(crate) legacy_auth_users: Option<serde::de::IgnoredAny>,
+    pub legacy_auth_users: Option<serde::de::IgnoredAny>,
 }
 
 /// One journal source: which mail is a journal of `style`. Every condition given must hold;
