@@ -19,7 +19,7 @@ use archive_core::access::LoginGate;
 use archive_smtp::config::{JournalSource, JournalStyle};
 use archive_smtp::{Intake, IntakeConfig, Protocol};
 use libfuzzer_sys::fuzz_target;
-use mailvault_fuzz::{archive, connect_from, fresh_loopback_ip, play, run_session, runtime, PASSWORD, RELAY};
+use mailvault_fuzz::{archive, connect_from, fresh_loopback_ip, play, run_session, runtime, RELAY};
 use tokio::sync::watch;
 
 #[global_allocator]
