@@ -166,3 +166,37 @@ fn an_encoded_message_part_is_a_leaf_and_is_never_parsed_inside() {
         assert_eq!(p.part(&ones(1)), Some(&b"see attached"[..]));
     });
 }
+
+/// How many parts a body structure describes, counted without recursion.
+fn structure_parts(b: &BodyStructure<'_>) -> usize {
+    let mut parts = 0;
+    let mut pending = vec![b];
+    while let Some(b) = pending.pop() {
+        parts += 1;
+        match b {
+            BodyStructure::Multi { bodies, .. } => pending.extend(bodies.as_ref().iter()),
+            BodyStructure::Single { body, .. } => {
+                if let SpecificFields::Message { body_structure, .. } = &body.specific {
+                    pending.push(body_structure);
+                }
+            }
+        }
+    }
+    parts
+}
+
+/// A 12 KB message found by the fuzzer (fuzz/regressions/mime_structure): eight nested
+/// message/rfc822 parts whose multiparts share boundaries, which mail-parser hands back as
+/// parts of every enclosing message. Described part by part, its BODYSTRUCTURE ran to
+/// gigabytes; the part budget stops it after `MAX_MIME_PARTS` containers.
+#[test]
+fn overlapping_nested_messages_describe_a_bounded_number_of_parts() {
+    on_small_stack(|| {
+        let raw = include_bytes!("../../../fuzz/regressions/mime_structure/overlapping-nested-messages");
+        let parsed = Parsed::new(raw);
+        // Containers stop at the budget; the parts already listed by the last of them are
+        // still described, as leaves.
+        let parts = structure_parts(&parsed.body_structure());
+        assert!(parts <= 2 * super::MAX_MIME_PARTS, "{parts} parts");
+    });
+}

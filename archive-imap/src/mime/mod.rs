@@ -63,6 +63,12 @@ fn envelope_fields(parser: MessageParser) -> MessageParser {
 /// limit; real mail nests a handful of levels.
 pub const MAX_MIME_DEPTH: usize = 100;
 
+/// How many parts one BODYSTRUCTURE describes at most; once they are described, containers
+/// are leaves as at [`MAX_MIME_DEPTH`]. mail-parser can hand back the same bytes as parts of
+/// several nested messages, so a 12 KB message was seen to describe millions of parts
+/// (gigabytes of structure); real mail has a few dozen.
+pub const MAX_MIME_PARTS: usize = 10_000;
+
 /// The whole MIME tree: the envelope fields and what BODYSTRUCTURE reports of each part.
 /// Content-Transfer-Encoding is located but not parsed, so mail-parser decodes nothing: it
 /// would parse an encoded message/rfc822 part's content recursively (see the module doc),

@@ -8,7 +8,44 @@ use imap_next::imap_types::core::{IString, NString, Vec1};
 use imap_next::imap_types::envelope::{Address, Envelope};
 use mail_parser::{Message, MimeHeaders, PartType};
 
-use super::{istring, nstring, trim, Msg, Parsed, MAX_MIME_DEPTH};
+use std::cell::Cell;
+
+use super::{istring, nstring, trim, Msg, Parsed, MAX_MIME_DEPTH, MAX_MIME_PARTS};
+
+/// What one BODYSTRUCTURE may still cost: parts to describe, and bytes to scan for line
+/// counts (parts may overlap, so the sum of their sizes is not bounded by the message's).
+struct Budget {
+    parts: Cell<usize>,
+    scan: Cell<usize>,
+}
+
+impl Budget {
+    fn for_message(len: usize) -> Budget {
+        Budget {
+            parts: Cell::new(MAX_MIME_PARTS),
+            // Every byte counted once per level it is nested in, and then some.
+            scan: Cell::new(len.saturating_mul(MAX_MIME_DEPTH).max(1 << 20)),
+        }
+    }
+
+    /// Takes one part; false once none are left.
+    fn take_part(&self) -> bool {
+        let left = self.parts.get();
+        self.parts.set(left.saturating_sub(1));
+        left > 0
+    }
+
+    /// The lines of `content`, or 0 once the scan budget is spent.
+    fn line_count(&self, content: &[u8]) -> u32 {
+        let left = self.scan.get();
+        if content.len() > left {
+            self.scan.set(0);
+            return 0;
+        }
+        self.scan.set(left - content.len());
+        line_count(content)
+    }
+}
 
 impl<'a> Parsed<'a> {
     /// ENVELOPE of the top-level message.
@@ -66,15 +103,23 @@ impl<'a> Parsed<'a> {
     /// out in both: it is optional, and imap-codec would send it even for BODY.
     pub fn body_structure(&self) -> BodyStructure<'static> {
         match self.tree() {
-            Some(m) => self.structure(m, 0, true, 0),
+            Some(m) => self.structure(m, 0, true, 0, &Budget::for_message(self.raw.len())),
             None => fallback_structure(self.raw),
         }
     }
 
     /// The structure of part `id` of `m`, which is `depth` deep. Recursion stops at
     /// [`MAX_MIME_DEPTH`] (so the stack holds at most that many calls, and imap-codec, which
-    /// encodes the result recursively, gets no deeper a value): a part that deep is a leaf.
-    fn structure(&self, m: Msg<'_, 'a>, id: usize, root: bool, depth: usize) -> BodyStructure<'static> {
+    /// encodes the result recursively, gets no deeper a value): a part that deep is a leaf,
+    /// and so is every container once `budget` has no parts left.
+    fn structure(
+        &self,
+        m: Msg<'_, 'a>,
+        id: usize,
+        root: bool,
+        depth: usize,
+        budget: &Budget,
+    ) -> BodyStructure<'static> {
         let Some(part) = m.msg.parts.get(id) else {
             return fallback_structure(&[]);
         };
@@ -82,13 +127,14 @@ impl<'a> Parsed<'a> {
         let content = self.slice(part.offset_body, end);
         let inner = self.inner_message(m, id);
         let is_container = inner.is_some() || matches!(part.body, PartType::Multipart(_));
-        if depth >= MAX_MIME_DEPTH && is_container {
+        let within_budget = budget.take_part();
+        if (depth >= MAX_MIME_DEPTH || !within_budget) && is_container {
             return self.leaf_structure(m.msg, id, content);
         }
         if let PartType::Multipart(children) = &part.body {
             let bodies: Vec<BodyStructure<'static>> = children
                 .iter()
-                .map(|c| self.structure(m, *c as usize, false, depth + 1))
+                .map(|c| self.structure(m, *c as usize, false, depth + 1, budget))
                 .collect();
             let subtype = part
                 .content_type()
@@ -126,11 +172,11 @@ impl<'a> Parsed<'a> {
             ),
         };
         let basic = self.basic_fields(m.msg, id, params, content);
-        let lines = line_count(content);
+        let lines = budget.line_count(content);
         let specific = match inner {
             Some(inner) => SpecificFields::Message {
                 envelope: Box::new(self.envelope_of(inner)),
-                body_structure: Box::new(self.structure(inner, 0, true, depth + 1)),
+                body_structure: Box::new(self.structure(inner, 0, true, depth + 1, budget)),
                 number_of_lines: lines,
             },
             _ if ctype == "text" => SpecificFields::Text {
