@@ -442,6 +442,21 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
         });
     }
 
+    /// The message that made IMAP's BODYSTRUCTURE describe millions of parts
+    /// (fuzz/regressions/mime_structure): the indexer reads each part once.
+    #[test]
+    fn overlapping_nested_messages_are_indexed_in_bounded_work() {
+        on_small_stack(|| {
+            let raw = include_bytes!("../../../fuzz/regressions/mime_structure/overlapping-nested-messages");
+            let f = MailFields::extract(raw);
+            assert!(
+                f.body.len() <= 64 * raw.len(),
+                "{} bytes of body text",
+                f.body.len()
+            );
+        });
+    }
+
     #[test]
     fn ordinary_encodings_are_still_decoded() {
         let raw = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
