@@ -159,8 +159,9 @@ fn is_encoded(raw: &[u8], part: &mail_parser::MessagePart<'_>) -> bool {
 }
 
 /// Drops a parsed message without recursion: mail-parser's tree drops recursively, once
-/// per nested message/rfc822, and the sender chooses how many there are.
-fn drop_flat(message: Message<'_>) {
+/// per nested message/rfc822, and the sender chooses how many there are. Every holder of a
+/// parsed message from the network drops it through here (the indexer, IMAP's MIME).
+pub fn drop_flat(message: Message<'_>) {
     let mut pending = vec![message];
     while let Some(mut m) = pending.pop() {
         for part in &mut m.parts {

@@ -16,9 +16,16 @@ impl Definition {
     /// this definition, judged from the record alone.
     pub(super) fn admits(&self, leaf: &Leaf, raw: &[u8]) -> bool {
         let kind = leaf.kind();
-        // An arrival's header block is its message's, which the index files under the message
-        // record; the arrival itself is filed by its envelope only.
-        let headers = (kind == RecordKind::Message).then(|| HeaderTerms::parse(raw));
+        // Header addresses only add to the envelope's, so the envelope alone settles most
+        // reads (this runs for every message FETCH reads) and the header block is parsed only
+        // when it has not. An arrival's header block is its message's, which the index files
+        // under the message record; the arrival itself is filed by its envelope only.
+        self.admits_entry(leaf, kind, None)
+            || (kind == RecordKind::Message && self.admits_entry(leaf, kind, Some(HeaderTerms::parse(raw))))
+    }
+
+    /// Whether the index entry of `leaf` (with `headers`, if given) is in this view.
+    fn admits_entry(&self, leaf: &Leaf, kind: RecordKind, headers: Option<HeaderTerms>) -> bool {
         let location = Location {
             segment: 0,
             offset: 0,

@@ -110,19 +110,7 @@ impl Drop for Parsed<'_> {
     /// recurses once per message/rfc822 level, and the sender chooses how many there are.
     fn drop(&mut self) {
         if let Some(Some(tree)) = self.tree.take() {
-            drop_flat(tree);
-        }
-    }
-}
-
-/// Drops a parsed message without recursion, however deeply messages nest in it.
-fn drop_flat(message: Message<'_>) {
-    let mut pending = vec![message];
-    while let Some(mut m) = pending.pop() {
-        for part in &mut m.parts {
-            if let PartType::Message(inner) = std::mem::take(&mut part.body) {
-                pending.push(inner);
-            }
+            archive_core::search::drop_parsed_message(tree);
         }
     }
 }

@@ -99,12 +99,9 @@ pub(super) fn nested_multipart(ctx: &mut Ctx) -> Vec<Step> {
 
 /// 2: LIST with many wildcards.
 pub(super) fn list_wildcards(ctx: &mut Ctx) -> Vec<Step> {
-    let mallory = ctx.shared.accounts.mallory.clone();
-    let t = Instant::now();
-    let from = ctx.fresh_source();
-    let mut c = match ctx.imap(from, &mallory) {
+    let mut c = match mallory_session(ctx) {
         Ok(c) => c,
-        Err(e) => return vec![step("login", failure(&e, ANSWER_TIMEOUT), t)],
+        Err(login_failed) => return vec![login_failed],
     };
     let mut steps = Vec::new();
     let stars100 = format!("LIST \"\" \"{}\"", "*".repeat(100));
@@ -120,12 +117,9 @@ pub(super) fn list_wildcards(ctx: &mut Ctx) -> Vec<Step> {
 
 /// 4: 16,000 ranges in one FETCH and one SEARCH.
 pub(super) fn many_ranges(ctx: &mut Ctx) -> Vec<Step> {
-    let mallory = ctx.shared.accounts.mallory.clone();
-    let t = Instant::now();
-    let from = ctx.fresh_source();
-    let mut c = match ctx.imap(from, &mallory) {
+    let mut c = match mallory_session(ctx) {
         Ok(c) => c,
-        Err(e) => return vec![step("login", failure(&e, ANSWER_TIMEOUT), t)],
+        Err(login_failed) => return vec![login_failed],
     };
     let set = vec!["1:*"; 16_000].join(",");
     let mut steps = Vec::new();
@@ -280,12 +274,9 @@ pub(super) fn password_guessing(ctx: &mut Ctx) -> Vec<Step> {
 
 /// 11: SEARCH with deep nesting.
 pub(super) fn nested_search(ctx: &mut Ctx) -> Vec<Step> {
-    let mallory = ctx.shared.accounts.mallory.clone();
-    let t = Instant::now();
-    let from = ctx.fresh_source();
-    let mut c = match ctx.imap(from, &mallory) {
+    let mut c = match mallory_session(ctx) {
         Ok(c) => c,
-        Err(e) => return vec![step("login", failure(&e, ANSWER_TIMEOUT), t)],
+        Err(login_failed) => return vec![login_failed],
     };
     let parens = format!("SEARCH {}ALL{}", "(".repeat(10_000), ")".repeat(10_000));
     let nots = format!("SEARCH {}ALL", "NOT ".repeat(10_000));
@@ -300,12 +291,11 @@ pub(super) fn nested_search(ctx: &mut Ctx) -> Vec<Step> {
         steps.push(s);
         if r.is_none() {
             // The connection is gone; a new one for the next step.
-            let t = Instant::now();
-            let from = ctx.fresh_source();
-            match ctx.imap(from, &mallory) {
+            match mallory_session(ctx) {
                 Ok(new) => c = new,
-                Err(e) => {
-                    steps.push(step("login again", failure(&e, ANSWER_TIMEOUT), t));
+                Err(mut login_failed) => {
+                    login_failed.what = "login again".into();
+                    steps.push(login_failed);
                     return steps;
                 }
             }
@@ -313,4 +303,13 @@ pub(super) fn nested_search(ctx: &mut Ctx) -> Vec<Step> {
     }
     c.logout();
     steps
+}
+
+/// Mallory logged in from a fresh attacker address, or the step that says why not.
+fn mallory_session(ctx: &mut Ctx) -> Result<Imap, Step> {
+    let mallory = ctx.shared.accounts.mallory.clone();
+    let t = Instant::now();
+    let from = ctx.fresh_source();
+    ctx.imap(from, &mallory)
+        .map_err(|e| step("login", failure(&e, ANSWER_TIMEOUT), t))
 }
