@@ -124,10 +124,14 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // One line: the error and its causes.
+            // One line: the error and its causes (a cause the message already quotes, like
+            // the I/O error in "PATH: ERROR", is not repeated).
             let mut line = format!("mailvault: {e}");
             for cause in e.chain().skip(1) {
-                line.push_str(&format!(": {cause}"));
+                let cause = cause.to_string();
+                if !line.contains(&cause) {
+                    line.push_str(&format!(": {cause}"));
+                }
             }
             eprintln!("{line}");
             ExitCode::from(cmd::EXIT_FAILURE)

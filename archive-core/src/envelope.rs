@@ -108,11 +108,11 @@ impl Envelope {
 
     /// Decodes a canonical encoding that must span all of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Envelope> {
-        let mut r = Cursor { bytes, pos: 0 };
+        let mut r = Cursor::new("envelope", bytes);
         let version = r.u8()?;
         if version != ENVELOPE_VERSION {
-            return Err(Error::Invalid(format!(
-                "envelope encoding version {version} is not supported (expected {ENVELOPE_VERSION})"
+            return Err(r.malformed(format!(
+                "encoding version {version} is not supported (expected {ENVELOPE_VERSION})"
             )));
         }
         let mail_from = r.bytes()?.to_vec();
@@ -139,10 +139,7 @@ impl Envelope {
             source: r.text()?,
         };
         if r.pos != bytes.len() {
-            return Err(Error::Invalid(format!(
-                "envelope has {} trailing bytes",
-                bytes.len() - r.pos
-            )));
+            return Err(r.malformed(format!("{} trailing bytes", bytes.len() - r.pos)));
         }
         Ok(env)
     }
@@ -160,13 +157,23 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// A bounds-checked big-endian reader over a byte slice.
 pub(crate) struct Cursor<'a> {
-    pub(crate) bytes: &'a [u8],
-    pub(crate) pos: usize,
+    /// The encoding being read, for errors ("envelope", "leaf").
+    what: &'static str,
+    bytes: &'a [u8],
+    pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Cursor { bytes, pos: 0 }
+    pub(crate) fn new(what: &'static str, bytes: &'a [u8]) -> Self {
+        Cursor { what, bytes, pos: 0 }
+    }
+
+    /// An error about the encoding being read.
+    pub(crate) fn malformed(&self, reason: String) -> Error {
+        Error::Malformed {
+            what: self.what,
+            reason,
+        }
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
@@ -175,7 +182,7 @@ impl<'a> Cursor<'a> {
             .checked_add(n)
             .filter(|&e| e <= self.bytes.len())
             .ok_or_else(|| {
-                Error::Invalid(format!(
+                self.malformed(format!(
                     "truncated: need {n} bytes at offset {}, have {}",
                     self.pos,
                     self.bytes.len() - self.pos
@@ -214,7 +221,7 @@ impl<'a> Cursor<'a> {
 
     fn text(&mut self) -> Result<String> {
         String::from_utf8(self.bytes()?.to_vec())
-            .map_err(|_| Error::Invalid("envelope text field is not UTF-8".into()))
+            .map_err(|_| self.malformed("a text field is not UTF-8".into()))
     }
 
     pub(crate) fn rest(&mut self) -> &'a [u8] {

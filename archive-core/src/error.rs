@@ -31,9 +31,63 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
 
-    /// The caller asked for something that does not exist or cannot be done.
+    /// Bytes that should be in one of the archive's own encodings (a leaf, an envelope, a key
+    /// file, a signed note, a search cursor) do not decode; `what` names the encoding. Where
+    /// the bytes came from the log, the reader reports [`Error::Corrupt`] with the location.
+    #[error("{what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+
+    /// A request that cannot be met as asked (an invalid address, user name, password or
+    /// proof range): asking again unchanged fails the same way.
     #[error("{0}")]
-    Invalid(String),
+    Rejected(String),
+
+    /// Something to append is larger than the log format holds.
+    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+
+    /// A search query that is not the query language, is too deep or too long, or has
+    /// nothing to search for.
+    #[error("query: {0}")]
+    Query(crate::search::QueryError),
+
+    /// No user of that name.
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+
+    /// A user of that name exists already.
+    #[error("user {name} already exists{}", if *disabled { " (disabled; `mailvault user enable` gives it back its access)" } else { "" })]
+    UserExists { name: String, disabled: bool },
+
+    /// A file that creating a store would write exists already; nothing is overwritten.
+    #[error("{}: {what} already exists here; refusing to overwrite it", path.display())]
+    Exists { path: PathBuf, what: &'static str },
+
+    /// The key file signs for a different log than the store's.
+    #[error("{}: this key signs for log {key_log:?}, the store is {store_log:?}", key.display())]
+    WrongKey {
+        key: PathBuf,
+        key_log: String,
+        store_log: String,
+    },
+
+    /// The record at `seq` exists but is not a message.
+    #[error("record {seq} is a {kind} record, not a message")]
+    NotAMessage { seq: u64, kind: &'static str },
+
+    /// The machine did not give what the archive needs (randomness, a thread, a compressor);
+    /// asking again later may work.
+    #[error("{0}")]
+    System(String),
+
+    /// An internal rule did not hold: a bug in mailvault, not a problem of the request or
+    /// the store.
+    #[error("internal error (a bug in mailvault; please report it): {0}")]
+    Internal(String),
 
     /// The principal has no mailbox of that name (whether or not someone else has one).
     #[error("no mailbox {0:?} for this principal")]
@@ -69,12 +123,56 @@ pub enum Error {
     SearchStopped(crate::search::Stopped),
 }
 
+/// Whose fault an [`Error`] is, which decides the answer a front door gives: each maps it to
+/// its protocol (IMAP response codes, SMTP reply codes, CLI exit status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The request: asking again unchanged fails the same way (IMAP `BAD` or `NO [CANNOT]`,
+    /// SMTP 5xx, CLI usage error).
+    Request,
+    /// What was asked for does not exist for the asker (IMAP `NO [NONEXISTENT]`).
+    NotFound,
+    /// The machine or the store right now (I/O, a failed fsync, a lock, an index): asking
+    /// again later may work (IMAP `NO [UNAVAILABLE]`, SMTP 451).
+    Unavailable,
+    /// Stored data is damaged or mailvault has a bug: an operator must look (IMAP
+    /// `NO [SERVERBUG]`, SMTP 451 so the sender keeps the mail meanwhile).
+    Damaged,
+    /// A search used up its time or was cancelled (IMAP `NO [LIMIT]`).
+    Limit,
+}
+
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Whose fault this error is (see [`Fault`]).
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Malformed { .. }
+            | Error::Rejected(_)
+            | Error::TooLarge { .. }
+            | Error::Query(_)
+            | Error::UserExists { .. }
+            | Error::Exists { .. }
+            | Error::WrongKey { .. }
+            | Error::NotAMessage { .. } => Fault::Request,
+            Error::NoSuchMailbox(_) | Error::NoSuchUser(_) | Error::NoSuchRecord(_) => Fault::NotFound,
+            Error::Io { .. }
+            | Error::Unusable(_)
+            | Error::Locked(_)
+            | Error::Index(_)
+            | Error::Search(_)
+            | Error::System(_) => Fault::Unavailable,
+            Error::Corrupt { .. } | Error::Format { .. } | Error::Verification(_) | Error::Internal(_) => {
+                Fault::Damaged
+            }
+            Error::SearchStopped(_) => Fault::Limit,
         }
     }
 }

@@ -21,10 +21,11 @@ pub mod listener;
 pub mod log;
 pub mod search;
 pub mod store;
+pub mod tls;
 pub mod verify;
 pub mod views;
 
 pub use envelope::{Envelope, Recipient};
 pub(crate) use error::IoContext;
-pub use error::{Error, Result};
+pub use error::{Error, Fault, Result};
 pub use store::{Appended, OnDuplicate, SearchIndexing, Store, StoreConfig, StoreStats};

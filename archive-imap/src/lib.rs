@@ -31,6 +31,7 @@ mod command;
 mod config;
 mod envelope_cache;
 mod esearch;
+mod failure;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -44,4 +45,4 @@ mod threading;
 mod tls;
 
 pub use config::{ImapConfig, ImapLimits};
-pub use server::{start, Listening};
+pub use server::{start, Listening, StartError};

@@ -57,6 +57,21 @@ struct Shared {
     user_sessions: Arc<UserSessions>,
 }
 
+/// Why the IMAP server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The `[imap]` configuration is inconsistent (the text names the key).
+    #[error("{0}")]
+    Config(String),
+    #[error("imap TLS: {0}")]
+    Tls(#[from] archive_core::tls::TlsError),
+    #[error("imap: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// Binds the configured listeners and serves until [`Listening::shutdown`]. The self-signed
 /// certificate (if none is configured) lives in `tls_dir`. Needs a multi-threaded tokio
 /// runtime (store calls use `block_in_place`).
@@ -65,8 +80,8 @@ pub async fn start(
     gate: Arc<LoginGate>,
     config: ImapConfig,
     tls_dir: &Path,
-) -> Result<Listening, String> {
-    config.validate()?;
+) -> Result<Listening, StartError> {
+    config.validate().map_err(StartError::Config)?;
     let acceptor = crate::tls::acceptor(&config, tls_dir)?;
     let (stop, stopped) = watch::channel(false);
     let plain_addr = config.plain;
@@ -91,10 +106,9 @@ pub async fn start(
     };
     for (addr, implicit_tls) in [(plain_addr, false), (tls_addr, true)] {
         let Some(addr) = addr else { continue };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("imap: cannot listen on {addr}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| format!("imap: {addr}: {e}"))?;
+        let listen = |source| StartError::Listen { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(listen)?;
+        let bound = listener.local_addr().map_err(listen)?;
         if implicit_tls {
             listening.tls = Some(bound);
         } else {

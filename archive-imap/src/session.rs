@@ -315,8 +315,8 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 impl Session {
     /// Appends an access event; a failure is logged, and the caller decides whether the
-    /// access may go on (it may not: audit before access).
-    pub fn audit(&self, action: &str, target: String) -> Result<(), String> {
+    /// access may go on (it may not: audit before access) and answers `NO [code] text`.
+    pub fn audit(&self, action: &str, target: String) -> Result<(), (Option<Code<'static>>, String)> {
         let actor = self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
         let event = AuditEvent {
             actor,
@@ -326,10 +326,7 @@ impl Session {
         };
         blocking(|| self.store.append_audit(&event))
             .map(|_| ())
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot append an audit record");
-                "the access cannot be recorded; try again later".to_string()
-            })
+            .map_err(|e| crate::failure::store_failure(&e, "append an audit record"))
     }
 
     /// Recomputes the selected view if the log grew, and tells the client about new

@@ -26,5 +26,5 @@ pub mod tls;
 mod transaction;
 
 pub use config::IntakeConfig;
-pub use server::Intake;
+pub use server::{Intake, StartError};
 pub use session::Protocol;

@@ -30,6 +30,22 @@ pub struct Intake {
     loops: JoinSet<()>,
 }
 
+/// Why the intake could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The `[intake]` configuration is inconsistent (the text names the key).
+    #[error("{0}")]
+    Config(String),
+    #[error("intake TLS: {0}")]
+    Tls(#[from] archive_core::tls::TlsError),
+    #[error("intake.{listener}: cannot listen on {addr}: {source}")]
+    Listen {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 impl Intake {
     /// Binds the configured listeners and starts accepting. `tls_dir` holds the self-signed
     /// certificate when none is configured; relay logins (AUTH) go through `gate`. Sessions
@@ -40,8 +56,8 @@ impl Intake {
         gate: Arc<LoginGate>,
         tls_dir: &Path,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Intake, String> {
-        config.validate()?;
+    ) -> Result<Intake, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let tls = Some(crate::tls::acceptor(&config, tls_dir)?);
         let metrics = Arc::new(Metrics::default());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -60,10 +76,13 @@ impl Intake {
         };
         for (protocol, addr) in [(Protocol::Lmtp, config.lmtp), (Protocol::Smtp, config.smtp)] {
             let Some(addr) = addr else { continue };
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("intake.{}: cannot listen on {addr}: {e}", protocol.name()))?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let listen = |source| StartError::Listen {
+                listener: protocol.name(),
+                addr,
+                source,
+            };
+            let listener = TcpListener::bind(addr).await.map_err(listen)?;
+            let local = listener.local_addr().map_err(listen)?;
             intake.listening.push((protocol, local));
             intake
                 .loops

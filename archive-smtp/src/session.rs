@@ -256,7 +256,7 @@ impl Session {
         let handshake = tokio::time::timeout(self.ctx.config.idle_timeout(), acceptor.accept(tcp));
         match handshake.await {
             Ok(Ok(tls)) => {
-                self.tls = crate::tls::describe(tls.get_ref().1);
+                self.tls = archive_core::tls::describe(tls.get_ref().1);
                 self.stream = Some(Stream::Tls(Box::new(tls)));
                 // RFC 3207 §4.2: forget everything learned before TLS.
                 self.helo = None;

@@ -1,78 +1,25 @@
-//! TLS for STARTTLS (rustls). The certificate comes from the configuration, or for the
-//! embedded default a self-signed one is made once and kept in the data directory, so a
-//! loopback relay can use STARTTLS without any set-up.
+//! TLS for STARTTLS: the certificate is archive-core's (`archive_core::tls`: configured, or
+//! self-signed `intake-*.pem` in the data directory, so a loopback relay can use STARTTLS
+//! without any set-up).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use archive_core::tls::{CertificateSource, TlsError};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::IntakeConfig;
 
 /// Builds the TLS acceptor: configured files, or the self-signed pair under `tls_dir`.
-pub fn acceptor(config: &IntakeConfig, tls_dir: &Path) -> Result<TlsAcceptor, String> {
-    let (cert_path, key_path) = match (&config.tls_certificate, &config.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        _ => self_signed(&config.hostname, tls_dir)?,
+pub fn acceptor(config: &IntakeConfig, tls_dir: &Path) -> Result<TlsAcceptor, TlsError> {
+    let configured = match (&config.tls_certificate, &config.tls_key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
     };
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert_path.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| format!("{}: not a PEM private key: {e}", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: certificate and key do not fit: {e}", cert_path.display()))?;
-    Ok(TlsAcceptor::from(Arc::new(server)))
-}
-
-/// The self-signed certificate and key in `dir`, made on first use (key mode 0600).
-fn self_signed(hostname: &str, dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
-    let cert_path = dir.join("intake-cert.pem");
-    let key_path = dir.join("intake-key.pem");
-    if cert_path.exists() && key_path.exists() {
-        return Ok((cert_path, key_path));
-    }
-    let made = rcgen::generate_simple_self_signed(vec![hostname.to_string(), "localhost".into()])
-        .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    write_private(&key_path, made.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, made.cert.pem()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    Ok((cert_path, key_path))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// "TLSv1.3 TLS13_AES_256_GCM_SHA384" for the envelope.
-pub fn describe(conn: &rustls::ServerConnection) -> String {
-    let version = conn
-        .protocol_version()
-        .map(|v| match v {
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-            other => format!("{other:?}"),
-        })
-        .unwrap_or_default();
-    let cipher = conn
-        .negotiated_cipher_suite()
-        .map(|c| format!("{:?}", c.suite()))
-        .unwrap_or_default();
-    format!("{version} {cipher}").trim().to_string()
+    let source = CertificateSource {
+        configured,
+        dir: tls_dir,
+        stem: "intake",
+        hostname: &config.hostname,
+    };
+    Ok(TlsAcceptor::from(archive_core::tls::server_config(&source)?))
 }

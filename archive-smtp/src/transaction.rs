@@ -170,12 +170,35 @@ impl Session {
                     self.reply(250, "2.0.0", &text);
                 }
             }
-            Ok(Err(e)) => {
-                tracing::error!(peer = %self.peer, error = %e, "archiving failed; answered 451");
-                self.temporary_failure(replies);
-            }
+            Ok(Err(e)) => self.storage_failure(&e, replies),
             Err(e) => {
                 tracing::error!(peer = %self.peer, error = %e, "archiving task failed; answered 451");
+                self.temporary_failure(replies);
+            }
+        }
+    }
+
+    /// The reply to a failed append, by whose fault it is: the message's own (it can never be
+    /// stored: 5xx, the sender bounces it) or the store's (451: the sender keeps it queued and
+    /// tries again, nothing is lost).
+    fn storage_failure(&mut self, e: &archive_core::Error, replies: usize) {
+        match (e, e.fault()) {
+            (archive_core::Error::TooLarge { .. }, _) => {
+                tracing::info!(peer = %self.peer, error = %e, "message refused; answered 552");
+                Metrics::add(&self.ctx.metrics.rejected, 1);
+                for _ in 0..replies {
+                    self.reply(552, "5.3.4", "message size exceeds the archive's limit");
+                }
+            }
+            (_, archive_core::Fault::Request) => {
+                tracing::info!(peer = %self.peer, error = %e, "message refused; answered 554");
+                Metrics::add(&self.ctx.metrics.rejected, 1);
+                for _ in 0..replies {
+                    self.reply(554, "5.6.0", "the archive cannot store this message");
+                }
+            }
+            _ => {
+                tracing::error!(peer = %self.peer, error = %e, "archiving failed; answered 451");
                 self.temporary_failure(replies);
             }
         }

@@ -110,14 +110,11 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             &tls_dir,
             stopped,
         )
-        .await
-        .map_err(anyhow::Error::msg)?;
+        .await?;
         for (protocol, addr) in &intake.listening {
             tracing::info!(protocol = %protocol.name(), %addr, "listening");
         }
-        let imap = archive_imap::start(store.clone(), gate, config.imap.clone(), &tls_dir)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let imap = archive_imap::start(store.clone(), gate, config.imap.clone(), &tls_dir).await?;
         for (protocol, addr) in [("imap", imap.plain), ("imaps", imap.tls)] {
             if let Some(addr) = addr {
                 tracing::info!(protocol = %protocol, %addr, "listening");

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::util::{fixtures, python_json, Vault};
+use crate::util::{fixtures, incompressible_message, python_json, Vault};
 
 /// Parses `archived seq=N blake3=H` out of a reply.
 pub(crate) fn receipt(reply: &str) -> (u64, String) {
@@ -574,22 +574,7 @@ fn a_storage_failure_answers_451_and_leaves_nothing_half_written() {
     let server = vault.serve_via(&limit, &[]);
     let small = b"Subject: fits\r\n\r\nsmall\r\n".to_vec();
     let (first, _) = lmtp_send(server.lmtp, &small).expect("a small message is archived");
-    let mut big = b"Subject: too big for the disk\r\n\r\n".to_vec();
-    // Base64 of pseudo-random bytes: zstd cannot shrink it below the 1 MiB limit.
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut noise = Vec::with_capacity(1_800_000);
-    while noise.len() < 1_800_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        noise.extend_from_slice(&x.to_le_bytes());
-    }
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&noise);
-    for line in encoded.as_bytes().chunks(76) {
-        big.extend_from_slice(line);
-        big.extend_from_slice(b"\r\n");
-    }
+    let big = incompressible_message("too big for the disk", 1_800_000);
     let mut c = Raw::connect(server.lmtp);
     c.send(b"LHLO full.test\r\nMAIL FROM:<f@example.com>\r\nRCPT TO:<archive@vault.example>\r\nDATA\r\n");
     for _ in 0..4 {

@@ -12,6 +12,7 @@ mod isolation;
 mod postfix;
 mod roundtrip;
 mod search;
+mod store_failure;
 mod tamper;
 mod upstream;
 mod users;

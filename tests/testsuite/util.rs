@@ -322,3 +322,24 @@ pub fn private_daemon_dir(daemon: &str) -> tempfile::TempDir {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     tmp
 }
+
+/// A message whose body is base64 of `noise_bytes` pseudo-random bytes: zstd cannot shrink it,
+/// so it takes about 4/3 × `noise_bytes` on disk.
+pub fn incompressible_message(subject: &str, noise_bytes: usize) -> Vec<u8> {
+    use base64::Engine;
+    let mut message = format!("Subject: {subject}\r\n\r\n").into_bytes();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut noise = Vec::with_capacity(noise_bytes + 8);
+    while noise.len() < noise_bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&noise);
+    for line in encoded.as_bytes().chunks(76) {
+        message.extend_from_slice(line);
+        message.extend_from_slice(b"\r\n");
+    }
+    message
+}

@@ -13,7 +13,7 @@ pub fn normalize_user_name(name: &str) -> Result<String> {
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._@+-".contains(c);
     let starts_well = lower.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
     if lower.is_empty() || lower.len() > MAX_NAME_BYTES || !starts_well || !lower.chars().all(allowed) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Rejected(format!(
             "user name {:?}: use 1-{MAX_NAME_BYTES} of a-z 0-9 . _ @ + -, starting with a letter or digit",
             shorten(name)
         )));
@@ -25,7 +25,7 @@ pub fn normalize_user_name(name: &str) -> Result<String> {
 /// part). Returns the stored (lower-case) form.
 pub fn normalize_address(address: &str) -> Result<String> {
     let lower = address.trim().to_lowercase();
-    let bad = |why: &str| Error::Invalid(format!("address {:?}: {why}", shorten(address)));
+    let bad = |why: &str| Error::Rejected(format!("address {:?}: {why}", shorten(address)));
     let Some((local, domain)) = lower.rsplit_once('@') else {
         return Err(bad("not a mail address (expected local@domain)"));
     };
@@ -56,7 +56,7 @@ pub fn normalize_domain(domain: &str) -> Result<String> {
         .trim_start_matches('@')
         .trim_end_matches('.')
         .to_lowercase();
-    check_domain(&lower).map_err(|why| Error::Invalid(format!("domain {:?}: {why}", shorten(domain))))?;
+    check_domain(&lower).map_err(|why| Error::Rejected(format!("domain {:?}: {why}", shorten(domain))))?;
     Ok(lower)
 }
 

@@ -38,19 +38,19 @@ fn hasher() -> Argon2<'static> {
 /// Checks a new password against the rules above. The message never contains the password.
 pub fn check_new_password(password: &str) -> Result<()> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Rejected(format!(
             "the password is too short (at least {MIN_PASSWORD_CHARS} characters)"
         )));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Rejected(format!(
             "the password is too long (at most {MAX_PASSWORD_BYTES} bytes)"
         )));
     }
     // IMAP AUTHENTICATE PLAIN separates fields with NUL, and line-based input cannot carry
     // line breaks: such a password could never be used to log in.
     if password.chars().any(|c| c == '\0' || c == '\r' || c == '\n') {
-        return Err(Error::Invalid(
+        return Err(Error::Rejected(
             "the password contains a NUL or line-break character".into(),
         ));
     }
@@ -67,10 +67,10 @@ pub fn hash_password(password: &str) -> Result<String> {
 /// ours, decide what a password may be), with a fresh random salt.
 pub(crate) fn hash_unchecked(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| Error::Invalid(format!("no system randomness: {e}")))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Invalid(format!("salt: {e}")))?;
+    getrandom::fill(&mut salt).map_err(|e| Error::System(format!("no system randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Internal(format!("salt: {e}")))?;
     let hasher = hasher();
-    let failed = |e: String| Error::Invalid(format!("hashing the password: {e}"));
+    let failed = |e: String| Error::Internal(format!("hashing the password: {e}"));
     let mut salt_buf = [0u8; 64];
     let salt_bytes = salt
         .decode_b64(&mut salt_buf)

@@ -42,7 +42,7 @@ impl Role {
             .map(|a| normalize_address(a.as_ref()))
             .collect::<Result<BTreeSet<_>>>()?;
         if addresses.is_empty() {
-            return Err(Error::Invalid("a user needs at least one address".into()));
+            return Err(Error::Rejected("a user needs at least one address".into()));
         }
         Ok(Role::User { addresses })
     }
@@ -54,7 +54,7 @@ impl Role {
             .map(|d| normalize_domain(d.as_ref()))
             .collect::<Result<BTreeSet<_>>>()?;
         if domains.is_empty() {
-            return Err(Error::Invalid(
+            return Err(Error::Rejected(
                 "an auditor needs at least one domain, or all domains".into(),
             ));
         }
@@ -221,15 +221,10 @@ impl Users {
         let Some(existing) = self.get(name) else {
             return Ok(());
         };
-        let hint = if existing.disabled {
-            " (disabled; `mailvault user enable` gives it back its access)"
-        } else {
-            ""
-        };
-        Err(Error::Invalid(format!(
-            "user {} already exists{hint}",
-            existing.name
-        )))
+        Err(Error::UserExists {
+            name: existing.name.clone(),
+            disabled: existing.disabled,
+        })
     }
 
     /// Adds a new user; refuses a name that exists (enabled or not).
@@ -253,7 +248,10 @@ impl Users {
     /// Sets a password hashed beforehand with [`super::hash_password`], so a caller can keep
     /// the slow hashing outside the users file lock.
     pub fn set_password_hash(&mut self, name: &str, password_hash: String) -> Result<()> {
-        super::password::check_stored_hash(&password_hash).map_err(Error::Invalid)?;
+        super::password::check_stored_hash(&password_hash).map_err(|reason| Error::Malformed {
+            what: "password hash",
+            reason,
+        })?;
         let user = self.get_mut(name)?;
         user.password_hash = password_hash;
         user.updated = now();
@@ -328,9 +326,7 @@ impl Users {
 
     fn get_mut(&mut self, name: &str) -> Result<&mut UserRecord> {
         let key = login_key(name);
-        self.by_name
-            .get_mut(&key)
-            .ok_or_else(|| Error::Invalid(format!("no user named {key:?}")))
+        self.by_name.get_mut(&key).ok_or(Error::NoSuchUser(key))
     }
 }
 

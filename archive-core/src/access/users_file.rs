@@ -102,7 +102,7 @@ impl Users {
             users: self.iter().map(entry).collect(),
         };
         let json =
-            serde_json::to_string_pretty(&file).map_err(|e| Error::Invalid(format!("users file: {e}")))?;
+            serde_json::to_string_pretty(&file).map_err(|e| Error::Internal(format!("users file: {e}")))?;
         // A leftover from a crash may have another mode; a fresh file gets ours.
         match std::fs::remove_file(&tmp) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&tmp, e)),

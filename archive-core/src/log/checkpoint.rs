@@ -99,7 +99,10 @@ impl VerifierKey {
 
     /// Parses a verifier key string.
     pub fn parse(s: &str) -> Result<VerifierKey> {
-        let bad = || Error::Invalid(format!("not a signed-note verifier key: {:?}", s.trim()));
+        let bad = || Error::Malformed {
+            what: "verifier key",
+            reason: format!("not a signed-note verifier key: {:?}", s.trim()),
+        };
         // Names never contain '+', base64 may: split at the first two.
         let mut parts = s.trim().splitn(3, '+');
         let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
@@ -116,9 +119,10 @@ impl VerifierKey {
             key,
         };
         if hex32(vk.key_id()) != id_hex {
-            return Err(Error::Invalid(
-                "verifier key ID does not match its name and key".into(),
-            ));
+            return Err(Error::Malformed {
+                what: "verifier key",
+                reason: "its key ID does not match its name and key".into(),
+            });
         }
         Ok(vk)
     }
@@ -189,7 +193,7 @@ impl LogKey {
     pub fn generate(name: &str) -> Result<LogKey> {
         validate_key_name(name)?;
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| Error::Invalid(format!("no system randomness: {e}")))?;
+        getrandom::fill(&mut seed).map_err(|e| Error::System(format!("no system randomness: {e}")))?;
         Ok(LogKey {
             name: name.to_string(),
             key: ed25519_dalek::SigningKey::from_bytes(&seed),
@@ -219,7 +223,10 @@ impl LogKey {
 
     /// Parses a private key string.
     fn parse(s: &str) -> Result<LogKey> {
-        let bad = || Error::Invalid("not a mailvault signing key (expected PRIVATE+KEY+name+id+key)".into());
+        let bad = || Error::Malformed {
+            what: "signing key",
+            reason: "not a mailvault signing key (expected PRIVATE+KEY+name+id+key)".into(),
+        };
         let rest = s.trim().strip_prefix(PRIVATE_PREFIX).ok_or_else(bad)?;
         let mut parts = rest.splitn(3, '+');
         let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
@@ -235,7 +242,10 @@ impl LogKey {
             key: ed25519_dalek::SigningKey::from_bytes(&seed),
         };
         if hex32(key.verifier().key_id()) != id_hex {
-            return Err(Error::Invalid("signing key ID does not match its key".into()));
+            return Err(Error::Malformed {
+                what: "signing key",
+                reason: "its key ID does not match its key".into(),
+            });
         }
         Ok(key)
     }
@@ -253,10 +263,10 @@ impl LogKey {
             .mode(0o600)
             .open(path)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::Invalid(format!(
-                    "{}: a key already exists; refusing to overwrite it",
-                    path.display()
-                )),
+                std::io::ErrorKind::AlreadyExists => Error::Exists {
+                    path: path.to_path_buf(),
+                    what: "a key",
+                },
                 _ => Error::io(path, e),
             })?;
         f.write_all(format!("{}\n", self.encode()).as_bytes()).at(path)?;
@@ -266,7 +276,13 @@ impl LogKey {
     /// Reads a key file.
     pub fn read(path: &Path) -> Result<LogKey> {
         let text = std::fs::read_to_string(path).at(path)?;
-        LogKey::parse(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+        LogKey::parse(&text).map_err(|e| match e {
+            Error::Malformed { reason, .. } => Error::Format {
+                path: path.to_path_buf(),
+                reason,
+            },
+            other => other,
+        })
     }
 
     /// Key name (the origin it signs for).
@@ -316,7 +332,7 @@ pub fn validate_key_name(name: &str) -> Result<()> {
             .chars()
             .any(|c| c.is_whitespace() || c == '+' || c.is_control())
     {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Rejected(format!(
             "{name:?} cannot name a log: it must be non-empty, without spaces or '+'"
         )));
     }

@@ -68,7 +68,7 @@ pub trait HashSource {
     /// Inclusion proof of leaf `index` in the tree of `size` leaves (RFC 6962 §2.1.1 PATH).
     fn inclusion_proof(&self, index: u64, size: u64) -> crate::Result<Vec<Hash>> {
         if index >= size {
-            return Err(crate::Error::Invalid(format!(
+            return Err(crate::Error::Rejected(format!(
                 "leaf {index} is not in a tree of size {size}"
             )));
         }
@@ -97,7 +97,7 @@ pub trait HashSource {
     /// Consistency proof between the trees of `old` and `new` leaves (RFC 6962 §2.1.2 PROOF).
     fn consistency_proof(&self, old: u64, new: u64) -> crate::Result<Vec<Hash>> {
         if old > new {
-            return Err(crate::Error::Invalid(format!(
+            return Err(crate::Error::Rejected(format!(
                 "cannot prove size {old} consistent with the smaller size {new}"
             )));
         }
@@ -297,7 +297,7 @@ impl HashSource for MemoryTree {
         self.stored
             .get(i as usize)
             .copied()
-            .ok_or_else(|| crate::Error::Invalid(format!("no subtree ({level}, {index}) stored")))
+            .ok_or_else(|| crate::Error::Internal(format!("no subtree ({level}, {index}) stored")))
     }
 }
 

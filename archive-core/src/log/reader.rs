@@ -386,11 +386,10 @@ pub(crate) fn record_content(record: &Record, dictionaries: &dyn Dictionaries) -
             offset: record.location.offset,
             reason,
         }),
-        None => Err(Error::Invalid(format!(
-            "record {} is a {} record, not a message",
-            record.seq(),
-            record.kind().name()
-        ))),
+        None => Err(Error::NotAMessage {
+            seq: record.seq(),
+            kind: record.kind().name(),
+        }),
     }
 }
 

@@ -199,14 +199,14 @@ impl Leaf {
 
     /// Parses leaf bytes.
     pub fn decode(bytes: &[u8]) -> Result<Leaf> {
-        let mut r = Cursor::new(bytes);
+        let mut r = Cursor::new("leaf", bytes);
         let version = r.u8()?;
         if version != LEAF_VERSION {
-            return Err(Error::Invalid(format!("unknown leaf version {version}")));
+            return Err(r.malformed(format!("unknown leaf version {version}")));
         }
         let kind_byte = r.u8()?;
         let kind = RecordKind::from_byte(kind_byte)
-            .ok_or_else(|| Error::Invalid(format!("unknown record kind {kind_byte}")))?;
+            .ok_or_else(|| r.malformed(format!("unknown record kind {kind_byte}")))?;
         let seq = r.u64()?;
         let time_us = r.u64()? as i64;
         let body = match kind {
@@ -233,7 +233,7 @@ impl Leaf {
             },
         };
         if !r.rest().is_empty() {
-            return Err(Error::Invalid("leaf has trailing bytes".into()));
+            return Err(r.malformed("trailing bytes".into()));
         }
         Ok(Leaf { seq, time_us, body })
     }
@@ -338,9 +338,11 @@ pub fn encode_frame(
 ) -> Result<Vec<u8>> {
     let body_len = BODY_PREFIX_LEN as u64 + leaf.len() as u64 + payload.len() as u64;
     if body_len > MAX_BODY_LEN {
-        return Err(Error::Invalid(format!(
-            "record of {body_len} bytes exceeds the format's limit of {MAX_BODY_LEN} bytes"
-        )));
+        return Err(Error::TooLarge {
+            what: "record",
+            size: body_len,
+            limit: MAX_BODY_LEN,
+        });
     }
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body_len as usize);
     out.extend_from_slice(&FRAME_MAGIC);

@@ -104,7 +104,7 @@ impl HashSource for TreeFile {
                 .buffer
                 .get((i - self.flushed) as usize)
                 .copied()
-                .ok_or_else(|| Error::Invalid(format!("tree has no subtree ({level}, {index})")));
+                .ok_or_else(|| Error::Internal(format!("tree has no subtree ({level}, {index})")));
         }
         let mut h = [0u8; 32];
         self.file.read_exact_at(&mut h, i * 32).at(&self.path)?;

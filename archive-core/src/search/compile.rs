@@ -13,7 +13,7 @@ use tantivy::Term;
 
 use super::analysis::{stem_terms, terms, EXACT};
 use super::extract::{clean_id, normalize_address};
-use super::query::{DateOp, Node, SizeOp, TextField, Value};
+use super::query::{DateOp, Node, QueryError, QueryErrorKind, SizeOp, TextField, Value};
 use super::schema::Fields;
 use super::scope::Principal;
 use crate::{Error, Result};
@@ -23,9 +23,13 @@ type Q = Box<dyn TantivyQuery>;
 /// The tantivy query for `root` as run by `principal`, scope included.
 pub fn compile(root: &Node, f: &Fields, principal: &Principal) -> Result<Q> {
     let c = Compiler { f, principal };
-    let query = c
-        .node(root)
-        .ok_or_else(|| Error::Invalid("query: it has no searchable words (only punctuation?)".into()))?;
+    let query = c.node(root).ok_or_else(|| {
+        Error::Query(QueryError {
+            position: 1,
+            message: "it has no searchable words (only punctuation?)".into(),
+            kind: QueryErrorKind::NothingToSearch,
+        })
+    })?;
     Ok(match principal.scope_query(f) {
         Some(scope) => Box::new(BooleanQuery::new(vec![
             (Occur::Must, query),

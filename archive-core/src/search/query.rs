@@ -155,6 +155,8 @@ pub enum QueryErrorKind {
     TooDeep,
     /// More than [`MAX_TERMS`] terms.
     TooManyTerms,
+    /// Nothing in it can be searched for (only punctuation, say).
+    NothingToSearch,
 }
 
 impl fmt::Display for QueryError {
@@ -167,7 +169,7 @@ impl std::error::Error for QueryError {}
 
 impl From<QueryError> for crate::Error {
     fn from(e: QueryError) -> Self {
-        crate::Error::Invalid(format!("query: {e}"))
+        crate::Error::Query(e)
     }
 }
 

@@ -161,7 +161,10 @@ pub(crate) fn encode_cursor(sort: Sort, after: After) -> String {
 
 /// Decodes a cursor made by [`encode_cursor`] for the same sort order.
 pub(crate) fn decode_cursor(cursor: &str, sort: Sort) -> Result<After> {
-    let bad = || Error::Invalid(format!("cursor {cursor:?} is not one this search returned"));
+    let bad = || Error::Malformed {
+        what: "search cursor",
+        reason: format!("{cursor:?} is not one this search returned"),
+    };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor.trim())
         .map_err(|_| bad())?;
@@ -175,9 +178,10 @@ pub(crate) fn decode_cursor(cursor: &str, sort: Sort) -> Result<After> {
             k.parse().map_err(|_| bad())?,
             seq.parse().map_err(|_| bad())?,
         )),
-        ["1", _, ..] => Err(Error::Invalid(format!(
-            "cursor {cursor:?} belongs to another sort order"
-        ))),
+        ["1", _, ..] => Err(Error::Malformed {
+            what: "search cursor",
+            reason: format!("{cursor:?} belongs to another sort order"),
+        }),
         _ => Err(bad()),
     }
 }

@@ -39,10 +39,10 @@ impl Principal {
             .filter(|a| !a.is_empty())
             .collect();
         if addresses.is_empty() {
-            return Err(Error::Invalid("a user needs at least one address".into()));
+            return Err(Error::Rejected("a user needs at least one address".into()));
         }
         if let Some(bad) = addresses.iter().find(|a| !a.contains('@')) {
-            return Err(Error::Invalid(format!("{bad:?} is not a mail address")));
+            return Err(Error::Rejected(format!("{bad:?} is not a mail address")));
         }
         Ok(Principal::User { addresses })
     }
@@ -61,7 +61,7 @@ impl Principal {
             .filter(|d| !d.is_empty())
             .collect();
         if domains.is_empty() {
-            return Err(Error::Invalid(
+            return Err(Error::Rejected(
                 "an auditor scope needs at least one domain".into(),
             ));
         }

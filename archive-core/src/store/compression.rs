@@ -89,7 +89,7 @@ impl Compression {
     pub fn compress(&self, raw: &[u8]) -> Result<(Codec, Vec<u8>)> {
         self.await_first_dictionary();
         let active = self.active.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let zstd_err = |e: std::io::Error| Error::Invalid(format!("zstd: {e}"));
+        let zstd_err = |e: std::io::Error| Error::System(format!("zstd: {e}"));
         COMPRESSOR.with(|cell| {
             let mut slot = cell.borrow_mut();
             let want = active.as_ref().map(|(_, d)| d.hash);
@@ -105,7 +105,7 @@ impl Compression {
                 *slot = Some((self.level, want, c));
             }
             let Some((_, _, c)) = slot.as_mut() else {
-                return Err(Error::Invalid("zstd compressor unavailable".into()));
+                return Err(Error::Internal("zstd compressor unavailable".into()));
             };
             let frame = c.compress(raw).map_err(zstd_err)?;
             let (codec, payload) = match &active {

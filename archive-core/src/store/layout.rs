@@ -98,7 +98,7 @@ impl StoreIdentity {
     /// A fresh identity with a random origin `mailvault.invalid/<128-bit hex>`.
     pub fn generate() -> Result<StoreIdentity> {
         let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| Error::Invalid(format!("no system randomness: {e}")))?;
+        getrandom::fill(&mut id).map_err(|e| Error::System(format!("no system randomness: {e}")))?;
         let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
         Ok(StoreIdentity {
             format: STORE_FORMAT,

@@ -241,10 +241,10 @@ impl Store {
         use std::os::unix::fs::DirBuilderExt;
         let layout = Layout::new(dir);
         if layout.exists() {
-            return Err(Error::Invalid(format!(
-                "{}: a store already exists here; refusing to overwrite it",
-                dir.display()
-            )));
+            return Err(Error::Exists {
+                path: dir.to_path_buf(),
+                what: "a store",
+            });
         }
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -252,10 +252,10 @@ impl Store {
             .create(dir)
             .at(dir)?;
         if key_path.exists() {
-            return Err(Error::Invalid(format!(
-                "{}: a key already exists; refusing to overwrite it",
-                key_path.display()
-            )));
+            return Err(Error::Exists {
+                path: key_path.to_path_buf(),
+                what: "a key",
+            });
         }
         let identity = StoreIdentity::generate()?;
         let key = LogKey::generate(&identity.origin)?;
@@ -267,7 +267,8 @@ impl Store {
             .at(&layout.log_dir)?;
         // The identity file is written last: its presence marks a complete store.
         let tmp = dir.join("store.json.tmp");
-        let json = serde_json::to_string_pretty(&identity).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json = serde_json::to_string_pretty(&identity)
+            .map_err(|e| Error::Internal(format!("store identity: {e}")))?;
         std::fs::write(&tmp, json + "\n").at(&tmp)?;
         File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
         std::fs::rename(&tmp, &layout.identity).at(&layout.identity)?;
@@ -290,12 +291,11 @@ impl Store {
         let identity = layout.identity()?;
         let key = LogKey::read(key_path)?;
         if key.name() != identity.origin {
-            return Err(Error::Invalid(format!(
-                "{}: this key signs for log {:?}, the store is {:?}",
-                key_path.display(),
-                key.name(),
-                identity.origin
-            )));
+            return Err(Error::WrongKey {
+                key: key_path.to_path_buf(),
+                key_log: key.name().to_string(),
+                store_log: identity.origin.clone(),
+            });
         }
         let lock = take_write_lock(&layout)?;
 
@@ -353,7 +353,10 @@ impl Store {
         // (searches wait for it).
         indexer::index_until(&shared, &mut indexer::Cursor::default(), tail.last_seq)?;
         if let Some(seq) = shared.index.latest_dictionary()? {
-            let dictionary = shared.dictionary(seq).map_err(Error::Invalid)?;
+            let dictionary = shared.dictionary(seq).map_err(|reason| Error::Format {
+                path: shared.layout.log_dir.clone(),
+                reason: format!("the compression dictionary in record {seq} cannot be read: {reason}"),
+            })?;
             shared.compression.activate(seq, dictionary);
         }
         let store = Store {
@@ -371,7 +374,7 @@ impl Store {
             std::thread::Builder::new()
                 .name("mailvault-indexer".into())
                 .spawn(move || indexer::run(&shared))
-                .map_err(|e| Error::Invalid(format!("cannot start the indexer thread: {e}")))?,
+                .map_err(|e| Error::System(format!("cannot start the indexer thread: {e}")))?,
         );
         if self.shared.config.search_indexing == SearchIndexing::Live {
             let shared = self.shared.clone();
@@ -379,7 +382,7 @@ impl Store {
             let thread = std::thread::Builder::new()
                 .name("mailvault-search".into())
                 .spawn(move || catch_up::run(&shared, started_tx))
-                .map_err(|e| Error::Invalid(format!("cannot start the search indexer thread: {e}")))?;
+                .map_err(|e| Error::System(format!("cannot start the search indexer thread: {e}")))?;
             match started.recv() {
                 Ok(Ok(())) => threads.push(thread),
                 Ok(Err(e)) => return Err(e),
@@ -391,7 +394,7 @@ impl Store {
             std::thread::Builder::new()
                 .name("mailvault-checkpointer".into())
                 .spawn(move || checkpoint_timer(&shared))
-                .map_err(|e| Error::Invalid(format!("cannot start the checkpoint thread: {e}")))?,
+                .map_err(|e| Error::System(format!("cannot start the checkpoint thread: {e}")))?,
         );
         Ok(())
     }
@@ -440,7 +443,7 @@ impl Store {
         let mut appended = self.append_messages(&[(envelope, raw)], on_duplicate)?;
         appended
             .pop()
-            .ok_or_else(|| Error::Invalid("nothing was appended".into()))
+            .ok_or_else(|| Error::Internal("one message to append, none appended".into()))
     }
 
     /// Appends messages in order under one hold of the writer and returns once all of them are
@@ -597,7 +600,7 @@ impl Store {
 
     /// Appends an audit event; returns its seq once durable.
     pub fn append_audit(&self, event: &crate::audit::AuditEvent) -> Result<u64> {
-        let event = serde_json::to_vec(event).map_err(|e| Error::Invalid(format!("audit event: {e}")))?;
+        let event = serde_json::to_vec(event).map_err(|e| Error::Internal(format!("audit event: {e}")))?;
         let seq = {
             let mut w = self.shared.writer();
             w.write(
@@ -755,7 +758,7 @@ impl Store {
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         let w = self.shared.writer();
         if size > w.tree.size() || seq == 0 {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Rejected(format!(
                 "tree size {size} is beyond the log ({})",
                 w.tree.size()
             )));
@@ -767,7 +770,7 @@ impl Store {
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
         let w = self.shared.writer();
         if new > w.tree.size() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Rejected(format!(
                 "tree size {new} is beyond the log ({})",
                 w.tree.size()
             )));
@@ -878,7 +881,7 @@ fn open_tree(layout: &Layout, tail: &recovery::Tail) -> Result<TreeFile> {
         }
     }
     if tree.size() != tail.last_seq {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Internal(format!(
             "could not rebuild the Merkle tree: {} of {} records",
             tree.size(),
             tail.last_seq

@@ -86,8 +86,8 @@ pub(crate) async fn handle(
     if reads_content && !resolved.is_empty() {
         let uids: Vec<u64> = numbers.iter().filter_map(|n| view.uid_at(*n)).collect();
         let target = format!("imap mailbox {} uids {}", view.mailbox(), compact_set(&uids));
-        if let Err(why) = s.audit("view", target) {
-            return Done::reply(no(tag, Some(code("UNAVAILABLE")), &why));
+        if let Err((code, why)) = s.audit("view", target) {
+            return Done::reply(no(tag, code, &why));
         }
     }
     // Messages are read, answered and encoded on blocking threads (one per core) while the
@@ -161,13 +161,10 @@ pub(crate) async fn handle(
                      use BODY[] for the stored bytes",
                 ));
             }
-            Err((uid_value, Unreadable::Store(why))) => {
-                tracing::error!(uid = uid_value, error = %why, "FETCH cannot read a message");
-                return Done::reply(no(
-                    tag,
-                    Some(code("SERVERBUG")),
-                    "a message could not be read; nothing was changed",
-                ));
+            Err((uid_value, Unreadable::Store(e))) => {
+                tracing::info!(uid = uid_value, "FETCH cannot read a message");
+                let (code, why) = crate::failure::store_failure(&e, "FETCH");
+                return Done::reply(no(tag, code, &why));
             }
         }
     }
@@ -196,8 +193,8 @@ fn worker_count() -> usize {
 
 /// Why a message's items cannot be given.
 enum Unreadable {
-    /// The store failed (logged; the client gets NO).
-    Store(String),
+    /// The store failed (the client gets NO with the code of its fault).
+    Store(archive_core::Error),
     /// BINARY of a part whose Content-Transfer-Encoding is unknown (RFC 3516 UNKNOWN-CTE).
     UnknownCte,
 }
@@ -295,9 +292,7 @@ impl Reader {
         };
         let needs_bytes = needs.bytes || (needs.envelope && cached_envelope.is_none());
         let (raw, received_us, size) = if needs_bytes {
-            let m = store
-                .view_message(view, uid)
-                .map_err(|e| Unreadable::Store(e.to_string()))?;
+            let m = store.view_message(view, uid).map_err(Unreadable::Store)?;
             let size = m.raw.len() as u64;
             (m.raw, m.received_us, size)
         } else if names.iter().any(|n| {
@@ -307,9 +302,7 @@ impl Reader {
             )
         }) {
             // Dates and sizes come from the record; no message bytes are decompressed.
-            let e = store
-                .view_entry(view, uid)
-                .map_err(|e| Unreadable::Store(e.to_string()))?;
+            let e = store.view_entry(view, uid).map_err(Unreadable::Store)?;
             (Vec::new(), e.received_us, e.size)
         } else {
             // UID, FLAGS and a cached ENVELOPE (what clients sync most) are known without

@@ -34,19 +34,10 @@ pub(crate) fn open_view(s: &Session, name: &str) -> Result<(View, NonZeroU32), R
     };
     let view = match blocking(|| s.store.view(&user.principal, name)) {
         Ok(v) => v,
-        Err(archive_core::Error::NoSuchMailbox(_)) => {
-            // The same answer whether or not the name exists for someone else.
-            return Err(Refusal {
-                code: Some(code("NONEXISTENT")),
-                text: "no such mailbox".into(),
-            });
-        }
         Err(e) => {
-            tracing::error!(error = %e, "cannot compute a view");
-            return Err(Refusal {
-                code: Some(code("UNAVAILABLE")),
-                text: "the archive cannot be read right now".into(),
-            });
+            // NoSuchMailbox: the same answer whether or not the name exists for someone else.
+            let (code, text) = crate::failure::store_failure(&e, "open a mailbox");
+            return Err(Refusal { code, text });
         }
     };
     // IMAP UIDs are 32-bit; the log's seqs are not. Refuse rather than wrap.
@@ -75,8 +66,8 @@ pub(crate) async fn handle(
         Err(refusal) => return Done::reply(refusal.with_tag(tag)),
     };
     let action = if examine { "examine" } else { "select" };
-    if let Err(why) = s.audit(action, format!("imap mailbox {}", view.mailbox())) {
-        return Done::reply(status(Kind::No, Some(tag), Some(code("UNAVAILABLE")), &why));
+    if let Err((code, why)) = s.audit(action, format!("imap mailbox {}", view.mailbox())) {
+        return Done::reply(status(Kind::No, Some(tag), code, &why));
     }
     let validity = NonZeroU32::new(view.uid_validity()).unwrap_or(NonZeroU32::MIN);
     let exists = u32::try_from(view.len()).unwrap_or(u32::MAX);

@@ -13,7 +13,7 @@ use imap_next::imap_types::search::SearchKey;
 use super::search::{matching, reply_number};
 use super::Done;
 use crate::mime::SortFields;
-use crate::session::{blocking, code, no, ok, Closed, Conn, Session};
+use crate::session::{blocking, no, ok, Closed, Conn, Session};
 
 pub(crate) async fn handle(
     s: &mut Session,
@@ -59,20 +59,18 @@ pub(crate) fn load_fields(
         numbers
             .iter()
             .map(|&n| {
-                let uid = view.uid_at(n).ok_or(())?;
-                let m = s.store.view_message(view, uid).map_err(|e| {
-                    tracing::error!(uid, error = %e, "SORT/THREAD cannot read a message");
+                // Numbers come from resolving against this view, so each has a UID.
+                let uid = view.uid_at(n).ok_or_else(|| {
+                    archive_core::Error::Internal(format!("message {n} is not in the view"))
                 })?;
+                let m = s.store.view_message(view, uid)?;
                 Ok(SortFields::parse(&m.raw, m.received_us, m.raw.len() as u64))
             })
-            .collect::<Result<Vec<_>, ()>>()
+            .collect::<archive_core::Result<Vec<_>>>()
     })
-    .map_err(|()| {
-        no(
-            tag.clone(),
-            Some(code("SERVERBUG")),
-            "a message could not be read",
-        )
+    .map_err(|e| {
+        let (code, why) = crate::failure::store_failure(&e, "SORT/THREAD");
+        no(tag.clone(), code, &why)
     })
 }
 

@@ -40,6 +40,12 @@ impl Failure {
     fn limit(why: impl Into<String>) -> Failure {
         Failure::No(Some(code("LIMIT")), why.into())
     }
+
+    /// The answer to a store error (crate::failure).
+    fn store(e: &archive_core::Error) -> Failure {
+        let (code, why) = crate::failure::store_failure(e, "SEARCH");
+        Failure::No(code, why)
+    }
 }
 
 /// A receive-date comparison (microseconds since the epoch, UTC day starts).
@@ -381,10 +387,10 @@ impl<'a> Evaluator<'a> {
                 if i % 1024 == 0 {
                     self.check()?;
                 }
-                let e = self.store.view_entry(self.view, uid).map_err(|e| {
-                    tracing::error!(uid, error = %e, "SEARCH cannot read a record");
-                    Failure::No(Some(code("SERVERBUG")), "a message could not be read".into())
-                })?;
+                let e = self
+                    .store
+                    .view_entry(self.view, uid)
+                    .map_err(|e| Failure::store(&e))?;
                 entries.push(e);
             }
             self.entries = Some(entries);
@@ -403,21 +409,14 @@ impl<'a> Evaluator<'a> {
                 Failure::limit(format!("search too complex: {}", e.message))
             }
             QueryErrorKind::Syntax => Failure::Bad(format!("search: {}", e.message)),
+            QueryErrorKind::NothingToSearch => {
+                Failure::No(Some(code("CANNOT")), format!("search: {}", e.message))
+            }
         })?;
         let found: HashSet<u64> = self
             .store
             .matching_seqs(principal, &query, self.budget)
-            .map_err(|e| match e {
-                archive_core::Error::SearchStopped(why) => stopped(why),
-                archive_core::Error::Invalid(why) => Failure::No(Some(code("CANNOT")), why),
-                e => {
-                    tracing::error!(error = %e, "SEARCH: the index failed");
-                    Failure::No(
-                        Some(code("UNAVAILABLE")),
-                        "the search index is not available right now".into(),
-                    )
-                }
-            })?
+            .map_err(|e| Failure::store(&e))?
             .into_iter()
             .collect();
         Ok(self.view.message_seqs().map(|s| found.contains(&s)).collect())

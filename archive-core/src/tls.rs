@@ -1,0 +1,162 @@
+//! TLS server settings shared by the front doors (IMAP, SMTP/LMTP intake): a configured
+//! certificate chain and key, or, for the embedded default, a self-signed pair made once and
+//! kept in the data directory, so a loopback client can use TLS without any set-up. rustls
+//! with the ring provider and its safe default protocol versions.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a TLS server configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: not a PEM certificate chain: {source}", path.display())]
+    Certificate {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{}: not a PEM private key: {source}", path.display())]
+    Key {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{}: certificate and key do not fit: {source}", path.display())]
+    Mismatch { path: PathBuf, source: rustls::Error },
+    #[error("TLS: {0}")]
+    Settings(rustls::Error),
+    #[error("cannot make a self-signed certificate: {0}")]
+    SelfSigned(String),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Where a listener's certificate comes from.
+pub struct CertificateSource<'a> {
+    /// Configured PEM certificate chain and private key, if any.
+    pub configured: Option<(&'a Path, &'a Path)>,
+    /// Without a configured pair: the self-signed pair `<stem>-cert.pem`/`<stem>-key.pem` in
+    /// `dir`, made on first use for `hostname` (and `localhost`).
+    pub dir: &'a Path,
+    pub stem: &'a str,
+    pub hostname: &'a str,
+}
+
+/// The rustls server configuration for `source`.
+pub fn server_config(source: &CertificateSource<'_>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (cert_path, key_path) = match source.configured {
+        Some((c, k)) => (c.to_path_buf(), k.to_path_buf()),
+        None => self_signed(source)?,
+    };
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Certificate {
+            path: cert_path.clone(),
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|source| TlsError::Key {
+        path: key_path.clone(),
+        source,
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Settings)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|source| TlsError::Mismatch {
+            path: cert_path,
+            source,
+        })?;
+    Ok(Arc::new(server))
+}
+
+/// The self-signed certificate and key of `source`, made on first use (key mode 0600).
+fn self_signed(source: &CertificateSource<'_>) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert_path = source.dir.join(format!("{}-cert.pem", source.stem));
+    let key_path = source.dir.join(format!("{}-key.pem", source.stem));
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let made = rcgen::generate_simple_self_signed(vec![source.hostname.to_string(), "localhost".into()])
+        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Io { path, source }
+    };
+    std::fs::create_dir_all(source.dir).map_err(io(source.dir))?;
+    write_private(&key_path, made.signing_key.serialize_pem().as_bytes()).map_err(io(&key_path))?;
+    std::fs::write(&cert_path, made.cert.pem()).map_err(io(&cert_path))?;
+    Ok((cert_path, key_path))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
+/// "TLSv1.3 TLS13_AES_256_GCM_SHA384": what a connection negotiated, for envelopes and logs.
+pub fn describe(conn: &rustls::ServerConnection) -> String {
+    let version = conn
+        .protocol_version()
+        .map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+            other => format!("{other:?}"),
+        })
+        .unwrap_or_default();
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|c| format!("{:?}", c.suite()))
+        .unwrap_or_default();
+    format!("{version} {cipher}").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_self_signed_pair_is_made_once_with_a_private_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let source = CertificateSource {
+            configured: None,
+            dir: dir.path(),
+            stem: "imap",
+            hostname: "archive.example",
+        };
+        server_config(&source).unwrap();
+        let key = dir.path().join("imap-key.pem");
+        let made = std::fs::read(&key).unwrap();
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        server_config(&source).unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), made, "kept, not made again");
+    }
+
+    #[test]
+    fn a_bad_pair_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let source = CertificateSource {
+            configured: Some((&cert, &cert)),
+            dir: dir.path(),
+            stem: "x",
+            hostname: "localhost",
+        };
+        let e = server_config(&source).unwrap_err();
+        assert!(e.to_string().contains("cert.pem"), "{e}");
+    }
+}
