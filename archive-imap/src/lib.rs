@@ -20,7 +20,12 @@
 //! - SORT/UID SORT (RFC 5256, SORT=DISPLAY per RFC 5957) and THREAD/UID THREAD
 //!   (ORDEREDSUBJECT, REFERENCES) over what SEARCH finds, ordered by fields of the header
 //!   block only (`mime::SortFields`, `threading`);
-//! - every mutating command answers NO [READ-ONLY] or NO [CANNOT];
+//! - STORE/UID STORE answer OK and change nothing (FETCH reports the unchanged flags), as
+//!   Dovecot does for a read-only ACL; every other mutating command answers NO [READ-ONLY] or
+//!   NO [CANNOT];
+//! - UIDNEXT moves only when a message appears in the mailbox; nothing is sent after
+//!   STARTTLS before the client's next command; every session the server ends hears
+//!   `* BYE <why>` first (shutdown, limits, timeouts);
 //! - audit records: login, failed login, SELECT/EXAMINE, one per content-reading FETCH.
 //!
 //! Not yet: pass-through authentication. Every message is reported `\Seen` and nothing

@@ -7,7 +7,7 @@
 //!   must keep renewing itself faster than a user logs in, and every flooding network is
 //!   capped. Waiting connections also end after `login_timeout` (counted from connect).
 //! - **authenticated**: at most `max_connections`. A connection moves there on login; if it
-//!   is full, the login is answered NO and the connection stays waiting.
+//!   is full, the login is answered BYE and NO and the connection closes (`command/login.rs`).
 //!
 //! Every connection of a client network, in either pool, counts against
 //! `max_connections_per_ip`. A client network is what the login limiter counts by: an IPv4

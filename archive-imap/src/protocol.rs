@@ -103,6 +103,8 @@ pub(crate) struct Protocol {
     next_raw: u64,
     /// Outcomes (events and errors for a client message) imap-next has reported so far.
     outcomes: u64,
+    /// The greeting imap-next always sends first is to be dropped, not written.
+    drop_greeting: bool,
 }
 
 impl Protocol {
@@ -114,6 +116,18 @@ impl Protocol {
             raw_written: None,
             next_raw: 0,
             outcomes: 0,
+            drop_greeting: false,
+        }
+    }
+
+    /// A state machine for a connection that has just switched to TLS: imap-next's server
+    /// always sends a greeting first, but after STARTTLS the server says nothing until the
+    /// client's next command (RFC 3501 §6.2.1; a client waiting for that command's answer
+    /// would take an unsolicited `* OK` for something else). The greeting is dropped unsent.
+    pub fn after_starttls(server: Server) -> Protocol {
+        Protocol {
+            drop_greeting: true,
+            ..Protocol::new(server)
         }
     }
 
@@ -247,6 +261,12 @@ impl State for Protocol {
             return Err(Interrupt::Io(Io::Output(bytes)));
         }
         match self.server.next() {
+            // The greeting is queued before anything else, so it is the first output.
+            Err(Interrupt::Io(Io::Output(_))) if self.drop_greeting => {
+                self.drop_greeting = false;
+                // imap-next now takes the greeting as sent and reports `GreetingSent`.
+                self.next()
+            }
             Ok(e @ (ServerEvent::GreetingSent { .. } | ServerEvent::ResponseSent { .. })) => {
                 Ok(Event::Server(e))
             }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use archive_core::Store;
 use imap_next::imap_types::core::Text;
@@ -14,7 +14,7 @@ use imap_next::server::{Options, Server};
 use imap_next::stream::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -25,6 +25,10 @@ use crate::pool::{Pools, Refused, Slot};
 use crate::protocol::Protocol;
 use crate::session::{self, Conn, Session, UserSessions};
 use archive_core::access::LoginGate;
+
+/// After a shutdown starts, how long sessions have to finish the command in hand and say BYE
+/// (each BYE itself has a shorter write deadline); what is still open then is closed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Running listeners; dropping this does not stop them, [`Listening::shutdown`] does.
 pub struct Listening {
@@ -37,7 +41,8 @@ pub struct Listening {
 }
 
 impl Listening {
-    /// Stops accepting and closes every connection.
+    /// Stops accepting and ends every connection: each session says `* BYE` between
+    /// commands; after a few seconds what is still open is closed without one.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
@@ -162,37 +167,65 @@ async fn accept_loop(
             }
         };
         let shared = Arc::clone(&shared);
-        let mut stop = stop.clone();
-        let pushed_out = slot.pushed_out();
-        connections.spawn(async move {
-            tokio::select! {
-                _ = connection(tcp, peer, implicit_tls, &shared, slot) => {}
-                _ = stop.changed() => {}
-                // A newer connection took this one's place in the full waiting pool.
-                _ = pushed_out.notified() => {}
-            }
-        });
+        let stop = stop.clone();
+        // Sessions end themselves, with a BYE, on shutdown and when pushed out.
+        connections.spawn(async move { connection(tcp, peer, implicit_tls, &shared, slot, stop).await });
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
+    }
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "imap shutdown: closing sessions still busy"
+        );
     }
     connections.shutdown().await;
 }
 
-async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared: &Shared, slot: Slot) {
-    // The login deadline runs from connect: handshakes and commands before LOGIN count.
-    let login_deadline = Instant::now() + shared.config.limits.login_timeout;
-    let stream = if implicit_tls {
-        let handshake = tokio::time::timeout_at(login_deadline.into(), shared.acceptor.accept(tcp));
-        match handshake.await {
-            Ok(Ok(tls)) => crate::tls::session_stream(tls),
+/// A TLS handshake, bounded by the login deadline, given up on shutdown or push-out (nothing
+/// can be said to a peer without TLS yet).
+async fn handshake(
+    shared: &Shared,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    login_deadline: Instant,
+    stop: &mut watch::Receiver<bool>,
+    pushed_out: &Notify,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let handshake = tokio::time::timeout_at(login_deadline.into(), shared.acceptor.accept(tcp));
+    tokio::select! {
+        outcome = handshake => match outcome {
+            Ok(Ok(tls)) => Some(tls),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "imap TLS handshake failed");
-                return;
+                None
             }
             Err(_) => {
                 tracing::debug!(%peer, "imap TLS handshake timed out");
-                return;
+                None
             }
+        },
+        _ = stop.wait_for(|stop| *stop) => None,
+        _ = pushed_out.notified() => None,
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    shared: &Shared,
+    slot: Slot,
+    mut stop: watch::Receiver<bool>,
+) {
+    // The login deadline runs from connect: handshakes and commands before LOGIN count.
+    let login_deadline = Instant::now() + shared.config.limits.login_timeout;
+    let pushed_out = slot.pushed_out();
+    let stream = if implicit_tls {
+        match handshake(shared, tcp, peer, login_deadline, &mut stop, &pushed_out).await {
+            Some(tls) => crate::tls::session_stream(tls),
+            None => return,
         }
     } else {
         Stream::insecure(tcp)
@@ -215,9 +248,11 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
         selected: None,
         idle_tag: None,
         auth_tag: None,
+        stop,
+        pushed_out,
     };
     let mut conn = Conn::new(
-        protocol(&session, "mailvault archive ready (read-only IMAP)"),
+        Protocol::new(server(&session, "mailvault archive ready (read-only IMAP)")),
         stream,
     );
     while let Some(done) = session::run(&mut session, conn).await {
@@ -225,26 +260,24 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, shared
         // dropped; TLS starts on the bare socket with a new one.
         let tcp: TcpStream = done.stream.into();
         // STARTTLS comes before LOGIN only, so the login deadline bounds the handshake.
-        let handshake = tokio::time::timeout_at(login_deadline.into(), shared.acceptor.accept(tcp));
-        let tls = match handshake.await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "imap STARTTLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "imap STARTTLS handshake timed out");
-                return;
-            }
+        let pushed_out = Arc::clone(&session.pushed_out);
+        let handshake = handshake(shared, tcp, peer, login_deadline, &mut session.stop, &pushed_out);
+        let Some(tls) = handshake.await else {
+            return;
         };
         session.tls = true;
         session.starttls = false;
-        conn = Conn::new(protocol(&session, "TLS active"), crate::tls::session_stream(tls));
+        // Nothing is sent now: the client speaks first after STARTTLS (RFC 3501 §6.2.1).
+        conn = Conn::new(
+            Protocol::after_starttls(server(&session, "TLS active")),
+            crate::tls::session_stream(tls),
+        );
     }
 }
 
-/// A protocol state machine whose greeting announces the current capabilities.
-fn protocol(session: &Session, text: &str) -> Protocol {
+/// imap-next's server for a connection, with a greeting that announces the current
+/// capabilities.
+fn server(session: &Session, text: &str) -> Server {
     let mut options = Options::default();
     options.max_literal_size = session.limits.max_literal_bytes;
     options.max_command_size = session.limits.max_command_bytes;
@@ -255,5 +288,5 @@ fn protocol(session: &Session, text: &str) -> Protocol {
         code: Some(Code::Capability(capabilities(session))),
         text: Text::try_from(text.to_string()).unwrap_or_else(|_| Text::unvalidated("ready")),
     };
-    Protocol::new(Server::new(options, greeting))
+    Server::new(options, greeting)
 }

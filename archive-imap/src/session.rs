@@ -33,6 +33,10 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// its task (and a connection slot) forever.
 const SEND_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long a `* BYE` may take to leave before the connection is closed anyway: a client
+/// that does not read must not hold a shutdown or a slot the server is taking back.
+const BYE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Client messages kept while a search runs (`Conn::await_watching`).
 const MAX_PENDING: usize = 64;
 
@@ -126,6 +130,10 @@ pub(crate) struct Session {
     pub idle_tag: Option<Tag<'static>>,
     /// Tag of the AUTHENTICATE exchange in progress.
     pub auth_tag: Option<Tag<'static>>,
+    /// Becomes true when the server shuts down: the session says BYE and ends.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Notified when a newer connection pushed this one out of the full waiting pool.
+    pub pushed_out: Arc<tokio::sync::Notify>,
 }
 
 /// What the connection does after a command.
@@ -243,6 +251,20 @@ impl Conn {
         self.drive_to(h).await
     }
 
+    /// Sends `* BYE <text>` and flushes, within [`BYE_TIMEOUT`] (RFC 3501 §7.1.5: the server
+    /// says why before it closes). The caller closes the connection whatever this returns.
+    pub async fn bye(&mut self, text: &str) -> Result<(), Closed> {
+        let Ok(bye) = Status::bye(None, status_text(text));
+        let h = self.server.enqueue_status(bye);
+        let sent = async {
+            self.drive_unbounded(h.into()).await?;
+            self.stream.flush().await.map_err(|_| Closed)
+        };
+        tokio::time::timeout(BYE_TIMEOUT, sent)
+            .await
+            .map_err(|_| Closed)?
+    }
+
     /// Writes everything buffered to the socket.
     pub async fn flush(&mut self) -> Result<(), Closed> {
         match tokio::time::timeout(SEND_TIMEOUT, self.stream.flush()).await {
@@ -260,6 +282,18 @@ pub(crate) fn status(
     code: Option<Code<'static>>,
     text: &str,
 ) -> Status<'static> {
+    let text = status_text(text);
+    let body = match kind {
+        Kind::Ok => Status::ok(tag, code, text),
+        Kind::No => Status::no(tag, code, text),
+        Kind::Bad => Status::bad(tag, code, text),
+    };
+    // A validated Text cannot make these fail.
+    body.unwrap_or_else(|_| unreachable!("status text was validated"))
+}
+
+/// Status text from text that may come from anywhere: CR, LF and non-ASCII are replaced.
+fn status_text(text: &str) -> Text<'static> {
     let mut clean: String = text
         .chars()
         .map(|c| {
@@ -273,14 +307,7 @@ pub(crate) fn status(
     if clean.trim().is_empty() {
         clean = "done".into();
     }
-    let text = Text::try_from(clean).unwrap_or_else(|_| Text::unvalidated("done"));
-    let body = match kind {
-        Kind::Ok => Status::ok(tag, code, text),
-        Kind::No => Status::no(tag, code, text),
-        Kind::Bad => Status::bad(tag, code, text),
-    };
-    // A validated Text cannot make these fail.
-    body.unwrap_or_else(|_| unreachable!("status text was validated"))
+    Text::try_from(clean).unwrap_or_else(|_| Text::unvalidated("done"))
 }
 
 /// Kinds of status responses.
@@ -372,23 +399,41 @@ pub(crate) async fn run(session: &mut Session, mut conn: Conn) -> Option<Conn> {
             } else {
                 deadline.saturating_duration_since(Instant::now())
             };
-            match tokio::time::timeout(wait, conn.next_event()).await {
-                Ok(event) => break Some(event),
-                Err(_) if Instant::now() >= deadline => break None,
-                Err(_) => {
+            // Every way a session is ended from this side says BYE first (RFC 3501 §7.1.5).
+            // The stop and push-out signals are only looked at between commands: a BYE in
+            // the middle of a response would corrupt it (the server bounds a shutdown).
+            let waited = tokio::select! {
+                biased;
+                _ = session.stop.wait_for(|stop| *stop) => Err("server shutting down"),
+                _ = session.pushed_out.notified() => {
+                    Err("too many connections waiting to log in; try again")
+                }
+                waited = tokio::time::timeout(wait, conn.next_event()) => Ok(waited),
+            };
+            match waited {
+                Ok(Ok(event)) => break Ok(event),
+                Ok(Err(_)) if Instant::now() >= deadline => {
+                    break Err(if session.user.is_none() {
+                        "login timeout: not logged in in time"
+                    } else {
+                        "autologout: idle too long"
+                    })
+                }
+                Ok(Err(_)) => {
                     if session.announce_new_mail(&mut conn).await.is_err() {
                         return None;
                     }
                 }
+                Err(why) => break Err(why),
             }
         };
-        let Some(event) = event else {
-            let bye = Status::bye(None, "autologout: idle too long");
-            if let Ok(bye) = bye {
-                let _ = conn.status(bye).await;
-                let _ = conn.flush().await;
+        let event = match event {
+            Ok(event) => event,
+            Err(why) => {
+                tracing::debug!(peer = %session.peer, why, "imap session ended by the server");
+                let _ = conn.bye(why).await;
+                return None;
             }
-            return None;
         };
         let flow = match event {
             Ok(Event::Server(ServerEvent::CommandReceived { command })) => {

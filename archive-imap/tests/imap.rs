@@ -257,6 +257,13 @@ async fn imaplib_sees_a_read_only_archive() {
         }
     }
     assert_eq!(messages_after, 1, "only the IDLE test mail may be new");
+    // Accesses only: the STOREs the script sent left no trace (nothing changed).
+    for e in &audit {
+        assert!(
+            ["login", "login-failed", "select", "examine", "view"].contains(&e.action.as_str()),
+            "{e:?}"
+        );
+    }
     let has = |actor: &str, action: &str| audit.iter().any(|e| e.actor == actor && e.action == action);
     assert!(has("erika", "login"));
     assert!(has("erika", "select"));
@@ -393,8 +400,12 @@ async fn sessions_of_one_user_are_limited() {
     assert!(answer.starts_with("a OK"), "{answer}");
     let (_second, answer) = login("erika").await;
     assert!(answer.starts_with("a OK"), "{answer}");
-    let (_third, answer) = login("erika").await;
+    // Refused with a reason, and the connection is closed (as LOGOUT: BYE, tagged, close).
+    let (mut third, answer) = login("erika").await;
+    assert_eq!(answer, "* BYE too many sessions of this user\r\n");
+    let answer = read_line(&mut third).await;
     assert!(answer.starts_with("a NO [LIMIT]"), "{answer}");
+    assert_eq!(read_line(&mut third).await, "", "closed");
     // Other users are not affected.
     let (_hans, answer) = login("hans").await;
     assert!(answer.starts_with("a OK"), "{answer}");

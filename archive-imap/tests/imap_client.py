@@ -257,9 +257,21 @@ assert typ == "OK" and f"UID {UIDS['blind']}".encode() in data[0], data
 # Isolation: Alice's note is not Erika's, whatever she searches for.
 assert search("FROM", "owl@example.org") == [] and search("TEXT", "Undated") == []
 
+step("flag changes are answered OK and change nothing (Dovecot's read-only ACL answer)")
+typ, data = m.store("1", "+FLAGS", "(\\Deleted \\Flagged)")
+assert (typ, data) == ("OK", [b"1 (FLAGS (\\Seen))"]), (typ, data)
+typ, data = m.uid("STORE", f"{UIDS['gruesse']}:{UIDS['blind']}", "FLAGS", "()")
+assert typ == "OK", (typ, data)
+assert data == [f"{n} (UID {u} FLAGS (\\Seen))".encode() for n, u in
+                [(2, UIDS["gruesse"]), (3, UIDS["blind"])]], data
+typ, data = m.store("1:*", "-FLAGS.SILENT", "(\\Seen)")
+assert (typ, data) == ("OK", [None]), (typ, data)
+typ, data = m.uid("STORE", str(UIDS["report"]), "+FLAGS", "(\\Deleted)")
+assert (typ, data) == ("OK", [None]), "a UID outside the view is answered as none"
+assert ok(m.fetch("1:*", "(FLAGS)")) == [f"{n} (FLAGS (\\Seen))".encode() for n in (1, 2, 3)]
+
 step("mutations are refused and change nothing")
 for cmd, args in [
-    ("STORE", ("1", "+FLAGS", "(\\Deleted)")),
     ("COPY", ("1", "Sent")),
     ("EXPUNGE", ()),
     ("CREATE", ("New",)),

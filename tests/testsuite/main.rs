@@ -4,6 +4,7 @@
 mod cli;
 mod imap;
 mod imap_hostile;
+mod imap_sync;
 mod import;
 mod intake;
 mod intake_abuse;

@@ -47,6 +47,11 @@ impl Entries {
         }
     }
 
+    /// The last entry (the highest uid).
+    pub fn last(&self) -> Option<(u64, u64)> {
+        self.chunks.last()?.last().copied()
+    }
+
     /// The index of `uid`, if present.
     pub fn position(&self, uid: u64) -> Option<usize> {
         // The first chunk whose last uid is not below `uid` is the only one that can hold it.
@@ -97,6 +102,8 @@ mod tests {
         assert_eq!(a.get(0), Some((10, 5)));
         assert_eq!(a.get(CHUNK), Some((10 + 3 * CHUNK as u64, 5 + 3 * CHUNK as u64)));
         assert_eq!(a.get(n), None);
+        assert_eq!(a.last(), a.get(n - 1));
+        assert_eq!(Entries::default().last(), None);
         for i in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, n - 1] {
             assert_eq!(a.position(10 + 3 * i as u64), Some(i), "{i}");
             assert_eq!(a.position(11 + 3 * i as u64), None, "{i}");

@@ -3,10 +3,10 @@
 //! `enqueue_status`, or its state machine keeps waiting for more data.
 
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
-use imap_next::imap_types::response::{CommandContinuationRequest, Status};
+use imap_next::imap_types::response::CommandContinuationRequest;
 use imap_next::types::CommandAuthenticate;
 
-use super::login::verify;
+use super::login::{verify, Verdict};
 use crate::session::{bad, code, no, Closed, Conn, Flow, Session};
 
 pub(crate) async fn start(s: &mut Session, c: &mut Conn, cmd: CommandAuthenticate) -> Result<Flow, Closed> {
@@ -15,10 +15,10 @@ pub(crate) async fn start(s: &mut Session, c: &mut Conn, cmd: CommandAuthenticat
         mechanism,
         initial_response,
     } = cmd;
-    let status = if s.user.is_some() {
-        bad(tag, "already logged in")
+    let verdict = if s.user.is_some() {
+        bad(tag, "already logged in").into()
     } else if !matches!(mechanism, AuthMechanism::Plain) {
-        no(tag, Some(code("CANNOT")), "only AUTHENTICATE PLAIN is supported")
+        no(tag, Some(code("CANNOT")), "only AUTHENTICATE PLAIN is supported").into()
     } else if let Some(ir) = initial_response {
         plain(s, tag, ir.declassify())
     } else {
@@ -29,7 +29,7 @@ pub(crate) async fn start(s: &mut Session, c: &mut Conn, cmd: CommandAuthenticat
             .map_err(|_| Closed)?;
         return c.drive_to(h).await.map(|_| Flow::Continue);
     };
-    finish(c, status).await
+    finish(c, verdict).await
 }
 
 pub(crate) async fn data(
@@ -40,39 +40,48 @@ pub(crate) async fn data(
     let Some(tag) = s.auth_tag.take() else {
         return Err(Closed);
     };
-    let status = match data {
+    let verdict = match data {
         AuthenticateData::Continue(d) => plain(s, tag, d.declassify()),
-        AuthenticateData::Cancel => bad(tag, "AUTHENTICATE cancelled"),
+        AuthenticateData::Cancel => bad(tag, "AUTHENTICATE cancelled").into(),
     };
-    finish(c, status).await
+    finish(c, verdict).await
 }
 
-async fn finish(c: &mut Conn, status: Status<'static>) -> Result<Flow, Closed> {
-    let h = c.server.authenticate_finish(status).map_err(|_| Closed)?;
+/// Sends the tagged answer (after a BYE if the login ends the connection, as LOGIN does).
+async fn finish(c: &mut Conn, verdict: Verdict) -> Result<Flow, Closed> {
+    if let Some(why) = verdict.bye {
+        c.bye(why).await?;
+    }
+    let h = c.server.authenticate_finish(verdict.status).map_err(|_| Closed)?;
     c.drive_to(h).await?;
-    Ok(Flow::Continue)
+    Ok(if verdict.bye.is_some() {
+        Flow::Close
+    } else {
+        Flow::Continue
+    })
 }
 
 /// `authzid NUL authcid NUL password`; an authzid other than the user is refused (no
 /// proxy logins into someone else's archive).
-fn plain(s: &mut Session, tag: imap_next::imap_types::core::Tag<'static>, payload: &[u8]) -> Status<'static> {
+fn plain(s: &mut Session, tag: imap_next::imap_types::core::Tag<'static>, payload: &[u8]) -> Verdict {
     let fields: Vec<&[u8]> = payload.split(|b| *b == 0).collect();
     let [authz, user, password] = fields.as_slice() else {
-        return bad(tag, "malformed PLAIN credentials");
+        return bad(tag, "malformed PLAIN credentials").into();
     };
     let (Ok(authz), Ok(user), Ok(password)) = (
         std::str::from_utf8(authz),
         std::str::from_utf8(user),
         std::str::from_utf8(password),
     ) else {
-        return bad(tag, "PLAIN credentials must be UTF-8");
+        return bad(tag, "PLAIN credentials must be UTF-8").into();
     };
     if !authz.is_empty() && authz != user {
         return no(
             tag,
             Some(code("AUTHORIZATIONFAILED")),
             "cannot act as another user",
-        );
+        )
+        .into();
     }
     verify(s, tag, user, password)
 }

@@ -175,6 +175,11 @@ pub(crate) async fn handle(
     Done::reply(ok(tag, "FETCH completed"))
 }
 
+/// The flags of every message: `\Seen`, and nothing can change them (STORE reports these too).
+pub(crate) fn message_flags() -> Vec<FlagFetch<'static>> {
+    vec![FlagFetch::Flag(Flag::Seen)]
+}
+
 /// Messages per unit of work when no message bytes are read (UID, FLAGS, cached ENVELOPE):
 /// each is cheap. Units that read bytes are one message each.
 const STRIPE_WITHOUT_BYTES: usize = 64;
@@ -320,7 +325,7 @@ impl Reader {
                         None => continue,
                     }
                 }
-                MessageDataItemName::Flags => MessageDataItem::Flags(vec![FlagFetch::Flag(Flag::Seen)]),
+                MessageDataItemName::Flags => MessageDataItem::Flags(message_flags()),
                 MessageDataItemName::InternalDate => match internal_date(received_us) {
                     Some(d) => MessageDataItem::InternalDate(d),
                     None => continue,

@@ -23,6 +23,7 @@ mod select;
 mod sort;
 mod starttls;
 mod status;
+mod store;
 mod thread;
 mod unselect;
 
@@ -156,6 +157,12 @@ pub(crate) async fn dispatch(
             search_criteria,
             uid,
         } => thread::handle(s, c, tag, algorithm, charset, search_criteria, uid).await,
+        CommandBody::Store {
+            sequence_set,
+            response,
+            uid,
+            ..
+        } => store::handle(s, c, tag, sequence_set, response, uid).await,
         other => refused::handle(s, c, tag, &other).await,
     }?;
     // New mail shows as EXISTS on the next command (issue #5), before its tagged OK.

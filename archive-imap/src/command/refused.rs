@@ -1,5 +1,6 @@
 //! Every command that would change something: refused with a clear NO, and nothing
-//! changes (DESIGN invariant 3). There is no write path behind this file to reach.
+//! changes (DESIGN invariant 3). There is no write path behind this file to reach. (Flag
+//! changes are the exception: STORE answers OK and changes nothing, `store.rs`.)
 
 use imap_next::imap_types::command::CommandBody;
 use imap_next::imap_types::core::Tag;
@@ -15,11 +16,6 @@ pub(crate) async fn handle(
     body: &CommandBody<'_>,
 ) -> Result<Done, Closed> {
     let status = match body {
-        CommandBody::Store { .. } => no(
-            tag,
-            Some(Code::ReadOnly),
-            "the archive is read-only: flags cannot be changed",
-        ),
         CommandBody::Copy { .. } | CommandBody::Move { .. } => no(
             tag,
             Some(Code::ReadOnly),

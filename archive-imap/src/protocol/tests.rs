@@ -345,3 +345,23 @@ fn keys_deeper_than_imap_codec_goes_are_reparsed_and_too_deep_is_refused() {
     // Not search keys at all: imap-codec's refusal stands.
     assert!(events[4].starts_with("error "), "{}", events[4]);
 }
+
+/// After STARTTLS nothing is written until the client's next command: the greeting
+/// imap-next insists on is dropped, and the first command is answered as usual.
+#[test]
+fn after_starttls_nothing_is_sent_before_the_first_command() {
+    let greeting = Greeting::ok(None, "TLS active").expect("a valid greeting");
+    let mut p = Protocol::after_starttls(Server::new(Options::default(), greeting));
+    let (out, events) = run(&mut p);
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    assert_eq!(events, ["greeting"]);
+    p.enqueue_input(b"a1 CAPABILITY\r\n");
+    let (out, events) = run(&mut p);
+    assert!(out.is_empty());
+    assert_eq!(events, ["a1 CAPABILITY"]);
+    let h = p.enqueue_status(Status::ok(None, None, "done").unwrap());
+    let (out, events) = run(&mut p);
+    assert_eq!(out, b"* OK done\r\n");
+    assert_eq!(events, ["sent"]);
+    let _ = h;
+}

@@ -1,0 +1,531 @@
+//! Mail clients that synchronise (issue #14): what they rely on, through the real
+//! `mailvault serve` — UIDNEXT that moves only with new mail, silence after STARTTLS, flag
+//! changes answered OK and ignored, `* BYE` on shutdown, and mbsync's default `Sync All`
+//! completing over IMAPS with every message byte for byte.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::util::{python_json, Server, Vault};
+
+const PASSWORD: &[u8] = b"correct horse battery\n";
+
+/// A store with users erika (erika@example.com) and hans (hans@example.de), both with
+/// password `correct horse battery`, served on free ports.
+fn erika_and_hans() -> (Vault, Server) {
+    let vault = Vault::new();
+    vault.ok(&["init"]);
+    for (name, address) in [("erika", "erika@example.com"), ("hans", "hans@example.de")] {
+        let added = vault.run_in(&["user", "add", name, "--address", address], Some(PASSWORD));
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+    let server = vault.serve(&[]);
+    (vault, server)
+}
+
+fn ports(server: &Server) -> Vec<String> {
+    [server.smtp, server.imap, server.imaps]
+        .iter()
+        .map(|a| a.port().to_string())
+        .collect()
+}
+
+/// Python helpers every script here starts with: SMTP delivery, TLS without verification
+/// (the server's certificate is self-signed), an IMAPS login, JSON output.
+const PRELUDE: &str = r#"
+import imaplib, json, re, select, smtplib, socket, ssl, sys, threading, time
+smtp_port, imap_port, imaps_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+
+def send(rcpt, subject, body=b"hello\r\n"):
+    raw = (f"From: max@example.org\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\n").encode() + body
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=120) as s:
+        s.sendmail("max@example.org", [rcpt], raw)
+
+def login(user):
+    m = imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=tls, timeout=120)
+    m.login(user, "correct horse battery")
+    return m
+
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+"#;
+
+/// SELECT, EXAMINE, STATUS, NOOP and IDLE while audit records (every SELECT and FETCH is
+/// one) and mail for someone else are appended: UIDNEXT stays. New mail for the user moves
+/// it to one above the new UID.
+const UIDNEXT: &str = r#"
+send("erika@example.com", "one")
+send("erika@example.com", "two")
+send("hans@example.de", "for hans")
+m = login("erika")
+other = login("erika")
+
+def selected(examine=False):
+    try:
+        m.select("INBOX", readonly=examine)
+    except imaplib.IMAP4.readonly:
+        m.is_readonly = True
+    return int(m.response("UIDNEXT")[1][-1])
+
+def status(client):
+    typ, data = client.status("INBOX", "(UIDNEXT MESSAGES)")
+    return int(re.search(rb"UIDNEXT (\d+)", data[0]).group(1))
+
+seen = []
+first = selected()
+uids = [int(u) for u in m.uid("SEARCH", None, "ALL")[1][0].split()]
+for round in range(3):
+    m.fetch("1:*", "(BODY.PEEK[])")            # an audit record
+    send("hans@example.de", f"hans {round}")  # mail for someone else
+    m.untagged_responses.pop("EXISTS", None)
+    m.noop()
+    exists = m.untagged_responses.pop("EXISTS", None)
+    seen += [("noop-exists", exists and [e.decode() for e in exists]), ("noop", status(m)),
+             ("other", status(other)), ("select", selected()), ("examine", selected(True))]
+# IDLE while mail for someone else arrives: nothing is said.
+tag = m._new_tag()
+m.send(tag + b" IDLE\r\n")
+cont = m.readline()
+threading.Timer(0.2, send, args=("hans@example.de", "during idle")).start()
+# (A timed-out read would break imaplib's buffered reader: wait for readability instead.)
+readable, _, _ = select.select([m.sock], [], [], 2.5)
+idle = m.readline().decode() if readable or m.sock.pending() else None
+m.send(b"DONE\r\n")
+while not m.readline().startswith(tag):
+    pass
+out(first=first, uids=uids, seen=seen, idle=idle, after=status(m))
+# New mail for Erika: EXISTS, and UIDNEXT above its UID.
+send("erika@example.com", "three")
+time.sleep(0.5)
+m.untagged_responses.pop("EXISTS", None)
+m.noop()
+exists = m.untagged_responses.pop("EXISTS", None)
+new_uids = [int(u) for u in m.uid("SEARCH", None, "ALL")[1][0].split()]
+out(exists=[e.decode() for e in exists or []], new_uids=new_uids, status=status(m),
+    other=status(other), select=selected())
+"#;
+
+#[test]
+fn uidnext_moves_only_when_mail_arrives_for_the_user() {
+    let (_vault, server) = erika_and_hans();
+    let lines = python_json(&format!("{PRELUDE}{UIDNEXT}"), &ports(&server));
+    let (before, after) = (&lines[0], &lines[1]);
+    let uids: Vec<u64> = serde_json::from_value(before["uids"].clone()).unwrap();
+    let first = before["first"].as_u64().unwrap();
+    assert_eq!(first, uids[1] + 1, "one above the last UID: {before}");
+    for pair in before["seen"].as_array().unwrap() {
+        match pair[0].as_str().unwrap() {
+            "noop-exists" => assert!(pair[1].is_null(), "EXISTS without new mail: {before}"),
+            what => assert_eq!(pair[1].as_u64(), Some(first), "{what}: {before}"),
+        }
+    }
+    assert!(before["idle"].is_null(), "IDLE said something: {before}");
+    assert_eq!(before["after"].as_u64(), Some(first));
+
+    let new_uids: Vec<u64> = serde_json::from_value(after["new_uids"].clone()).unwrap();
+    let newest = *new_uids.last().unwrap();
+    assert_eq!(new_uids.len(), 3, "{after}");
+    assert!(newest >= first, "{after}");
+    assert_eq!(after["exists"], serde_json::json!(["3"]), "{after}");
+    for what in ["status", "other", "select"] {
+        assert_eq!(after[what].as_u64(), Some(newest + 1), "{what}: {after}");
+    }
+}
+
+/// After `OK` to STARTTLS and the handshake, the server sends nothing until the client's
+/// next command (RFC 3501 §6.2.1): a raw TLS socket waits, then asks for CAPABILITY.
+const STARTTLS_SILENCE: &str = r#"
+def line(sock):
+    data = b""
+    while not data.endswith(b"\r\n"):
+        b = sock.recv(1)
+        if not b:
+            break
+        data += b
+    return data.decode()
+
+s = socket.create_connection(("127.0.0.1", imap_port), timeout=30)
+greeting = line(s)
+s.sendall(b"a STARTTLS\r\n")
+answer = line(s)
+t = tls.wrap_socket(s)
+t.settimeout(1.5)
+try:
+    unsolicited = t.recv(4096).decode()
+except (socket.timeout, TimeoutError):
+    unsolicited = None
+t.settimeout(30)
+t.sendall(b"b CAPABILITY\r\n")
+capability = [line(t), line(t)]
+out(greeting=greeting, answer=answer, unsolicited=unsolicited, capability=capability)
+"#;
+
+#[test]
+fn after_starttls_the_server_waits_for_the_client() {
+    let (_vault, server) = erika_and_hans();
+    let lines = python_json(&format!("{PRELUDE}{STARTTLS_SILENCE}"), &ports(&server));
+    let l = &lines[0];
+    assert!(l["greeting"].as_str().unwrap().starts_with("* OK"), "{l}");
+    assert!(l["answer"].as_str().unwrap().starts_with("a OK"), "{l}");
+    assert!(l["unsolicited"].is_null(), "sent before the client spoke: {l}");
+    let capability = l["capability"].as_array().unwrap();
+    assert!(
+        capability[0]
+            .as_str()
+            .unwrap()
+            .to_ascii_uppercase()
+            .starts_with("* CAPABILITY IMAP4REV1"),
+        "{l}"
+    );
+    assert!(!capability[0].as_str().unwrap().contains("STARTTLS"), "{l}");
+    assert!(capability[1].as_str().unwrap().starts_with("b OK"), "{l}");
+}
+
+/// Flag changes get OK and the flags as they are; every other change stays NO; the log
+/// gains nothing from any of them.
+const STORE: &str = r#"
+send("erika@example.com", "one")
+send("erika@example.com", "two")
+m = login("erika")
+try:
+    m.select("INBOX")
+except imaplib.IMAP4.readonly:
+    m.is_readonly = True
+select = {k: [v.decode() for v in m.untagged_responses.get(k, [])]
+          for k in ("FLAGS", "PERMANENTFLAGS", "READ-ONLY", "READ-WRITE")}
+uids = m.uid("SEARCH", None, "ALL")[1][0].decode().split()
+answers = {}
+for name, call in [
+    ("store", lambda: m.store("1", "+FLAGS", "(\\Flagged \\Deleted)")),
+    ("store-silent", lambda: m.store("1:*", "-FLAGS.SILENT", "(\\Seen)")),
+    ("uid-store", lambda: m.uid("STORE", f"{uids[0]}:{uids[1]}", "FLAGS", "(\\Answered)")),
+    ("uid-store-silent", lambda: m.uid("STORE", uids[1], "+FLAGS.SILENT", "(\\Deleted)")),
+    ("flags", lambda: m.fetch("1:*", "(FLAGS)")),
+]:
+    typ, data = call()
+    answers[name] = [typ, [d.decode() if isinstance(d, bytes) else d for d in data]]
+refused = {}
+for name, call in [
+    ("copy", lambda: m.copy("1", "Sent")),
+    ("move", lambda: m._simple_command("MOVE", "1", "Sent")),
+    ("expunge", lambda: m.expunge()),
+    ("uid-expunge", lambda: m.uid("EXPUNGE", "1:*")),
+    ("append", lambda: m.append("INBOX", None, None, b"Subject: x\r\n\r\ny\r\n")),
+    ("create", lambda: m.create("Mine")),
+    ("delete", lambda: m.delete("Sent")),
+    ("rename", lambda: m.rename("Sent", "Mine")),
+]:
+    try:
+        typ, data = call()
+    except imaplib.IMAP4.error as e:
+        typ, data = "NO", [str(e).encode()]
+    refused[name] = [typ, [d.decode() if isinstance(d, bytes) else str(d) for d in data]]
+m.logout()
+out(select=select, uids=uids, answers=answers, refused=refused)
+"#;
+
+#[test]
+fn flag_changes_are_answered_ok_and_change_nothing() {
+    let (vault, server) = erika_and_hans();
+    let lines = python_json(&format!("{PRELUDE}{STORE}"), &ports(&server));
+    let l = &lines[0];
+    // As Dovecot answers a user whose ACL allows reading only.
+    assert_eq!(l["select"]["PERMANENTFLAGS"], serde_json::json!(["()"]), "{l}");
+    assert_eq!(l["select"]["READ-ONLY"], serde_json::json!([""]), "{l}");
+    assert_eq!(l["select"]["READ-WRITE"], serde_json::json!([]), "{l}");
+    let uids: Vec<String> = serde_json::from_value(l["uids"].clone()).unwrap();
+    let a = &l["answers"];
+    assert_eq!(a["store"], serde_json::json!(["OK", ["1 (FLAGS (\\Seen))"]]));
+    assert_eq!(a["store-silent"], serde_json::json!(["OK", [null]]));
+    assert_eq!(
+        a["uid-store"],
+        serde_json::json!([
+            "OK",
+            [
+                format!("1 (UID {} FLAGS (\\Seen))", uids[0]),
+                format!("2 (UID {} FLAGS (\\Seen))", uids[1])
+            ]
+        ])
+    );
+    assert_eq!(a["uid-store-silent"], serde_json::json!(["OK", [null]]));
+    assert_eq!(
+        a["flags"],
+        serde_json::json!(["OK", ["1 (FLAGS (\\Seen))", "2 (FLAGS (\\Seen))"]])
+    );
+    for (name, outcome) in l["refused"].as_object().unwrap() {
+        assert_eq!(outcome[0], "NO", "{name}: {outcome}");
+    }
+    assert_eq!(server.stop(), Some(0));
+    // Two messages; besides them only the accesses (login, select) and checkpoints.
+    let records = vault.records();
+    let kinds = |k: &str| records.iter().filter(|r| r["kind"] == k).count();
+    assert_eq!(kinds("message"), 2);
+    assert_eq!(kinds("arrival"), 0);
+    assert_eq!(kinds("audit"), 2, "login and select only: {records:#?}");
+    assert_eq!(vault.verify(&[]).0, 0);
+}
+
+/// SIGTERM of `serve`: every session hears `* BYE` before the connection closes.
+const SHUTDOWN: &str = r#"
+selected = login("erika")
+try:
+    selected.select("INBOX")
+except imaplib.IMAP4.readonly:
+    pass
+idling = login("hans")
+idling.select("INBOX", readonly=True)
+tag = idling._new_tag()
+idling.send(tag + b" IDLE\r\n")
+idling.readline()
+waiting = imaplib.IMAP4("127.0.0.1", imap_port, timeout=60)
+print("ready", flush=True)
+
+def rest(m):
+    lines = []
+    while True:
+        try:
+            l = m.readline()
+        except (OSError, imaplib.IMAP4.abort):
+            break
+        if not l:
+            break
+        lines.append(l.decode())
+    return lines
+
+for name, m in [("selected", selected), ("idling", idling), ("waiting", waiting)]:
+    out(name=name, rest=rest(m))
+"#;
+
+#[test]
+fn sessions_hear_bye_when_the_server_is_stopped() {
+    let (_vault, server) = erika_and_hans();
+    let mut client = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{PRELUDE}{SHUTDOWN}"))
+        .args(ports(&server))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    assert_eq!(ready, "ready\n");
+    assert_eq!(server.stop(), Some(0));
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert!(client.wait().unwrap().success());
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for l in &lines {
+        assert_eq!(
+            l["rest"],
+            serde_json::json!(["* BYE server shutting down\r\n"]),
+            "{l}"
+        );
+    }
+}
+
+/// Delivers Erika's mail: a short note and messages of 70 KB, 1 MB and 20 MB (lines of 76
+/// letters), and a note for Hans.
+const DELIVER: &str = r#"
+send("erika@example.com", "note", b"short\r\n")
+for n, size in enumerate([70_000, 1_000_000, 20_000_000]):
+    line = b"".join(bytes([65 + (i + n) % 26]) for i in range(76)) + b"\r\n"
+    send("erika@example.com", f"large {n}", line * (size // len(line)))
+send("hans@example.de", "for hans")
+"#;
+
+/// The message files of an mbsync Maildir folder by their server UID: a file's name has
+/// the folder's own UID (`…,U=<uid>:2,<flags>`), and `.mbsyncstate` pairs them
+/// (`<far uid> <near uid> <flags>` lines after a blank line).
+fn maildir_messages(folder: &std::path::Path) -> std::collections::BTreeMap<u64, std::path::PathBuf> {
+    let state = std::fs::read_to_string(folder.join(".mbsyncstate")).unwrap_or_default();
+    let far_of: std::collections::HashMap<u64, u64> = state
+        .split_once("\n\n")
+        .map_or("", |(_, pairs)| pairs)
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split(' ');
+            let far = words.next()?.parse().ok()?;
+            let near = words.next()?.parse().ok()?;
+            Some((near, far))
+        })
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    for sub in ["cur", "new"] {
+        let Ok(entries) = std::fs::read_dir(folder.join(sub)) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let uid = name
+                .split(",U=")
+                .nth(1)
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|u| u.parse().ok())
+                .unwrap_or_else(|| panic!("no UID in {name}"));
+            let far = far_of
+                .get(&uid)
+                .unwrap_or_else(|| panic!("{name} is not in .mbsyncstate: {state}"));
+            out.insert(*far, path);
+        }
+    }
+    out
+}
+
+/// What mbsync stores for a message: Maildir lines end in LF, and mbsync adds one
+/// `X-TUID:` header (its documented tracking header) at the end of the header block.
+fn without_mbsync_additions(copy: &[u8]) -> Vec<u8> {
+    let end = copy
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(copy.len(), |p| p + 1);
+    let (head, body) = copy.split_at(end);
+    let mut out: Vec<u8> = Vec::with_capacity(copy.len());
+    let mut tuids = 0;
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b"X-TUID: ") {
+            tuids += 1;
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    assert!(tuids <= 1, "{tuids} X-TUID headers");
+    out.extend_from_slice(body);
+    out
+}
+
+fn crlf_to_lf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, b) in raw.iter().enumerate() {
+        if !(*b == b'\r' && raw.get(i + 1) == Some(&b'\n')) {
+            out.push(*b);
+        }
+    }
+    out
+}
+
+/// Runs mbsync on `config`; requires exit 0 and no error.
+fn mbsync(config: &std::path::Path) -> String {
+    let out = Command::new("mbsync")
+        .arg("-c")
+        .arg(config)
+        .args(["-V", "vault"])
+        .output()
+        .expect("mbsync is installed (apt isync; .ci/run installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "mbsync failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let all = format!("{stdout}{stderr}");
+    for bad in ["rror", "Assertion", "returned"] {
+        assert!(!all.contains(bad), "mbsync: {bad}:\n{all}");
+    }
+    all
+}
+
+/// mbsync with a default channel (`Sync All`: pull, push, flags, deletions) over IMAPS: the
+/// first sync copies every message of the user exactly, local flag changes and a deletion
+/// are pushed (the server answers OK and keeps nothing), new mail arrives in a later sync,
+/// and every run exits 0. The archive gains nothing but the accesses.
+#[test]
+fn mbsync_default_sync_all_completes_over_imaps() {
+    let (vault, server) = erika_and_hans();
+    python_json(&format!("{PRELUDE}{DELIVER}"), &ports(&server));
+    let tmp = tempfile::Builder::new()
+        .prefix("mbsync")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let maildir = tmp.path().join("mail");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let config = tmp.path().join("mbsyncrc");
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount vault\nHost 127.0.0.1\nPort {port}\nUser erika\n\
+             Pass \"correct horse battery\"\nSSLType IMAPS\nCertificateFile {cert}\n\n\
+             IMAPStore vault-remote\nAccount vault\n\n\
+             MaildirStore local\nPath {dir}/\nInbox {dir}/INBOX\nSubFolders Verbatim\n\n\
+             Channel vault\nFar :vault-remote:\nNear :local:\nPatterns *\nCreate Near\nSyncState *\n",
+            port = server.imaps.port(),
+            cert = vault.dir.join("tls/imap-cert.pem").display(),
+            dir = maildir.display(),
+        ),
+    )
+    .unwrap();
+
+    let check_copies = |expected: usize| {
+        let copies = maildir_messages(&maildir.join("INBOX"));
+        assert_eq!(copies.len(), expected, "{copies:?}");
+        for (uid, path) in &copies {
+            let stored = vault.ok(&["show", &uid.to_string()]);
+            let copy = std::fs::read(path).unwrap();
+            assert!(
+                without_mbsync_additions(&copy) == crlf_to_lf(&stored),
+                "UID {uid}: {} bytes synced, {} stored",
+                copy.len(),
+                stored.len()
+            );
+        }
+        copies
+    };
+    mbsync(&config);
+    let copies = check_copies(4);
+    assert!(maildir_messages(&maildir.join("Sent")).is_empty());
+
+    // Local changes of every kind a flag sync pushes: flagged, unread, trashed, deleted.
+    let uids: Vec<u64> = copies.keys().copied().collect();
+    let rename = |uid: u64, flags: &str| {
+        let from = &copies[&uid];
+        let name = from.file_name().unwrap().to_string_lossy().into_owned();
+        let base = name.split(":2,").next().unwrap();
+        std::fs::rename(from, from.with_file_name(format!("{base}:2,{flags}"))).unwrap();
+    };
+    rename(uids[0], "FS");
+    rename(uids[1], "");
+    rename(uids[2], "ST");
+    std::fs::remove_file(&copies[&uids[3]]).unwrap();
+    mbsync(&config);
+    // New mail arrives in the next sync; a last one finds nothing to do.
+    python_json(
+        &format!("{PRELUDE}send('erika@example.com', 'later')\n"),
+        &ports(&server),
+    );
+    mbsync(&config);
+    mbsync(&config);
+    let after = maildir_messages(&maildir.join("INBOX"));
+    assert_eq!(
+        after.len(),
+        4,
+        "three kept, one deleted locally, one new: {after:?}"
+    );
+    let newest = *after.keys().last().unwrap();
+    assert!(newest > uids[3]);
+    let stored = vault.ok(&["show", &newest.to_string()]);
+    assert_eq!(
+        without_mbsync_additions(&std::fs::read(&after[&newest]).unwrap()),
+        crlf_to_lf(&stored)
+    );
+
+    assert_eq!(server.stop(), Some(0));
+    let records = vault.records();
+    let kinds = |k: &str| records.iter().filter(|r| r["kind"] == k).count();
+    assert_eq!(kinds("message"), 6, "five for Erika, one for Hans");
+    assert_eq!(
+        kinds("message") + kinds("audit") + kinds("checkpoint"),
+        records.len()
+    );
+    assert_eq!(vault.verify(&[]).0, 0);
+}
