@@ -664,6 +664,8 @@ fn main() {
     let identity = StoreIdentity {
         format: 1,
         origin: ORIGIN.to_string(),
+        // As written before signed acknowledgements: the vector files stay as they were.
+        signed_acknowledgements: false,
     };
     write(
         &out,

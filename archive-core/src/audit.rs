@@ -53,6 +53,18 @@ impl AuditEvent {
     }
 }
 
+impl AuditEvent {
+    /// Recovery cut bytes off the log's end at open (`cut` says which, and where they are kept).
+    pub fn recovery_cut(cut: &crate::store::Cut) -> AuditEvent {
+        AuditEvent {
+            actor: "mailvault".into(),
+            action: "recovery-cut".into(),
+            target: cut.to_string(),
+            origin: "local".into(),
+        }
+    }
+}
+
 /// At most 254 bytes, control characters replaced: client-supplied text must not flood the
 /// log or drive the terminal of whoever reads `mailvault audit`.
 fn printable(text: &str) -> String {

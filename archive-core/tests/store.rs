@@ -205,28 +205,27 @@ fn torn_tail_is_cut_at_open_and_damage_before_valid_records_is_refused() {
     store.close().unwrap();
     let log = LogReader::open(&Layout::new(&path).log_dir).unwrap();
     let segment = log.segments()[0].1.clone();
+
+    // A torn write: half a frame of an unacknowledged record at the end; then zeros at the
+    // end (a crash after the file grew but before its data reached disk). Each is cut into a
+    // quarantine file, and the cut is an audit record (with the checkpoint of its commit).
+    for garbage in [&b"x"[..], &[0u8; 300][..]] {
+        let intact = std::fs::read(&segment).unwrap();
+        let last = assert_verifies(&path).records;
+        let garbage = if garbage == b"x" { &intact[16..16 + 40] } else { garbage };
+        let mut torn = intact.clone();
+        torn.extend_from_slice(garbage);
+        std::fs::write(&segment, &torn).unwrap();
+        let store = open(&path, StoreConfig::default());
+        assert_eq!(store.stats().last_seq, last + 2, "every record survives; the cut is audited");
+        let cut = store.recovered().expect("a cut").clone();
+        assert_eq!((cut.offset, cut.torn_bytes, cut.unsigned_records), (intact.len() as u64, garbage.len() as u64, None));
+        assert_eq!(std::fs::read(&cut.kept_in).unwrap(), garbage);
+        store.close().unwrap();
+        assert!(std::fs::read(&segment).unwrap().starts_with(&intact), "the tail was cut, nothing else");
+        assert_verifies(&path);
+    }
     let intact = std::fs::read(&segment).unwrap();
-
-    // A torn write: half a frame of an unacknowledged record at the end.
-    let mut torn = intact.clone();
-    torn.extend_from_slice(&intact[16..16 + 40]);
-    std::fs::write(&segment, &torn).unwrap();
-    let store = open(&path, StoreConfig::default());
-    assert_eq!(store.stats().last_seq, 6, "5 messages and a checkpoint survive");
-    store.close().unwrap();
-    assert_eq!(
-        std::fs::read(&segment).unwrap(),
-        intact,
-        "the tail was cut, nothing else"
-    );
-    assert_verifies(&path);
-
-    // Zeros at the end (a crash after the file grew but before its data reached disk).
-    let mut zeros = intact.clone();
-    zeros.extend_from_slice(&[0u8; 300]);
-    std::fs::write(&segment, &zeros).unwrap();
-    open(&path, StoreConfig::default()).close().unwrap();
-    assert_eq!(std::fs::read(&segment).unwrap(), intact);
 
     // Damage inside the log, with valid records after it: refuse, change nothing.
     let mut damaged = intact.clone();
@@ -292,7 +291,8 @@ fn deleted_derived_state_is_rebuilt_and_answers_identically() {
         out
     };
     let before = answers(&store);
-    let root_before = store.root(store.stats().last_seq).unwrap();
+    let last_before = store.stats().last_seq;
+    let root_before = store.root(last_before).unwrap();
     store.close().unwrap();
 
     let layout = Layout::new(&path);
@@ -300,9 +300,8 @@ fn deleted_derived_state_is_rebuilt_and_answers_identically() {
     std::fs::remove_file(&layout.tree).unwrap();
     let store = open(&path, StoreConfig::default());
     assert_eq!(answers(&store), before);
-    let last = store.stats().last_seq;
     assert_eq!(
-        store.root(last - 1).unwrap(),
+        store.root(last_before).unwrap(),
         root_before,
         "tree rebuilt from the log"
     );

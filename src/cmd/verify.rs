@@ -1,15 +1,22 @@
-//! `mailvault verify`: recompute everything; exit 0 intact, 1 tampered, 2 usage/IO error.
+//! `mailvault verify`: recompute everything; exit 0 intact, 1 tampered, 2 usage/IO error,
+//! 3 unsigned records (records after the newest checkpoint while no server is writing).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use archive_core::verify::verify_log;
 
-use super::{existing_layout, read_checkpoint_file, verifier_key, CmdResult};
+use anyhow::Context;
+
+use super::{existing_layout, verifier_key, CmdResult};
 use crate::Cli;
 
 /// Exit code when the log does not verify.
 const EXIT_TAMPERED: u8 = 1;
+/// Exit code when records follow the newest checkpoint and no server is writing them: they
+/// were never acknowledged (a crash; the next open quarantines them) or were added without
+/// the key.
+const EXIT_UNSIGNED: u8 = 3;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,17 +31,29 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let layout = existing_layout(cli)?;
     let key = verifier_key(&layout, args.pubkey.as_deref())?;
-    let pinned = args
-        .checkpoint
-        .iter()
-        .map(|p| read_checkpoint_file(p, &key))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut pinned = Vec::new();
+    for path in &args.checkpoint {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
+        // A kept checkpoint the log's key does not sign: the log, or its key, was replaced.
+        match key.verify_note(&text) {
+            Ok(signed) => pinned.push(signed),
+            Err(e) => {
+                println!(
+                    "TAMPERED: pinned checkpoint {} is not signed by this log's key {} ({e})",
+                    path.display(),
+                    key.encode()
+                );
+                return Ok(ExitCode::from(EXIT_TAMPERED));
+            }
+        }
+    }
     let report = verify_log(&layout.log_dir, &key, &pinned)?;
     if let Some(problem) = &report.problem {
         println!("TAMPERED: {problem}");
         println!("{} records before it verified", report.records);
         return Ok(ExitCode::from(EXIT_TAMPERED));
     }
+    let quarantined = layout.quarantined()?;
     let kinds = ["message", "arrival", "audit", "checkpoint", "dictionary"]
         .iter()
         .map(|k| format!("{} {k}", report.by_kind.get(k).copied().unwrap_or(0)))
@@ -45,18 +64,40 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         report.records, report.segments
     );
     println!("tree root {}", base64_root(&report.root));
-    match report.last_checkpoint {
-        Some((seq, size)) => println!(
-            "latest checkpoint at seq {seq} covers {size} records; {} records after it not yet signed",
-            report.unsigned_tail()
-        ),
-        None if report.records > 0 => println!("no checkpoint in the log yet: nothing is signed"),
-        None => {}
+    if let Some((seq, size)) = report.last_checkpoint {
+        println!("latest checkpoint at seq {seq} covers {size} records");
     }
     for size in &report.pinned_ok {
         println!("pinned checkpoint of size {size}: consistent");
     }
+    for (path, bytes) in &quarantined {
+        println!(
+            "quarantine: {} ({bytes} bytes cut off the log's end at recovery, never acknowledged)",
+            path.display()
+        );
+    }
+    let unsigned = report.unsigned_tail();
+    if unsigned > 0 {
+        let first = report.records - unsigned + 1;
+        if server_is_writing(&layout) {
+            // A running server signs what it writes with its next group commit.
+            println!("{unsigned} records after it are being written by the running server (seq {first}..)");
+        } else {
+            println!(
+                "UNSIGNED: records {first}..{} follow the newest checkpoint and no server is writing: \
+                 they were never acknowledged (the next start moves them to quarantine) or were added \
+                 without the signing key",
+                report.records
+            );
+            return Ok(ExitCode::from(EXIT_UNSIGNED));
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a server holds the store's write lock right now.
+fn server_is_writing(layout: &archive_core::store::Layout) -> bool {
+    std::fs::File::open(&layout.lock).is_ok_and(|f| f.try_lock().is_err())
 }
 
 fn base64_root(root: &[u8; 32]) -> String {

@@ -25,11 +25,16 @@ pub(crate) fn store_with_users(dir: &Path, users: &[(&str, &str, Role)]) -> (Pat
     (data, store)
 }
 
-/// The newest record, which must be an audit record.
+/// The newest record other than checkpoints (every group commit ends with one), which must
+/// be an audit record.
 pub(crate) fn last_audit(store: &Store) -> AuditEvent {
-    let record = store.read_record_unscoped(store.stats().last_seq).unwrap();
-    let LeafBody::Audit { event } = &record.leaf.body else {
-        panic!("the newest record is not an audit record");
-    };
-    serde_json::from_slice(event).unwrap()
+    let mut seq = store.stats().last_seq;
+    loop {
+        let record = store.read_record_unscoped(seq).unwrap();
+        match &record.leaf.body {
+            LeafBody::Checkpoint { .. } => seq -= 1,
+            LeafBody::Audit { event } => return serde_json::from_slice(event).unwrap(),
+            _ => panic!("the newest record is not an audit record"),
+        }
+    }
 }

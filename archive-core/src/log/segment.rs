@@ -7,7 +7,8 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::record::{FrameBody, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC};
+use super::checkpoint::VerifierKey;
+use super::record::{chain_next, FrameBody, FrameHeader, Leaf, LeafBody, FRAME_HEADER_LEN, FRAME_MAGIC};
 use crate::{Error, IoContext, Result};
 
 /// Magic and version at the start of every segment file.
@@ -196,25 +197,70 @@ impl SegmentReader {
 }
 
 /// Whether a valid frame (magic, plausible length, good CRC) starts anywhere in `bytes`
-/// after position 0. A torn tail has none; damage in front of acknowledged records does.
+/// after position 0.
 pub fn contains_valid_frame(bytes: &[u8]) -> bool {
-    let mut i = 1;
-    while i + FRAME_HEADER_LEN <= bytes.len() {
-        if bytes[i..i + 4] == FRAME_MAGIC {
-            let mut h = [0u8; FRAME_HEADER_LEN];
-            h.copy_from_slice(&bytes[i..i + FRAME_HEADER_LEN]);
-            if let Some(header) = FrameHeader::parse(&h) {
-                let end = i as u64 + header.frame_len();
-                if end <= bytes.len() as u64
-                    && header
-                        .open(&h, &bytes[i + FRAME_HEADER_LEN..end as usize])
-                        .is_ok()
-                {
-                    return true;
-                }
-            }
+    valid_frames(bytes).next().is_some()
+}
+
+/// Whether `bytes` (what follows the last good record, whose chain hash is `chain`) holds,
+/// after position 0, the record that continues the log: a valid frame of seq `next_seq`
+/// whose chain hash extends `chain`. Only such a record makes unreadable bytes in front of
+/// it damage rather than a torn write: a frame-shaped run of bytes inside a message (an
+/// outsider's incompressible mail is stored as sent) can never continue the chain.
+pub fn contains_chain_continuation(bytes: &[u8], next_seq: u64, chain: &[u8; 32]) -> bool {
+    valid_frames(bytes).any(|(h, body)| {
+        let Some(header) = FrameHeader::parse(&h) else {
+            return false;
+        };
+        let Ok(frame) = header.open(&h, body) else {
+            return false;
+        };
+        Leaf::decode(frame.leaf).is_ok_and(|leaf| leaf.seq == next_seq)
+            && frame.chain == chain_next(chain, frame.leaf)
+    })
+}
+
+/// Whether `bytes` holds, after position 0, a checkpoint record signed by `key` over more than
+/// `signed_before` records: proof that records after an unreadable spot were acknowledged
+/// (every acknowledgement waits for such a checkpoint). Nobody without the key can put one
+/// into a message, however the message is stored.
+pub fn contains_signed_checkpoint(bytes: &[u8], key: &VerifierKey, signed_before: u64) -> bool {
+    valid_frames(bytes).any(|(h, body)| {
+        let Some(header) = FrameHeader::parse(&h) else {
+            return false;
+        };
+        let Ok(frame) = header.open(&h, body) else {
+            return false;
+        };
+        let Ok(Leaf {
+            body: LeafBody::Checkpoint { note },
+            ..
+        }) = Leaf::decode(frame.leaf)
+        else {
+            return false;
+        };
+        std::str::from_utf8(&note)
+            .ok()
+            .and_then(|note| key.verify_note(note).ok())
+            .is_some_and(|signed| signed.checkpoint.size > signed_before)
+    })
+}
+
+/// Every valid frame (magic, plausible length, good CRC) starting in `bytes` after position 0,
+/// as its header and body bytes. Frames may overlap: every offset is tried.
+fn valid_frames(bytes: &[u8]) -> impl Iterator<Item = ([u8; FRAME_HEADER_LEN], &[u8])> {
+    (1..bytes.len().saturating_sub(FRAME_HEADER_LEN - 1)).filter_map(move |i| {
+        if bytes[i..i + 4] != FRAME_MAGIC {
+            return None;
         }
-        i += 1;
-    }
-    false
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        h.copy_from_slice(&bytes[i..i + FRAME_HEADER_LEN]);
+        let header = FrameHeader::parse(&h)?;
+        let end = (i as u64).checked_add(header.frame_len())?;
+        if end > bytes.len() as u64 {
+            return None;
+        }
+        let body = &bytes[i + FRAME_HEADER_LEN..end as usize];
+        header.open(&h, body).is_ok().then_some((h, body))
+    })
 }

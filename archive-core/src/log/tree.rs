@@ -2,9 +2,11 @@
 //! Derived state (rebuilt from the log when missing or stale), kept so that opening a large
 //! archive and answering proofs costs O(log n) reads, not a rehash of every record.
 //!
-//! New hashes are buffered in memory and written at checkpoints and at close; a checkpoint is
-//! appended only after the hashes it covers are fsynced, so on open everything up to the
-//! latest checkpoint in the log can be trusted and only the records after it are rehashed.
+//! New hashes are buffered in memory and written by [`TreeFile::sync`] (from a timer, before a
+//! segment is sealed, at close). After the hashes are fsynced, `sync` records their leaf count
+//! in the marker file `tree.synced`; on open the tree is trusted up to that count (and never
+//! beyond the log's end), and only the records after it are rehashed. Checkpoints are not
+//! tied to tree syncs: every group commit appends one.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -22,6 +24,8 @@ pub struct TreeFile {
     /// Hashes after `flushed`, not yet written.
     buffer: Vec<Hash>,
     frontier: Frontier,
+    /// The leaf count the marker file states (durable hashes).
+    marked: u64,
 }
 
 impl TreeFile {
@@ -50,8 +54,12 @@ impl TreeFile {
             flushed,
             buffer: Vec::new(),
             frontier: Frontier::default(),
+            marked: 0,
         };
         tree.frontier = tree.frontier_at(size)?;
+        // The marker never states more than the file durably holds: hashes beyond the trusted
+        // prefix (of records a crash took back) were just cut.
+        tree.sync()?;
         Ok(tree)
     }
 
@@ -84,7 +92,13 @@ impl TreeFile {
         self.buffer.extend(completed);
     }
 
-    /// Writes buffered hashes and fsyncs the file.
+    /// Whether leaves were added since the last [`TreeFile::sync`].
+    pub fn has_unsynced(&self) -> bool {
+        self.marked != self.size()
+    }
+
+    /// Writes buffered hashes, fsyncs the file, then records the leaf count they make durable
+    /// in the marker file (written in place, 16 bytes, and fsynced).
     pub fn sync(&mut self) -> Result<()> {
         if !self.buffer.is_empty() {
             let bytes: Vec<u8> = self.buffer.iter().flatten().copied().collect();
@@ -92,8 +106,41 @@ impl TreeFile {
             self.flushed += self.buffer.len() as u64;
             self.buffer.clear();
         }
-        self.file.sync_data().at(&self.path)
+        self.file.sync_data().at(&self.path)?;
+        let marker = marker_path(&self.path);
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&marker)
+            .at(&marker)?;
+        f.write_all_at(&encode_marker(self.size()), 0).at(&marker)?;
+        f.sync_data().at(&marker)?;
+        self.marked = self.size();
+        Ok(())
     }
+}
+
+/// The marker file of the tree file at `tree`.
+fn marker_path(tree: &Path) -> PathBuf {
+    tree.with_extension("synced")
+}
+
+/// Leaf count, then the first 8 bytes of its blake3 hash: a torn or foreign marker reads as
+/// no marker.
+fn encode_marker(size: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&size.to_be_bytes());
+    out[8..].copy_from_slice(&blake3::hash(&size.to_be_bytes()).as_bytes()[..8]);
+    out
+}
+
+/// How many leaves of the tree file at `tree` a completed [`TreeFile::sync`] made durable;
+/// `None` without a (valid) marker, as in stores written before markers existed.
+pub fn synced_size(tree: &Path) -> Option<u64> {
+    let bytes = std::fs::read(marker_path(tree)).ok()?;
+    let size = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    (bytes.get(..16)? == encode_marker(size)).then_some(size)
 }
 
 impl HashSource for TreeFile {

@@ -62,9 +62,11 @@ impl Durability {
         self.lock().synced
     }
 
-    /// Waits until `seq` is durable. `snapshot` returns the active segment and the last seq
-    /// written to it; it is called by the leader only.
-    pub fn wait(&self, seq: u64, snapshot: impl Fn() -> Option<(Arc<File>, u64)>) -> Result<()> {
+    /// Waits until `seq` is durable. `snapshot` prepares the batch (appends its checkpoint)
+    /// and returns the active segment and the last seq written to it; it is called by the
+    /// leader only. A failed `snapshot` (a full disk, say) fails this wait only: the next
+    /// waiter leads and tries again.
+    pub fn wait(&self, seq: u64, snapshot: impl Fn() -> Result<Option<(Arc<File>, u64)>>) -> Result<()> {
         let mut s = self.lock();
         loop {
             if let Some(why) = &s.failed {
@@ -80,11 +82,17 @@ impl Durability {
             s.leader_active = true;
             drop(s);
             let result = match snapshot() {
-                Some((file, target)) => {
+                Ok(Some((file, target))) => {
                     self.fsyncs.fetch_add(1, Ordering::Relaxed);
                     file.sync_data().map(|()| target)
                 }
-                None => Ok(seq),
+                Ok(None) => Ok(seq),
+                Err(e) => {
+                    s = self.lock();
+                    s.leader_active = false;
+                    self.changed.notify_all();
+                    return Err(e);
+                }
             };
             s = self.lock();
             s.leader_active = false;

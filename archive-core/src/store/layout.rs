@@ -27,6 +27,8 @@ pub struct Layout {
     pub public_key: PathBuf,
     /// Default location of the signing key.
     pub default_key: PathBuf,
+    /// Bytes recovery cut off the log (never acknowledged), kept one file per cut.
+    pub quarantine: PathBuf,
 }
 
 impl Layout {
@@ -41,6 +43,7 @@ impl Layout {
             identity: dir.join("store.json"),
             public_key: dir.join("signing.pub"),
             default_key: dir.join("signing.key"),
+            quarantine: dir.join("quarantine"),
         }
     }
 
@@ -78,6 +81,33 @@ impl Layout {
         Ok(id)
     }
 
+    /// Replaces the identity file atomically and durably.
+    pub fn write_identity(&self, identity: &StoreIdentity) -> Result<()> {
+        let tmp = self.dir.join("store.json.tmp");
+        let json = serde_json::to_string_pretty(identity).map_err(|e| Error::Internal(format!("store identity: {e}")))?;
+        std::fs::write(&tmp, json + "\n").at(&tmp)?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
+        std::fs::rename(&tmp, &self.identity).at(&self.identity)?;
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).at(&self.dir)
+    }
+
+    /// The quarantine files (what recovery cut off the log), oldest first, with their sizes.
+    pub fn quarantined(&self) -> Result<Vec<(PathBuf, u64)>> {
+        let entries = match std::fs::read_dir(&self.quarantine) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&self.quarantine, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.at(&self.quarantine)?;
+            let len = entry.metadata().at(&entry.path())?.len();
+            out.push((entry.path(), len));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The public key stored with the log.
     pub fn verifier_key(&self) -> Result<VerifierKey> {
         let text = std::fs::read_to_string(&self.public_key).at(&self.public_key)?;
@@ -92,6 +122,12 @@ pub struct StoreIdentity {
     pub format: u32,
     /// The log's origin: checkpoint first line and key name.
     pub origin: String,
+    /// Every acknowledgement waits for a checkpoint over its record (written in the same
+    /// fsync), so records after the newest checkpoint were never acknowledged and recovery
+    /// quarantines them. False in stores written before that rule: their first open keeps an
+    /// unsigned tail (it may have been acknowledged), then sets this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signed_acknowledgements: bool,
 }
 
 impl StoreIdentity {
@@ -103,6 +139,7 @@ impl StoreIdentity {
         Ok(StoreIdentity {
             format: STORE_FORMAT,
             origin: format!("mailvault.invalid/{hex}"),
+            signed_acknowledgements: true,
         })
     }
 }

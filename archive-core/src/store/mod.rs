@@ -32,6 +32,7 @@ use crate::{Error, IoContext, Result};
 use compression::Compression;
 use durability::Durability;
 pub use layout::{Layout, StoreIdentity};
+pub use recovery::Cut;
 use writer::{ActiveSegment, Writer};
 
 /// Tunables of a store; the defaults suit a single-machine archive.
@@ -195,10 +196,15 @@ impl Shared {
         self.writer().fresh.take(applied, target)
     }
 
+    /// Waits until `seq` is durable and under a signed checkpoint. The group commit's leader
+    /// appends a checkpoint over everything written so far, then fsyncs: the records and the
+    /// signature over them become durable in the same fsync, so nothing is acknowledged that
+    /// recovery could find unsigned (it quarantines such records: never acknowledged).
     fn wait_durable(&self, seq: u64) -> Result<()> {
         self.durability.wait(seq, || {
-            let w = self.writer();
-            w.segment.as_ref().map(|s| (s.file.clone(), w.written_seq()))
+            let mut w = self.writer();
+            w.checkpoint_batch(&self.key)?;
+            Ok(w.segment.as_ref().map(|s| (s.file.clone(), w.written_seq())))
         })
     }
 
@@ -232,6 +238,8 @@ impl Shared {
 pub struct Store {
     shared: Arc<Shared>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// What this open's recovery cut off the log, if anything.
+    recovered: Option<Cut>,
 }
 
 impl Store {
@@ -266,13 +274,7 @@ impl Store {
             .create(&layout.log_dir)
             .at(&layout.log_dir)?;
         // The identity file is written last: its presence marks a complete store.
-        let tmp = dir.join("store.json.tmp");
-        let json = serde_json::to_string_pretty(&identity)
-            .map_err(|e| Error::Internal(format!("store identity: {e}")))?;
-        std::fs::write(&tmp, json + "\n").at(&tmp)?;
-        File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
-        std::fs::rename(&tmp, &layout.identity).at(&layout.identity)?;
-        File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+        layout.write_identity(&identity)?;
         Ok(identity)
     }
 
@@ -299,7 +301,18 @@ impl Store {
         }
         let lock = take_write_lock(&layout)?;
 
-        let tail = recovery::recover(&layout.log_dir)?;
+        let mut identity = identity;
+        let tail = recovery::recover(
+            &layout.log_dir,
+            &layout.quarantine,
+            &key.verifier(),
+            !identity.signed_acknowledgements,
+        )?;
+        if !identity.signed_acknowledgements {
+            // From now on every acknowledgement waits for its checkpoint.
+            identity.signed_acknowledgements = true;
+            layout.write_identity(&identity)?;
+        }
         let tree = open_tree(&layout, &tail)?;
         let index = open_index(&layout, &identity.origin, &tail)?;
         let segment = match &tail.segment {
@@ -320,6 +333,7 @@ impl Store {
             fresh: Default::default(),
             since_checkpoint,
             last_checkpoint_at: Instant::now(),
+            last_tree_sync_at: Instant::now(),
             latest_checkpoint: tail.checkpoint,
             poisoned: None,
         };
@@ -362,9 +376,20 @@ impl Store {
         let store = Store {
             shared,
             background: Mutex::new(Vec::new()),
+            recovered: tail.cut.clone(),
         };
         store.start_background()?;
+        if let Some(cut) = &store.recovered {
+            // Recovery acts on the evidence: the trail says what it cut and where it is kept.
+            store.append_audit(&crate::audit::AuditEvent::recovery_cut(cut))?;
+        }
         Ok(store)
+    }
+
+    /// What recovery cut off the end of the log when this store was opened (never
+    /// acknowledged records and torn bytes, kept in a quarantine file), if anything.
+    pub fn recovered(&self) -> Option<&Cut> {
+        self.recovered.as_ref()
     }
 
     fn start_background(&self) -> Result<()> {
@@ -858,18 +883,29 @@ fn writable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o200 != 0)
 }
 
-/// Opens the tree cache, trusting it up to the newest checkpoint, and re-hashes the records
-/// after that from the log. A cache that disagrees with the checkpoint is rebuilt.
+/// Opens the tree cache, trusting it as far as its last completed sync (stores from before
+/// sync markers: up to the newest checkpoint) and never beyond the log, and re-hashes the
+/// records after that from the log. A cache that then disagrees with the newest checkpoint is
+/// rebuilt from the whole log.
 fn open_tree(layout: &Layout, tail: &recovery::Tail) -> Result<TreeFile> {
-    let trusted = tail.checkpoint.as_ref().map_or(0, |(_, c)| c.checkpoint.size);
-    let mut tree = TreeFile::open(&layout.tree, trusted)?;
-    if let Some((_, c)) = &tail.checkpoint {
-        if tree.size() == c.checkpoint.size && tree.current_root() != c.checkpoint.root {
+    let checkpoint = tail.checkpoint.as_ref().map(|(_, c)| &c.checkpoint);
+    let trusted = match crate::log::tree::synced_size(&layout.tree) {
+        Some(synced) => synced.min(tail.last_seq),
+        None => checkpoint.map_or(0, |c| c.size),
+    };
+    let mut tree = rehash_tail(layout, TreeFile::open(&layout.tree, trusted)?, tail)?;
+    if let Some(c) = checkpoint {
+        if c.size > tree.size() || tree.root(c.size)? != c.root {
             drop(tree);
             std::fs::remove_file(&layout.tree).at(&layout.tree)?;
-            tree = TreeFile::open(&layout.tree, 0)?;
+            tree = rehash_tail(layout, TreeFile::open(&layout.tree, 0)?, tail)?;
         }
     }
+    Ok(tree)
+}
+
+/// Appends the leaf hashes of the records after the tree's size, up to the log's end.
+fn rehash_tail(layout: &Layout, mut tree: TreeFile, tail: &recovery::Tail) -> Result<TreeFile> {
     if tree.size() < tail.last_seq {
         let log = LogReader::open(&layout.log_dir)?;
         for record in log.records_from(tree.size() + 1)? {
@@ -917,7 +953,9 @@ fn open_index(layout: &Layout, origin: &str, tail: &recovery::Tail) -> Result<Kv
     Ok(index)
 }
 
-/// Appends a checkpoint every `checkpoint_interval` while records arrive.
+/// Every `checkpoint_interval` while records arrive: appends a checkpoint over records not yet
+/// under one (group commits sign their batches; this covers records nobody waits for) and
+/// makes the tree's new hashes durable, so a restart rehashes at most that much of the log.
 fn checkpoint_timer(shared: &Shared) {
     let tick = shared
         .config
@@ -935,6 +973,12 @@ fn checkpoint_timer(shared: &Shared) {
         if due {
             // A failure here surfaces on the next append or at close.
             let _ = shared.checkpoint();
+        }
+        let mut w = shared.writer();
+        if w.tree.has_unsynced() && w.last_tree_sync_at.elapsed() >= shared.config.checkpoint_interval {
+            // Derived data: a failure only means a longer rehash at the next open.
+            let _ = w.tree.sync();
+            w.last_tree_sync_at = Instant::now();
         }
     }
 }

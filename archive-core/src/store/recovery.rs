@@ -1,15 +1,24 @@
 //! Opening a log for writing after any kind of stop, clean or not.
 //!
-//! Only the last segment can hold a torn write (everything before it was fsynced when it was
-//! sealed). A torn tail is bytes of a record whose append never returned: they are cut off.
-//! Anything else that does not parse, above all a bad record with valid records after it, is
-//! damage, and opening refuses rather than cut acknowledged mail.
+//! Only the last segment can hold unacknowledged bytes: everything before it was fsynced
+//! when it was sealed, and every sealed segment ends with a checkpoint. In the last segment,
+//! what follows the newest checkpoint was never acknowledged (a group commit acknowledges
+//! only after the checkpoint over its batch is durable): complete records nobody was told
+//! about, and a torn write. Those bytes are cut off and kept in a quarantine file, never
+//! signed. Anything else that does not read — above all an unreadable record followed by the
+//! record that continues the chain — is damage, and opening refuses rather than cut
+//! acknowledged mail.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::log::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::log::record::{Leaf, LeafBody};
-use crate::log::segment::{contains_valid_frame, list_segments, ScanStop, SegmentReader, SEGMENT_HEADER_LEN};
+use crate::log::checkpoint::VerifierKey;
+use crate::log::segment::{
+    contains_chain_continuation, contains_signed_checkpoint, contains_valid_frame, list_segments, segment_file_name,
+    ScanStop, SegmentReader, SEGMENT_HEADER_LEN,
+};
 use crate::{Error, IoContext, Result};
 
 /// The state of the log's end, as recovered.
@@ -25,14 +34,51 @@ pub(crate) struct Tail {
     pub last_time_us: i64,
     /// The newest checkpoint record: its seq and note.
     pub checkpoint: Option<(u64, SignedCheckpoint)>,
-    /// A torn tail that was cut: segment, offset, bytes removed.
-    pub truncated: Option<(PathBuf, u64, u64)>,
+    /// What recovery cut off the end of the log, if anything.
+    pub cut: Option<Cut>,
+}
+
+/// Bytes recovery cut off the last segment, kept in a quarantine file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// The segment they were cut from.
+    pub segment: PathBuf,
+    /// Where the cut starts: the end of the newest checkpoint (or of the last record, for a
+    /// store from before signed acknowledgements).
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub bytes: u64,
+    /// Complete records among them (first and last seq): written, never acknowledged.
+    pub unsigned_records: Option<(u64, u64)>,
+    /// Bytes of an incomplete record at the end (a torn write).
+    pub torn_bytes: u64,
+    /// The quarantine file that holds the cut bytes.
+    pub kept_in: PathBuf,
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.segment.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        write!(f, "{} bytes cut from {name} at offset {}", self.bytes, self.offset)?;
+        if let Some((first, last)) = self.unsigned_records {
+            write!(f, ": records {first}..{last} written but never signed nor acknowledged")?;
+        }
+        if self.torn_bytes > 0 {
+            let sep = if self.unsigned_records.is_some() { " and" } else { ":" };
+            write!(f, "{sep} {} bytes of a torn write", self.torn_bytes)?;
+        }
+        write!(f, "; kept in {}", self.kept_in.display())
+    }
 }
 
 /// What one segment scan learned.
 struct Scan {
     last: Option<(u64, [u8; 32], i64)>,
+    /// Where the last good record ends.
+    last_end: u64,
     checkpoint: Option<(u64, SignedCheckpoint)>,
+    /// Where the newest checkpoint record of this segment ends, and the state after it.
+    checkpoint_end: Option<(u64, (u64, [u8; 32], i64))>,
     stop: Option<ScanStop>,
     file_len: u64,
 }
@@ -49,7 +95,9 @@ fn scan(path: &Path, first: u64) -> Result<Scan> {
     }
     let mut out = Scan {
         last: None,
+        last_end: SEGMENT_HEADER_LEN,
         checkpoint: None,
+        checkpoint_end: None,
         stop: None,
         file_len: reader.file_len(),
     };
@@ -90,16 +138,20 @@ fn scan(path: &Path, first: u64) -> Result<Scan> {
                 .unwrap_or_default();
             let checkpoint = Checkpoint::parse_body(&text).map_err(|e| corrupt(e.to_string()))?;
             out.checkpoint = Some((leaf.seq, SignedCheckpoint { checkpoint, note }));
+            out.checkpoint_end = Some((reader.offset(), (leaf.seq, body.chain, leaf.time_us)));
         }
         out.last = Some((leaf.seq, body.chain, leaf.time_us));
+        out.last_end = reader.offset();
         expected += 1;
     }
     Ok(out)
 }
 
-/// Recovers the log in `log_dir`: cuts a torn tail off the last segment and finds the tail
-/// state and the newest checkpoint.
-pub(crate) fn recover(log_dir: &Path) -> Result<Tail> {
+/// Recovers the log in `log_dir`: cuts what was never acknowledged off the last segment
+/// (into a file in `quarantine_dir`) and finds the tail state and the newest checkpoint.
+/// With `keep_unsigned` (a store from before signed acknowledgements, whose unsigned records
+/// may have been acknowledged) only a torn write is cut. `key` is the log's public key.
+pub(crate) fn recover(log_dir: &Path, quarantine_dir: &Path, key: &VerifierKey, keep_unsigned: bool) -> Result<Tail> {
     let mut segments = list_segments(log_dir)?;
     let mut tail = Tail::default();
     // A crash while creating a segment can leave it without a complete header: it never held
@@ -119,6 +171,14 @@ pub(crate) fn recover(log_dir: &Path) -> Result<Tail> {
     };
 
     let mut last_scan = scan(&last_path, last_first)?;
+    let chain_before = |first: u64| -> Result<[u8; 32]> {
+        // The chain hash in front of the segment's first record: the previous segment's last.
+        match segments.iter().rev().nth(1) {
+            Some((f, p)) if *f < first => Ok(scan(p, *f)?.last.map_or([0u8; 32], |l| l.1)),
+            _ => Ok([0u8; 32]),
+        }
+    };
+    let mut torn_at = None;
     if let Some(stop) = last_scan.stop.take() {
         let (offset, reason) = match stop {
             ScanStop::Torn { offset, .. } => (offset, "record runs past the end of the file".to_string()),
@@ -126,25 +186,64 @@ pub(crate) fn recover(log_dir: &Path) -> Result<Tail> {
         };
         let bytes = std::fs::read(&last_path).at(&last_path)?;
         let rest = &bytes[offset as usize..];
-        // A damaged length field also looks like a record running past the end: only when
-        // no valid record follows is it a torn write.
-        if contains_valid_frame(rest) {
-            let seq = last_scan.last.map_or(last_first, |l| l.0 + 1);
+        // Unreadable bytes are damage, not what a torn write leaves, when acknowledged
+        // records follow them: shown by the record that continues the chain, or by a
+        // checkpoint signed with the log's key over more than what was read. Frame-shaped
+        // bytes inside a message (an outsider's incompressible mail is stored as sent) can
+        // be neither. A store from before signed acknowledgements counts any valid frame.
+        let (next_seq, chain) = match last_scan.last {
+            Some((seq, chain, _)) => (seq + 1, chain),
+            None => (last_first, chain_before(last_first)?),
+        };
+        let acknowledged_follow = if keep_unsigned {
+            contains_valid_frame(rest)
+        } else {
+            contains_chain_continuation(rest, next_seq, &chain) || contains_signed_checkpoint(rest, key, next_seq - 1)
+        };
+        if acknowledged_follow {
             return Err(Error::Corrupt {
-                seq,
+                seq: next_seq,
                 segment: last_path,
                 offset,
-                reason: format!("{reason}; valid records follow, so this is damage, not a torn write (run `mailvault verify`)"),
+                reason: format!("{reason}; acknowledged records follow, so this is damage, not a torn write (run `mailvault verify`)"),
             });
         }
+        torn_at = Some(offset);
+    }
+    // Where the acknowledged part of the segment ends.
+    let keep_to = match (&last_scan.checkpoint_end, keep_unsigned) {
+        (_, true) => last_scan.last_end,
+        (Some((end, _)), false) => *end,
+        // No checkpoint in this segment: the previous segment was sealed after one, so
+        // every record here is unsigned.
+        (None, false) => SEGMENT_HEADER_LEN,
+    };
+    if keep_to < last_scan.file_len {
+        let unsigned_records = if keep_unsigned {
+            None
+        } else {
+            let first = last_scan.checkpoint_end.map_or(last_first, |(_, (seq, _, _))| seq + 1);
+            last_scan.last.filter(|l| l.0 >= first).map(|l| (first, l.0))
+        };
+        let kept_in = quarantine(&last_path, keep_to, quarantine_dir)?;
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(&last_path)
             .at(&last_path)?;
-        file.set_len(offset).at(&last_path)?;
+        file.set_len(keep_to).at(&last_path)?;
         file.sync_all().at(&last_path)?;
-        tail.truncated = Some((last_path.clone(), offset, rest.len() as u64));
-        last_scan.file_len = offset;
+        tail.cut = Some(Cut {
+            segment: last_path.clone(),
+            offset: keep_to,
+            bytes: last_scan.file_len - keep_to,
+            unsigned_records,
+            torn_bytes: torn_at.map_or(0, |t| last_scan.file_len - t),
+            kept_in,
+        });
+        if !keep_unsigned {
+            last_scan.last = last_scan.checkpoint_end.map(|(_, state)| state);
+        }
+        last_scan.file_len = keep_to;
     }
     tail.segment = Some((last_first, last_path, last_scan.file_len));
     let mut last = last_scan.last;
@@ -189,4 +288,43 @@ pub(crate) fn recover(log_dir: &Path) -> Result<Tail> {
         });
     }
     Ok(tail)
+}
+
+/// Copies the bytes of `segment` from `offset` to its end into a new file in `dir`, durably,
+/// before the caller cuts them: recovery never destroys bytes.
+fn quarantine(segment: &Path, offset: u64, dir: &Path) -> Result<PathBuf> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .at(dir)?;
+    let name = segment
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| segment_file_name(0));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let path = dir.join(format!("{name}.{offset}.{stamp}.cut"));
+    let mut from = std::fs::File::open(segment).at(segment)?;
+    from.seek(SeekFrom::Start(offset)).at(segment)?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(&path)
+        .at(&path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = from.read(&mut buf).at(segment)?;
+        if n == 0 {
+            break;
+        }
+        to.write_all(&buf[..n]).at(&path)?;
+    }
+    to.sync_all().at(&path)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+    Ok(path)
 }

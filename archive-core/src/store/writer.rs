@@ -32,19 +32,38 @@ pub(crate) struct ActiveSegment {
 }
 
 impl ActiveSegment {
-    /// Creates a new segment file durably: file, header, fsync, directory fsync.
+    /// Creates a new segment file durably: file, header, fsync, directory fsync. A failed
+    /// attempt (a full disk) removes what it made, and a file of that name left by an earlier
+    /// failed attempt (shorter than a header: it never held a record) is replaced, so the
+    /// next append tries again instead of failing on "file exists" until a restart.
     fn create(log_dir: &std::path::Path, first_seq: u64) -> Result<ActiveSegment> {
         let path = log_dir.join(segment_file_name(first_seq));
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .at(&path)?;
         let header = segment_header(first_seq);
-        file.write_all(&header).at(&path)?;
-        file.sync_all().at(&path)?;
-        File::open(log_dir).and_then(|d| d.sync_all()).at(log_dir)?;
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() < header.len() as u64) {
+            std::fs::remove_file(&path).at(&path)?;
+        }
+        let made = (|| {
+            let mut file = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .at(&path)?;
+            file.write_all(&header).at(&path)?;
+            file.sync_all().at(&path)?;
+            File::open(log_dir).and_then(|d| d.sync_all()).at(log_dir)?;
+            Ok(file)
+        })();
+        let file = match made {
+            Ok(f) => f,
+            Err(e) => {
+                if !matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists) {
+                    // Best effort: recovery also removes a segment without a whole header.
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Err(e);
+            }
+        };
         Ok(ActiveSegment {
             first_seq,
             path,
@@ -126,6 +145,7 @@ pub(crate) struct Writer {
     pub fresh: FreshEntries,
     pub since_checkpoint: u64,
     pub last_checkpoint_at: Instant,
+    pub last_tree_sync_at: Instant,
     pub latest_checkpoint: Option<(u64, SignedCheckpoint)>,
     /// Set when the log may be in an unknown state (a failed fsync or an uncut partial write).
     pub poisoned: Option<String>,
@@ -229,10 +249,27 @@ impl Writer {
         if self.since_checkpoint > 0 {
             self.checkpoint_unchecked(key)?;
         }
+        // Recovery trusts sealed segments entirely, and the tree as far as it was synced.
+        self.tree.sync()?;
         if let Some(s) = self.segment.take() {
-            s.seal()?;
+            if let Err(e) = s.seal() {
+                // The segment's last records may not be on disk, and it will never be the
+                // last segment again (where recovery looks for a torn tail): reopen first.
+                self.poisoned = Some(format!("sealing {} failed: {e}", s.path.display()));
+                return Err(e);
+            }
         }
         self.segment = Some(ActiveSegment::create(&self.log_dir, self.next_seq)?);
+        Ok(())
+    }
+
+    /// Appends the checkpoint of a group commit: over every record written, unless the last
+    /// record already is a checkpoint.
+    pub fn checkpoint_batch(&mut self, key: &LogKey) -> Result<()> {
+        self.check_usable()?;
+        if self.since_checkpoint > 0 {
+            self.checkpoint_unchecked(key)?;
+        }
         Ok(())
     }
 
@@ -263,9 +300,6 @@ impl Writer {
                 )));
             }
         }
-        // The tree hashes a checkpoint covers are durable before the checkpoint is written, so
-        // recovery can trust the tree file up to the newest checkpoint in the log.
-        self.tree.sync()?;
         let signed = key.sign(&Checkpoint {
             origin: key.name().to_string(),
             size,

@@ -123,9 +123,9 @@ mod tests {
         let before = store.stats().last_seq;
         let refused = store.view_message(&inbox, to_bob.seq);
         assert!(matches!(refused, Err(Error::Index(_))), "{refused:?}");
-        // The refusal is in the audit trail.
-        let record = store.read_record_unscoped(store.stats().last_seq).unwrap();
-        assert_eq!(store.stats().last_seq, before + 1);
+        // The refusal is in the audit trail (then the checkpoint of its group commit).
+        assert_eq!(store.stats().last_seq, before + 2);
+        let record = store.read_record_unscoped(before + 1).unwrap();
         let LeafBody::Audit { event } = &record.leaf.body else {
             panic!("no audit record for the refusal");
         };
