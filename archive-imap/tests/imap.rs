@@ -806,3 +806,36 @@ async fn curl_reads_the_archive() {
     assert_eq!(curl_ok(&args, &curl(args.clone()).await), secret);
     served.listening.shutdown().await;
 }
+
+/// BINARY and BINARY.SIZE (RFC 3516, issue #14): quoted-printable and base64 decoded as RFC
+/// 2045 says and as Dovecot answers, partial fetches answered with their origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_fetches_binary_as_rfc_3516_says() {
+    let reader = "reader@example.org";
+    let qp = "From: a@example.net\r\nTo: reader@example.org\r\nSubject: qp\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+line with trailing blanks   \r\nsoft break = \r\nnext=\r\njoined\r\ntab\t\r\nend\r\n";
+    let parts = "From: a@example.net\r\nTo: reader@example.org\r\nSubject: parts\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+ aGV*sb G8g\r\n\td2!9y bGQ=\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: BASE64\r\n\r\n\
+YQ==YQ==\r\nYWI=\r\n\
+--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+not hex =ZZ\r\n\
+--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n\
+begin 644 x\r\n\
+--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+8bit ä =C3=A4=e4 \r\nbare\nlf=\nsoft\r\n\
+--b--\r\n";
+    let served = serve(
+        &[
+            (reader, qp.as_bytes().to_vec()),
+            (reader, parts.as_bytes().to_vec()),
+        ],
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    run_script("imap_binary_client.py", &served, &served.uids).await;
+    served.listening.shutdown().await;
+}
