@@ -839,3 +839,54 @@ begin 644 x\r\n\
     run_script("imap_binary_client.py", &served, &served.uids).await;
     served.listening.shutdown().await;
 }
+
+/// ENVELOPE address lists (RFC 3501 §7.4.2, issue #14): groups as start and end markers
+/// only, source routes in the adl field, comments out of display names, and garbage never
+/// sent as what a client reads as a group marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_reads_envelope_addresses() {
+    let reader = "reader@example.org";
+    let messages = [
+        "From: a@x\r\nTo: <@route:user@domain>\r\nCc: group2: (foo) ;\r\nSubject: e1\r\n\r\nb\r\n",
+        "From: \"Quoted, Name\" <q@x> (comment), Plain (c) Name <p@x>\r\n\
+         To: undisclosed-recipients:;\r\nCc: g1: a@b, \"N\" <c@d>;, e@f\r\n\
+         Bcc: (only a comment)\r\nSubject: e2\r\n\r\nb\r\n",
+        "From: =?utf-8?q?J=C3=BCrgen?= <j@x>\r\nTo: outer: inner: a@b; c@d;\r\n\
+         Cc: unterminated: a@b,\r\n c@d\r\nReply-To: , ,;;\r\nSender: <@r1,@r2:u@d>\r\n\
+         Subject: e3\r\n\r\nb\r\n",
+        "From: garbage\r\nTo: \"just a name\"\r\nCc: a@b (Comment Name)\r\n\
+         Bcc: Hans Müller <h@x>\r\nSubject: e4\r\n\r\nb\r\n",
+    ];
+    let messages: Vec<(&str, Vec<u8>)> = messages.iter().map(|m| (reader, m.as_bytes().to_vec())).collect();
+    let served = serve(
+        &messages,
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    run_script("imap_envelope_client.py", &served, &served.uids).await;
+    served.listening.shutdown().await;
+}
+
+/// SORT CC/TO/DISPLAYTO on address fields that start with a group (RFC 5256 §2.2, RFC 5957,
+/// issue #14): the group's start marker is the first address, so its name sorts, as in
+/// Dovecot (whose answers to the same messages these are).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_sorts_by_groups_as_dovecot() {
+    let reader = "reader@example.org";
+    let messages = [
+        "From: a@x\r\nTo: zeta: aaa@b;\r\nCc: zgroup: aaa@b, c@d;\r\nSubject: 1\r\n\r\nb\r\n",
+        "From: a@x\r\nTo: \"Mid Name\" <mmm@b>\r\nCc: mmm@b\r\nSubject: 2\r\n\r\nb\r\n",
+        "From: a@x\r\nTo: agroup:;\r\nCc: agroup:;\r\nSubject: 3\r\n\r\nb\r\n",
+        "From: a@x\r\nTo: empty:;, zzz@b\r\nCc: empty:;, zzz@b\r\nSubject: 4\r\n\r\nb\r\n",
+        "From: a@x\r\nTo: \"Bee\" <yyy@b>\r\nCc: yyy@b\r\nSubject: 5\r\n\r\nb\r\n",
+        "From: a@x\r\nSubject: 6\r\n\r\nb\r\n",
+    ];
+    let messages: Vec<(&str, Vec<u8>)> = messages.iter().map(|m| (reader, m.as_bytes().to_vec())).collect();
+    let served = serve(
+        &messages,
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    run_script("imap_sort_groups_client.py", &served, &served.uids).await;
+    served.listening.shutdown().await;
+}

@@ -18,6 +18,7 @@ use std::cell::OnceCell;
 use std::num::NonZeroU32;
 use std::sync::LazyLock;
 
+mod address;
 #[cfg(test)]
 mod deep_tests;
 mod fields;
@@ -42,19 +43,25 @@ pub struct Parsed<'a> {
     tree: OnceCell<Option<Message<'a>>>,
 }
 
-/// What ENVELOPE needs parsed: the address fields. Every other field is only located (its
-/// value is sliced from the raw bytes when asked for). Parsing no more than this is faster,
-/// and also more faithful: mail-parser's date parser, for one, can swallow the next field
-/// when a Date is malformed.
+/// What ENVELOPE needs parsed: nothing. Every field is only located, and its value sliced
+/// from the raw bytes when asked for (addresses are read by `address`). Parsing no more
+/// than this is faster, and also more faithful: mail-parser's date parser, for one, can
+/// swallow the next field when a Date is malformed.
 fn envelope_fields(parser: MessageParser) -> MessageParser {
-    parser
-        .header_address(HeaderName::From)
-        .header_address(HeaderName::Sender)
-        .header_address(HeaderName::ReplyTo)
-        .header_address(HeaderName::To)
-        .header_address(HeaderName::Cc)
-        .header_address(HeaderName::Bcc)
-        .default_header_ignore()
+    // Named explicitly because a parser with no named field ignores its default and parses
+    // every field its own way (mail-parser 0.11), Date included.
+    [
+        HeaderName::From,
+        HeaderName::Sender,
+        HeaderName::ReplyTo,
+        HeaderName::To,
+        HeaderName::Cc,
+        HeaderName::Bcc,
+        HeaderName::Date,
+    ]
+    .into_iter()
+    .fold(parser, MessageParser::ignore_header)
+    .default_header_ignore()
 }
 
 /// How deep parts nest before the structure stops: a part at this depth (the top-level
