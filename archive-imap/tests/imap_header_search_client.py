@@ -97,6 +97,10 @@ def headers():
     # TEXT and BODY: words through the index (stems: "question" finds "Question?")...
     check(search("BODY", "question"), [1, 2], "BODY word")
     check(search("TEXT", "hello", "SUBJECT", "eautiful"), [1], "TEXT word and a header key")
+    # Values are words, never the query language's operators.
+    check(search("TEXT", '"re:"'), [6], "TEXT re:")
+    check(search("TEXT", '"from:hans"'), [], "TEXT from:hans")
+    check(search("BODY", '"subject:future"'), [], "BODY subject:future")
     # ...and a term without words as a substring of the decoded text (TEXT: header fields too).
     check(search("TEXT", '"?"'), [1], "TEXT ?")
     check(search("BODY", '"?"'), [1], "BODY ?")

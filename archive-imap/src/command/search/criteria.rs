@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 
 use archive_core::search::analysis::{terms, EXACT};
-use archive_core::search::query::Node;
+use archive_core::search::query::{Node, TextField, Value};
 use archive_core::search::{Query, MAX_TERMS};
 use imap_next::imap_types::core::AString;
 use imap_next::imap_types::datetime::NaiveDate;
@@ -251,40 +251,31 @@ fn header(name: &str, value: &AString<'_>) -> Expr {
 /// A term the index has no word for (punctuation only, such as `?`; or a 40-byte run,
 /// longer than any indexed word) is a substring of the text instead: RFC 3501's own rule,
 /// and what Dovecot without full-text search answers.
+///
+/// The value becomes a query node directly, never query-language text: `TEXT "from:x"` is
+/// the words `from x`, not the `from:` operator, and `TEXT "re:"` is no unknown operator.
 fn text(whole: bool, value: &AString<'_>) -> Result<Expr, Failure> {
-    let text = String::from_utf8_lossy(value.as_ref());
-    if !text.trim().is_empty() && terms(EXACT, &text).is_empty() {
+    let text = String::from_utf8_lossy(value.as_ref()).trim().to_string();
+    if text.is_empty() {
+        // RFC 3501: every string contains the empty string.
+        return Ok(Expr::Const(true));
+    }
+    if terms(EXACT, &text).is_empty() {
         return Ok(Expr::Scan(Scan::Text {
             whole,
             value: text.to_lowercase(),
         }));
     }
-    field(if whole { "" } else { "body" }, value)
-}
-
-/// A content key as a query of the one query language (docs/SEARCH.md).
-fn field(op: &str, value: &AString<'_>) -> Result<Expr, Failure> {
-    let value = String::from_utf8_lossy(value.as_ref()).into_owned();
-    // The query language has no escape for '"'; it separates words anyway.
-    let value = value.replace('"', " ");
-    let value = value.trim();
-    if value.is_empty() {
-        // RFC 3501: every string contains the empty string.
-        return Ok(Expr::Const(true));
-    }
-    // A single token (an address, a word) goes unquoted so that full addresses match
-    // exactly; anything else is a phrase.
-    let single = !value.contains(char::is_whitespace) && !value.contains(['(', ')']);
-    let term = if single && !value.starts_with('-') {
-        value.to_string()
-    } else {
-        format!("\"{value}\"")
+    // One token (a word, an address) stays a word, so that a full address is matched
+    // whole; more are a phrase (the words in this order).
+    let single = !text.contains(char::is_whitespace);
+    let node = match (whole, single) {
+        (true, true) => Node::Word(text),
+        (true, false) => Node::Phrase(text),
+        (false, true) => Node::Field(TextField::Body, Value::Word(text)),
+        (false, false) => Node::Field(TextField::Body, Value::Phrase(text)),
     };
-    indexed(if op.is_empty() {
-        term
-    } else {
-        format!("{op}:{term}")
-    })
+    Ok(Expr::Index(node))
 }
 
 /// One term of the query language as an index key.
