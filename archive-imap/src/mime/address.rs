@@ -16,8 +16,9 @@
 //! `MISSING_MAILBOX`; a group left open is closed at the end of the field; a comment alone
 //! is no address. Display names stay as written (encoded words included), unquoted.
 
-/// What Dovecot sends for the part of an address the field does not have.
+/// What Dovecot sends as the mailbox of a name without address (`"just a name"`, `<>`).
 pub const MISSING_MAILBOX: &[u8] = b"MISSING_MAILBOX";
+/// What Dovecot sends as the host of a mailbox without domain (`MAILER-DAEMON`).
 pub const MISSING_DOMAIN: &[u8] = b"MISSING_DOMAIN";
 
 /// One element of an address list as ENVELOPE sends it.
