@@ -253,12 +253,19 @@ impl<'a> Parsed<'a> {
     }
 
     /// Part `id`'s Content-Transfer-Encoding as the raw bytes say it, lower case; `7bit`
-    /// if it has none.
+    /// if it has none. The mechanism is the field's one token (RFC 2045 §6.1): a comment or
+    /// anything else after it (`base64 (from a gateway)`) does not make it unknown.
     fn transfer_encoding(&self, msg: &Message<'a>, id: usize) -> String {
         let value = self
             .raw_header(msg, id, "Content-Transfer-Encoding")
             .unwrap_or_default();
-        let value = String::from_utf8_lossy(&value).trim().to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&value);
+        let token = value
+            .trim()
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+            .next()
+            .unwrap_or("");
+        let value = token.to_ascii_lowercase();
         if value.is_empty() {
             "7bit".to_string()
         } else {
@@ -507,6 +514,18 @@ Content-Type: multipart/alternative; boundary=\"y\"\r\n\r\n\
             },
             _ => panic!("not multipart"),
         }
+    }
+
+    #[test]
+    fn binary_reads_the_encoding_token() {
+        let raw = b"Content-Transfer-Encoding: Base64 (from a gateway)\r\n\r\naGVsbG8=\r\n";
+        let p = Parsed::new(raw);
+        assert_eq!(p.binary(&path(&[1])), Some(Ok(Cow::Borrowed(&b"hello"[..]))));
+        let raw = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n";
+        assert_eq!(
+            Parsed::new(raw).binary(&path(&[1])),
+            Some(Err(Undecodable::UnknownCte))
+        );
     }
 
     #[test]
