@@ -1002,8 +1002,15 @@ fn recovery_cuts_a_torn_tail_and_refuses_damage() {
             h32(&load("merkle.json")["roots"][10]["root_hex"])
         );
         let cut = store.recovered().expect("the cut is reported").clone();
-        assert_eq!((cut.offset, cut.bytes, cut.torn_bytes), (original.len() as u64, torn.len() as u64, torn.len() as u64));
-        assert_eq!(std::fs::read(&cut.kept_in).unwrap(), torn, "the cut bytes are kept");
+        assert_eq!(
+            (cut.offset, cut.bytes, cut.torn_bytes),
+            (original.len() as u64, torn.len() as u64, torn.len() as u64)
+        );
+        assert_eq!(
+            std::fs::read(&cut.kept_in).unwrap(),
+            torn,
+            "the cut bytes are kept"
+        );
         let audit = store.read_record_unscoped(11).unwrap();
         let LeafBody::Audit { event } = &audit.leaf.body else {
             panic!("record 11 is the recovery's audit record");

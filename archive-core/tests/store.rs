@@ -212,17 +212,31 @@ fn torn_tail_is_cut_at_open_and_damage_before_valid_records_is_refused() {
     for garbage in [&b"x"[..], &[0u8; 300][..]] {
         let intact = std::fs::read(&segment).unwrap();
         let last = assert_verifies(&path).records;
-        let garbage = if garbage == b"x" { &intact[16..16 + 40] } else { garbage };
+        let garbage = if garbage == b"x" {
+            &intact[16..16 + 40]
+        } else {
+            garbage
+        };
         let mut torn = intact.clone();
         torn.extend_from_slice(garbage);
         std::fs::write(&segment, &torn).unwrap();
         let store = open(&path, StoreConfig::default());
-        assert_eq!(store.stats().last_seq, last + 2, "every record survives; the cut is audited");
+        assert_eq!(
+            store.stats().last_seq,
+            last + 2,
+            "every record survives; the cut is audited"
+        );
         let cut = store.recovered().expect("a cut").clone();
-        assert_eq!((cut.offset, cut.torn_bytes, cut.unsigned_records), (intact.len() as u64, garbage.len() as u64, None));
+        assert_eq!(
+            (cut.offset, cut.torn_bytes, cut.unsigned_records),
+            (intact.len() as u64, garbage.len() as u64, None)
+        );
         assert_eq!(std::fs::read(&cut.kept_in).unwrap(), garbage);
         store.close().unwrap();
-        assert!(std::fs::read(&segment).unwrap().starts_with(&intact), "the tail was cut, nothing else");
+        assert!(
+            std::fs::read(&segment).unwrap().starts_with(&intact),
+            "the tail was cut, nothing else"
+        );
         assert_verifies(&path);
     }
     let intact = std::fs::read(&segment).unwrap();

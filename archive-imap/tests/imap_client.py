@@ -240,7 +240,11 @@ assert search("UNSEEN") == [] and search("DELETED") == []
 assert search("LARGER", str(len(gruesse) - 1), "SMALLER", str(len(gruesse) + 1)) == [UIDS["gruesse"]]
 assert search("SINCE", "1-Jan-2000") == search("ALL")
 assert search("BEFORE", "1-Jan-2000") == []
-assert search("SENTBEFORE", "1-Apr-2024") == [UIDS["rechnung"], UIDS["gruesse"]]
+# Sent dates are the day written in the Date header (RFC 3501): Grüße, sent "Mon, 01 Apr
+# 2024 01:30:00 +0200", is on 1 April although it is 31 March in UTC.
+assert search("SENTBEFORE", "1-Apr-2024") == [UIDS["rechnung"]]
+assert search("SENTON", "1-Apr-2024") == [UIDS["gruesse"], UIDS["blind"]]
+assert search("SENTSINCE", "1-Apr-2024") == [UIDS["gruesse"], UIDS["blind"]]
 assert search("OR", "FROM", "hans.mueller@example.de", "FROM", "p.mueller@example.ch") == [UIDS["rechnung"], UIDS["gruesse"]]
 assert search("NOT", "FROM", "hans.mueller@example.de") == [UIDS["gruesse"], UIDS["blind"]]
 assert search("2:*", uid=False) == [2, 3]

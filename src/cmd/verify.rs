@@ -33,7 +33,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let key = verifier_key(&layout, args.pubkey.as_deref())?;
     let mut pinned = Vec::new();
     for path in &args.checkpoint {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading checkpoint {}", path.display()))?;
         // A kept checkpoint the log's key does not sign: the log, or its key, was replaced.
         match key.verify_note(&text) {
             Ok(signed) => pinned.push(signed),

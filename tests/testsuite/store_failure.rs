@@ -111,16 +111,9 @@ fn a_full_disk_is_the_stores_fault_and_a_missing_mailbox_is_not() {
     let log = server.log.lock().unwrap().clone();
     assert!(log.contains("NO [UNAVAILABLE]"), "the server log says why: {log}");
     assert!(!log.contains("panicked"), "{log}");
-    // The final checkpoint cannot be written either: a clean exit that says so, once.
-    let log = server.log.clone();
-    assert_eq!(server.stop(), Some(2));
-    let log = log.lock().unwrap().clone();
-    let last = log
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("mailvault: "))
-        .unwrap_or_default();
-    assert!(last.ends_with(".seg: File too large (os error 27)"), "{last}");
+    // Every acknowledged record is under a checkpoint already: the stop writes nothing to
+    // the full segment and ends cleanly.
+    assert_eq!(server.stop(), Some(0));
     // Nothing half-written: the log verifies, and with room again the store takes mail.
     let (code, out) = vault.verify(&[]);
     assert_eq!(code, 0, "{out}");

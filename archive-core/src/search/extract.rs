@@ -158,6 +158,25 @@ fn is_encoded(raw: &[u8], part: &mail_parser::MessagePart<'_>) -> bool {
         })
 }
 
+/// The Date header of a parsed message (parsed with its Date as a date, as
+/// `MessageParser::default()` does) if the index dates the message by it: valid, and in
+/// 1970..=9999. Other years are broken headers, and the receive time is a better date.
+/// Front doors that compare dates as written (IMAP SENTON) use this to agree with the index.
+pub fn usable_date(msg: &Message<'_>) -> Option<mail_parser::DateTime> {
+    msg.date()
+        .filter(|d| d.is_valid() && (1970..=9999).contains(&d.year))
+        .cloned()
+}
+
+/// The body text the index holds for a raw message ([`MailFields::body`]: text parts, HTML
+/// as text, text attachments, forwarded messages; decoded; at most [`MAX_TEXT_BYTES`]).
+/// For front doors that must look for what the index has no words for (a term of
+/// punctuation only). Parsed as the indexer parses; mail-parser's debug assertions on
+/// some malformed mail are caught, as there.
+pub fn body_text(raw: &[u8]) -> String {
+    std::panic::catch_unwind(|| MailFields::extract(raw).body).unwrap_or_default()
+}
+
 /// Drops a parsed message without recursion: mail-parser's tree drops recursively, once
 /// per nested message/rfc822, and the sender chooses how many there are. Every holder of a
 /// parsed message from the network drops it through here (the indexer, IMAP's MIME).
@@ -190,11 +209,7 @@ fn from_message(msg: &Message<'_>) -> MailFields {
         add_mailboxes(&mut f.bcc, Some(a));
     }
     add_mailboxes(&mut f.reply_to, msg.reply_to());
-    // Years outside 1970..=9999 are broken headers; the receive time is a better date.
-    f.date = msg
-        .date()
-        .filter(|d| d.is_valid() && (1970..=9999).contains(&d.year))
-        .map(|d| d.to_timestamp());
+    f.date = usable_date(msg).map(|d| d.to_timestamp());
     f.message_id = msg.message_id().map(clean_id).filter(|s| !s.is_empty());
     for v in [msg.in_reply_to(), msg.references()] {
         add_ids(&mut f.references, v);

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use budget::{Budget, Cancel, Stopped, DEFAULT_TIME_LIMIT};
 pub use document::Delivery;
-pub use extract::{drop_flat as drop_parsed_message, Mailbox};
+pub use extract::{body_text, drop_flat as drop_parsed_message, usable_date, Mailbox};
 pub use query::{Query, QueryError, QueryErrorKind, MAX_DEPTH, MAX_TERMS};
 pub use results::{Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT};
 pub use scope::Principal;

@@ -84,11 +84,14 @@ impl Layout {
     /// Replaces the identity file atomically and durably.
     pub fn write_identity(&self, identity: &StoreIdentity) -> Result<()> {
         let tmp = self.dir.join("store.json.tmp");
-        let json = serde_json::to_string_pretty(identity).map_err(|e| Error::Internal(format!("store identity: {e}")))?;
+        let json = serde_json::to_string_pretty(identity)
+            .map_err(|e| Error::Internal(format!("store identity: {e}")))?;
         std::fs::write(&tmp, json + "\n").at(&tmp)?;
         std::fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
         std::fs::rename(&tmp, &self.identity).at(&self.identity)?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).at(&self.dir)
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .at(&self.dir)
     }
 
     /// The quarantine files (what recovery cut off the log), oldest first, with their sizes.

@@ -12,12 +12,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::log::checkpoint::VerifierKey;
 use crate::log::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::log::record::{Leaf, LeafBody};
-use crate::log::checkpoint::VerifierKey;
 use crate::log::segment::{
-    contains_chain_continuation, contains_signed_checkpoint, contains_valid_frame, list_segments, segment_file_name,
-    ScanStop, SegmentReader, SEGMENT_HEADER_LEN,
+    contains_chain_continuation, contains_signed_checkpoint, contains_valid_frame, list_segments,
+    segment_file_name, ScanStop, SegmentReader, SEGMENT_HEADER_LEN,
 };
 use crate::{Error, IoContext, Result};
 
@@ -58,27 +58,45 @@ pub struct Cut {
 
 impl std::fmt::Display for Cut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = self.segment.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-        write!(f, "{} bytes cut from {name} at offset {}", self.bytes, self.offset)?;
+        let name = self
+            .segment
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        write!(
+            f,
+            "{} bytes cut from {name} at offset {}",
+            self.bytes, self.offset
+        )?;
         if let Some((first, last)) = self.unsigned_records {
-            write!(f, ": records {first}..{last} written but never signed nor acknowledged")?;
+            write!(
+                f,
+                ": records {first}..{last} written but never signed nor acknowledged"
+            )?;
         }
         if self.torn_bytes > 0 {
-            let sep = if self.unsigned_records.is_some() { " and" } else { ":" };
+            let sep = if self.unsigned_records.is_some() {
+                " and"
+            } else {
+                ":"
+            };
             write!(f, "{sep} {} bytes of a torn write", self.torn_bytes)?;
         }
         write!(f, "; kept in {}", self.kept_in.display())
     }
 }
 
+/// A record's seq, chain hash and receive time: the log's state right after it.
+type After = (u64, [u8; 32], i64);
+
 /// What one segment scan learned.
 struct Scan {
-    last: Option<(u64, [u8; 32], i64)>,
+    last: Option<After>,
     /// Where the last good record ends.
     last_end: u64,
     checkpoint: Option<(u64, SignedCheckpoint)>,
     /// Where the newest checkpoint record of this segment ends, and the state after it.
-    checkpoint_end: Option<(u64, (u64, [u8; 32], i64))>,
+    checkpoint_end: Option<(u64, After)>,
     stop: Option<ScanStop>,
     file_len: u64,
 }
@@ -151,7 +169,12 @@ fn scan(path: &Path, first: u64) -> Result<Scan> {
 /// (into a file in `quarantine_dir`) and finds the tail state and the newest checkpoint.
 /// With `keep_unsigned` (a store from before signed acknowledgements, whose unsigned records
 /// may have been acknowledged) only a torn write is cut. `key` is the log's public key.
-pub(crate) fn recover(log_dir: &Path, quarantine_dir: &Path, key: &VerifierKey, keep_unsigned: bool) -> Result<Tail> {
+pub(crate) fn recover(
+    log_dir: &Path,
+    quarantine_dir: &Path,
+    key: &VerifierKey,
+    keep_unsigned: bool,
+) -> Result<Tail> {
     let mut segments = list_segments(log_dir)?;
     let mut tail = Tail::default();
     // A crash while creating a segment can leave it without a complete header: it never held
@@ -198,7 +221,8 @@ pub(crate) fn recover(log_dir: &Path, quarantine_dir: &Path, key: &VerifierKey, 
         let acknowledged_follow = if keep_unsigned {
             contains_valid_frame(rest)
         } else {
-            contains_chain_continuation(rest, next_seq, &chain) || contains_signed_checkpoint(rest, key, next_seq - 1)
+            contains_chain_continuation(rest, next_seq, &chain)
+                || contains_signed_checkpoint(rest, key, next_seq - 1)
         };
         if acknowledged_follow {
             return Err(Error::Corrupt {
@@ -222,7 +246,9 @@ pub(crate) fn recover(log_dir: &Path, quarantine_dir: &Path, key: &VerifierKey, 
         let unsigned_records = if keep_unsigned {
             None
         } else {
-            let first = last_scan.checkpoint_end.map_or(last_first, |(_, (seq, _, _))| seq + 1);
+            let first = last_scan
+                .checkpoint_end
+                .map_or(last_first, |(_, (seq, _, _))| seq + 1);
             last_scan.last.filter(|l| l.0 >= first).map(|l| (first, l.0))
         };
         let kept_in = quarantine(&last_path, keep_to, quarantine_dir)?;

@@ -57,7 +57,8 @@ impl ActiveSegment {
         let file = match made {
             Ok(f) => f,
             Err(e) => {
-                if !matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists) {
+                if !matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+                {
                     // Best effort: recovery also removes a segment without a whole header.
                     let _ = std::fs::remove_file(&path);
                 }

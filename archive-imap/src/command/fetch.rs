@@ -25,7 +25,7 @@ use imap_next::imap_types::sequence::SequenceSet;
 
 use super::Done;
 use crate::envelope_cache::EnvelopeCache;
-use crate::mime::{header_fields, nstring, Parsed};
+use crate::mime::{header_fields, nstring, Parsed, Undecodable};
 use crate::sequence::{compact_set, resolve};
 use crate::session::{bad, code, no, ok, Closed, Conn, Session};
 
@@ -153,12 +153,19 @@ pub(crate) async fn handle(
                     c.flush().await?;
                 }
             }
-            Err((_, Unreadable::UnknownCte)) => {
+            Err((_, Unreadable::Binary(Undecodable::UnknownCte))) => {
                 return Done::reply(no(
                     tag,
                     Some(code("UNKNOWN-CTE")),
                     "BINARY: the part has a transfer encoding this server cannot decode; \
                      use BODY[] for the stored bytes",
+                ));
+            }
+            Err((_, Unreadable::Binary(Undecodable::Corrupt))) => {
+                return Done::reply(no(
+                    tag,
+                    Some(code("PARSE")),
+                    "BINARY: the part is not valid quoted-printable; use BODY[] for the stored bytes",
                 ));
             }
             Err((uid_value, Unreadable::Store(e))) => {
@@ -200,8 +207,8 @@ fn worker_count() -> usize {
 enum Unreadable {
     /// The store failed (the client gets NO with the code of its fault).
     Store(archive_core::Error),
-    /// BINARY of a part whose Content-Transfer-Encoding is unknown (RFC 3516 UNKNOWN-CTE).
-    UnknownCte,
+    /// BINARY of a part whose content cannot be decoded (RFC 3516 UNKNOWN-CTE, or corrupt).
+    Binary(Undecodable),
 }
 
 /// What the items asked need of each message.
@@ -274,20 +281,16 @@ impl Reader {
                 continue;
             };
             let items = self.message_items(Message { uid, seq }).map_err(|e| (uid, e))?;
-            let (Some(number), Ok(items)) = (
-                u32::try_from(*n).ok().and_then(NonZeroU32::new),
-                Vec1::try_from(items),
-            ) else {
+            let Some(number) = u32::try_from(*n).ok().and_then(NonZeroU32::new) else {
                 continue;
             };
-            let response = Response::Data(Data::Fetch { seq: number, items });
-            wire.extend(ResponseCodec::default().encode(&response).dump());
+            encode_fetch(number, items, &mut wire);
         }
         Ok(wire)
     }
 
     /// The reply items for one message, in the order asked.
-    fn message_items(&self, message: Message) -> Result<Vec<MessageDataItem<'static>>, Unreadable> {
+    fn message_items(&self, message: Message) -> Result<Vec<Answer>, Unreadable> {
         let (store, view, names, needs) = (&self.store, &self.view, &self.names, self.needs);
         let uid = message.uid;
         let cached_envelope = if needs.envelope && !needs.bytes {
@@ -317,6 +320,7 @@ impl Reader {
         let parsed = Parsed::new(&raw);
         let mut out = Vec::with_capacity(names.len());
         for name in names {
+            let mut binary_origin = None;
             let item = match name {
                 MessageDataItemName::Uid => {
                     let u = u32::try_from(uid).ok().and_then(NonZeroU32::new);
@@ -366,6 +370,9 @@ impl Reader {
                     }
                 }
                 MessageDataItemName::Binary { section, partial, .. } => {
+                    // RFC 3516 §4.2 (as RFC 3501 for BODY): the answer to a partial fetch
+                    // names its origin, `BINARY[1]<0>`.
+                    binary_origin = partial.map(|(start, _)| start);
                     let value = match parsed.binary(section) {
                         Some(Ok(b)) => {
                             let b = match partial {
@@ -377,7 +384,7 @@ impl Reader {
                                 mode: LiteralMode::Sync,
                             })
                         }
-                        Some(Err(())) => return Err(Unreadable::UnknownCte),
+                        Some(Err(why)) => return Err(Unreadable::Binary(why)),
                         None => NString8::NString(NString(None)),
                     };
                     MessageDataItem::Binary {
@@ -386,9 +393,10 @@ impl Reader {
                     }
                 }
                 MessageDataItemName::BinarySize { section } => {
+                    // The length of exactly what BINARY[section] gives.
                     let size = match parsed.binary(section) {
                         Some(Ok(b)) => b.len(),
-                        Some(Err(())) => return Err(Unreadable::UnknownCte),
+                        Some(Err(why)) => return Err(Unreadable::Binary(why)),
                         None => 0,
                     };
                     MessageDataItem::BinarySize {
@@ -399,10 +407,59 @@ impl Reader {
                 #[allow(unreachable_patterns)]
                 _ => continue,
             };
-            out.push(item);
+            out.push(Answer { item, binary_origin });
         }
         Ok(out)
     }
+}
+
+/// One item of a FETCH answer.
+struct Answer {
+    item: MessageDataItem<'static>,
+    /// The origin of a partial BINARY, which imap-types' item cannot carry.
+    binary_origin: Option<u32>,
+}
+
+/// Appends the FETCH response of message `number` with `items` to `wire`. imap-codec
+/// encodes it; only a partial BINARY is encoded item by item, with `<origin>` put after its
+/// section (`BINARY[1.2]` is all digits and dots, so the first `]` closes it).
+fn encode_fetch(number: NonZeroU32, items: Vec<Answer>, wire: &mut Vec<u8>) {
+    let encode = |items: Vec1<MessageDataItem<'static>>| {
+        let response = Response::Data(Data::Fetch { seq: number, items });
+        ResponseCodec::default().encode(&response).dump()
+    };
+    if items.iter().all(|a| a.binary_origin.is_none()) {
+        if let Ok(items) = Vec1::try_from(items.into_iter().map(|a| a.item).collect::<Vec<_>>()) {
+            wire.extend(encode(items));
+        }
+        return;
+    }
+    let head = format!("* {number} FETCH (");
+    wire.extend_from_slice(head.as_bytes());
+    let mut first = true;
+    for answer in items {
+        let one = encode(Vec1::from(answer.item));
+        // `* n FETCH (` item `)\r\n`, as encoded just now.
+        let Some(item) = one
+            .get(head.len()..one.len().saturating_sub(3))
+            .filter(|_| one.starts_with(head.as_bytes()) && one.ends_with(b")\r\n"))
+        else {
+            continue;
+        };
+        if !first {
+            wire.push(b' ');
+        }
+        first = false;
+        match (answer.binary_origin, item.iter().position(|b| *b == b']')) {
+            (Some(origin), Some(close)) => {
+                wire.extend_from_slice(&item[..=close]);
+                wire.extend_from_slice(format!("<{origin}>").as_bytes());
+                wire.extend_from_slice(&item[close + 1..]);
+            }
+            _ => wire.extend_from_slice(item),
+        }
+    }
+    wire.extend_from_slice(b")\r\n");
 }
 
 /// The bytes of a BODY[section]; `None` if the section does not exist in this message.

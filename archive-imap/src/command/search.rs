@@ -1,12 +1,16 @@
 //! SEARCH and UID SEARCH. The keys become a plan (`criteria`): flattened, deduplicated,
 //! capped, with content keys grouped into as few full-text queries as the key structure
-//! allows (usually one). The plan runs on a blocking thread within a time limit, and is
-//! cancelled if the client disconnects meanwhile. Bodies are never scanned here.
+//! allows (usually one). The plan runs (`eval`) on a blocking thread within a time limit,
+//! and is cancelled if the client disconnects meanwhile. Header keys and sent dates read the
+//! header of each message the other keys leave (`scan`); only a TEXT or BODY term without
+//! searchable words reads bodies.
 //!
 //! A SEARCH with RFC 4731 result options (`RETURN (MIN MAX ALL COUNT)`, cut out of the line
 //! by `protocol`) is answered with one `* ESEARCH` line instead of `* SEARCH`.
 
 mod criteria;
+mod eval;
+mod scan;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -20,8 +24,9 @@ use imap_next::imap_types::search::SearchKey;
 use super::Done;
 use crate::esearch::{self, Returns};
 use crate::session::{bad, code, no, ok, Closed, Conn, Session};
+use criteria::Failure;
 pub(crate) use criteria::MAX_KEY_DEPTH;
-use criteria::{Evaluator, Failure};
+use eval::Evaluator;
 
 /// How long one SEARCH (or SORT/THREAD's search keys) may take before it is answered
 /// `NO [LIMIT]`.

@@ -3,17 +3,18 @@
 
 use std::sync::LazyLock;
 
-use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
+use mail_parser::parsers::MessageStream;
+use mail_parser::{HeaderName, HeaderValue, Message, MessageParser};
+
+use super::address::{self, Entry, MISSING_DOMAIN, MISSING_MAILBOX};
 
 /// The fields below, parsed; every other field skipped unparsed (`Received` chains cost
-/// more than all of these together).
+/// more than all of these together). Address fields are only located: they are read as
+/// ENVELOPE reads them (`address`).
 static SORT_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
     MessageParser::new()
         .header_date(HeaderName::Date)
         .header_text(HeaderName::Subject)
-        .header_address(HeaderName::From)
-        .header_address(HeaderName::To)
-        .header_address(HeaderName::Cc)
         .header_id(HeaderName::MessageId)
         .header_id(HeaderName::References)
         .header_id(HeaderName::InReplyTo)
@@ -34,11 +35,13 @@ pub struct SortFields {
     pub subject: String,
     /// Extracting the base subject removed a reply or forward marker.
     pub is_reply: bool,
-    /// addr-mailbox (local part) of the first From/To/Cc address, case-folded; empty if none.
+    /// addr-mailbox (local part) of the first From/To/Cc address as ENVELOPE lists them,
+    /// case-folded; a group's name if the field starts with a group; empty if none.
     pub from: String,
     pub to: String,
     pub cc: String,
-    /// RFC 5957 display name of the first From/To address (else its addr-spec), case-folded.
+    /// RFC 5957 display name of the first From/To address (else its addr-spec; a group's
+    /// name), decoded and case-folded.
     pub display_from: String,
     pub display_to: String,
     /// Message-ID without angle brackets.
@@ -70,11 +73,14 @@ impl SortFields {
         let (subject, is_reply) = base_subject(msg.subject().unwrap_or(""));
         f.subject = subject.to_uppercase();
         f.is_reply = is_reply;
-        f.from = mailbox_of(msg.from());
-        f.to = mailbox_of(msg.to());
-        f.cc = mailbox_of(msg.cc());
-        f.display_from = display_of(msg.from());
-        f.display_to = display_of(msg.to());
+        let first =
+            |name: &str| raw_value(&msg, block, name).and_then(|v| address::parse(&v).into_iter().next());
+        let (from, to, cc) = (first("From"), first("To"), first("Cc"));
+        f.from = mailbox_of(from.as_ref());
+        f.to = mailbox_of(to.as_ref());
+        f.cc = mailbox_of(cc.as_ref());
+        f.display_from = display_of(from.as_ref());
+        f.display_to = display_of(to.as_ref());
         f.message_id = msg
             .message_id()
             .map(|id| id.trim().to_string())
@@ -105,26 +111,75 @@ fn header_block(raw: &[u8]) -> &[u8] {
     raw
 }
 
-fn mailbox_of(a: Option<&Address<'_>>) -> String {
-    let Some(addr) = a.and_then(Address::first) else {
-        return String::new();
-    };
-    let spec = addr.address.as_deref().unwrap_or("");
-    let local = spec.rsplit_once('@').map_or(spec, |(l, _)| l);
-    local.to_uppercase()
+/// The unfolded raw value of the first field `name` of `msg`, parsed from `block`.
+fn raw_value(msg: &Message<'_>, block: &[u8], name: &str) -> Option<Vec<u8>> {
+    let h = msg
+        .parts
+        .first()?
+        .headers
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+    let value = block.get(h.offset_start as usize..h.offset_end as usize)?;
+    Some(
+        value
+            .iter()
+            .copied()
+            .filter(|b| *b != b'\r' && *b != b'\n')
+            .collect(),
+    )
 }
 
-fn display_of(a: Option<&Address<'_>>) -> String {
-    let Some(addr) = a.and_then(Address::first) else {
-        return String::new();
+/// RFC 5256 §2.2: the addr-mailbox of the first address. When the field starts with a
+/// group, that is the group's start marker, whose mailbox is the group's name (RFC 3501
+/// §7.4.2); Dovecot sorts so too.
+fn mailbox_of(first: Option<&Entry>) -> String {
+    let mailbox = match first {
+        Some(Entry::GroupStart(name)) => name.as_slice(),
+        Some(Entry::Mailbox { mailbox, .. }) if mailbox != MISSING_MAILBOX => mailbox,
+        _ => b"",
     };
-    let name = addr.name.as_deref().map(str::trim).unwrap_or("");
-    let shown = if name.is_empty() {
-        addr.address.as_deref().unwrap_or("")
-    } else {
-        name
+    String::from_utf8_lossy(mailbox).to_uppercase()
+}
+
+/// RFC 5957 §3: the decoded display name of the first address, or its addr-spec if it has
+/// none; for a group, its name (as Dovecot).
+fn display_of(first: Option<&Entry>) -> String {
+    let shown = match first {
+        Some(Entry::GroupStart(name)) => decoded(name),
+        Some(Entry::Mailbox {
+            name, mailbox, host, ..
+        }) => match name.as_deref().map(decoded).filter(|n| !n.trim().is_empty()) {
+            Some(name) => name,
+            None => {
+                let part = |b: &[u8], missing: &[u8]| {
+                    if b == missing {
+                        String::new()
+                    } else {
+                        String::from_utf8_lossy(b).into_owned()
+                    }
+                };
+                let (local, domain) = (part(mailbox, MISSING_MAILBOX), part(host, MISSING_DOMAIN));
+                if domain.is_empty() {
+                    local
+                } else {
+                    format!("{local}@{domain}")
+                }
+            }
+        },
+        _ => String::new(),
     };
-    shown.to_lowercase()
+    shown.trim().to_lowercase()
+}
+
+/// A display name with its RFC 2047 encoded words decoded (mail-parser's unstructured
+/// field parser, which wants the field's line break).
+fn decoded(name: &[u8]) -> String {
+    let mut line = name.to_vec();
+    line.push(b'\n');
+    match MessageStream::new(&line).parse_unstructured() {
+        HeaderValue::Text(t) => t.into_owned(),
+        _ => String::from_utf8_lossy(name).into_owned(),
+    }
 }
 
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {
@@ -263,6 +318,19 @@ Message-ID: <a@b>\r\nReferences: <r1@b> <r2@b>\r\n\r\nFrom: body@not.header\r\n"
         assert_eq!(f.sent_us, 1_893_488_400 * 1_000_000);
         assert_eq!(f.message_id.as_deref(), Some("a@b"));
         assert_eq!(f.references, vec!["r1@b".to_string(), "r2@b".to_string()]);
+        // A group's start marker is the first address: its name sorts (RFC 5256 §2.2 on
+        // RFC 3501's ENVELOPE; Dovecot), not its first member.
+        let groups = SortFields::parse(
+            b"From: =?utf-8?q?Z=C3=B6e?= <zoe@x>\r\nTo: zeta: aaa@b;\r\n\
+Cc: (c) empty:;, zzz@b\r\n\r\n",
+            0,
+            0,
+        );
+        assert_eq!((groups.to.as_str(), groups.cc.as_str()), ("ZETA", "EMPTY"));
+        assert_eq!(
+            (groups.display_from.as_str(), groups.display_to.as_str()),
+            ("zöe", "zeta")
+        );
         let none = SortFields::parse(b"Subject: x\r\nIn-Reply-To: <p@q> <z@q>\r\n\r\n", 5, 1);
         assert_eq!(none.sent_us, 5);
         assert_eq!(none.references, vec!["p@q".to_string()]);

@@ -18,6 +18,7 @@ use std::cell::OnceCell;
 use std::num::NonZeroU32;
 use std::sync::LazyLock;
 
+mod address;
 #[cfg(test)]
 mod deep_tests;
 mod fields;
@@ -42,19 +43,25 @@ pub struct Parsed<'a> {
     tree: OnceCell<Option<Message<'a>>>,
 }
 
-/// What ENVELOPE needs parsed: the address fields. Every other field is only located (its
-/// value is sliced from the raw bytes when asked for). Parsing no more than this is faster,
-/// and also more faithful: mail-parser's date parser, for one, can swallow the next field
-/// when a Date is malformed.
+/// What ENVELOPE needs parsed: nothing. Every field is only located, and its value sliced
+/// from the raw bytes when asked for (addresses are read by `address`). Parsing no more
+/// than this is faster, and also more faithful: mail-parser's date parser, for one, can
+/// swallow the next field when a Date is malformed.
 fn envelope_fields(parser: MessageParser) -> MessageParser {
-    parser
-        .header_address(HeaderName::From)
-        .header_address(HeaderName::Sender)
-        .header_address(HeaderName::ReplyTo)
-        .header_address(HeaderName::To)
-        .header_address(HeaderName::Cc)
-        .header_address(HeaderName::Bcc)
-        .default_header_ignore()
+    // Named explicitly because a parser with no named field ignores its default and parses
+    // every field its own way (mail-parser 0.11), Date included.
+    [
+        HeaderName::From,
+        HeaderName::Sender,
+        HeaderName::ReplyTo,
+        HeaderName::To,
+        HeaderName::Cc,
+        HeaderName::Bcc,
+        HeaderName::Date,
+    ]
+    .into_iter()
+    .fold(parser, MessageParser::ignore_header)
+    .default_header_ignore()
 }
 
 /// How deep parts nest before the structure stops: a part at this depth (the top-level
@@ -201,10 +208,9 @@ impl<'a> Parsed<'a> {
         Some(self.slice(part.offset_body, end))
     }
 
-    /// The content of part `path` with its transfer encoding undone (RFC 3516 BINARY);
-    /// `Err(())` for an encoding we cannot undo (the client gets
-    /// `[UNKNOWN-CTE]`).
-    pub fn binary(&self, path: &[NonZeroU32]) -> Option<Result<Cow<'a, [u8]>, ()>> {
+    /// The content of part `path` with its transfer encoding undone (RFC 3516 BINARY), or
+    /// why it cannot be (the client gets `[UNKNOWN-CTE]` or `[PARSE]`).
+    pub fn binary(&self, path: &[NonZeroU32]) -> Option<Result<Cow<'a, [u8]>, Undecodable>> {
         let bytes = self.part(path)?;
         if path.is_empty() {
             return Some(Ok(Cow::Borrowed(bytes)));
@@ -214,8 +220,8 @@ impl<'a> Parsed<'a> {
         Some(match cte.as_str() {
             "7bit" | "8bit" | "binary" | "" => Ok(Cow::Borrowed(bytes)),
             "base64" => Ok(Cow::Owned(decode_base64(bytes))),
-            "quoted-printable" => Ok(Cow::Owned(decode_qp(bytes))),
-            _ => Err(()),
+            "quoted-printable" => decode_qp(bytes).map(Cow::Owned).ok_or(Undecodable::Corrupt),
+            _ => Err(Undecodable::UnknownCte),
         })
     }
 
@@ -247,12 +253,19 @@ impl<'a> Parsed<'a> {
     }
 
     /// Part `id`'s Content-Transfer-Encoding as the raw bytes say it, lower case; `7bit`
-    /// if it has none.
+    /// if it has none. The mechanism is the field's one token (RFC 2045 §6.1): a comment or
+    /// anything else after it (`base64 (from a gateway)`) does not make it unknown.
     fn transfer_encoding(&self, msg: &Message<'a>, id: usize) -> String {
         let value = self
             .raw_header(msg, id, "Content-Transfer-Encoding")
             .unwrap_or_default();
-        let value = String::from_utf8_lossy(&value).trim().to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&value);
+        let token = value
+            .trim()
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+            .next()
+            .unwrap_or("");
+        let value = token.to_ascii_lowercase();
         if value.is_empty() {
             "7bit".to_string()
         } else {
@@ -364,50 +377,37 @@ pub fn without_nul(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// Why BINARY cannot give a part's decoded content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Undecodable {
+    /// A Content-Transfer-Encoding this server does not know (RFC 3516 `[UNKNOWN-CTE]`).
+    UnknownCte,
+    /// Quoted-printable with an `=` that is neither an escape nor a soft line break. RFC 2045
+    /// §6.7 leaves the decoder free here; Dovecot refuses such parts with `[PARSE]`, and so
+    /// do we rather than guess.
+    Corrupt,
+}
+
+/// RFC 2045 §6.8 base64: characters outside the alphabet are ignored (line breaks, blanks,
+/// junk), and `=` ends a group, so text that concatenates separately padded encodings
+/// decodes as the sum of its pieces. A lone trailing character carries no whole byte.
+/// The decoding is mail-parser's; only the junk is ours to drop.
 fn decode_base64(bytes: &[u8]) -> Vec<u8> {
-    use base64::Engine;
     let clean: Vec<u8> = bytes
         .iter()
         .copied()
-        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
         .collect();
-    // Padding is dropped above and re-derived: broken padding is common in real mail. A
-    // lone trailing character carries no whole byte.
-    let usable = if clean.len() % 4 == 1 {
-        clean.len() - 1
-    } else {
-        clean.len()
-    };
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(&clean[..usable])
-        .unwrap_or_default()
+    // Only alphabet characters and `=` are left, which mail-parser always accepts.
+    mail_parser::decoders::base64::base64_decode(&clean).unwrap_or_default()
 }
 
-fn decode_qp(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'=' {
-            match (bytes.get(i + 1), bytes.get(i + 2)) {
-                (Some(b'\r'), Some(b'\n')) => i += 3,
-                (Some(b'\n'), _) => i += 2,
-                (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
-                    let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-                    out.push(hex(*h) << 4 | hex(*l));
-                    i += 3;
-                }
-                _ => {
-                    out.push(b);
-                    i += 1;
-                }
-            }
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    out
+/// RFC 2045 §6.7 quoted-printable, by mail-parser's decoder: trailing blanks of a line are
+/// transport padding and dropped (rule 3), `=` followed by blanks and the line break is a
+/// soft line break (rule 5), hard line breaks keep the part's own line ending; `None` for
+/// an `=` that is neither an escape nor a soft line break.
+fn decode_qp(bytes: &[u8]) -> Option<Vec<u8>> {
+    mail_parser::decoders::quoted_printable::quoted_printable_decode(bytes)
 }
 
 /// The header fields of a header block whose names are (or, `not`, are not) in `names`,
@@ -441,9 +441,22 @@ mod tests {
 
     #[test]
     fn quoted_printable_and_base64_decode() {
-        assert_eq!(decode_qp(b"a=3Db=\r\nc"), b"a=bc");
+        assert_eq!(decode_qp(b"a=3Db=\r\nc").unwrap(), b"a=bc");
+        // Trailing blanks are padding; `=` then blanks then the break is a soft break.
+        assert_eq!(
+            decode_qp(b"trailing  \t\r\nsoft = \t\r\nbreak=\r\n=e4=C3=A4 8bit \xc3\xa4\r\n").unwrap(),
+            b"trailing\r\nsoft break\xe4\xc3\xa4 8bit \xc3\xa4\r\n"
+        );
+        assert_eq!(decode_qp(b"dangling ="), Some(b"dangling ".to_vec()));
+        assert_eq!(decode_qp(b"not hex =ZZ"), None);
+        assert_eq!(decode_qp(b"blank then text = x\r\n"), None);
         assert_eq!(decode_base64(b"aGVs\r\nbG8=\r\n"), b"hello");
         assert_eq!(decode_base64(b"aGVsbG8"), b"hello");
+        // Junk and blanks anywhere are ignored; padding ends a group.
+        assert_eq!(decode_base64(b" aGV*sb G8g\r\n\td2!9y bGQ=\r\n"), b"hello world");
+        assert_eq!(decode_base64(b"YQ==YQ==\r\nYWI=\r\n"), b"aaab");
+        assert_eq!(decode_base64(b"YWJjZ\r\n"), b"abc");
+        assert_eq!(decode_base64(b"!!!\r\n"), b"");
     }
 
     fn path(p: &[u32]) -> Vec<NonZeroU32> {
@@ -501,6 +514,18 @@ Content-Type: multipart/alternative; boundary=\"y\"\r\n\r\n\
             },
             _ => panic!("not multipart"),
         }
+    }
+
+    #[test]
+    fn binary_reads_the_encoding_token() {
+        let raw = b"Content-Transfer-Encoding: Base64 (from a gateway)\r\n\r\naGVsbG8=\r\n";
+        let p = Parsed::new(raw);
+        assert_eq!(p.binary(&path(&[1])), Some(Ok(Cow::Borrowed(&b"hello"[..]))));
+        let raw = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n";
+        assert_eq!(
+            Parsed::new(raw).binary(&path(&[1])),
+            Some(Err(Undecodable::UnknownCte))
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! ENVELOPE and BODYSTRUCTURE (RFC 3501 7.4.2) of a parsed message. Strings a client sees
-//! are sliced from the raw bytes (dates, subjects, Message-IDs, Content-* values), so encoded
-//! words go out as they came in; only display names come decoded from mail-parser and are
-//! re-encoded.
+//! are sliced from the raw bytes (dates, subjects, Message-IDs, Content-* values, addresses
+//! read by `address`), so encoded words go out as they came in; only display names with
+//! 8-bit bytes are sent as encoded words.
 
 use imap_next::imap_types::body::{BasicFields, Body, BodyStructure, SpecificFields};
 use imap_next::imap_types::core::{IString, NString, Vec1};
@@ -10,6 +10,7 @@ use mail_parser::{Message, MimeHeaders, PartType};
 
 use std::cell::Cell;
 
+use super::address::{self, Entry};
 use super::{istring, nstring, trim, Msg, Parsed, MAX_MIME_DEPTH, MAX_MIME_PARTS};
 
 /// What one BODYSTRUCTURE may still cost: parts to describe, and bytes to scan for line
@@ -59,24 +60,19 @@ impl<'a> Parsed<'a> {
     fn envelope_of(&self, m: Msg<'_, 'a>) -> Envelope<'static> {
         let msg = m.msg;
         let raw_header = |name: &str| nstring(self.raw_header(msg, 0, name));
-        let from = addresses(msg.from());
-        let sender = match msg.sender() {
-            Some(a) => addresses(Some(a)),
-            None => from.clone(),
-        };
-        let reply_to = match msg.reply_to() {
-            Some(a) => addresses(Some(a)),
-            None => from.clone(),
-        };
+        let list = |name: &str| addresses(self.raw_header(msg, 0, name).as_deref());
+        let from = list("From");
+        // RFC 3501 §7.4.2: a Sender or Reply-To that is absent or empty is the From.
+        let or_from = |list: Vec<Address<'static>>| if list.is_empty() { from.clone() } else { list };
         Envelope {
             date: raw_header("Date"),
             subject: raw_header("Subject"),
+            sender: or_from(list("Sender")),
+            reply_to: or_from(list("Reply-To")),
             from,
-            sender,
-            reply_to,
-            to: addresses(msg.to()),
-            cc: addresses(msg.cc()),
-            bcc: addresses(msg.bcc()),
+            to: list("To"),
+            cc: list("Cc"),
+            bcc: list("Bcc"),
             in_reply_to: raw_header("In-Reply-To"),
             message_id: raw_header("Message-ID"),
         }
@@ -269,62 +265,51 @@ fn fallback_structure(raw: &[u8]) -> BodyStructure<'static> {
     }
 }
 
-/// ENVELOPE addresses. mail-parser decodes display names; non-ASCII ones are re-encoded as
-/// RFC 2047 words, which is what the wire format expects.
-fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<Address<'static>> {
-    let Some(a) = a else {
+/// The ENVELOPE address list of an address field's raw value (RFC 3501 §7.4.2; read by
+/// `address`, see there why not by mail-parser); NIL (empty) without the field.
+fn addresses(value: Option<&[u8]>) -> Vec<Address<'static>> {
+    let Some(value) = value else {
         return Vec::new();
     };
-    let one = |name: Option<&str>, address: Option<&str>| {
-        let (mailbox, host) = match address {
-            Some(addr) => match addr.rfind('@') {
-                Some(i) => (Some(addr[..i].to_string()), Some(addr[i + 1..].to_string())),
-                None => (Some(addr.to_string()), None),
+    let nil = || NString(None);
+    let string = |b: Vec<u8>| nstring(Some(b));
+    address::parse(value)
+        .into_iter()
+        .map(|entry| match entry {
+            Entry::GroupStart(name) => Address {
+                name: nil(),
+                adl: nil(),
+                mailbox: string(name),
+                host: nil(),
             },
-            None => (None, None),
-        };
-        Address {
-            name: nstring(name.map(encode_word)),
-            adl: NString(None),
-            mailbox: nstring(mailbox.map(String::into_bytes)),
-            host: nstring(host.map(String::into_bytes)),
-        }
-    };
-    match a {
-        mail_parser::Address::List(list) => list
-            .iter()
-            .map(|x| one(x.name.as_deref(), x.address.as_deref()))
-            .collect(),
-        mail_parser::Address::Group(groups) => {
-            let mut out = Vec::new();
-            for g in groups {
-                // RFC 3501: a group is (NIL NIL "name" NIL) … members … (NIL NIL NIL NIL).
-                let named = g.name.is_some();
-                if named {
-                    out.push(Address {
-                        name: NString(None),
-                        adl: NString(None),
-                        mailbox: nstring(g.name.as_deref().map(|n| n.as_bytes().to_vec())),
-                        host: NString(None),
-                    });
-                }
-                out.extend(
-                    g.addresses
-                        .iter()
-                        .map(|x| one(x.name.as_deref(), x.address.as_deref())),
-                );
-                if named {
-                    out.push(Address {
-                        name: NString(None),
-                        adl: NString(None),
-                        mailbox: NString(None),
-                        host: NString(None),
-                    });
-                }
-            }
-            out
-        }
+            Entry::Mailbox {
+                name,
+                adl,
+                mailbox,
+                host,
+            } => Address {
+                name: nstring(name.map(display_name)),
+                adl: nstring(adl),
+                mailbox: string(mailbox),
+                host: string(host),
+            },
+            Entry::GroupEnd => Address {
+                name: nil(),
+                adl: nil(),
+                mailbox: nil(),
+                host: nil(),
+            },
+        })
+        .collect()
+}
+
+/// A display name as written: ASCII (encoded words included) as it is, 8-bit text as one
+/// UTF-8 encoded word, which every client decodes.
+fn display_name(name: Vec<u8>) -> Vec<u8> {
+    if name.is_ascii() {
+        return name;
     }
+    encode_word(&String::from_utf8_lossy(&name))
 }
 
 fn encode_word(name: &str) -> Vec<u8> {

@@ -5,22 +5,24 @@
 //! one key are one key.
 //!
 //! Keys about the view (message-number and UID sets, receive dates, flags) are evaluated on
-//! the view; content keys (addresses, subject, body, text, header fields, sent dates, sizes)
-//! by the full-text index as the session's principal, intersected with the view.
+//! the view; TEXT, BODY and sizes by the full-text index as the session's principal (words
+//! and their stems, as Dovecot with full-text search), intersected with the view. Header
+//! keys (FROM, TO, CC, BCC, SUBJECT, HEADER) and sent dates are RFC 3501 substring and day
+//! comparisons the index cannot answer exactly: they become [`Scan`]s, which read the
+//! messages (`eval`, `scan`). So does a TEXT or BODY term without a word to look up.
 
 use std::collections::HashSet;
 
-use archive_core::search::query::Node;
-use archive_core::search::{Budget, Principal, Query, QueryErrorKind, Stopped, MAX_TERMS};
-use archive_core::views::{View, ViewEntry};
-use archive_core::Store;
+use archive_core::search::analysis::{terms, EXACT};
+use archive_core::search::query::{Node, TextField, Value};
+use archive_core::search::{Query, MAX_TERMS};
 use imap_next::imap_types::core::AString;
 use imap_next::imap_types::datetime::NaiveDate;
 use imap_next::imap_types::response::Code;
 use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::sequence::resolve;
+use super::scan::{Scan, SentOp};
 use crate::session::code;
 
 /// How deeply a SEARCH's keys may nest (NOT, OR and parentheses). imap-codec's parser stops
@@ -37,12 +39,12 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    fn limit(why: impl Into<String>) -> Failure {
+    pub(super) fn limit(why: impl Into<String>) -> Failure {
         Failure::No(Some(code("LIMIT")), why.into())
     }
 
     /// The answer to a store error (crate::failure).
-    fn store(e: &archive_core::Error) -> Failure {
+    pub(super) fn store(e: &archive_core::Error) -> Failure {
         let (code, why) = crate::failure::store_failure(e, "SEARCH");
         Failure::No(code, why)
     }
@@ -70,31 +72,45 @@ pub(crate) enum Expr {
     Received(Received),
     /// A content key for the full-text index.
     Index(Node),
+    /// A key answered by reading the messages.
+    Scan(Scan),
     And(Vec<Expr>),
     Or(Vec<Expr>),
     Not(Box<Expr>),
 }
 
 impl Expr {
-    /// Whether the index alone can answer this (no view keys, no constants).
-    fn index_only(&self) -> bool {
+    /// Whether the index alone can answer this (no view keys, no constants, no scans).
+    pub(super) fn index_only(&self) -> bool {
         match self {
             Expr::Index(_) => true,
             Expr::And(parts) | Expr::Or(parts) => parts.iter().all(Expr::index_only),
             Expr::Not(inner) => inner.index_only(),
-            Expr::Const(_) | Expr::Set { .. } | Expr::Received(_) => false,
+            Expr::Const(_) | Expr::Set { .. } | Expr::Received(_) | Expr::Scan(_) => false,
         }
     }
 
     /// The query node of an expression that is `index_only`.
-    fn to_node(&self) -> Node {
+    pub(super) fn to_node(&self) -> Node {
         match self {
             Expr::Index(node) => node.clone(),
             Expr::And(parts) => Node::And(parts.iter().map(Expr::to_node).collect()),
             Expr::Or(parts) => Node::Or(parts.iter().map(Expr::to_node).collect()),
             Expr::Not(inner) => Node::Not(Box::new(inner.to_node())),
             // Not index-only; `index_only` keeps these out.
-            Expr::Const(_) | Expr::Set { .. } | Expr::Received(_) => Node::Or(Vec::new()),
+            Expr::Const(_) | Expr::Set { .. } | Expr::Received(_) | Expr::Scan(_) => Node::Or(Vec::new()),
+        }
+    }
+
+    /// What evaluating this costs, for ordering the parts of an AND or OR: index queries
+    /// and view keys first, scans (which read messages) last, over what the others left.
+    pub(super) fn cost(&self) -> u8 {
+        match self {
+            Expr::Const(_) | Expr::Set { .. } | Expr::Index(_) => 0,
+            Expr::Received(_) => 1,
+            Expr::Scan(_) => 2,
+            Expr::And(parts) | Expr::Or(parts) => parts.iter().map(Expr::cost).max().unwrap_or(0),
+            Expr::Not(inner) => inner.cost(),
         }
     }
 
@@ -205,37 +221,18 @@ fn convert(key: &SearchKey<'_>, depth: usize) -> Result<Expr, Failure> {
         SearchKey::Before(d) => Expr::Received(Received::Before(day_start(d)?)),
         SearchKey::On(d) => Expr::Received(Received::On(day_start(d)?)),
         SearchKey::Since(d) => Expr::Received(Received::Since(day_start(d)?)),
-        SearchKey::SentBefore(d) => indexed(format!("before:{}", date(d)))?,
-        SearchKey::SentOn(d) => indexed(format!("on:{}", date(d)))?,
-        SearchKey::SentSince(d) => indexed(format!("-before:{}", date(d)))?,
-        SearchKey::From(v) => field("from", v)?,
-        SearchKey::To(v) => field("to", v)?,
-        SearchKey::Cc(v) => field("cc", v)?,
-        SearchKey::Bcc(v) => field("bcc", v)?,
-        SearchKey::Subject(v) => field("subject", v)?,
-        SearchKey::Body(v) => field("body", v)?,
-        SearchKey::Text(v) => field("", v)?,
-        SearchKey::Header(name, v) => {
-            let name = String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase();
-            let op = match name.as_str() {
-                "from" | "sender" => "from",
-                "to" => "to",
-                "cc" => "cc",
-                "bcc" => "bcc",
-                "subject" => "subject",
-                "message-id" | "in-reply-to" | "references" => "msgid",
-                _ => {
-                    return Err(Failure::No(
-                        Some(code("CANNOT")),
-                        format!(
-                            "HEADER {name} is not indexed; searchable headers: From, Sender, \
-                             To, Cc, Bcc, Subject, Message-ID, In-Reply-To, References"
-                        ),
-                    ))
-                }
-            };
-            field(op, v)?
-        }
+        // RFC 3501: the date as written in the Date header, whatever its zone.
+        SearchKey::SentBefore(d) => Expr::Scan(Scan::Sent(SentOp::Before, date(d)?)),
+        SearchKey::SentOn(d) => Expr::Scan(Scan::Sent(SentOp::On, date(d)?)),
+        SearchKey::SentSince(d) => Expr::Scan(Scan::Sent(SentOp::Since, date(d)?)),
+        SearchKey::From(v) => header("from", v),
+        SearchKey::To(v) => header("to", v),
+        SearchKey::Cc(v) => header("cc", v),
+        SearchKey::Bcc(v) => header("bcc", v),
+        SearchKey::Subject(v) => header("subject", v),
+        SearchKey::Header(name, v) => header(&String::from_utf8_lossy(name.as_ref()), v),
+        SearchKey::Body(v) => text(false, v)?,
+        SearchKey::Text(v) => text(true, v)?,
         #[allow(unreachable_patterns)]
         _ => {
             return Err(Failure::No(
@@ -246,29 +243,45 @@ fn convert(key: &SearchKey<'_>, depth: usize) -> Result<Expr, Failure> {
     })
 }
 
-/// A content key as a query of the one query language (docs/SEARCH.md).
-fn field(op: &str, value: &AString<'_>) -> Result<Expr, Failure> {
-    let value = String::from_utf8_lossy(value.as_ref()).into_owned();
-    // The query language has no escape for '"'; it separates words anyway.
-    let value = value.replace('"', " ");
-    let value = value.trim();
-    if value.is_empty() {
+/// RFC 3501 header keys: the field exists and its value (RFC 2047-decoded, unfolded)
+/// contains `value`, case-insensitively. An empty value asks only that the field exist, as
+/// in Dovecot (`SUBJECT ""` is every message with a Subject).
+fn header(name: &str, value: &AString<'_>) -> Expr {
+    Expr::Scan(Scan::Header {
+        name: name.trim().to_ascii_lowercase(),
+        value: String::from_utf8_lossy(value.as_ref()).to_lowercase(),
+    })
+}
+
+/// TEXT (`whole`) or BODY: the index's words and stems, as Dovecot with full-text search.
+/// A term the index has no word for (punctuation only, such as `?`; or a 40-byte run,
+/// longer than any indexed word) is a substring of the text instead: RFC 3501's own rule,
+/// and what Dovecot without full-text search answers.
+///
+/// The value becomes a query node directly, never query-language text: `TEXT "from:x"` is
+/// the words `from x`, not the `from:` operator, and `TEXT "re:"` is no unknown operator.
+fn text(whole: bool, value: &AString<'_>) -> Result<Expr, Failure> {
+    let text = String::from_utf8_lossy(value.as_ref()).trim().to_string();
+    if text.is_empty() {
         // RFC 3501: every string contains the empty string.
         return Ok(Expr::Const(true));
     }
-    // A single token (an address, a word) goes unquoted so that full addresses match
-    // exactly; anything else is a phrase.
-    let single = !value.contains(char::is_whitespace) && !value.contains(['(', ')']);
-    let term = if single && !value.starts_with('-') {
-        value.to_string()
-    } else {
-        format!("\"{value}\"")
+    if terms(EXACT, &text).is_empty() {
+        return Ok(Expr::Scan(Scan::Text {
+            whole,
+            value: text.to_lowercase(),
+        }));
+    }
+    // One token (a word, an address) stays a word, so that a full address is matched
+    // whole; more are a phrase (the words in this order).
+    let single = !text.contains(char::is_whitespace);
+    let node = match (whole, single) {
+        (true, true) => Node::Word(text),
+        (true, false) => Node::Phrase(text),
+        (false, true) => Node::Field(TextField::Body, Value::Word(text)),
+        (false, false) => Node::Field(TextField::Body, Value::Phrase(text)),
     };
-    indexed(if op.is_empty() {
-        term
-    } else {
-        format!("{op}:{term}")
-    })
+    Ok(Expr::Index(node))
 }
 
 /// One term of the query language as an index key.
@@ -278,8 +291,15 @@ fn indexed(query: String) -> Result<Expr, Failure> {
     Ok(Expr::Index(parsed.root().clone()))
 }
 
-fn date(d: &NaiveDate) -> String {
-    d.as_ref().format("%Y-%m-%d").to_string()
+/// An IMAP date as the query language's dates are.
+fn date(d: &NaiveDate) -> Result<jiff::civil::Date, Failure> {
+    use chrono::Datelike;
+    let d = d.as_ref();
+    let (month, day) = (d.month() as i8, d.day() as i8);
+    i16::try_from(d.year())
+        .ok()
+        .and_then(|year| jiff::civil::Date::new(year, month, day).ok())
+        .ok_or_else(|| Failure::Bad("invalid date".into()))
 }
 
 /// Microseconds since the epoch of the start of day `d` in UTC.
@@ -288,146 +308,6 @@ fn day_start(d: &NaiveDate) -> Result<i64, Failure> {
         .and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc().timestamp() * 1_000_000)
         .ok_or_else(|| Failure::Bad("invalid date".into()))
-}
-
-/// Evaluates a plan to one flag per message of the view (index i = message number i+1).
-pub(crate) struct Evaluator<'a> {
-    pub store: &'a Store,
-    /// `None` before login (no content key matches then).
-    pub principal: Option<&'a Principal>,
-    pub view: &'a View,
-    pub budget: &'a Budget,
-    entries: Option<Vec<ViewEntry>>,
-}
-
-impl<'a> Evaluator<'a> {
-    pub fn new(
-        store: &'a Store,
-        principal: Option<&'a Principal>,
-        view: &'a View,
-        budget: &'a Budget,
-    ) -> Self {
-        Evaluator {
-            store,
-            principal,
-            view,
-            budget,
-            entries: None,
-        }
-    }
-
-    fn all(&self, value: bool) -> Vec<bool> {
-        vec![value; self.view.len()]
-    }
-
-    fn check(&self) -> Result<(), Failure> {
-        self.budget.check().map_err(stopped)
-    }
-
-    /// The messages `e` matches. Recursion follows the plan, whose depth the parser bounds.
-    pub fn eval(&mut self, e: &Expr) -> Result<Vec<bool>, Failure> {
-        self.check()?;
-        if e.index_only() {
-            return self.indexed(e.to_node());
-        }
-        Ok(match e {
-            Expr::Const(b) => self.all(*b),
-            Expr::Set { set, uid } => {
-                let mut m = self.all(false);
-                // A message-number set on an empty mailbox matches nothing.
-                for n in resolve(set, self.view, *uid).unwrap_or_default() {
-                    if let Some(slot) = n.checked_sub(1).and_then(|i| m.get_mut(i)) {
-                        *slot = true;
-                    }
-                }
-                m
-            }
-            Expr::Received(r) => {
-                let r = *r;
-                self.by_entry(|e| match r {
-                    Received::Before(start) => e.received_us < start,
-                    Received::On(start) => e.received_us >= start && e.received_us < start + 86_400_000_000,
-                    Received::Since(start) => e.received_us >= start,
-                })?
-            }
-            Expr::Not(inner) => self.eval(inner)?.into_iter().map(|b| !b).collect(),
-            Expr::And(parts) | Expr::Or(parts) => {
-                let and = matches!(e, Expr::And(_));
-                // The content keys of this level are one index query.
-                let (content, rest): (Vec<&Expr>, Vec<&Expr>) = parts.iter().partition(|p| p.index_only());
-                let mut acc = self.all(and);
-                let content = match content.len() {
-                    0 => None,
-                    1 => Some(content[0].to_node()),
-                    _ => {
-                        let nodes = content.iter().map(|p| p.to_node()).collect();
-                        Some(if and { Node::And(nodes) } else { Node::Or(nodes) })
-                    }
-                };
-                let found = content.map(|node| self.indexed(node)).into_iter();
-                for m in found.chain(rest.into_iter().map(|p| self.eval(p))) {
-                    let m = m?;
-                    if and {
-                        acc.iter_mut().zip(m).for_each(|(a, b)| *a &= b);
-                    } else {
-                        acc.iter_mut().zip(m).for_each(|(a, b)| *a |= b);
-                    }
-                }
-                acc
-            }
-            Expr::Index(node) => self.indexed(node.clone())?,
-        })
-    }
-
-    /// A key on receive time, from the records (no message bytes are decompressed).
-    fn by_entry(&mut self, test: impl Fn(&ViewEntry) -> bool) -> Result<Vec<bool>, Failure> {
-        if self.entries.is_none() {
-            let mut entries = Vec::with_capacity(self.view.len());
-            for (i, uid) in self.view.uids().enumerate() {
-                if i % 1024 == 0 {
-                    self.check()?;
-                }
-                let e = self
-                    .store
-                    .view_entry(self.view, uid)
-                    .map_err(|e| Failure::store(&e))?;
-                entries.push(e);
-            }
-            self.entries = Some(entries);
-        }
-        Ok(self.entries.iter().flatten().map(test).collect())
-    }
-
-    /// Messages of the view the index finds for `node` as the session's principal: one
-    /// index search.
-    fn indexed(&mut self, node: Node) -> Result<Vec<bool>, Failure> {
-        let Some(principal) = self.principal else {
-            return Ok(self.all(false));
-        };
-        let query = Query::from_node(node).map_err(|e| match e.kind {
-            QueryErrorKind::TooDeep | QueryErrorKind::TooManyTerms => {
-                Failure::limit(format!("search too complex: {}", e.message))
-            }
-            QueryErrorKind::Syntax => Failure::Bad(format!("search: {}", e.message)),
-            QueryErrorKind::NothingToSearch => {
-                Failure::No(Some(code("CANNOT")), format!("search: {}", e.message))
-            }
-        })?;
-        let found: HashSet<u64> = self
-            .store
-            .matching_seqs(principal, &query, self.budget)
-            .map_err(|e| Failure::store(&e))?
-            .into_iter()
-            .collect();
-        Ok(self.view.message_seqs().map(|s| found.contains(&s)).collect())
-    }
-}
-
-fn stopped(why: Stopped) -> Failure {
-    match why {
-        Stopped::Deadline => Failure::limit("search took too long; narrow it down"),
-        Stopped::Cancelled => Failure::No(None, "search cancelled".into()),
-    }
 }
 
 #[cfg(test)]
@@ -465,10 +345,10 @@ mod tests {
 
     #[test]
     fn or_chains_flatten_into_one_content_group() {
-        // OR FROM a0 OR FROM a1 OR … FROM a99: right-nested, 100 deep.
-        let mut key = from("a99@x.org");
+        // OR TEXT w0 OR TEXT w1 OR … TEXT w99: right-nested, 100 deep.
+        let mut key = text("w99");
         for i in (0..99).rev() {
-            key = SearchKey::Or(Box::new(from(&format!("a{i}@x.org"))), Box::new(key));
+            key = SearchKey::Or(Box::new(text(&format!("w{i}"))), Box::new(key));
         }
         let plan = plan(&[key]).unwrap();
         let Expr::Or(parts) = &plan else {
@@ -476,6 +356,17 @@ mod tests {
         };
         assert_eq!(parts.len(), 100);
         assert!(plan.index_only());
+        // Header keys and words the index cannot hold are scans, deduplicated as well.
+        let plan = super::plan(&[from("a@x.org"), from("a@x.org"), text("?"), text("kiwi")]).unwrap();
+        let Expr::And(parts) = &plan else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(parts.len(), 3, "{plan:?}");
+        assert!(
+            matches!(&parts[0], Expr::Scan(Scan::Header { name, value }) if name == "from" && value == "a@x.org")
+        );
+        assert!(matches!(&parts[1], Expr::Scan(Scan::Text { whole: true, value }) if value == "?"));
+        assert!(matches!(&parts[2], Expr::Index(_)));
         // NOT NOT cancels; constants fold.
         let not_not = SearchKey::Not(Box::new(SearchKey::Not(Box::new(text("a")))));
         assert_eq!(
