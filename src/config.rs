@@ -125,8 +125,8 @@ pub const EXAMPLE: &str = r#"# mailvault serve configuration (TOML). Every key i
 
 [store]
 segment_mib = 64                # seal a segment file at this size
-checkpoint_every = 10000        # a signed checkpoint after this many records…
-checkpoint_interval_secs = 10   # …or this many seconds after new records arrive
+checkpoint_every = 10000        # every commit is signed; also inside batches of this many records
+checkpoint_interval_secs = 10   # tree hashes made durable this often
 zstd_level = 5                  # 1 (fast) … 19 (small)
 dictionary_kib = 128            # zstd dictionary trained on your mail; 0 disables
 

@@ -146,6 +146,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         ..StoreConfig::default()
     };
     let store = Store::open_or_create(&cli.data, &cli.key_path(), config)?;
+    if let Some(cut) = store.recovered() {
+        eprintln!("mailvault: recovery: {cut} (audited)");
+    }
     let progress = ProgressBar::new_spinner();
     progress.set_style(
         ProgressStyle::with_template("{spinner} {elapsed} {msg}")

@@ -83,6 +83,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         config.store_config(),
     )?);
     tracing::info!(data = %cli.data.display(), origin = store.origin(), "store open");
+    if let Some(cut) = store.recovered() {
+        tracing::warn!(%cut, "recovery cut what was never acknowledged off the log's end (audited)");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mailvault-io")

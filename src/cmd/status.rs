@@ -38,6 +38,14 @@ struct Status {
     /// (log + indexes) / raw message bytes.
     on_disk_ratio: f64,
     latest_checkpoint: Option<CheckpointStatus>,
+    /// What recovery cut off the log's end (never acknowledged), one file per cut.
+    quarantine: Vec<QuarantineFile>,
+}
+
+#[derive(serde::Serialize)]
+struct QuarantineFile {
+    path: String,
+    bytes: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -95,6 +103,14 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     s.index_bytes = file_len(&layout.kv_index) + file_len(&layout.tree);
     s.search_bytes = dir_len(&archive_core::search::index_dir(&layout));
     s.search_indexed_seq = ReadOnlyIndex::open(&cli.data).map_or(0, |i| i.indexed_seq());
+    s.quarantine = layout
+        .quarantined()?
+        .into_iter()
+        .map(|(path, bytes)| QuarantineFile {
+            path: path.display().to_string(),
+            bytes,
+        })
+        .collect();
     if s.message_bytes > 0 {
         s.on_disk_ratio = (s.log_bytes + s.index_bytes) as f64 / s.message_bytes as f64;
     }
@@ -130,6 +146,12 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             c.seq, c.tree_size, c.time
         ),
         None => println!("checkpoint  none yet"),
+    }
+    for q in &s.quarantine {
+        println!(
+            "quarantine  {} ({} bytes recovery cut off the log's end: never acknowledged; see the audit trail)",
+            q.path, q.bytes
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -272,3 +272,103 @@ fn a_kept_checkpoint_exposes_a_rewritten_or_rolled_back_history() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("pinned checkpoint of size 21: consistent"), "{out}");
 }
+
+#[test]
+fn a_log_rewritten_under_a_new_key_fails_against_a_kept_checkpoint() {
+    let honest = two_imports();
+    let cp = honest.dir.with_file_name("kept-checkpoint.txt");
+    std::fs::write(&cp, honest.ok(&["checkpoint"])).unwrap();
+    // The whole store replaced by one with its own key and signing.pub: on its own it verifies.
+    let replaced = Vault::new();
+    let other = replaced.dir.with_file_name("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in files_under(&fixtures().join("corpus/spamassassin"))
+        .iter()
+        .take(3)
+    {
+        std::fs::copy(f, other.join(f.file_name().unwrap())).unwrap();
+    }
+    replaced.import(&[&other]);
+    assert_eq!(replaced.verify(&[]).0, 0);
+    // The auditor's kept checkpoint is not signed by the key the store now carries: tampering
+    // (exit 1), not a usage error.
+    let (code, out) = replaced.verify(&["--checkpoint", &cp.display().to_string()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("TAMPERED") && out.contains("not signed by this log's key"),
+        "{out}"
+    );
+    // An unreadable checkpoint file is still a usage/I-O error.
+    let (code, _) = replaced.verify(&["--checkpoint", "/nonexistent/kept.txt"]);
+    assert_eq!(code, 2);
+}
+
+/// A record appended after the newest checkpoint by someone without the key (correct chain
+/// and CRC, built from FORMAT.md) is its own failure class in `verify`, and the next start
+/// moves it to quarantine — audited, listed by `status`, never signed.
+#[test]
+fn an_unsigned_record_is_reported_then_quarantined_never_signed() {
+    let vault = two_imports();
+    let (path, bytes) = segment(&vault);
+    let records = decode(&bytes);
+    let last = records.last().unwrap();
+    let leaf = Leaf::decode(&last.leaf).unwrap();
+    let chain = records
+        .iter()
+        .fold([0u8; 32], |chain, r| chain_next(&chain, &r.leaf));
+    let forged_body = b"From: ceo@example.com\r\nSubject: backdated\r\n\r\nplanted\r\n".to_vec();
+    let planted = Leaf {
+        seq: leaf.seq + 1,
+        time_us: leaf.time_us + 1,
+        body: LeafBody::Message {
+            content_hash: *blake3::hash(&forged_body).as_bytes(),
+            content_len: forged_body.len() as u64,
+            envelope: archive_core::Envelope::lmtp("ceo@example.com", &["auditor@example.com"]).encode(),
+        },
+    }
+    .encode();
+    let frame = encode_frame(
+        RecordKind::Message,
+        Codec::Raw,
+        &chain_next(&chain, &planted),
+        &planted,
+        &forged_body,
+    )
+    .unwrap();
+    let mut with_forgery = bytes.clone();
+    with_forgery.extend_from_slice(&frame);
+    std::fs::write(&path, &with_forgery).unwrap();
+
+    let (code, out) = vault.verify(&[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("UNSIGNED: records 23..23"), "{out}");
+
+    let server = vault.serve(&[]);
+    let log = server.log.clone();
+    assert_eq!(server.stop(), Some(0));
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("recovery cut"), "{log}");
+    let (code, out) = vault.verify(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("quarantine: "), "{out}");
+    let status: serde_json::Value = serde_json::from_slice(&vault.ok(&["status", "--json"])).unwrap();
+    let kept = status["quarantine"].as_array().unwrap();
+    assert_eq!(kept.len(), 1, "{status}");
+    assert_eq!(std::fs::read(kept[0]["path"].as_str().unwrap()).unwrap(), frame);
+    let records = vault.records();
+    let cut = records
+        .iter()
+        .find(|r| r["kind"] == "audit")
+        .expect("an audit record");
+    assert_eq!(
+        cut["seq"], 23,
+        "the recovery's record takes the forgery's place: {cut}"
+    );
+    assert!(
+        records
+            .iter()
+            .filter(|r| r["kind"] == "message")
+            .all(|r| r["blake3"] != blake3::hash(&forged_body).to_hex().as_str()),
+        "the forgery is not in the log"
+    );
+}

@@ -21,6 +21,9 @@
 //!                    lap on mailvault records duplicates as small `arrival` records
 //!   --scratch DIR    parent of both servers' data (default: the temp dir); one disk for both
 //!   --mailvault-config FILE  passed to `mailvault serve --config` (e.g. `[store] zstd_level`)
+//!   --baseline BIN   also load another `mailvault` binary (e.g. one built from an earlier
+//!                    commit) first, as system "baseline", and print mailvault / baseline:
+//!                    the cost of a change measured in the same run
 //! ```
 //!
 //! Dovecot runs only as root (it must switch to the mail user); without it, or without the
@@ -109,7 +112,7 @@ use mailvault_bench::{
 
 const USAGE: &str = "usage: intake [--corpus DIR] [--seconds N] [--senders N] \
                      [--systems mailvault,dovecot] [--replay unique|exact] [--scratch DIR] \
-                     [--mailvault-config FILE]\n\
+                     [--mailvault-config FILE] [--baseline BIN]\n\
   --corpus DIR    directory of .eml files (default: the full SpamAssassin corpus, fetched once)\n\
   --seconds N     measured load per system (default 30)\n\
   --senders N     concurrent LMTP connections (default 16)\n\
@@ -117,7 +120,8 @@ const USAGE: &str = "usage: intake [--corpus DIR] [--seconds N] [--senders N] \
   --replay MODE   unique (default): a header line makes every delivery a new message; \
                   exact: the corpus bytes as they are (repeats become mailvault arrivals)\n\
   --scratch DIR   parent directory of both servers' data (default: the temp dir)\n\
-  --mailvault-config FILE  passed to `mailvault serve --config` (e.g. [store] zstd_level)";
+  --mailvault-config FILE  passed to `mailvault serve --config` (e.g. [store] zstd_level)\n\
+  --baseline BIN  another mailvault binary loaded first, as system \"baseline\" (a change's cost)";
 
 const TARGET_MSGS_PER_SEC: f64 = 3000.0;
 const TARGET_RATIO: f64 = 2.0;
@@ -147,6 +151,8 @@ fn main() -> ExitCode {
 enum System {
     Mailvault,
     Dovecot,
+    /// Another mailvault binary (`--baseline`), to measure a change in the same run.
+    Baseline,
 }
 
 impl System {
@@ -154,6 +160,7 @@ impl System {
         match self {
             System::Mailvault => "mailvault",
             System::Dovecot => "dovecot",
+            System::Baseline => "baseline",
         }
     }
 }
@@ -189,12 +196,20 @@ fn run() -> BenchResult<()> {
             "--replay",
             "--scratch",
             "--mailvault-config",
+            "--baseline",
         ],
         USAGE,
     )?;
     let seconds = options.count("--seconds", 30)?;
     let senders = options.count("--senders", 16)?;
-    let systems = parse_systems(options.path("--systems"))?;
+    let mut systems = parse_systems(options.path("--systems"))?;
+    let baseline = options.path("--baseline");
+    if let Some(b) = &baseline {
+        if !b.is_file() {
+            return fail(format!("--baseline: {} is not a file", b.display()));
+        }
+        systems.insert(0, System::Baseline);
+    }
     let unique = match options.path("--replay").as_deref().and_then(Path::to_str) {
         None | Some("unique") => true,
         Some("exact") => false,
@@ -222,6 +237,9 @@ fn run() -> BenchResult<()> {
     println!("mailvault intake benchmark (LMTP)");
     println!("machine  {}", machine());
     println!("binary   {}", bin.display());
+    if let Some(b) = &baseline {
+        println!("baseline {}", b.display());
+    }
     println!(
         "corpus   {}: {} messages, {:.2} MB as files, {:.2} MB on the wire (CRLF line ends)",
         corpus.dir.display(),
@@ -270,7 +288,11 @@ fn run() -> BenchResult<()> {
             settle();
         }
         let outcome = match system {
-            System::Mailvault => run_mailvault(&bin, serve_config.as_deref(), &scratch, &load)?,
+            System::Mailvault => run_mailvault(&bin, *system, serve_config.as_deref(), &scratch, &load)?,
+            System::Baseline => match &baseline {
+                Some(b) => run_mailvault(b, *system, serve_config.as_deref(), &scratch, &load)?,
+                None => continue,
+            },
             System::Dovecot => match &dovecot {
                 Ok(d) => run_dovecot(d, &scratch, &load)?,
                 Err(_) => continue,
@@ -930,8 +952,14 @@ fn log_value(line: &str, key: &str) -> Option<u64> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
-fn run_mailvault(bin: &Path, config: Option<&Path>, scratch: &Path, load: &Load) -> BenchResult<Outcome> {
-    let dir = scratch_dir(scratch, System::Mailvault)?;
+fn run_mailvault(
+    bin: &Path,
+    system: System,
+    config: Option<&Path>,
+    scratch: &Path,
+    load: &Load,
+) -> BenchResult<Outcome> {
+    let dir = scratch_dir(scratch, system)?;
     let store = dir.path().join("store");
     let log = dir.path().join("serve.log");
     let load_before = load_average();
@@ -1030,7 +1058,7 @@ fn run_mailvault(bin: &Path, config: Option<&Path>, scratch: &Path, load: &Load)
         check.push_str("; every reply's blake3 matched");
     }
     Ok(Outcome {
-        system: System::Mailvault,
+        system,
         load: result,
         fsyncs,
         appends,
@@ -1284,6 +1312,17 @@ fn print_summary(outcomes: &[Outcome]) {
         }
         _ => None,
     };
+    let base = outcomes.iter().find(|o| o.system == System::Baseline);
+    if let (Some(m), Some(b)) = (mv, base) {
+        let cost = 1.0 - m.load.msgs_per_sec() / b.load.msgs_per_sec().max(f64::MIN_POSITIVE);
+        println!(
+            "mailvault / baseline: {:.3}x msgs/s ({:+.1} % throughput), p50 {:.2}x, p99 {:.2}x",
+            m.load.msgs_per_sec() / b.load.msgs_per_sec().max(f64::MIN_POSITIVE),
+            -100.0 * cost,
+            m.load.latency_ms(0.5) / b.load.latency_ms(0.5).max(f64::MIN_POSITIVE),
+            m.load.latency_ms(0.99) / b.load.latency_ms(0.99).max(f64::MIN_POSITIVE),
+        );
+    }
     let Some(m) = mv else { return };
     let pass = |met: bool| if met { "PASS" } else { "MISS" };
     println!("targets (mailvault):");
