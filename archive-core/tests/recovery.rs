@@ -284,3 +284,41 @@ fn a_roll_over_that_failed_half_way_is_tried_again() {
     store.close().unwrap();
     assert_eq!(verifies(&path).by_kind.get("message"), Some(&200));
 }
+
+/// The tree cache is derived: whatever a crash or a disk left in it, the store's roots after
+/// reopening are the log's.
+#[test]
+fn the_tree_cache_is_trusted_only_as_far_as_its_last_sync() {
+    let dir = temp_dir("recovery");
+    let path = create(dir.path());
+    let store = open(&path, StoreConfig::default()).unwrap();
+    for n in 0..20 {
+        append(&store, format!("Subject: {n}\r\n\r\nbody {n}\r\n").as_bytes());
+    }
+    store.close().unwrap();
+    let layout = Layout::new(&path);
+    let marker = layout.tree.with_extension("synced");
+    assert!(marker.exists(), "a sync leaves its marker");
+    let expected = verifies(&path);
+    let check = |what: &str| {
+        let store = open(&path, StoreConfig::default()).unwrap();
+        let size = expected.records;
+        assert_eq!(store.root(size).unwrap(), expected.root, "{what}");
+        store.close().unwrap();
+    };
+    // Bytes after the synced hashes (a sync that crashed before its marker).
+    let mut tree = std::fs::read(&layout.tree).unwrap();
+    tree.extend_from_slice(&[0xab; 64 * 32]);
+    std::fs::write(&layout.tree, &tree).unwrap();
+    check("hashes after the marker are not trusted");
+    // A torn or foreign marker: the newest checkpoint bounds the trust instead.
+    std::fs::write(&marker, [0x5a; 16]).unwrap();
+    check("a bad marker is no marker");
+    // A flipped hash inside the trusted part — the stored root of the first 32 leaves, the
+    // 63rd hash — makes the root at the newest checkpoint's size differ from the signed one.
+    assert!(expected.records >= 32);
+    let mut tree = std::fs::read(&layout.tree).unwrap();
+    tree[62 * 32 + 5] ^= 0x01;
+    std::fs::write(&layout.tree, &tree).unwrap();
+    check("a damaged cache is rebuilt");
+}
