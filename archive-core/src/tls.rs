@@ -43,6 +43,29 @@ pub struct CertificateSource<'a> {
     pub hostname: &'a str,
 }
 
+impl<'a> CertificateSource<'a> {
+    /// A listener's source from its configuration's optional certificate and key paths
+    /// (both, or the self-signed pair).
+    pub fn from_config(
+        certificate: &'a Option<PathBuf>,
+        key: &'a Option<PathBuf>,
+        dir: &'a Path,
+        stem: &'a str,
+        hostname: &'a str,
+    ) -> CertificateSource<'a> {
+        let configured = match (certificate, key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        };
+        CertificateSource {
+            configured,
+            dir,
+            stem,
+            hostname,
+        }
+    }
+}
+
 /// The rustls server configuration for `source`.
 pub fn server_config(source: &CertificateSource<'_>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (cert_path, key_path) = match source.configured {

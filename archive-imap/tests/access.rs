@@ -8,10 +8,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use archive_core::access::{LoginGate, Role, UserRecord, Users};
 use archive_core::{Store, StoreConfig};
 use archive_imap::{ImapConfig, Listening};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::read_line;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// An empty store with users erika (erika-password) and hans (hans-password), served as
@@ -46,24 +49,6 @@ async fn connect_from(from: &str, server: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     socket.connect(server).await.unwrap()
-}
-
-/// One CRLF-terminated line, or what arrives before EOF (empty: closed), within 10 s.
-async fn read_line(tcp: &mut TcpStream) -> String {
-    let read = async {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !line.ends_with(b"\r\n") {
-            match tcp.read(&mut byte).await {
-                Ok(1) => line.push(byte[0]),
-                _ => break,
-            }
-        }
-        String::from_utf8_lossy(&line).into_owned()
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("the server answers within 10 s")
 }
 
 /// Sends `command` tagged `tag` and returns the tagged answer (untagged lines skipped).

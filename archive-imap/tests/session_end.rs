@@ -8,10 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use archive_core::access::{LoginGate, Role, UserRecord, Users};
 use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
 use archive_imap::{ImapConfig, ImapLimits, Listening};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::read_line;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// A store with users erika and hans (passwords `<name>-password`) and `mail` for Erika,
@@ -50,27 +53,9 @@ async fn serve(dir: &Path, mail: &[Vec<u8>], limits: impl FnOnce(&mut ImapLimits
 /// A connection past the greeting.
 async fn connect(listening: &Listening) -> TcpStream {
     let mut tcp = TcpStream::connect(listening.plain.unwrap()).await.unwrap();
-    let greeting = line(&mut tcp).await;
+    let greeting = read_line(&mut tcp).await;
     assert!(greeting.starts_with("* OK"), "{greeting}");
     tcp
-}
-
-/// One CRLF-terminated line, or what arrived before EOF; "" at EOF. At most 10 s.
-async fn line(tcp: &mut TcpStream) -> String {
-    let read = async {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !line.ends_with(b"\r\n") {
-            match tcp.read(&mut byte).await {
-                Ok(1) => line.push(byte[0]),
-                _ => break,
-            }
-        }
-        String::from_utf8_lossy(&line).into_owned()
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("a line within 10 s")
 }
 
 /// Sends a command and reads up to its tagged answer; returns every line.
@@ -80,7 +65,7 @@ async fn command(tcp: &mut TcpStream, tag: &str, text: &str) -> Vec<String> {
         .unwrap();
     let mut lines = Vec::new();
     loop {
-        let l = line(tcp).await;
+        let l = read_line(tcp).await;
         let done = l.is_empty() || l.starts_with(&format!("{tag} "));
         lines.push(l);
         if done {
@@ -99,7 +84,7 @@ async fn login(listening: &Listening, user: &str) -> (TcpStream, Vec<String>) {
 async fn rest(tcp: &mut TcpStream) -> Vec<String> {
     let mut lines = Vec::new();
     loop {
-        let l = line(tcp).await;
+        let l = read_line(tcp).await;
         if l.is_empty() {
             return lines;
         }
@@ -137,7 +122,7 @@ async fn shutdown_says_bye_to_every_session_and_a_client_that_does_not_read_cann
     let (mut idling, _) = login(&listening, "hans").await;
     command(&mut idling, "b", "SELECT INBOX").await;
     idling.write_all(b"c IDLE\r\n").await.unwrap();
-    assert!(line(&mut idling).await.starts_with("+ "));
+    assert!(read_line(&mut idling).await.starts_with("+ "));
     let (mut stuck, _) = login(&listening, "erika").await;
     command(&mut stuck, "b", "SELECT INBOX").await;
     // Never read: the session blocks in the middle of the response.

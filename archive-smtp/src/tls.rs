@@ -11,15 +11,12 @@ use crate::config::IntakeConfig;
 
 /// Builds the TLS acceptor: configured files, or the self-signed pair under `tls_dir`.
 pub fn acceptor(config: &IntakeConfig, tls_dir: &Path) -> Result<TlsAcceptor, TlsError> {
-    let configured = match (&config.tls_certificate, &config.tls_key) {
-        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
-        _ => None,
-    };
-    let source = CertificateSource {
-        configured,
-        dir: tls_dir,
-        stem: "intake",
-        hostname: &config.hostname,
-    };
+    let source = CertificateSource::from_config(
+        &config.tls_certificate,
+        &config.tls_key,
+        tls_dir,
+        "intake",
+        &config.hostname,
+    );
     Ok(TlsAcceptor::from(archive_core::tls::server_config(&source)?))
 }
