@@ -187,14 +187,26 @@ impl TextIndex {
         self.progress().failure.clone()
     }
 
-    /// Waits until everything up to `seq` is searchable.
-    pub fn wait_applied(&self, seq: u64) -> Result<()> {
+    /// Waits until everything up to `seq` is searchable; with a `budget`, at most until its
+    /// deadline or cancellation (a search after a large import must not wait out the backlog).
+    pub fn wait_applied(&self, seq: u64, budget: Option<&Budget>) -> Result<()> {
         let mut p = self.progress();
         while p.applied < seq {
             if let Some(why) = &p.failure {
                 return Err(Error::Search(why.clone()));
             }
-            p = self.changed.wait(p).unwrap_or_else(|p| p.into_inner());
+            match budget {
+                Some(b) => {
+                    b.check().map_err(Error::SearchStopped)?;
+                    // Wakes to look at the budget: cancellation sets a flag, not this condvar.
+                    p = self
+                        .changed
+                        .wait_timeout(p, std::time::Duration::from_millis(100))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                None => p = self.changed.wait(p).unwrap_or_else(|p| p.into_inner()),
+            }
         }
         Ok(())
     }

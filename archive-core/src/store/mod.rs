@@ -744,7 +744,7 @@ impl Store {
         budget: &Budget,
     ) -> Result<SearchResults> {
         // Snippets read hits back through the key-value index (locations of dictionaries).
-        self.wait_searchable()?;
+        self.wait_searchable_within(Some(budget))?;
         self.shared
             .text
             .search(principal, query, options, budget, &|summary| {
@@ -756,13 +756,18 @@ impl Store {
     /// The seqs (message records) of every message `query` matches as `principal`, in no
     /// particular order, within `budget`: what IMAP SEARCH needs, without building hits.
     pub fn matching_seqs(&self, principal: &Principal, query: &Query, budget: &Budget) -> Result<Vec<u64>> {
-        self.wait_searchable()?;
+        self.wait_searchable_within(Some(budget))?;
         self.shared.text.matching_seqs(principal, query, budget)
     }
 
     /// Waits until every durable record is in the search index (which a `Live` store catches
     /// up in the background).
     pub fn wait_searchable(&self) -> Result<()> {
+        self.wait_searchable_within(None)
+    }
+
+    /// [`Store::wait_searchable`], stopped by `budget`'s deadline or cancellation.
+    fn wait_searchable_within(&self, budget: Option<&Budget>) -> Result<()> {
         self.sync_index()?;
         if self.shared.config.search_indexing == SearchIndexing::Deferred {
             return Err(Error::Search(
@@ -771,7 +776,9 @@ impl Store {
                     .into(),
             ));
         }
-        self.shared.text.wait_applied(self.shared.durability.synced())
+        self.shared
+            .text
+            .wait_applied(self.shared.durability.synced(), budget)
     }
 
     /// Waits until everything durable is indexed.

@@ -3,7 +3,9 @@
 //! block only. Ties, and equal keys all the way down, fall back to the message number.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
+use archive_core::search::{Budget, Cancel, DEFAULT_TIME_LIMIT};
 use archive_core::views::View;
 use imap_next::imap_types::core::{Charset, Tag, Vec1};
 use imap_next::imap_types::extensions::sort::{SortCriterion, SortKey};
@@ -13,7 +15,7 @@ use imap_next::imap_types::search::SearchKey;
 use super::search::{matching, reply_number};
 use super::Done;
 use crate::mime::SortFields;
-use crate::session::{blocking, no, ok, Closed, Conn, Session};
+use crate::session::{code, no, ok, Closed, Conn, Session};
 
 pub(crate) async fn handle(
     s: &mut Session,
@@ -31,7 +33,7 @@ pub(crate) async fn handle(
     let Some(view) = s.selected.as_ref().map(|sel| sel.view.clone()) else {
         return Done::reply(no(tag, None, "no mailbox selected"));
     };
-    let fields = match load_fields(s, &view, &numbers, &tag) {
+    let fields = match load_fields(s, c, &view, numbers.clone(), &tag).await? {
         Ok(f) => f,
         Err(status) => return Done::reply(status),
     };
@@ -48,29 +50,48 @@ pub(crate) async fn handle(
 }
 
 /// The ordering fields of messages `numbers` of `view`, read through `Store::view_message`
-/// (the one read path) and cut to the header block.
-pub(crate) fn load_fields(
+/// (the one read path) and cut to the header block. Every message is read, so like SEARCH
+/// the work runs on a blocking thread within the search time limit, and stops when the
+/// client goes away.
+pub(crate) async fn load_fields(
     s: &Session,
+    c: &mut Conn,
     view: &View,
-    numbers: &[usize],
+    numbers: Vec<usize>,
     tag: &Tag<'static>,
-) -> Result<Vec<SortFields>, Status<'static>> {
-    blocking(|| {
+) -> Result<Result<Vec<SortFields>, Status<'static>>, Closed> {
+    let store = Arc::clone(&s.store);
+    let view = view.clone();
+    let cancel = Cancel::new();
+    let budget = Budget::within(DEFAULT_TIME_LIMIT).cancelled_by(cancel.clone());
+    let work = tokio::task::spawn_blocking(move || {
         numbers
             .iter()
             .map(|&n| {
+                budget.check().map_err(archive_core::Error::SearchStopped)?;
                 // Numbers come from resolving against this view, so each has a UID.
                 let uid = view.uid_at(n).ok_or_else(|| {
                     archive_core::Error::Internal(format!("message {n} is not in the view"))
                 })?;
-                let m = s.store.view_message(view, uid)?;
+                let m = store.view_message(&view, uid)?;
                 Ok(SortFields::parse(&m.raw, m.received_us, m.raw.len() as u64))
             })
             .collect::<archive_core::Result<Vec<_>>>()
-    })
-    .map_err(|e| {
-        let (code, why) = crate::failure::store_failure(&e, "SORT/THREAD");
-        no(tag.clone(), code, &why)
+    });
+    Ok(match c.await_watching(work, || cancel.cancel()).await? {
+        Ok(Ok(fields)) => Ok(fields),
+        Ok(Err(e)) => {
+            let (code, why) = crate::failure::store_failure(&e, "SORT/THREAD");
+            Err(no(tag.clone(), code, &why))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "SORT/THREAD: the reading thread failed");
+            Err(no(
+                tag.clone(),
+                Some(code("SERVERBUG")),
+                "the messages could not be read",
+            ))
+        }
     })
 }
 

@@ -38,7 +38,7 @@ pub(crate) async fn handle(
     let Some(view) = s.selected.as_ref().map(|sel| sel.view.clone()) else {
         return Done::reply(bad(tag, "no mailbox selected"));
     };
-    let fields = match load_fields(s, &view, &numbers, &tag) {
+    let fields = match load_fields(s, c, &view, numbers.clone(), &tag).await? {
         Ok(f) => f,
         Err(status) => return Done::reply(status),
     };
