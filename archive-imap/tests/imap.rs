@@ -860,7 +860,8 @@ begin 644 x\r\n\
 
 /// ENVELOPE address lists (RFC 3501 §7.4.2, issue #14): groups as start and end markers
 /// only, source routes in the adl field, comments out of display names, and garbage never
-/// sent as what a client reads as a group marker.
+/// sent as what a client reads as a group marker. SEARCH FROM/TO/CC/BCC search these
+/// address lists (RFC 3501 §6.4.4, imaptest's search-addresses), not the fields as written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imaplib_reads_envelope_addresses() {
     let reader = "reader@example.org";
@@ -874,6 +875,7 @@ async fn imaplib_reads_envelope_addresses() {
          Subject: e3\r\n\r\nb\r\n",
         "From: garbage\r\nTo: \"just a name\"\r\nCc: a@b (Comment Name)\r\n\
          Bcc: Hans Müller <h@x>\r\nSubject: e4\r\n\r\nb\r\n",
+        "From: <user-from (comment)@ (comment) example.org>\r\nTo: x@y\r\nSubject: e5\r\n\r\nb\r\n",
     ];
     let messages: Vec<(&str, Vec<u8>)> = messages.iter().map(|m| (reader, m.as_bytes().to_vec())).collect();
     let served = serve(

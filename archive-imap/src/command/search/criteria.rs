@@ -225,10 +225,10 @@ fn convert(key: &SearchKey<'_>, depth: usize) -> Result<Expr, Failure> {
         SearchKey::SentBefore(d) => Expr::Scan(Scan::Sent(SentOp::Before, date(d)?)),
         SearchKey::SentOn(d) => Expr::Scan(Scan::Sent(SentOp::On, date(d)?)),
         SearchKey::SentSince(d) => Expr::Scan(Scan::Sent(SentOp::Since, date(d)?)),
-        SearchKey::From(v) => header("from", v),
-        SearchKey::To(v) => header("to", v),
-        SearchKey::Cc(v) => header("cc", v),
-        SearchKey::Bcc(v) => header("bcc", v),
+        SearchKey::From(v) => address("from", v),
+        SearchKey::To(v) => address("to", v),
+        SearchKey::Cc(v) => address("cc", v),
+        SearchKey::Bcc(v) => address("bcc", v),
         SearchKey::Subject(v) => header("subject", v),
         SearchKey::Header(name, v) => header(&String::from_utf8_lossy(name.as_ref()), v),
         SearchKey::Body(v) => text(false, v)?,
@@ -249,6 +249,16 @@ fn convert(key: &SearchKey<'_>, depth: usize) -> Result<Expr, Failure> {
 fn header(name: &str, value: &AString<'_>) -> Expr {
     Expr::Scan(Scan::Header {
         name: name.trim().to_ascii_lowercase(),
+        value: String::from_utf8_lossy(value.as_ref()).to_lowercase(),
+    })
+}
+
+/// RFC 3501 FROM, TO, CC, BCC: "the envelope structure's" field contains `value`: the
+/// field's addresses as ENVELOPE reads them (`scan::Fields`), case-insensitively. An empty
+/// value asks only that the field exist.
+fn address(name: &str, value: &AString<'_>) -> Expr {
+    Expr::Scan(Scan::Address {
+        name: name.to_string(),
         value: String::from_utf8_lossy(value.as_ref()).to_lowercase(),
     })
 }
@@ -363,7 +373,7 @@ mod tests {
         };
         assert_eq!(parts.len(), 3, "{plan:?}");
         assert!(
-            matches!(&parts[0], Expr::Scan(Scan::Header { name, value }) if name == "from" && value == "a@x.org")
+            matches!(&parts[0], Expr::Scan(Scan::Address { name, value }) if name == "from" && value == "a@x.org")
         );
         assert!(matches!(&parts[1], Expr::Scan(Scan::Text { whole: true, value }) if value == "?"));
         assert!(matches!(&parts[2], Expr::Index(_)));
