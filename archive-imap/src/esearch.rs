@@ -1,7 +1,8 @@
-//! ESEARCH (RFC 4731) where imap-codec cannot help: it parses neither `SEARCH RETURN (…)`
-//! nor has an `* ESEARCH` response. This module finds the return options at the start of a
-//! command line (so that `protocol` can cut them out before imap-next parses the rest as a
-//! plain SEARCH) and writes the `* ESEARCH` response line.
+//! ESEARCH (RFC 4731) and ESORT (RFC 5267 §3) where imap-codec cannot help: it parses
+//! neither `SEARCH RETURN (…)` nor `SORT RETURN (…)`, and has no `* ESEARCH` response. This
+//! module finds the return options at the start of a command line (so that `protocol` can
+//! cut them out before imap-next parses the rest as a plain SEARCH or SORT) and writes the
+//! `* ESEARCH` response line.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -49,10 +50,19 @@ impl Returns {
     }
 }
 
-/// A command line that starts `<tag> [UID ]SEARCH RETURN (<options>) `.
+/// Which command a RETURN clause belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Searching {
+    Search,
+    Sort,
+}
+
+/// A command line that starts `<tag> [UID ]SEARCH RETURN (<options>) ` or
+/// `<tag> [UID ]SORT RETURN (<options>) `.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ReturnClause {
     pub tag: String,
+    pub command: Searching,
     /// The bytes to cut so that imap-next sees a plain SEARCH: `RETURN (…) `.
     pub cut: Range<usize>,
     /// The options, or why they are refused.
@@ -90,9 +100,13 @@ pub(crate) fn return_clause(line: &[u8]) -> Option<ReturnClause> {
     }
     at += 1;
     word(&mut at, b"UID");
-    if !word(&mut at, b"SEARCH") {
+    let command = if word(&mut at, b"SEARCH") {
+        Searching::Search
+    } else if word(&mut at, b"SORT") {
+        Searching::Sort
+    } else {
         return None;
-    }
+    };
     let start = at;
     if !word(&mut at, b"RETURN") || line.get(at) != Some(&b'(') {
         return None;
@@ -104,8 +118,12 @@ pub(crate) fn return_clause(line: &[u8]) -> Option<ReturnClause> {
     }
     Some(ReturnClause {
         tag: String::from_utf8_lossy(&line[..tag_len]).into_owned(),
+        command,
         cut: start..close + 2,
-        returns: Returns::parse(&line[open..close]),
+        returns: Returns::parse(&line[open..close]).map_err(|why| match command {
+            Searching::Search => why,
+            Searching::Sort => format!("{why}; for SORT: RFC 5267 ESORT"),
+        }),
     })
 }
 
@@ -114,10 +132,26 @@ fn is_option_char(b: u8) -> bool {
     b == b' ' || (is_astring_char(b) && b != b']')
 }
 
-/// The `* ESEARCH` line answering the command tagged `tag`. `numbers` are the matching
+/// The `* ESEARCH` line answering the SEARCH tagged `tag`. `numbers` are the matching
 /// message numbers, or UIDs if `uid` (UID SEARCH). With no match, MIN, MAX and ALL are left
 /// out; COUNT is always there when asked for (RFC 4731 §3.1).
 pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) -> Vec<u8> {
+    let mut sorted = numbers.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    line(tag, uid, returns, &sorted)
+}
+
+/// The `* ESEARCH` line answering the SORT tagged `tag` (RFC 5267 §3.1): `ordered` are the
+/// matching message numbers or UIDs in the requested order. MIN and MAX are the first and
+/// the last in that order, ALL lists them in that order (ranges only where the order
+/// ascends by one: `5,3:4,2,1`, never `4:2`, RFC 5267 §3.2).
+pub(crate) fn sort_response(tag: &str, uid: bool, returns: Returns, ordered: &[u32]) -> Vec<u8> {
+    line(tag, uid, returns, ordered)
+}
+
+/// The ESEARCH line for `numbers`, in the order they are reported.
+fn line(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) -> Vec<u8> {
     let mut line = String::from("* ESEARCH (TAG \"");
     for c in tag.chars() {
         // A tag has neither, but a quoted string must escape them.
@@ -131,7 +165,7 @@ pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) 
         line.push_str(" UID");
     }
     // Writing to a String cannot fail.
-    if let (Some(min), Some(max)) = (numbers.iter().min(), numbers.iter().max()) {
+    if let (Some(min), Some(max)) = (numbers.first(), numbers.last()) {
         if returns.min {
             let _ = write!(line, " MIN {min}");
         }
@@ -143,18 +177,11 @@ pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) 
         let _ = write!(line, " COUNT {}", numbers.len());
     }
     if returns.all && !numbers.is_empty() {
-        let _ = write!(line, " ALL {}", sequence_set(numbers));
+        let listed: Vec<u64> = numbers.iter().map(|n| u64::from(*n)).collect();
+        let _ = write!(line, " ALL {}", compact_set(&listed));
     }
     line.push_str("\r\n");
     line.into_bytes()
-}
-
-/// `numbers` as a compact sequence set: ascending, runs as ranges (`1:3,7`). Empty for none.
-pub(crate) fn sequence_set(numbers: &[u32]) -> String {
-    let mut sorted: Vec<u64> = numbers.iter().map(|n| u64::from(*n)).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    compact_set(&sorted)
 }
 
 #[cfg(test)]
@@ -193,6 +220,14 @@ mod tests {
 
         let c = return_clause(b"t SEARCH RETURN (FOO) ALL\r\n").unwrap();
         assert!(c.returns.unwrap_err().contains("FOO"));
+
+        let line = b"s1 UID SORT RETURN (MIN) (DATE) UTF-8 ALL\r\n";
+        let c = return_clause(line).unwrap();
+        assert_eq!((c.tag.as_str(), c.command), ("s1", Searching::Sort));
+        assert_eq!(&line[c.cut.clone()], b"RETURN (MIN) ");
+        assert_eq!(c.returns, Ok(returns(true, false, false, false)));
+        let c = return_clause(b"s2 sort return (PARTIAL) (DATE) UTF-8 ALL\r\n").unwrap();
+        assert!(c.returns.unwrap_err().contains("ESORT"));
     }
 
     #[test]
@@ -206,7 +241,7 @@ mod tests {
             "a1 SEARCH  RETURN (MIN) ALL\r\n",
             "a1 SEARCH RETURN (PARTIAL (1:5)) ALL\r\n",
             "a1 SEARCH RETURN (\"MIN\") ALL\r\n",
-            "a1 SORT RETURN (MIN) (DATE) UTF-8 ALL\r\n",
+            "a1 THREAD RETURN (MIN) REFERENCES UTF-8 ALL\r\n",
             "a+1 SEARCH RETURN (MIN) ALL\r\n",
             " SEARCH RETURN (MIN) ALL\r\n",
             "a1 SEARCHRETURN (MIN) ALL\r\n",
@@ -216,16 +251,6 @@ mod tests {
         ] {
             assert_eq!(return_clause(line.as_bytes()), None, "{line}");
         }
-    }
-
-    #[test]
-    fn sequence_sets_are_compact() {
-        assert_eq!(sequence_set(&[]), "");
-        assert_eq!(sequence_set(&[5]), "5");
-        assert_eq!(sequence_set(&[1, 2, 3, 7]), "1:3,7");
-        assert_eq!(sequence_set(&[7, 3, 1, 2, 2]), "1:3,7");
-        assert_eq!(sequence_set(&[1, 3, 5, 6]), "1,3,5:6");
-        assert_eq!(sequence_set(&[u32::MAX - 1, u32::MAX]), "4294967294:4294967295");
     }
 
     #[test]
@@ -247,6 +272,24 @@ mod tests {
         assert_eq!(
             response("A4", false, returns(true, true, true, false), &[]),
             b"* ESEARCH (TAG \"A4\")\r\n"
+        );
+    }
+
+    #[test]
+    fn sort_responses_keep_the_order() {
+        let all = returns(true, true, true, true);
+        // MIN and MAX are the first and last in sort order; ALL ascends by one only in runs.
+        assert_eq!(
+            sort_response("S1", false, all, &[5, 3, 4, 2, 1]),
+            b"* ESEARCH (TAG \"S1\") MIN 5 MAX 1 COUNT 5 ALL 5,3:4,2,1\r\n"
+        );
+        assert_eq!(
+            sort_response("S2", true, returns(false, false, true, false), &[7, 8, 9, 2]),
+            b"* ESEARCH (TAG \"S2\") UID ALL 7:9,2\r\n"
+        );
+        assert_eq!(
+            sort_response("S3", false, all, &[]),
+            b"* ESEARCH (TAG \"S3\") COUNT 0\r\n"
         );
     }
 }

@@ -4,8 +4,9 @@
 //! - Input: the client's bytes are framed as imap-codec's fragmentizer frames them (lines, and
 //!   literals `{n}`/`{n+}` whose bytes are never commands). The first line of each message
 //!   is held back until it ends (or [`HEAD_LIMIT`] bytes), and a
-//!   `<tag> [UID ]SEARCH RETURN (<options>) <criteria>` loses its `RETURN (…) ` before imap-next
-//!   sees it; the options are handed back with the parsed command ([`Event::Esearch`]).
+//!   `<tag> [UID ]SEARCH RETURN (<options>) <criteria>` (or `… SORT RETURN (<options>) …`)
+//!   loses its `RETURN (…) ` before imap-next sees it; the options are handed back with the
+//!   parsed command ([`Event::Esearch`]).
 //!   AUTHENTICATE lines and IDLE's DONE are messages too: they never look like a SEARCH and
 //!   pass unchanged.
 //! - Commands imap-codec refuses are offered to [`search_keys`], which parses SEARCH, SORT and
@@ -27,7 +28,7 @@ use imap_next::imap_types::response::{CommandContinuationRequest, Data, Status};
 use imap_next::server::{Error, Event as ServerEvent, ResponseHandle, Server};
 use imap_next::{Interrupt, Io, State};
 
-use crate::esearch::{return_clause, Returns};
+use crate::esearch::{return_clause, Returns, Searching};
 use search_keys::Reparsed;
 
 mod search_keys;
@@ -45,8 +46,9 @@ const MAX_WAITING: usize = 256;
 pub(crate) enum Event {
     /// Everything imap-next reports, unchanged.
     Server(ServerEvent),
-    /// A SEARCH or UID SEARCH that asked for RFC 4731 result options; `command` is what
-    /// imap-next parsed once the `RETURN (…)` was cut out.
+    /// A SEARCH or UID SEARCH that asked for RFC 4731 result options, or a SORT or UID SORT
+    /// that asked for RFC 5267 ESORT ones; `command` is what imap-next parsed once the
+    /// `RETURN (…)` was cut out.
     Esearch {
         command: Command<'static>,
         returns: Returns,
@@ -184,11 +186,12 @@ impl Protocol {
             (
                 Some(Waiting {
                     tag,
+                    command: kind,
                     returns: Ok(returns),
                     ..
                 }),
                 ServerEvent::CommandReceived { command },
-            ) if matches!(command.body, CommandBody::Search { .. }) && command.tag.inner() == tag => {
+            ) if is_searching(&command, kind) && command.tag.inner() == tag => {
                 Event::Esearch { command, returns }
             }
             // Nothing was rewritten, or not this (framings disagree): the event as it is.
@@ -224,10 +227,10 @@ impl Protocol {
                 Reparsed::Command(command) => Ok(match waiting {
                     Some(Waiting {
                         tag,
+                        command: kind,
                         returns: Ok(returns),
                         ..
-                    }) if matches!(command.body, CommandBody::Search { .. })
-                        && command.tag.inner() == tag =>
+                    }) if is_searching(&command, kind) && command.tag.inner() == tag =>
                     {
                         Event::Esearch { command, returns }
                     }
@@ -277,12 +280,21 @@ impl State for Protocol {
     }
 }
 
+/// Whether `command` is the kind of command its RETURN clause was found in.
+fn is_searching(command: &Command<'_>, kind: Searching) -> bool {
+    match kind {
+        Searching::Search => matches!(command.body, CommandBody::Search { .. }),
+        Searching::Sort => matches!(command.body, CommandBody::Sort { .. }),
+    }
+}
+
 /// A rewritten command waiting for imap-next to parse it.
 #[derive(Debug)]
 struct Waiting {
     /// Which client message it is (0-based).
     message: u64,
     tag: String,
+    command: Searching,
     returns: Result<Returns, String>,
 }
 
@@ -386,6 +398,7 @@ impl Framing {
                 self.waiting.push_back(Waiting {
                     message: self.message,
                     tag: c.tag,
+                    command: c.command,
                     returns: c.returns,
                 });
             }

@@ -642,6 +642,8 @@ fn note_from(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// ESEARCH (RFC 4731) and ESORT (RFC 5267 §3) answers, and the refusal of options this
+/// server does not offer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imaplib_gets_esearch_answers() {
     let reader = "reader@example.org";

@@ -107,6 +107,7 @@ if [ "$SCRIPTS" = 1 ]; then
     case ${EXPECT[$t]}:$outcome in
       pass:pass) echo "ok       $t ($ran commands)" ;;
       exception:fail) echo "expected $t: $failed of $ran commands fail (${WHY[$t]})" ;;
+      skip:skip) echo "skipped  $t (${WHY[$t]})" ;;
       *) mismatches=$((mismatches + 1))
          echo "MISMATCH $t: $outcome ($failed of ${ran:-0} commands failed), expected ${EXPECT[$t]}"
          grep -v '^$' "$WORK/out/$t" | head -20 | sed 's/^/         /' ;;

@@ -64,7 +64,8 @@ enum Needs {
 }
 
 /// Routes a command to its handler if the session is in a state that allows it. `returns`:
-/// the RFC 4731 result options of a SEARCH that asked for an ESEARCH answer.
+/// the RFC 4731 result options of a SEARCH (RFC 5267 ESORT ones of a SORT) that asked for an
+/// ESEARCH answer.
 pub(crate) async fn dispatch(
     s: &mut Session,
     c: &mut Conn,
@@ -150,7 +151,16 @@ pub(crate) async fn dispatch(
             charset,
             search_criteria,
             uid,
-        } => sort::handle(s, c, tag, sort_criteria, charset, search_criteria, uid).await,
+        } => {
+            let request = sort::Request {
+                criteria: sort_criteria,
+                charset,
+                search: search_criteria,
+                uid,
+                returns,
+            };
+            sort::handle(s, c, tag, request).await
+        }
         CommandBody::Thread {
             algorithm,
             charset,

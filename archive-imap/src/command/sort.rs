@@ -1,8 +1,13 @@
 //! SORT and UID SORT (RFC 5256, with SORT=DISPLAY from RFC 5957). The candidates are those
 //! SEARCH finds (same keys, same rules); the ordering fields come from each message's header
 //! block only. Ties, and equal keys all the way down, fall back to the message number.
+//!
+//! A SORT with RFC 5267 ESORT result options (`RETURN (MIN MAX ALL COUNT)`, cut out of the
+//! line by `protocol`) is answered with one `* ESEARCH` line in sort order instead of
+//! `* SORT`.
 
 use std::cmp::Ordering;
+use std::num::NonZeroU32;
 
 use archive_core::views::View;
 use imap_next::imap_types::core::{Charset, Tag, Vec1};
@@ -12,18 +17,33 @@ use imap_next::imap_types::search::SearchKey;
 
 use super::search::{matching, reply_number};
 use super::Done;
+use crate::esearch::{self, Returns};
 use crate::mime::SortFields;
 use crate::session::{blocking, no, ok, Closed, Conn, Session};
+
+/// A SORT or UID SORT as parsed.
+pub(crate) struct Request {
+    pub criteria: Vec1<SortCriterion>,
+    pub charset: Charset<'static>,
+    pub search: Vec1<SearchKey<'static>>,
+    pub uid: bool,
+    /// ESORT result options: answer with `* ESEARCH`.
+    pub returns: Option<Returns>,
+}
 
 pub(crate) async fn handle(
     s: &mut Session,
     c: &mut Conn,
     tag: Tag<'static>,
-    criteria: Vec1<SortCriterion>,
-    charset: Charset<'static>,
-    search: Vec1<SearchKey<'static>>,
-    uid: bool,
+    request: Request,
 ) -> Result<Done, Closed> {
+    let Request {
+        criteria,
+        charset,
+        search,
+        uid,
+        returns,
+    } = request;
     let numbers = match matching(s, c, &tag, Some(&charset), search).await? {
         Ok(n) => n,
         Err(status) => return Done::reply(status),
@@ -39,11 +59,18 @@ pub(crate) async fn handle(
     order.sort_by(|&a, &b| {
         compare(criteria.as_ref(), &fields[a], &fields[b]).then(numbers[a].cmp(&numbers[b]))
     });
-    let out = order
+    let out: Vec<NonZeroU32> = order
         .into_iter()
         .filter_map(|i| reply_number(&view, numbers[i], uid))
         .collect();
-    c.data(Data::Sort(out)).await?;
+    match returns {
+        None => c.data(Data::Sort(out)).await?,
+        Some(returns) => {
+            let ordered: Vec<u32> = out.iter().map(|n| n.get()).collect();
+            c.raw(esearch::sort_response(tag.inner(), uid, returns, &ordered))
+                .await?
+        }
+    }
     Done::reply(ok(tag, "SORT completed"))
 }
 
