@@ -132,26 +132,34 @@ fn is_option_char(b: u8) -> bool {
     b == b' ' || (is_astring_char(b) && b != b']')
 }
 
-/// The `* ESEARCH` line answering the SEARCH tagged `tag`. `numbers` are the matching
-/// message numbers, or UIDs if `uid` (UID SEARCH). With no match, MIN, MAX and ALL are left
-/// out; COUNT is always there when asked for (RFC 4731 §3.1).
-pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) -> Vec<u8> {
-    let mut sorted = numbers.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    line(tag, uid, returns, &sorted)
+/// What a SEARCH or SORT found, for its `* ESEARCH` line.
+pub(crate) struct Found<'a> {
+    /// The matching message numbers, or UIDs (UID SEARCH, UID SORT), in the order they are
+    /// reported: ascending for SEARCH, the requested order for SORT.
+    pub numbers: &'a [u32],
+    /// Each one's mod-sequence, when the search keys used MODSEQ (RFC 7162 §3.1.5).
+    pub modseqs: Option<&'a [u64]>,
 }
 
-/// The `* ESEARCH` line answering the SORT tagged `tag` (RFC 5267 §3.1): `ordered` are the
-/// matching message numbers or UIDs in the requested order. MIN and MAX are the first and
-/// the last in that order, ALL lists them in that order (ranges only where the order
-/// ascends by one: `5,3:4,2,1`, never `4:2`, RFC 5267 §3.2).
-pub(crate) fn sort_response(tag: &str, uid: bool, returns: Returns, ordered: &[u32]) -> Vec<u8> {
-    line(tag, uid, returns, ordered)
+/// The `* ESEARCH` line answering the SEARCH tagged `tag`. With no match, MIN, MAX and ALL
+/// are left out; COUNT is always there when asked for (RFC 4731 §3.1). With MODSEQ keys, the
+/// MODSEQ item is the highest mod-sequence of the messages returned: of all that match when
+/// ALL or COUNT is asked for, else of those MIN and MAX name (RFC 7162 §3.1.10); none when
+/// nothing matches.
+pub(crate) fn response(tag: &str, uid: bool, returns: Returns, found: Found<'_>) -> Vec<u8> {
+    line(tag, uid, returns, found)
 }
 
-/// The ESEARCH line for `numbers`, in the order they are reported.
-fn line(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) -> Vec<u8> {
+/// The `* ESEARCH` line answering the SORT tagged `tag` (RFC 5267 §3.1): MIN and MAX are the
+/// first and the last in the requested order, ALL lists them in that order (ranges only where
+/// the order ascends by one: `5,3:4,2,1`, never `4:2`, RFC 5267 §3.2); MODSEQ as for SEARCH.
+pub(crate) fn sort_response(tag: &str, uid: bool, returns: Returns, found: Found<'_>) -> Vec<u8> {
+    line(tag, uid, returns, found)
+}
+
+/// The ESEARCH line for what was found, in the order it is reported.
+fn line(tag: &str, uid: bool, returns: Returns, found: Found<'_>) -> Vec<u8> {
+    let numbers = found.numbers;
     let mut line = String::from("* ESEARCH (TAG \"");
     for c in tag.chars() {
         // A tag has neither, but a quoted string must escape them.
@@ -180,6 +188,18 @@ fn line(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) -> Vec<u8> {
         let listed: Vec<u64> = numbers.iter().map(|n| u64::from(*n)).collect();
         let _ = write!(line, " ALL {}", compact_set(&listed));
     }
+    if let Some(modseqs) = found.modseqs {
+        let returned = if returns.all || returns.count {
+            modseqs.iter().max()
+        } else {
+            let first = modseqs.first().filter(|_| returns.min);
+            let last = modseqs.last().filter(|_| returns.max);
+            first.max(last)
+        };
+        if let Some(m) = returned {
+            let _ = write!(line, " MODSEQ {m}");
+        }
+    }
     line.push_str("\r\n");
     line.into_bytes()
 }
@@ -190,6 +210,13 @@ mod tests {
 
     fn returns(min: bool, max: bool, all: bool, count: bool) -> Returns {
         Returns { min, max, all, count }
+    }
+
+    fn found(numbers: &[u32]) -> Found<'_> {
+        Found {
+            numbers,
+            modseqs: None,
+        }
     }
 
     #[test]
@@ -257,21 +284,52 @@ mod tests {
     fn responses_follow_rfc_4731() {
         let all = returns(true, true, true, true);
         assert_eq!(
-            response("A1", true, all, &[3, 4, 5, 9]),
+            response("A1", true, all, found(&[3, 4, 5, 9])),
             b"* ESEARCH (TAG \"A1\") UID MIN 3 MAX 9 COUNT 4 ALL 3:5,9\r\n"
         );
         assert_eq!(
-            response("A2", false, returns(false, false, true, false), &[2, 10, 11]),
+            response("A2", false, returns(false, false, true, false), found(&[2, 10, 11])),
             b"* ESEARCH (TAG \"A2\") ALL 2,10:11\r\n"
         );
         // No match: only the tag (and COUNT 0, which is always included when asked for).
         assert_eq!(
-            response("A3", true, all, &[]),
+            response("A3", true, all, found(&[])),
             b"* ESEARCH (TAG \"A3\") UID COUNT 0\r\n"
         );
         assert_eq!(
-            response("A4", false, returns(true, true, true, false), &[]),
+            response("A4", false, returns(true, true, true, false), found(&[])),
             b"* ESEARCH (TAG \"A4\")\r\n"
+        );
+    }
+
+    #[test]
+    fn modseq_is_of_the_messages_returned() {
+        let with = |numbers: &'static [u32], modseqs: &'static [u64]| Found {
+            numbers,
+            modseqs: Some(modseqs),
+        };
+        let r = |min, max, all, count| returns(min, max, all, count);
+        let numbers = &[1, 2, 3];
+        let modseqs = &[10, 30, 20];
+        assert_eq!(
+            response("M1", false, r(true, false, false, false), with(numbers, modseqs)),
+            b"* ESEARCH (TAG \"M1\") MIN 1 MODSEQ 10\r\n"
+        );
+        assert_eq!(
+            response("M2", false, r(false, true, false, false), with(numbers, modseqs)),
+            b"* ESEARCH (TAG \"M2\") MAX 3 MODSEQ 20\r\n"
+        );
+        assert_eq!(
+            response("M3", false, r(false, false, true, false), with(numbers, modseqs)),
+            b"* ESEARCH (TAG \"M3\") ALL 1:3 MODSEQ 30\r\n"
+        );
+        assert_eq!(
+            response("M4", false, r(true, true, false, false), with(numbers, modseqs)),
+            b"* ESEARCH (TAG \"M4\") MIN 1 MAX 3 MODSEQ 20\r\n"
+        );
+        assert_eq!(
+            response("M5", false, r(false, false, true, false), with(&[], &[])),
+            b"* ESEARCH (TAG \"M5\")\r\n"
         );
     }
 
@@ -280,15 +338,15 @@ mod tests {
         let all = returns(true, true, true, true);
         // MIN and MAX are the first and last in sort order; ALL ascends by one only in runs.
         assert_eq!(
-            sort_response("S1", false, all, &[5, 3, 4, 2, 1]),
+            sort_response("S1", false, all, found(&[5, 3, 4, 2, 1])),
             b"* ESEARCH (TAG \"S1\") MIN 5 MAX 1 COUNT 5 ALL 5,3:4,2,1\r\n"
         );
         assert_eq!(
-            sort_response("S2", true, returns(false, false, true, false), &[7, 8, 9, 2]),
+            sort_response("S2", true, returns(false, false, true, false), found(&[7, 8, 9, 2])),
             b"* ESEARCH (TAG \"S2\") UID ALL 7:9,2\r\n"
         );
         assert_eq!(
-            sort_response("S3", false, all, &[]),
+            sort_response("S3", false, all, found(&[])),
             b"* ESEARCH (TAG \"S3\") COUNT 0\r\n"
         );
     }

@@ -33,6 +33,7 @@
 //! no field for it); BINARY of an unknown transfer encoding answers NO [UNKNOWN-CTE].
 
 mod command;
+mod condstore;
 mod config;
 mod envelope_cache;
 mod esearch;

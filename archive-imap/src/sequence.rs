@@ -45,11 +45,6 @@ impl Numbers {
     pub fn len(&self) -> usize {
         self.ranges.iter().map(|(lo, hi)| hi - lo + 1).sum()
     }
-
-    /// Whether the set names no message.
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
 }
 
 impl IntoIterator for Numbers {

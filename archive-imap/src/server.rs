@@ -246,6 +246,7 @@ async fn connection(
         login_deadline,
         user: None,
         selected: None,
+        condstore: false,
         idle_tag: None,
         auth_tag: None,
         stop,

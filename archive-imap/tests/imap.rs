@@ -506,6 +506,8 @@ struct Served {
     listening: archive_imap::Listening,
     /// The UID (log seq) of each message, in the order given.
     uids: Vec<u64>,
+    /// The store being served, for mail that arrives while a client is connected.
+    store: Arc<Store>,
 }
 
 impl Served {
@@ -547,7 +549,7 @@ async fn serve(messages: &[(&str, Vec<u8>)], users: &[(&str, &str, Role)]) -> Se
         ..ImapConfig::default()
     };
     let listening = archive_imap::start(
-        store,
+        Arc::clone(&store),
         Arc::new(LoginGate::new(&path)),
         config,
         &dir.path().join("tls"),
@@ -558,6 +560,7 @@ async fn serve(messages: &[(&str, Vec<u8>)], users: &[(&str, &str, Role)]) -> Se
         _dir: dir,
         listening,
         uids,
+        store,
     }
 }
 
@@ -971,5 +974,69 @@ async fn header_search(checks: &str) {
         &[("CHECKS", checks)],
     )
     .await;
+    served.listening.shutdown().await;
+}
+
+/// CONDSTORE (RFC 7162 §3.1) on a mailbox whose messages never change: MODSEQ is UID + 1,
+/// HIGHESTMODSEQ is UIDNEXT, so it moves with new mail for the user and with nothing else;
+/// CHANGEDSINCE and SEARCH MODSEQ find exactly the new mail; STORE UNCHANGEDSINCE fails for
+/// messages above the value and changes nothing for the others; the enabling commands,
+/// CLOSED, ESEARCH/SORT with MODSEQ. The script asks for mail to arrive while it is
+/// connected (`DELIVER <address>` on its stdout; the new UID comes back on its stdin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_syncs_with_condstore() {
+    use std::io::{BufRead, Write};
+    let reader = "reader@example.org";
+    let served = serve(
+        &[
+            (reader, note(reader, "one", "first")),
+            ("other@example.org", note("other@example.org", "theirs", "x")),
+            (reader, note(reader, "two", "second")),
+            (reader, note(reader, "three", "third")),
+        ],
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    let uids: Vec<u64> = [0, 2, 3].iter().map(|i| served.uids[*i]).collect();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_condstore_client.py");
+    let mut child = Command::new("python3")
+        .arg(path)
+        .env("IMAP_PORT", served.plain_port().to_string())
+        .env(
+            "UIDS",
+            uids.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = Arc::clone(&served.store);
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut printed = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rcpt) = line.strip_prefix("DELIVER ") {
+                let raw = note(rcpt, "late", "arrived while connected");
+                let seq = store
+                    .append_message(&envelope("sender@example.net", &[rcpt]), &raw, OnDuplicate::RecordArrival)
+                    .unwrap()
+                    .seq;
+                writeln!(stdin, "{seq}").unwrap();
+                stdin.flush().unwrap();
+            } else {
+                printed.push_str(&line);
+                printed.push('\n');
+            }
+        }
+        let mut output = child.wait_with_output().unwrap();
+        output.stdout = printed.into_bytes();
+        output
+    })
+    .await
+    .unwrap();
+    require_success("imap_condstore_client.py", &output);
     served.listening.shutdown().await;
 }

@@ -10,8 +10,9 @@ use super::Done;
 use crate::session::{ok, Closed, Conn, Session};
 
 /// The capabilities to announce now. ESEARCH and ESORT are ours (`protocol` cuts
-/// `RETURN (…)` out before imap-codec parses SEARCH or SORT). No LIST-EXTENDED or CONDSTORE: the codec cannot parse
-/// them or they are not implemented. No UIDPLUS/MOVE: nothing can be written.
+/// `RETURN (…)` out before imap-codec parses SEARCH or SORT); CONDSTORE is `condstore`. No
+/// LIST-EXTENDED, QRESYNC or CONTEXT=SORT: not implemented (docs/OPERATIONS.md §IMAP says
+/// why). No UIDPLUS/MOVE: nothing can be written.
 pub(crate) fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
     let mut caps = vec![
         Capability::Imap4Rev1,
@@ -34,6 +35,7 @@ pub(crate) fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
         caps.push(Capability::Unselect);
         caps.push(Capability::Namespace);
         caps.push(Capability::Binary);
+        caps.push(Capability::CondStore);
         caps.push(Capability::Sort(None));
         caps.push(Capability::Sort(Some(SortAlgorithm::Display)));
         caps.push(Capability::Thread(ThreadingAlgorithm::OrderedSubject));

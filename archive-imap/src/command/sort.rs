@@ -7,7 +7,6 @@
 //! `* SORT`.
 
 use std::cmp::Ordering;
-use std::num::NonZeroU32;
 
 use archive_core::views::View;
 use imap_next::imap_types::core::{Charset, Tag, Vec1};
@@ -15,7 +14,7 @@ use imap_next::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_next::imap_types::response::{Data, Status};
 use imap_next::imap_types::search::SearchKey;
 
-use super::search::{matching, reply_number};
+use super::search::{matching, mentions_modseq, Replies};
 use super::Done;
 use crate::esearch::{self, Returns};
 use crate::mime::SortFields;
@@ -44,6 +43,10 @@ pub(crate) async fn handle(
         uid,
         returns,
     } = request;
+    let with_modseq = mentions_modseq(search.as_ref());
+    if with_modseq {
+        s.enable_condstore(c).await?;
+    }
     let numbers = match matching(s, c, &tag, Some(&charset), search).await? {
         Ok(n) => n,
         Err(status) => return Done::reply(status),
@@ -59,15 +62,16 @@ pub(crate) async fn handle(
     order.sort_by(|&a, &b| {
         compare(criteria.as_ref(), &fields[a], &fields[b]).then(numbers[a].cmp(&numbers[b]))
     });
-    let out: Vec<NonZeroU32> = order
-        .into_iter()
-        .filter_map(|i| reply_number(&view, numbers[i], uid))
-        .collect();
+    let replies = Replies::new(&view, order.into_iter().map(|i| numbers[i]), uid);
     match returns {
-        None => c.data(Data::Sort(out)).await?,
+        None => {
+            // RFC 7162 §3.1.5 (as for SEARCH).
+            let modseq = with_modseq.then(|| replies.highest_modseq()).flatten();
+            c.data(Data::Sort(replies.numbers(), modseq)).await?
+        }
         Some(returns) => {
-            let ordered: Vec<u32> = out.iter().map(|n| n.get()).collect();
-            c.raw(esearch::sort_response(tag.inner(), uid, returns, &ordered))
+            let found = replies.found(with_modseq);
+            c.raw(esearch::sort_response(tag.inner(), uid, returns, found))
                 .await?
         }
     }
