@@ -288,7 +288,12 @@ mod tests {
             b"* ESEARCH (TAG \"A1\") UID MIN 3 MAX 9 COUNT 4 ALL 3:5,9\r\n"
         );
         assert_eq!(
-            response("A2", false, returns(false, false, true, false), found(&[2, 10, 11])),
+            response(
+                "A2",
+                false,
+                returns(false, false, true, false),
+                found(&[2, 10, 11])
+            ),
             b"* ESEARCH (TAG \"A2\") ALL 2,10:11\r\n"
         );
         // No match: only the tag (and COUNT 0, which is always included when asked for).
@@ -342,7 +347,12 @@ mod tests {
             b"* ESEARCH (TAG \"S1\") MIN 5 MAX 1 COUNT 5 ALL 5,3:4,2,1\r\n"
         );
         assert_eq!(
-            sort_response("S2", true, returns(false, false, true, false), found(&[7, 8, 9, 2])),
+            sort_response(
+                "S2",
+                true,
+                returns(false, false, true, false),
+                found(&[7, 8, 9, 2])
+            ),
             b"* ESEARCH (TAG \"S2\") UID ALL 7:9,2\r\n"
         );
         assert_eq!(

@@ -107,11 +107,15 @@ pub(crate) struct Protocol {
     outcomes: u64,
     /// The greeting imap-next always sends first is to be dropped, not written.
     drop_greeting: bool,
+    /// imap-next's limit on literals, which a re-parsed message must keep too.
+    max_literal: usize,
 }
 
 impl Protocol {
-    pub fn new(server: Server) -> Protocol {
+    /// `max_literal` is the `max_literal_size` imap-next's `server` was made with.
+    pub fn new(server: Server, max_literal: u32) -> Protocol {
         Protocol {
+            max_literal: max_literal as usize,
             server,
             input: Framing::default(),
             raw: VecDeque::new(),
@@ -126,10 +130,10 @@ impl Protocol {
     /// always sends a greeting first, but after STARTTLS the server says nothing until the
     /// client's next command (RFC 3501 §6.2.1; a client waiting for that command's answer
     /// would take an unsolicited `* OK` for something else). The greeting is dropped unsent.
-    pub fn after_starttls(server: Server) -> Protocol {
+    pub fn after_starttls(server: Server, max_literal: u32) -> Protocol {
         Protocol {
             drop_greeting: true,
-            ..Protocol::new(server)
+            ..Protocol::new(server, max_literal)
         }
     }
 
@@ -223,15 +227,14 @@ impl Protocol {
                 Err(_) => Err(Interrupt::Error(error)),
             },
             // Search keys nested deeper than imap-codec goes, maybe.
-            waiting => match search_keys::reparse(discarded_bytes.declassify()) {
+            waiting => match search_keys::reparse(discarded_bytes.declassify(), self.max_literal) {
                 Reparsed::Command(command) => Ok(match waiting {
                     Some(Waiting {
                         tag,
                         command: kind,
                         returns: Ok(returns),
                         ..
-                    }) if is_searching(&command, kind) && command.tag.inner() == tag =>
-                    {
+                    }) if is_searching(&command, kind) && command.tag.inner() == tag => {
                         Event::Esearch { command, returns }
                     }
                     _ => Event::Server(ServerEvent::CommandReceived { command }),

@@ -253,7 +253,10 @@ async fn connection(
         pushed_out,
     };
     let mut conn = Conn::new(
-        Protocol::new(server(&session, "mailvault archive ready (read-only IMAP)")),
+        Protocol::new(
+            server(&session, "mailvault archive ready (read-only IMAP)"),
+            session.limits.max_literal_bytes,
+        ),
         stream,
     );
     while let Some(done) = session::run(&mut session, conn).await {
@@ -270,7 +273,7 @@ async fn connection(
         session.starttls = false;
         // Nothing is sent now: the client speaks first after STARTTLS (RFC 3501 §6.2.1).
         conn = Conn::new(
-            Protocol::after_starttls(server(&session, "TLS active")),
+            Protocol::after_starttls(server(&session, "TLS active"), session.limits.max_literal_bytes),
             crate::tls::session_stream(tls),
         );
     }

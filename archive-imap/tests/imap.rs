@@ -1021,7 +1021,11 @@ async fn imaplib_syncs_with_condstore() {
             if let Some(rcpt) = line.strip_prefix("DELIVER ") {
                 let raw = note(rcpt, "late", "arrived while connected");
                 let seq = store
-                    .append_message(&envelope("sender@example.net", &[rcpt]), &raw, OnDuplicate::RecordArrival)
+                    .append_message(
+                        &envelope("sender@example.net", &[rcpt]),
+                        &raw,
+                        OnDuplicate::RecordArrival,
+                    )
                     .unwrap()
                     .seq;
                 writeln!(stdin, "{seq}").unwrap();
@@ -1038,5 +1042,64 @@ async fn imaplib_syncs_with_condstore() {
     .await
     .unwrap();
     require_success("imap_condstore_client.py", &output);
+    served.listening.shutdown().await;
+}
+
+/// Sends `bytes` and reads lines until one starts with `tag ` (a tagged answer); returns all
+/// the lines read.
+async fn exchange(tcp: &mut tokio::net::TcpStream, bytes: &[u8], tag: &str) -> Vec<String> {
+    use tokio::io::AsyncWriteExt;
+    tcp.write_all(bytes).await.unwrap();
+    let mut lines = Vec::new();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), read_line(tcp))
+            .await
+            .expect("an answer within 20 s");
+        assert!(!line.is_empty(), "connection closed; read so far: {lines:?}");
+        let done = line.starts_with(&format!("{tag} "));
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+/// LITERAL+ (RFC 7888 §3): a `{n+}` literal is taken without a continuation request, in any
+/// argument of any command. One larger than `max_literal_bytes` (or than the longest command)
+/// is answered BAD once all of it has arrived, and its bytes are never taken for commands:
+/// the session goes on in step with the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn literal_plus_is_taken_without_continuation() {
+    let reader = "reader@example.org";
+    let served = serve(
+        &[(reader, note(reader, "kiwi", "fruit"))],
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", served.plain_port()))
+        .await
+        .unwrap();
+    assert!(read_line(&mut tcp).await.starts_with("* OK"));
+    let lines = exchange(&mut tcp, b"a1 LOGIN {6+}\r\nreader {9+}\r\nreader-pw\r\n", "a1").await;
+    assert!(lines.len() == 1 && lines[0].starts_with("a1 OK"), "{lines:?}");
+    exchange(&mut tcp, b"a2 EXAMINE INBOX\r\n", "a2").await;
+    let lines = exchange(&mut tcp, b"a3 SEARCH SUBJECT {4+}\r\nkiwi\r\n", "a3").await;
+    assert_eq!(lines[0], "* SEARCH 1\r\n", "{lines:?}");
+    assert!(lines[1].starts_with("a3 OK"), "{lines:?}");
+    // Literals above the limits, their bytes full of what would be commands.
+    for (tag, len) in [("a4", 20_000usize), ("a5", 100_000)] {
+        let smuggled: Vec<u8> = b"z NOOP\r\n".iter().copied().cycle().take(len).collect();
+        let mut command = format!("{tag} SEARCH SUBJECT {{{len}+}}\r\n").into_bytes();
+        command.extend_from_slice(&smuggled);
+        command.extend_from_slice(b"\r\n");
+        let sent = exchange(&mut tcp, &command, tag).await;
+        assert!(
+            sent.len() == 1 && sent[0].starts_with(&format!("{tag} BAD")),
+            "{sent:?}"
+        );
+        let lines = exchange(&mut tcp, b"b1 NOOP\r\n", "b1").await;
+        assert!(lines.len() == 1 && lines[0].starts_with("b1 OK"), "{lines:?}");
+    }
+    exchange(&mut tcp, b"c1 LOGOUT\r\n", "c1").await;
     served.listening.shutdown().await;
 }

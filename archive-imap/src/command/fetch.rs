@@ -14,10 +14,10 @@ use archive_core::views::View;
 use archive_core::Store;
 use imap_codec::encode::Encoder;
 use imap_codec::ResponseCodec;
+use imap_next::imap_types::command::FetchModifier;
 use imap_next::imap_types::core::{LiteralMode, NString, NString8, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::extensions::binary::Literal8;
-use imap_next::imap_types::command::FetchModifier;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Part, Section,
 };

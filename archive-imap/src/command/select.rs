@@ -68,13 +68,21 @@ pub(crate) async fn handle(
         .iter()
         .any(|p| matches!(p, SelectParameter::QResync { .. }))
     {
-        return Done::reply(bad(tag, "QRESYNC is not offered (ENABLE QRESYNC first, RFC 7162)"));
+        return Done::reply(bad(
+            tag,
+            "QRESYNC is not offered (ENABLE QRESYNC first, RFC 7162)",
+        ));
     }
     // RFC 3501: a failed SELECT leaves no mailbox selected. RFC 7162 §3.2.11: everything
     // before CLOSED was about the mailbox closed now.
     if s.selected.take().is_some() {
-        c.status(status(Kind::Ok, None, Some(Code::Closed), "previous mailbox closed"))
-            .await?;
+        c.status(status(
+            Kind::Ok,
+            None,
+            Some(Code::Closed),
+            "previous mailbox closed",
+        ))
+        .await?;
     }
     let name = mailbox_name(&mailbox);
     let (view, uid_next) = match open_view(s, &name) {

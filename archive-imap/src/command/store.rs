@@ -93,7 +93,9 @@ pub(crate) async fn handle(
         if with_modseq {
             items.push(MessageDataItem::ModSeq(modseq(uid_value)));
         }
-        let Ok(items) = Vec1::try_from(items) else { continue };
+        let Ok(items) = Vec1::try_from(items) else {
+            continue;
+        };
         let response = Response::Data(Data::Fetch { seq, items });
         out.extend(codec.encode(&response).dump());
         if out.len() >= SEND_BYTES {

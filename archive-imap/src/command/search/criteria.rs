@@ -88,9 +88,7 @@ impl Expr {
             Expr::Index(_) => true,
             Expr::And(parts) | Expr::Or(parts) => parts.iter().all(Expr::index_only),
             Expr::Not(inner) => inner.index_only(),
-            Expr::Const(_) | Expr::Set { .. } | Expr::ModSeq(_) | Expr::Received(_) | Expr::Scan(_) => {
-                false
-            }
+            Expr::Const(_) | Expr::Set { .. } | Expr::ModSeq(_) | Expr::Received(_) | Expr::Scan(_) => false,
         }
     }
 
