@@ -1,7 +1,8 @@
-//! ESEARCH (RFC 4731) where imap-codec cannot help: it parses neither `SEARCH RETURN (…)`
-//! nor has an `* ESEARCH` response. This module finds the return options at the start of a
-//! command line (so that `protocol` can cut them out before imap-next parses the rest as a
-//! plain SEARCH) and writes the `* ESEARCH` response line.
+//! ESEARCH (RFC 4731) and ESORT (RFC 5267 §3) where imap-codec cannot help: it parses
+//! neither `SEARCH RETURN (…)` nor `SORT RETURN (…)`, and has no `* ESEARCH` response. This
+//! module finds the return options at the start of a command line (so that `protocol` can
+//! cut them out before imap-next parses the rest as a plain SEARCH or SORT) and writes the
+//! `* ESEARCH` response line.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -49,10 +50,19 @@ impl Returns {
     }
 }
 
-/// A command line that starts `<tag> [UID ]SEARCH RETURN (<options>) `.
+/// Which command a RETURN clause belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Searching {
+    Search,
+    Sort,
+}
+
+/// A command line that starts `<tag> [UID ]SEARCH RETURN (<options>) ` or
+/// `<tag> [UID ]SORT RETURN (<options>) `.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ReturnClause {
     pub tag: String,
+    pub command: Searching,
     /// The bytes to cut so that imap-next sees a plain SEARCH: `RETURN (…) `.
     pub cut: Range<usize>,
     /// The options, or why they are refused.
@@ -90,9 +100,13 @@ pub(crate) fn return_clause(line: &[u8]) -> Option<ReturnClause> {
     }
     at += 1;
     word(&mut at, b"UID");
-    if !word(&mut at, b"SEARCH") {
+    let command = if word(&mut at, b"SEARCH") {
+        Searching::Search
+    } else if word(&mut at, b"SORT") {
+        Searching::Sort
+    } else {
         return None;
-    }
+    };
     let start = at;
     if !word(&mut at, b"RETURN") || line.get(at) != Some(&b'(') {
         return None;
@@ -104,8 +118,12 @@ pub(crate) fn return_clause(line: &[u8]) -> Option<ReturnClause> {
     }
     Some(ReturnClause {
         tag: String::from_utf8_lossy(&line[..tag_len]).into_owned(),
+        command,
         cut: start..close + 2,
-        returns: Returns::parse(&line[open..close]),
+        returns: Returns::parse(&line[open..close]).map_err(|why| match command {
+            Searching::Search => why,
+            Searching::Sort => format!("{why}; for SORT: RFC 5267 ESORT"),
+        }),
     })
 }
 
@@ -114,10 +132,34 @@ fn is_option_char(b: u8) -> bool {
     b == b' ' || (is_astring_char(b) && b != b']')
 }
 
-/// The `* ESEARCH` line answering the command tagged `tag`. `numbers` are the matching
-/// message numbers, or UIDs if `uid` (UID SEARCH). With no match, MIN, MAX and ALL are left
-/// out; COUNT is always there when asked for (RFC 4731 §3.1).
-pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) -> Vec<u8> {
+/// What a SEARCH or SORT found, for its `* ESEARCH` line.
+pub(crate) struct Found<'a> {
+    /// The matching message numbers, or UIDs (UID SEARCH, UID SORT), in the order they are
+    /// reported: ascending for SEARCH, the requested order for SORT.
+    pub numbers: &'a [u32],
+    /// Each one's mod-sequence, when the search keys used MODSEQ (RFC 7162 §3.1.5).
+    pub modseqs: Option<&'a [u64]>,
+}
+
+/// The `* ESEARCH` line answering the SEARCH tagged `tag`. With no match, MIN, MAX and ALL
+/// are left out; COUNT is always there when asked for (RFC 4731 §3.1). With MODSEQ keys, the
+/// MODSEQ item is the highest mod-sequence of the messages returned: of all that match when
+/// ALL or COUNT is asked for, else of those MIN and MAX name (RFC 7162 §3.1.10); none when
+/// nothing matches.
+pub(crate) fn response(tag: &str, uid: bool, returns: Returns, found: Found<'_>) -> Vec<u8> {
+    line(tag, uid, returns, found)
+}
+
+/// The `* ESEARCH` line answering the SORT tagged `tag` (RFC 5267 §3.1): MIN and MAX are the
+/// first and the last in the requested order, ALL lists them in that order (ranges only where
+/// the order ascends by one: `5,3:4,2,1`, never `4:2`, RFC 5267 §3.2); MODSEQ as for SEARCH.
+pub(crate) fn sort_response(tag: &str, uid: bool, returns: Returns, found: Found<'_>) -> Vec<u8> {
+    line(tag, uid, returns, found)
+}
+
+/// The ESEARCH line for what was found, in the order it is reported.
+fn line(tag: &str, uid: bool, returns: Returns, found: Found<'_>) -> Vec<u8> {
+    let numbers = found.numbers;
     let mut line = String::from("* ESEARCH (TAG \"");
     for c in tag.chars() {
         // A tag has neither, but a quoted string must escape them.
@@ -131,7 +173,7 @@ pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) 
         line.push_str(" UID");
     }
     // Writing to a String cannot fail.
-    if let (Some(min), Some(max)) = (numbers.iter().min(), numbers.iter().max()) {
+    if let (Some(min), Some(max)) = (numbers.first(), numbers.last()) {
         if returns.min {
             let _ = write!(line, " MIN {min}");
         }
@@ -143,18 +185,23 @@ pub(crate) fn response(tag: &str, uid: bool, returns: Returns, numbers: &[u32]) 
         let _ = write!(line, " COUNT {}", numbers.len());
     }
     if returns.all && !numbers.is_empty() {
-        let _ = write!(line, " ALL {}", sequence_set(numbers));
+        let listed: Vec<u64> = numbers.iter().map(|n| u64::from(*n)).collect();
+        let _ = write!(line, " ALL {}", compact_set(&listed));
+    }
+    if let Some(modseqs) = found.modseqs {
+        let returned = if returns.all || returns.count {
+            modseqs.iter().max()
+        } else {
+            let first = modseqs.first().filter(|_| returns.min);
+            let last = modseqs.last().filter(|_| returns.max);
+            first.max(last)
+        };
+        if let Some(m) = returned {
+            let _ = write!(line, " MODSEQ {m}");
+        }
     }
     line.push_str("\r\n");
     line.into_bytes()
-}
-
-/// `numbers` as a compact sequence set: ascending, runs as ranges (`1:3,7`). Empty for none.
-pub(crate) fn sequence_set(numbers: &[u32]) -> String {
-    let mut sorted: Vec<u64> = numbers.iter().map(|n| u64::from(*n)).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    compact_set(&sorted)
 }
 
 #[cfg(test)]
@@ -163,6 +210,13 @@ mod tests {
 
     fn returns(min: bool, max: bool, all: bool, count: bool) -> Returns {
         Returns { min, max, all, count }
+    }
+
+    fn found(numbers: &[u32]) -> Found<'_> {
+        Found {
+            numbers,
+            modseqs: None,
+        }
     }
 
     #[test]
@@ -193,6 +247,14 @@ mod tests {
 
         let c = return_clause(b"t SEARCH RETURN (FOO) ALL\r\n").unwrap();
         assert!(c.returns.unwrap_err().contains("FOO"));
+
+        let line = b"s1 UID SORT RETURN (MIN) (DATE) UTF-8 ALL\r\n";
+        let c = return_clause(line).unwrap();
+        assert_eq!((c.tag.as_str(), c.command), ("s1", Searching::Sort));
+        assert_eq!(&line[c.cut.clone()], b"RETURN (MIN) ");
+        assert_eq!(c.returns, Ok(returns(true, false, false, false)));
+        let c = return_clause(b"s2 sort return (PARTIAL) (DATE) UTF-8 ALL\r\n").unwrap();
+        assert!(c.returns.unwrap_err().contains("ESORT"));
     }
 
     #[test]
@@ -206,7 +268,7 @@ mod tests {
             "a1 SEARCH  RETURN (MIN) ALL\r\n",
             "a1 SEARCH RETURN (PARTIAL (1:5)) ALL\r\n",
             "a1 SEARCH RETURN (\"MIN\") ALL\r\n",
-            "a1 SORT RETURN (MIN) (DATE) UTF-8 ALL\r\n",
+            "a1 THREAD RETURN (MIN) REFERENCES UTF-8 ALL\r\n",
             "a+1 SEARCH RETURN (MIN) ALL\r\n",
             " SEARCH RETURN (MIN) ALL\r\n",
             "a1 SEARCHRETURN (MIN) ALL\r\n",
@@ -219,34 +281,83 @@ mod tests {
     }
 
     #[test]
-    fn sequence_sets_are_compact() {
-        assert_eq!(sequence_set(&[]), "");
-        assert_eq!(sequence_set(&[5]), "5");
-        assert_eq!(sequence_set(&[1, 2, 3, 7]), "1:3,7");
-        assert_eq!(sequence_set(&[7, 3, 1, 2, 2]), "1:3,7");
-        assert_eq!(sequence_set(&[1, 3, 5, 6]), "1,3,5:6");
-        assert_eq!(sequence_set(&[u32::MAX - 1, u32::MAX]), "4294967294:4294967295");
-    }
-
-    #[test]
     fn responses_follow_rfc_4731() {
         let all = returns(true, true, true, true);
         assert_eq!(
-            response("A1", true, all, &[3, 4, 5, 9]),
+            response("A1", true, all, found(&[3, 4, 5, 9])),
             b"* ESEARCH (TAG \"A1\") UID MIN 3 MAX 9 COUNT 4 ALL 3:5,9\r\n"
         );
         assert_eq!(
-            response("A2", false, returns(false, false, true, false), &[2, 10, 11]),
+            response(
+                "A2",
+                false,
+                returns(false, false, true, false),
+                found(&[2, 10, 11])
+            ),
             b"* ESEARCH (TAG \"A2\") ALL 2,10:11\r\n"
         );
         // No match: only the tag (and COUNT 0, which is always included when asked for).
         assert_eq!(
-            response("A3", true, all, &[]),
+            response("A3", true, all, found(&[])),
             b"* ESEARCH (TAG \"A3\") UID COUNT 0\r\n"
         );
         assert_eq!(
-            response("A4", false, returns(true, true, true, false), &[]),
+            response("A4", false, returns(true, true, true, false), found(&[])),
             b"* ESEARCH (TAG \"A4\")\r\n"
+        );
+    }
+
+    #[test]
+    fn modseq_is_of_the_messages_returned() {
+        let with = |numbers: &'static [u32], modseqs: &'static [u64]| Found {
+            numbers,
+            modseqs: Some(modseqs),
+        };
+        let r = |min, max, all, count| returns(min, max, all, count);
+        let numbers = &[1, 2, 3];
+        let modseqs = &[10, 30, 20];
+        assert_eq!(
+            response("M1", false, r(true, false, false, false), with(numbers, modseqs)),
+            b"* ESEARCH (TAG \"M1\") MIN 1 MODSEQ 10\r\n"
+        );
+        assert_eq!(
+            response("M2", false, r(false, true, false, false), with(numbers, modseqs)),
+            b"* ESEARCH (TAG \"M2\") MAX 3 MODSEQ 20\r\n"
+        );
+        assert_eq!(
+            response("M3", false, r(false, false, true, false), with(numbers, modseqs)),
+            b"* ESEARCH (TAG \"M3\") ALL 1:3 MODSEQ 30\r\n"
+        );
+        assert_eq!(
+            response("M4", false, r(true, true, false, false), with(numbers, modseqs)),
+            b"* ESEARCH (TAG \"M4\") MIN 1 MAX 3 MODSEQ 20\r\n"
+        );
+        assert_eq!(
+            response("M5", false, r(false, false, true, false), with(&[], &[])),
+            b"* ESEARCH (TAG \"M5\")\r\n"
+        );
+    }
+
+    #[test]
+    fn sort_responses_keep_the_order() {
+        let all = returns(true, true, true, true);
+        // MIN and MAX are the first and last in sort order; ALL ascends by one only in runs.
+        assert_eq!(
+            sort_response("S1", false, all, found(&[5, 3, 4, 2, 1])),
+            b"* ESEARCH (TAG \"S1\") MIN 5 MAX 1 COUNT 5 ALL 5,3:4,2,1\r\n"
+        );
+        assert_eq!(
+            sort_response(
+                "S2",
+                true,
+                returns(false, false, true, false),
+                found(&[7, 8, 9, 2])
+            ),
+            b"* ESEARCH (TAG \"S2\") UID ALL 7:9,2\r\n"
+        );
+        assert_eq!(
+            sort_response("S3", false, all, found(&[])),
+            b"* ESEARCH (TAG \"S3\") COUNT 0\r\n"
         );
     }
 }

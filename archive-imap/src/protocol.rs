@@ -4,8 +4,9 @@
 //! - Input: the client's bytes are framed as imap-codec's fragmentizer frames them (lines, and
 //!   literals `{n}`/`{n+}` whose bytes are never commands). The first line of each message
 //!   is held back until it ends (or [`HEAD_LIMIT`] bytes), and a
-//!   `<tag> [UID ]SEARCH RETURN (<options>) <criteria>` loses its `RETURN (…) ` before imap-next
-//!   sees it; the options are handed back with the parsed command ([`Event::Esearch`]).
+//!   `<tag> [UID ]SEARCH RETURN (<options>) <criteria>` (or `… SORT RETURN (<options>) …`)
+//!   loses its `RETURN (…) ` before imap-next sees it; the options are handed back with the
+//!   parsed command ([`Event::Esearch`]).
 //!   AUTHENTICATE lines and IDLE's DONE are messages too: they never look like a SEARCH and
 //!   pass unchanged.
 //! - Commands imap-codec refuses are offered to [`search_keys`], which parses SEARCH, SORT and
@@ -27,7 +28,7 @@ use imap_next::imap_types::response::{CommandContinuationRequest, Data, Status};
 use imap_next::server::{Error, Event as ServerEvent, ResponseHandle, Server};
 use imap_next::{Interrupt, Io, State};
 
-use crate::esearch::{return_clause, Returns};
+use crate::esearch::{return_clause, Returns, Searching};
 use search_keys::Reparsed;
 
 mod search_keys;
@@ -45,8 +46,9 @@ const MAX_WAITING: usize = 256;
 pub(crate) enum Event {
     /// Everything imap-next reports, unchanged.
     Server(ServerEvent),
-    /// A SEARCH or UID SEARCH that asked for RFC 4731 result options; `command` is what
-    /// imap-next parsed once the `RETURN (…)` was cut out.
+    /// A SEARCH or UID SEARCH that asked for RFC 4731 result options, or a SORT or UID SORT
+    /// that asked for RFC 5267 ESORT ones; `command` is what imap-next parsed once the
+    /// `RETURN (…)` was cut out.
     Esearch {
         command: Command<'static>,
         returns: Returns,
@@ -105,11 +107,15 @@ pub(crate) struct Protocol {
     outcomes: u64,
     /// The greeting imap-next always sends first is to be dropped, not written.
     drop_greeting: bool,
+    /// imap-next's limit on literals, which a re-parsed message must keep too.
+    max_literal: usize,
 }
 
 impl Protocol {
-    pub fn new(server: Server) -> Protocol {
+    /// `max_literal` is the `max_literal_size` imap-next's `server` was made with.
+    pub fn new(server: Server, max_literal: u32) -> Protocol {
         Protocol {
+            max_literal: max_literal as usize,
             server,
             input: Framing::default(),
             raw: VecDeque::new(),
@@ -124,10 +130,10 @@ impl Protocol {
     /// always sends a greeting first, but after STARTTLS the server says nothing until the
     /// client's next command (RFC 3501 §6.2.1; a client waiting for that command's answer
     /// would take an unsolicited `* OK` for something else). The greeting is dropped unsent.
-    pub fn after_starttls(server: Server) -> Protocol {
+    pub fn after_starttls(server: Server, max_literal: u32) -> Protocol {
         Protocol {
             drop_greeting: true,
-            ..Protocol::new(server)
+            ..Protocol::new(server, max_literal)
         }
     }
 
@@ -184,11 +190,12 @@ impl Protocol {
             (
                 Some(Waiting {
                     tag,
+                    command: kind,
                     returns: Ok(returns),
                     ..
                 }),
                 ServerEvent::CommandReceived { command },
-            ) if matches!(command.body, CommandBody::Search { .. }) && command.tag.inner() == tag => {
+            ) if is_searching(&command, kind) && command.tag.inner() == tag => {
                 Event::Esearch { command, returns }
             }
             // Nothing was rewritten, or not this (framings disagree): the event as it is.
@@ -220,15 +227,14 @@ impl Protocol {
                 Err(_) => Err(Interrupt::Error(error)),
             },
             // Search keys nested deeper than imap-codec goes, maybe.
-            waiting => match search_keys::reparse(discarded_bytes.declassify()) {
+            waiting => match search_keys::reparse(discarded_bytes.declassify(), self.max_literal) {
                 Reparsed::Command(command) => Ok(match waiting {
                     Some(Waiting {
                         tag,
+                        command: kind,
                         returns: Ok(returns),
                         ..
-                    }) if matches!(command.body, CommandBody::Search { .. })
-                        && command.tag.inner() == tag =>
-                    {
+                    }) if is_searching(&command, kind) && command.tag.inner() == tag => {
                         Event::Esearch { command, returns }
                     }
                     _ => Event::Server(ServerEvent::CommandReceived { command }),
@@ -277,12 +283,21 @@ impl State for Protocol {
     }
 }
 
+/// Whether `command` is the kind of command its RETURN clause was found in.
+fn is_searching(command: &Command<'_>, kind: Searching) -> bool {
+    match kind {
+        Searching::Search => matches!(command.body, CommandBody::Search { .. }),
+        Searching::Sort => matches!(command.body, CommandBody::Sort { .. }),
+    }
+}
+
 /// A rewritten command waiting for imap-next to parse it.
 #[derive(Debug)]
 struct Waiting {
     /// Which client message it is (0-based).
     message: u64,
     tag: String,
+    command: Searching,
     returns: Result<Returns, String>,
 }
 
@@ -386,6 +401,7 @@ impl Framing {
                 self.waiting.push_back(Waiting {
                     message: self.message,
                     tag: c.tag,
+                    command: c.command,
                     returns: c.returns,
                 });
             }

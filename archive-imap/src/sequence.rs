@@ -45,11 +45,6 @@ impl Numbers {
     pub fn len(&self) -> usize {
         self.ranges.iter().map(|(lo, hi)| hi - lo + 1).sum()
     }
-
-    /// Whether the set names no message.
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
 }
 
 impl IntoIterator for Numbers {
@@ -138,8 +133,10 @@ fn bounds(seq: &Sequence, star: u64) -> (u64, u64) {
     }
 }
 
-/// Ascending, distinct numbers as a compact sequence set: `3:7,9,12:13` (ESEARCH ALL, audit
-/// records of fetched UIDs).
+/// Numbers as a compact sequence set in the order given, each run that ascends by one as a
+/// range: ascending, distinct numbers give `3:7,9,12:13` (ESEARCH ALL, audit records of
+/// fetched UIDs); a sort order `5,3,4,2,1` gives `5,3:4,2,1` (ESORT ALL, RFC 5267 §3.2: no
+/// descending ranges).
 pub(crate) fn compact_set(sorted: &[u64]) -> String {
     let mut out = String::new();
     let mut i = 0;

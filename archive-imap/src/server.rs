@@ -246,13 +246,17 @@ async fn connection(
         login_deadline,
         user: None,
         selected: None,
+        condstore: false,
         idle_tag: None,
         auth_tag: None,
         stop,
         pushed_out,
     };
     let mut conn = Conn::new(
-        Protocol::new(server(&session, "mailvault archive ready (read-only IMAP)")),
+        Protocol::new(
+            server(&session, "mailvault archive ready (read-only IMAP)"),
+            session.limits.max_literal_bytes,
+        ),
         stream,
     );
     while let Some(done) = session::run(&mut session, conn).await {
@@ -269,7 +273,7 @@ async fn connection(
         session.starttls = false;
         // Nothing is sent now: the client speaks first after STARTTLS (RFC 3501 §6.2.1).
         conn = Conn::new(
-            Protocol::after_starttls(server(&session, "TLS active")),
+            Protocol::after_starttls(server(&session, "TLS active"), session.limits.max_literal_bytes),
             crate::tls::session_stream(tls),
         );
     }

@@ -126,6 +126,9 @@ pub(crate) struct Session {
     pub login_deadline: Instant,
     pub user: Option<User>,
     pub selected: Option<Selected>,
+    /// A CONDSTORE enabling command was issued (RFC 7162 §3.1): FETCH responses to STORE
+    /// carry UID and MODSEQ from now on.
+    pub condstore: bool,
     /// Tag of the IDLE command in progress.
     pub idle_tag: Option<Tag<'static>>,
     /// Tag of the AUTHENTICATE exchange in progress.
@@ -354,6 +357,22 @@ impl Session {
         blocking(|| self.store.append_audit(&event))
             .map(|_| ())
             .map_err(|e| crate::failure::store_failure(&e, "append an audit record"))
+    }
+
+    /// Records a CONDSTORE enabling command (RFC 7162 §3.1). The first one issued while a
+    /// mailbox is selected, other than SELECT or EXAMINE (which report it anyway), is
+    /// answered with the mailbox's HIGHESTMODSEQ as well.
+    pub async fn enable_condstore(&mut self, conn: &mut Conn) -> Result<(), Closed> {
+        if self.condstore {
+            return Ok(());
+        }
+        self.condstore = true;
+        if let Some(sel) = &self.selected {
+            let highest = Code::HighestModSeq(crate::condstore::highest_modseq(&sel.view));
+            conn.status(status(Kind::Ok, None, Some(highest), "Highest"))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Recomputes the selected view if the log grew, and tells the client about new

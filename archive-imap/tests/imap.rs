@@ -506,6 +506,8 @@ struct Served {
     listening: archive_imap::Listening,
     /// The UID (log seq) of each message, in the order given.
     uids: Vec<u64>,
+    /// The store being served, for mail that arrives while a client is connected.
+    store: Arc<Store>,
 }
 
 impl Served {
@@ -547,7 +549,7 @@ async fn serve(messages: &[(&str, Vec<u8>)], users: &[(&str, &str, Role)]) -> Se
         ..ImapConfig::default()
     };
     let listening = archive_imap::start(
-        store,
+        Arc::clone(&store),
         Arc::new(LoginGate::new(&path)),
         config,
         &dir.path().join("tls"),
@@ -558,6 +560,7 @@ async fn serve(messages: &[(&str, Vec<u8>)], users: &[(&str, &str, Role)]) -> Se
         _dir: dir,
         listening,
         uids,
+        store,
     }
 }
 
@@ -642,6 +645,8 @@ fn note_from(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// ESEARCH (RFC 4731) and ESORT (RFC 5267 §3) answers, and the refusal of options this
+/// server does not offer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imaplib_gets_esearch_answers() {
     let reader = "reader@example.org";
@@ -860,7 +865,8 @@ begin 644 x\r\n\
 
 /// ENVELOPE address lists (RFC 3501 §7.4.2, issue #14): groups as start and end markers
 /// only, source routes in the adl field, comments out of display names, and garbage never
-/// sent as what a client reads as a group marker.
+/// sent as what a client reads as a group marker. SEARCH FROM/TO/CC/BCC search these
+/// address lists (RFC 3501 §6.4.4, imaptest's search-addresses), not the fields as written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imaplib_reads_envelope_addresses() {
     let reader = "reader@example.org";
@@ -874,6 +880,7 @@ async fn imaplib_reads_envelope_addresses() {
          Subject: e3\r\n\r\nb\r\n",
         "From: garbage\r\nTo: \"just a name\"\r\nCc: a@b (Comment Name)\r\n\
          Bcc: Hans Müller <h@x>\r\nSubject: e4\r\n\r\nb\r\n",
+        "From: <user-from (comment)@ (comment) example.org>\r\nTo: x@y\r\nSubject: e5\r\n\r\nb\r\n",
     ];
     let messages: Vec<(&str, Vec<u8>)> = messages.iter().map(|m| (reader, m.as_bytes().to_vec())).collect();
     let served = serve(
@@ -967,5 +974,132 @@ async fn header_search(checks: &str) {
         &[("CHECKS", checks)],
     )
     .await;
+    served.listening.shutdown().await;
+}
+
+/// CONDSTORE (RFC 7162 §3.1) on a mailbox whose messages never change: MODSEQ is UID + 1,
+/// HIGHESTMODSEQ is UIDNEXT, so it moves with new mail for the user and with nothing else;
+/// CHANGEDSINCE and SEARCH MODSEQ find exactly the new mail; STORE UNCHANGEDSINCE fails for
+/// messages above the value and changes nothing for the others; the enabling commands,
+/// CLOSED, ESEARCH/SORT with MODSEQ. The script asks for mail to arrive while it is
+/// connected (`DELIVER <address>` on its stdout; the new UID comes back on its stdin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_syncs_with_condstore() {
+    use std::io::{BufRead, Write};
+    let reader = "reader@example.org";
+    let served = serve(
+        &[
+            (reader, note(reader, "one", "first")),
+            ("other@example.org", note("other@example.org", "theirs", "x")),
+            (reader, note(reader, "two", "second")),
+            (reader, note(reader, "three", "third")),
+        ],
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    let uids: Vec<u64> = [0, 2, 3].iter().map(|i| served.uids[*i]).collect();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_condstore_client.py");
+    let mut child = Command::new("python3")
+        .arg(path)
+        .env("IMAP_PORT", served.plain_port().to_string())
+        .env(
+            "UIDS",
+            uids.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = Arc::clone(&served.store);
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut printed = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rcpt) = line.strip_prefix("DELIVER ") {
+                let raw = note(rcpt, "late", "arrived while connected");
+                let seq = store
+                    .append_message(
+                        &envelope("sender@example.net", &[rcpt]),
+                        &raw,
+                        OnDuplicate::RecordArrival,
+                    )
+                    .unwrap()
+                    .seq;
+                writeln!(stdin, "{seq}").unwrap();
+                stdin.flush().unwrap();
+            } else {
+                printed.push_str(&line);
+                printed.push('\n');
+            }
+        }
+        let mut output = child.wait_with_output().unwrap();
+        output.stdout = printed.into_bytes();
+        output
+    })
+    .await
+    .unwrap();
+    require_success("imap_condstore_client.py", &output);
+    served.listening.shutdown().await;
+}
+
+/// Sends `bytes` and reads lines until one starts with `tag ` (a tagged answer); returns all
+/// the lines read.
+async fn exchange(tcp: &mut tokio::net::TcpStream, bytes: &[u8], tag: &str) -> Vec<String> {
+    use tokio::io::AsyncWriteExt;
+    tcp.write_all(bytes).await.unwrap();
+    let mut lines = Vec::new();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), read_line(tcp))
+            .await
+            .expect("an answer within 20 s");
+        assert!(!line.is_empty(), "connection closed; read so far: {lines:?}");
+        let done = line.starts_with(&format!("{tag} "));
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+/// LITERAL+ (RFC 7888 §3): a `{n+}` literal is taken without a continuation request, in any
+/// argument of any command. One larger than `max_literal_bytes` (or than the longest command)
+/// is answered BAD once all of it has arrived, and its bytes are never taken for commands:
+/// the session goes on in step with the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn literal_plus_is_taken_without_continuation() {
+    let reader = "reader@example.org";
+    let served = serve(
+        &[(reader, note(reader, "kiwi", "fruit"))],
+        &[("reader", "reader-pw", Role::user([reader]).unwrap())],
+    )
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", served.plain_port()))
+        .await
+        .unwrap();
+    assert!(read_line(&mut tcp).await.starts_with("* OK"));
+    let lines = exchange(&mut tcp, b"a1 LOGIN {6+}\r\nreader {9+}\r\nreader-pw\r\n", "a1").await;
+    assert!(lines.len() == 1 && lines[0].starts_with("a1 OK"), "{lines:?}");
+    exchange(&mut tcp, b"a2 EXAMINE INBOX\r\n", "a2").await;
+    let lines = exchange(&mut tcp, b"a3 SEARCH SUBJECT {4+}\r\nkiwi\r\n", "a3").await;
+    assert_eq!(lines[0], "* SEARCH 1\r\n", "{lines:?}");
+    assert!(lines[1].starts_with("a3 OK"), "{lines:?}");
+    // Literals above the limits, their bytes full of what would be commands.
+    for (tag, len) in [("a4", 20_000usize), ("a5", 100_000)] {
+        let smuggled: Vec<u8> = b"z NOOP\r\n".iter().copied().cycle().take(len).collect();
+        let mut command = format!("{tag} SEARCH SUBJECT {{{len}+}}\r\n").into_bytes();
+        command.extend_from_slice(&smuggled);
+        command.extend_from_slice(b"\r\n");
+        let sent = exchange(&mut tcp, &command, tag).await;
+        assert!(
+            sent.len() == 1 && sent[0].starts_with(&format!("{tag} BAD")),
+            "{sent:?}"
+        );
+        let lines = exchange(&mut tcp, b"b1 NOOP\r\n", "b1").await;
+        assert!(lines.len() == 1 && lines[0].starts_with("b1 OK"), "{lines:?}");
+    }
+    exchange(&mut tcp, b"c1 LOGOUT\r\n", "c1").await;
     served.listening.shutdown().await;
 }

@@ -1,7 +1,8 @@
-"""ENVELOPE address lists as imaplib sees them: driven by `imaplib_reads_envelope_addresses`
-in tests/imap.rs (four messages of odd address fields; see there). RFC 3501 §7.4.2: a
-mailbox is (name adl mailbox host); a group is (NIL NIL "name" NIL), its members, and
-(NIL NIL NIL NIL). Where the RFC says nothing (garbage), the answers are Dovecot's.
+"""ENVELOPE address lists as imaplib sees them, and the SEARCH keys that search them: driven
+by `imaplib_reads_envelope_addresses` in tests/imap.rs (five messages of odd address fields;
+see there). RFC 3501 §7.4.2: a mailbox is (name adl mailbox host); a group is
+(NIL NIL "name" NIL), its members, and (NIL NIL NIL NIL). Where the RFC says nothing
+(garbage), the answers are Dovecot's.
 """
 
 import imaplib
@@ -62,5 +63,44 @@ assert envelope(4) == (
     '(("=?utf-8?b?SGFucyBNw7xsbGVy?=" NIL "h" "x")) NIL NIL'
 ), envelope(4)
 
+
+
+def search(*keys, literal=None):
+    """Message numbers matching `keys`; `literal` (UTF-8) is sent as the last argument."""
+    if literal is not None:
+        m.literal = literal.encode()
+        typ, data = m._simple_command("SEARCH", "CHARSET", "UTF-8", *keys)
+        typ, data = m._untagged_response(typ, data, "SEARCH")
+    else:
+        typ, data = m.search(None, *keys)
+    assert typ == "OK", (keys, literal, typ, data)
+    return [int(x) for x in data[0].split()]
+
+
+def check(got, expected, what):
+    assert got == expected, f"{what}: {got} != {expected}"
+
+
+# RFC 3501 §6.4.4: FROM, TO, CC and BCC search "the envelope structure's" field: the
+# addresses as above, written `name <mailbox@host>`, `mailbox@host` or `group: …;`, names
+# decoded. So comments and white space inside an address do not hide it (imaptest's
+# search-addresses)...
+check(search("FROM", "user-from@example.org"), [5], "FROM across comments")
+check(search("FROM", "ser-from@exam"), [5], "FROM part of it")
+check(search("FROM", "comment"), [], "FROM comment inside an address")
+check(search("TO", "user@domain"), [1], "TO with a source route")
+check(search("CC", "a@b"), [2, 3, 4], "CC in and out of groups")
+check(search("CC", '"comment name <a@b>"'), [4], "CC addr (Name) is a name")
+check(search("FROM", '"quoted, name <q@x>"'), [2], "FROM quoted name, unquoted")
+check(search("FROM", literal="JÜRGEN <J@X>"), [3], "FROM decoded name")
+check(search("TO", "outer"), [3], "TO group name")
+check(search("TO", '"undisclosed-recipients:"'), [2], "TO empty group")
+check(search("FROM", "garbage"), [4], "FROM word without domain")
+check(search("TO", "missing_"), [], "placeholders are not searched")
+check(search("BCC", '""'), [2, 4], "BCC empty: the field exists (2: a comment only)")
+# ...while HEADER searches the field as written (decoded, unfolded), comments included.
+check(search("HEADER", "From", '"(comment)@"'), [5], "HEADER From comment")
+check(search("HEADER", "From", "user-from@example.org"), [], "HEADER From as written")
+
 m.logout()
-print("ENVELOPE checks passed")
+print("ENVELOPE and address SEARCH checks passed")

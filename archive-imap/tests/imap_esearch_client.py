@@ -1,4 +1,5 @@
-"""ESEARCH (RFC 4731) as imaplib sees it: driven by `imaplib_gets_esearch_answers` in
+"""ESEARCH (RFC 4731) and ESORT (RFC 5267 §3) as imaplib sees them: driven by
+`imaplib_gets_esearch_answers` in
 tests/imap.rs, which archives five messages for `reader` (UIDs in $UIDS, mailbox order; a
 message for someone else sits between 2 and 3, so the UIDs are not contiguous):
 
@@ -33,24 +34,27 @@ def seqset(numbers):
 
 m = imaplib.IMAP4("127.0.0.1", PORT)
 ok(m.login("reader", "reader-pw"))
-assert b"ESEARCH" in ok(m.capability())[0].split()
+caps = ok(m.capability())[0].split()
+assert b"ESEARCH" in caps and b"ESORT" in caps, caps
 try:
     m.select("INBOX")
 except imaplib.IMAP4.readonly:
     m.is_readonly = True
 
 
-def esearch(*args, uid=False):
-    """Sends [UID] SEARCH with `args`; returns the ESEARCH data and the tag it must name."""
+def esearch(*args, uid=False, command="SEARCH"):
+    """Sends [UID] SEARCH (or SORT) with `args`; returns the ESEARCH data and the tag it must
+    name."""
     tag = (m.tagpre + str(m.tagnum).encode()).decode()
-    for name in ["SEARCH", "ESEARCH"]:
+    for name in ["SEARCH", "SORT", "ESEARCH"]:
         m.untagged_responses.pop(name, None)
     if uid:
-        typ, data = m.uid("SEARCH", *args)
+        typ, data = m.uid(command, *args)
     else:
-        typ, data = m._simple_command("SEARCH", *args)
+        typ, data = m._simple_command(command, *args)
     assert typ == "OK", (args, typ, data)
-    assert "SEARCH" not in m.untagged_responses, f"{args}: a SEARCH line was sent too"
+    for name in ["SEARCH", "SORT"]:
+        assert name not in m.untagged_responses, f"{args}: a {name} line was sent too"
     _, lines = m.response("ESEARCH")
     assert len(lines) == 1 and lines[0] is not None, (args, lines)
     line = lines[0].decode()
@@ -99,5 +103,27 @@ ok(m.noop(), "session survives a refused ESEARCH")
 # Without RETURN, SEARCH answers as it always did.
 assert ok(m.search(None, "SUBJECT", "kiwi")) == [b"1 4"]
 assert "ESEARCH" not in m.untagged_responses
+
+# ESORT: the same options on SORT; MIN and MAX are the first and last in sort order, ALL
+# lists the sort order, with ranges only where it ascends by one (RFC 5267 3.1, 3.2).
+# By subject: apples (3), kiwi again (4), kiwi report (1), pears (5), plans (2).
+def esort(*args, uid=False):
+    return esearch(*args, uid=uid, command="SORT")
+
+
+check(esort("RETURN", "(MIN MAX COUNT ALL)", "(SUBJECT)", "UTF-8", "ALL"),
+      "MIN 3 MAX 2 COUNT 5 ALL 3:4,1,5,2")
+check(esort("RETURN", "()", "(REVERSE SUBJECT)", "UTF-8", "ALL"), "ALL 2,5,1,4,3")
+order = [UIDS[2], UIDS[3], UIDS[0], UIDS[4], UIDS[1]]
+check(esort("RETURN", "(ALL MIN)", "(SUBJECT)", "UTF-8", "ALL", uid=True),
+      f"UID MIN {order[0]} ALL {','.join(map(str, order))}")
+check(esort("RETURN", "(COUNT MAX)", "(ARRIVAL)", "UTF-8", "TEXT", "kiwi"), "MAX 4 COUNT 3")
+check(esort("RETURN", "(MIN COUNT)", "(SUBJECT)", "UTF-8", "SUBJECT", "nosuchword"), "COUNT 0")
+# Without RETURN, a SORT line as always; CONTEXT=SORT's options are not offered.
+typ, data = m.sort("(SUBJECT)", "UTF-8", "ALL")
+assert typ == "OK" and data == [b"3 4 1 5 2"], data
+why = bad("SORT", "RETURN", "(PARTIAL 1:2)", "(SUBJECT)", "UTF-8", "ALL")
+assert "PARTIAL" in why, why
+ok(m.noop(), "session survives a refused ESORT")
 m.logout()
-print("all ESEARCH checks passed")
+print("all ESEARCH and ESORT checks passed")

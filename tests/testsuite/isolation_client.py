@@ -198,10 +198,14 @@ def probe_content(client, mailbox, secret, what, expect_visible):
 
 
 def probe_mailboxes(client, names, what):
+    # Every probe starts with a mailbox selected: a SELECT or EXAMINE then first says
+    # `* OK [CLOSED]` (RFC 7162), whatever the box it names, so the answers compare.
     for template in MAILBOX_PROBES:
+        client.cmd("EXAMINE INBOX")
         baseline = [l.replace(b"qqqnosuchbox", b"<box>") for l in client.cmd(template.format(box="qqqnosuchbox"))]
         for name in names:
             quoted = '"' + name + '"'
+            client.cmd("EXAMINE INBOX")
             answer = client.cmd(template.format(box=quoted))
             answer = [l.replace(name.encode(), b"<box>") for l in answer]
             assert answer == baseline, f"{what}: {template} {name!r} answers\n{answer}\nnot as a missing box:\n{baseline}"

@@ -9,9 +9,10 @@ use imap_next::imap_types::response::{Capability, Data};
 use super::Done;
 use crate::session::{ok, Closed, Conn, Session};
 
-/// The capabilities to announce now. ESEARCH is ours (`protocol` cuts `RETURN (…)` out
-/// before imap-codec parses SEARCH). No LIST-EXTENDED or CONDSTORE: the codec cannot parse
-/// them or they are not implemented. No UIDPLUS/MOVE: nothing can be written.
+/// The capabilities to announce now. ESEARCH and ESORT are ours (`protocol` cuts
+/// `RETURN (…)` out before imap-codec parses SEARCH or SORT); CONDSTORE is `condstore`. No
+/// LIST-EXTENDED, QRESYNC or CONTEXT=SORT: not implemented (docs/OPERATIONS.md §IMAP says
+/// why). No UIDPLUS/MOVE: nothing can be written.
 pub(crate) fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
     let mut caps = vec![
         Capability::Imap4Rev1,
@@ -34,11 +35,12 @@ pub(crate) fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
         caps.push(Capability::Unselect);
         caps.push(Capability::Namespace);
         caps.push(Capability::Binary);
+        caps.push(Capability::CondStore);
         caps.push(Capability::Sort(None));
         caps.push(Capability::Sort(Some(SortAlgorithm::Display)));
         caps.push(Capability::Thread(ThreadingAlgorithm::OrderedSubject));
         caps.push(Capability::Thread(ThreadingAlgorithm::References));
-        for name in ["SPECIAL-USE", "CHILDREN", "ESEARCH"] {
+        for name in ["SPECIAL-USE", "CHILDREN", "ESEARCH", "ESORT"] {
             if let Ok(atom) = Atom::try_from(name) {
                 caps.push(Capability::from(atom));
             }

@@ -4,6 +4,7 @@
 //! runs at most WORKER_BYTES ahead, so `FETCH 1:* BODY[]` is safe on any mailbox. A fetch
 //! that reads message content is one audit event. Each message is parsed only as deeply as
 //! the items asked need (`Parsed`); ENVELOPEs come from the shared cache when they can.
+//! MODSEQ and the CHANGEDSINCE modifier are RFC 7162's (`condstore`); both enable CONDSTORE.
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
@@ -13,6 +14,7 @@ use archive_core::views::View;
 use archive_core::Store;
 use imap_codec::encode::Encoder;
 use imap_codec::ResponseCodec;
+use imap_next::imap_types::command::FetchModifier;
 use imap_next::imap_types::core::{LiteralMode, NString, NString8, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::extensions::binary::Literal8;
@@ -24,23 +26,45 @@ use imap_next::imap_types::response::{Data, Response};
 use imap_next::imap_types::sequence::SequenceSet;
 
 use super::Done;
+use crate::condstore::modseq;
 use crate::envelope_cache::EnvelopeCache;
 use crate::mime::{header_fields, nstring, Parsed, Undecodable};
 use crate::sequence::{compact_set, resolve};
 use crate::session::{bad, code, no, ok, Closed, Conn, Session};
 
+/// A FETCH or UID FETCH as parsed.
+pub(crate) struct Request {
+    pub set: SequenceSet,
+    pub items: MacroOrMessageDataItemNames<'static>,
+    pub uid: bool,
+    pub modifiers: Vec<FetchModifier>,
+}
+
 pub(crate) async fn handle(
     s: &mut Session,
     c: &mut Conn,
     tag: Tag<'static>,
-    set: SequenceSet,
-    items: MacroOrMessageDataItemNames<'static>,
-    uid: bool,
+    request: Request,
 ) -> Result<Done, Closed> {
+    let Request {
+        set,
+        items,
+        uid,
+        modifiers,
+    } = request;
     let Some(sel) = &s.selected else {
         return Done::reply(bad(tag, "no mailbox selected"));
     };
     let view = sel.view.clone();
+    let mut changed_since = None;
+    for m in &modifiers {
+        match m {
+            FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+            FetchModifier::Vanished => {
+                return Done::reply(bad(tag, "VANISHED needs QRESYNC, which is not offered"))
+            }
+        }
+    }
     let mut names: Vec<MessageDataItemName<'static>> = match items {
         MacroOrMessageDataItemNames::Macro(m) => m
             .expand()
@@ -52,6 +76,13 @@ pub(crate) async fn handle(
     if uid && !names.contains(&MessageDataItemName::Uid) {
         names.insert(0, MessageDataItemName::Uid);
     }
+    // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ.
+    if changed_since.is_some() && !names.contains(&MessageDataItemName::ModSeq) {
+        names.push(MessageDataItemName::ModSeq);
+    }
+    if names.contains(&MessageDataItemName::ModSeq) {
+        s.enable_condstore(c).await?;
+    }
     // Each message once, however the set repeats or overlaps itself (`1:*,1:*,…`): at most
     // one number per message of the mailbox.
     let resolved = match resolve(&set, &view, uid) {
@@ -60,6 +91,10 @@ pub(crate) async fn handle(
     };
     let mut numbers: Vec<usize> = Vec::with_capacity(resolved.len());
     numbers.extend(resolved.iter());
+    if let Some(since) = changed_since {
+        // Only messages whose mod-sequence is above it: those that appeared since.
+        numbers.retain(|n| view.uid_at(*n).is_some_and(|u| modseq(u).get() > since));
+    }
     let reads_content = names.iter().any(|n| {
         matches!(
             n,
@@ -83,7 +118,7 @@ pub(crate) async fn handle(
             }),
         envelope: names.contains(&MessageDataItemName::Envelope),
     };
-    if reads_content && !resolved.is_empty() {
+    if reads_content && !numbers.is_empty() {
         let uids: Vec<u64> = numbers.iter().filter_map(|n| view.uid_at(*n)).collect();
         let target = format!("imap mailbox {} uids {}", view.mailbox(), compact_set(&uids));
         if let Err((code, why)) = s.audit("view", target) {
@@ -330,6 +365,7 @@ impl Reader {
                     }
                 }
                 MessageDataItemName::Flags => MessageDataItem::Flags(message_flags()),
+                MessageDataItemName::ModSeq => MessageDataItem::ModSeq(modseq(uid)),
                 MessageDataItemName::InternalDate => match internal_date(received_us) {
                     Some(d) => MessageDataItem::InternalDate(d),
                     None => continue,

@@ -64,7 +64,8 @@ enum Needs {
 }
 
 /// Routes a command to its handler if the session is in a state that allows it. `returns`:
-/// the RFC 4731 result options of a SEARCH that asked for an ESEARCH answer.
+/// the RFC 4731 result options of a SEARCH (RFC 5267 ESORT ones of a SORT) that asked for an
+/// ESEARCH answer.
 pub(crate) async fn dispatch(
     s: &mut Session,
     c: &mut Conn,
@@ -118,7 +119,7 @@ pub(crate) async fn dispatch(
         CommandBody::Id { .. } => id::handle(s, c, tag).await,
         CommandBody::StartTLS => starttls::handle(s, c, tag).await,
         CommandBody::Login { username, password } => login::handle(s, c, tag, username, password).await,
-        CommandBody::Enable { .. } => enable::handle(s, c, tag).await,
+        CommandBody::Enable { capabilities } => enable::handle(s, c, tag, capabilities).await,
         CommandBody::Namespace => namespace::handle(s, c, tag).await,
         CommandBody::List {
             reference,
@@ -129,8 +130,12 @@ pub(crate) async fn dispatch(
             mailbox_wildcard,
         } => list::handle(s, c, tag, reference, mailbox_wildcard, true).await,
         CommandBody::Status { mailbox, item_names } => status::handle(s, c, tag, mailbox, &item_names).await,
-        CommandBody::Select { mailbox, .. } => select::handle(s, c, tag, mailbox, false).await,
-        CommandBody::Examine { mailbox, .. } => select::handle(s, c, tag, mailbox, true).await,
+        CommandBody::Select { mailbox, parameters } => {
+            select::handle(s, c, tag, mailbox, parameters, false).await
+        }
+        CommandBody::Examine { mailbox, parameters } => {
+            select::handle(s, c, tag, mailbox, parameters, true).await
+        }
         CommandBody::Check => check::handle(s, c, tag).await,
         CommandBody::Close => close::handle(s, c, tag).await,
         CommandBody::Unselect => unselect::handle(s, c, tag).await,
@@ -138,8 +143,16 @@ pub(crate) async fn dispatch(
             sequence_set,
             macro_or_item_names,
             uid,
-            ..
-        } => fetch::handle(s, c, tag, sequence_set, macro_or_item_names, uid).await,
+            modifiers,
+        } => {
+            let request = fetch::Request {
+                set: sequence_set,
+                items: macro_or_item_names,
+                uid,
+                modifiers,
+            };
+            fetch::handle(s, c, tag, request).await
+        }
         CommandBody::Search {
             charset,
             criteria,
@@ -150,7 +163,16 @@ pub(crate) async fn dispatch(
             charset,
             search_criteria,
             uid,
-        } => sort::handle(s, c, tag, sort_criteria, charset, search_criteria, uid).await,
+        } => {
+            let request = sort::Request {
+                criteria: sort_criteria,
+                charset,
+                search: search_criteria,
+                uid,
+                returns,
+            };
+            sort::handle(s, c, tag, request).await
+        }
         CommandBody::Thread {
             algorithm,
             charset,
@@ -161,8 +183,9 @@ pub(crate) async fn dispatch(
             sequence_set,
             response,
             uid,
+            modifiers,
             ..
-        } => store::handle(s, c, tag, sequence_set, response, uid).await,
+        } => store::handle(s, c, tag, sequence_set, response, uid, modifiers).await,
         other => refused::handle(s, c, tag, &other).await,
     }?;
     // New mail shows as EXISTS on the next command (issue #5), before its tagged OK.

@@ -6,13 +6,14 @@
 //! searchable words reads bodies.
 //!
 //! A SEARCH with RFC 4731 result options (`RETURN (MIN MAX ALL COUNT)`, cut out of the line
-//! by `protocol`) is answered with one `* ESEARCH` line instead of `* SEARCH`.
+//! by `protocol`) is answered with one `* ESEARCH` line instead of `* SEARCH`. A SEARCH with
+//! the RFC 7162 MODSEQ key enables CONDSTORE and names the highest mod-sequence it found.
 
 mod criteria;
 mod eval;
 mod scan;
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
 use archive_core::search::{Budget, Cancel, DEFAULT_TIME_LIMIT};
@@ -22,10 +23,11 @@ use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::search::SearchKey;
 
 use super::Done;
+use crate::condstore::modseq;
 use crate::esearch::{self, Returns};
 use crate::session::{bad, code, no, ok, Closed, Conn, Session};
 use criteria::Failure;
-pub(crate) use criteria::MAX_KEY_DEPTH;
+pub(crate) use criteria::{mentions_modseq, MAX_KEY_DEPTH};
 use eval::Evaluator;
 
 /// How long one SEARCH (or SORT/THREAD's search keys) may take before it is answered
@@ -41,24 +43,71 @@ pub(crate) async fn handle(
     uid: bool,
     returns: Option<Returns>,
 ) -> Result<Done, Closed> {
+    let with_modseq = mentions_modseq(criteria.as_ref());
+    if with_modseq {
+        s.enable_condstore(c).await?;
+    }
     let numbers = match matching(s, c, &tag, charset.as_ref(), criteria).await? {
         Ok(n) => n,
         Err(status) => return Done::reply(status),
     };
-    let view = s.selected.as_ref().map(|sel| &sel.view);
-    let numbers: Vec<NonZeroU32> = numbers
-        .into_iter()
-        .filter_map(|n| reply_number(view?, n, uid))
-        .collect();
+    let Some(view) = s.selected.as_ref().map(|sel| &sel.view) else {
+        return Done::reply(bad(tag, "no mailbox selected"));
+    };
+    let replies = Replies::new(view, numbers.into_iter(), uid);
     match returns {
-        None => c.data(Data::Search(numbers)).await?,
+        None => {
+            let modseq = with_modseq.then(|| replies.highest_modseq()).flatten();
+            c.data(Data::Search(replies.numbers(), modseq)).await?
+        }
         Some(returns) => {
-            let numbers: Vec<u32> = numbers.iter().map(|n| n.get()).collect();
-            c.raw(esearch::response(tag.inner(), uid, returns, &numbers))
-                .await?
+            let found = replies.found(with_modseq);
+            c.raw(esearch::response(tag.inner(), uid, returns, found)).await?
         }
     }
     Done::reply(ok(tag, "SEARCH completed"))
+}
+
+/// The numbers a SEARCH or SORT reply names, in the order named, with each message's
+/// mod-sequence.
+pub(crate) struct Replies {
+    numbers: Vec<u32>,
+    modseqs: Vec<u64>,
+}
+
+impl Replies {
+    /// Messages `numbers` of `view` as message numbers, or UIDs if `uid`.
+    pub fn new(view: &View, numbers: impl Iterator<Item = usize>, uid: bool) -> Replies {
+        let mut out = Replies {
+            numbers: Vec::new(),
+            modseqs: Vec::new(),
+        };
+        for n in numbers {
+            if let (Some(reply), Some(u)) = (reply_number(view, n, uid), view.uid_at(n)) {
+                out.numbers.push(reply.get());
+                out.modseqs.push(modseq(u).get());
+            }
+        }
+        out
+    }
+
+    /// The numbers, for a `* SEARCH` or `* SORT` line.
+    pub fn numbers(&self) -> Vec<NonZeroU32> {
+        self.numbers.iter().filter_map(|n| NonZeroU32::new(*n)).collect()
+    }
+
+    /// The highest mod-sequence among them (RFC 7162 §3.1.5), if there are any.
+    pub fn highest_modseq(&self) -> Option<NonZeroU64> {
+        self.modseqs.iter().max().and_then(|m| NonZeroU64::new(*m))
+    }
+
+    /// What an ESEARCH line reports; mod-sequences only if the keys used MODSEQ.
+    pub fn found(&self, with_modseq: bool) -> esearch::Found<'_> {
+        esearch::Found {
+            numbers: &self.numbers,
+            modseqs: with_modseq.then_some(self.modseqs.as_slice()),
+        }
+    }
 }
 
 /// The number a reply names for message `n` of `view`: `n` itself, or its UID.

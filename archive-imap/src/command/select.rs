@@ -1,16 +1,21 @@
 //! SELECT and EXAMINE: open a view, always read-only. SELECT is audited (who opened which
-//! mailbox), as every access is.
+//! mailbox), as every access is. Every successful SELECT reports HIGHESTMODSEQ (RFC 7162
+//! §3.1.2.1, `condstore`); the CONDSTORE parameter enables CONDSTORE; a SELECT that closes
+//! a selected mailbox says so first with `* OK [CLOSED]` (RFC 7162 §3.2.11). QRESYNC is not
+//! offered, so its parameter is BAD.
 
 use std::num::NonZeroU32;
 
 use archive_core::views::View;
+use imap_next::imap_types::command::SelectParameter;
 use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::flag::Flag;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status};
 
 use super::{mailbox_name, Done};
-use crate::session::{blocking, code, status, Closed, Conn, Kind, Selected, Session};
+use crate::condstore::highest_modseq;
+use crate::session::{bad, blocking, code, status, Closed, Conn, Kind, Selected, Session};
 
 /// A refusal before the tag is known.
 pub(crate) struct Refusal {
@@ -56,10 +61,29 @@ pub(crate) async fn handle(
     c: &mut Conn,
     tag: Tag<'static>,
     mailbox: Mailbox<'static>,
+    parameters: Vec<SelectParameter>,
     examine: bool,
 ) -> Result<Done, Closed> {
-    // RFC 3501: a failed SELECT leaves no mailbox selected.
-    s.selected = None;
+    if parameters
+        .iter()
+        .any(|p| matches!(p, SelectParameter::QResync { .. }))
+    {
+        return Done::reply(bad(
+            tag,
+            "QRESYNC is not offered (ENABLE QRESYNC first, RFC 7162)",
+        ));
+    }
+    // RFC 3501: a failed SELECT leaves no mailbox selected. RFC 7162 §3.2.11: everything
+    // before CLOSED was about the mailbox closed now.
+    if s.selected.take().is_some() {
+        c.status(status(
+            Kind::Ok,
+            None,
+            Some(Code::Closed),
+            "previous mailbox closed",
+        ))
+        .await?;
+    }
     let name = mailbox_name(&mailbox);
     let (view, uid_next) = match open_view(s, &name) {
         Ok(v) => v,
@@ -81,11 +105,15 @@ pub(crate) async fn handle(
         ),
         (Code::UidValidity(validity), "UIDs valid"),
         (Code::UidNext(uid_next), "predicted next UID"),
+        (Code::HighestModSeq(highest_modseq(&view)), "highest mod-sequence"),
     ];
     for (code, text) in untagged {
         c.status(status(Kind::Ok, None, Some(code), text)).await?;
     }
     s.selected = Some(Selected { view });
+    if parameters.contains(&SelectParameter::CondStore) {
+        s.condstore = true;
+    }
     let verb = if examine { "EXAMINE" } else { "SELECT" };
     Done::reply(status(
         Kind::Ok,

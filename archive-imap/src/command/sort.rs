@@ -1,6 +1,10 @@
 //! SORT and UID SORT (RFC 5256, with SORT=DISPLAY from RFC 5957). The candidates are those
 //! SEARCH finds (same keys, same rules); the ordering fields come from each message's header
 //! block only. Ties, and equal keys all the way down, fall back to the message number.
+//!
+//! A SORT with RFC 5267 ESORT result options (`RETURN (MIN MAX ALL COUNT)`, cut out of the
+//! line by `protocol`) is answered with one `* ESEARCH` line in sort order instead of
+//! `* SORT`.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -12,20 +16,39 @@ use imap_next::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_next::imap_types::response::{Data, Status};
 use imap_next::imap_types::search::SearchKey;
 
-use super::search::{matching, reply_number};
+use super::search::{matching, mentions_modseq, Replies};
 use super::Done;
+use crate::esearch::{self, Returns};
 use crate::mime::SortFields;
 use crate::session::{code, no, ok, Closed, Conn, Session};
+
+/// A SORT or UID SORT as parsed.
+pub(crate) struct Request {
+    pub criteria: Vec1<SortCriterion>,
+    pub charset: Charset<'static>,
+    pub search: Vec1<SearchKey<'static>>,
+    pub uid: bool,
+    /// ESORT result options: answer with `* ESEARCH`.
+    pub returns: Option<Returns>,
+}
 
 pub(crate) async fn handle(
     s: &mut Session,
     c: &mut Conn,
     tag: Tag<'static>,
-    criteria: Vec1<SortCriterion>,
-    charset: Charset<'static>,
-    search: Vec1<SearchKey<'static>>,
-    uid: bool,
+    request: Request,
 ) -> Result<Done, Closed> {
+    let Request {
+        criteria,
+        charset,
+        search,
+        uid,
+        returns,
+    } = request;
+    let with_modseq = mentions_modseq(search.as_ref());
+    if with_modseq {
+        s.enable_condstore(c).await?;
+    }
     let numbers = match matching(s, c, &tag, Some(&charset), search).await? {
         Ok(n) => n,
         Err(status) => return Done::reply(status),
@@ -41,11 +64,19 @@ pub(crate) async fn handle(
     order.sort_by(|&a, &b| {
         compare(criteria.as_ref(), &fields[a], &fields[b]).then(numbers[a].cmp(&numbers[b]))
     });
-    let out = order
-        .into_iter()
-        .filter_map(|i| reply_number(&view, numbers[i], uid))
-        .collect();
-    c.data(Data::Sort(out)).await?;
+    let replies = Replies::new(&view, order.into_iter().map(|i| numbers[i]), uid);
+    match returns {
+        None => {
+            // RFC 7162 §3.1.5 (as for SEARCH).
+            let modseq = with_modseq.then(|| replies.highest_modseq()).flatten();
+            c.data(Data::Sort(replies.numbers(), modseq)).await?
+        }
+        Some(returns) => {
+            let found = replies.found(with_modseq);
+            c.raw(esearch::sort_response(tag.inner(), uid, returns, found))
+                .await?
+        }
+    }
     Done::reply(ok(tag, "SORT completed"))
 }
 

@@ -1,5 +1,6 @@
 //! STATUS: counts of a view without selecting it. Every message is \Seen and nothing is
-//! recent or deleted in an archive.
+//! recent or deleted in an archive. HIGHESTMODSEQ (RFC 7162 §3.1.7) is the view's
+//! (`condstore`); asking for it enables CONDSTORE.
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
@@ -11,6 +12,7 @@ use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::select::open_view;
 use super::{mailbox_name, mailbox_of, Done};
+use crate::condstore::highest_modseq;
 use crate::session::{ok, Closed, Conn, Session};
 
 pub(crate) async fn handle(
@@ -26,6 +28,9 @@ pub(crate) async fn handle(
         Err(status) => return Done::reply(status.with_tag(tag)),
     };
     let validity = NonZeroU32::new(view.uid_validity()).unwrap_or(NonZeroU32::MIN);
+    if names.contains(&StatusDataItemName::HighestModSeq) {
+        s.enable_condstore(c).await?;
+    }
     let items: Vec<StatusDataItem> = names
         .iter()
         .filter_map(|n| match n {
@@ -38,6 +43,9 @@ pub(crate) async fn handle(
             StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(0)),
             StatusDataItemName::Deleted => Some(StatusDataItem::Deleted(0)),
             StatusDataItemName::DeletedStorage => Some(StatusDataItem::DeletedStorage(0)),
+            StatusDataItemName::HighestModSeq => {
+                Some(StatusDataItem::HighestModSeq(highest_modseq(&view).get()))
+            }
             #[allow(unreachable_patterns)]
             _ => None,
         })

@@ -16,6 +16,9 @@
 //! `MISSING_MAILBOX`; a group left open is closed at the end of the field; a comment alone
 //! is no address. Display names stay as written (encoded words included), unquoted.
 
+use mail_parser::parsers::MessageStream;
+use mail_parser::HeaderValue;
+
 /// What Dovecot sends as the mailbox of a name without address (`"just a name"`, `<>`).
 pub const MISSING_MAILBOX: &[u8] = b"MISSING_MAILBOX";
 /// What Dovecot sends as the host of a mailbox without domain (`MAILER-DAEMON`).
@@ -112,6 +115,79 @@ pub fn parse(value: &[u8]) -> Vec<Entry> {
         out.push(Entry::GroupEnd);
     }
     out
+}
+
+/// An address field's value as the SEARCH keys FROM, TO, CC and BCC compare it: the
+/// field's ENVELOPE structure (RFC 3501 §6.4.4: "the envelope structure's FROM field"),
+/// written out as `name <mailbox@host>` or `mailbox@host`, a group as `name: …;`, names
+/// RFC 2047-decoded, members separated by `, `. Comments, quoting and white space as
+/// written are gone, so `<user (comment)@ (comment) example.org>` is found as
+/// `user@example.org`; a comment that names an address (`user@host (Name)`) is its name.
+/// Placeholders for missing parts are left out. Dovecot writes the address lists it searches
+/// the same way.
+pub fn search_form(value: &[u8]) -> String {
+    let mut out = String::new();
+    let mut first_in_list = true;
+    for entry in parse(value) {
+        match entry {
+            Entry::GroupStart(name) => {
+                if !first_in_list {
+                    out.push_str(", ");
+                }
+                out.push_str(&decoded(&name));
+                out.push_str(": ");
+                first_in_list = true;
+            }
+            Entry::GroupEnd => {
+                out.push(';');
+                first_in_list = false;
+            }
+            Entry::Mailbox {
+                name,
+                adl,
+                mailbox,
+                host,
+            } => {
+                if !first_in_list {
+                    out.push_str(", ");
+                }
+                first_in_list = false;
+                let part = |b: &[u8], missing: &[u8]| {
+                    (b != missing).then(|| String::from_utf8_lossy(b).into_owned())
+                };
+                let mut spec = part(&mailbox, MISSING_MAILBOX).unwrap_or_default();
+                if let Some(host) = part(&host, MISSING_DOMAIN) {
+                    spec.push('@');
+                    spec.push_str(&host);
+                }
+                if let Some(adl) = adl {
+                    spec = format!("{}:{spec}", String::from_utf8_lossy(&adl));
+                }
+                match name.map(|n| decoded(&n)).filter(|n| !n.trim().is_empty()) {
+                    Some(name) if spec.is_empty() => out.push_str(name.trim()),
+                    Some(name) => {
+                        out.push_str(name.trim());
+                        out.push_str(" <");
+                        out.push_str(&spec);
+                        out.push('>');
+                    }
+                    None => out.push_str(&spec),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A display name with its RFC 2047 encoded words decoded (mail-parser's unstructured
+/// field parser, which wants the field's line break).
+pub fn decoded(name: &[u8]) -> String {
+    let mut line = name.to_vec();
+    line.push(b'\n');
+    match MessageStream::new(&line).parse_unstructured() {
+        HeaderValue::Text(t) => t.into_owned(),
+        _ => String::from_utf8_lossy(name).into_owned(),
+    }
 }
 
 /// The tokens of one list member so far.
@@ -465,5 +541,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn search_form_is_the_envelope_written_out() {
+        let f = |v: &str| search_form(v.as_bytes());
+        assert_eq!(f("<user (c)@ (c) example.org>"), "user@example.org");
+        assert_eq!(f("user@example.org (Real Name)"), "Real Name <user@example.org>");
+        assert_eq!(f("\"Quoted, Name\" <q@x>, p@x"), "Quoted, Name <q@x>, p@x");
+        assert_eq!(f("=?utf-8?q?J=C3=BCrgen?= <j@x>"), "Jürgen <j@x>");
+        assert_eq!(f("<@route:u@d>"), "@route:u@d");
+        assert_eq!(f("g: a@b, c@d;, e@f, empty:;"), "g: a@b, c@d;, e@f, empty: ;");
+        // Placeholders for what is missing are not written.
+        assert_eq!(f("garbage, \"just a name\""), "garbage, just a name");
+        assert_eq!(f(""), "");
     }
 }

@@ -3,10 +3,9 @@
 
 use std::sync::LazyLock;
 
-use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderName, HeaderValue, Message, MessageParser};
 
-use super::address::{self, Entry, MISSING_DOMAIN, MISSING_MAILBOX};
+use super::address::{self, decoded, Entry, MISSING_DOMAIN, MISSING_MAILBOX};
 
 /// The fields below, parsed; every other field skipped unparsed (`Received` chains cost
 /// more than all of these together). Address fields are only located: they are read as
@@ -169,17 +168,6 @@ fn display_of(first: Option<&Entry>) -> String {
         _ => String::new(),
     };
     shown.trim().to_lowercase()
-}
-
-/// A display name with its RFC 2047 encoded words decoded (mail-parser's unstructured
-/// field parser, which wants the field's line break).
-fn decoded(name: &[u8]) -> String {
-    let mut line = name.to_vec();
-    line.push(b'\n');
-    match MessageStream::new(&line).parse_unstructured() {
-        HeaderValue::Text(t) => t.into_owned(),
-        _ => String::from_utf8_lossy(name).into_owned(),
-    }
 }
 
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {

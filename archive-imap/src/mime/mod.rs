@@ -24,6 +24,7 @@ mod deep_tests;
 mod fields;
 mod structure;
 
+pub use address::search_form as address_search_form;
 #[cfg(test)]
 pub use fields::base_subject;
 pub use fields::SortFields;

@@ -47,8 +47,8 @@ struct Token {
 }
 
 /// Splits a whole command message (ending in CRLF) into tokens; `None` if it is not made of
-/// IMAP tokens separated by single spaces.
-fn tokens(message: &[u8]) -> Option<Vec<Token>> {
+/// IMAP tokens separated by single spaces, or holds a literal longer than `max_literal`.
+fn tokens(message: &[u8], max_literal: usize) -> Option<Vec<Token>> {
     let body = message.strip_suffix(b"\r\n")?;
     let mut out = Vec::new();
     let mut i = 0;
@@ -86,6 +86,11 @@ fn tokens(message: &[u8]) -> Option<Vec<Token>> {
                     .strip_suffix(b"+")
                     .unwrap_or(&body[i + 1..close]);
                 let length: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+                // imap-next refuses such a literal, and a non-synchronizing one reaches
+                // here as a refused (poisoned) message: the refusal stands.
+                if length > max_literal {
+                    return None;
+                }
                 if body.get(close + 1..close + 3)? != b"\r\n" {
                     return None;
                 }
@@ -229,9 +234,11 @@ fn keys(message: &[u8], tokens: &[Token]) -> Result<Vec1<SearchKey<'static>>, bo
 }
 
 /// Parses a `[UID] SEARCH`, `[UID] SORT` or `[UID] THREAD` command that imap-codec refused
-/// (see the module documentation).
-pub(crate) fn reparse(message: &[u8]) -> Reparsed {
-    let Some(tokens) = tokens(message) else {
+/// (see the module documentation). A message with a literal longer than `max_literal` stays
+/// refused: imap-next refused it for that (RFC 7888 non-synchronizing literals cannot be
+/// refused before they arrive, so imap-next lets them arrive and then refuses the message).
+pub(crate) fn reparse(message: &[u8], max_literal: usize) -> Reparsed {
+    let Some(tokens) = tokens(message, max_literal) else {
         return Reparsed::NotOurs;
     };
     let word = |i: usize| {
@@ -322,14 +329,14 @@ mod tests {
     fn deep_ors_parse_as_imap_codec_would_parse_shallow_ones() {
         // Where imap-codec still parses, the result is the same as imap-codec's.
         let line = format!("t1 UID SEARCH CHARSET UTF-8 {} UNSEEN\r\n", ors(5));
-        let Reparsed::Command(ours) = reparse(line.as_bytes()) else {
+        let Reparsed::Command(ours) = reparse(line.as_bytes(), usize::MAX) else {
             panic!("not parsed")
         };
         assert_eq!(Some(ours), decode(line.as_bytes()));
         // Where it does not.
         let line = format!("t2 SEARCH {}\r\n", ors(100));
         assert!(decode(line.as_bytes()).is_none(), "imap-codec parses this now");
-        let Reparsed::Command(command) = reparse(line.as_bytes()) else {
+        let Reparsed::Command(command) = reparse(line.as_bytes(), usize::MAX) else {
             panic!("not parsed")
         };
         let CommandBody::Search { criteria, uid, .. } = command.body else {
@@ -346,7 +353,7 @@ mod tests {
             "s UID SORT (REVERSE DATE) UTF-8 {} (SUBJECT {{4}}\r\nkiwi NOT 1:*)\r\n",
             ors(20)
         );
-        let Reparsed::Command(command) = reparse(line.as_bytes()) else {
+        let Reparsed::Command(command) = reparse(line.as_bytes(), usize::MAX) else {
             panic!("not parsed")
         };
         let CommandBody::Sort {
@@ -363,7 +370,7 @@ mod tests {
         assert_eq!(search_criteria.as_ref().len(), 2);
         let line = format!("t THREAD REFERENCES US-ASCII {}\r\n", ors(30));
         assert!(matches!(
-            reparse(line.as_bytes()),
+            reparse(line.as_bytes(), usize::MAX),
             Reparsed::Command(Command {
                 body: CommandBody::Thread { .. },
                 ..
@@ -374,7 +381,7 @@ mod tests {
     #[test]
     fn too_deep_is_refused_with_the_tag_and_garbage_is_not_ours() {
         let line = format!("deep SEARCH {}\r\n", ors(MAX_KEY_DEPTH + 1));
-        match reparse(line.as_bytes()) {
+        match reparse(line.as_bytes(), usize::MAX) {
             Reparsed::TooDeep { tag, why } => {
                 assert_eq!(tag.inner(), "deep");
                 assert!(why.contains("nested deeper"), "{why}");
@@ -382,9 +389,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let nots = format!("n SEARCH {}ALL\r\n", "NOT ".repeat(25_000));
-        assert!(matches!(reparse(nots.as_bytes()), Reparsed::TooDeep { .. }));
+        assert!(matches!(
+            reparse(nots.as_bytes(), usize::MAX),
+            Reparsed::TooDeep { .. }
+        ));
         let parens = format!("p SEARCH {}ALL{}\r\n", "(".repeat(10_000), ")".repeat(10_000));
-        assert!(matches!(reparse(parens.as_bytes()), Reparsed::TooDeep { .. }));
+        assert!(matches!(
+            reparse(parens.as_bytes(), usize::MAX),
+            Reparsed::TooDeep { .. }
+        ));
         for line in [
             "x FETCH 1 (FLAGS)\r\n",
             "x SEARCH OR FROM a\r\n",
@@ -394,7 +407,17 @@ mod tests {
             "x SEARCH FROM {10}\r\nab\r\n",
             "x SEARCH\r\n",
         ] {
-            assert!(matches!(reparse(line.as_bytes()), Reparsed::NotOurs), "{line}");
+            assert!(
+                matches!(reparse(line.as_bytes(), usize::MAX), Reparsed::NotOurs),
+                "{line}"
+            );
         }
+    }
+
+    #[test]
+    fn literals_over_the_limit_stay_refused() {
+        let deep = format!("x SEARCH {}FROM {{5+}}\r\nabcde\r\n", "NOT ".repeat(12));
+        assert!(matches!(reparse(deep.as_bytes(), 5), Reparsed::Command(_)));
+        assert!(matches!(reparse(deep.as_bytes(), 4), Reparsed::NotOurs));
     }
 }

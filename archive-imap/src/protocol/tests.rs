@@ -11,7 +11,8 @@ fn protocol(max_literal: u32) -> Protocol {
     options.max_command_size = max_literal + 64 * 1024;
     options.crlf_relaxed = true;
     let greeting = Greeting::ok(None, "ready").expect("a valid greeting");
-    let mut p = Protocol::new(Server::new(options, greeting));
+    let max_literal = options.max_literal_size;
+    let mut p = Protocol::new(Server::new(options, greeting), max_literal);
     let (out, events) = run(&mut p);
     assert!(out.starts_with(b"* OK"), "{}", String::from_utf8_lossy(&out));
     assert_eq!(events, ["greeting"]);
@@ -351,7 +352,9 @@ fn keys_deeper_than_imap_codec_goes_are_reparsed_and_too_deep_is_refused() {
 #[test]
 fn after_starttls_nothing_is_sent_before_the_first_command() {
     let greeting = Greeting::ok(None, "TLS active").expect("a valid greeting");
-    let mut p = Protocol::after_starttls(Server::new(Options::default(), greeting));
+    let options = Options::default();
+    let max_literal = options.max_literal_size;
+    let mut p = Protocol::after_starttls(Server::new(options, greeting), max_literal);
     let (out, events) = run(&mut p);
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
     assert_eq!(events, ["greeting"]);

@@ -70,6 +70,8 @@ pub(crate) enum Expr {
     },
     /// A receive-date key.
     Received(Received),
+    /// RFC 7162 MODSEQ: messages whose mod-sequence is at least this (`condstore`).
+    ModSeq(u64),
     /// A content key for the full-text index.
     Index(Node),
     /// A key answered by reading the messages.
@@ -86,7 +88,7 @@ impl Expr {
             Expr::Index(_) => true,
             Expr::And(parts) | Expr::Or(parts) => parts.iter().all(Expr::index_only),
             Expr::Not(inner) => inner.index_only(),
-            Expr::Const(_) | Expr::Set { .. } | Expr::Received(_) | Expr::Scan(_) => false,
+            Expr::Const(_) | Expr::Set { .. } | Expr::ModSeq(_) | Expr::Received(_) | Expr::Scan(_) => false,
         }
     }
 
@@ -98,7 +100,9 @@ impl Expr {
             Expr::Or(parts) => Node::Or(parts.iter().map(Expr::to_node).collect()),
             Expr::Not(inner) => Node::Not(Box::new(inner.to_node())),
             // Not index-only; `index_only` keeps these out.
-            Expr::Const(_) | Expr::Set { .. } | Expr::Received(_) | Expr::Scan(_) => Node::Or(Vec::new()),
+            Expr::Const(_) | Expr::Set { .. } | Expr::ModSeq(_) | Expr::Received(_) | Expr::Scan(_) => {
+                Node::Or(Vec::new())
+            }
         }
     }
 
@@ -106,7 +110,7 @@ impl Expr {
     /// and view keys first, scans (which read messages) last, over what the others left.
     pub(super) fn cost(&self) -> u8 {
         match self {
-            Expr::Const(_) | Expr::Set { .. } | Expr::Index(_) => 0,
+            Expr::Const(_) | Expr::Set { .. } | Expr::ModSeq(_) | Expr::Index(_) => 0,
             Expr::Received(_) => 1,
             Expr::Scan(_) => 2,
             Expr::And(parts) | Expr::Or(parts) => parts.iter().map(Expr::cost).max().unwrap_or(0),
@@ -163,6 +167,25 @@ impl Expr {
         }
         n
     }
+}
+
+/// Whether the keys use MODSEQ (RFC 7162 §3.1.5): the answer then names the highest
+/// mod-sequence it holds. Walks the keys without recursion.
+pub(crate) fn mentions_modseq(criteria: &[SearchKey<'_>]) -> bool {
+    let mut stack: Vec<&SearchKey<'_>> = criteria.iter().collect();
+    while let Some(key) = stack.pop() {
+        match key {
+            SearchKey::ModSequence { .. } => return true,
+            SearchKey::And(keys) => stack.extend(keys.as_ref()),
+            SearchKey::Or(a, b) => {
+                stack.push(a);
+                stack.push(b);
+            }
+            SearchKey::Not(k) => stack.push(k),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The plan for a SEARCH's keys (all of them must hold).
@@ -225,14 +248,17 @@ fn convert(key: &SearchKey<'_>, depth: usize) -> Result<Expr, Failure> {
         SearchKey::SentBefore(d) => Expr::Scan(Scan::Sent(SentOp::Before, date(d)?)),
         SearchKey::SentOn(d) => Expr::Scan(Scan::Sent(SentOp::On, date(d)?)),
         SearchKey::SentSince(d) => Expr::Scan(Scan::Sent(SentOp::Since, date(d)?)),
-        SearchKey::From(v) => header("from", v),
-        SearchKey::To(v) => header("to", v),
-        SearchKey::Cc(v) => header("cc", v),
-        SearchKey::Bcc(v) => header("bcc", v),
+        SearchKey::From(v) => address("from", v),
+        SearchKey::To(v) => address("to", v),
+        SearchKey::Cc(v) => address("cc", v),
+        SearchKey::Bcc(v) => address("bcc", v),
         SearchKey::Subject(v) => header("subject", v),
         SearchKey::Header(name, v) => header(&String::from_utf8_lossy(name.as_ref()), v),
         SearchKey::Body(v) => text(false, v)?,
         SearchKey::Text(v) => text(true, v)?,
+        // Every metadata item of a message has the message's mod-sequence, so the entry
+        // named (a flag) does not matter.
+        SearchKey::ModSequence { modseq, .. } => Expr::ModSeq(*modseq),
         #[allow(unreachable_patterns)]
         _ => {
             return Err(Failure::No(
@@ -249,6 +275,16 @@ fn convert(key: &SearchKey<'_>, depth: usize) -> Result<Expr, Failure> {
 fn header(name: &str, value: &AString<'_>) -> Expr {
     Expr::Scan(Scan::Header {
         name: name.trim().to_ascii_lowercase(),
+        value: String::from_utf8_lossy(value.as_ref()).to_lowercase(),
+    })
+}
+
+/// RFC 3501 FROM, TO, CC, BCC: "the envelope structure's" field contains `value`: the
+/// field's addresses as ENVELOPE reads them (`scan::Fields`), case-insensitively. An empty
+/// value asks only that the field exist.
+fn address(name: &str, value: &AString<'_>) -> Expr {
+    Expr::Scan(Scan::Address {
+        name: name.to_string(),
         value: String::from_utf8_lossy(value.as_ref()).to_lowercase(),
     })
 }
@@ -363,7 +399,7 @@ mod tests {
         };
         assert_eq!(parts.len(), 3, "{plan:?}");
         assert!(
-            matches!(&parts[0], Expr::Scan(Scan::Header { name, value }) if name == "from" && value == "a@x.org")
+            matches!(&parts[0], Expr::Scan(Scan::Address { name, value }) if name == "from" && value == "a@x.org")
         );
         assert!(matches!(&parts[1], Expr::Scan(Scan::Text { whole: true, value }) if value == "?"));
         assert!(matches!(&parts[2], Expr::Index(_)));

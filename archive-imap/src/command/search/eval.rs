@@ -14,6 +14,7 @@ use archive_core::Store;
 
 use super::criteria::{Expr, Failure, Received};
 use super::scan::Reads;
+use crate::condstore::modseq;
 use crate::sequence::resolve;
 use crate::session::code;
 
@@ -80,6 +81,10 @@ impl<'a> Evaluator<'a> {
                         *slot = true;
                     }
                 }
+                and(m, within)
+            }
+            Expr::ModSeq(min) => {
+                let m = self.view.uids().map(|uid| modseq(uid).get() >= *min).collect();
                 and(m, within)
             }
             Expr::Received(r) => {

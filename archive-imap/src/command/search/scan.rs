@@ -2,11 +2,14 @@
 //! read path for a principal, with its checks), on the search's blocking thread and within
 //! its budget (checked before every message read).
 //!
-//! - Header keys (RFC 3501 §6.4.4 FROM, TO, CC, BCC, SUBJECT, HEADER): the field exists and
-//!   its value contains the string, case-insensitively, after RFC 2047 decoding and
-//!   unfolding (mail-parser's unstructured field parser, which also turns each run of white
-//!   space into one space, as Dovecot compares). The index cannot say this: it holds words,
-//!   not substrings, and only some fields.
+//! - Header keys (RFC 3501 §6.4.4 SUBJECT, HEADER): the field exists and its value contains
+//!   the string, case-insensitively, after RFC 2047 decoding and unfolding (mail-parser's
+//!   unstructured field parser, which also turns each run of white space into one space, as
+//!   Dovecot compares). The index cannot say this: it holds words, not substrings, and only
+//!   some fields.
+//! - Address keys (FROM, TO, CC, BCC): the same, but compared with the field as its ENVELOPE
+//!   structure reads (`mime::address_search_form`: comments, quoting and folding gone,
+//!   names decoded), which is what RFC 3501 says these keys search.
 //! - Sent dates (SENTBEFORE, SENTON, SENTSINCE): the day as written in the Date header, in
 //!   the sender's zone (`Sun, 25 Mar 2007 00:00:00 +0200` is 25 March), as RFC 3501 means
 //!   "the date"; without a usable Date, the message's INTERNALDATE in UTC, the day ON and
@@ -30,6 +33,7 @@ use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
 use super::criteria::Failure;
 use super::eval::Evaluator;
+use crate::mime::address_search_form;
 use crate::session::code;
 
 /// A key answered by reading messages.
@@ -39,6 +43,9 @@ pub(crate) enum Scan {
     Sent(SentOp, Date),
     /// Field `name` (lower case) is present and contains `value` (lower case).
     Header { name: String, value: String },
+    /// Address field `name` (`from`, `to`, `cc` or `bcc`) is present and its address list
+    /// contains `value` (lower case).
+    Address { name: String, value: String },
     /// TEXT (`whole`) or BODY contains `value` (lower case).
     Text { whole: bool, value: String },
 }
@@ -68,10 +75,15 @@ static FIELDS_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
         .default_header_text()
 });
 
+/// The fields the address keys search.
+const ADDRESS_FIELDS: [&str; 4] = ["from", "to", "cc", "bcc"];
+
 /// What the scans need of one message's header.
 pub(crate) struct Fields {
     /// (name, value), lower case, in order.
     fields: Vec<(String, String)>,
+    /// (name, address list as searched), lower case, for the [`ADDRESS_FIELDS`].
+    addresses: Vec<(String, String)>,
     /// The sent day (days since 1970-01-01), as the module doc says.
     sent_day: i64,
 }
@@ -82,41 +94,54 @@ impl Fields {
         let Some(msg) = FIELDS_PARSER.parse_headers(raw) else {
             return Fields {
                 fields: Vec::new(),
+                addresses: Vec::new(),
                 sent_day: received_day,
             };
         };
         let sent_day = usable_date(&msg)
             .map(|d| d.to_timestamp_local().div_euclid(86_400))
             .unwrap_or(received_day);
-        let fields = msg
+        let headers = msg
             .parts
             .first()
-            .map(|part| {
-                part.headers
-                    .iter()
-                    .map(|h| {
-                        let value = match &h.value {
-                            HeaderValue::Text(t) => t.to_lowercase(),
-                            // Date (and what did not parse): as written, unfolded.
-                            _ => {
-                                let raw = raw.get(h.offset_start as usize..h.offset_end as usize);
-                                let text = String::from_utf8_lossy(raw.unwrap_or_default());
-                                text.split_whitespace()
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                                    .to_lowercase()
-                            }
-                        };
-                        (h.name.as_str().to_ascii_lowercase(), value)
-                    })
-                    .collect()
-            })
+            .map(|p| p.headers.as_slice())
             .unwrap_or_default();
-        Fields { fields, sent_day }
+        let mut fields = Vec::with_capacity(headers.len());
+        let mut addresses = Vec::new();
+        for h in headers {
+            let name = h.name.as_str().to_ascii_lowercase();
+            let written = raw
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .unwrap_or_default();
+            if ADDRESS_FIELDS.contains(&name.as_str()) {
+                let unfolded: Vec<u8> = written
+                    .iter()
+                    .copied()
+                    .filter(|b| *b != b'\r' && *b != b'\n')
+                    .collect();
+                addresses.push((name.clone(), address_search_form(&unfolded).to_lowercase()));
+            }
+            let value = match &h.value {
+                HeaderValue::Text(t) => t.to_lowercase(),
+                // Date (and what did not parse): as written, unfolded.
+                _ => String::from_utf8_lossy(written)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase(),
+            };
+            fields.push((name, value));
+        }
+        Fields {
+            fields,
+            addresses,
+            sent_day,
+        }
     }
 
     fn size(&self) -> usize {
-        self.fields.iter().map(|(n, v)| n.len() + v.len() + 64).sum()
+        let pairs = self.fields.iter().chain(&self.addresses);
+        pairs.map(|(n, v)| n.len() + v.len() + 64).sum()
     }
 
     /// The header as text, one `name: value` line per field (for TEXT).
@@ -143,6 +168,15 @@ impl Evaluator<'_> {
                     let fields = self.fields(i, None)?;
                     *slot = fields
                         .fields
+                        .iter()
+                        .any(|(n, v)| n == name && v.contains(value.as_str()));
+                }
+            }
+            Scan::Address { name, value } => {
+                for (i, slot) in out.iter_mut().enumerate().filter(|(i, _)| within[*i]) {
+                    let fields = self.fields(i, None)?;
+                    *slot = fields
+                        .addresses
                         .iter()
                         .any(|(n, v)| n == name && v.contains(value.as_str()));
                 }
