@@ -9,6 +9,7 @@ mod intake;
 mod intake_abuse;
 mod intake_auth;
 mod isolation;
+mod lossyfs;
 mod postfix;
 mod roundtrip;
 mod search;
