@@ -11,6 +11,7 @@ mod intake_auth;
 mod isolation;
 mod lossyfs;
 mod postfix;
+mod powerloss;
 mod roundtrip;
 mod search;
 mod store_failure;
