@@ -14,6 +14,7 @@ mod postfix;
 mod powerloss;
 mod roundtrip;
 mod search;
+mod segment_eio;
 mod store_failure;
 mod tamper;
 mod upstream;
