@@ -151,11 +151,6 @@ pub struct Mounted {
 }
 
 impl Mounted {
-    /// Where the file system is mounted.
-    pub fn path(&self) -> &Path {
-        &self.mountpoint
-    }
-
     /// The power fails now: every request from here on fails with EIO, and the image keeps
     /// only what was durable (and what `tear` lets through). Kill the programs using the
     /// mount, then [`Mounted::unmount`].
