@@ -7,6 +7,7 @@
 //! the acknowledgement moved before it, this fails (docs/TESTING.md has the runs).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -360,6 +361,74 @@ fn a_power_cut_after_the_first_start_leaves_a_server_that_starts() {
     let server = vault.serve(&[]);
     check(&vault, &acked, true, &mut Rng::new(1), "after the cut");
     assert!(send(server.lmtp, Key { n: 1, ..first }).is_some());
+    assert_eq!(server.stop(), Some(0));
+    mounted.unmount();
+}
+
+/// A full segment whose seal (its fsync) fails may hold records that never reach the disk:
+/// nothing may be acknowledged after them. Before the fix, the next delivery went to a new
+/// segment and got its 250 (and, under load, a waiting appender was acknowledged with no
+/// fsync at all), so a power cut then lost acknowledged mail or left a gap the store refused.
+#[test]
+fn a_failed_seal_stops_acknowledgements() {
+    let tmp = tempfile::Builder::new()
+        .prefix("mailvault-powerloss")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let disk = Disk::new(&tmp.path().join("disk"));
+    let mnt = tmp.path().join("mnt");
+    let config = tmp.path().join("mailvault.toml");
+    std::fs::write(&config, "[store]\nsegment_mib = 1\n").unwrap();
+    let config = config.to_str().unwrap();
+    Vault::at(disk.image().join("data")).ok(&["init"]);
+    let vault = Vault::at(mnt.join("data"));
+    let mounted = disk.mount(&mnt, Options::default());
+    let server = vault.serve(&["--config", config]);
+    // Two large messages fill the first segment past 1 MiB; the next delivery seals it.
+    let large = |n| incompressible_message(&format!("large {n}"), 600_000);
+    let acked: Vec<Ack> = (0..2)
+        .map(|n| {
+            let (seq, blake3) = crate::intake::lmtp_send(server.lmtp, &large(n)).expect("250");
+            Ack {
+                key: Key {
+                    cycle: 0,
+                    sender: 0,
+                    n: 0,
+                },
+                seq,
+                blake3,
+            }
+        })
+        .collect();
+    mounted.fail_full_fsyncs(Path::new("data/log/00000000000000000001.seg"));
+    let small = b"Subject: after the seal\r\n\r\nx\r\n";
+    assert!(
+        crate::intake::lmtp_send(server.lmtp, small).is_none(),
+        "the seal failed: 451"
+    );
+    assert!(
+        crate::intake::lmtp_send(server.lmtp, small).is_none(),
+        "nothing is acknowledged after records that may not be on disk"
+    );
+    mounted.cut(Tear::DropAll, &mut Rng::new(1));
+    server.kill9();
+    mounted.unmount();
+
+    let mounted = disk.mount(&mnt, Options::default());
+    let server = vault.serve(&["--config", config]);
+    let records = log_from(&vault, 1);
+    for a in &acked {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["seq"] == a.seq && r["blake3"] == a.blake3.as_str()),
+            "seq {} kept",
+            a.seq
+        );
+    }
+    let (code, out) = vault.verify(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(crate::intake::lmtp_send(server.lmtp, small).is_some());
     assert_eq!(server.stop(), Some(0));
     mounted.unmount();
 }

@@ -230,7 +230,11 @@ impl Writer {
             self.checkpoint_unchecked(key)?;
         }
         if let Some(s) = self.segment.take() {
-            s.seal()?;
+            if let Err(e) = s.seal() {
+                // Its records may never reach the disk: nothing after them may be acknowledged.
+                self.poisoned = Some(format!("sealing a full segment failed: {e}"));
+                return Err(e);
+            }
         }
         self.segment = Some(ActiveSegment::create(&self.log_dir, self.next_seq)?);
         Ok(())

@@ -123,7 +123,12 @@ impl LossyFuse {
 
     /// Queues an fsync of `ino` for the flusher.
     fn sync(&self, ino: u64, datasync: bool, reply: ReplyEmpty) {
-        let target = match self.powered().and_then(|mut m| m.fsync_target(ino)) {
+        let target = match self.powered().and_then(|mut m| {
+            if !datasync && m.full_fsync_fails(ino) {
+                return Err(libc::EIO);
+            }
+            m.fsync_target(ino)
+        }) {
             Ok(t) => t,
             Err(e) => return reply.error(e),
         };

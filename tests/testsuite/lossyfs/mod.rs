@@ -170,6 +170,16 @@ impl Mounted {
         m.fail_reads(ino, range);
     }
 
+    /// fsync(2) of the file at `path` fails with EIO from now on, fdatasync(2) still works
+    /// (a segment is sealed with fsync, appends are made durable with fdatasync).
+    pub fn fail_full_fsyncs(&self, path: &Path) {
+        let mut m = fuse::lock(&self.model);
+        let ino = m
+            .resolve(path)
+            .unwrap_or_else(|e| panic!("{}: errno {e}", path.display()));
+        m.fail_full_fsyncs(ino);
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> Stats {
         fuse::lock(&self.model).stats

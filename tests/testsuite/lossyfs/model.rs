@@ -150,6 +150,8 @@ pub struct Model {
     /// False after a power cut: every operation fails with EIO.
     pub powered: bool,
     read_faults: Vec<(u64, Range<u64>)>,
+    /// Files whose fsync(2) (not fdatasync) fails with EIO.
+    full_fsync_faults: Vec<u64>,
     pub stats: Stats,
 }
 
@@ -169,6 +171,7 @@ impl Model {
             next_ino: ROOT + 1,
             powered: true,
             read_faults: Vec::new(),
+            full_fsync_faults: Vec::new(),
             stats: Stats::default(),
         };
         let mode = std::fs::metadata(image)?.permissions().mode() & 0o7777;
@@ -404,6 +407,15 @@ impl Model {
     /// Registers an injected fault: reads of `range` of `ino` fail with EIO.
     pub fn fail_reads(&mut self, ino: u64, range: Range<u64>) {
         self.read_faults.push((ino, range));
+    }
+
+    /// Registers an injected fault: fsync(2) of `ino` fails with EIO (fdatasync works).
+    pub fn fail_full_fsyncs(&mut self, ino: u64) {
+        self.full_fsync_faults.push(ino);
+    }
+
+    pub fn full_fsync_fails(&self, ino: u64) -> bool {
+        self.full_fsync_faults.contains(&ino)
     }
 
     pub fn has_read_faults(&self, ino: u64) -> bool {
