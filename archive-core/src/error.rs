@@ -27,6 +27,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A record's bytes could not be read from its segment file (an I/O error such as EIO
+    /// from a failing disk, or a file that ends before the record). Named by where the record
+    /// is, so an operator knows which segment to restore; `seq` where the reader knew which
+    /// record it was reading.
+    #[error(
+        "record {}in {} at offset {offset} cannot be read: {source}",
+        seq.map(|s| format!("seq {s} ")).unwrap_or_default(),
+        segment.display()
+    )]
+    Unreadable {
+        seq: Option<u64>,
+        segment: PathBuf,
+        offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The store is not a mailvault store, or is of a format version this build cannot read.
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
@@ -151,6 +168,34 @@ impl Error {
         }
     }
 
+    /// An I/O error reading the record at `offset` of `segment`.
+    pub(crate) fn unreadable(segment: &std::path::Path, offset: u64, source: std::io::Error) -> Self {
+        Error::Unreadable {
+            seq: None,
+            segment: segment.to_path_buf(),
+            offset,
+            source,
+        }
+    }
+
+    /// Names the record an [`Error::Unreadable`] was about, when the reader knows it.
+    pub(crate) fn of_record(self, record: u64) -> Self {
+        match self {
+            Error::Unreadable {
+                seq: None,
+                segment,
+                offset,
+                source,
+            } => Error::Unreadable {
+                seq: Some(record),
+                segment,
+                offset,
+                source,
+            },
+            other => other,
+        }
+    }
+
     /// Whose fault this error is (see [`Fault`]).
     pub fn fault(&self) -> Fault {
         match self {
@@ -169,9 +214,13 @@ impl Error {
             | Error::Index(_)
             | Error::Search(_)
             | Error::System(_) => Fault::Unavailable,
-            Error::Corrupt { .. } | Error::Format { .. } | Error::Verification(_) | Error::Internal(_) => {
-                Fault::Damaged
-            }
+            // A record the disk cannot give back stays unreadable until an operator restores
+            // its segment: asking again does not help.
+            Error::Corrupt { .. }
+            | Error::Unreadable { .. }
+            | Error::Format { .. }
+            | Error::Verification(_)
+            | Error::Internal(_) => Fault::Damaged,
             Error::SearchStopped(_) => Fault::Limit,
         }
     }

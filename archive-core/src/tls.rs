@@ -96,6 +96,11 @@ pub fn server_config(source: &CertificateSource<'_>) -> Result<Arc<rustls::Serve
 }
 
 /// The self-signed certificate and key of `source`, made on first use (key mode 0600).
+///
+/// Made durably: each file is written under a temporary name, fsynced and renamed into place,
+/// then the directory is fsynced. A power cut right after the first start must leave either
+/// no pair (made again) or a whole one: a name that reached the disk without its bytes (an
+/// empty PEM file) would keep the server from ever starting again.
 fn self_signed(source: &CertificateSource<'_>) -> Result<(PathBuf, PathBuf), TlsError> {
     let cert_path = source.dir.join(format!("{}-cert.pem", source.stem));
     let key_path = source.dir.join(format!("{}-key.pem", source.stem));
@@ -109,21 +114,37 @@ fn self_signed(source: &CertificateSource<'_>) -> Result<(PathBuf, PathBuf), Tls
         move |source| TlsError::Io { path, source }
     };
     std::fs::create_dir_all(source.dir).map_err(io(source.dir))?;
-    write_private(&key_path, made.signing_key.serialize_pem().as_bytes()).map_err(io(&key_path))?;
-    std::fs::write(&cert_path, made.cert.pem()).map_err(io(&cert_path))?;
+    write_durably(&key_path, made.signing_key.serialize_pem().as_bytes(), 0o600).map_err(io(&key_path))?;
+    write_durably(&cert_path, made.cert.pem().as_bytes(), 0o644).map_err(io(&cert_path))?;
+    sync_dir(source.dir).map_err(io(source.dir))?;
+    // The directory's own entry, should this call have created it.
+    if let Some(parent) = source.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent).map_err(io(parent))?;
+    }
     Ok((cert_path, key_path))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path` with `mode` by way of a fsynced temporary file and a rename: the
+/// name never stands for fewer bytes. The caller fsyncs the directory.
+fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(bytes)
+        .mode(mode)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// "TLSv1.3 TLS13_AES_256_GCM_SHA384": what a connection negotiated, for envelopes and logs.

@@ -70,6 +70,15 @@ mod tests {
             reason: "bad CRC".into(),
         };
         assert!(code_of(&corrupt).contains("SERVERBUG"));
+        // A record the disk cannot read (EIO) stays unreadable until an operator restores its
+        // segment: not "try again later".
+        let unreadable = Error::Unreadable {
+            seq: Some(7),
+            segment: "00000001.seg".into(),
+            offset: 12,
+            source: std::io::Error::from_raw_os_error(5),
+        };
+        assert!(code_of(&unreadable).contains("SERVERBUG"));
         let stopped = Error::SearchStopped(archive_core::search::Stopped::Deadline);
         assert!(code_of(&stopped).contains("LIMIT"));
         let rejected = Error::Rejected("too big".into());

@@ -74,7 +74,9 @@ fn repair_checksums(bytes: &mut [u8]) {
 fn check_error(e: &Error) {
     let text = e.to_string();
     match e {
-        Error::Corrupt { .. } => assert!(text.contains(" at offset "), "no offset in {text:?}"),
+        Error::Corrupt { .. } | Error::Unreadable { .. } => {
+            assert!(text.contains(" at offset "), "no offset in {text:?}")
+        }
         // Header-level problems name the file; the header is at offset 0.
         Error::Format { .. } | Error::Io { .. } => {}
         other => panic!("unexpected error kind for a damaged segment: {other:?}"),

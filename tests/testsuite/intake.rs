@@ -448,8 +448,12 @@ clients = ["127.0.0.1/32"]
 
 /// Sends one message over LMTP on a fresh connection; the receipt, or `None` when the
 /// server gave no 250 (it died, or refused).
-fn lmtp_send(addr: SocketAddr, body: &[u8]) -> Option<(u64, String)> {
-    let s = TcpStream::connect(addr).ok()?;
+pub(crate) fn lmtp_send(addr: SocketAddr, body: &[u8]) -> Option<(u64, String)> {
+    lmtp_deliver(TcpStream::connect(addr).ok()?, body)
+}
+
+/// [`lmtp_send`] on a connection already made.
+pub(crate) fn lmtp_deliver(s: TcpStream, body: &[u8]) -> Option<(u64, String)> {
     s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
     let mut reader = BufReader::new(s.try_clone().ok()?);
     let mut w = s;

@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// A temp store directory (removed on drop) and how to run `mailvault` on it.
+/// A store directory (a temp one, removed on drop, unless given) and how to run `mailvault`
+/// on it.
 pub struct Vault {
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
     pub dir: PathBuf,
 }
 
@@ -17,7 +18,12 @@ impl Vault {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("temp dir");
         let dir = tmp.path().join("data");
-        Vault { _tmp: tmp, dir }
+        Vault { _tmp: Some(tmp), dir }
+    }
+
+    /// A store in `dir`, which the caller owns (e.g. on a test file system).
+    pub fn at(dir: PathBuf) -> Vault {
+        Vault { _tmp: None, dir }
     }
 
     /// Runs `mailvault --data <dir> args…`.

@@ -327,7 +327,7 @@ impl LogReader {
             // Skip earlier records of the segment without reading their bodies.
             let mut at = *first;
             while at < seq {
-                match reader.next_frame(false)? {
+                match reader.next_frame(false).map_err(|e| e.of_record(at))? {
                     Some(Ok(_)) => at += 1,
                     _ => break,
                 }
@@ -425,7 +425,7 @@ impl Records<'_> {
             };
             let is_last = self.seg_idx + 1 == self.log.segments.len();
             let segment = self.log.segments[self.seg_idx].0;
-            match reader.next_frame(true)? {
+            match reader.next_frame(true).map_err(|e| e.of_record(self.next_seq))? {
                 Some(Ok(f)) => {
                     let r = Record::from_frame(
                         &f.header,
@@ -548,7 +548,8 @@ impl SegmentFiles {
 
 fn read_frame(file: &File, path: PathBuf, location: &Location, expected_seq: u64) -> Result<Record> {
     let mut buf = vec![0u8; location.len as usize];
-    file.read_exact_at(&mut buf, location.offset).at(&path)?;
+    file.read_exact_at(&mut buf, location.offset)
+        .map_err(|e| Error::unreadable(&path, location.offset, e).of_record(expected_seq))?;
     let mut header_bytes = [0u8; FRAME_HEADER_LEN];
     if let Some(h) = buf.get(..FRAME_HEADER_LEN) {
         header_bytes.copy_from_slice(h);

@@ -102,9 +102,12 @@ impl SegmentReader {
         let file_len = file.metadata().at(path)?.len();
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
-        reader.read_exact(&mut header).map_err(|_| Error::Format {
-            path: path.to_path_buf(),
-            reason: "segment shorter than its header".into(),
+        reader.read_exact(&mut header).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::Format {
+                path: path.to_path_buf(),
+                reason: "segment shorter than its header".into(),
+            },
+            _ => Error::unreadable(path, 0, e),
         })?;
         if header[..8] != SEGMENT_MAGIC {
             return Err(Error::Format {
@@ -159,7 +162,9 @@ impl SegmentReader {
             })));
         }
         let mut header_bytes = [0u8; FRAME_HEADER_LEN];
-        self.reader.read_exact(&mut header_bytes).at(&self.path)?;
+        self.reader
+            .read_exact(&mut header_bytes)
+            .map_err(|e| Error::unreadable(&self.path, offset, e))?;
         let Some(header) = FrameHeader::parse(&header_bytes) else {
             return Ok(Some(Err(ScanStop::Damaged {
                 offset,
@@ -178,7 +183,9 @@ impl SegmentReader {
         }
         let body = if with_body {
             let mut body = vec![0u8; header.body_len as usize];
-            self.reader.read_exact(&mut body).at(&self.path)?;
+            self.reader
+                .read_exact(&mut body)
+                .map_err(|e| Error::unreadable(&self.path, offset, e))?;
             body
         } else {
             self.reader

@@ -86,7 +86,9 @@ impl Durability {
                     self.fsyncs.fetch_add(1, Ordering::Relaxed);
                     file.sync_data().map(|()| target)
                 }
-                Ok(None) => Ok(seq),
+                // No segment is open for appending only when a roll-over failed after taking
+                // the full one: records before `seq` may not be on disk, so this is no fsync.
+                Ok(None) => Err(std::io::Error::other("no segment is open for appending")),
                 Err(e) => {
                     s = self.lock();
                     s.leader_active = false;
