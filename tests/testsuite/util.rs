@@ -252,15 +252,21 @@ impl Vault {
 impl Server {
     /// SIGTERM and wait; returns the exit code.
     pub fn stop(mut self) -> Option<i32> {
-        self.terminate()
+        self.terminate(std::time::Duration::from_secs(30))
     }
 
-    fn terminate(&mut self) -> Option<i32> {
+    /// SIGTERM and wait up to `patience` (a clean stop finishes the search indexer's batch,
+    /// which after a long run can take minutes); returns the exit code.
+    pub fn stop_within(mut self, patience: std::time::Duration) -> Option<i32> {
+        self.terminate(patience)
+    }
+
+    fn terminate(&mut self, patience: std::time::Duration) -> Option<i32> {
         // SAFETY: sending a signal to our own child process.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + patience;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
@@ -284,7 +290,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            self.terminate();
+            self.terminate(std::time::Duration::from_secs(30));
         }
     }
 }
