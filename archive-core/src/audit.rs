@@ -63,6 +63,16 @@ impl AuditEvent {
             origin: "local".into(),
         }
     }
+
+    /// The log went back to its last durable record after a failed fsync.
+    pub fn recovery_rewind(rewound: &crate::store::Rewound) -> AuditEvent {
+        AuditEvent {
+            actor: "mailvault".into(),
+            action: "recovery-rewind".into(),
+            target: rewound.to_string(),
+            origin: "local".into(),
+        }
+    }
 }
 
 /// At most 254 bytes, control characters replaced: client-supplied text must not flood the

@@ -445,6 +445,103 @@ fn a_failed_seal_stops_acknowledgements() {
     mounted.unmount();
 }
 
+/// A failed fsync of the active segment: the kernel may have dropped what it could not
+/// write and will not say so again. The messages it covered get 451 and intake goes on
+/// without a restart, from the last durable record (the log's end after the failure is cut
+/// into quarantine, and the trail says so); then a power cut loses nothing acknowledged, and
+/// `verify` passes. Before, every later delivery got 451 until the server was restarted, and
+/// merely forgetting the failure would acknowledge records the disk never got.
+#[test]
+fn after_a_failed_fsync_intake_goes_on_without_a_restart() {
+    let tmp = tempfile::Builder::new()
+        .prefix("mailvault-powerloss")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let disk = Disk::new(&tmp.path().join("disk"));
+    let mnt = tmp.path().join("mnt");
+    Vault::at(disk.image().join("data")).ok(&["init"]);
+    let vault = Vault::at(mnt.join("data"));
+    let mounted = disk.mount(&mnt, Options::default());
+    let server = vault.serve(&[]);
+    let mut n = 0;
+    let mut next_message = || {
+        n += 1;
+        Key {
+            cycle: 0,
+            sender: 0,
+            n,
+        }
+    };
+    let mut acked = Vec::new();
+    let mut deliver = |key: Key| {
+        let ack = send(server.lmtp, key)?;
+        let seq = ack.seq;
+        acked.push(ack);
+        Some(seq)
+    };
+    for _ in 0..3 {
+        deliver(next_message()).expect("250");
+    }
+    let segment = Path::new("data/log/00000000000000000001.seg");
+    // One failed fsync; then three in a row, so that the rewind's own fsyncs fail too and a
+    // later one (the next delivery, or the server's timer) must try again.
+    for failing in [1, 3] {
+        mounted.lose_fsyncs(segment, failing);
+        assert_eq!(
+            deliver(next_message()),
+            None,
+            "the fsync covering this message failed: 451"
+        );
+        let resumed = (0..200).find_map(|_| {
+            deliver(next_message()).or_else(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            })
+        });
+        assert!(
+            resumed.is_some(),
+            "intake goes on after {failing} failed fsync(s), without a restart"
+        );
+        for _ in 0..3 {
+            deliver(next_message()).expect("250 after the rewind");
+        }
+    }
+    let status: serde_json::Value = serde_json::from_slice(&vault.ok(&["status", "--json"])).unwrap();
+    assert!(
+        !status["quarantine"].as_array().unwrap().is_empty(),
+        "what the failed fsyncs covered is kept: {status}"
+    );
+    mounted.cut(Tear::DropAll, &mut Rng::new(1));
+    server.kill9();
+    mounted.unmount();
+
+    let mounted = disk.mount(&mnt, Options::default());
+    let server = vault.serve(&[]);
+    check(
+        &vault,
+        &acked,
+        true,
+        &mut Rng::new(1),
+        "after failed fsyncs and a cut",
+    );
+    let rewinds = log_from(&vault, 1)
+        .into_iter()
+        .filter(|r| r["audit"]["action"] == "recovery-rewind")
+        .count();
+    assert_eq!(rewinds, 2, "each rewind is in the trail");
+    assert!(send(
+        server.lmtp,
+        Key {
+            cycle: 1,
+            sender: 0,
+            n: 0
+        }
+    )
+    .is_some());
+    assert_eq!(server.stop(), Some(0));
+    mounted.unmount();
+}
+
 #[test]
 fn power_cuts_under_load_lose_no_acknowledged_message() {
     power_cuts(50, 1);

@@ -525,6 +525,15 @@ impl SegmentFiles {
         }
     }
 
+    /// Closes the segments that begin after `seq` (a rewind removed them; a segment of the
+    /// same name made later must be opened anew).
+    pub fn forget_after(&self, seq: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|first, _| *first <= seq);
+    }
+
     /// Reads the frame at a known location, like [`read_at`].
     pub fn read_at(&self, location: &Location, expected_seq: u64) -> Result<Record> {
         let path = self.log_dir.join(segment_file_name(location.segment));

@@ -92,6 +92,27 @@ impl TreeFile {
         self.buffer.extend(completed);
     }
 
+    /// Goes back to the tree of the first `size` leaves (a rewind of the log cut the rest),
+    /// durably: the marker never states more leaves than the log holds.
+    pub fn rewind(&mut self, size: u64) -> Result<()> {
+        if size > self.size() {
+            return Err(Error::Internal(format!(
+                "cannot rewind a tree of {} leaves to {size}",
+                self.size()
+            )));
+        }
+        let keep = stored_hash_count(size);
+        if keep >= self.flushed {
+            self.buffer.truncate((keep - self.flushed) as usize);
+        } else {
+            self.buffer.clear();
+            self.file.set_len(keep * 32).at(&self.path)?;
+            self.flushed = keep;
+        }
+        self.frontier = self.frontier_at(size)?;
+        self.sync()
+    }
+
     /// Whether leaves were added since the last [`TreeFile::sync`].
     pub fn has_unsynced(&self) -> bool {
         self.marked != self.size()

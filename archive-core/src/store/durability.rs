@@ -4,26 +4,118 @@
 //! fsyncs the active segment (sealed segments were fsynced when sealed) and wakes everyone
 //! whose record that covered. Appenders that arrive meanwhile wait and share the next fsync,
 //! so concurrent sessions pay for one fsync per batch, not one each.
+//!
+//! A failed fsync is not retried: the kernel may have dropped the data it could not write
+//! and report success for the next fsync of the same file. Instead the log's end goes back
+//! to the last durable point (see `Writer::rewind`): the records after it were never
+//! acknowledged, their appenders get an error, and appending continues from there without
+//! a restart. Each rewind starts a new *generation*; an appender learns whether its record
+//! survived from the generation it was written in.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::store::writer::{DurablePoint, Written};
 use crate::{Error, Result};
 
-#[derive(Debug, Default)]
+/// A segment file with the fsyncs that cover it. Once an fsync of the file failed, every
+/// later one fails too: the kernel reports a write-back error to one fsync only, so the
+/// group-commit leader and a segment seal (both fsync the same file) must not take a later
+/// success for durability of what was written before the failure.
+#[derive(Debug)]
+pub(crate) struct SyncedFile {
+    file: File,
+    failure: Mutex<Option<String>>,
+}
+
+impl SyncedFile {
+    pub fn new(file: File) -> SyncedFile {
+        SyncedFile {
+            file,
+            failure: Mutex::new(None),
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// fsync (`all`) or fdatasync of the file; fails for good after one failure.
+    pub fn sync(&self, all: bool) -> std::io::Result<()> {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = &*failure {
+            return Err(std::io::Error::other(format!("an earlier fsync failed: {why}")));
+        }
+        let result = if all {
+            self.file.sync_all()
+        } else {
+            self.file.sync_data()
+        };
+        if let Err(e) = &result {
+            *failure = Some(e.to_string());
+        }
+        result
+    }
+
+    /// A file whose fsyncs fail, for tests of what follows a failure.
+    #[cfg(test)]
+    pub fn failing(file: File) -> SyncedFile {
+        SyncedFile {
+            file,
+            failure: Mutex::new(Some("injected".into())),
+        }
+    }
+}
+
+/// What a group commit's leader makes durable: the active segment and the log's state after
+/// its last record, in the generation it was taken.
+pub(crate) struct Batch {
+    pub file: Arc<SyncedFile>,
+    pub point: DurablePoint,
+    pub generation: u64,
+}
+
+/// Rewinds remembered for appenders still waiting from before them.
+const REWINDS_KEPT: usize = 64;
+
+#[derive(Default)]
 pub(crate) struct SyncState {
     /// Every record up to here is durable.
     pub synced: u64,
     leader_active: bool,
-    /// A failed fsync: the page cache may have dropped the data, so nothing after it can be
-    /// acknowledged until the store is reopened (and recovery re-reads what is really on disk).
+    /// A failed fsync whose rewind has not succeeded yet: nothing is acknowledged meanwhile.
     failed: Option<String>,
+    /// The log's state right after record `synced`: where a rewind goes back to.
+    point: DurablePoint,
+    /// Bumped by every rewind.
+    generation: u64,
+    /// The newest rewinds: the generation each ended and the seq it went back to.
+    rewinds: VecDeque<(u64, u64)>,
     /// Set when the store closes; background threads exit.
     pub shutdown: bool,
     /// A reader waits for the key-value indexer: it stops gathering (see `wait_for_batch`).
     index_awaited: bool,
+}
+
+impl SyncState {
+    /// Whether a record written before a rewind was kept by it: only records up to the
+    /// durable point it went back to were.
+    fn survived(&self, written: Written) -> Result<()> {
+        match self.rewinds.iter().find(|(g, _)| *g == written.generation) {
+            Some((_, floor)) if written.seq <= *floor => Ok(()),
+            Some((_, floor)) => Err(Error::Unusable(format!(
+                "record {} was not made durable: an fsync failed and the log went back to record {floor}",
+                written.seq
+            ))),
+            None => Err(Error::Unusable(format!(
+                "record {} was written before the log went back to an earlier record",
+                written.seq
+            ))),
+        }
+    }
 }
 
 /// The group-commit coordinator.
@@ -43,10 +135,11 @@ pub(crate) struct Durability {
 }
 
 impl Durability {
-    pub fn new(synced: u64) -> Durability {
+    pub fn new(point: DurablePoint) -> Durability {
         Durability {
             state: Mutex::new(SyncState {
-                synced,
+                synced: point.seq,
+                point,
                 ..SyncState::default()
             }),
             ..Durability::default()
@@ -62,18 +155,33 @@ impl Durability {
         self.lock().synced
     }
 
-    /// Waits until `seq` is durable. `snapshot` prepares the batch (appends its checkpoint)
-    /// and returns the active segment and the last seq written to it; it is called by the
-    /// leader only. A failed `snapshot` (a full disk, say) fails this wait only: the next
-    /// waiter leads and tries again.
-    pub fn wait(&self, seq: u64, snapshot: impl Fn() -> Result<Option<(Arc<File>, u64)>>) -> Result<()> {
+    /// The log's state after the last durable record.
+    pub fn point(&self) -> DurablePoint {
+        self.lock().point.clone()
+    }
+
+    /// Waits until the record `written` is durable. `snapshot` prepares the batch (appends
+    /// its checkpoint) and returns the active segment and the log's state after its last
+    /// record; it is called by the leader only. A failed `snapshot` (a full disk, say) fails
+    /// this wait only: the next waiter leads and tries again. After a failed fsync the leader
+    /// calls `rewind`, which goes back to the durable point (and calls [`Durability::rewound`])
+    /// or leaves the failure in place for the next append to retry.
+    pub fn wait(
+        &self,
+        written: Written,
+        snapshot: impl Fn() -> Result<Option<Batch>>,
+        rewind: impl Fn(u64),
+    ) -> Result<()> {
         let mut s = self.lock();
         loop {
+            if written.generation != s.generation {
+                return s.survived(written);
+            }
+            if s.synced >= written.seq {
+                return Ok(());
+            }
             if let Some(why) = &s.failed {
                 return Err(Error::Unusable(why.clone()));
-            }
-            if s.synced >= seq {
-                return Ok(());
             }
             if s.leader_active {
                 s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -82,9 +190,9 @@ impl Durability {
             s.leader_active = true;
             drop(s);
             let result = match snapshot() {
-                Ok(Some((file, target))) => {
+                Ok(Some(batch)) => {
                     self.fsyncs.fetch_add(1, Ordering::Relaxed);
-                    file.sync_data().map(|()| target)
+                    batch.file.sync(false).map(|()| batch)
                 }
                 // No segment is open for appending only when a roll-over failed after taking
                 // the full one: records before `seq` may not be on disk, so this is no fsync.
@@ -97,14 +205,44 @@ impl Durability {
                 }
             };
             s = self.lock();
-            s.leader_active = false;
             match result {
-                Ok(target) => s.synced = s.synced.max(target),
-                Err(e) => s.failed = Some(format!("fsync failed: {e}")),
+                // A batch taken before a rewind says nothing about the log after it.
+                Ok(batch) if batch.generation == s.generation => {
+                    if batch.point.seq > s.synced {
+                        s.synced = batch.point.seq;
+                        s.point = batch.point;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let generation = s.generation;
+                    s.failed = Some(format!("fsync failed: {e}"));
+                    drop(s);
+                    rewind(generation);
+                    s = self.lock();
+                }
             }
+            s.leader_active = false;
             self.changed.notify_all();
             self.progress.notify_all();
         }
+    }
+
+    /// The log went back to the durable point in generation `generation`: appenders of that
+    /// generation whose records came after it learn that they were not kept.
+    pub fn rewound(&self, generation: u64) {
+        let mut s = self.lock();
+        if s.generation != generation {
+            return;
+        }
+        let floor = s.synced;
+        if s.rewinds.len() == REWINDS_KEPT {
+            s.rewinds.pop_front();
+        }
+        s.rewinds.push_back((generation, floor));
+        s.generation += 1;
+        s.failed = None;
+        self.changed.notify_all();
     }
 
     /// Blocks until the durable seq passes `seen`, shutdown, or `timeout`.
@@ -172,5 +310,106 @@ impl Durability {
         self.changed.notify_all();
         self.progress.notify_all();
         self.stopping.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(file: SyncedFile, seq: u64, generation: u64) -> Batch {
+        Batch {
+            file: Arc::new(file),
+            point: DurablePoint {
+                seq,
+                ..DurablePoint::default()
+            },
+            generation,
+        }
+    }
+
+    fn written(seq: u64, generation: u64) -> Written {
+        Written { seq, generation }
+    }
+
+    /// After a failed fsync the kernel may report success for the next one: the failure
+    /// sticks to the file, so a later fsync of it acknowledges nothing.
+    #[test]
+    fn an_fsync_failure_sticks_to_its_file() {
+        let failing = SyncedFile::failing(tempfile::tempfile().unwrap());
+        assert!(failing.sync(false).is_err());
+        assert!(failing.sync(true).is_err());
+        let good = SyncedFile::new(tempfile::tempfile().unwrap());
+        assert!(good.sync(false).is_ok());
+    }
+
+    /// A failed fsync fails its waiter and calls for a rewind; records written before the
+    /// rewind are acknowledged only if they were durable at its point, whatever later fsyncs
+    /// of the new generation cover.
+    #[test]
+    fn records_of_a_rewound_generation_are_not_acknowledged() {
+        let d = Durability::new(DurablePoint {
+            seq: 5,
+            ..DurablePoint::default()
+        });
+        let rewinds = std::sync::atomic::AtomicU64::new(0);
+        let failed = d.wait(
+            written(7, 0),
+            || {
+                Ok(Some(batch(
+                    SyncedFile::failing(tempfile::tempfile().unwrap()),
+                    7,
+                    0,
+                )))
+            },
+            |generation| {
+                rewinds.fetch_add(1, Ordering::Relaxed);
+                d.rewound(generation);
+            },
+        );
+        assert!(failed.is_err());
+        assert_eq!(rewinds.load(Ordering::Relaxed), 1);
+        // The new generation's records 6..9 become durable; the old record 7 does not come
+        // back with them, the old record 5 was durable before.
+        let good = || Ok(Some(batch(SyncedFile::new(tempfile::tempfile().unwrap()), 9, 1)));
+        d.wait(written(9, 1), good, |_| panic!("no failure")).unwrap();
+        assert_eq!(d.synced(), 9);
+        assert!(d.wait(written(7, 0), good, |_| panic!("no failure")).is_err());
+        assert!(d.wait(written(5, 0), good, |_| panic!("no failure")).is_ok());
+    }
+
+    /// A batch taken before a rewind finishes after it: its fsync says nothing about the log
+    /// of the new generation, so the durable seq does not move.
+    #[test]
+    fn a_batch_of_an_older_generation_moves_nothing() {
+        let d = Durability::new(DurablePoint::default());
+        let _ = d.wait(
+            written(3, 0),
+            || {
+                Ok(Some(batch(
+                    SyncedFile::failing(tempfile::tempfile().unwrap()),
+                    3,
+                    0,
+                )))
+            },
+            |generation| d.rewound(generation),
+        );
+        let calls = std::sync::atomic::AtomicU64::new(0);
+        d.wait(
+            written(1, 1),
+            || {
+                let stale = calls.fetch_add(1, Ordering::Relaxed) == 0;
+                let (seq, generation) = if stale { (8, 0) } else { (1, 1) };
+                Ok(Some(batch(
+                    SyncedFile::new(tempfile::tempfile().unwrap()),
+                    seq,
+                    generation,
+                )))
+            },
+            |_| panic!("no failure"),
+        )
+        .unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert_eq!(d.synced(), 1);
     }
 }

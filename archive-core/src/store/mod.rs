@@ -30,10 +30,11 @@ use crate::search::text_index::TextIndex;
 use crate::search::{catch_up, Budget, Principal, Query, SearchOptions, SearchResults};
 use crate::{Error, IoContext, Result};
 use compression::Compression;
-use durability::Durability;
+use durability::{Batch, Durability};
 pub use layout::{Layout, StoreIdentity};
 pub use recovery::Cut;
-use writer::{ActiveSegment, Writer};
+pub use writer::Rewound;
+use writer::{ActiveSegment, Writer, Written};
 
 /// Tunables of a store; the defaults suit a single-machine archive.
 #[derive(Clone, Debug)]
@@ -131,6 +132,8 @@ pub struct StoreStats {
     pub indexed_seq: u64,
     /// Seq the search index has applied (committed).
     pub search_indexed_seq: u64,
+    /// Times the log went back to its last durable record after a failed fsync.
+    pub rewinds: u64,
 }
 
 pub(crate) struct Shared {
@@ -151,6 +154,9 @@ pub(crate) struct Shared {
     indexed: Mutex<IndexProgress>,
     indexed_changed: Condvar,
     appends: std::sync::atomic::AtomicU64,
+    /// Rewinds after failed fsyncs, and those whose audit record is not written yet.
+    rewinds: std::sync::atomic::AtomicU64,
+    rewinds_to_audit: Mutex<Vec<Rewound>>,
     _lock: File,
 }
 
@@ -196,16 +202,111 @@ impl Shared {
         self.writer().fresh.take(applied, target)
     }
 
-    /// Waits until `seq` is durable and under a signed checkpoint. The group commit's leader
-    /// appends a checkpoint over everything written so far, then fsyncs: the records and the
-    /// signature over them become durable in the same fsync, so nothing is acknowledged that
-    /// recovery could find unsigned (it quarantines such records: never acknowledged).
-    fn wait_durable(&self, seq: u64) -> Result<()> {
-        self.durability.wait(seq, || {
-            let mut w = self.writer();
-            w.checkpoint_batch(&self.key)?;
-            Ok(w.segment.as_ref().map(|s| (s.file.clone(), w.written_seq())))
-        })
+    /// The writer, ready to append: if it was poisoned (a failed fsync, a write that could
+    /// not be undone), it first goes back to the last durable point.
+    fn usable_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let mut w = self.writer();
+        if let Some(why) = w.poisoned.clone() {
+            self.rewind(&mut w).map_err(|e| {
+                Error::Unusable(format!(
+                    "{why}; going back to the last durable record failed: {e}"
+                ))
+            })?;
+        }
+        Ok(w)
+    }
+
+    /// Rewinds the poisoned writer `w` to the durable point (see `Writer::rewind`). The
+    /// audit record saying so is the first record after the point: every acknowledgement
+    /// from then on makes it durable too. (It is not waited for here, in the group commit
+    /// that may have called this; if it cannot be written, the checkpoint timer retries.)
+    fn rewind(&self, w: &mut Writer) -> Result<()> {
+        let generation = w.generation;
+        let rewound = w.rewind(&self.durability.point(), &self.layout.quarantine)?;
+        self.segments.forget_after(rewound.to_seq);
+        // Under the writer lock: nobody appends in the new generation before waiters learn
+        // that the old one ended.
+        self.durability.rewound(generation);
+        self.rewinds.fetch_add(1, Ordering::Relaxed);
+        let written = serde_json::to_vec(&crate::audit::AuditEvent::recovery_rewind(&rewound))
+            .map_err(|e| Error::Internal(format!("audit event: {e}")))
+            .and_then(|event| {
+                w.write(
+                    LeafBody::Audit { event },
+                    (Codec::Raw, &[]),
+                    None,
+                    &self.config,
+                    &self.key,
+                )
+            });
+        if written.is_err() {
+            self.rewinds_to_audit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(rewound);
+        }
+        Ok(())
+    }
+
+    /// Waits until `written` is durable and under a signed checkpoint. The group commit's
+    /// leader appends a checkpoint over everything written so far, then fsyncs: the records
+    /// and the signature over them become durable in the same fsync, so nothing is
+    /// acknowledged that recovery could find unsigned (it quarantines such records: never
+    /// acknowledged). A failed fsync rewinds the log to the last durable point at once.
+    fn wait_durable(&self, written: Written) -> Result<()> {
+        self.durability.wait(
+            written,
+            || {
+                let mut w = self.usable_writer()?;
+                w.checkpoint_batch(&self.key)?;
+                let point = w.durable_point();
+                Ok(w.segment.as_ref().map(|s| Batch {
+                    file: s.file.clone(),
+                    point,
+                    generation: w.generation,
+                }))
+            },
+            |generation| {
+                let mut w = self.writer();
+                if w.generation == generation {
+                    w.poisoned
+                        .get_or_insert_with(|| "an fsync of the log failed".into());
+                    // On failure the writer stays poisoned: the next append (or the
+                    // checkpoint timer) tries again.
+                    let _ = self.rewind(&mut w);
+                }
+            },
+        )
+    }
+
+    /// Appends an audit event; returns its seq once durable.
+    fn append_audit(&self, event: &crate::audit::AuditEvent) -> Result<u64> {
+        let event = serde_json::to_vec(event).map_err(|e| Error::Internal(format!("audit event: {e}")))?;
+        let written = self.usable_writer()?.write(
+            LeafBody::Audit { event },
+            (Codec::Raw, &[]),
+            None,
+            &self.config,
+            &self.key,
+        )?;
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        self.wait_durable(written)?;
+        Ok(written.seq)
+    }
+
+    /// Appends the audit records of rewinds that could not write theirs.
+    fn audit_rewinds(&self) -> Result<()> {
+        let pending = std::mem::take(&mut *self.rewinds_to_audit.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, rewound) in pending.iter().enumerate() {
+            if let Err(e) = self.append_audit(&crate::audit::AuditEvent::recovery_rewind(rewound)) {
+                self.rewinds_to_audit
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .splice(0..0, pending[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn wait_indexed(&self, seq: u64) -> Result<()> {
@@ -226,11 +327,13 @@ impl Shared {
     }
 
     fn checkpoint(&self) -> Result<Option<u64>> {
-        let seq = self.writer().checkpoint(&self.config, &self.key)?;
-        if let Some(seq) = seq {
-            self.wait_durable(seq)?;
+        let mut w = self.usable_writer()?;
+        let written = w.checkpoint(&self.config, &self.key)?;
+        drop(w);
+        if let Some(written) = written {
+            self.wait_durable(written)?;
         }
-        Ok(seq)
+        Ok(written.map(|w| w.seq))
     }
 }
 
@@ -336,7 +439,9 @@ impl Store {
             last_tree_sync_at: Instant::now(),
             latest_checkpoint: tail.checkpoint,
             poisoned: None,
+            generation: 0,
         };
+        let durable = writer.durable_point();
         let text = TextIndex::open(
             &crate::search::index_dir(&layout),
             &identity.origin,
@@ -351,7 +456,7 @@ impl Store {
             key,
             config,
             writer: Mutex::new(writer),
-            durability: Durability::new(tail.last_seq),
+            durability: Durability::new(durable),
             indexed: Mutex::new(IndexProgress {
                 applied: index.applied_seq()?,
                 failure: None,
@@ -360,6 +465,8 @@ impl Store {
             text,
             indexed_changed: Condvar::new(),
             appends: Default::default(),
+            rewinds: Default::default(),
+            rewinds_to_audit: Default::default(),
             _lock: lock,
         });
         // Catch up synchronously: duplicate detection and reads rely on the index. The search
@@ -496,15 +603,19 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut appended = Vec::with_capacity(prepared.len());
-        {
-            let mut w = self.shared.writer();
+        let generation = {
+            let mut w = self.shared.usable_writer()?;
             for p in prepared {
                 appended.push(self.append_locked(&mut w, p, on_duplicate)?);
             }
-        }
+            w.generation
+        };
         // A skipped duplicate is acknowledged once the record holding its bytes is durable.
         let last = appended.iter().map(|a| a.seq).max().unwrap_or(0);
-        self.shared.wait_durable(last)?;
+        self.shared.wait_durable(Written {
+            seq: last,
+            generation,
+        })?;
         for (a, (_, raw)) in appended.iter().zip(batch) {
             if a.kind == Some(RecordKind::Message) {
                 if let Some(samples) = self.shared.compression.observe(raw) {
@@ -594,22 +705,25 @@ impl Store {
             content_hash: hash,
             content_len: bytes.len() as u64,
         };
-        let written = self.shared.writer().write(
-            body,
-            (Codec::Raw, &bytes),
-            None,
-            &self.shared.config,
-            &self.shared.key,
-        );
-        let seq = match written {
-            Ok(w) => w.seq,
+        let written = self.shared.usable_writer().and_then(|mut w| {
+            w.write(
+                body,
+                (Codec::Raw, &bytes),
+                None,
+                &self.shared.config,
+                &self.shared.key,
+            )
+        });
+        let written = match written {
+            Ok(w) => w,
             Err(e) => {
                 compression.abandon();
                 return Err(e);
             }
         };
+        let seq = written.seq;
         self.shared.appends.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.shared.wait_durable(seq) {
+        if let Err(e) = self.shared.wait_durable(written) {
             compression.abandon();
             return Err(e);
         }
@@ -625,21 +739,7 @@ impl Store {
 
     /// Appends an audit event; returns its seq once durable.
     pub fn append_audit(&self, event: &crate::audit::AuditEvent) -> Result<u64> {
-        let event = serde_json::to_vec(event).map_err(|e| Error::Internal(format!("audit event: {e}")))?;
-        let seq = {
-            let mut w = self.shared.writer();
-            w.write(
-                LeafBody::Audit { event },
-                (Codec::Raw, &[]),
-                None,
-                &self.shared.config,
-                &self.shared.key,
-            )?
-            .seq
-        };
-        self.shared.appends.fetch_add(1, Ordering::Relaxed);
-        self.shared.wait_durable(seq)?;
-        Ok(seq)
+        self.shared.append_audit(event)
     }
 
     /// Appends a signed checkpoint now if anything was appended since the last one; returns
@@ -665,10 +765,14 @@ impl Store {
     /// Reads a record for the store's own use (views look up arrivals, reads for a principal
     /// go on to check the record).
     pub(crate) fn read_record(&self, seq: u64) -> Result<Record> {
-        if seq == 0 || seq > self.shared.writer().written_seq() {
-            return Err(Error::NoSuchRecord(seq));
-        }
-        self.shared.wait_durable(seq)?;
+        let generation = {
+            let w = self.shared.writer();
+            if seq == 0 || seq > w.written_seq() {
+                return Err(Error::NoSuchRecord(seq));
+            }
+            w.generation
+        };
+        self.shared.wait_durable(Written { seq, generation })?;
         self.shared.wait_indexed(seq)?;
         let location = self.shared.index.location(seq)?.ok_or(Error::NoSuchRecord(seq))?;
         self.shared.segments.read_at(&location, seq)
@@ -823,6 +927,7 @@ impl Store {
             last_seq: self.shared.writer().written_seq(),
             indexed_seq: self.shared.progress().applied,
             search_indexed_seq: self.shared.text.applied(),
+            rewinds: self.shared.rewinds.load(Ordering::Relaxed),
         }
     }
 
@@ -844,6 +949,8 @@ impl Store {
         if threads.is_empty() {
             return Ok(());
         }
+        // The trail records every rewind, also one whose record the timer has not written.
+        let _ = self.shared.audit_rewinds();
         let checkpoint = self.shared.checkpoint();
         self.shared.durability.shut_down();
         for t in threads {
@@ -981,6 +1088,13 @@ fn checkpoint_timer(shared: &Shared) {
             // A failure here surfaces on the next append or at close.
             let _ = shared.checkpoint();
         }
+        // A writer poisoned by a failed fsync goes back to its durable point even when
+        // nothing is appended.
+        if shared.writer().poisoned.is_some() {
+            // On failure the writer stays poisoned and this is tried again next tick.
+            drop(shared.usable_writer());
+        }
+        let _ = shared.audit_rewinds();
         let mut w = shared.writer();
         if w.tree.has_unsynced() && w.last_tree_sync_at.elapsed() >= shared.config.checkpoint_interval {
             // Derived data: a failure only means a longer rehash at the next open.
@@ -1061,5 +1175,128 @@ mod tests {
         let rebuilt = Store::reindex(&path, &key, config).unwrap();
         assert_eq!(rebuilt.shared.index.dump().unwrap(), live);
         rebuilt.close().unwrap();
+    }
+
+    /// What a failed fsync leaves: records written after the last durable point, across a
+    /// segment roll (the full segment sealed). The rewind cuts them into quarantine, unseals
+    /// the point's segment, removes the newer one, and appending goes on from the point with
+    /// a log that verifies, reopens without recovery and reads back every kept message.
+    #[test]
+    fn a_rewind_cuts_what_was_not_durable_and_appending_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let key = path.join("signing.key");
+        Store::create(&path, &key).unwrap();
+        let config = StoreConfig {
+            segment_size: 64 << 10,
+            search_indexing: SearchIndexing::Deferred,
+            ..StoreConfig::default()
+        };
+        let layout = Layout::new(&path);
+        let store = Store::open(&path, &key, config.clone()).unwrap();
+        let envelope = Envelope::lmtp("a@example.org", &["b@example.org"]);
+        let message = |i: usize| {
+            let mut filler = vec![0u8; 8_000];
+            blake3::Hasher::new()
+                .update(&i.to_be_bytes())
+                .finalize_xof()
+                .fill(&mut filler);
+            let filler: String = filler.iter().map(|b| format!("{b:02x}")).collect();
+            format!("Subject: {i}\r\n\r\n{filler}\r\n").into_bytes()
+        };
+        let mut kept = Vec::new();
+        for i in 0..3 {
+            let a = store
+                .append_message(&envelope, &message(i), OnDuplicate::RecordArrival)
+                .unwrap();
+            kept.push((a.seq, message(i)));
+        }
+        let point = store.shared.durability.point();
+        let segments = || crate::log::segment::list_segments(&layout.log_dir).unwrap();
+        let segments_at_point = segments();
+        {
+            let mut w = store.shared.writer();
+            for i in 0..10 {
+                let event = serde_json::to_vec(&AuditEvent {
+                    actor: "test".into(),
+                    action: "view".into(),
+                    target: "x".repeat(10_000 + i),
+                    origin: "local".into(),
+                })
+                .unwrap();
+                w.write(
+                    LeafBody::Audit { event },
+                    (Codec::Raw, &[]),
+                    None,
+                    &config,
+                    &store.shared.key,
+                )
+                .unwrap();
+            }
+            assert!(
+                segments().len() > segments_at_point.len(),
+                "a segment was sealed meanwhile"
+            );
+            w.poisoned = Some("test: an fsync failed".into());
+        }
+        let after = store
+            .append_message(&envelope, &message(3), OnDuplicate::RecordArrival)
+            .unwrap();
+        // Right after the point: the trail's record of the rewind, then the message.
+        assert_eq!(
+            after.seq,
+            point.seq + 2,
+            "appending goes on from the durable point"
+        );
+        kept.push((after.seq, message(3)));
+        assert_eq!(
+            segments(),
+            segments_at_point,
+            "the segment begun after the point is gone"
+        );
+        assert_eq!(store.stats().rewinds, 1);
+        let quarantined: u64 = std::fs::read_dir(&layout.quarantine)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(
+            quarantined > 100_000,
+            "the cut records are kept: {quarantined} bytes"
+        );
+        for i in 4..12 {
+            let a = store
+                .append_message(&envelope, &message(i), OnDuplicate::RecordArrival)
+                .unwrap();
+            kept.push((a.seq, message(i)));
+        }
+        store.close().unwrap();
+
+        let report =
+            crate::verify::verify_log(&layout.log_dir, &layout.verifier_key().unwrap(), &[]).unwrap();
+        assert!(report.problem.is_none(), "{:?}", report.problem);
+        assert_eq!(report.unsigned_tail(), 0);
+        let store = Store::open(&path, &key, config).unwrap();
+        assert!(store.recovered().is_none(), "nothing left for recovery");
+        for (seq, raw) in &kept {
+            assert_eq!(&store.read_message_unscoped(*seq).unwrap(), raw, "seq {seq}");
+        }
+        let rewinds: Vec<String> = (1..=store.stats().last_seq)
+            .filter_map(|seq| match store.read_record_unscoped(seq).unwrap().leaf.body {
+                LeafBody::Audit { event } => Some(String::from_utf8(event).unwrap()),
+                _ => None,
+            })
+            .filter(|e| e.contains("recovery-rewind"))
+            .collect();
+        assert_eq!(rewinds.len(), 1, "the rewind is in the trail");
+        assert!(
+            rewinds[0].contains(&format!(
+                "went back to record {}, records {}..",
+                point.seq,
+                point.seq + 1
+            )),
+            "{}",
+            rewinds[0]
+        );
+        store.close().unwrap();
     }
 }

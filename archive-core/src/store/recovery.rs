@@ -318,7 +318,7 @@ pub(crate) fn recover(
 
 /// Copies the bytes of `segment` from `offset` to its end into a new file in `dir`, durably,
 /// before the caller cuts them: recovery never destroys bytes.
-fn quarantine(segment: &Path, offset: u64, dir: &Path) -> Result<PathBuf> {
+pub(crate) fn quarantine(segment: &Path, offset: u64, dir: &Path) -> Result<PathBuf> {
     use std::io::{Read, Seek, SeekFrom};
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
@@ -333,15 +333,25 @@ fn quarantine(segment: &Path, offset: u64, dir: &Path) -> Result<PathBuf> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let path = dir.join(format!("{name}.{offset}.{stamp}.cut"));
     let mut from = std::fs::File::open(segment).at(segment)?;
     from.seek(SeekFrom::Start(offset)).at(segment)?;
-    let mut to = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o400)
-        .open(&path)
-        .at(&path)?;
+    // The same spot can be cut more than once a second (rewinds after repeated failed
+    // fsyncs): a number tells the files apart.
+    let mut n = 0u32;
+    let (path, mut to) = loop {
+        let suffix = if n == 0 { String::new() } else { format!(".{n}") };
+        let path = dir.join(format!("{name}.{offset}.{stamp}{suffix}.cut"));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&path)
+        {
+            Ok(f) => break (path, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    };
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = from.read(&mut buf).at(segment)?;

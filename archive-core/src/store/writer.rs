@@ -1,7 +1,8 @@
 //! The append path. One writer, behind one mutex, owns the end of the log: it numbers records,
 //! chains and frames them, writes each frame at the end of the active segment, extends the
 //! Merkle tree, seals segments at the size limit and appends signed checkpoints.
-//! Durability (fsync) happens outside this lock, see `durability.rs`.
+//! Durability (fsync) happens outside this lock, see `durability.rs`; after a failed fsync
+//! the writer goes back to the last durable point ([`Writer::rewind`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -15,8 +16,10 @@ use crate::index::kv::{HeaderTerms, IndexEntry, Location};
 use crate::log::checkpoint::{Checkpoint, LogKey, SignedCheckpoint};
 use crate::log::merkle::{leaf_hash, HashSource};
 use crate::log::record::{chain_next, encode_frame, Codec, Leaf, LeafBody, RecordKind};
-use crate::log::segment::{segment_file_name, segment_header};
+use crate::log::segment::{list_segments, segment_file_name, segment_header};
 use crate::log::tree::TreeFile;
+use crate::store::durability::SyncedFile;
+use crate::store::recovery::quarantine;
 use crate::store::StoreConfig;
 use crate::{Error, IoContext, Result};
 
@@ -25,7 +28,7 @@ pub(crate) struct ActiveSegment {
     /// Seq of the segment's first record (names the file).
     pub first_seq: u64,
     pub path: PathBuf,
-    pub file: Arc<File>,
+    pub file: Arc<SyncedFile>,
     pub len: u64,
     /// Records in this segment.
     pub records: u64,
@@ -68,7 +71,7 @@ impl ActiveSegment {
         Ok(ActiveSegment {
             first_seq,
             path,
-            file: Arc::new(file),
+            file: Arc::new(SyncedFile::new(file)),
             len: header.len() as u64,
             records: 0,
         })
@@ -80,7 +83,7 @@ impl ActiveSegment {
         Ok(ActiveSegment {
             first_seq,
             path,
-            file: Arc::new(file),
+            file: Arc::new(SyncedFile::new(file)),
             len,
             records: (last_seq + 1).saturating_sub(first_seq),
         })
@@ -89,9 +92,9 @@ impl ActiveSegment {
     /// Appends one frame; on a failed or short write the file is cut back so no partial frame
     /// stays in front of later records.
     fn append(&mut self, frame: &[u8]) -> std::result::Result<(), AppendError> {
-        let mut f: &File = &self.file;
+        let mut f: &File = self.file.file();
         if let Err(e) = f.write_all(frame) {
-            if let Err(cut) = self.file.set_len(self.len) {
+            if let Err(cut) = self.file.file().set_len(self.len) {
                 return Err(AppendError::Uncut(format!(
                     "{}: write failed ({e}) and the partial record could not be removed ({cut})",
                     self.path.display()
@@ -106,7 +109,7 @@ impl ActiveSegment {
 
     /// Seals the segment: fsync, then read-only for everyone.
     fn seal(&self) -> Result<()> {
-        self.file.sync_all().at(&self.path)?;
+        self.file.sync(true).at(&self.path)?;
         std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o400)).at(&self.path)
     }
 }
@@ -126,10 +129,57 @@ impl From<AppendError> for Error {
     }
 }
 
-/// The seq a freshly written record got.
+/// The seq a freshly written record got, and the writer's generation then (see
+/// `durability.rs`: a rewind after a failed fsync starts a new one).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Written {
     pub seq: u64,
+    pub generation: u64,
+}
+
+/// The log's state right after a record known to be durable: where [`Writer::rewind`] goes
+/// back to. It is always the end of a checkpoint (every group commit ends with one) or of the
+/// log as recovery found it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DurablePoint {
+    /// The record (0: none).
+    pub seq: u64,
+    pub chain: [u8; 32],
+    pub time_us: i64,
+    /// The segment holding it (first seq, path, length up to the end of the record), if any,
+    /// and whether records were being appended to it (else it was sealed).
+    pub segment: Option<(u64, PathBuf, u64)>,
+    pub appending: bool,
+    pub latest_checkpoint: Option<(u64, SignedCheckpoint)>,
+    pub since_checkpoint: u64,
+}
+
+/// What a rewind cut: records after the durable point, kept in quarantine files.
+#[derive(Clone, Debug)]
+pub struct Rewound {
+    /// The last durable record, where the log continues.
+    pub to_seq: u64,
+    /// Records cut (first and last seq), none if only bytes of a failed write were there.
+    pub records: Option<(u64, u64)>,
+    /// Bytes cut, and the quarantine files holding them.
+    pub bytes: u64,
+    pub kept_in: Vec<PathBuf>,
+    /// Why the log went back.
+    pub cause: String,
+}
+
+impl std::fmt::Display for Rewound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; the log went back to record {}", self.cause, self.to_seq)?;
+        if let Some((first, last)) = self.records {
+            write!(f, ", records {first}..{last} (never acknowledged) cut")?;
+        }
+        write!(f, ", {} bytes kept in", self.bytes)?;
+        for path in &self.kept_in {
+            write!(f, " {}", path.display())?;
+        }
+        Ok(())
+    }
 }
 
 /// The end of the log.
@@ -148,8 +198,11 @@ pub(crate) struct Writer {
     pub last_checkpoint_at: Instant,
     pub last_tree_sync_at: Instant,
     pub latest_checkpoint: Option<(u64, SignedCheckpoint)>,
-    /// Set when the log may be in an unknown state (a failed fsync or an uncut partial write).
+    /// Set when the log may be in an unknown state (a failed fsync or an uncut partial write):
+    /// nothing is appended until [`Writer::rewind`] succeeds.
     pub poisoned: Option<String>,
+    /// Bumped by every rewind.
+    pub generation: u64,
 }
 
 fn now_us() -> i64 {
@@ -234,7 +287,10 @@ impl Writer {
         if kind != RecordKind::Checkpoint {
             self.since_checkpoint += 1;
         }
-        Ok(Written { seq })
+        Ok(Written {
+            seq,
+            generation: self.generation,
+        })
     }
 
     /// Starts a new segment when the active one reached the size limit; the full one ends with
@@ -264,6 +320,88 @@ impl Writer {
         Ok(())
     }
 
+    /// The log's state after the last record written: durable once the active segment is
+    /// fsynced.
+    pub fn durable_point(&self) -> DurablePoint {
+        DurablePoint {
+            seq: self.written_seq(),
+            chain: self.chain,
+            time_us: self.last_time_us,
+            segment: self
+                .segment
+                .as_ref()
+                .map(|s| (s.first_seq, s.path.clone(), s.len)),
+            appending: self.segment.is_some(),
+            latest_checkpoint: self.latest_checkpoint.clone(),
+            since_checkpoint: self.since_checkpoint,
+        }
+    }
+
+    /// Goes back to `point` after a failed fsync (or a write that could not be undone): what
+    /// follows it in the log was never acknowledged and may not be on disk as written. Those
+    /// bytes are copied to quarantine files in `quarantine_dir`, then cut (segments begun
+    /// after the point are removed, the point's segment is cut at the point and made durable
+    /// so), the tree and the writer's state return to the point, and a new generation starts.
+    /// On error the writer stays poisoned; a later call tries again.
+    pub fn rewind(&mut self, point: &DurablePoint, quarantine_dir: &std::path::Path) -> Result<Rewound> {
+        let cause = self
+            .poisoned
+            .clone()
+            .unwrap_or_else(|| "the log's end was in doubt".into());
+        let mut kept_in = Vec::new();
+        let mut bytes = 0;
+        // Newest first: a rewind that fails part-way leaves a log recovery can open.
+        for (first, path) in list_segments(&self.log_dir)?.into_iter().rev() {
+            if first <= point.seq || point.segment.as_ref().is_some_and(|(f, _, _)| *f == first) {
+                continue;
+            }
+            bytes += std::fs::metadata(&path).at(&path)?.len();
+            kept_in.push(quarantine(&path, 0, quarantine_dir)?);
+            std::fs::remove_file(&path).at(&path)?;
+        }
+        self.segment = None;
+        if let Some((first, path, len)) = &point.segment {
+            let file_len = std::fs::metadata(path).at(path)?.len();
+            // A segment sealed before the point stays as it is; one appended to after it (and
+            // perhaps sealed since) is cut back and made writable again. Cut and fsynced
+            // also when an earlier attempt cut it already: that attempt's fsync may have failed.
+            if file_len > *len || point.appending {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).at(path)?;
+                if file_len > *len {
+                    bytes += file_len - len;
+                    kept_in.push(quarantine(path, *len, quarantine_dir)?);
+                }
+                let file = OpenOptions::new().write(true).open(path).at(path)?;
+                file.set_len(*len).at(path)?;
+                file.sync_all().at(path)?;
+            }
+            if point.appending {
+                self.segment = Some(ActiveSegment::reopen(*first, path.clone(), *len, point.seq)?);
+            }
+        }
+        File::open(&self.log_dir)
+            .and_then(|d| d.sync_all())
+            .at(&self.log_dir)?;
+        self.tree.rewind(point.seq)?;
+        let records = (self.next_seq > point.seq + 1).then(|| (point.seq + 1, self.next_seq - 1));
+        self.next_seq = point.seq + 1;
+        self.chain = point.chain;
+        self.last_time_us = self.last_time_us.max(point.time_us);
+        self.latest_checkpoint = point.latest_checkpoint.clone();
+        self.since_checkpoint = point.since_checkpoint;
+        self.fresh.discard_after(point.seq);
+        self.pending_content.retain(|_, seq| *seq <= point.seq);
+        self.poisoned = None;
+        self.generation += 1;
+        Ok(Rewound {
+            to_seq: point.seq,
+            records,
+            bytes,
+            kept_in,
+            cause,
+        })
+    }
+
     /// Appends the checkpoint of a group commit: over every record written, unless the last
     /// record already is a checkpoint.
     pub fn checkpoint_batch(&mut self, key: &LogKey) -> Result<()> {
@@ -276,16 +414,21 @@ impl Writer {
 
     /// Appends a signed checkpoint over every record so far, unless the last record already
     /// is one. Returns its seq.
-    pub fn checkpoint(&mut self, config: &StoreConfig, key: &LogKey) -> Result<Option<u64>> {
+    pub fn checkpoint(&mut self, config: &StoreConfig, key: &LogKey) -> Result<Option<Written>> {
         self.check_usable()?;
         if self.since_checkpoint == 0 || self.next_seq == 1 {
             return Ok(None);
         }
         self.roll_if_full(config, key)?;
-        if self.since_checkpoint == 0 {
-            return Ok(self.latest_checkpoint.as_ref().map(|c| c.0));
-        }
-        self.checkpoint_unchecked(key).map(Some)
+        let seq = if self.since_checkpoint == 0 {
+            self.latest_checkpoint.as_ref().map(|c| c.0)
+        } else {
+            Some(self.checkpoint_unchecked(key)?)
+        };
+        Ok(seq.map(|seq| Written {
+            seq,
+            generation: self.generation,
+        }))
     }
 
     fn checkpoint_unchecked(&mut self, key: &LogKey) -> Result<u64> {
@@ -327,6 +470,13 @@ pub(crate) struct FreshEntries {
 }
 
 impl FreshEntries {
+    /// Drops the entries of records after `seq` (a rewind cut them).
+    fn discard_after(&mut self, seq: u64) {
+        while self.entries.back().is_some_and(|e| e.seq() > seq) {
+            self.entries.pop_back();
+        }
+    }
+
     fn push(&mut self, entry: IndexEntry) {
         if self.entries.len() >= MAX_FRESH {
             self.entries.clear();

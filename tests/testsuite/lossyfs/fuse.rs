@@ -124,7 +124,7 @@ impl LossyFuse {
     /// Queues an fsync of `ino` for the flusher.
     fn sync(&self, ino: u64, datasync: bool, reply: ReplyEmpty) {
         let target = match self.powered().and_then(|mut m| {
-            if !datasync && m.full_fsync_fails(ino) {
+            if m.take_lost_fsync(ino) || !datasync && m.full_fsync_fails(ino) {
                 return Err(libc::EIO);
             }
             m.fsync_target(ino)

@@ -180,6 +180,16 @@ impl Mounted {
         m.fail_full_fsyncs(ino);
     }
 
+    /// The next `count` fsyncs (fsync or fdatasync) of the file at `path` fail with EIO, and
+    /// the writes each should have made durable are lost.
+    pub fn lose_fsyncs(&self, path: &Path, count: u32) {
+        let mut m = fuse::lock(&self.model);
+        let ino = m
+            .resolve(path)
+            .unwrap_or_else(|e| panic!("{}: errno {e}", path.display()));
+        m.lose_fsyncs(ino, count);
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> Stats {
         fuse::lock(&self.model).stats

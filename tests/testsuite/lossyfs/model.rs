@@ -152,6 +152,9 @@ pub struct Model {
     read_faults: Vec<(u64, Range<u64>)>,
     /// Files whose fsync(2) (not fdatasync) fails with EIO.
     full_fsync_faults: Vec<u64>,
+    /// Files whose next fsyncs (fsync or fdatasync) fail, and how many more will: each loses
+    /// the writes it should have made durable.
+    lost_fsyncs: Vec<(u64, u32)>,
     pub stats: Stats,
 }
 
@@ -348,6 +351,28 @@ impl Model {
 
     pub fn full_fsync_fails(&self, ino: u64) -> bool {
         self.full_fsync_faults.contains(&ino)
+    }
+
+    /// Registers an injected fault: the next `count` fsyncs of `ino` fail with EIO and the
+    /// writes each covers never become durable, as when a disk's write-back fails (Linux
+    /// then reports the error once and later fsyncs of the file succeed).
+    pub fn lose_fsyncs(&mut self, ino: u64, count: u32) {
+        self.lost_fsyncs.push((ino, count));
+    }
+
+    /// Whether this fsync of `ino` is one that fails; if so, the operations it covers are
+    /// dropped.
+    pub fn take_lost_fsync(&mut self, ino: u64) -> bool {
+        let Some(i) = self.lost_fsyncs.iter().position(|(i, n)| *i == ino && *n > 0) else {
+            return false;
+        };
+        self.lost_fsyncs[i].1 -= 1;
+        if let Some(Body::File(f)) = self.nodes.get_mut(&ino).map(|n| &mut n.body) {
+            let end = f.pending.end();
+            let dropped = f.pending.take_until(end);
+            self.stats.dropped_ops += dropped.len() as u64;
+        }
+        true
     }
 
     pub fn has_read_faults(&self, ino: u64) -> bool {

@@ -26,6 +26,7 @@ impl Model {
             powered: true,
             read_faults: Vec::new(),
             full_fsync_faults: Vec::new(),
+            lost_fsyncs: Vec::new(),
             stats: Stats::default(),
         };
         let mode = std::fs::metadata(image)?.permissions().mode() & 0o7777;
