@@ -3,8 +3,10 @@
 //! moment (the disk drops or tears what was not synced, the server is killed with SIGKILL);
 //! the server starts again on what the disk kept, and every message it acknowledged with 250
 //! before the cut must be in the log with its exact bytes, `verify` must pass, and what got
-//! no answer is sent again and stored once. With the fsync of the group commit deleted, or
-//! the acknowledgement moved before it, this fails (docs/TESTING.md has the runs).
+//! no answer is sent again and stored once. In one cycle of four, fsyncs of the active segment
+//! also fail under the load, losing what they covered (the log goes back to its last durable
+//! record while senders wait). With the fsync of the group commit deleted, or the
+//! acknowledgement moved before it, this fails (docs/TESTING.md has the runs).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -78,6 +80,9 @@ struct Figures {
     torn_cuts: u32,
     acked: usize,
     resent: usize,
+    /// fsyncs of the active segment set to fail (and lose what they covered) under load;
+    /// those that happened before the cut are `disk.lost_fsyncs`.
+    failed_fsyncs: u64,
     disk: Stats,
     /// How long the clean stop after the last cut took.
     last_stop: Duration,
@@ -92,6 +97,7 @@ impl Figures {
         d.torn_writes += s.torn_writes;
         d.zeroed_writes += s.zeroed_writes;
         d.dropped_bytes += s.dropped_bytes;
+        d.lost_fsyncs += s.lost_fsyncs;
     }
 }
 
@@ -288,10 +294,27 @@ fn power_cuts(cuts: u32, full_every: u32) {
                 })
             })
             .collect();
-        // Cut after a random number of acknowledgements, a little later still.
+        // In one cycle of four, fsyncs of the active segment fail under the load (the log
+        // goes back to its last durable record while the senders wait on it).
+        if rng.below(4) == 0 {
+            std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+            let log = mnt.join("data/log");
+            let segment = std::fs::read_dir(&log)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .filter(|n| n.to_string_lossy().ends_with(".seg"))
+                .max();
+            if let Some(segment) = segment {
+                let failing = 1 + rng.below(3) as u32;
+                mounted.lose_fsyncs(&Path::new("data/log").join(segment), failing);
+                figures.failed_fsyncs += u64::from(failing);
+            }
+        }
+        // Cut after a random number of acknowledgements (or once every sender got a 451),
+        // a little later still.
         let target = 1 + rng.below(40) as usize;
         let hang = Instant::now() + Duration::from_secs(120);
-        while count.load(Ordering::Relaxed) < target {
+        while count.load(Ordering::Relaxed) < target && !senders.iter().all(|s| s.is_finished()) {
             assert!(
                 Instant::now() < hang,
                 "{after}: no acknowledgements: {}",
@@ -325,7 +348,8 @@ fn power_cuts(cuts: u32, full_every: u32) {
     let d = &figures.disk;
     eprintln!(
         "power cuts: {} cuts ({} torn, {} dropping all unsynced data) in {:.0?}; {} messages \
-         acknowledged under load + {} resent after a cut, 0 lost; disk: {} fsyncs, {} unsynced \
+         acknowledged under load + {} resent after a 451 or a cut, 0 lost; {} of {} fsyncs of \
+         the active segment set to fail did so before the cut; disk: {} fsyncs, {} unsynced \
          operations dropped ({} MB) and {} kept by tears, {} writes torn, {} as zeros; the \
          final clean stop took {:.0?}",
         figures.cuts,
@@ -334,6 +358,8 @@ fn power_cuts(cuts: u32, full_every: u32) {
         started.elapsed(),
         figures.acked,
         figures.resent,
+        d.lost_fsyncs,
+        figures.failed_fsyncs,
         d.fsyncs,
         d.dropped_ops,
         d.dropped_bytes >> 20,

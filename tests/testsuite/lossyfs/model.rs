@@ -124,6 +124,8 @@ pub struct Stats {
     pub dropped_bytes: u64,
     /// Reads answered with EIO (injected faults).
     pub failed_reads: u64,
+    /// fsyncs answered with EIO whose writes were lost (injected faults).
+    pub lost_fsyncs: u64,
 }
 
 /// How a power cut treats what was not synced.
@@ -367,6 +369,7 @@ impl Model {
             return false;
         };
         self.lost_fsyncs[i].1 -= 1;
+        self.stats.lost_fsyncs += 1;
         if let Some(Body::File(f)) = self.nodes.get_mut(&ino).map(|n| &mut n.body) {
             let end = f.pending.end();
             let dropped = f.pending.take_until(end);
