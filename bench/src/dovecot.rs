@@ -184,6 +184,8 @@ pub struct DovecotOptions {
     pub lmtp_port: u16,
     /// An IMAP port, if IMAP is served (needs `dovecot-imapd`).
     pub imap_port: Option<u16>,
+    /// An IMAPS (implicit TLS) port, with a self-signed certificate made for the instance.
+    pub imaps_port: Option<u16>,
     /// The password every user logs in with (static passdb); `None`: no password needed.
     pub password: Option<String>,
     /// Load the Xapian full-text search plugin (needs `dovecot-fts-xapian`).
@@ -207,6 +209,10 @@ pub fn config(dir: &Path, setup: &DovecotSetup, o: &DovecotOptions) -> String {
         None => "nopassword=y".into(),
     };
     let lmtp_port = o.lmtp_port;
+    let ssl = match o.imaps_port {
+        Some(_) => format!("ssl = yes\nssl_cert = <{d}/tls-cert.pem\nssl_key = <{d}/tls-key.pem"),
+        None => "ssl = no".to_string(),
+    };
     let mut text = format!(
         "# Private Dovecot for a mailvault benchmark: maildir under this directory.
 protocols = {protocols}
@@ -215,7 +221,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain
 auth_username_format = %Ln
@@ -247,6 +253,7 @@ service lmtp {{
         fsync = o.mail_fsync
     );
     if let Some(port) = o.imap_port {
+        let imaps_port = o.imaps_port.unwrap_or(0);
         text.push_str(&format!(
             "service imap-login {{
   inet_listener imap {{
@@ -254,7 +261,9 @@ service lmtp {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
   }}
 }}
 protocol imap {{
@@ -285,6 +294,7 @@ pub struct Dovecot {
     pub root: PathBuf,
     pub lmtp: SocketAddr,
     pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
     doveadm: PathBuf,
 }
 
@@ -301,6 +311,13 @@ impl Dovecot {
         }
         std::os::unix::fs::chown(&mail, Some(setup.uid), Some(setup.gid))
             .map_err(|e| format!("chown {}: {e}", mail.display()))?;
+        if options.imaps_port.is_some() {
+            let cert =
+                rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                    .map_err(|e| format!("a certificate for Dovecot: {e}"))?;
+            fs::write(root.join("tls-cert.pem"), cert.cert.pem())?;
+            fs::write(root.join("tls-key.pem"), cert.signing_key.serialize_pem())?;
+        }
         let config = root.join("dovecot.conf");
         fs::write(&config, self::config(root, setup, options))
             .map_err(|e| format!("{}: {e}", config.display()))?;
@@ -322,8 +339,12 @@ impl Dovecot {
         };
         let lmtp = SocketAddr::from(([127, 0, 0, 1], options.lmtp_port));
         let imap = options.imap_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        let imaps = options
+            .imap_port
+            .and(options.imaps_port)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
         let until = Instant::now() + START_TIMEOUT;
-        for addr in std::iter::once(lmtp).chain(imap) {
+        for addr in std::iter::once(lmtp).chain(imap).chain(imaps) {
             while TcpStream::connect(addr).is_err() {
                 server
                     .check_running(&stderr_log)
@@ -342,6 +363,7 @@ impl Dovecot {
             root: root.to_path_buf(),
             lmtp,
             imap,
+            imaps,
             doveadm: setup.doveadm.clone(),
         })
     }

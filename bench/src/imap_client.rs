@@ -1,20 +1,119 @@
-//! A minimal IMAP client for the benchmarks (`imap`, `soak`): tagged commands over plain TCP,
-//! responses read line by line, literals skipped and counted (never buffered, so a literal
-//! size the server states costs no memory). Every read has a timeout.
+//! A minimal IMAP client for the benchmarks (`imap`, `soak`): tagged commands over plain TCP
+//! or implicit TLS (rustls), responses read line by line, literals skipped and counted (never
+//! buffered, so a literal size the server states costs no memory). Every read has a timeout.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{fail, BenchResult};
+
+/// Where a benchmark connects: an address, over plain TCP or implicit TLS (port 993 style).
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// The byte stream under a session.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Accepts any server certificate: the servers measured are private instances on loopback
+/// with self-signed certificates. Signatures are still checked, so the handshake costs what
+/// a verifying client's does (minus the chain walk).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS client configuration every benchmark session shares.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
 
 /// Untagged text kept per response when collecting (enough for a few hundred ENVELOPEs).
 const MAX_COLLECTED_TEXT: usize = 256 << 10;
 
 /// One IMAP connection.
 pub struct Imap {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
+    /// Reads and writes (through `get_mut`) go through the one transport.
+    r: BufReader<Transport>,
+    /// The TCP socket under it, for timeouts.
+    tcp: TcpStream,
     tag: u64,
     /// The mailbox size from the last SELECT (or EXISTS seen since).
     pub exists: u64,
@@ -79,8 +178,26 @@ impl Imap {
     /// Connects (from `source` when given) and reads the greeting, which must be `* OK`.
     /// Every later read and write waits at most `timeout`.
     pub fn connect(addr: SocketAddr, source: Option<IpAddr>, timeout: Duration) -> BenchResult<Imap> {
+        Imap::connect_to(Endpoint { addr, tls: false }, source, timeout)
+    }
+
+    /// As [`Imap::connect`], over TLS if the endpoint says so (the handshake is done before
+    /// the greeting is read).
+    pub fn connect_to(endpoint: Endpoint, source: Option<IpAddr>, timeout: Duration) -> BenchResult<Imap> {
+        let addr = endpoint.addr;
         let stream = connect_from(addr, source, timeout).map_err(|e| format!("connecting to {addr}: {e}"))?;
-        let c = Imap::over(stream)?;
+        let c = if endpoint.tls {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let tls = rustls::ClientConnection::new(tls_config(), name)
+                .map_err(|e| format!("TLS to {addr}: {e}"))?;
+            let tcp = stream.try_clone()?;
+            let mut transport = Transport::Tls(Box::new(rustls::StreamOwned::new(tls, stream)));
+            // The handshake, before any IMAP byte.
+            transport.flush()?;
+            Imap::over_transport(transport, tcp)?
+        } else {
+            Imap::over(stream)?
+        };
         if !c.greeting.starts_with("* OK") {
             return fail(format!("greeting {:?}", c.greeting));
         }
@@ -90,10 +207,14 @@ impl Imap {
     /// Wraps a connected stream (its timeouts already set) and reads the greeting, whatever
     /// it is.
     pub fn over(stream: TcpStream) -> BenchResult<Imap> {
-        let w = stream.try_clone()?;
+        let tcp = stream.try_clone()?;
+        Imap::over_transport(Transport::Plain(stream), tcp)
+    }
+
+    fn over_transport(transport: Transport, tcp: TcpStream) -> BenchResult<Imap> {
         let mut c = Imap {
-            r: BufReader::with_capacity(64 << 10, stream),
-            w,
+            r: BufReader::with_capacity(64 << 10, transport),
+            tcp,
             tag: 0,
             exists: 0,
             greeting: String::new(),
@@ -109,13 +230,13 @@ impl Imap {
     /// Changes how long each read and write may wait.
     pub fn set_timeout(&self, timeout: Duration) -> std::io::Result<()> {
         let timeout = timeout.max(Duration::from_millis(1));
-        self.w.set_read_timeout(Some(timeout))?;
-        self.w.set_write_timeout(Some(timeout))
+        self.tcp.set_read_timeout(Some(timeout))?;
+        self.tcp.set_write_timeout(Some(timeout))
     }
 
     /// Connects, logs in as `user` and selects INBOX.
-    pub fn login_select(addr: SocketAddr, user: &str, password: &str) -> BenchResult<Imap> {
-        let mut c = Imap::connect(addr, None, Duration::from_secs(600))?;
+    pub fn login_select(endpoint: Endpoint, user: &str, password: &str) -> BenchResult<Imap> {
+        let mut c = Imap::connect_to(endpoint, None, Duration::from_secs(600))?;
         c.login(user, password)?;
         c.select("INBOX")?;
         Ok(c)
@@ -165,13 +286,15 @@ impl Imap {
         line.push(b' ');
         line.extend_from_slice(cmd);
         line.extend_from_slice(b"\r\n");
-        self.w.write_all(&line)?;
+        self.send_raw(&line)?;
         Ok(tag)
     }
 
     /// Sends bytes as they are (an IMAP continuation such as `DONE`).
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.w.write_all(bytes)
+        let w = self.r.get_mut();
+        w.write_all(bytes)?;
+        w.flush()
     }
 
     /// Reads one line (a continuation request such as `+ idling`), literals skipped.

@@ -89,6 +89,7 @@ mod tests {
                 definition,
                 entries,
                 as_of: uids.iter().copied().max().unwrap_or(0),
+                checked: Default::default(),
             }),
         }
     }
@@ -132,8 +133,16 @@ mod tests {
         let event: crate::audit::AuditEvent = serde_json::from_slice(event).unwrap();
         assert_eq!(event.action, "access-refused");
         assert!(event.target.contains(&format!("uid {}", to_bob.seq)), "{event:?}");
-        // What the record itself shows to Alice (a header Bcc, any case) is read.
+        // What the record itself shows to Alice (a header Bcc, any case) is read, again and
+        // again (the check is remembered); a refusal is never remembered as a pass.
         assert!(store.view_message(&inbox, bcc_alice.seq).is_ok());
+        assert!(store.view_message(&inbox, bcc_alice.seq).is_ok());
+        assert!(inbox.list.checked.contains(1));
+        assert!(!inbox.list.checked.contains(0));
+        assert!(matches!(
+            store.view_message(&inbox, to_bob.seq),
+            Err(Error::Index(_))
+        ));
 
         // The same for the other definitions.
         let sent = forged_view("Sent", Definition::Sent(addresses.clone()), &[to_bob.seq]);

@@ -83,6 +83,34 @@ struct MessageList {
     entries: Entries,
     /// The durable seq the list covers: every record not in it has a higher seq.
     as_of: u64,
+    /// Which entries a read found admitted by their own record (shared with the lists that
+    /// extend this one).
+    checked: Arc<Checked>,
+}
+
+/// Positions in a message list whose record [`Definition::admits`] accepted. A record never
+/// changes (the log is append-only) and neither does a list's definition, so the check — a
+/// parse of the header block when the envelope does not settle it — runs once per message
+/// and list, not on every read. One bit per entry.
+#[derive(Debug, Default)]
+struct Checked(std::sync::RwLock<Vec<u64>>);
+
+impl Checked {
+    fn contains(&self, position: usize) -> bool {
+        let words = self.0.read().unwrap_or_else(|p| p.into_inner());
+        words
+            .get(position / 64)
+            .is_some_and(|w| w & (1 << (position % 64)) != 0)
+    }
+
+    /// Marks `position` (below the list's length, so the bits stay bounded by it).
+    fn insert(&self, position: usize) {
+        let mut words = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if words.len() <= position / 64 {
+            words.resize(position / 64 + 1, 0);
+        }
+        words[position / 64] |= 1 << (position % 64);
+    }
 }
 
 /// The newest message list of each view definition some session holds, so that another
@@ -381,6 +409,7 @@ impl Store {
             definition: key.1.clone(),
             entries,
             as_of: as_of.max(after),
+            checked: start.as_ref().map(|l| Arc::clone(&l.checked)).unwrap_or_default(),
         });
         self.shared_views().offer(key.clone(), &list);
         Ok(View {
@@ -427,13 +456,16 @@ impl Store {
     /// disagrees with the log: the read is refused ([`Error::Index`]) and an
     /// `access-refused` audit record says which UID of which mailbox.
     pub fn view_message(&self, view: &View, uid: u64) -> Result<ViewMessage> {
-        if !view.contains(uid) {
+        let Some(position) = view.list.entries.position(uid) else {
             return Err(Error::NoSuchRecord(uid));
-        }
+        };
         let record = self.read_record(uid)?;
         let received_us = record.leaf.time_us;
         let leaf = record.leaf.clone();
         let raw = self.content_of(record)?;
+        if view.list.checked.contains(position) {
+            return Ok(ViewMessage { raw, received_us });
+        }
         if !view.list.definition.admits(&leaf, &raw) {
             let event = crate::audit::AuditEvent {
                 actor: "mailvault".into(),
@@ -448,6 +480,7 @@ impl Store {
                 view.mailbox
             )));
         }
+        view.list.checked.insert(position);
         Ok(ViewMessage { raw, received_us })
     }
 }

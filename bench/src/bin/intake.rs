@@ -1119,6 +1119,7 @@ fn run_dovecot(setup: &DovecotSetup, scratch: &Path, load: &Load) -> BenchResult
     let options = DovecotOptions {
         lmtp_port: free_port()?,
         imap_port: None,
+        imaps_port: None,
         password: None,
         fts_xapian: false,
         mail_fsync: "always",
