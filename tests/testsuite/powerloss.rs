@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::intake::lmtp_deliver;
-use crate::lossyfs::{Disk, Options, Rng, Stats, Tear};
+use crate::lossyfs::{Disk, Options, Rng, Stats, StoreDisk, Tear};
 use crate::util::{incompressible_message, Vault};
 
 const SENDERS: u32 = 8;
@@ -375,15 +375,9 @@ fn power_cuts(cuts: u32, full_every: u32) {
 /// ("not a PEM private key").
 #[test]
 fn a_power_cut_after_the_first_start_leaves_a_server_that_starts() {
-    let tmp = tempfile::Builder::new()
-        .prefix("mailvault-powerloss")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let disk = Disk::new(&tmp.path().join("disk"));
-    let mnt = tmp.path().join("mnt");
-    Vault::at(disk.image().join("data")).ok(&["init"]);
-    let vault = Vault::at(mnt.join("data"));
-    let mounted = disk.mount(&mnt, Options::default());
+    let on = StoreDisk::new("mailvault-powerloss");
+    let vault = &on.vault;
+    let mounted = on.mount();
     let server = vault.serve(&[]);
     let first = Key {
         cycle: 0,
@@ -395,9 +389,9 @@ fn a_power_cut_after_the_first_start_leaves_a_server_that_starts() {
     server.kill9();
     mounted.unmount();
 
-    let mounted = disk.mount(&mnt, Options::default());
+    let mounted = on.mount();
     let server = vault.serve(&[]);
-    check(&vault, &acked, true, &mut Rng::new(1), "after the cut");
+    check(vault, &acked, true, &mut Rng::new(1), "after the cut");
     assert!(send(server.lmtp, Key { n: 1, ..first }).is_some());
     assert_eq!(server.stop(), Some(0));
     mounted.unmount();
@@ -409,18 +403,9 @@ fn a_power_cut_after_the_first_start_leaves_a_server_that_starts() {
 /// fsync at all), so a power cut then lost acknowledged mail or left a gap the store refused.
 #[test]
 fn a_failed_seal_stops_acknowledgements() {
-    let tmp = tempfile::Builder::new()
-        .prefix("mailvault-powerloss")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let disk = Disk::new(&tmp.path().join("disk"));
-    let mnt = tmp.path().join("mnt");
-    let config = tmp.path().join("mailvault.toml");
-    std::fs::write(&config, "[store]\nsegment_mib = 1\n").unwrap();
-    let config = config.to_str().unwrap();
-    Vault::at(disk.image().join("data")).ok(&["init"]);
-    let vault = Vault::at(mnt.join("data"));
-    let mounted = disk.mount(&mnt, Options::default());
+    let on = StoreDisk::new("mailvault-powerloss");
+    let (vault, config) = (&on.vault, on.small_segments.as_str());
+    let mounted = on.mount();
     let server = vault.serve(&["--config", config]);
     // Two large messages fill the first segment past 1 MiB; the next delivery seals it.
     let large = |n| incompressible_message(&format!("large {n}"), 600_000);
@@ -452,9 +437,9 @@ fn a_failed_seal_stops_acknowledgements() {
     server.kill9();
     mounted.unmount();
 
-    let mounted = disk.mount(&mnt, Options::default());
+    let mounted = on.mount();
     let server = vault.serve(&["--config", config]);
-    let records = log_from(&vault, 1);
+    let records = log_from(vault, 1);
     for a in &acked {
         assert!(
             records
@@ -479,15 +464,9 @@ fn a_failed_seal_stops_acknowledgements() {
 /// merely forgetting the failure would acknowledge records the disk never got.
 #[test]
 fn after_a_failed_fsync_intake_goes_on_without_a_restart() {
-    let tmp = tempfile::Builder::new()
-        .prefix("mailvault-powerloss")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let disk = Disk::new(&tmp.path().join("disk"));
-    let mnt = tmp.path().join("mnt");
-    Vault::at(disk.image().join("data")).ok(&["init"]);
-    let vault = Vault::at(mnt.join("data"));
-    let mounted = disk.mount(&mnt, Options::default());
+    let on = StoreDisk::new("mailvault-powerloss");
+    let vault = &on.vault;
+    let mounted = on.mount();
     let server = vault.serve(&[]);
     let mut n = 0;
     let mut next_message = || {
@@ -541,16 +520,16 @@ fn after_a_failed_fsync_intake_goes_on_without_a_restart() {
     server.kill9();
     mounted.unmount();
 
-    let mounted = disk.mount(&mnt, Options::default());
+    let mounted = on.mount();
     let server = vault.serve(&[]);
     check(
-        &vault,
+        vault,
         &acked,
         true,
         &mut Rng::new(1),
         "after failed fsyncs and a cut",
     );
-    let rewinds = log_from(&vault, 1)
+    let rewinds = log_from(vault, 1)
         .into_iter()
         .filter(|r| r["audit"]["action"] == "recovery-rewind")
         .count();

@@ -9,8 +9,8 @@ use std::path::Path;
 use base64::Engine;
 
 use crate::intake::lmtp_send;
-use crate::lossyfs::{Disk, Options};
-use crate::util::{frames, incompressible_message, python_json, Vault};
+use crate::lossyfs::StoreDisk;
+use crate::util::{frames, incompressible_message, python_json};
 
 const PASSWORD: &[u8] = b"correct horse battery\n";
 
@@ -84,17 +84,9 @@ fn fetches(server: &crate::util::Server, uids: &[u64]) -> Vec<(String, u64, Step
 
 #[test]
 fn an_unreadable_range_of_a_sealed_segment_fails_its_message_only() {
-    let tmp = tempfile::Builder::new()
-        .prefix("mailvault-eio")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let disk = Disk::new(&tmp.path().join("disk"));
-    let mnt = tmp.path().join("mnt");
-    let config = tmp.path().join("mailvault.toml");
-    std::fs::write(&config, "[store]\nsegment_mib = 1\n").unwrap();
-    let config = config.to_str().unwrap();
-    let on_image = Vault::at(disk.image().join("data"));
-    on_image.ok(&["init"]);
+    let on = StoreDisk::new("mailvault-eio");
+    let (disk, on_image) = (&on.disk, &on.on_image);
+    let config = on.small_segments.as_str();
     let added = on_image.run_in(
         &["user", "add", "erika", "--address", "erika@example.com"],
         Some(PASSWORD),
@@ -114,8 +106,8 @@ fn an_unreadable_range_of_a_sealed_segment_fails_its_message_only() {
         message("fourth", 600_000),
         message("fifth", 0),
     ];
-    let vault = Vault::at(mnt.join("data"));
-    let mounted = disk.mount(&mnt, Options::default());
+    let vault = &on.vault;
+    let mounted = on.mount();
     let server = vault.serve(&["--config", config]);
     let seqs: Vec<u64> = sent
         .iter()
@@ -141,7 +133,7 @@ fn an_unreadable_range_of_a_sealed_segment_fails_its_message_only() {
     let bad = ((offset + len / 2) & !4095) as u64;
     assert!(bad > offset as u64 && bad + 4096 < (offset + len) as u64);
 
-    let mounted = disk.mount(&mnt, Options::default());
+    let mounted = on.mount();
     mounted.fail_reads(&Path::new("data/log").join(&name), bad..bad + 4096);
     let server = vault.serve(&["--config", config]);
 

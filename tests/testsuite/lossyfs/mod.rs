@@ -20,6 +20,51 @@ use std::time::Duration;
 
 pub use model::{Stats, Tear};
 
+/// A fresh disk in a temp dir (kept under the target dir), with a store that `mailvault
+/// init` made on its image (so its identity and key predate any cut), and a config file with
+/// 1 MiB segments (so that a few large messages seal one).
+pub struct StoreDisk {
+    /// Holds the directory (removed when dropped).
+    _tmp: tempfile::TempDir,
+    pub disk: Disk,
+    /// Where the disk is mounted.
+    pub mnt: PathBuf,
+    /// The store on the image (before a mount, for set-up).
+    pub on_image: crate::util::Vault,
+    /// The store through the mount point.
+    pub vault: crate::util::Vault,
+    /// `--config` for small segments.
+    pub small_segments: String,
+}
+
+impl StoreDisk {
+    pub fn new(prefix: &str) -> StoreDisk {
+        let tmp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let disk = Disk::new(&tmp.path().join("disk"));
+        let mnt = tmp.path().join("mnt");
+        let config = tmp.path().join("mailvault.toml");
+        std::fs::write(&config, "[store]\nsegment_mib = 1\n").unwrap();
+        let on_image = crate::util::Vault::at(disk.image().join("data"));
+        on_image.ok(&["init"]);
+        StoreDisk {
+            vault: crate::util::Vault::at(mnt.join("data")),
+            small_segments: config.to_str().unwrap().to_string(),
+            _tmp: tmp,
+            disk,
+            mnt,
+            on_image,
+        }
+    }
+
+    /// Mounts the disk (default options).
+    pub fn mount(&self) -> Mounted {
+        self.disk.mount(&self.mnt, Options::default())
+    }
+}
+
 /// A small deterministic random generator (xorshift64*), so a failing run can be repeated
 /// from its seed.
 pub struct Rng(u64);
