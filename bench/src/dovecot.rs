@@ -178,6 +178,12 @@ impl DovecotSetup {
     }
 }
 
+/// How the benchmark user's password is kept.
+pub enum Password {
+    /// As an Argon2id PHC string for `user`, which Dovecot verifies with libsodium.
+    Argon2id { user: String, phc: String },
+}
+
 /// What a private Dovecot serves.
 pub struct DovecotOptions {
     /// The LMTP port (always served).
@@ -186,8 +192,9 @@ pub struct DovecotOptions {
     pub imap_port: Option<u16>,
     /// An IMAPS (implicit TLS) port, with a self-signed certificate made for the instance.
     pub imaps_port: Option<u16>,
-    /// The password every user logs in with (static passdb); `None`: no password needed.
-    pub password: Option<String>,
+    /// The password every user logs in with; `None`: no password needed. With a hash (a PHC
+    /// string), Dovecot verifies the password against it as mailvault does.
+    pub password: Option<Password>,
     /// Load the Xapian full-text search plugin (needs `dovecot-fts-xapian`).
     pub fts_xapian: bool,
     /// `mail_fsync` (`always`, `optimized` or `never`).
@@ -204,9 +211,10 @@ pub fn config(dir: &Path, setup: &DovecotSetup, o: &DovecotOptions) -> String {
     } else {
         "lmtp"
     };
-    let passdb_args = match &o.password {
-        Some(p) => format!("password={p}"),
-        None => "nopassword=y".into(),
+    let passdb = match &o.password {
+        // `$` would be taken for a setting's name in dovecot.conf: the hash goes in a file.
+        Some(Password::Argon2id { .. }) => format!("driver = passwd-file\n  args = {d}/passwd"),
+        None => "driver = static\n  args = nopassword=y".into(),
     };
     let lmtp_port = o.lmtp_port;
     let ssl = match o.imaps_port {
@@ -236,8 +244,7 @@ mail_location = maildir:{d}/mail/%u
 mail_fsync = {fsync}
 lmtp_save_to_detail_mailbox = no
 passdb {{
-  driver = static
-  args = {passdb_args}
+  {passdb}
 }}
 userdb {{
   driver = static
@@ -317,6 +324,9 @@ impl Dovecot {
                     .map_err(|e| format!("a certificate for Dovecot: {e}"))?;
             fs::write(root.join("tls-cert.pem"), cert.cert.pem())?;
             fs::write(root.join("tls-key.pem"), cert.signing_key.serialize_pem())?;
+        }
+        if let Some(Password::Argon2id { user, phc }) = &options.password {
+            fs::write(root.join("passwd"), format!("{user}:{{ARGON2ID}}{phc}\n"))?;
         }
         let config = root.join("dovecot.conf");
         fs::write(&config, self::config(root, setup, options))

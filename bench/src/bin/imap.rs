@@ -37,7 +37,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mailvault_bench::dovecot::{
-    free_port, memory_of, process_tree, tail, Dovecot, DovecotOptions, DovecotSetup, Server, START_TIMEOUT,
+    free_port, memory_of, process_tree, tail, Dovecot, DovecotOptions, DovecotSetup, Password, Server,
+    START_TIMEOUT,
 };
 use mailvault_bench::imap_client::{Endpoint, Imap};
 use mailvault_bench::serve::{self, add_user, wait_for_listener};
@@ -410,7 +411,11 @@ fn run_dovecot(
         lmtp_port: free_port()?,
         imap_port: Some(free_port()?),
         imaps_port: Some(free_port()?),
-        password: Some(PASSWORD.into()),
+        // The same Argon2id parameters mailvault uses: a login costs both the same hash.
+        password: Some(Password::Argon2id {
+            user: USER.into(),
+            phc: archive_core::access::hash_password(PASSWORD).map_err(|e| e.to_string())?,
+        }),
         fts_xapian: false,
         mail_fsync: "optimized",
     };
@@ -424,7 +429,8 @@ fn run_dovecot(
     );
     let mut plain = Figures::default();
     plain.notes.push(format!(
-        "LMTP delivery {delivered:.1} s ({LMTP_SENDERS} connections, mail_fsync = optimized)"
+        "LMTP delivery {delivered:.1} s ({LMTP_SENDERS} connections, mail_fsync = optimized); \
+         logins verify an Argon2id hash (m=19456, t=2, p=1), as mailvault's do"
     ));
     let imap = dovecot.imap.ok_or("no IMAP port")?;
     let imaps = dovecot.imaps.map(|addr| Endpoint { addr, tls: true });
