@@ -39,6 +39,8 @@ pub struct StoreSettings {
     pub zstd_level: i32,
     /// Size of the trained zstd dictionary in KiB (0 disables dictionaries).
     pub dictionary_kib: usize,
+    /// MiB of decoded message contents kept in memory for repeated reads (0: none).
+    pub read_cache_mib: usize,
 }
 
 /// `[server]`: process-wide settings.
@@ -60,6 +62,7 @@ impl Default for StoreSettings {
             checkpoint_interval_secs: d.checkpoint_interval.as_secs(),
             zstd_level: d.zstd_level,
             dictionary_kib: d.dictionary_size >> 10,
+            read_cache_mib: d.read_cache_bytes >> 20,
         }
     }
 }
@@ -114,6 +117,7 @@ impl Config {
             checkpoint_interval: Duration::from_secs(s.checkpoint_interval_secs),
             zstd_level: s.zstd_level,
             dictionary_size: s.dictionary_kib << 10,
+            read_cache_bytes: s.read_cache_mib.min(1 << 20) << 20,
             ..StoreConfig::default()
         }
     }
@@ -129,6 +133,7 @@ checkpoint_every = 10000        # every commit is signed; also inside batches of
 checkpoint_interval_secs = 10   # tree hashes made durable this often
 zstd_level = 5                  # 1 (fast) … 19 (small)
 dictionary_kib = 128            # zstd dictionary trained on your mail; 0 disables
+read_cache_mib = 64             # decoded messages kept for repeated reads; 0 disables
 
 [intake]
 lmtp = "127.0.0.1:2424"         # LMTP listener; "none" disables it

@@ -6,6 +6,7 @@ mod compression;
 mod durability;
 mod indexer;
 pub mod layout;
+mod read_cache;
 mod recovery;
 mod writer;
 
@@ -55,6 +56,8 @@ pub struct StoreConfig {
     pub dictionary_refresh_bytes: u64,
     /// Whether this process keeps the full-text index caught up.
     pub search_indexing: SearchIndexing,
+    /// Bytes of decoded message contents kept for repeated reads (`read_cache.rs`).
+    pub read_cache_bytes: usize,
 }
 
 /// Who brings the full-text index up to date with the log. It is derived state either way:
@@ -78,6 +81,7 @@ impl Default for StoreConfig {
             zstd_level: 5,
             dictionary_size: 128 << 10,
             dictionary_samples: 256,
+            read_cache_bytes: 64 << 20,
             dictionary_refresh_bytes: 1 << 30,
             search_indexing: SearchIndexing::Live,
         }
@@ -147,6 +151,8 @@ pub(crate) struct Shared {
     pub text: TextIndex,
     compression: Compression,
     dictionaries: DictionaryCache,
+    /// Decoded contents of messages read lately.
+    read_cache: read_cache::ReadCache,
     /// Segment files open for reads.
     segments: SegmentFiles,
     /// Message lists of the views sessions hold, shared between them.
@@ -450,6 +456,7 @@ impl Store {
         let shared = Arc::new(Shared {
             compression: Compression::new(&config, None),
             dictionaries: DictionaryCache::default(),
+            read_cache: read_cache::ReadCache::new(config.read_cache_bytes),
             segments: SegmentFiles::new(&layout.log_dir),
             views: Default::default(),
             layout,
@@ -786,11 +793,21 @@ impl Store {
 
     /// The exact bytes of a message or arrival `record` (an arrival's are its message's).
     pub(crate) fn content_of(&self, record: Record) -> Result<Vec<u8>> {
-        let record = match &record.leaf.body {
-            LeafBody::Arrival { first_seq, .. } => self.read_record(*first_seq)?,
-            _ => record,
+        let seq = match &record.leaf.body {
+            LeafBody::Arrival { first_seq, .. } => *first_seq,
+            _ => record.seq(),
         };
-        record_content(&record, &*self.shared)
+        if let Some(content) = self.shared.read_cache.get(seq) {
+            return Ok(content.to_vec());
+        }
+        let record = if seq == record.seq() {
+            record
+        } else {
+            self.read_record(seq)?
+        };
+        let content = record_content(&record, &*self.shared)?;
+        self.shared.read_cache.insert(seq, &content);
+        Ok(content)
     }
 
     /// The message record first holding bytes with this blake3 hash.
