@@ -188,18 +188,20 @@ fn after_starttls_the_server_waits_for_the_client() {
     assert!(capability[1].as_str().unwrap().starts_with("b OK"), "{l}");
 }
 
-/// Flag changes get OK and the flags as they are; every other change stays NO; the log
+/// SELECT says `[READ-WRITE]` with no permanent flags, EXAMINE `[READ-ONLY]`; flag changes
+/// get OK and the flags as they are, EXPUNGE OK and nothing expunged (after SELECT and after
+/// EXAMINE, as Dovecot answers for a read-only ACL); every other change stays NO; the log
 /// gains nothing from any of them.
 const STORE: &str = r#"
 send("erika@example.com", "one")
 send("erika@example.com", "two")
 m = login("erika")
-try:
-    m.select("INBOX")
-except imaplib.IMAP4.readonly:
-    m.is_readonly = True
-select = {k: [v.decode() for v in m.untagged_responses.get(k, [])]
-          for k in ("FLAGS", "PERMANENTFLAGS", "READ-ONLY", "READ-WRITE")}
+codes = ("FLAGS", "PERMANENTFLAGS", "READ-ONLY", "READ-WRITE")
+m.select("INBOX", readonly=True)
+examine = {k: [v.decode() for v in m.untagged_responses.get(k, [])] for k in codes}
+examine_expunge = m.expunge()
+m.select("INBOX")
+select = {k: [v.decode() for v in m.untagged_responses.get(k, [])] for k in codes}
 uids = m.uid("SEARCH", None, "ALL")[1][0].decode().split()
 answers = {}
 for name, call in [
@@ -207,15 +209,17 @@ for name, call in [
     ("store-silent", lambda: m.store("1:*", "-FLAGS.SILENT", "(\\Seen)")),
     ("uid-store", lambda: m.uid("STORE", f"{uids[0]}:{uids[1]}", "FLAGS", "(\\Answered)")),
     ("uid-store-silent", lambda: m.uid("STORE", uids[1], "+FLAGS.SILENT", "(\\Deleted)")),
+    ("expunge", lambda: m.expunge()),
     ("flags", lambda: m.fetch("1:*", "(FLAGS)")),
 ]:
     typ, data = call()
     answers[name] = [typ, [d.decode() if isinstance(d, bytes) else d for d in data]]
+answers["examine-expunge"] = [examine_expunge[0],
+                              [d.decode() if isinstance(d, bytes) else d for d in examine_expunge[1]]]
 refused = {}
 for name, call in [
     ("copy", lambda: m.copy("1", "Sent")),
     ("move", lambda: m._simple_command("MOVE", "1", "Sent")),
-    ("expunge", lambda: m.expunge()),
     ("uid-expunge", lambda: m.uid("EXPUNGE", "1:*")),
     ("append", lambda: m.append("INBOX", None, None, b"Subject: x\r\n\r\ny\r\n")),
     ("create", lambda: m.create("Mine")),
@@ -228,18 +232,24 @@ for name, call in [
         typ, data = "NO", [str(e).encode()]
     refused[name] = [typ, [d.decode() if isinstance(d, bytes) else str(d) for d in data]]
 m.logout()
-out(select=select, uids=uids, answers=answers, refused=refused)
+out(examine=examine, select=select, uids=uids, answers=answers, refused=refused)
 "#;
 
 #[test]
-fn flag_changes_are_answered_ok_and_change_nothing() {
+fn flag_changes_and_expunge_are_answered_ok_and_change_nothing() {
     let (vault, server) = erika_and_hans();
     let lines = python_json(&format!("{PRELUDE}{STORE}"), &ports(&server));
     let l = &lines[0];
-    // As Dovecot answers a user whose ACL allows reading only.
-    assert_eq!(l["select"]["PERMANENTFLAGS"], serde_json::json!(["()"]), "{l}");
-    assert_eq!(l["select"]["READ-ONLY"], serde_json::json!([""]), "{l}");
-    assert_eq!(l["select"]["READ-WRITE"], serde_json::json!([]), "{l}");
+    // Dovecot says READ-ONLY to SELECT too; offlineimap cannot sync that (clients/).
+    for (verb, code, not) in [
+        ("select", "READ-WRITE", "READ-ONLY"),
+        ("examine", "READ-ONLY", "READ-WRITE"),
+    ] {
+        assert_eq!(l[verb]["PERMANENTFLAGS"], serde_json::json!(["()"]), "{l}");
+        assert_eq!(l[verb]["FLAGS"], serde_json::json!(["(\\Seen)"]), "{l}");
+        assert_eq!(l[verb][code], serde_json::json!([""]), "{verb}: {l}");
+        assert_eq!(l[verb][not], serde_json::json!([]), "{verb}: {l}");
+    }
     let uids: Vec<String> = serde_json::from_value(l["uids"].clone()).unwrap();
     let a = &l["answers"];
     assert_eq!(a["store"], serde_json::json!(["OK", ["1 (FLAGS (\\Seen))"]]));
@@ -255,12 +265,18 @@ fn flag_changes_are_answered_ok_and_change_nothing() {
         ])
     );
     assert_eq!(a["uid-store-silent"], serde_json::json!(["OK", [null]]));
+    // OK, and no `* n EXPUNGE`: no message is \Deleted.
+    assert_eq!(a["expunge"], serde_json::json!(["OK", [null]]));
+    assert_eq!(a["examine-expunge"], serde_json::json!(["OK", [null]]));
     assert_eq!(
         a["flags"],
         serde_json::json!(["OK", ["1 (FLAGS (\\Seen))", "2 (FLAGS (\\Seen))"]])
     );
     for (name, outcome) in l["refused"].as_object().unwrap() {
         assert_eq!(outcome[0], "NO", "{name}: {outcome}");
+        // After SELECT's [READ-WRITE], a [READ-ONLY] code would tell the client that the
+        // mailbox has become read-only (imaplib then refuses every later command).
+        assert!(!outcome.to_string().contains("READ-ONLY"), "{name}: {outcome}");
     }
     assert_eq!(server.stop(), Some(0));
     // Two messages; besides them only the accesses (login, select) and checkpoints.
@@ -268,7 +284,7 @@ fn flag_changes_are_answered_ok_and_change_nothing() {
     let kinds = |k: &str| records.iter().filter(|r| r["kind"] == k).count();
     assert_eq!(kinds("message"), 2);
     assert_eq!(kinds("arrival"), 0);
-    assert_eq!(kinds("audit"), 2, "login and select only: {records:#?}");
+    assert_eq!(kinds("audit"), 3, "login, examine and select only: {records:#?}");
     assert_eq!(vault.verify(&[]).0, 0);
 }
 
