@@ -140,7 +140,9 @@ fn uidnext_moves_only_when_mail_arrives_for_the_user() {
 }
 
 /// After `OK` to STARTTLS and the handshake, the server sends nothing until the client's
-/// next command (RFC 3501 §6.2.1): a raw TLS socket waits, then asks for CAPABILITY.
+/// next command (RFC 3501 §6.2.1) — no TLS record either: TLS 1.3 session tickets arriving
+/// then stalled offlineimap (`archive-imap/src/tls.rs`). A raw TLS socket waits, then asks
+/// for CAPABILITY.
 const STARTTLS_SILENCE: &str = r#"
 def line(sock):
     data = b""
@@ -156,6 +158,9 @@ greeting = line(s)
 s.sendall(b"a STARTTLS\r\n")
 answer = line(s)
 t = tls.wrap_socket(s)
+# Anything on the socket now, before the client speaks, even a record without data for the
+# application (a session ticket), which the recv below would swallow.
+records_unasked = bool(select.select([t], [], [], 1.5)[0])
 t.settimeout(1.5)
 try:
     unsolicited = t.recv(4096).decode()
@@ -164,7 +169,8 @@ except (socket.timeout, TimeoutError):
 t.settimeout(30)
 t.sendall(b"b CAPABILITY\r\n")
 capability = [line(t), line(t)]
-out(greeting=greeting, answer=answer, unsolicited=unsolicited, capability=capability)
+out(greeting=greeting, answer=answer, unsolicited=unsolicited, capability=capability,
+    records_unasked=records_unasked, version=t.version())
 "#;
 
 #[test]
@@ -175,6 +181,11 @@ fn after_starttls_the_server_waits_for_the_client() {
     assert!(l["greeting"].as_str().unwrap().starts_with("* OK"), "{l}");
     assert!(l["answer"].as_str().unwrap().starts_with("a OK"), "{l}");
     assert!(l["unsolicited"].is_null(), "sent before the client spoke: {l}");
+    assert_eq!(l["version"], "TLSv1.3", "{l}");
+    assert_eq!(
+        l["records_unasked"], false,
+        "TLS records before the client spoke: {l}"
+    );
     let capability = l["capability"].as_array().unwrap();
     assert!(
         capability[0]
