@@ -10,8 +10,9 @@
 //! - CAPABILITY, NOOP, LOGOUT, ID, ENABLE (CONDSTORE), STARTTLS, LOGIN, AUTHENTICATE PLAIN
 //!   (SASL-IR); LITERAL+ (RFC 7888: `{n+}` literals in any command; one over the literal
 //!   limit is answered BAD once it has arrived, and its bytes are never taken for commands);
-//! - NAMESPACE, LIST/LSUB (SPECIAL-USE \Sent, \All), STATUS, SELECT/EXAMINE ([READ-ONLY],
-//!   PERMANENTFLAGS ()), CHECK, CLOSE, UNSELECT, IDLE (EXISTS within a second);
+//! - NAMESPACE, LIST/LSUB (SPECIAL-USE \Sent, \All), STATUS, SELECT ([READ-WRITE] with
+//!   PERMANENTFLAGS (): commands are accepted, no flag is kept) and EXAMINE ([READ-ONLY]),
+//!   CHECK, CLOSE, UNSELECT, IDLE (EXISTS within a second);
 //! - CONDSTORE (RFC 7162 §3.1, `condstore`): a message's MODSEQ is its UID + 1 and a
 //!   mailbox's HIGHESTMODSEQ its UIDNEXT, since a mailbox changes only by new mail; SELECT and
 //!   STATUS report it, FETCH MODSEQ and CHANGEDSINCE, SEARCH/SORT MODSEQ, STORE
@@ -28,9 +29,10 @@
 //! - SORT/UID SORT (RFC 5256, SORT=DISPLAY per RFC 5957) and THREAD/UID THREAD
 //!   (ORDEREDSUBJECT, REFERENCES) over what SEARCH finds, ordered by fields of the header
 //!   block only (`mime::SortFields`, `threading`);
-//! - STORE/UID STORE answer OK and change nothing (FETCH reports the unchanged flags), as
-//!   Dovecot does for a read-only ACL; every other mutating command answers NO [READ-ONLY] or
-//!   NO [CANNOT];
+//! - STORE/UID STORE answer OK and change nothing (FETCH reports the unchanged flags), and
+//!   EXPUNGE answers OK and expunges nothing (no message is ever `\Deleted`), as Dovecot does
+//!   for a read-only ACL; every other mutating command (COPY, MOVE, UID EXPUNGE, APPEND,
+//!   CREATE, …) answers NO [READ-ONLY] or NO [CANNOT];
 //! - UIDNEXT moves only when a message appears in the mailbox; nothing is sent after
 //!   STARTTLS before the client's next command; every session the server ends hears
 //!   `* BYE <why>` first (shutdown, limits, timeouts);

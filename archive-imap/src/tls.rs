@@ -9,6 +9,14 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::ImapConfig;
 
 /// Builds the TLS acceptor: configured files, or the self-signed pair under `tls_dir`.
+///
+/// No TLS 1.3 session tickets are sent (so TLS 1.3 sessions are not resumed; a full
+/// handshake costs a millisecond, once per IMAP session). rustls sends its tickets right
+/// after the handshake, while a client that has just done STARTTLS is sending its next
+/// command: imaplib2 (offlineimap) reads them in its reader thread while another thread
+/// writes that command on the same OpenSSL connection, and about one STARTTLS in 40 on a
+/// busy machine never got the command out — the session sat until the login timeout
+/// (issue #14). Without tickets nothing arrives until the server answers.
 pub fn acceptor(config: &ImapConfig, tls_dir: &Path) -> Result<TlsAcceptor, TlsError> {
     let source = CertificateSource::from_config(
         &config.tls_certificate,
@@ -17,7 +25,9 @@ pub fn acceptor(config: &ImapConfig, tls_dir: &Path) -> Result<TlsAcceptor, TlsE
         "imap",
         &config.hostname,
     );
-    Ok(TlsAcceptor::from(archive_core::tls::server_config(&source)?))
+    let mut server = (*archive_core::tls::server_config(&source)?).clone();
+    server.send_tls13_tickets = 0;
+    Ok(TlsAcceptor::from(std::sync::Arc::new(server)))
 }
 
 /// The session stream over an accepted TLS connection. imap-next hands each response to

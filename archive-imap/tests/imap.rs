@@ -758,7 +758,7 @@ async fn curl_reads_the_archive() {
     let listing = String::from_utf8_lossy(&curl_ok(&args, &curl(args.clone()).await)).into_owned();
     assert!(listing.contains("INBOX") && listing.contains("Sent"), "{listing}");
 
-    // A custom UID SEARCH in a mailbox (curl SELECTs it first; the answer is READ-ONLY).
+    // A custom UID SEARCH in a mailbox (curl SELECTs it first).
     let args = [
         user(),
         vec![format!("{imap}/INBOX"), "-X".into(), "UID SEARCH ALL".into()],

@@ -54,7 +54,7 @@ def deliver(address):
 
 def select(m, *params):
     m.untagged_responses.clear()
-    m.is_readonly = True  # the archive's SELECT answers [READ-ONLY]
+    m.is_readonly = True  # imaplib raises on a later EXAMINE's [READ-ONLY] otherwise
     typ, data = m._simple_command("SELECT", "INBOX", *params)
     assert typ == "OK", (typ, data)
     m.state = "SELECTED"

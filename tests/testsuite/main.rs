@@ -2,6 +2,7 @@
 //! One test binary for the whole suite (fast to build); shared helpers live in `util`.
 
 mod cli;
+mod clients;
 mod imap;
 mod imap_hostile;
 mod imap_sync;

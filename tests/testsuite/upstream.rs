@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{private_daemon_dir, python_json, Vault};
+use crate::util::{private_daemon_dir, python_json, user_ids, Vault};
 
 /// The Dovecot accounts: (login, password). The first password needs IMAP quoting (space,
 /// quote, backslash); the second is not ASCII, so mailvault must send it as a literal.
@@ -30,18 +30,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// uid and gid of a user in /etc/passwd.
-fn user_ids(name: &str) -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        if f.first() != Some(&name) {
-            return None;
-        }
-        Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-    })
 }
 
 /// A private Dovecot IMAP server: STARTTLS on `imap`, implicit TLS on `imaps`, the accounts

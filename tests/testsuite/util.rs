@@ -335,6 +335,18 @@ pub fn private_daemon_dir(daemon: &str) -> tempfile::TempDir {
     tmp
 }
 
+/// uid and gid of a user in /etc/passwd.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.first() != Some(&name) {
+            return None;
+        }
+        Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+    })
+}
+
 /// A message whose body is base64 of `noise_bytes` pseudo-random bytes: zstd cannot shrink it,
 /// so it takes about 4/3 × `noise_bytes` on disk.
 pub fn incompressible_message(subject: &str, noise_bytes: usize) -> Vec<u8> {

@@ -9,6 +9,7 @@ mod capability;
 mod check;
 mod close;
 mod enable;
+mod expunge;
 mod fetch;
 mod id;
 pub(crate) mod idle;
@@ -139,6 +140,7 @@ pub(crate) async fn dispatch(
         CommandBody::Check => check::handle(s, c, tag).await,
         CommandBody::Close => close::handle(s, c, tag).await,
         CommandBody::Unselect => unselect::handle(s, c, tag).await,
+        CommandBody::Expunge => expunge::handle(s, c, tag).await,
         CommandBody::Fetch {
             sequence_set,
             macro_or_item_names,

@@ -1,10 +1,10 @@
 //! Every command that would change something: refused with a clear NO, and nothing
 //! changes (DESIGN invariant 3). There is no write path behind this file to reach. (Flag
-//! changes are the exception: STORE answers OK and changes nothing, `store.rs`.)
+//! changes and EXPUNGE are the exceptions: they answer OK and change nothing, `store.rs`,
+//! `expunge.rs`.)
 
 use imap_next::imap_types::command::CommandBody;
 use imap_next::imap_types::core::Tag;
-use imap_next::imap_types::response::Code;
 
 use super::Done;
 use crate::session::{code, no, Closed, Conn, Session};
@@ -16,14 +16,17 @@ pub(crate) async fn handle(
     body: &CommandBody<'_>,
 ) -> Result<Done, Closed> {
     let status = match body {
+        // Not [READ-ONLY]: after SELECT ([READ-WRITE]) that code says the mailbox has become
+        // read-only (RFC 3501 §7.1), and imaplib and offlineimap's imaplib2 then refuse every
+        // later command of the session.
         CommandBody::Copy { .. } | CommandBody::Move { .. } => no(
             tag,
-            Some(Code::ReadOnly),
+            Some(code("CANNOT")),
             "the archive is read-only: messages cannot be copied or moved",
         ),
-        CommandBody::Expunge | CommandBody::ExpungeUid { .. } => no(
+        CommandBody::ExpungeUid { .. } => no(
             tag,
-            Some(Code::ReadOnly),
+            Some(code("CANNOT")),
             "the archive is read-only: nothing is ever deleted",
         ),
         CommandBody::Append { .. } => no(

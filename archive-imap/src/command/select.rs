@@ -1,5 +1,13 @@
-//! SELECT and EXAMINE: open a view, always read-only. SELECT is audited (who opened which
-//! mailbox), as every access is. Every successful SELECT reports HIGHESTMODSEQ (RFC 7162
+//! SELECT and EXAMINE: open a view. SELECT and EXAMINE are audited (who opened which
+//! mailbox), as every access is.
+//!
+//! SELECT answers `[READ-WRITE]` with `PERMANENTFLAGS ()`, EXAMINE `[READ-ONLY]`. Nothing in
+//! a view can change either way: with no permanent flags, RFC 3501 §7.1 lets a server ignore
+//! a STORE (`store.rs`), and EXPUNGE finds no `\Deleted` message (`expunge.rs`); every other
+//! change is refused (`refused.rs`). Dovecot says `[READ-ONLY]` to a SELECT its read-only ACL
+//! protects, and so did this server until issue #14: offlineimap's default sync SELECTs, and
+//! its imaplib2 then raises "mailbox status changed to READ-ONLY" on the second flag change
+//! it pushes in a run and fails the folder (against Dovecot as well). Every successful SELECT reports HIGHESTMODSEQ (RFC 7162
 //! §3.1.2.1, `condstore`); the CONDSTORE parameter enables CONDSTORE; a SELECT that closes
 //! a selected mailbox says so first with `* OK [CLOSED]` (RFC 7162 §3.2.11). QRESYNC is not
 //! offered, so its parameter is BAD.
@@ -114,11 +122,10 @@ pub(crate) async fn handle(
     if parameters.contains(&SelectParameter::CondStore) {
         s.condstore = true;
     }
-    let verb = if examine { "EXAMINE" } else { "SELECT" };
-    Done::reply(status(
-        Kind::Ok,
-        Some(tag),
-        Some(Code::ReadOnly),
-        &format!("{verb} completed; the archive is read-only"),
-    ))
+    let (code, text) = if examine {
+        (Code::ReadOnly, "EXAMINE completed; the archive is read-only")
+    } else {
+        (Code::ReadWrite, "SELECT completed; the archive keeps no flags")
+    };
+    Done::reply(status(Kind::Ok, Some(tag), Some(code), text))
 }

@@ -2,9 +2,10 @@
 //! message is `\Seen`, PERMANENTFLAGS is empty), so a flag change is ignored the way
 //! Dovecot ignores flags a read-only ACL gives no right to (RFC 4314 §4): OK, and the FETCH
 //! responses (unless `.SILENT`) report the flags as they are, unchanged. A NO here made
-//! mbsync's default `Sync All` abort on its first flag change (issue #14); copying, moving,
-//! expunging and appending stay refused (`refused.rs`). Nothing is written: no flag, and
-//! no audit record either, since nothing was read or changed.
+//! mbsync's default `Sync All` abort on its first flag change (issue #14). EXPUNGE then finds
+//! no `\Deleted` message (`expunge.rs`); copying, moving and appending stay refused
+//! (`refused.rs`). Nothing is written: no flag, and no audit record either, since nothing
+//! was read or changed.
 //!
 //! CONDSTORE (RFC 7162 §3.1.3, `condstore`): `(UNCHANGEDSINCE n)` fails for the messages
 //! whose mod-sequence is above `n` (`OK [MODIFIED set]`) and "succeeds" for the others,
