@@ -206,8 +206,11 @@ impl Durability {
             };
             s = self.lock();
             match result {
-                // A batch taken before a rewind says nothing about the log after it.
-                Ok(batch) if batch.generation == s.generation => {
+                // A batch taken before a rewind says nothing about the log after it; and
+                // once a rewind is under way (`failed`), the durable point must stay where
+                // the rewind read it, so what this fsync covered is not acknowledged (the
+                // rewind may cut it).
+                Ok(batch) if batch.generation == s.generation && s.failed.is_none() => {
                     if batch.point.seq > s.synced {
                         s.synced = batch.point.seq;
                         s.point = batch.point;
@@ -226,6 +229,13 @@ impl Durability {
             self.changed.notify_all();
             self.progress.notify_all();
         }
+    }
+
+    /// Stops acknowledgements until [`Durability::rewound`]: the log's end is in doubt (a
+    /// rewind is about to read the durable point, which must not move meanwhile).
+    pub fn fail(&self, why: &str) {
+        self.lock().failed.get_or_insert_with(|| why.to_string());
+        self.changed.notify_all();
     }
 
     /// The log went back to the durable point in generation `generation`: appenders of that
@@ -376,6 +386,29 @@ mod tests {
         assert_eq!(d.synced(), 9);
         assert!(d.wait(written(7, 0), good, |_| panic!("no failure")).is_err());
         assert!(d.wait(written(5, 0), good, |_| panic!("no failure")).is_ok());
+    }
+
+    /// A seal fails (and a rewind begins) while a group commit's fsync is in flight: that
+    /// fsync's success does not move the durable point the rewind goes back to, and its
+    /// waiter is not acknowledged.
+    #[test]
+    fn a_batch_finishing_while_a_rewind_begins_moves_nothing() {
+        let d = Durability::new(DurablePoint {
+            seq: 2,
+            ..DurablePoint::default()
+        });
+        let waited = d.wait(
+            written(5, 0),
+            || {
+                let batch = batch(SyncedFile::new(tempfile::tempfile().unwrap()), 5, 0);
+                d.fail("sealing the segment failed");
+                Ok(Some(batch))
+            },
+            |_| panic!("this fsync did not fail"),
+        );
+        assert!(waited.is_err());
+        assert_eq!(d.synced(), 2);
+        assert_eq!(d.point().seq, 2);
     }
 
     /// A batch taken before a rewind finishes after it: its fsync says nothing about the log

@@ -228,6 +228,10 @@ impl Shared {
     /// that may have called this; if it cannot be written, the checkpoint timer retries.)
     fn rewind(&self, w: &mut Writer) -> Result<()> {
         let generation = w.generation;
+        // First stop acknowledgements: a group commit whose fsync is in flight must not move
+        // the durable point after it was read here (it could acknowledge what this cuts).
+        self.durability
+            .fail(w.poisoned.as_deref().unwrap_or("the log's end is in doubt"));
         let rewound = w.rewind(&self.durability.point(), &self.layout.quarantine)?;
         self.segments.forget_after(rewound.to_seq);
         // Under the writer lock: nobody appends in the new generation before waiters learn
