@@ -151,8 +151,8 @@ accept = []                     # archive addresses (e.g. ["archive@vault.exampl
 relay_users = []
 
 [intake.journal]
-recipient_delimiter = "+"       # archive+alice=example.com@vault.example
-domain_separator = "="          #               ^ stands for @
+recipient_delimiter = "+"       # archive+to=alice=example.com@vault.example
+domain_separator = "="          #                 ^ stands for @ (and ends to=/from=)
 
 # Which clients send journals; everyone else's mail is archived as a plain copy, whatever it
 # looks like (docs/CONFIG.md §[[intake.journal_source]]):
