@@ -51,7 +51,7 @@ enum Command {
     },
     /// Create a store and its signing key (refuses to overwrite either).
     Init,
-    /// Archive .eml files, directories, mbox files and Maildirs.
+    /// Archive messages, mbox files, Maildirs and MH folders (told apart by content).
     Import(cmd::import::Args),
     /// List records: seq, kind, receive time, content hash, size, envelope sender.
     Log(cmd::log::Args),
