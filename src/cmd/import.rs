@@ -41,6 +41,9 @@ pub struct Args {
     /// One JSON object per input on stdout (source, status, seq, blake3 or error, note).
     #[arg(long)]
     json: bool,
+    /// Create the store (and its signing key) if there is none at --data.
+    #[arg(long)]
+    create: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -163,7 +166,15 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         search_indexing: SearchIndexing::Deferred,
         ..StoreConfig::default()
     };
-    let store = Store::open_or_create(&cli.data, &cli.key_path(), config)?;
+    if let Some(identity) = super::ensure_store(cli, args.create, "mailvault import")? {
+        eprintln!(
+            "created store {} (origin {}); signing key {}: back it up, apart from the store",
+            cli.data.display(),
+            identity.origin,
+            cli.key_path().display()
+        );
+    }
+    let store = Store::open(&cli.data, &cli.key_path(), config)?;
     if let Some(cut) = store.recovered() {
         eprintln!("mailvault: recovery: {cut} (audited)");
     }

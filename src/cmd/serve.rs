@@ -1,6 +1,7 @@
 //! `mailvault serve`: one process for intake and read-only IMAP (and the web UI when it
-//! lands). Creates the store on first start; SIGTERM/SIGINT stop accepting, let transactions
-//! in flight finish, write a checkpoint and exit 0.
+//! lands). Creates the store on first start in the built-in default ./mailvault-data (or with
+//! `--create`); SIGTERM/SIGINT stop accepting, let transactions in flight finish, write a
+//! checkpoint and exit 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,10 @@ pub struct Args {
     /// IMAP over TLS listener address, or `none` (overrides imap.tls).
     #[arg(long, value_parser = parse_listener)]
     imaps: Option<Listener>,
+    /// Create the store (and its signing key) if there is none at --data. Without it, only
+    /// the built-in default ./mailvault-data is created on first start.
+    #[arg(long)]
+    create: bool,
 }
 
 /// A listener address from the command line; `None` disables it.
@@ -77,12 +82,12 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         tracing::info!(upstream = %p.upstream(), "pass-through logins");
     }
 
-    let store = Arc::new(Store::open_or_create(
-        &cli.data,
-        &cli.key_path(),
-        config.store_config(),
-    )?);
+    let created = super::ensure_store(cli, args.create || cli.data_is_default, "mailvault serve")?;
+    let store = Arc::new(Store::open(&cli.data, &cli.key_path(), config.store_config())?);
     tracing::info!(data = %cli.data.display(), origin = store.origin(), "store open");
+    if created.is_some() {
+        announce_new_store(cli, &store)?;
+    }
     if let Some(cut) = store.recovered() {
         tracing::warn!(%cut, "recovery cut what was never acknowledged off the log's end (audited)");
     }
@@ -152,6 +157,27 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     tracing::info!("checkpoint written; bye");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a first start made, and what to do next: the operator reads this once.
+fn announce_new_store(cli: &Cli, store: &Store) -> anyhow::Result<()> {
+    let public = store.layout().verifier_key()?.encode();
+    tracing::info!(
+        data = %cli.data.display(),
+        origin = store.origin(),
+        "created a new store (first start)"
+    );
+    tracing::info!(
+        key = %cli.key_path().display(),
+        "created the signing key: back it up now, apart from the store's backups; without it \
+         the archive cannot accept mail (docs/OPERATIONS.md §The signing key)"
+    );
+    tracing::info!(%public, "public key: give it to auditors to pin (`mailvault key show`)");
+    tracing::info!(
+        "next: add a user, `mailvault --data {} user add NAME --address NAME@example.com`",
+        cli.data.display()
+    );
+    Ok(())
 }
 
 fn init_logging(filter: &str) {

@@ -182,3 +182,113 @@ fn status_reports_counts_and_ratio_and_reindex_rebuilds() {
     assert!(vault.dir.join("index.redb").exists());
     assert_eq!(vault.verify(&[]).0, 0);
 }
+
+#[test]
+fn a_mistyped_data_dir_is_refused_not_created() {
+    let vault = Vault::new();
+    let typo = vault.dir.with_file_name("mailvualt-data");
+    let typo_arg = typo.display().to_string();
+    let m = Vault::at(typo.clone());
+    for args in [
+        &[
+            "serve",
+            "--lmtp",
+            "127.0.0.1:0",
+            "--smtp",
+            "none",
+            "--imap",
+            "none",
+            "--imaps",
+            "none",
+        ][..],
+        &["import", fixtures().join("edge/bare-lf.eml").to_str().unwrap()],
+    ] {
+        let out = m.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let line = stderr_line(&out);
+        assert!(
+            line.contains(&format!("no mailvault store in {typo_arg}")),
+            "{line}"
+        );
+        assert!(
+            line.contains("init") && line.contains(&format!("{} --create", args[0])),
+            "{line}"
+        );
+        assert!(!typo.exists(), "{args:?} created {typo_arg}");
+    }
+    // MAILVAULT_DATA is a choice too, not the built-in default.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args([
+            "serve", "--lmtp", "none", "--smtp", "none", "--imap", "none", "--imaps", "none",
+        ])
+        .env("MAILVAULT_DATA", &typo)
+        .env_remove("MAILVAULT_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!typo.exists());
+    // Meant: --create makes it.
+    let imported = m.import(&[&fixtures().join("edge/bare-lf.eml")]);
+    assert_eq!(imported.len(), 1);
+    assert!(typo.join("signing.key").exists());
+    assert_eq!(m.verify(&[]).0, 0);
+}
+
+#[test]
+fn the_first_serve_on_the_default_path_creates_the_store_and_says_what_next() {
+    use std::io::BufRead;
+    let vault = Vault::new();
+    let cwd = vault.dir.with_file_name("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args([
+            "serve",
+            "--lmtp",
+            "127.0.0.1:0",
+            "--smtp",
+            "none",
+            "--imap",
+            "none",
+            "--imaps",
+            "none",
+        ])
+        .current_dir(&cwd)
+        .env_remove("MAILVAULT_DATA")
+        .env_remove("MAILVAULT_KEY")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    // Read to the end: a closed pipe would kill the server's last log lines (SIGPIPE).
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    assert!(child.wait().unwrap().success(), "{log}");
+    let data = cwd.join("mailvault-data");
+    assert!(data.join("store.json").exists(), "{log}");
+    for expected in [
+        "created a new store",
+        "created the signing key: back it up",
+        "key=./mailvault-data/signing.key",
+        "public key",
+        "user add NAME --address",
+    ] {
+        assert!(log.contains(expected), "{expected:?} missing:\n{log}");
+    }
+}

@@ -165,7 +165,7 @@ fn what_is_not_mail_is_skipped_by_name_and_fails_the_exit_code() {
             ("no-from-lines.mbox", b"Subject: not an mbox\r\n\r\nbody\r\n"),
         ],
     );
-    let out = vault.run(&["import", dir.to_str().unwrap()]);
+    let out = vault.run(&["import", "--create", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for skipped in ["notes.txt", "blob"] {
@@ -205,7 +205,7 @@ fn an_mbox_stored_as_one_message_is_said_so() {
     let vault = Vault::new();
     let dir = vault.dir.with_file_name("named");
     write_tree(&dir, &[("whole.eml", THUNDERBIRD_INBOX)]);
-    let out = vault.run(&["import", dir.join("whole.eml").to_str().unwrap()]);
+    let out = vault.run(&["import", "--create", dir.join("whole.eml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

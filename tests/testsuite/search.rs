@@ -262,7 +262,7 @@ fn import_leaves_the_search_index_to_the_next_open_which_catches_it_up() {
         .iter()
         .map(|f| f.display().to_string())
         .collect();
-    let mut args = vec!["import"];
+    let mut args = vec!["import", "--create"];
     args.extend(files.iter().map(String::as_str));
     let out = vault.run(&args);
     assert!(out.status.success());

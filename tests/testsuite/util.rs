@@ -74,7 +74,7 @@ impl Vault {
 
     /// `import --json PATHS` → the exit code and (source, status, seq) per input.
     pub fn import_any(&self, paths: &[&Path]) -> (i32, Vec<Imported>) {
-        let mut args = vec!["import", "--json"];
+        let mut args = vec!["import", "--create", "--json"];
         let owned: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         args.extend(owned.iter().map(String::as_str));
         let out = self.run(&args);
@@ -186,7 +186,8 @@ pub struct Server {
 }
 
 impl Vault {
-    /// Starts the server with optional extra `serve` arguments (e.g. `--config FILE`).
+    /// Starts the server with optional extra `serve` arguments (e.g. `--config FILE`); it
+    /// creates the store if there is none (`--create`).
     pub fn serve(&self, extra: &[&str]) -> Server {
         self.serve_via(&[], extra)
     }
@@ -205,7 +206,14 @@ impl Vault {
         };
         cmd.arg("--data")
             .arg(&self.dir)
-            .args(["serve", "--lmtp", "127.0.0.1:0", "--smtp", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--create",
+                "--lmtp",
+                "127.0.0.1:0",
+                "--smtp",
+                "127.0.0.1:0",
+            ])
             .args(["--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0"])
             .args(extra)
             .env_remove("MAILVAULT_DATA")
