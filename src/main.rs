@@ -4,6 +4,7 @@
 mod cmd;
 mod config;
 mod import;
+mod logging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -106,6 +106,17 @@ pub enum JournalStyle {
     Exchange,
 }
 
+impl JournalStyle {
+    /// The style as the configuration spells it (`recipient-encoded`), for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            JournalStyle::Plain => "plain",
+            JournalStyle::RecipientEncoded => "recipient-encoded",
+            JournalStyle::Exchange => "exchange",
+        }
+    }
+}
+
 /// Recipient-encoded journaling (Postfix `recipient_bcc_maps` / `sender_bcc_maps` that map
 /// `alice@example.com` to `archive+to=alice=example.com@vault.example` and
 /// `archive+from=alice=example.com@vault.example`).

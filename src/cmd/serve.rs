@@ -75,7 +75,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         config.imap.tls = a;
     }
     config.validate().map_err(anyhow::Error::msg)?;
-    init_logging(&config.server.log);
+    crate::logging::init(&config.server.log, config.server.log_format)?;
     // Before the store opens: a bad CA file is a configuration error like any other.
     let pass_through = PassThrough::new(&config.auth).map_err(anyhow::Error::msg)?;
     if let Some(p) = &pass_through {
@@ -178,17 +178,6 @@ fn announce_new_store(cli: &Cli, store: &Store) -> anyhow::Result<()> {
         cli.data.display()
     );
     Ok(())
-}
-
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 /// SIGTERM and SIGINT, installed before the listeners are announced.

@@ -16,6 +16,7 @@ mod powerloss;
 mod roundtrip;
 mod search;
 mod segment_eio;
+mod server_log;
 mod store_failure;
 mod tamper;
 mod upstream;
