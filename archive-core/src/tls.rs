@@ -2,12 +2,19 @@
 //! certificate chain and key, or, for the embedded default, a self-signed pair made once and
 //! kept in the data directory, so a loopback client can use TLS without any set-up. rustls
 //! with the ring provider and its safe default protocol versions.
+//!
+//! The certificate can be replaced while the listeners run ([`ReloadableCertificate`], on
+//! SIGHUP): every handshake takes the one current at that moment, so a renewed ACME
+//! certificate needs no restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 /// Why a TLS server configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +73,67 @@ impl<'a> CertificateSource<'a> {
     }
 }
 
-/// The rustls server configuration for `source`.
+/// The rustls server configuration for `source`, with a certificate fixed at this call.
 pub fn server_config(source: &CertificateSource<'_>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    ReloadableCertificate::load(source)?.server_config()
+}
+
+/// A server certificate that can be replaced while connections are accepted: each TLS
+/// handshake takes the certificate current at that moment; connections already up keep
+/// theirs.
+#[derive(Debug)]
+pub struct ReloadableCertificate {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadableCertificate {
+    /// Loads the certificate of `source` (making the self-signed pair if it is needed).
+    pub fn load(source: &CertificateSource<'_>) -> Result<Arc<ReloadableCertificate>, TlsError> {
+        Ok(Arc::new(ReloadableCertificate {
+            current: RwLock::new(certified_key(source)?),
+        }))
+    }
+
+    /// Loads the certificate of `source` again (the files may have been renewed, or the
+    /// source changed) and uses it for new handshakes. On error the current one stays.
+    pub fn reload(&self, source: &CertificateSource<'_>) -> Result<(), TlsError> {
+        let fresh = certified_key(source)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// A rustls server configuration whose handshakes use this certificate as it is then.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Settings)?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        Ok(Arc::new(server))
+    }
+
+    /// The DER certificate chain in use now (leaf first).
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .cert
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadableCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads the chain and key of `source` and checks that they fit.
+fn certified_key(source: &CertificateSource<'_>) -> Result<Arc<CertifiedKey>, TlsError> {
     let (cert_path, key_path) = match source.configured {
         Some((c, k)) => (c.to_path_buf(), k.to_path_buf()),
         None => self_signed(source)?,
@@ -82,17 +148,11 @@ pub fn server_config(source: &CertificateSource<'_>) -> Result<Arc<rustls::Serve
         path: key_path.clone(),
         source,
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Settings)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|source| TlsError::Mismatch {
-            path: cert_path,
-            source,
-        })?;
-    Ok(Arc::new(server))
+    let certified = CertifiedKey::from_der(certs, key, &provider()).map_err(|source| TlsError::Mismatch {
+        path: cert_path,
+        source,
+    })?;
+    Ok(Arc::new(certified))
 }
 
 /// The self-signed certificate and key of `source`, made on first use (key mode 0600).
@@ -187,6 +247,32 @@ mod tests {
         );
         server_config(&source).unwrap();
         assert_eq!(std::fs::read(&key).unwrap(), made, "kept, not made again");
+    }
+
+    #[test]
+    fn a_reload_takes_the_new_certificate_and_a_failed_one_keeps_the_old() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fn source(dir: &Path) -> CertificateSource<'_> {
+            CertificateSource {
+                configured: None,
+                dir,
+                stem: "imap",
+                hostname: "archive.example",
+            }
+        }
+        let certificate = ReloadableCertificate::load(&source(a.path())).unwrap();
+        let first = certificate.chain();
+        certificate.reload(&source(b.path())).unwrap();
+        let second = certificate.chain();
+        assert_ne!(first, second);
+        let bad = b.path().join("bad.pem");
+        std::fs::write(&bad, "not a certificate").unwrap();
+        let broken = CertificateSource {
+            configured: Some((&bad, &bad)),
+            ..source(b.path())
+        };
+        assert!(certificate.reload(&broken).is_err());
+        assert_eq!(certificate.chain(), second, "the current one stays");
     }
 
     #[test]

@@ -1,23 +1,30 @@
 //! TLS for the implicit-TLS listener and STARTTLS: the certificate is archive-core's
-//! (`archive_core::tls`: configured, or self-signed `imap-*.pem` in the data directory).
+//! (`archive_core::tls`: configured, or self-signed `imap-*.pem` in the data directory),
+//! reloadable while the server runs.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use archive_core::tls::{CertificateSource, TlsError};
+use archive_core::tls::{CertificateSource, ReloadableCertificate, TlsError};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ImapConfig;
 
-/// Builds the TLS acceptor: configured files, or the self-signed pair under `tls_dir`.
-pub fn acceptor(config: &ImapConfig, tls_dir: &Path) -> Result<TlsAcceptor, TlsError> {
-    let source = CertificateSource::from_config(
+/// Where the certificate comes from: configured files, or the self-signed pair under
+/// `tls_dir`.
+pub fn certificate_source<'a>(config: &'a ImapConfig, tls_dir: &'a Path) -> CertificateSource<'a> {
+    CertificateSource::from_config(
         &config.tls_certificate,
         &config.tls_key,
         tls_dir,
         "imap",
         &config.hostname,
-    );
-    Ok(TlsAcceptor::from(archive_core::tls::server_config(&source)?))
+    )
+}
+
+/// Builds the TLS acceptor over a certificate that can be replaced later.
+pub fn acceptor(certificate: &Arc<ReloadableCertificate>) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(certificate.server_config()?))
 }
 
 /// The session stream over an accepted TLS connection. imap-next hands each response to

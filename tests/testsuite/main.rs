@@ -13,6 +13,7 @@ mod isolation;
 mod lossyfs;
 mod postfix;
 mod powerloss;
+mod reload;
 mod roundtrip;
 mod search;
 mod segment_eio;

@@ -1,7 +1,7 @@
 //! `mailvault serve`: one process for intake and read-only IMAP (and the web UI when it
 //! lands). Creates the store on first start in the built-in default ./mailvault-data (or with
 //! `--create`); SIGTERM/SIGINT stop accepting, let transactions in flight finish, write a
-//! checkpoint and exit 0.
+//! checkpoint and exit 0; SIGHUP reloads what can change live (`reload`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +13,8 @@ use anyhow::Context;
 use archive_core::access::{LoginGate, PassThrough};
 use archive_core::Store;
 use archive_smtp::Intake;
+
+mod reload;
 
 use super::CmdResult;
 use crate::config::Config;
@@ -57,7 +59,8 @@ fn parse_listener(s: &str) -> Result<Listener, String> {
 /// Stack of each runtime thread (async workers and blocking FETCH/store threads).
 const IO_THREAD_STACK: usize = 8 << 20;
 
-pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+/// The configuration file (or the defaults) with the command line's listener options on top.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -75,7 +78,18 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         config.imap.tls = a;
     }
     config.validate().map_err(anyhow::Error::msg)?;
-    crate::logging::init(&config.server.log, config.server.log_format)?;
+    Ok(config)
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    // SIGHUP means "reload" here, never "die", also before its handler is installed below
+    // (opening a large store takes a while).
+    // SAFETY: setting a signal disposition; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let config = load_config(args)?;
+    let log = crate::logging::init(&config.server.log, config.server.log_format)?;
     // Before the store opens: a bad CA file is a configuration error like any other.
     let pass_through = PassThrough::new(&config.auth).map_err(anyhow::Error::msg)?;
     if let Some(p) = &pass_through {
@@ -102,15 +116,16 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         .build()
         .context("starting the async runtime")?;
     let tls_dir = cli.data.join("tls");
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let mut reloader = reload::Reloader::new(args, &cli.data, log, config);
     let metrics = runtime.block_on(async {
         // Handlers first: a SIGTERM that arrives as soon as we announce the listeners must
         // already mean a clean stop, not the default of dying on the spot.
-        let signals = Signals::install()?;
+        let mut signals = Signals::install()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // One gate for every front door: a name's or a client's failed logins count the
         // same whether they were tried over IMAP or SMTP AUTH.
         let gate = Arc::new(LoginGate::with_pass_through(&cli.data, pass_through));
+        let config = reloader.running();
         let intake = Intake::start(
             store.clone(),
             config.intake.clone(),
@@ -129,10 +144,13 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             }
         }
         let metrics = intake.metrics.clone();
-        signals.wait().await;
+        while signals.next().await == Signal::Reload {
+            reloader.reload(&intake, &imap);
+        }
         tracing::info!("shutting down: no new sessions; finishing transactions in flight");
         let _ = stop.send(true);
         imap.shutdown().await;
+        let grace = Duration::from_secs(reloader.running().server.shutdown_grace_secs);
         intake.wait(grace).await;
         anyhow::Ok(metrics)
     })?;
@@ -180,10 +198,20 @@ fn announce_new_store(cli: &Cli, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT, installed before the listeners are announced.
+/// What a signal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM, SIGINT: a clean stop.
+    Stop,
+    /// SIGHUP: read the configuration, certificates and users again.
+    Reload,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, installed before the listeners are announced.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -192,13 +220,16 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
 
-    async fn wait(mut self) {
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            // A stream that ended (only when the runtime does) is left out, never spun on.
+            Some(()) = self.hup.recv() => Signal::Reload,
         }
     }
 }
