@@ -210,8 +210,8 @@ domain_separator = "="          #                 ^ stands for @ (and ends to=/f
 plain = "127.0.0.1:1143"        # IMAP with STARTTLS (LOGIN only after TLS); "none" disables it
 allow_plaintext_login = false   # true: LOGIN on `plain` before STARTTLS (only where the path is private)
 tls = "127.0.0.1:1993"          # IMAP over implicit TLS; "none" disables it
-hostname = "localhost"          # name in the self-signed certificate
-# tls_certificate = "/etc/mailvault/imap-cert.pem"     # default: self-signed, made at first start
+hostname = "localhost"          # the name users connect to; in the self-signed certificate
+# tls_certificate = "/etc/mailvault/imap-cert.pem"     # default: self-signed for hostname and the listeners
 # tls_key = "/etc/mailvault/imap-key.pem"
 
 [imap.limits]

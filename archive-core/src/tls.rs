@@ -10,10 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use rustls::client::verify_server_name;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 /// Why a TLS server configuration could not be built.
@@ -44,21 +45,24 @@ pub struct CertificateSource<'a> {
     /// Configured PEM certificate chain and private key, if any.
     pub configured: Option<(&'a Path, &'a Path)>,
     /// Without a configured pair: the self-signed pair `<stem>-cert.pem`/`<stem>-key.pem` in
-    /// `dir`, made on first use for `hostname` (and `localhost`).
+    /// `dir`, made on first use for `names`.
     pub dir: &'a Path,
     pub stem: &'a str,
-    pub hostname: &'a str,
+    /// Host names and IP addresses the self-signed certificate is for (the configured host
+    /// name, the listeners' addresses); `localhost`, `127.0.0.1` and `::1` are always added.
+    /// A kept pair that does not name all of them is made again.
+    pub names: Vec<String>,
 }
 
 impl<'a> CertificateSource<'a> {
     /// A listener's source from its configuration's optional certificate and key paths
-    /// (both, or the self-signed pair).
+    /// (both, or the self-signed pair for `names`).
     pub fn from_config(
         certificate: &'a Option<PathBuf>,
         key: &'a Option<PathBuf>,
         dir: &'a Path,
         stem: &'a str,
-        hostname: &'a str,
+        names: Vec<String>,
     ) -> CertificateSource<'a> {
         let configured = match (certificate, key) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
@@ -68,7 +72,68 @@ impl<'a> CertificateSource<'a> {
             configured,
             dir,
             stem,
-            hostname,
+            names,
+        }
+    }
+
+    /// Every name the self-signed certificate must have, in a stable order without repeats.
+    fn self_signed_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let always = ["localhost", "127.0.0.1", "::1"].map(String::from);
+        for name in self.names.iter().chain(&always) {
+            let name = name.trim().to_ascii_lowercase();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+/// The names a listener's self-signed certificate should have besides its host name: the
+/// addresses it listens on, unless unspecified (`0.0.0.0`, `::` stand for every address of
+/// the machine, which a certificate cannot list; clients there should use the host name).
+pub fn listener_names<'a>(
+    addresses: impl IntoIterator<Item = &'a Option<std::net::SocketAddr>>,
+) -> Vec<String> {
+    addresses
+        .into_iter()
+        .flatten()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .map(|ip| ip.to_string())
+        .collect()
+}
+
+/// Where a certificate came from, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateOrigin {
+    /// The configured files.
+    Configured { certificate: PathBuf },
+    /// The self-signed pair in the data directory, for these names; `made` when it was made
+    /// (or made again for changed names) by this load.
+    SelfSigned {
+        certificate: PathBuf,
+        names: Vec<String>,
+        made: bool,
+    },
+}
+
+impl std::fmt::Display for CertificateOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertificateOrigin::Configured { certificate } => write!(f, "{}", certificate.display()),
+            CertificateOrigin::SelfSigned {
+                certificate,
+                names,
+                made,
+            } => write!(
+                f,
+                "self-signed {} ({}) for {}",
+                certificate.display(),
+                if *made { "made now" } else { "kept" },
+                names.join(", ")
+            ),
         }
     }
 }
@@ -83,7 +148,7 @@ pub fn server_config(source: &CertificateSource<'_>) -> Result<Arc<rustls::Serve
 /// theirs.
 #[derive(Debug)]
 pub struct ReloadableCertificate {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<(Arc<CertifiedKey>, CertificateOrigin)>,
 }
 
 impl ReloadableCertificate {
@@ -117,14 +182,20 @@ impl ReloadableCertificate {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .0
             .cert
             .clone()
+    }
+
+    /// Where the certificate in use came from.
+    pub fn origin(&self) -> CertificateOrigin {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 }
 
 impl ResolvesServerCert for ReloadableCertificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).0.clone())
     }
 }
 
@@ -133,42 +204,76 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Reads the chain and key of `source` and checks that they fit.
-fn certified_key(source: &CertificateSource<'_>) -> Result<Arc<CertifiedKey>, TlsError> {
-    let (cert_path, key_path) = match source.configured {
-        Some((c, k)) => (c.to_path_buf(), k.to_path_buf()),
+fn certified_key(source: &CertificateSource<'_>) -> Result<(Arc<CertifiedKey>, CertificateOrigin), TlsError> {
+    let (cert_path, key_path, origin) = match source.configured {
+        Some((c, k)) => (
+            c.to_path_buf(),
+            k.to_path_buf(),
+            CertificateOrigin::Configured {
+                certificate: c.to_path_buf(),
+            },
+        ),
         None => self_signed(source)?,
     };
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::Certificate {
-            path: cert_path.clone(),
-            source,
-        })?;
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|source| TlsError::Key {
-        path: key_path.clone(),
-        source,
-    })?;
-    let certified = CertifiedKey::from_der(certs, key, &provider()).map_err(|source| TlsError::Mismatch {
-        path: cert_path,
-        source,
-    })?;
-    Ok(Arc::new(certified))
+    let certified = read_pair(&cert_path, &key_path)?;
+    Ok((Arc::new(certified), origin))
 }
 
-/// The self-signed certificate and key of `source`, made on first use (key mode 0600).
+/// A PEM chain and key that fit each other.
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+    let certs = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Certificate {
+            path: cert_path.to_path_buf(),
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsError::Key {
+        path: key_path.to_path_buf(),
+        source,
+    })?;
+    CertifiedKey::from_der(certs, key, &provider()).map_err(|source| TlsError::Mismatch {
+        path: cert_path.to_path_buf(),
+        source,
+    })
+}
+
+/// Whether a kept self-signed pair is whole, fits, and names every one of `names`.
+fn names_all(cert_path: &Path, key_path: &Path, names: &[String]) -> bool {
+    let Ok(pair) = read_pair(cert_path, key_path) else {
+        return false;
+    };
+    let Some(Ok(leaf)) = pair.cert.first().map(ParsedCertificate::try_from) else {
+        return false;
+    };
+    names.iter().all(|name| {
+        ServerName::try_from(name.as_str()).is_ok_and(|name| verify_server_name(&leaf, &name).is_ok())
+    })
+}
+
+/// The self-signed certificate and key of `source`, made on first use (key mode 0600), and
+/// made again when the kept pair does not name every name it should (the configured host
+/// name or the listeners changed; pairs made before listener addresses were named) or does
+/// not load.
 ///
 /// Made durably: each file is written under a temporary name, fsynced and renamed into place,
 /// then the directory is fsynced. A power cut right after the first start must leave either
-/// no pair (made again) or a whole one: a name that reached the disk without its bytes (an
-/// empty PEM file) would keep the server from ever starting again.
-fn self_signed(source: &CertificateSource<'_>) -> Result<(PathBuf, PathBuf), TlsError> {
+/// no pair or a whole one: a name that reached the disk without its bytes (an empty PEM file)
+/// would otherwise stand for a pair. (A pair that does not load or fit, such as a new key
+/// next to the old certificate after a cut in the middle of making it again, is made again.)
+fn self_signed(source: &CertificateSource<'_>) -> Result<(PathBuf, PathBuf, CertificateOrigin), TlsError> {
     let cert_path = source.dir.join(format!("{}-cert.pem", source.stem));
     let key_path = source.dir.join(format!("{}-key.pem", source.stem));
-    if cert_path.exists() && key_path.exists() {
-        return Ok((cert_path, key_path));
+    let names = source.self_signed_names();
+    let origin = |made| CertificateOrigin::SelfSigned {
+        certificate: cert_path.clone(),
+        names: names.clone(),
+        made,
+    };
+    if cert_path.exists() && key_path.exists() && names_all(&cert_path, &key_path, &names) {
+        return Ok((cert_path.clone(), key_path.clone(), origin(false)));
     }
-    let made = rcgen::generate_simple_self_signed(vec![source.hostname.to_string(), "localhost".into()])
-        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let made =
+        rcgen::generate_simple_self_signed(names.clone()).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TlsError::Io { path, source }
@@ -181,7 +286,7 @@ fn self_signed(source: &CertificateSource<'_>) -> Result<(PathBuf, PathBuf), Tls
     if let Some(parent) = source.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent).map_err(io(parent))?;
     }
-    Ok((cert_path, key_path))
+    Ok((cert_path.clone(), key_path.clone(), origin(true)))
 }
 
 /// Writes `bytes` to `path` with `mode` by way of a fsynced temporary file and a rename: the
@@ -236,7 +341,7 @@ mod tests {
             configured: None,
             dir: dir.path(),
             stem: "imap",
-            hostname: "archive.example",
+            names: vec!["archive.example".into()],
         };
         server_config(&source).unwrap();
         let key = dir.path().join("imap-key.pem");
@@ -257,7 +362,7 @@ mod tests {
                 configured: None,
                 dir,
                 stem: "imap",
-                hostname: "archive.example",
+                names: vec!["archive.example".into()],
             }
         }
         let certificate = ReloadableCertificate::load(&source(a.path())).unwrap();
@@ -284,7 +389,7 @@ mod tests {
             configured: Some((&cert, &cert)),
             dir: dir.path(),
             stem: "x",
-            hostname: "localhost",
+            names: Vec::new(),
         };
         let e = server_config(&source).unwrap_err();
         assert!(e.to_string().contains("cert.pem"), "{e}");

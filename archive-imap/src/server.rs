@@ -44,6 +44,11 @@ pub struct Listening {
 }
 
 impl Listening {
+    /// Where the TLS certificate comes from now.
+    pub fn certificate(&self) -> archive_core::tls::CertificateOrigin {
+        self.certificate.origin()
+    }
+
     /// Loads the certificate again as `config` names it (renewed files, other files, or the
     /// self-signed pair): new handshakes use it, sessions already up keep theirs. The rest of
     /// `[imap]` takes a restart. On error the current certificate stays.

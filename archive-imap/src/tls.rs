@@ -11,14 +11,16 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::ImapConfig;
 
 /// Where the certificate comes from: configured files, or the self-signed pair under
-/// `tls_dir`.
+/// `tls_dir` for the configured host name and the listeners' addresses.
 pub fn certificate_source<'a>(config: &'a ImapConfig, tls_dir: &'a Path) -> CertificateSource<'a> {
     CertificateSource::from_config(
         &config.tls_certificate,
         &config.tls_key,
         tls_dir,
         "imap",
-        &config.hostname,
+        std::iter::once(config.hostname.clone())
+            .chain(archive_core::tls::listener_names([&config.plain, &config.tls]))
+            .collect(),
     )
 }
 

@@ -104,6 +104,11 @@ impl Intake {
         Ok(intake)
     }
 
+    /// Where STARTTLS's certificate comes from now.
+    pub fn certificate(&self) -> archive_core::tls::CertificateOrigin {
+        self.certificate.origin()
+    }
+
     /// Applies a changed `[intake]` to sessions that start from now on (sessions in progress
     /// keep what they started with) and loads the certificate again (renewed files, or other
     /// ones). The listeners stay where they are: `lmtp` and `smtp` take a restart. On error

@@ -11,14 +11,16 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::IntakeConfig;
 
 /// Where the intake's certificate comes from: configured files, or the self-signed pair under
-/// `tls_dir`.
+/// `tls_dir` for the configured host name and the listeners' addresses.
 pub fn certificate_source<'a>(config: &'a IntakeConfig, tls_dir: &'a Path) -> CertificateSource<'a> {
     CertificateSource::from_config(
         &config.tls_certificate,
         &config.tls_key,
         tls_dir,
         "intake",
-        &config.hostname,
+        std::iter::once(config.hostname.clone())
+            .chain(archive_core::tls::listener_names([&config.lmtp, &config.smtp]))
+            .collect(),
     )
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use archive_core::access::{LoginGate, PassThrough};
+use archive_core::tls::CertificateOrigin;
 use archive_core::Store;
 use archive_smtp::Intake;
 
@@ -143,6 +144,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                 tracing::info!(protocol = %protocol, %addr, "listening");
             }
         }
+        log_certificates(&intake, &imap);
         let metrics = intake.metrics.clone();
         while signals.next().await == Signal::Reload {
             reloader.reload(&intake, &imap);
@@ -175,6 +177,19 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     tracing::info!("checkpoint written; bye");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which certificate each front door offers: the operator needs to know whether clients see
+/// a self-signed one, and for which names.
+fn log_certificates(intake: &Intake, imap: &archive_imap::Listening) {
+    for (door, origin) in [("intake", intake.certificate()), ("imap", imap.certificate())] {
+        let made = matches!(origin, CertificateOrigin::SelfSigned { made: true, .. });
+        if made {
+            tracing::info!(%door, certificate = %origin, "made a self-signed TLS certificate; clients will ask to trust it (a real one: docs/OPERATIONS.md §TLS certificates)");
+        } else {
+            tracing::info!(%door, certificate = %origin, "TLS certificate");
+        }
+    }
 }
 
 /// What a first start made, and what to do next: the operator reads this once.

@@ -73,7 +73,7 @@ impl<'a> Reloader<'a> {
                 self.running.intake = new.intake.clone();
                 self.running.intake.lmtp = lmtp;
                 self.running.intake.smtp = smtp;
-                tracing::info!("SIGHUP: [intake] and its certificate applied to new sessions");
+                tracing::info!(certificate = %intake.certificate(), "SIGHUP: [intake] and its certificate applied to new sessions");
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: [intake] not reloaded; it runs on unchanged"),
         }
@@ -82,7 +82,7 @@ impl<'a> Reloader<'a> {
                 self.running.imap.tls_certificate = new.imap.tls_certificate.clone();
                 self.running.imap.tls_key = new.imap.tls_key.clone();
                 self.running.imap.hostname = new.imap.hostname.clone();
-                tracing::info!("SIGHUP: IMAP certificate loaded for new connections");
+                tracing::info!(certificate = %imap.certificate(), "SIGHUP: IMAP certificate loaded for new connections");
             }
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: IMAP certificate not reloaded; the current one stays")
