@@ -80,6 +80,17 @@ pub enum Error {
     #[error("user {name} already exists{}", if *disabled { " (disabled; `mailvault user enable` gives it back its access)" } else { "" })]
     UserExists { name: String, disabled: bool },
 
+    /// An address given to a user belongs to another user already (or is another user's
+    /// login name): a login by it would be ambiguous.
+    #[error("{address} is already {}{}", if *is_name { format!("the login name of user {user}") } else { format!("an address of user {user}") }, if *disabled { " (disabled)" } else { "" })]
+    AddressTaken {
+        address: String,
+        user: String,
+        disabled: bool,
+        /// The address is the other user's name, not one of their addresses.
+        is_name: bool,
+    },
+
     /// A file that creating a store would write exists already; nothing is overwritten.
     #[error("{}: {what} already exists here; refusing to overwrite it", path.display())]
     Exists { path: PathBuf, what: &'static str },
@@ -204,6 +215,7 @@ impl Error {
             | Error::TooLarge { .. }
             | Error::Query(_)
             | Error::UserExists { .. }
+            | Error::AddressTaken { .. }
             | Error::Exists { .. }
             | Error::WrongKey { .. }
             | Error::NotAMessage { .. } => Fault::Request,
