@@ -95,6 +95,15 @@ pub enum Error {
     #[error("{}: {what} already exists here; refusing to overwrite it", path.display())]
     Exists { path: PathBuf, what: &'static str },
 
+    /// No signing key where one was looked for. Without it no checkpoint can be signed, so
+    /// nothing can be acknowledged: the store opens for reading only.
+    #[error(
+        "no signing key at {}: without it the archive signs no checkpoint and accepts no mail; \
+         `--key FILE` (or MAILVAULT_KEY) says where it is kept, a lost one is restored from its backup",
+        .0.display()
+    )]
+    NoKey(PathBuf),
+
     /// The key file signs for a different log than the store's.
     #[error("{}: this key signs for log {key_log:?}, the store is {store_log:?}", key.display())]
     WrongKey {
@@ -221,6 +230,7 @@ impl Error {
             | Error::NotAMessage { .. } => Fault::Request,
             Error::NoSuchMailbox(_) | Error::NoSuchUser(_) | Error::NoSuchRecord(_) => Fault::NotFound,
             Error::Io { .. }
+            | Error::NoKey(_)
             | Error::Unusable(_)
             | Error::Locked(_)
             | Error::Index(_)

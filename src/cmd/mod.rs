@@ -45,8 +45,12 @@ pub fn existing_layout(cli: &Cli) -> anyhow::Result<Layout> {
 /// makes a new store with a new signing key. Returns the identity of a store it created.
 pub fn ensure_store(cli: &Cli, create: bool, command: &str) -> anyhow::Result<Option<StoreIdentity>> {
     let layout = Layout::new(&cli.data);
-    if layout.exists() {
-        return Ok(None);
+    // An identity file that cannot be looked at (a directory of another user, mode 0700) is
+    // an error to report, not a missing store to create.
+    match layout.identity.try_exists() {
+        Ok(true) => return Ok(None),
+        Ok(false) => {}
+        Err(e) => anyhow::bail!("{}: {e}", layout.identity.display()),
     }
     if !create {
         anyhow::bail!(

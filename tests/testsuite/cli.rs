@@ -66,7 +66,7 @@ fn bad_requests_get_one_line_and_a_nonzero_exit_and_change_nothing() {
         (&["show", "99"][..], "no record with seq 99"),
         (&["show", "2"], "checkpoint record, not a message"),
         (&["show", "zero"], "invalid value"),
-        (&["proof", "99"], "not covered"),
+        (&["proof", "99"], "no record with seq 99: the log has"),
         (&["import", "/nonexistent/path.eml"], "/nonexistent/path.eml"),
         (&["verify", "--checkpoint", "/nonexistent/cp"], "/nonexistent/cp"),
         (
@@ -291,4 +291,112 @@ fn the_first_serve_on_the_default_path_creates_the_store_and_says_what_next() {
     ] {
         assert!(log.contains(expected), "{expected:?} missing:\n{log}");
     }
+}
+
+#[test]
+fn a_missing_key_is_one_line_that_names_it_and_the_way_out() {
+    let vault = Vault::new();
+    vault.import(&[&fixtures().join("edge/bare-lf.eml")]);
+    let key = vault.dir.join("signing.key");
+    std::fs::remove_file(&key).unwrap();
+    for args in [
+        &[
+            "serve", "--lmtp", "none", "--smtp", "none", "--imap", "none", "--imaps", "none",
+        ][..],
+        &["import", fixtures().join("edge/crlf-mixed.eml").to_str().unwrap()],
+        &["reindex"],
+    ] {
+        let out = vault.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let line = stderr_line(&out);
+        assert!(
+            line.contains(&format!("no signing key at {}", key.display())),
+            "{line}"
+        );
+        assert!(
+            line.contains("accepts no mail") && line.contains("`--key FILE`"),
+            "{line}"
+        );
+        assert!(!line.contains("os error"), "no raw OS error: {line}");
+    }
+    // Reading needs only the public key.
+    assert_eq!(vault.verify(&[]).0, 0);
+    vault.ok(&["show", "1"]);
+}
+
+#[test]
+fn proof_of_a_record_the_log_does_not_hold_says_so() {
+    let vault = Vault::new();
+    vault.import(&[&fixtures().join("edge/bare-lf.eml")]);
+    let records = vault.records().len();
+    let out = vault.run(&["proof", "99999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_line(&out).contains(&format!(
+            "no record with seq 99999: the log has {records} records"
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stderr_line(&vault.run(&["proof", "0"])).contains("seqs count from 1"));
+    // A record that a kept, older checkpoint does not cover: no promise about that one.
+    let kept = vault.dir.with_file_name("cp.txt");
+    std::fs::write(&kept, vault.ok(&["checkpoint"])).unwrap();
+    let later = vault.import(&[&fixtures().join("edge/crlf-mixed.eml")])[0]
+        .seq
+        .unwrap();
+    let out = vault.run(&[
+        "proof",
+        &later.to_string(),
+        "--checkpoint",
+        kept.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let line = stderr_line(&out);
+    assert!(
+        line.contains(&format!(
+            "record {later} is not covered by the checkpoint in {}",
+            kept.display()
+        )),
+        "{line}"
+    );
+    vault.ok(&["proof", &later.to_string()]);
+}
+
+/// The systemd unit in docs/OPERATIONS.md, with the binary under test in ExecStart, passes
+/// `systemd-analyze verify`, and has what the issue asked for.
+#[test]
+fn the_documented_systemd_unit_verifies() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/OPERATIONS.md")).unwrap();
+    let start = doc.find("```ini\n[Unit]").expect("a unit in OPERATIONS.md") + "```ini\n".len();
+    let unit = &doc[start..start + doc[start..].find("```").unwrap()];
+    for line in [
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/srv/mailvault",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
+    }
+    let vault = Vault::new();
+    let dir = vault.dir.with_file_name("systemd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mailvault.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/mailvault", env!("CARGO_BIN_EXE_mailvault")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is installed (package systemd)");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !said.contains("mailvault.service:"),
+        "{said}"
+    );
 }
