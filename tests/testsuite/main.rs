@@ -14,6 +14,7 @@ mod isolation;
 mod lossyfs;
 mod postfix;
 mod powerloss;
+mod readme;
 mod reload;
 mod roundtrip;
 mod search;

@@ -145,6 +145,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             }
         }
         log_certificates(&intake, &imap);
+        if created.is_some() {
+            announce_next_step(cli);
+        }
         let metrics = intake.metrics.clone();
         while signals.next().await == Signal::Reload {
             reloader.reload(&intake, &imap);
@@ -206,11 +209,17 @@ fn announce_new_store(cli: &Cli, store: &Store) -> anyhow::Result<()> {
          the archive cannot accept mail (docs/OPERATIONS.md §The signing key)"
     );
     tracing::info!(%public, "public key: give it to auditors to pin (`mailvault key show`)");
-    tracing::info!(
-        "next: add a user, `mailvault --data {} user add NAME --address NAME@example.com`",
-        cli.data.display()
-    );
     Ok(())
+}
+
+/// The step after a first start, said last, after the listeners and certificates.
+fn announce_next_step(cli: &Cli) {
+    let data = if cli.data_is_default {
+        String::new()
+    } else {
+        format!("--data {} ", cli.data.display())
+    };
+    tracing::info!("next: add a user, `mailvault {data}user add NAME --address NAME@example.com` (it works while the server runs)");
 }
 
 /// What a signal asks for.
