@@ -51,6 +51,50 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Log filter (`info`, `mailvault=debug,archive_smtp=debug`, …); `RUST_LOG` overrides it.
     pub log: String,
+    /// How log lines are written: `text` (for people and journald) or `json` (one object
+    /// per line, for log collectors).
+    pub log_format: LogFormat,
+}
+
+/// `server.log_format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-11-02T09:14:03Z  INFO target: message key=value…`
+    #[default]
+    Text,
+    /// `{"timestamp":…,"level":"INFO","fields":{"message":…,…},"target":…}`
+    Json,
+}
+
+/// The levels a log filter may name.
+const LEVELS: &str = "trace, debug, info, warn, error, off";
+
+/// Checks a log filter: comma-separated directives, each a level (`info`) or `target=level`
+/// (`archive_smtp=debug`). tracing would take a misspelt level (`infoo`) for the name of a
+/// target and log nothing else, so every level must be one it knows.
+pub fn validate_log_filter(filter: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::LevelFilter;
+    if filter.trim().is_empty() {
+        return Err(format!("is empty (a level: {LEVELS}; \"off\" for no log)"));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() => level,
+            Some(_) => return Err(format!("{directive:?} names no target before '='")),
+            None => directive,
+        };
+        if directive.is_empty() || LevelFilter::from_str(level.trim()).is_err() {
+            return Err(format!(
+                "{directive:?} is not a level ({LEVELS}) or target=level (archive_smtp=debug)"
+            ));
+        }
+        tracing_subscriber::EnvFilter::builder()
+            .parse(directive)
+            .map_err(|e| format!("{directive:?}: {e}"))?;
+    }
+    Ok(())
 }
 
 impl Default for StoreSettings {
@@ -72,6 +116,7 @@ impl Default for ServerSettings {
         ServerSettings {
             shutdown_grace_secs: 30,
             log: "info".into(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -103,6 +148,7 @@ impl Config {
         if !(1..=19).contains(&s.zstd_level) {
             return Err("store.zstd_level must be between 1 and 19".into());
         }
+        validate_log_filter(&self.server.log).map_err(|e| format!("server.log: {e}"))?;
         self.intake.validate()?;
         self.imap.validate()?;
         self.auth.validate()
@@ -156,8 +202,8 @@ accept = []                     # archive addresses (e.g. ["archive@vault.exampl
 relay_users = []
 
 [intake.journal]
-recipient_delimiter = "+"       # archive+alice=example.com@vault.example
-domain_separator = "="          #               ^ stands for @
+recipient_delimiter = "+"       # archive+to=alice=example.com@vault.example
+domain_separator = "="          #                 ^ stands for @ (and ends to=/from=)
 
 # Which clients send journals; everyone else's mail is archived as a plain copy, whatever it
 # looks like (docs/CONFIG.md §[[intake.journal_source]]):
@@ -169,8 +215,8 @@ domain_separator = "="          #               ^ stands for @
 plain = "127.0.0.1:1143"        # IMAP with STARTTLS (LOGIN only after TLS); "none" disables it
 allow_plaintext_login = false   # true: LOGIN on `plain` before STARTTLS (only where the path is private)
 tls = "127.0.0.1:1993"          # IMAP over implicit TLS; "none" disables it
-hostname = "localhost"          # name in the self-signed certificate
-# tls_certificate = "/etc/mailvault/imap-cert.pem"     # default: self-signed, made at first start
+hostname = "localhost"          # the name users connect to; in the self-signed certificate
+# tls_certificate = "/etc/mailvault/imap-cert.pem"     # default: self-signed for hostname and the listeners
 # tls_key = "/etc/mailvault/imap-key.pem"
 
 [imap.limits]
@@ -199,7 +245,8 @@ cache_secs = 300                # a verified login is remembered (Argon2id hash)
 
 [server]
 shutdown_grace_secs = 30        # after SIGTERM: time for transactions in flight
-log = "info"                    # RUST_LOG overrides
+log = "info"                    # trace, debug, info, warn, error, off, or target=level,…; RUST_LOG overrides
+log_format = "text"             # or "json": one JSON object per line
 "#;
 
 #[cfg(test)]
@@ -242,6 +289,34 @@ mod tests {
         assert!(c.validate().unwrap_err().starts_with("auth.domains"));
         let e = toml::from_str::<Config>("[auth]\nupstream_url = \"x\"\n").unwrap_err();
         assert!(e.to_string().contains("upstream_url"), "{e}");
+    }
+
+    #[test]
+    fn log_levels_are_checked() {
+        for good in [
+            "info",
+            "WARN",
+            "off",
+            "mailvault=debug,archive_smtp=trace",
+            "warn, archive_imap=info",
+        ] {
+            validate_log_filter(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "infoo",
+            "",
+            "mailvault",
+            "archive_smtp=verbose",
+            "info,",
+            "=debug",
+        ] {
+            assert!(validate_log_filter(bad).is_err(), "{bad:?}");
+        }
+        let c: Config = toml::from_str("[server]\nlog = \"infoo\"\n").unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.starts_with("server.log: \"infoo\" is not a level"), "{e}");
+        let e = toml::from_str::<Config>("[server]\nlog_format = \"xml\"\n").unwrap_err();
+        assert!(e.to_string().contains("log_format"), "{e}");
     }
 
     #[test]

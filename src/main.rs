@@ -4,11 +4,13 @@
 mod cmd;
 mod config;
 mod import;
+mod logging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Revision-proof mail archive: append-only, hash-chained, signed.
 #[derive(Parser, Debug)]
@@ -27,6 +29,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "MAILVAULT_KEY")]
     key: Option<PathBuf>,
 
+    /// Whether `--data` is the built-in default (neither the option nor MAILVAULT_DATA was
+    /// given): only there may `serve` create a store without `--create`.
+    #[arg(skip)]
+    data_is_default: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -42,7 +49,8 @@ impl Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the archive: SMTP/LMTP intake on loopback by default; creates the store if needed.
+    /// Run the archive: SMTP/LMTP intake and IMAP on loopback by default; creates the store on
+    /// first start only in ./mailvault-data (elsewhere `init` first, or `--create`).
     Serve(cmd::serve::Args),
     /// Configuration helpers.
     Config {
@@ -51,7 +59,7 @@ enum Command {
     },
     /// Create a store and its signing key (refuses to overwrite either).
     Init,
-    /// Archive .eml files, directories, mbox files and Maildirs.
+    /// Archive messages, mbox files, Maildirs and MH folders (told apart by content).
     Import(cmd::import::Args),
     /// List records: seq, kind, receive time, content hash, size, envelope sender.
     Log(cmd::log::Args),
@@ -100,7 +108,9 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.data_is_default = matches.value_source("data") == Some(ValueSource::DefaultValue);
     let result = match &cli.command {
         Command::Serve(args) => cmd::serve::run(&cli, args),
         Command::Config {

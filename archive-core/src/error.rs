@@ -80,9 +80,29 @@ pub enum Error {
     #[error("user {name} already exists{}", if *disabled { " (disabled; `mailvault user enable` gives it back its access)" } else { "" })]
     UserExists { name: String, disabled: bool },
 
+    /// An address given to a user belongs to another user already (or is another user's
+    /// login name): a login by it would be ambiguous.
+    #[error("{address} is already {}{}", if *is_name { format!("the login name of user {user}") } else { format!("an address of user {user}") }, if *disabled { " (disabled)" } else { "" })]
+    AddressTaken {
+        address: String,
+        user: String,
+        disabled: bool,
+        /// The address is the other user's name, not one of their addresses.
+        is_name: bool,
+    },
+
     /// A file that creating a store would write exists already; nothing is overwritten.
     #[error("{}: {what} already exists here; refusing to overwrite it", path.display())]
     Exists { path: PathBuf, what: &'static str },
+
+    /// No signing key where one was looked for. Without it no checkpoint can be signed, so
+    /// nothing can be acknowledged: the store opens for reading only.
+    #[error(
+        "no signing key at {}: without it the archive signs no checkpoint and accepts no mail; \
+         `--key FILE` (or MAILVAULT_KEY) says where it is kept, a lost one is restored from its backup",
+        .0.display()
+    )]
+    NoKey(PathBuf),
 
     /// The key file signs for a different log than the store's.
     #[error("{}: this key signs for log {key_log:?}, the store is {store_log:?}", key.display())]
@@ -204,11 +224,13 @@ impl Error {
             | Error::TooLarge { .. }
             | Error::Query(_)
             | Error::UserExists { .. }
+            | Error::AddressTaken { .. }
             | Error::Exists { .. }
             | Error::WrongKey { .. }
             | Error::NotAMessage { .. } => Fault::Request,
             Error::NoSuchMailbox(_) | Error::NoSuchUser(_) | Error::NoSuchRecord(_) => Fault::NotFound,
             Error::Io { .. }
+            | Error::NoKey(_)
             | Error::Unusable(_)
             | Error::Locked(_)
             | Error::Index(_)

@@ -3,10 +3,11 @@
 //! are `pool`'s: waiting (not logged in) and authenticated ones in separate pools.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use archive_core::tls::{ReloadableCertificate, TlsError};
 use archive_core::Store;
 use imap_next::imap_types::core::Text;
 use imap_next::imap_types::response::{Code, Greeting, GreetingKind};
@@ -38,9 +39,24 @@ pub struct Listening {
     pub tls: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    certificate: Arc<ReloadableCertificate>,
+    tls_dir: PathBuf,
 }
 
 impl Listening {
+    /// Where the TLS certificate comes from now.
+    pub fn certificate(&self) -> archive_core::tls::CertificateOrigin {
+        self.certificate.origin()
+    }
+
+    /// Loads the certificate again as `config` names it (renewed files, other files, or the
+    /// self-signed pair): new handshakes use it, sessions already up keep theirs. The rest of
+    /// `[imap]` takes a restart. On error the current certificate stays.
+    pub fn reload_certificate(&self, config: &ImapConfig) -> Result<(), TlsError> {
+        self.certificate
+            .reload(&crate::tls::certificate_source(config, &self.tls_dir))
+    }
+
     /// Stops accepting and ends every connection: each session says `* BYE` between
     /// commands; after a few seconds what is still open is closed without one.
     pub async fn shutdown(self) {
@@ -69,7 +85,7 @@ pub enum StartError {
     #[error("{0}")]
     Config(String),
     #[error("imap TLS: {0}")]
-    Tls(#[from] archive_core::tls::TlsError),
+    Tls(#[from] TlsError),
     #[error("imap: cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -87,7 +103,8 @@ pub async fn start(
     tls_dir: &Path,
 ) -> Result<Listening, StartError> {
     config.validate().map_err(StartError::Config)?;
-    let acceptor = crate::tls::acceptor(&config, tls_dir)?;
+    let certificate = ReloadableCertificate::load(&crate::tls::certificate_source(&config, tls_dir))?;
+    let acceptor = crate::tls::acceptor(&certificate)?;
     let (stop, stopped) = watch::channel(false);
     let plain_addr = config.plain;
     let tls_addr = config.tls;
@@ -108,6 +125,8 @@ pub async fn start(
         tls: None,
         stop,
         tasks: Vec::new(),
+        certificate,
+        tls_dir: tls_dir.to_path_buf(),
     };
     for (addr, implicit_tls) in [(plain_addr, false), (tls_addr, true)] {
         let Some(addr) = addr else { continue };

@@ -97,7 +97,8 @@ pub enum JournalStyle {
     /// The message with the envelope it came with (also what every other client gets).
     Plain,
     /// Original sender and recipients encoded in the archive recipients' extensions
-    /// (`archive+alice=example.com@vault.example`), decoded into the record's envelope.
+    /// (`archive+to=alice=example.com@vault.example`, the sender as `archive+from=…`),
+    /// decoded into the record's envelope.
     RecipientEncoded,
     /// Exchange / Microsoft 365 journal reports (`X-MS-Journal-Report`): the attached
     /// original is archived with the report's envelope, next to the report. Other messages
@@ -105,8 +106,20 @@ pub enum JournalStyle {
     Exchange,
 }
 
+impl JournalStyle {
+    /// The style as the configuration spells it (`recipient-encoded`), for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            JournalStyle::Plain => "plain",
+            JournalStyle::RecipientEncoded => "recipient-encoded",
+            JournalStyle::Exchange => "exchange",
+        }
+    }
+}
+
 /// Recipient-encoded journaling (Postfix `recipient_bcc_maps` / `sender_bcc_maps` that map
-/// `alice@example.com` to `archive+alice=example.com@vault.example`).
+/// `alice@example.com` to `archive+to=alice=example.com@vault.example` and
+/// `archive+from=alice=example.com@vault.example`).
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {

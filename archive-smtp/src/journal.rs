@@ -6,9 +6,11 @@
 //! else is archived as the plain copy it is.
 //!
 //! - plain copy (Postfix `always_bcc`): the SMTP envelope as received;
-//! - recipient-encoded copy (Postfix `recipient_bcc_maps`/`sender_bcc_maps` mapping
-//!   `alice@example.com` to `archive+alice=example.com@vault.example`): the original
-//!   addresses are decoded from the address extensions;
+//! - recipient-encoded copy (Postfix `recipient_bcc_maps` mapping `bob@example.org` to
+//!   `archive+to=bob=example.org@vault.example`, `sender_bcc_maps` mapping
+//!   `alice@example.com` to `archive+from=alice=example.com@vault.example`): the original
+//!   recipients are decoded from the address extensions, and a sender's encoding is known
+//!   for what it is;
 //! - Exchange / Microsoft 365 journal reports: the report's Sender/To/Cc/Bcc/Recipient lines
 //!   are the envelope and the attached original message is archived byte-exact; the report
 //!   itself is archived too.
@@ -65,16 +67,55 @@ pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The original address encoded in `rcpt`'s extension, if it has one:
-/// `archive+alice=example.com@vault.example` → `alice@example.com`.
-pub fn decode_recipient(rcpt: &str, config: &JournalConfig) -> Option<String> {
+/// Which envelope role an encoded archive address stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodedRole {
+    /// `archive+to=alice=example.com@…` (Postfix `recipient_bcc_maps`), and the unmarked
+    /// `archive+alice=example.com@…` of configurations that encode only recipients.
+    Recipient,
+    /// `archive+from=alice=example.com@…` (Postfix `sender_bcc_maps`): the envelope sender,
+    /// which the copy's own MAIL FROM already carries. Never a recipient.
+    Sender,
+}
+
+/// The role marker and original address encoded in `rcpt`'s extension, if it has one:
+/// `archive+to=alice=example.com@vault.example` → (recipient, `alice@example.com`),
+/// `archive+from=alice=example.com@vault.example` → (sender, `alice@example.com`).
+///
+/// The markers are `to` and `from` followed by the domain separator. An extension without a
+/// marker is a recipient, as configurations that map both Postfix tables to one encoding
+/// always meant it (they cannot tell a sender from a recipient; docs/OPERATIONS.md).
+pub fn decode_address(rcpt: &str, config: &JournalConfig) -> Option<(EncodedRole, String)> {
     let (local, _domain) = rcpt.rsplit_once('@')?;
     let (_base, encoded) = local.split_once(config.recipient_delimiter)?;
+    let (role, encoded) = match encoded.split_once(config.domain_separator) {
+        Some((marker, rest))
+            if marker.eq_ignore_ascii_case("to") && rest.contains(config.domain_separator) =>
+        {
+            (EncodedRole::Recipient, rest)
+        }
+        Some((marker, rest))
+            if marker.eq_ignore_ascii_case("from") && rest.contains(config.domain_separator) =>
+        {
+            (EncodedRole::Sender, rest)
+        }
+        _ => (EncodedRole::Recipient, encoded),
+    };
     let (user, domain) = encoded.rsplit_once(config.domain_separator)?;
     if user.is_empty() || domain.is_empty() || !domain.contains('.') && domain != "localhost" {
         return None;
     }
-    Some(format!("{user}@{domain}"))
+    Some((role, format!("{user}@{domain}")))
+}
+
+/// The original recipient encoded in `rcpt`'s extension, if it encodes one (a sender
+/// encoding is not a recipient): `archive+to=alice=example.com@vault.example` →
+/// `alice@example.com`.
+pub fn decode_recipient(rcpt: &str, config: &JournalConfig) -> Option<String> {
+    match decode_address(rcpt, config)? {
+        (EncodedRole::Recipient, address) => Some(address),
+        (EncodedRole::Sender, _) => None,
+    }
 }
 
 /// The address without its `+extension`: what `accept` lists are matched against.
@@ -88,14 +129,20 @@ pub fn base_address(rcpt: &str, config: &JournalConfig) -> String {
     }
 }
 
-/// Fills `original_recipients` from encoded recipient addresses (if any are encoded).
+/// Fills `original_recipients` from the recipient encodings among the archive addresses (if
+/// any). Sender encodings (`archive+from=…`) are left out: the copy's MAIL FROM is the
+/// sender, and a sender is no recipient of their own mail (they would find it in their
+/// INBOX, and listed as a blind copy).
 pub fn decode_envelope(envelope: &mut Envelope, config: &JournalConfig) {
-    let decoded: Vec<Vec<u8>> = envelope
-        .rcpt_to
-        .iter()
-        .filter_map(|r| decode_recipient(&String::from_utf8_lossy(&r.address), config))
-        .map(String::into_bytes)
-        .collect();
+    let mut decoded: Vec<Vec<u8>> = Vec::new();
+    for r in &envelope.rcpt_to {
+        if let Some(address) = decode_recipient(&String::from_utf8_lossy(&r.address), config) {
+            let address = address.into_bytes();
+            if !decoded.contains(&address) {
+                decoded.push(address);
+            }
+        }
+    }
     if !decoded.is_empty() {
         envelope.original_recipients = decoded;
     }
@@ -260,6 +307,64 @@ mod tests {
             decode_recipient("journal-bob#example.net@vault", &c).as_deref(),
             Some("bob@example.net")
         );
+    }
+
+    #[test]
+    fn sender_and_recipient_encodings_decode_to_their_roles() {
+        let c = JournalConfig::default();
+        let decode = |a: &str| decode_address(a, &c);
+        assert_eq!(
+            decode("archive+to=bob=example.org@vault.example"),
+            Some((EncodedRole::Recipient, "bob@example.org".into()))
+        );
+        assert_eq!(
+            decode("archive+From=alice=example.com@vault.example"),
+            Some((EncodedRole::Sender, "alice@example.com".into()))
+        );
+        // Unmarked: a recipient, as before there were markers.
+        assert_eq!(
+            decode("archive+bob=example.org@vault.example"),
+            Some((EncodedRole::Recipient, "bob@example.org".into()))
+        );
+        // A local part that is a marker's name, unmarked, is still that local part.
+        assert_eq!(
+            decode("archive+to=example.org@vault.example"),
+            Some((EncodedRole::Recipient, "to@example.org".into()))
+        );
+        assert_eq!(
+            decode("archive+from=example.org@vault.example"),
+            Some((EncodedRole::Recipient, "from@example.org".into()))
+        );
+        assert_eq!(decode("archive+from=@vault.example"), None);
+        assert_eq!(decode("archive+from=x=@vault.example"), None);
+        assert_eq!(
+            decode_recipient("archive+from=alice=example.com@vault.example", &c),
+            None
+        );
+
+        let mut envelope = Envelope::lmtp(
+            "alice@example.com",
+            &[
+                "archive+from=alice=example.com@vault.example",
+                "archive+to=bob=example.org@vault.example",
+                "archive+to=dave=hidden.example@vault.example",
+            ],
+        );
+        decode_envelope(&mut envelope, &c);
+        assert_eq!(
+            envelope.original_recipients,
+            [b"bob@example.org".to_vec(), b"dave@hidden.example".to_vec()]
+        );
+        // Mail to oneself: sender and recipient.
+        let mut to_self = Envelope::lmtp(
+            "alice@example.com",
+            &[
+                "archive+from=alice=example.com@vault.example",
+                "archive+to=alice=example.com@vault.example",
+            ],
+        );
+        decode_envelope(&mut to_self, &c);
+        assert_eq!(to_self.original_recipients, [b"alice@example.com".to_vec()]);
     }
 
     #[test]

@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use archive_core::access::LoginGate;
+use archive_core::tls::ReloadableCertificate;
 use archive_core::Store;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -28,6 +29,10 @@ pub struct Intake {
     /// Live counters.
     pub metrics: Arc<Metrics>,
     loops: JoinSet<()>,
+    /// What new sessions get: replaced by [`Intake::reload`].
+    context: watch::Sender<Arc<Context>>,
+    certificate: Arc<ReloadableCertificate>,
+    tls_dir: PathBuf,
 }
 
 /// Why the intake could not start.
@@ -58,7 +63,8 @@ impl Intake {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Intake, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let tls = Some(crate::tls::acceptor(&config, tls_dir)?);
+        let certificate = ReloadableCertificate::load(&crate::tls::certificate_source(&config, tls_dir))?;
+        let tls = Some(crate::tls::acceptor(&certificate)?);
         let metrics = Arc::new(Metrics::default());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let ctx = Arc::new(Context {
@@ -69,10 +75,14 @@ impl Intake {
             gate,
             auth_permits: Arc::new(Semaphore::new(cores)),
         });
+        let (context, contexts) = watch::channel(ctx);
         let mut intake = Intake {
             listening: Vec::new(),
             metrics,
             loops: JoinSet::new(),
+            context,
+            certificate,
+            tls_dir: tls_dir.to_path_buf(),
         };
         for (protocol, addr) in [(Protocol::Lmtp, config.lmtp), (Protocol::Smtp, config.smtp)] {
             let Some(addr) = addr else { continue };
@@ -84,11 +94,41 @@ impl Intake {
             let listener = TcpListener::bind(addr).await.map_err(listen)?;
             let local = listener.local_addr().map_err(listen)?;
             intake.listening.push((protocol, local));
-            intake
-                .loops
-                .spawn(accept_loop(listener, protocol, ctx.clone(), shutdown.clone()));
+            intake.loops.spawn(accept_loop(
+                listener,
+                protocol,
+                contexts.clone(),
+                shutdown.clone(),
+            ));
         }
         Ok(intake)
+    }
+
+    /// Where STARTTLS's certificate comes from now.
+    pub fn certificate(&self) -> archive_core::tls::CertificateOrigin {
+        self.certificate.origin()
+    }
+
+    /// Applies a changed `[intake]` to sessions that start from now on (sessions in progress
+    /// keep what they started with) and loads the certificate again (renewed files, or other
+    /// ones). The listeners stay where they are: `lmtp` and `smtp` take a restart. On error
+    /// nothing changes.
+    pub fn reload(&self, config: IntakeConfig) -> Result<(), StartError> {
+        config.validate().map_err(StartError::Config)?;
+        self.certificate
+            .reload(&crate::tls::certificate_source(&config, &self.tls_dir))?;
+        self.context.send_modify(|ctx| {
+            let old: &Context = ctx;
+            *ctx = Arc::new(Context {
+                store: old.store.clone(),
+                config,
+                tls: old.tls.clone(),
+                metrics: old.metrics.clone(),
+                gate: old.gate.clone(),
+                auth_permits: old.auth_permits.clone(),
+            });
+        });
+        Ok(())
     }
 
     /// Waits for the accept loops (and their sessions) to end after shutdown; sessions still
@@ -101,7 +141,7 @@ impl Intake {
 async fn accept_loop(
     listener: TcpListener,
     protocol: Protocol,
-    ctx: Arc<Context>,
+    contexts: watch::Receiver<Arc<Context>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut sessions = JoinSet::new();
@@ -112,6 +152,8 @@ async fn accept_loop(
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             accepted = listener.accept() => {
                 let Ok((tcp, peer)) = accepted else { continue };
+                // The configuration as it is now: a reload applies from the next session on.
+                let ctx = contexts.borrow().clone();
                 admit(tcp, peer, protocol, &ctx, &slots, &mut sessions, &shutdown);
             }
         }

@@ -152,6 +152,8 @@ impl Session {
             },
         );
         let envelope = self.envelope(&tx);
+        let rcpts = tx.rcpts.len();
+        let mail_from = tx.mail_from;
         let body = tx.body;
         let bytes = body.len() as u64;
         let ctx = self.ctx.clone();
@@ -161,6 +163,19 @@ impl Session {
         .await;
         match result {
             Ok(Ok(a)) => {
+                // One line per archived message, never its content: what an operator needs to
+                // find a delivery (and the relay's own log line for it) again.
+                tracing::info!(
+                    seq = a.seq,
+                    size = bytes,
+                    sender = ?mail_from,
+                    rcpts,
+                    client = %self.peer,
+                    protocol = %self.protocol.name(),
+                    style = %style.name(),
+                    duplicate = a.kind == Some(archive_core::log::record::RecordKind::Arrival),
+                    "archived"
+                );
                 self.futile = 0;
                 Metrics::add(&self.ctx.metrics.accepted, 1);
                 Metrics::add(&self.ctx.metrics.bytes, bytes);

@@ -156,8 +156,16 @@ pub fn run_timed(cmd: &mut Command, what: &str) -> BenchResult<Timed> {
     Ok(Timed { output, wall, cpu })
 }
 
-/// `mailvault import CORPUS` into a new store at `store`, timed end to end.
+/// `mailvault init`: a new store at `store` (`serve` and `import` create one only when told;
+/// `init` works with every version of the binary, also a baseline being compared).
+pub fn init(bin: &Path, store: &Path) -> BenchResult<()> {
+    run_timed(mailvault(bin, store).arg("init"), "mailvault init").map(|_| ())
+}
+
+/// `mailvault import CORPUS` into a new store at `store`, timed end to end (the store is
+/// created untimed first).
 pub fn import(bin: &Path, store: &Path, corpus: &Path) -> BenchResult<Timed> {
+    init(bin, store)?;
     run_timed(
         mailvault(bin, store).arg("import").arg(corpus),
         "mailvault import",

@@ -1,5 +1,7 @@
-//! `mailvault import PATH…`: archive files, directories, mbox files and Maildirs, with a
-//! progress bar and a summary of imported / duplicates / failed.
+//! `mailvault import PATH…`: archive files, directories, mbox files, Maildirs and MH folders,
+//! with a progress bar and a summary of imported / duplicates / failed / skipped. A file that
+//! is not mail by its content is skipped and named; anything failed or skipped makes the exit
+//! code 1.
 //!
 //! Workers take batches of inputs and append each batch with one fsync; several workers run
 //! at once so zstd uses every core. A message is durable before it is counted as imported.
@@ -19,7 +21,7 @@ use super::{hex, CmdResult};
 use crate::import::{walk, Format, Item};
 use crate::Cli;
 
-/// Exit code when some inputs could not be archived.
+/// Exit code when some inputs could not be archived, or were skipped as not mail.
 const EXIT_SOME_FAILED: u8 = 1;
 /// Concurrent appenders (compression runs in them, on every core).
 const WORKERS: usize = 4;
@@ -30,15 +32,18 @@ const BATCH_BYTES: usize = 8 << 20;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files, directories, mbox files or Maildirs.
+    /// Files, directories, mbox files, Maildirs or MH folders.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// How to read the paths.
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
-    /// One JSON object per input on stdout (source, status, seq, blake3 or error).
+    /// One JSON object per input on stdout (source, status, seq, blake3 or error, note).
     #[arg(long)]
     json: bool,
+    /// Create the store (and its signing key) if there is none at --data.
+    #[arg(long)]
+    create: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -51,6 +56,9 @@ struct Outcome {
     blake3: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Something about how the input was read that the user should know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
     #[serde(skip)]
     bytes: u64,
 }
@@ -60,17 +68,22 @@ struct Summary {
     imported: u64,
     duplicates: u64,
     failed: u64,
+    skipped: u64,
+    ignored: u64,
     bytes: u64,
 }
 
 impl Outcome {
-    fn failed(source: String, error: String) -> Outcome {
+    /// An input that was not archived: `failed`, `skipped` (not mail) or `ignored` (a mail
+    /// client's index file), and why.
+    fn not_archived(status: &'static str, source: String, error: Option<String>) -> Outcome {
         Outcome {
             source,
-            status: "failed",
+            status,
             seq: None,
             blake3: None,
-            error: Some(error),
+            error,
+            note: None,
             bytes: 0,
         }
     }
@@ -82,34 +95,42 @@ fn archive(store: &Store, items: Vec<Item>) -> Vec<Outcome> {
     let mut messages = Vec::with_capacity(items.len());
     for item in items {
         match item {
-            Item::Failed { source, reason } => outcomes.push(Outcome::failed(source, reason)),
+            Item::Failed { source, reason } => {
+                outcomes.push(Outcome::not_archived("failed", source, Some(reason)))
+            }
+            Item::Skipped { source, reason } => {
+                outcomes.push(Outcome::not_archived("skipped", source, Some(reason)))
+            }
+            Item::Ignored { source } => outcomes.push(Outcome::not_archived("ignored", source, None)),
             Item::Message {
                 source,
                 mail_from,
                 bytes,
+                note,
             } => {
                 let envelope = Envelope::imported(source.clone(), &mail_from);
-                messages.push((source, envelope, bytes));
+                messages.push((source, envelope, bytes, note));
             }
         }
     }
-    let batch: Vec<(&Envelope, &[u8])> = messages.iter().map(|(_, e, b)| (e, b.as_slice())).collect();
+    let batch: Vec<(&Envelope, &[u8])> = messages.iter().map(|(_, e, b, _)| (e, b.as_slice())).collect();
     match store.append_messages(&batch, OnDuplicate::Skip) {
         Ok(appended) => {
-            for ((source, _, bytes), a) in messages.iter().zip(appended) {
+            for ((source, _, bytes, note), a) in messages.into_iter().zip(appended) {
                 outcomes.push(Outcome {
-                    source: source.clone(),
+                    source,
                     status: if a.kind.is_some() { "imported" } else { "duplicate" },
                     seq: Some(a.seq),
                     blake3: Some(hex(&a.content_hash)),
                     error: None,
+                    note,
                     bytes: bytes.len() as u64,
                 });
             }
         }
         Err(e) => {
-            for (source, _, _) in messages {
-                outcomes.push(Outcome::failed(source, e.to_string()));
+            for (source, _, _, _) in messages {
+                outcomes.push(Outcome::not_archived("failed", source, Some(e.to_string())));
             }
         }
     }
@@ -145,7 +166,15 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         search_indexing: SearchIndexing::Deferred,
         ..StoreConfig::default()
     };
-    let store = Store::open_or_create(&cli.data, &cli.key_path(), config)?;
+    if let Some(identity) = super::ensure_store(cli, args.create, "mailvault import")? {
+        eprintln!(
+            "created store {} (origin {}); signing key {}: back it up, apart from the store",
+            cli.data.display(),
+            identity.origin,
+            cli.key_path().display()
+        );
+    }
+    let store = Store::open(&cli.data, &cli.key_path(), config)?;
     if let Some(cut) = store.recovered() {
         eprintln!("mailvault: recovery: {cut} (audited)");
     }
@@ -190,11 +219,16 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let stats = store.stats();
     store.close()?;
     let s = summary.into_inner().unwrap_or_default();
+    let ignored = match s.ignored {
+        0 => String::new(),
+        n => format!(", ignored {n} mail-client index files"),
+    };
     eprintln!(
-        "imported {}, duplicates {}, failed {} ({:.1} MB archived) into {}",
+        "imported {}, duplicates {}, failed {}, skipped {} (not mail){ignored} ({:.1} MB archived) into {}",
         s.imported,
         s.duplicates,
         s.failed,
+        s.skipped,
         s.bytes as f64 / 1e6,
         cli.data.display()
     );
@@ -205,7 +239,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
              in the background, `mailvault search` waits for them"
         );
     }
-    Ok(if s.failed > 0 {
+    Ok(if s.failed > 0 || s.skipped > 0 {
         ExitCode::from(EXIT_SOME_FAILED)
     } else {
         ExitCode::SUCCESS
@@ -217,6 +251,8 @@ fn report(outcome: &Outcome, json: bool, progress: &ProgressBar, summary: &Mutex
     match outcome.status {
         "imported" => s.imported += 1,
         "duplicate" => s.duplicates += 1,
+        "skipped" => s.skipped += 1,
+        "ignored" => s.ignored += 1,
         _ => s.failed += 1,
     }
     s.bytes += outcome.bytes;
@@ -224,8 +260,13 @@ fn report(outcome: &Outcome, json: bool, progress: &ProgressBar, summary: &Mutex
         if let Ok(line) = serde_json::to_string(outcome) {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
-    } else if let Some(error) = &outcome.error {
-        progress.suspend(|| eprintln!("failed: {}: {error}", outcome.source));
+    } else {
+        if let Some(error) = &outcome.error {
+            progress.suspend(|| eprintln!("{}: {}: {error}", outcome.status, outcome.source));
+        }
+        if let Some(note) = &outcome.note {
+            progress.suspend(|| eprintln!("note: {}: {note}", outcome.source));
+        }
     }
     progress.set_message(format!(
         "imported {}, duplicates {}, failed {}, {:.1} MB",

@@ -21,7 +21,8 @@ use anyhow::Context;
 use archive_core::log::checkpoint::{SignedCheckpoint, VerifierKey};
 use archive_core::log::reader::LogReader;
 use archive_core::log::record::LeafBody;
-use archive_core::store::Layout;
+use archive_core::store::{Layout, StoreIdentity};
+use archive_core::Store;
 
 use crate::Cli;
 
@@ -36,6 +37,29 @@ pub fn existing_layout(cli: &Cli) -> anyhow::Result<Layout> {
     let layout = Layout::new(&cli.data);
     layout.identity()?;
     Ok(layout)
+}
+
+/// Makes sure a store exists for a command that writes one (`serve`, `import`): a missing
+/// store is created only when `create` says so (`--create`, or `serve` on the built-in
+/// default path); otherwise the command is refused with a hint, so a mistyped `--data` never
+/// makes a new store with a new signing key. Returns the identity of a store it created.
+pub fn ensure_store(cli: &Cli, create: bool, command: &str) -> anyhow::Result<Option<StoreIdentity>> {
+    let layout = Layout::new(&cli.data);
+    // An identity file that cannot be looked at (a directory of another user, mode 0700) is
+    // an error to report, not a missing store to create.
+    match layout.identity.try_exists() {
+        Ok(true) => return Ok(None),
+        Ok(false) => {}
+        Err(e) => anyhow::bail!("{}: {e}", layout.identity.display()),
+    }
+    if !create {
+        anyhow::bail!(
+            "no mailvault store in {dir} (mistyped --data?): `mailvault --data {dir} init` \
+             creates one, or `{command} --create`",
+            dir = cli.data.display()
+        );
+    }
+    Ok(Some(Store::create(&cli.data, &cli.key_path())?))
 }
 
 /// The log of an existing store, read-only (works next to a running server).

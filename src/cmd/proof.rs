@@ -51,13 +51,34 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         }
     };
     let size = checkpoint.checkpoint.size;
-    if args.seq == 0 || args.seq > size {
+    if args.seq == 0 {
+        anyhow::bail!("there is no record 0: seqs count from 1");
+    }
+    let record = match log.read(args.seq) {
+        Ok(record) => record,
+        Err(archive_core::Error::NoSuchRecord(_)) => {
+            // Only the newest segment is read: the others end where the next one starts.
+            let last = match log.segments().last() {
+                Some((first, _)) => first.saturating_sub(1) + log.records_from(*first)?.count() as u64,
+                None => 0,
+            };
+            anyhow::bail!(
+                "no record with seq {}: the log has {last} records (`mailvault log` lists them)",
+                args.seq
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.seq > size {
+        let which = match &args.checkpoint {
+            Some(path) => format!("the checkpoint in {}", path.display()),
+            None => "the latest checkpoint".into(),
+        };
         anyhow::bail!(
-            "record {} is not covered by the checkpoint (it covers seq 1..={size}); a later checkpoint will cover it",
+            "record {} is not covered by {which} (it covers seq 1..={size}); prove it against a later checkpoint",
             args.seq
         );
     }
-    let record = log.read(args.seq)?;
     let tree = TreeFileReader::open(&layout.tree)?;
     if !tree.covers(size) {
         anyhow::bail!("the tree cache does not reach size {size}: run `mailvault reindex`");

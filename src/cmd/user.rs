@@ -1,5 +1,5 @@
-//! `mailvault user add|list|passwd|disable|enable`: the local users of the IMAP and web front
-//! doors, in `<data>/users.json` (docs/OPERATIONS.md §Users).
+//! `mailvault user add|list|passwd|disable|enable|addresses`: the local users of the IMAP and
+//! web front doors, in `<data>/users.json` (docs/OPERATIONS.md §Users).
 //!
 //! Works next to a running server: the users file has its own lock, separate from the store's.
 //! Every check runs before anything is written, so a refused command changes nothing. There is
@@ -28,6 +28,8 @@ pub enum Command {
     Disable(NameArg),
     /// Allow a disabled user to log in again.
     Enable(NameArg),
+    /// Show a user's addresses, or change them with --add and --remove.
+    Addresses(AddressesArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +59,25 @@ pub struct AddArgs {
     /// Read the password from the first line of stdin even on a terminal.
     #[arg(long)]
     password_stdin: bool,
+    /// Allow addresses other users have (a shared mailbox such as info@: each of them sees
+    /// its mail, nobody can log in with it). Without it such an address is refused.
+    #[arg(long)]
+    share: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AddressesArgs {
+    /// Login name.
+    name: String,
+    /// An address to give the user (repeatable).
+    #[arg(long = "add", value_name = "ADDRESS")]
+    add: Vec<String>,
+    /// An address to take from the user (repeatable); a user keeps at least one.
+    #[arg(long = "remove", value_name = "ADDRESS")]
+    remove: Vec<String>,
+    /// Allow added addresses that other users have (see `user add --share`).
+    #[arg(long)]
+    share: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -89,6 +110,19 @@ pub fn run(cli: &Cli, command: &Command) -> CmdResult {
         Command::Passwd(args) => passwd(&dir, args),
         Command::Disable(args) => set_disabled(&dir, &args.name, true),
         Command::Enable(args) => set_disabled(&dir, &args.name, false),
+        Command::Addresses(args) => addresses(&dir, args),
+    }
+}
+
+/// A taken address, with what the operator can do about it.
+fn with_hint(e: archive_core::Error) -> anyhow::Error {
+    match e {
+        archive_core::Error::AddressTaken { is_name: false, .. } => anyhow::anyhow!(
+            "{e}: an address logs in one user; `--share` gives it to several (each sees its mail, \
+             nobody logs in with it), or take it from the other user with \
+             `mailvault user addresses NAME --remove ADDRESS`"
+        ),
+        e => e.into(),
     }
 }
 
@@ -96,13 +130,68 @@ fn add(dir: &std::path::Path, args: &AddArgs) -> CmdResult {
     let name = normalize_user_name(&args.name)?;
     let role = role(args)?;
     // Refuse early, before asking for a password; checked again under the lock.
-    Users::load(dir)?.check_name_free(&name)?;
+    let users = Users::load(dir)?;
+    users.check_name_free(&name)?;
+    users
+        .check_addresses_free(&name, &args.addresses, args.share)
+        .map_err(with_hint)?;
     let password = read_new_password(args.password_stdin)?;
     let user = UserRecord::new(&name, role, &password)?;
     let summary = format!("{} ({})", user.name(), scope(user.role()));
-    Users::update(dir, |users| users.add(user))?;
+    Users::update(dir, |users| {
+        if args.share {
+            users.add_sharing(user)
+        } else {
+            users.add(user)
+        }
+    })
+    .map_err(with_hint)?;
     println!("added {summary}");
+    warn_shared(&Users::load(dir)?, &name);
     Ok(ExitCode::SUCCESS)
+}
+
+fn addresses(dir: &std::path::Path, args: &AddressesArgs) -> CmdResult {
+    let name = normalize_user_name(&args.name)?;
+    if args.add.is_empty() && args.remove.is_empty() {
+        let users = Users::load(dir)?;
+        let Some(user) = users.get(&name) else {
+            bail!("no user named {name:?}");
+        };
+        match user.role() {
+            Role::User { addresses } => addresses.iter().for_each(|a| println!("{a}")),
+            Role::Auditor { .. } => bail!("{name} is an auditor: auditors have domains, not addresses"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let changed = Users::update(dir, |users| {
+        users.change_addresses(&name, &args.add, &args.remove, args.share)
+    })
+    .map_err(with_hint)?;
+    let users = Users::load(dir)?;
+    let now = match users.get(&name).map(UserRecord::role) {
+        Some(Role::User { addresses }) => join(addresses),
+        _ => String::new(),
+    };
+    if changed {
+        println!("{name} now has {now} (IMAP clients see new mailboxes: UIDVALIDITY changed)");
+    } else {
+        println!("{name} already has {now}");
+    }
+    warn_shared(&users, &name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr which of `name`'s addresses other users share (nobody logs in with those).
+fn warn_shared(users: &Users, name: &str) {
+    for (address, owners) in users.shared_addresses() {
+        if owners.iter().any(|o| o == name) {
+            eprintln!(
+                "note: {address} is shared by {}: each sees its mail, nobody logs in with it",
+                owners.join(", ")
+            );
+        }
+    }
 }
 
 /// The role the flags describe; refuses flags that do not belong to it.
@@ -156,6 +245,13 @@ fn list(dir: &std::path::Path, args: &ListArgs) -> CmdResult {
             "{:width$}  {:7}  {status:8}  {scope}",
             user.name(),
             user.role().name()
+        );
+    }
+    for (address, owners) in users.shared_addresses() {
+        eprintln!(
+            "note: {address} is shared by {}: each sees its mail, nobody logs in with it \
+             (`mailvault user addresses NAME --remove {address}` to give it to one)",
+            owners.join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -62,7 +62,7 @@ max_connections_per_user = $((CLIENTS * 2 + 10))
 [server]
 log = "warn"
 EOF
-"$MAILVAULT" serve --data "$WORK/data" --config "$WORK/mailvault.toml" > "$WORK/serve.log" 2>&1 &
+"$MAILVAULT" serve --data "$WORK/data" --create --config "$WORK/mailvault.toml" > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do
   python3 -c "import socket; socket.create_connection(('127.0.0.1', $IMAP), 1).close()" 2>/dev/null && break

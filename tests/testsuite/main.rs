@@ -1,6 +1,7 @@
 //! End-to-end tests of the `mailvault` binary: each runs the real executable on a temp store.
 //! One test binary for the whole suite (fast to build); shared helpers live in `util`.
 
+mod certificates;
 mod cli;
 mod clients;
 mod imap;
@@ -14,9 +15,12 @@ mod isolation;
 mod lossyfs;
 mod postfix;
 mod powerloss;
+mod readme;
+mod reload;
 mod roundtrip;
 mod search;
 mod segment_eio;
+mod server_log;
 mod store_failure;
 mod tamper;
 mod upstream;

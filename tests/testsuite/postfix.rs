@@ -403,11 +403,20 @@ fn message(name: &str, headers: &str, subject: &str) -> String {
 #[test]
 fn postfix_always_bcc_journals_every_message_to_the_archive() {
     let vault = Vault::new();
+    vault.ok(&["init"]);
+    add_user(&vault, "alice", "alice@example.com");
+    add_user(&vault, "dave", "dave@hidden.example");
     let server = vault.serve(&[]);
     let postfix = Postfix::start(server.lmtp, "always_bcc = archive@vault.example", &[]);
     let subject = format!("always_bcc journaling {}", postfix.name);
-    let sent = message(&postfix.name, "To: bob@example.org\r\n", &subject);
-    let queue_id = postfix.send("alice@example.com", &["bob@example.org"], &sent);
+    // bob is To, carol Cc, dave a blind copy.
+    let sent = message(
+        &postfix.name,
+        "To: bob@example.org\r\nCc: carol@example.net\r\n",
+        &subject,
+    );
+    let envelope = ["bob@example.org", "carol@example.net", "dave@hidden.example"];
+    let queue_id = postfix.send("alice@example.com", &envelope, &sent);
 
     let found = wait_archived(&vault, &postfix, &server, &queue_id, &subject);
     assert_eq!(found.len(), 1, "one archived copy: {found:?}");
@@ -439,19 +448,97 @@ fn postfix_always_bcc_journals_every_message_to_the_archive() {
     assert!(text.contains(&format!("Subject: {subject}\r\n")));
 
     assert_receipts(&postfix, &queue_id, r, &["archive@vault.example".to_string()]);
-    let discarded = deliveries(&postfix, &queue_id, "discard");
-    assert_eq!(discarded.len(), 1, "{discarded:?}");
-    assert_eq!(discarded[0].0, "bob@example.org");
-    assert!(discarded[0].1.starts_with("sent "), "{discarded:?}");
+    let mut discarded = deliveries(&postfix, &queue_id, "discard");
+    discarded.sort();
+    let discarded_to: Vec<&str> = discarded.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(discarded_to, envelope);
+    assert!(
+        discarded.iter().all(|(_, status)| status.starts_with("sent ")),
+        "{discarded:?}"
+    );
+
+    // The sender finds it in Sent only. A blind copy is invisible to a plain copy
+    // (docs/OPERATIONS.md): dave does not see it; the envelope-complete style shows it.
+    assert_eq!(mailbox_counts(&server, "alice", &subject), (0, 1));
+    assert_eq!(mailbox_counts(&server, "dave", &subject), (0, 0));
 
     drop(postfix);
     assert_eq!(server.stop(), Some(0));
     assert_eq!(vault.verify(&[]).0, 0);
 }
 
+/// Lists, for one user over IMAPS, how many messages with a subject each of their mailboxes
+/// holds: `{"INBOX": n, "Sent": m}`.
+const MAILBOX_COUNTS: &str = r#"
+import imaplib, json, ssl, sys
+port, user, password, subject = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=tls, timeout=30)
+m.login(user, password)
+counts = {}
+for box in ["INBOX", "Sent"]:
+    typ, _ = m.select(box, readonly=True)
+    assert typ == "OK", (box, typ)
+    typ, data = m.search(None, "SUBJECT", '"' + subject + '"')
+    counts[box] = len(data[0].split())
+m.logout()
+print(json.dumps(counts))
+"#;
+
+const USER_PASSWORD: &str = "correct horse battery";
+
+/// Adds a local user with one address.
+fn add_user(vault: &Vault, name: &str, address: &str) {
+    let out = vault.run_in(
+        &["user", "add", name, "--address", address],
+        Some(format!("{USER_PASSWORD}\n").as_bytes()),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// How many messages with `subject` the user finds in INBOX and in Sent.
+fn mailbox_counts(server: &Server, user: &str, subject: &str) -> (u64, u64) {
+    let out = python(
+        MAILBOX_COUNTS,
+        &[
+            server.imaps.port().to_string(),
+            user.to_string(),
+            USER_PASSWORD.to_string(),
+            subject.to_string(),
+        ],
+    );
+    let counts: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    (
+        counts["INBOX"].as_u64().unwrap(),
+        counts["Sent"].as_u64().unwrap(),
+    )
+}
+
+/// The `bcc` list of the one search hit for `query`, as the operator sees it.
+fn searched_bcc(vault: &Vault, query: &str) -> Vec<String> {
+    let hits: Vec<serde_json::Value> = String::from_utf8(vault.ok(&["search", "--json", query]))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 1, "{query}: {hits:#?}");
+    hits[0]["bcc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn postfix_bcc_maps_journal_sender_and_all_recipients_including_bcc() {
     let vault = Vault::new();
+    vault.ok(&["init"]);
+    // The sender and the blind recipient are local users of the archive.
+    add_user(&vault, "alice", "alice@example.com");
+    add_user(&vault, "dave", "dave@hidden.example");
     // The LMTP listener is Postfix's alone: its copies are recipient-encoded journals.
     let config = vault.dir.with_file_name("postfix-source.toml");
     std::fs::write(
@@ -460,22 +547,28 @@ fn postfix_bcc_maps_journal_sender_and_all_recipients_including_bcc() {
     )
     .unwrap();
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
-    // Exactly the map and settings of docs/OPERATIONS.md.
+    // Exactly the maps and settings of docs/OPERATIONS.md: one encoding per envelope role.
     let postfix = Postfix::start(
         server.lmtp,
         "recipient_delimiter = +\n\
-         recipient_bcc_maps = regexp:$DIR/archive_bcc\n\
-         sender_bcc_maps = regexp:$DIR/archive_bcc",
-        &[(
-            "archive_bcc",
-            "/^([^@+]+)(\\+[^@]*)?@(.+)$/    archive+${1}=${3}@vault.example\n",
-        )],
+         recipient_bcc_maps = regexp:$DIR/archive_bcc_to\n\
+         sender_bcc_maps = regexp:$DIR/archive_bcc_from",
+        &[
+            (
+                "archive_bcc_to",
+                "/^([^@+]+)(\\+[^@]*)?@(.+)$/    archive+to=${1}=${3}@vault.example\n",
+            ),
+            (
+                "archive_bcc_from",
+                "/^([^@+]+)(\\+[^@]*)?@(.+)$/    archive+from=${1}=${3}@vault.example\n",
+            ),
+        ],
     );
     let subject = format!("bcc_maps journaling {}", postfix.name);
-    // dave is a blind copy: in the envelope only.
+    // bob is To, carol Cc, dave a blind copy: in the envelope only.
     let sent = message(
         &postfix.name,
-        "To: bob@example.org, carol@example.net\r\n",
+        "To: bob@example.org\r\nCc: carol@example.net\r\n",
         &subject,
     );
     let envelope = ["bob@example.org", "carol@example.net", "dave@hidden.example"];
@@ -496,13 +589,8 @@ fn postfix_bcc_maps_journal_sender_and_all_recipients_including_bcc() {
     originals.sort();
     assert_eq!(
         originals,
-        [
-            "alice@example.com",
-            "bob@example.org",
-            "carol@example.net",
-            "dave@hidden.example"
-        ],
-        "{r}"
+        ["bob@example.org", "carol@example.net", "dave@hidden.example"],
+        "the sender is the sender, not a recipient: {r}"
     );
     let mut encoded: Vec<String> = e["rcpt_to"]
         .as_array()
@@ -512,10 +600,10 @@ fn postfix_bcc_maps_journal_sender_and_all_recipients_including_bcc() {
         .collect();
     encoded.sort();
     let expected: Vec<String> = [
-        "archive+alice=example.com@vault.example",
-        "archive+bob=example.org@vault.example",
-        "archive+carol=example.net@vault.example",
-        "archive+dave=hidden.example@vault.example",
+        "archive+from=alice=example.com@vault.example",
+        "archive+to=bob=example.org@vault.example",
+        "archive+to=carol=example.net@vault.example",
+        "archive+to=dave=hidden.example@vault.example",
     ]
     .map(String::from)
     .to_vec();
@@ -541,6 +629,19 @@ fn postfix_bcc_maps_journal_sender_and_all_recipients_including_bcc() {
         discarded, envelope,
         "the real recipients' copies stay on the machine"
     );
+
+    // What people see: alice's mail is in her Sent, not in her INBOX; dave, the blind copy,
+    // has it in his INBOX; the Bcc list names dave and not the sender.
+    assert_eq!(mailbox_counts(&server, "alice", &subject), (0, 1));
+    assert_eq!(mailbox_counts(&server, "dave", &subject), (1, 0));
+    let query = format!("msgid:{}@example.com", postfix.name);
+    assert_eq!(searched_bcc(&vault, &query), ["dave@hidden.example"]);
+    assert_eq!(
+        searched_bcc(&vault, "bcc:dave@hidden.example"),
+        ["dave@hidden.example"]
+    );
+    let as_sender = vault.ok(&["search", "--json", "bcc:alice@example.com"]);
+    assert!(as_sender.is_empty(), "{}", String::from_utf8_lossy(&as_sender));
 
     drop(postfix);
     assert_eq!(server.stop(), Some(0));

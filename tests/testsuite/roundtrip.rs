@@ -13,7 +13,37 @@ fn every_fixture_round_trips_byte_exact() {
         fixtures().join("edge"),
     ];
     let dir_refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
-    let imported = vault.import(&dir_refs);
+    let (code, imported) = vault.import_any(&dir_refs);
+    // Licences, scripts, the manifest and edge/not-mail.bin are not mail: skipped (exit 1).
+    let mut skipped: Vec<String> = imported
+        .iter()
+        .filter(|i| i.status == "skipped")
+        .map(|i| {
+            let name = Path::new(&i.source).file_name().unwrap();
+            name.to_string_lossy().into_owned()
+        })
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            "COPYING",
+            "COPYING",
+            "LICENSE-APACHE",
+            "LICENSE-MIT",
+            "extract-spamassassin.js",
+            "fetch-spamassassin.sh",
+            "not-mail.bin",
+            "spamassassin.tsv"
+        ]
+    );
+    assert_eq!(code, 1);
+    assert!(
+        imported
+            .iter()
+            .all(|i| ["imported", "duplicate", "skipped"].contains(&i.status.as_str())),
+        "{imported:#?}"
+    );
     // Every .eml file, and every message file of a Maildir (in its cur/ or new/).
     let in_maildir = |p: &Path| {
         p.parent()

@@ -447,3 +447,121 @@ fn wrong_passwords_from_one_address_do_not_lock_the_user_out_elsewhere() {
     );
     assert_eq!(server.stop(), Some(0));
 }
+
+/// Logs in over IMAPS with each LOGIN given; prints whether each worked.
+const LOGINS: &str = r#"
+import imaplib, json, ssl, sys
+port, logins = int(sys.argv[1]), sys.argv[2:]
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+for login in logins:
+    m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=tls, timeout=30)
+    try:
+        m.login(login, "correct horse battery")
+        ok = True
+    except imaplib.IMAP4.error:
+        ok = False
+    m.logout()
+    print(json.dumps({"login": login, "ok": ok}), flush=True)
+"#;
+
+/// Which of `logins` log in over IMAPS now.
+fn logins_that_work(server: &crate::util::Server, logins: &[&str]) -> Vec<String> {
+    let mut args = vec![server.imaps.port().to_string()];
+    args.extend(logins.iter().map(|l| l.to_string()));
+    crate::util::python_json(LOGINS, &args)
+        .iter()
+        .filter(|r| r["ok"] == true)
+        .map(|r| r["login"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue #12, defect 6: `user add alice2 --address alice@…` was accepted, and alice could no
+/// longer log in with her address, even after `user disable alice2`; nothing could repair it.
+#[test]
+fn an_address_of_another_user_is_refused_shared_only_on_purpose_and_repairable() {
+    let vault = vault();
+    user_ok(
+        &vault,
+        &["add", "alice", "--address", "alice@example.com"],
+        PASSWORD,
+    );
+    let before = users_json(&vault);
+    let out = vault.run_in(
+        &["user", "add", "alice2", "--address", "Alice@Example.com"],
+        Some(PASSWORD),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("alice@example.com is already an address of user alice")
+            && stderr.contains("--share"),
+        "{stderr}"
+    );
+    assert_eq!(users_json(&vault), before, "a refused add changes nothing");
+
+    // Shared on purpose (as for info@): accepted, and said what it means.
+    let out = vault.run_in(
+        &[
+            "user",
+            "add",
+            "alice2",
+            "--address",
+            "alice@example.com",
+            "--share",
+        ],
+        Some(PASSWORD),
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shared by alice, alice2"));
+    let list = vault.run(&["user", "list"]);
+    assert!(
+        String::from_utf8_lossy(&list.stderr).contains("note: alice@example.com is shared by alice, alice2")
+    );
+
+    let server = vault.serve(&[]);
+    assert_eq!(
+        logins_that_work(&server, &["alice@example.com", "alice", "alice2"]),
+        ["alice", "alice2"]
+    );
+    // A disabled user's address does not stand in the way.
+    user_ok(&vault, &["disable", "alice2"], b"");
+    assert_eq!(
+        logins_that_work(&server, &["alice@example.com"]),
+        ["alice@example.com"]
+    );
+    user_ok(&vault, &["enable", "alice2"], b"");
+    // Repaired: alice2 gets an address of its own, alice hers back.
+    let out = user_ok(
+        &vault,
+        &[
+            "addresses",
+            "alice2",
+            "--remove",
+            "alice@example.com",
+            "--add",
+            "alice2@example.com",
+        ],
+        b"",
+    );
+    assert!(out.starts_with("alice2 now has alice2@example.com"), "{out}");
+    assert_eq!(
+        logins_that_work(&server, &["alice@example.com", "alice2@example.com"]),
+        ["alice@example.com", "alice2@example.com"]
+    );
+    assert_eq!(
+        user_ok(&vault, &["addresses", "alice2"], b""),
+        "alice2@example.com\n"
+    );
+    assert_eq!(
+        listed(&vault)[1]["addresses"],
+        serde_json::json!(["alice2@example.com"])
+    );
+    // A user keeps at least one address; an auditor has none to edit.
+    let out = vault.run(&["user", "addresses", "alice2", "--remove", "alice2@example.com"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no address left"));
+    assert_eq!(server.stop(), Some(0));
+}

@@ -65,13 +65,26 @@ impl Vault {
         out.stdout
     }
 
-    /// `import --json PATHS` → (source, status, seq) per input.
+    /// `import --json PATHS` → (source, status, seq) per input; requires exit 0.
     pub fn import(&self, paths: &[&Path]) -> Vec<Imported> {
-        let mut args = vec!["import", "--json"];
+        let (code, imported) = self.import_any(paths);
+        assert_eq!(code, 0, "import {paths:?}: {imported:#?}");
+        imported
+    }
+
+    /// `import --json PATHS` → the exit code and (source, status, seq) per input.
+    pub fn import_any(&self, paths: &[&Path]) -> (i32, Vec<Imported>) {
+        let mut args = vec!["import", "--create", "--json"];
         let owned: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         args.extend(owned.iter().map(String::as_str));
-        let out = self.ok(&args);
-        String::from_utf8(out)
+        let out = self.run(&args);
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            code == 0 || code == 1,
+            "mailvault {args:?} failed ({code}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let imported = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .map(|l| {
@@ -82,7 +95,8 @@ impl Vault {
                     seq: v["seq"].as_u64(),
                 }
             })
-            .collect()
+            .collect();
+        (code, imported)
     }
 
     /// `verify` → (exit code, stdout).
@@ -172,7 +186,8 @@ pub struct Server {
 }
 
 impl Vault {
-    /// Starts the server with optional extra `serve` arguments (e.g. `--config FILE`).
+    /// Starts the server with optional extra `serve` arguments (e.g. `--config FILE`); it
+    /// creates the store if there is none (`--create`).
     pub fn serve(&self, extra: &[&str]) -> Server {
         self.serve_via(&[], extra)
     }
@@ -191,7 +206,14 @@ impl Vault {
         };
         cmd.arg("--data")
             .arg(&self.dir)
-            .args(["serve", "--lmtp", "127.0.0.1:0", "--smtp", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--create",
+                "--lmtp",
+                "127.0.0.1:0",
+                "--smtp",
+                "127.0.0.1:0",
+            ])
             .args(["--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0"])
             .args(extra)
             .env_remove("MAILVAULT_DATA")

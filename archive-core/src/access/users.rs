@@ -227,12 +227,152 @@ impl Users {
         })
     }
 
-    /// Adds a new user; refuses a name that exists (enabled or not).
+    /// Refuses a name that is an address of a user (a login by it would be ambiguous).
+    fn check_name_not_an_address(&self, name: &str) -> Result<()> {
+        let key = login_key(name);
+        match self
+            .by_name
+            .values()
+            .find(|u| u.addresses().is_some_and(|a| a.contains(&key)))
+        {
+            Some(owner) => Err(Error::AddressTaken {
+                address: key,
+                user: owner.name.clone(),
+                disabled: owner.disabled,
+                is_name: false,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses addresses that would make `name`'s logins (or another user's) ambiguous: an
+    /// address that is another user's name, always; an address another user has (enabled or
+    /// disabled), unless `share` (several users see `info@`'s mail; nobody logs in with it).
+    pub fn check_addresses_free<S: AsRef<str>>(
+        &self,
+        name: &str,
+        addresses: impl IntoIterator<Item = S>,
+        share: bool,
+    ) -> Result<()> {
+        let name = login_key(name);
+        for address in addresses {
+            let address = normalize_address(address.as_ref())?;
+            if let Some(named) = self.by_name.get(&address).filter(|u| u.name != name) {
+                return Err(Error::AddressTaken {
+                    address,
+                    user: named.name.clone(),
+                    disabled: named.disabled,
+                    is_name: true,
+                });
+            }
+            let other = self
+                .by_name
+                .values()
+                .find(|u| u.name != name && u.addresses().is_some_and(|a| a.contains(&address)));
+            if let (Some(other), false) = (other, share) {
+                return Err(Error::AddressTaken {
+                    address,
+                    user: other.name.clone(),
+                    disabled: other.disabled,
+                    is_name: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a new user; refuses a name that exists (enabled or not) or is someone's address,
+    /// and addresses that another user has or that are another user's name.
     pub fn add(&mut self, user: UserRecord) -> Result<()> {
+        self.add_checked(user, false)
+    }
+
+    /// Adds a new user like [`Users::add`], but lets it share addresses other users have
+    /// (nobody can log in with a shared address; each of them sees its mail).
+    pub fn add_sharing(&mut self, user: UserRecord) -> Result<()> {
+        self.add_checked(user, true)
+    }
+
+    fn add_checked(&mut self, user: UserRecord, share: bool) -> Result<()> {
         self.check_name_free(&user.name)?;
+        self.check_name_not_an_address(&user.name)?;
+        if let Some(addresses) = user.addresses() {
+            self.check_addresses_free(&user.name, addresses, share)?;
+        }
         self.by_name.insert(user.name.clone(), user);
         self.changed = true;
         Ok(())
+    }
+
+    /// Adds and removes addresses of a user (not an auditor): removals first, then additions,
+    /// checked as for a new user (`share` allows addresses others have). A user keeps at least
+    /// one address. Returns whether anything changed.
+    pub fn change_addresses(
+        &mut self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+        share: bool,
+    ) -> Result<bool> {
+        let add = add
+            .iter()
+            .map(|a| normalize_address(a))
+            .collect::<Result<Vec<_>>>()?;
+        let remove = remove
+            .iter()
+            .map(|a| normalize_address(a))
+            .collect::<Result<Vec<_>>>()?;
+        let user = self.get(name).ok_or_else(|| Error::NoSuchUser(login_key(name)))?;
+        let Some(current) = user.addresses() else {
+            return Err(Error::Rejected(format!(
+                "{} is an auditor: auditors have domains, not addresses",
+                user.name
+            )));
+        };
+        let user_name = user.name.clone();
+        for address in &remove {
+            if !current.contains(address) {
+                return Err(Error::Rejected(format!(
+                    "{address} is not an address of {user_name}"
+                )));
+            }
+        }
+        let mut next = current.clone();
+        for address in &remove {
+            next.remove(address);
+        }
+        let new: Vec<&String> = add.iter().filter(|a| !next.contains(*a)).collect();
+        self.check_addresses_free(&user_name, &new, share)?;
+        next.extend(add);
+        if next.is_empty() {
+            return Err(Error::Rejected(format!(
+                "{user_name} would have no address left: a user needs at least one"
+            )));
+        }
+        let user = self.get_mut(&user_name)?;
+        if matches!(&user.role, Role::User { addresses } if *addresses == next) {
+            return Ok(false);
+        }
+        user.role = Role::User { addresses: next };
+        user.updated = now();
+        self.changed = true;
+        Ok(true)
+    }
+
+    /// Addresses that several users have, with their names (in order): nobody can log in
+    /// with them.
+    pub fn shared_addresses(&self) -> Vec<(String, Vec<String>)> {
+        let mut owners: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for user in self.by_name.values() {
+            for address in user.addresses().into_iter().flatten() {
+                owners.entry(address).or_default().push(user.name.clone());
+            }
+        }
+        owners
+            .into_iter()
+            .filter(|(_, names)| names.len() > 1)
+            .map(|(address, names)| (address.to_string(), names))
+            .collect()
     }
 
     /// Gives a user a new password (checked and hashed here).
@@ -309,17 +449,23 @@ impl Users {
                 .any(|u| u.addresses().is_some_and(|a| a.contains(&key)))
     }
 
+    /// The user a login names: by name, else by an address that exactly one enabled user has
+    /// (a disabled user's addresses do not stand in another's way), else by an address only
+    /// one (disabled) user has, so that the answer can say "disabled".
     fn find_login(&self, login: &str) -> Option<&UserRecord> {
         let key = login_key(login);
         if let Some(user) = self.by_name.get(&key) {
             return Some(user);
         }
-        let mut owners = self
+        let owners: Vec<&UserRecord> = self
             .by_name
             .values()
-            .filter(|u| u.addresses().is_some_and(|a| a.contains(&key)));
-        match (owners.next(), owners.next()) {
-            (Some(only), None) => Some(only),
+            .filter(|u| u.addresses().is_some_and(|a| a.contains(&key)))
+            .collect();
+        let enabled: Vec<&UserRecord> = owners.iter().copied().filter(|u| !u.disabled).collect();
+        match (enabled.as_slice(), owners.as_slice()) {
+            ([only], _) => Some(only),
+            ([], [only]) => Some(only),
             _ => None,
         }
     }
@@ -349,7 +495,7 @@ mod tests {
     fn users(records: impl IntoIterator<Item = UserRecord>) -> Users {
         let mut users = Users::default();
         for r in records {
-            users.add(r).unwrap();
+            users.add_sharing(r).unwrap();
         }
         users
     }
@@ -469,6 +615,96 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no user named"));
+    }
+
+    #[test]
+    fn an_address_belongs_to_one_user_unless_shared_on_purpose() {
+        let mut users = users([alice()]);
+        let alice2 =
+            || UserRecord::new("alice2", Role::user(["ALICE@example.com"]).unwrap(), PASSWORD).unwrap();
+        let e = users.add(alice2()).unwrap_err().to_string();
+        assert_eq!(e, "alice@example.com is already an address of user alice");
+        // A name that is someone's address, an address that is someone's name: refused too.
+        let named = UserRecord::new("a.smith@example.org", Role::auditor_all(), PASSWORD).unwrap();
+        assert!(users.add(named).is_err());
+        users
+            .add(UserRecord::new("bob@example.net", Role::auditor_all(), PASSWORD).unwrap())
+            .unwrap();
+        let e = users
+            .change_addresses("alice", &["bob@example.net".into()], &[], true)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "bob@example.net is already the login name of user bob@example.net"
+        );
+        // Shared on purpose: both see its mail, nobody logs in with it.
+        users.add_sharing(alice2()).unwrap();
+        assert_eq!(
+            users.shared_addresses(),
+            [(
+                "alice@example.com".to_string(),
+                vec!["alice".to_string(), "alice2".to_string()]
+            )]
+        );
+        assert_eq!(
+            users.authenticate("alice@example.com", PASSWORD),
+            Err(AuthFailure::UnknownUser)
+        );
+        // A disabled user's address stands in nobody's way.
+        users.set_disabled("alice2", true).unwrap();
+        assert_eq!(
+            users.authenticate("alice@example.com", PASSWORD).unwrap().name,
+            "alice"
+        );
+        // Repaired: alice2 loses the address; alice is its only owner again.
+        users.set_disabled("alice2", false).unwrap();
+        let replacement = ["alice2@example.com".to_string()];
+        assert!(users
+            .change_addresses("alice2", &replacement, &["alice@example.com".into()], false)
+            .unwrap());
+        assert!(users.shared_addresses().is_empty());
+        assert_eq!(
+            users.authenticate("alice@example.com", PASSWORD).unwrap().name,
+            "alice"
+        );
+        assert_eq!(
+            users.authenticate("alice2@example.com", PASSWORD).unwrap().name,
+            "alice2"
+        );
+    }
+
+    #[test]
+    fn address_changes_are_checked() {
+        let mut users = users([alice()]);
+        users.changed = false;
+        let all = ["alice@example.com".to_string(), "a.smith@example.org".to_string()];
+        let e = users
+            .change_addresses("alice", &[], &all, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no address left"), "{e}");
+        let e = users
+            .change_addresses("alice", &[], &["x@example.com".into()], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an address of alice"), "{e}");
+        assert!(users.change_addresses("nobody", &[], &[], false).is_err());
+        assert!(!users
+            .change_addresses("alice", &["Alice@Example.com".into()], &[], false)
+            .unwrap());
+        assert!(!users.changed);
+        let root = UserRecord::new("root", Role::auditor_all(), PASSWORD).unwrap();
+        users.add(root).unwrap();
+        assert!(users
+            .change_addresses("root", &["r@example.com".into()], &[], false)
+            .unwrap_err()
+            .to_string()
+            .contains("auditor"));
+        assert!(users
+            .change_addresses("alice", &["new@example.com".into()], &[], false)
+            .unwrap());
+        assert!(users.changed);
     }
 
     #[test]

@@ -275,7 +275,13 @@ impl LogKey {
 
     /// Reads a key file.
     pub fn read(path: &Path) -> Result<LogKey> {
-        let text = std::fs::read_to_string(path).at(path)?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoKey(path.to_path_buf()))
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
         LogKey::parse(&text).map_err(|e| match e {
             Error::Malformed { reason, .. } => Error::Format {
                 path: path.to_path_buf(),

@@ -59,7 +59,7 @@ impl Layout {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::Format {
                     path: self.dir.clone(),
-                    reason: "no mailvault store here (run `mailvault init` or `mailvault import`)".into(),
+                    reason: "no mailvault store here (`mailvault init` creates one)".into(),
                 })
             }
             Err(e) => return Err(Error::io(&self.identity, e)),

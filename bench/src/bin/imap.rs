@@ -296,6 +296,7 @@ fn run_mailvault(
         fs::write(&p, m).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     let written = t.elapsed().as_secs_f64();
+    mailvault_bench::init(bin, &store)?;
     let import = run_timed(mailvault(bin, &store).arg("import").arg(&eml), "mailvault import")?;
     eprintln!(
         "mailvault: wrote {} .eml files in {written:.1} s, imported in {:.1} s",

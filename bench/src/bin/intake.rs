@@ -979,6 +979,7 @@ fn run_mailvault(
         "--imaps",
         "none",
     ]);
+    mailvault_bench::init(bin, &store)?;
     let mut server = serve::start(bin, &store, &args, &log)?;
     let addr = wait_for_listener(&mut server, &log, "lmtp", START_TIMEOUT)?;
     eprintln!(

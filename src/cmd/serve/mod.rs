@@ -1,6 +1,7 @@
 //! `mailvault serve`: one process for intake and read-only IMAP (and the web UI when it
-//! lands). Creates the store on first start; SIGTERM/SIGINT stop accepting, let transactions
-//! in flight finish, write a checkpoint and exit 0.
+//! lands). Creates the store on first start in the built-in default ./mailvault-data (or with
+//! `--create`); SIGTERM/SIGINT stop accepting, let transactions in flight finish, write a
+//! checkpoint and exit 0; SIGHUP reloads what can change live (`reload`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use archive_core::access::{LoginGate, PassThrough};
+use archive_core::tls::CertificateOrigin;
 use archive_core::Store;
 use archive_smtp::Intake;
+
+mod reload;
 
 use super::CmdResult;
 use crate::config::Config;
@@ -34,6 +38,10 @@ pub struct Args {
     /// IMAP over TLS listener address, or `none` (overrides imap.tls).
     #[arg(long, value_parser = parse_listener)]
     imaps: Option<Listener>,
+    /// Create the store (and its signing key) if there is none at --data. Without it, only
+    /// the built-in default ./mailvault-data is created on first start.
+    #[arg(long)]
+    create: bool,
 }
 
 /// A listener address from the command line; `None` disables it.
@@ -52,7 +60,8 @@ fn parse_listener(s: &str) -> Result<Listener, String> {
 /// Stack of each runtime thread (async workers and blocking FETCH/store threads).
 const IO_THREAD_STACK: usize = 8 << 20;
 
-pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+/// The configuration file (or the defaults) with the command line's listener options on top.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -70,19 +79,30 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         config.imap.tls = a;
     }
     config.validate().map_err(anyhow::Error::msg)?;
-    init_logging(&config.server.log);
+    Ok(config)
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    // SIGHUP means "reload" here, never "die", also before its handler is installed below
+    // (opening a large store takes a while).
+    // SAFETY: setting a signal disposition; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let config = load_config(args)?;
+    let log = crate::logging::init(&config.server.log, config.server.log_format)?;
     // Before the store opens: a bad CA file is a configuration error like any other.
     let pass_through = PassThrough::new(&config.auth).map_err(anyhow::Error::msg)?;
     if let Some(p) = &pass_through {
         tracing::info!(upstream = %p.upstream(), "pass-through logins");
     }
 
-    let store = Arc::new(Store::open_or_create(
-        &cli.data,
-        &cli.key_path(),
-        config.store_config(),
-    )?);
+    let created = super::ensure_store(cli, args.create || cli.data_is_default, "mailvault serve")?;
+    let store = Arc::new(Store::open(&cli.data, &cli.key_path(), config.store_config())?);
     tracing::info!(data = %cli.data.display(), origin = store.origin(), "store open");
+    if created.is_some() {
+        announce_new_store(cli, &store)?;
+    }
     if let Some(cut) = store.recovered() {
         tracing::warn!(%cut, "recovery cut what was never acknowledged off the log's end (audited)");
     }
@@ -97,15 +117,16 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         .build()
         .context("starting the async runtime")?;
     let tls_dir = cli.data.join("tls");
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let mut reloader = reload::Reloader::new(args, &cli.data, log, config);
     let metrics = runtime.block_on(async {
         // Handlers first: a SIGTERM that arrives as soon as we announce the listeners must
         // already mean a clean stop, not the default of dying on the spot.
-        let signals = Signals::install()?;
+        let mut signals = Signals::install()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // One gate for every front door: a name's or a client's failed logins count the
         // same whether they were tried over IMAP or SMTP AUTH.
         let gate = Arc::new(LoginGate::with_pass_through(&cli.data, pass_through));
+        let config = reloader.running();
         let intake = Intake::start(
             store.clone(),
             config.intake.clone(),
@@ -123,11 +144,18 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                 tracing::info!(protocol = %protocol, %addr, "listening");
             }
         }
+        log_certificates(&intake, &imap);
+        if created.is_some() {
+            announce_next_step(cli);
+        }
         let metrics = intake.metrics.clone();
-        signals.wait().await;
+        while signals.next().await == Signal::Reload {
+            reloader.reload(&intake, &imap);
+        }
         tracing::info!("shutting down: no new sessions; finishing transactions in flight");
         let _ = stop.send(true);
         imap.shutdown().await;
+        let grace = Duration::from_secs(reloader.running().server.shutdown_grace_secs);
         intake.wait(grace).await;
         anyhow::Ok(metrics)
     })?;
@@ -154,21 +182,60 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+/// Which certificate each front door offers: the operator needs to know whether clients see
+/// a self-signed one, and for which names.
+fn log_certificates(intake: &Intake, imap: &archive_imap::Listening) {
+    for (door, origin) in [("intake", intake.certificate()), ("imap", imap.certificate())] {
+        let made = matches!(origin, CertificateOrigin::SelfSigned { made: true, .. });
+        if made {
+            tracing::info!(%door, certificate = %origin, "made a self-signed TLS certificate; clients will ask to trust it (a real one: docs/OPERATIONS.md §TLS certificates)");
+        } else {
+            tracing::info!(%door, certificate = %origin, "TLS certificate");
+        }
+    }
 }
 
-/// SIGTERM and SIGINT, installed before the listeners are announced.
+/// What a first start made, and what to do next: the operator reads this once.
+fn announce_new_store(cli: &Cli, store: &Store) -> anyhow::Result<()> {
+    let public = store.layout().verifier_key()?.encode();
+    tracing::info!(
+        data = %cli.data.display(),
+        origin = store.origin(),
+        "created a new store (first start)"
+    );
+    tracing::info!(
+        key = %cli.key_path().display(),
+        "created the signing key: back it up now, apart from the store's backups; without it \
+         the archive cannot accept mail (docs/OPERATIONS.md §The signing key)"
+    );
+    tracing::info!(%public, "public key: give it to auditors to pin (`mailvault key show`)");
+    Ok(())
+}
+
+/// The step after a first start, said last, after the listeners and certificates.
+fn announce_next_step(cli: &Cli) {
+    let data = if cli.data_is_default {
+        String::new()
+    } else {
+        format!("--data {} ", cli.data.display())
+    };
+    tracing::info!("next: add a user, `mailvault {data}user add NAME --address NAME@example.com` (it works while the server runs)");
+}
+
+/// What a signal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM, SIGINT: a clean stop.
+    Stop,
+    /// SIGHUP: read the configuration, certificates and users again.
+    Reload,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, installed before the listeners are announced.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -177,13 +244,16 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
 
-    async fn wait(mut self) {
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            // A stream that ended (only when the runtime does) is left out, never spun on.
+            Some(()) = self.hup.recv() => Signal::Reload,
         }
     }
 }

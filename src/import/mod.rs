@@ -1,11 +1,16 @@
-//! Finding messages to import: single files, directories, mbox files and Maildirs.
-//! mbox splitting and From_ unescaping are mail-parser's (mboxrd rules); this module only
-//! decides what each path is and walks it in a stable order.
+//! Finding messages to import: single files, directories, mbox files, Maildirs and MH
+//! folders. What a file is comes from its content (`detect`): a From_ line makes an mbox, a
+//! header block a message; anything else is skipped and reported, never imported as mail or
+//! passed over in silence. mbox splitting and From_ unescaping are mail-parser's (mboxrd
+//! rules); this module decides what each path is and walks it in a stable order.
+
+mod detect;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use detect::Content;
 use mail_parser::mailbox::mbox::MessageIterator;
 
 /// Largest single message `import` accepts.
@@ -14,8 +19,9 @@ pub const MAX_MESSAGE_BYTES: u64 = 1 << 30;
 /// How to read a path named on the command line.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// Directories: Maildirs as Maildir, `*.eml` files as messages, `*.mbox` files as mbox;
-    /// a file named directly: mbox if it ends in `.mbox`, else one message.
+    /// By content: Maildirs and MH folders by their layout; a file starting with a From_ line
+    /// is an mbox, one starting with header fields a message (`*.eml` is always a message,
+    /// `*.mbox` always an mbox); anything else is skipped and reported.
     Auto,
     /// Every file is one message.
     Eml,
@@ -25,14 +31,20 @@ pub enum Format {
 
 /// One thing found to import.
 pub enum Item {
-    /// A message: where it came from, the envelope sender if the source knows one, the bytes.
+    /// A message: where it came from, the envelope sender if the source knows one, the bytes,
+    /// and something the user should know about how it was read.
     Message {
         source: String,
         mail_from: Vec<u8>,
         bytes: Vec<u8>,
+        note: Option<String>,
     },
     /// Something that could not be read.
     Failed { source: String, reason: String },
+    /// A file that is not mail as far as its content tells: not imported.
+    Skipped { source: String, reason: String },
+    /// A mail client's index file (no mail in it): not imported, counted.
+    Ignored { source: String },
 }
 
 /// Walks `paths`, handing each message (or failure) to `found`; stops early if it returns false.
@@ -41,10 +53,8 @@ pub fn walk(paths: &[PathBuf], format: Format, found: &mut dyn FnMut(Item) -> bo
         let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let go_on = if meta.is_dir() {
             walk_dir(path, format, found)
-        } else if format == Format::Mbox || (format == Format::Auto && has_extension(path, "mbox")) {
-            read_mbox(path, found)
         } else {
-            found(read_file(path))
+            read_any(path, format, found)
         };
         if !go_on {
             break;
@@ -67,6 +77,12 @@ fn is_hidden(path: &Path) -> bool {
 struct Entry {
     path: PathBuf,
     is_dir: bool,
+}
+
+impl Entry {
+    fn name(&self) -> &str {
+        self.path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+    }
 }
 
 /// The entries of `dir` by name. Whether an entry is a directory comes from the directory
@@ -96,7 +112,7 @@ fn walk_dir(dir: &Path, format: Format, found: &mut dyn FnMut(Item) -> bool) -> 
     if format == Format::Auto && is_maildir(dir) {
         return walk_maildir(dir, found);
     }
-    let entries = match sorted_entries(dir) {
+    let mut entries = match sorted_entries(dir) {
         Ok(e) => e,
         Err(reason) => {
             return found(Item::Failed {
@@ -105,26 +121,50 @@ fn walk_dir(dir: &Path, format: Format, found: &mut dyn FnMut(Item) -> bool) -> 
             })
         }
     };
-    for Entry { path, is_dir } in entries {
-        if is_hidden(&path) {
-            continue;
-        }
-        let go_on = if is_dir {
-            walk_dir(&path, format, found)
+    entries.retain(|e| !is_hidden(&e.path));
+    let files: Vec<&str> = entries.iter().filter(|e| !e.is_dir).map(Entry::name).collect();
+    let mh = format == Format::Auto && detect::is_mh_folder(dir, &files);
+    if mh {
+        // Message 2 before message 10.
+        entries.sort_by_key(|e| (detect::mh_number(e.name()).is_none(), detect::mh_number(e.name())));
+    }
+    for entry in entries {
+        let go_on = if entry.is_dir {
+            walk_dir(&entry.path, format, found)
+        } else if mh && detect::mh_number(entry.name()).is_some() {
+            // An MH folder's numbered files are its messages, whatever their first line.
+            found(read_file(&entry.path))
         } else {
-            match format {
-                Format::Eml => found(read_file(&path)),
-                Format::Mbox => read_mbox(&path, found),
-                Format::Auto if has_extension(&path, "eml") => found(read_file(&path)),
-                Format::Auto if has_extension(&path, "mbox") => read_mbox(&path, found),
-                Format::Auto => true,
-            }
+            read_any(&entry.path, format, found)
         };
         if !go_on {
             return false;
         }
     }
     true
+}
+
+/// Reads one file as `format` says, or as its name and content say.
+fn read_any(path: &Path, format: Format, found: &mut dyn FnMut(Item) -> bool) -> bool {
+    match format {
+        Format::Eml => found(read_file(path)),
+        Format::Mbox => read_mbox(path, found),
+        Format::Auto if has_extension(path, "eml") => found(read_file(path)),
+        Format::Auto if has_extension(path, "mbox") => read_mbox(path, found),
+        Format::Auto => {
+            let source = path.display().to_string();
+            match detect::sniff_file(path) {
+                Ok(Content::Mbox) => read_mbox(path, found),
+                Ok(Content::Message) => found(read_file(path)),
+                Ok(Content::Index) => found(Item::Ignored { source }),
+                Ok(Content::Unknown(reason)) => found(Item::Skipped { source, reason }),
+                Err(e) => found(Item::Failed {
+                    source,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+    }
 }
 
 /// A Maildir: `new/` and `cur/` hold one message per file; Maildir++ subfolders are `.Name`.
@@ -149,6 +189,8 @@ fn walk_maildir(dir: &Path, found: &mut dyn FnMut(Item) -> bool) -> bool {
     true
 }
 
+/// One file as one message. A file that looks like a whole mbox is still one message (its
+/// name or `--format eml` said so), with a note saying what it looks like.
 fn read_file(path: &Path) -> Item {
     let source = path.display().to_string();
     let result = std::fs::File::open(path).and_then(|mut file| {
@@ -173,11 +215,23 @@ fn read_file(path: &Path) -> Item {
             source,
             reason: "empty file: not a message".into(),
         },
-        Ok(bytes) => Item::Message {
-            source,
-            mail_from: Vec::new(),
-            bytes,
-        },
+        Ok(bytes) => {
+            let later = detect::later_from_lines(&bytes);
+            let note = if detect::starts_with_from_line(&bytes) && later > 0 {
+                Some(format!(
+                    "starts with a From_ line and has {later} more after blank lines: if it is \
+                     an mbox, it was stored as one message (import it with --format mbox)"
+                ))
+            } else {
+                None
+            };
+            Item::Message {
+                source,
+                mail_from: Vec::new(),
+                bytes,
+                note,
+            }
+        }
         Err(e) => Item::Failed {
             source,
             reason: e.to_string(),
@@ -185,23 +239,50 @@ fn read_file(path: &Path) -> Item {
     }
 }
 
+/// An mbox: messages after From_ lines. A file that does not start with one is not an mbox
+/// (mail-parser would pass over everything before the first From_ line).
 fn read_mbox(path: &Path, found: &mut dyn FnMut(Item) -> bool) -> bool {
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let source = path.display().to_string();
+    let mut reader = match File::open(path) {
+        Ok(f) => BufReader::new(f),
         Err(e) => {
             return found(Item::Failed {
-                source: path.display().to_string(),
+                source,
                 reason: e.to_string(),
             })
         }
     };
-    for (i, message) in MessageIterator::new(BufReader::new(file)).enumerate() {
+    let head = match reader.fill_buf() {
+        Ok(head) => head,
+        Err(e) => {
+            return found(Item::Failed {
+                source,
+                reason: e.to_string(),
+            })
+        }
+    };
+    if head.is_empty() {
+        return found(Item::Failed {
+            source,
+            reason: "empty file: not an mbox".into(),
+        });
+    }
+    if !detect::starts_with_from_line(head) {
+        return found(Item::Failed {
+            source,
+            reason: "not an mbox: it does not start with a From_ line (`From sender date`); \
+                     `--format eml` imports it as one message"
+                .into(),
+        });
+    }
+    for (i, message) in MessageIterator::new(reader).enumerate() {
         let source = format!("{}#{}", path.display(), i + 1);
         let item = match message {
             Ok(m) => Item::Message {
                 source,
-                mail_from: m.from().as_bytes().to_vec(),
+                mail_from: envelope_sender(m.from()),
                 bytes: strip_separator(m.contents()).to_vec(),
+                note: None,
             },
             Err(e) => Item::Failed {
                 source,
@@ -213,6 +294,15 @@ fn read_mbox(path: &Path, found: &mut dyn FnMut(Item) -> bool) -> bool {
         }
     }
     true
+}
+
+/// The envelope sender of a From_ line; Thunderbird writes `From - date`, which names nobody.
+fn envelope_sender(from: &str) -> Vec<u8> {
+    if from == "-" {
+        Vec::new()
+    } else {
+        from.as_bytes().to_vec()
+    }
 }
 
 /// mbox writers end every message with one empty line before the next `From ` line; it is
