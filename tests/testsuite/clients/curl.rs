@@ -2,7 +2,7 @@
 //! (`imaps://host/Mailbox;UID=n`, or `imap://…` with `--ssl-reqd` for STARTTLS) in one run
 //! that keeps the connection. curl writes the bytes it received: exactly the stored ones.
 
-use super::{assert_copies, exact, Fixture, Transport, PASSWORD};
+use super::{assert_copies, eml_files, exact, Fixture, Transport, PASSWORD};
 
 #[test]
 fn curl_fetches_inbox_and_archive_over_imaps_and_starttls() {
@@ -45,13 +45,7 @@ fn curl_fetches_inbox_and_archive_over_imaps_and_starttls() {
                 .arg(dir.join(format!("{uid}.eml")));
         }
         f.run(&what, fetch);
-        let copies: Vec<(String, Vec<u8>)> = uids
-            .iter()
-            .map(|uid| {
-                let path = dir.join(format!("{uid}.eml"));
-                (path.display().to_string(), std::fs::read(&path).unwrap())
-            })
-            .collect();
+        let copies = eml_files(&dir, &uids);
         assert_copies(&what, &copies, &mailbox.all(), exact, exact);
     }
     f.finish();

@@ -3,7 +3,7 @@
 //! `UID FETCH n (BODY.PEEK[])` for each message, written out as received: exactly the
 //! stored bytes.
 
-use super::{assert_copies, exact, Fixture, Transport, PASSWORD};
+use super::{assert_copies, eml_files, exact, Fixture, Transport, PASSWORD};
 use crate::util::python_json;
 
 /// argv: port, "imaps" or "starttls", certificate, user, password, mailbox, output dir.
@@ -53,13 +53,7 @@ fn imaplib_fetches_inbox_and_archive_over_imaps_and_starttls() {
         let uids: Vec<u64> = serde_json::from_value(answer["uids"].clone()).unwrap();
         let expected: Vec<u64> = mailbox.messages.iter().map(|m| m.uid).collect();
         assert_eq!(uids, expected, "{what}");
-        let copies: Vec<(String, Vec<u8>)> = uids
-            .iter()
-            .map(|uid| {
-                let path = dir.join(format!("{uid}.eml"));
-                (path.display().to_string(), std::fs::read(&path).unwrap())
-            })
-            .collect();
+        let copies = eml_files(&dir, &uids);
         assert_copies(&what, &copies, &mailbox.all(), exact, exact);
     }
     f.finish();

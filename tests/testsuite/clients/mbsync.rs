@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    assert_copies, crlf_to_lf, files_in, maildir, split_header, Fixture, Mailbox, Stored, Transport, PASSWORD,
+    assert_copies, crlf_to_lf, files_in, maildir, maildir_copy, set_maildir_flags, split_header, Fixture,
+    Mailbox, Stored, Transport, PASSWORD,
 };
 
 /// What mbsync stored without its `X-TUID:` field (at most one, in the header).
@@ -99,19 +100,8 @@ fn mbsync_syncs_inbox_and_archive_over_imaps_and_starttls() {
     // Local changes of every kind a flag sync pushes: flagged (the note), unread (70 KB),
     // trashed (20 MB), deleted (1 MB).
     for (what, config, folder) in &runs {
-        let copy = |sizes: std::ops::Range<u64>| -> PathBuf {
-            maildir(folder)
-                .iter()
-                .flat_map(|d| std::fs::read_dir(d).unwrap())
-                .map(|e| e.unwrap().path())
-                .find(|p| sizes.contains(&std::fs::metadata(p).unwrap().len()))
-                .unwrap_or_else(|| panic!("{what}: no copy of {sizes:?} bytes"))
-        };
-        let rename = |from: PathBuf, flags: &str| {
-            let name = from.file_name().unwrap().to_string_lossy().into_owned();
-            let base = name.split(":2,").next().unwrap();
-            std::fs::rename(&from, from.with_file_name(format!("{base}:2,{flags}"))).unwrap();
-        };
+        let copy = |sizes: std::ops::Range<u64>| maildir_copy(what, folder, sizes);
+        let rename = |from: PathBuf, flags: &str| set_maildir_flags(&from, flags);
         rename(copy(0..300), "FS");
         rename(copy(60_000..80_000), "");
         rename(copy(15_000_000..25_000_000), "ST");

@@ -394,6 +394,34 @@ pub(crate) fn files_in(dirs: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The Maildir at `dir`: its `new` and `cur`.
+/// The copy in Maildir `folder` whose size is in `sizes` (the test mail has one of each).
+pub(crate) fn maildir_copy(what: &str, folder: &Path, sizes: std::ops::Range<u64>) -> PathBuf {
+    maildir(folder)
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .map(|e| e.unwrap().path())
+        .find(|p| sizes.contains(&std::fs::metadata(p).unwrap().len()))
+        .unwrap_or_else(|| panic!("{what}: no copy of {sizes:?} bytes"))
+}
+
+/// Gives the Maildir copy `from` exactly the flags `flags` (its name's `:2,` part), as a
+/// mail client does locally.
+pub(crate) fn set_maildir_flags(from: &Path, flags: &str) {
+    let name = from.file_name().unwrap().to_string_lossy().into_owned();
+    let base = name.split(":2,").next().unwrap();
+    std::fs::rename(from, from.with_file_name(format!("{base}:2,{flags}"))).unwrap();
+}
+
+/// The copies saved as `dir/<uid>.eml`, named by path, for [`assert_copies`].
+pub(crate) fn eml_files(dir: &Path, uids: &[u64]) -> Vec<(String, Vec<u8>)> {
+    uids.iter()
+        .map(|uid| {
+            let path = dir.join(format!("{uid}.eml"));
+            (path.display().to_string(), std::fs::read(&path).unwrap())
+        })
+        .collect()
+}
+
 pub(crate) fn maildir(dir: &Path) -> Vec<PathBuf> {
     vec![dir.join("new"), dir.join("cur")]
 }

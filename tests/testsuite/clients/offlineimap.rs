@@ -9,7 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{assert_copies, crlf_to_lf, exact, files_in, maildir, Fixture, Mailbox, Transport, PASSWORD};
+use super::{
+    assert_copies, crlf_to_lf, exact, files_in, maildir, maildir_copy, set_maildir_flags, Fixture, Mailbox,
+    Transport, PASSWORD,
+};
 
 /// An account `vault` syncing `mailbox` (and no other folder) into `dir`/mail; returns the
 /// configuration file.
@@ -79,19 +82,8 @@ fn offlineimap_syncs_inbox_and_archive_over_imaps_and_starttls() {
         sync(&f, &what, &config);
         check();
 
-        let copy = |sizes: std::ops::Range<u64>| -> PathBuf {
-            maildir(&folder)
-                .iter()
-                .flat_map(|d| std::fs::read_dir(d).unwrap())
-                .map(|e| e.unwrap().path())
-                .find(|p| sizes.contains(&std::fs::metadata(p).unwrap().len()))
-                .unwrap_or_else(|| panic!("{what}: no copy of {sizes:?} bytes"))
-        };
-        let rename = |from: PathBuf, flags: &str| {
-            let name = from.file_name().unwrap().to_string_lossy().into_owned();
-            let base = name.split(":2,").next().unwrap();
-            std::fs::rename(&from, from.with_file_name(format!("{base}:2,{flags}"))).unwrap();
-        };
+        let copy = |sizes: std::ops::Range<u64>| maildir_copy(&what, &folder, sizes);
+        let rename = |from: PathBuf, flags: &str| set_maildir_flags(&from, flags);
         rename(copy(60_000..80_000), "FS");
         rename(copy(900_000..1_100_000), "");
         rename(copy(15_000_000..25_000_000), "ST");
