@@ -797,21 +797,34 @@ impl Store {
 
     /// The exact bytes of a message or arrival `record` (an arrival's are its message's).
     pub(crate) fn content_of(&self, record: Record) -> Result<Vec<u8>> {
-        let seq = match &record.leaf.body {
-            LeafBody::Arrival { first_seq, .. } => *first_seq,
-            _ => record.seq(),
-        };
-        if let Some(content) = self.shared.read_cache.get(seq) {
-            return Ok(content.to_vec());
+        let cache = &self.shared.read_cache;
+        if let Some(cached) = cache.get(record.seq()) {
+            return Ok(cached.content.to_vec());
         }
-        let record = if seq == record.seq() {
-            record
-        } else {
-            self.read_record(seq)?
+        let (seq, time_us) = (record.seq(), record.leaf.time_us);
+        let content: std::sync::Arc<[u8]> = match &record.leaf.body {
+            LeafBody::Arrival { first_seq, .. } => match cache.get(*first_seq) {
+                Some(cached) => cached.content,
+                None => {
+                    let message = self.read_record(*first_seq)?;
+                    let content: std::sync::Arc<[u8]> = record_content(&message, &*self.shared)?.into();
+                    cache.insert(message.seq(), message.leaf.time_us, content.clone());
+                    content
+                }
+            },
+            _ => record_content(&record, &*self.shared)?.into(),
         };
-        let content = record_content(&record, &*self.shared)?;
-        self.shared.read_cache.insert(seq, &content);
-        Ok(content)
+        cache.insert(seq, time_us, content.clone());
+        Ok(content.to_vec())
+    }
+
+    /// The content and receive time of record `seq` if the read cache holds them: a read
+    /// that needs nothing else (its access checked already) skips the index and the log.
+    pub(crate) fn cached_content(&self, seq: u64) -> Option<(Vec<u8>, i64)> {
+        self.shared
+            .read_cache
+            .get(seq)
+            .map(|c| (c.content.to_vec(), c.time_us))
     }
 
     /// The message record first holding bytes with this blake3 hash.

@@ -459,6 +459,11 @@ impl Store {
         let Some(position) = view.list.entries.position(uid) else {
             return Err(Error::NoSuchRecord(uid));
         };
+        if view.list.checked.contains(position) {
+            if let Some((raw, received_us)) = self.cached_content(uid) {
+                return Ok(ViewMessage { raw, received_us });
+            }
+        }
         let record = self.read_record(uid)?;
         let received_us = record.leaf.time_us;
         let leaf = record.leaf.clone();
