@@ -114,12 +114,24 @@ impl Checked {
 }
 
 /// The newest message list of each view definition some session holds, so that another
-/// session opening the same view shares it instead of building its own. Only weak
-/// references: a list nobody holds is freed.
+/// session opening the same view shares it instead of building its own; and the lists
+/// offered last, held for clients that log out and in again (pollers, phones, a sync run per
+/// minute), which would otherwise rebuild a list of the whole mailbox from the index at
+/// every login. At most [`KEPT_LISTS`] lists of [`KEPT_ENTRIES`] entries in all are held;
+/// beyond that a list nobody holds is freed.
 #[derive(Default)]
 pub(crate) struct SharedViews {
-    lists: Mutex<HashMap<(String, Definition), Weak<MessageList>>>,
+    lists: Mutex<HashMap<ViewKey, Weak<MessageList>>>,
+    /// Newest first.
+    kept: Mutex<std::collections::VecDeque<(ViewKey, Arc<MessageList>)>>,
 }
+
+/// A view: its mailbox name and definition.
+type ViewKey = (String, Definition);
+
+/// Lists held for sessions to come, and their entries in all (16 bytes each).
+const KEPT_LISTS: usize = 64;
+const KEPT_ENTRIES: usize = 2_000_000;
 
 impl SharedViews {
     fn get(&self, key: &(String, Definition)) -> Option<Arc<MessageList>> {
@@ -136,8 +148,27 @@ impl SharedViews {
             .and_then(Weak::upgrade)
             .is_some_and(|known| known.as_of > list.as_of);
         if !newer {
-            lists.insert(key, Arc::downgrade(list));
+            lists.insert(key.clone(), Arc::downgrade(list));
+            drop(lists);
+            self.keep(key, list);
         }
+    }
+
+    /// Holds `list` as the newest kept, in place of an older list of its view.
+    fn keep(&self, key: (String, Definition), list: &Arc<MessageList>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|(k, _)| *k != key);
+        kept.push_front((key, Arc::clone(list)));
+        let mut entries = 0;
+        let within = kept
+            .iter()
+            .take_while(|(_, k)| {
+                entries += k.entries.len();
+                entries <= KEPT_ENTRIES
+            })
+            .count()
+            .min(KEPT_LISTS);
+        kept.truncate(within);
     }
 }
 

@@ -310,3 +310,34 @@ fn sessions_of_one_view_share_its_list_and_nobody_else_does() {
     assert!(Arc::ptr_eq(&caught_up.list, &refreshed.list));
     assert_eq!(uids(&other), uids(&a.store.view(&erika, "INBOX").unwrap()));
 }
+
+/// A client that logs out and in again (a poller, a phone, a sync run per minute) finds the
+/// list of its view still there, not rebuilt from the index; and a list is held in place of
+/// the older one of its view, not next to it.
+#[test]
+fn a_view_nobody_holds_is_kept_for_the_next_session() {
+    let a = archive();
+    let bob = Principal::user(["bob@example.org"]).unwrap();
+    let first = a.store.view(&bob, "INBOX").unwrap();
+    let list = Arc::as_ptr(&first.list);
+    drop(first);
+    let again = a.store.view(&bob, "INBOX").unwrap();
+    assert_eq!(Arc::as_ptr(&again.list), list, "the same list, not a rebuilt one");
+    a.store
+        .append_message(
+            &envelope("x@example.net", &["bob@example.org"]),
+            b"To: bob@example.org\r\n\r\nnew\r\n",
+            OnDuplicate::RecordArrival,
+        )
+        .unwrap();
+    drop(again);
+    let newer = a.store.view(&bob, "INBOX").unwrap();
+    assert_ne!(Arc::as_ptr(&newer.list), list);
+    let kept = a.store.shared_views().kept.lock().unwrap();
+    assert_eq!(
+        kept.iter()
+            .filter(|(k, _)| k.0 == "INBOX" && k.1 == newer.list.definition)
+            .count(),
+        1
+    );
+}
