@@ -9,10 +9,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use archive_core::access::{LoginGate, Role, UserRecord, Users};
 use archive_core::log::record::LeafBody;
 use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
 use archive_imap::ImapConfig;
+use common::read_line;
 
 /// Adds users (name, password, role) to the store's users file, as `mailvault user add` does.
 fn add_users(store_dir: &Path, users: &[(&str, &str, Role)]) {
@@ -302,20 +305,6 @@ fn require_success(script: &str, output: &std::process::Output) {
     println!("{stdout}");
     eprintln!("{stderr}");
     assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
-}
-
-/// Reads one CRLF-terminated line (or whatever arrives before EOF).
-async fn read_line(tcp: &mut tokio::net::TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\r\n") {
-        match tcp.read(&mut byte).await {
-            Ok(1) => line.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// An empty store with `users`, served on a free plain loopback port with `limits` applied.

@@ -178,10 +178,11 @@ impl DovecotSetup {
     }
 }
 
-/// How the benchmark user's password is kept.
-pub enum Password {
-    /// As an Argon2id PHC string for `user`, which Dovecot verifies with libsodium.
-    Argon2id { user: String, phc: String },
+/// The benchmark user's password as an Argon2id PHC string, which Dovecot verifies with
+/// libsodium (a passwd-file entry for `user`).
+pub struct PasswordHash {
+    pub user: String,
+    pub phc: String,
 }
 
 /// What a private Dovecot serves.
@@ -192,9 +193,9 @@ pub struct DovecotOptions {
     pub imap_port: Option<u16>,
     /// An IMAPS (implicit TLS) port, with a self-signed certificate made for the instance.
     pub imaps_port: Option<u16>,
-    /// The password every user logs in with; `None`: no password needed. With a hash (a PHC
-    /// string), Dovecot verifies the password against it as mailvault does.
-    pub password: Option<Password>,
+    /// The benchmark user's password hash, verified as mailvault verifies it; `None`: no
+    /// password needed.
+    pub password: Option<PasswordHash>,
     /// Load the Xapian full-text search plugin (needs `dovecot-fts-xapian`).
     pub fts_xapian: bool,
     /// `mail_fsync` (`always`, `optimized` or `never`).
@@ -213,7 +214,7 @@ pub fn config(dir: &Path, setup: &DovecotSetup, o: &DovecotOptions) -> String {
     };
     let passdb = match &o.password {
         // `$` would be taken for a setting's name in dovecot.conf: the hash goes in a file.
-        Some(Password::Argon2id { .. }) => format!("driver = passwd-file\n  args = {d}/passwd"),
+        Some(_) => format!("driver = passwd-file\n  args = {d}/passwd"),
         None => "driver = static\n  args = nopassword=y".into(),
     };
     let lmtp_port = o.lmtp_port;
@@ -325,7 +326,7 @@ impl Dovecot {
             fs::write(root.join("tls-cert.pem"), cert.cert.pem())?;
             fs::write(root.join("tls-key.pem"), cert.signing_key.serialize_pem())?;
         }
-        if let Some(Password::Argon2id { user, phc }) = &options.password {
+        if let Some(PasswordHash { user, phc }) = &options.password {
             fs::write(root.join("passwd"), format!("{user}:{{ARGON2ID}}{phc}\n"))?;
         }
         let config = root.join("dovecot.conf");

@@ -55,7 +55,12 @@ impl Vault {
 
     /// Runs and requires exit 0; returns stdout.
     pub fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.run(args);
+        self.ok_in(args, None)
+    }
+
+    /// `mailvault ARGS` with `stdin` (a password); requires exit 0; returns stdout.
+    pub fn ok_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+        let out = self.run_in(args, stdin);
         assert!(
             out.status.success(),
             "mailvault {args:?} failed ({:?}): {}",

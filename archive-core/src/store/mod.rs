@@ -802,17 +802,20 @@ impl Store {
             return Ok(cached.content.to_vec());
         }
         let (seq, time_us) = (record.seq(), record.leaf.time_us);
-        let content: std::sync::Arc<[u8]> = match &record.leaf.body {
-            LeafBody::Arrival { first_seq, .. } => match cache.get(*first_seq) {
-                Some(cached) => cached.content,
-                None => {
-                    let message = self.read_record(*first_seq)?;
-                    let content: std::sync::Arc<[u8]> = record_content(&message, &*self.shared)?.into();
-                    cache.insert(message.seq(), message.leaf.time_us, content.clone());
-                    content
-                }
-            },
-            _ => record_content(&record, &*self.shared)?.into(),
+        let LeafBody::Arrival { first_seq, .. } = &record.leaf.body else {
+            let content = record_content(&record, &*self.shared)?;
+            cache.insert(seq, time_us, std::sync::Arc::from(&content[..]));
+            return Ok(content);
+        };
+        // An arrival's bytes are its message's: one copy kept, under both records.
+        let content: std::sync::Arc<[u8]> = match cache.get(*first_seq) {
+            Some(cached) => cached.content,
+            None => {
+                let message = self.read_record(*first_seq)?;
+                let content: std::sync::Arc<[u8]> = record_content(&message, &*self.shared)?.into();
+                cache.insert(message.seq(), message.leaf.time_us, content.clone());
+                content
+            }
         };
         cache.insert(seq, time_us, content.clone());
         Ok(content.to_vec())

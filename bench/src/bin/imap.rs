@@ -37,7 +37,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mailvault_bench::dovecot::{
-    free_port, memory_of, process_tree, tail, Dovecot, DovecotOptions, DovecotSetup, Password, Server,
+    free_port, memory_of, process_tree, tail, Dovecot, DovecotOptions, DovecotSetup, PasswordHash, Server,
     START_TIMEOUT,
 };
 use mailvault_bench::imap_client::{Endpoint, Imap};
@@ -413,7 +413,7 @@ fn run_dovecot(
         imap_port: Some(free_port()?),
         imaps_port: Some(free_port()?),
         // The same Argon2id parameters mailvault uses: a login costs both the same hash.
-        password: Some(Password::Argon2id {
+        password: Some(PasswordHash {
             user: USER.into(),
             phc: archive_core::access::hash_password(PASSWORD).map_err(|e| e.to_string())?,
         }),

@@ -67,6 +67,14 @@ pub struct LossyFuse {
     pub fsync_latency: Duration,
 }
 
+/// Answers an attribute request with `result`.
+fn reply_attr(reply: ReplyAttr, result: Result<FileAttr, Errno>) {
+    match result {
+        Ok(a) => reply.attr(&TTL, &a),
+        Err(e) => reply.error(e),
+    }
+}
+
 fn attr(ino: u64, model: &Model) -> Result<FileAttr, Errno> {
     let node = model.node(ino)?;
     let (kind, size) = match &node.body {
@@ -156,10 +164,7 @@ impl Filesystem for LossyFuse {
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.powered().and_then(|m| attr(ino, &m)) {
-            Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(e),
-        }
+        reply_attr(reply, self.powered().and_then(|m| attr(ino, &m)));
     }
 
     fn setattr(
@@ -189,10 +194,7 @@ impl Filesystem for LossyFuse {
             }
             attr(ino, &m)
         });
-        match result {
-            Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(e),
-        }
+        reply_attr(reply, result);
     }
 
     fn mknod(
