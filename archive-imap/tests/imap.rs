@@ -907,7 +907,8 @@ async fn imaplib_sorts_by_groups_as_dovecot() {
 
 /// SEARCH header keys and sent dates (RFC 3501 §6.4.4, issue #14): substrings of decoded,
 /// unfolded header fields, any field by HEADER, sent dates on the day as written in the Date
-/// header, terms without words by substring; TEXT and BODY words still through the index.
+/// header; TEXT and BODY as substrings (candidates from the index, then read) or as words and
+/// stems through the index.
 /// The expected answers are Dovecot's for the same messages, except where docs/SEARCH.md
 /// says otherwise (messages without a usable Date).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,7 +101,22 @@ def headers():
     check(search("TEXT", '"re:"'), [6], "TEXT re:")
     check(search("TEXT", '"from:hans"'), [], "TEXT from:hans")
     check(search("BODY", '"subject:future"'), [], "BODY subject:future")
-    # ...and a term without words as a substring of the decoded text (TEXT: header fields too).
+    # ...and RFC 3501 substrings of the decoded text (TEXT: the header fields a word covers
+    # too), case-insensitive, inside words and across them, never in someone else's mail.
+    check(search("BODY", "ello"), [1], "BODY inside a word")
+    check(search("BODY", '"ELLO THE"'), [1], "BODY across words, any case")
+    check(search("BODY", '"uestion? y"'), [1], "BODY across punctuation")
+    check(search("BODY", '"there.  q"'), [], "BODY spaces are exact")
+    check(search("BODY", '"ith equ"'), [3], "BODY between words")
+    check(search("BODY", "eautiful"), [], "BODY is not the header")
+    check(search("TEXT", "eautiful"), [1], "TEXT inside a subject word")
+    check(search("TEXT", '"autiful wor"'), [1], "TEXT across an unfolded subject")
+    check(search("TEXT", literal="grüße aus z"), [2], "TEXT an encoded subject")
+    check(search("TEXT", '"ustermann"'), [7], "TEXT a display name")
+    check(search("TEXT", '"xtra val"'), [], "TEXT leaves other fields to HEADER")
+    check(search("TEXT", '"lain"', "NOT", "BODY", '"ords"'), [], "substrings with NOT")
+    check(search("OR", "BODY", '"lai"', "BODY", '"ater"'), [6, 7], "OR of substrings")
+    # Terms without words are substrings too.
     check(search("TEXT", '"?"'), [1], "TEXT ?")
     check(search("BODY", '"?"'), [1], "BODY ?")
     check(search("BODY", '"="'), [3], "BODY =")

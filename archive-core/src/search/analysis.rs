@@ -30,7 +30,7 @@ pub const STEM_MARK: char = '~';
 pub const RAW: &str = "mv_raw";
 
 /// Longest word indexed, in bytes; longer runs (base64 debris, hashes) are dropped.
-const MAX_WORD_BYTES: usize = 40;
+pub const MAX_WORD_BYTES: usize = 40;
 
 /// Registers the analyzers with an index's tokenizer manager.
 pub fn register(manager: &TokenizerManager) {

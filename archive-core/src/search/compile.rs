@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query as TantivyQuery, RangeQuery,
-    TermQuery, TermSetQuery,
+    RegexQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
@@ -16,6 +16,7 @@ use super::extract::{clean_id, normalize_address};
 use super::query::{DateOp, Node, QueryError, QueryErrorKind, SizeOp, TextField, Value};
 use super::schema::Fields;
 use super::scope::Principal;
+use super::substring::word_patterns;
 use crate::{Error, Result};
 
 type Q = Box<dyn TantivyQuery>;
@@ -129,6 +130,7 @@ impl Compiler<'_> {
                 SizeOp::Smaller => size_range(self.f.size, Bound::Unbounded, Bound::Excluded(*n)),
             }),
             Node::HasAttachment => term_set(vec![Term::from_field_text(self.f.flags, "attachment")]),
+            Node::Contains { whole, text } => Some(self.contains(*whole, text)),
             Node::And(parts) => {
                 let mut clauses = Vec::new();
                 let mut positive = false;
@@ -230,6 +232,35 @@ impl Compiler<'_> {
             (Value::Word(_), [(_, folded)]) => self.stems(field, folded),
             _ => self.phrase(field, value.text()),
         }
+    }
+
+    /// Candidates for a substring (`substring`): messages with, in one field, a word
+    /// matching each run's pattern; every message when the index cannot narrow them. TEXT
+    /// looks in the fields a free word does, BODY in the body.
+    fn contains(&self, whole: bool, text: &str) -> Q {
+        let all = || Box::new(AllQuery) as Q;
+        let Some(patterns) = word_patterns(text) else {
+            return all();
+        };
+        let fields = if whole {
+            self.exact_fields()
+        } else {
+            vec![self.f.body]
+        };
+        let mut per_field = Vec::with_capacity(fields.len());
+        for field in fields {
+            let mut runs = Vec::with_capacity(patterns.len());
+            for p in &patterns {
+                // The patterns are built from escaped text; one the regex engine still
+                // refuses (too large) cannot narrow anything.
+                let Ok(q) = RegexQuery::from_pattern(p, field) else {
+                    return all();
+                };
+                runs.push((Occur::Must, Box::new(q) as Q));
+            }
+            per_field.push(Box::new(BooleanQuery::new(runs)) as Q);
+        }
+        any(per_field).unwrap_or_else(all)
     }
 
     /// Envelope data of `kind` equal to `value`, as this principal may match it.

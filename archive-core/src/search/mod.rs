@@ -21,6 +21,7 @@ pub mod query;
 mod results;
 mod schema;
 mod scope;
+mod substring;
 pub(crate) mod text_index;
 
 use std::path::{Path, PathBuf};

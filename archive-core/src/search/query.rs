@@ -49,6 +49,11 @@ pub enum Node {
     Size(SizeOp, u64),
     /// `has:attachment`.
     HasAttachment,
+    /// Candidates for a substring of the text (TEXT, `whole`) or of the body (BODY): messages
+    /// whose indexed words could hold it (`substring`). A superset: the front door that asks
+    /// (IMAP SEARCH) reads each candidate and checks the substring itself. Not part of the
+    /// query language.
+    Contains { whole: bool, text: String },
     /// All of these.
     And(Vec<Node>),
     /// Any of these.

@@ -2,8 +2,8 @@
 //! capped, with content keys grouped into as few full-text queries as the key structure
 //! allows (usually one). The plan runs (`eval`) on a blocking thread within a time limit,
 //! and is cancelled if the client disconnects meanwhile. Header keys and sent dates read the
-//! header of each message the other keys leave (`scan`); only a TEXT or BODY term without
-//! searchable words reads bodies.
+//! header of each message the other keys leave (`scan`); TEXT and BODY read the bodies of
+//! the messages the index names as candidates for their substring.
 //!
 //! A SEARCH with RFC 4731 result options (`RETURN (MIN MAX ALL COUNT)`, cut out of the line
 //! by `protocol`) is answered with one `* ESEARCH` line instead of `* SEARCH`. A SEARCH with

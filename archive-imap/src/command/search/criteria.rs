@@ -5,11 +5,12 @@
 //! one key are one key.
 //!
 //! Keys about the view (message-number and UID sets, receive dates, flags) are evaluated on
-//! the view; TEXT, BODY and sizes by the full-text index as the session's principal (words
-//! and their stems, as Dovecot with full-text search), intersected with the view. Header
-//! keys (FROM, TO, CC, BCC, SUBJECT, HEADER) and sent dates are RFC 3501 substring and day
-//! comparisons the index cannot answer exactly: they become [`Scan`]s, which read the
-//! messages (`eval`, `scan`). So does a TEXT or BODY term without a word to look up.
+//! the view; sizes by the full-text index as the session's principal, intersected with the
+//! view. Header keys (FROM, TO, CC, BCC, SUBJECT, HEADER) and sent dates are RFC 3501
+//! substring and day comparisons the index cannot answer exactly: they become [`Scan`]s,
+//! which read the messages (`eval`, `scan`). TEXT and BODY are both: the index's words and
+//! stems (as Dovecot with full-text search), or RFC 3501's substring, checked by a scan of
+//! the candidates the index gives for it.
 
 use std::collections::HashSet;
 
@@ -289,35 +290,44 @@ fn address(name: &str, value: &AString<'_>) -> Expr {
     })
 }
 
-/// TEXT (`whole`) or BODY: the index's words and stems, as Dovecot with full-text search.
-/// A term the index has no word for (punctuation only, such as `?`; or a 40-byte run,
-/// longer than any indexed word) is a substring of the text instead: RFC 3501's own rule,
-/// and what Dovecot without full-text search answers.
+/// TEXT (`whole`) or BODY: RFC 3501's substring, and also the index's words and stems, as
+/// Dovecot with full-text search finds them (`BODY invoices` finds "Invoice"): a message
+/// matches if either does. The substring is looked for only in the candidates the index
+/// gives for it (`Node::Contains`: messages whose words could hold it), by reading them; a
+/// term the index cannot narrow (punctuation only, such as `?`) is looked for in every
+/// message.
 ///
-/// The value becomes a query node directly, never query-language text: `TEXT "from:x"` is
+/// The value becomes query nodes directly, never query-language text: `TEXT "from:x"` is
 /// the words `from x`, not the `from:` operator, and `TEXT "re:"` is no unknown operator.
 fn text(whole: bool, value: &AString<'_>) -> Result<Expr, Failure> {
-    let text = String::from_utf8_lossy(value.as_ref()).trim().to_string();
-    if text.is_empty() {
+    let raw = String::from_utf8_lossy(value.as_ref());
+    if raw.is_empty() {
         // RFC 3501: every string contains the empty string.
         return Ok(Expr::Const(true));
     }
-    if terms(EXACT, &text).is_empty() {
-        return Ok(Expr::Scan(Scan::Text {
+    let lower = raw.to_lowercase();
+    let substring = Expr::And(vec![
+        Expr::Index(Node::Contains {
             whole,
-            value: text.to_lowercase(),
-        }));
+            text: lower.clone(),
+        }),
+        Expr::Scan(Scan::Text { whole, value: lower }),
+    ]);
+    let words = raw.trim();
+    if terms(EXACT, words).is_empty() {
+        return Ok(substring);
     }
     // One token (a word, an address) stays a word, so that a full address is matched
     // whole; more are a phrase (the words in this order).
-    let single = !text.contains(char::is_whitespace);
+    let single = !words.contains(char::is_whitespace);
+    let words = words.to_string();
     let node = match (whole, single) {
-        (true, true) => Node::Word(text),
-        (true, false) => Node::Phrase(text),
-        (false, true) => Node::Field(TextField::Body, Value::Word(text)),
-        (false, false) => Node::Field(TextField::Body, Value::Phrase(text)),
+        (true, true) => Node::Word(words),
+        (true, false) => Node::Phrase(words),
+        (false, true) => Node::Field(TextField::Body, Value::Word(words)),
+        (false, false) => Node::Field(TextField::Body, Value::Phrase(words)),
     };
-    Ok(Expr::Index(node))
+    Ok(Expr::Or(vec![Expr::Index(node), substring]))
 }
 
 /// One term of the query language as an index key.
@@ -364,7 +374,9 @@ mod tests {
     fn identical_keys_are_one_key() {
         let keys: Vec<_> = (0..5000).map(|_| text("kiwi")).collect();
         let plan = plan(&keys).unwrap();
-        assert!(matches!(plan, Expr::Index(_)), "{plan:?}");
+        // The word, the substring's candidates and its check.
+        assert!(matches!(plan, Expr::Or(_)), "{plan:?}");
+        assert_eq!(plan.keys(), 3, "{plan:?}");
     }
 
     #[test]
@@ -390,19 +402,26 @@ mod tests {
         let Expr::Or(parts) = &plan else {
             panic!("{plan:?}")
         };
-        assert_eq!(parts.len(), 100);
-        assert!(plan.index_only());
-        // Header keys and words the index cannot hold are scans, deduplicated as well.
+        // Each TEXT is its words (one index query for all 100) or its substring (candidates
+        // from the index, then a check).
+        assert_eq!(parts.len(), 200);
+        assert_eq!(parts.iter().filter(|p| p.index_only()).count(), 100);
+        assert!(parts
+            .iter()
+            .filter(|p| !p.index_only())
+            .all(|p| matches!(p, Expr::And(a) if matches!(&a[1], Expr::Scan(Scan::Text { .. })))));
+        // Header keys and substrings are scans, deduplicated as well.
         let plan = super::plan(&[from("a@x.org"), from("a@x.org"), text("?"), text("kiwi")]).unwrap();
         let Expr::And(parts) = &plan else {
             panic!("{plan:?}")
         };
-        assert_eq!(parts.len(), 3, "{plan:?}");
+        assert_eq!(parts.len(), 4, "{plan:?}");
         assert!(
             matches!(&parts[0], Expr::Scan(Scan::Address { name, value }) if name == "from" && value == "a@x.org")
         );
-        assert!(matches!(&parts[1], Expr::Scan(Scan::Text { whole: true, value }) if value == "?"));
-        assert!(matches!(&parts[2], Expr::Index(_)));
+        assert!(matches!(&parts[1], Expr::Index(Node::Contains { whole: true, text }) if text == "?"));
+        assert!(matches!(&parts[2], Expr::Scan(Scan::Text { whole: true, value }) if value == "?"));
+        assert!(matches!(&parts[3], Expr::Or(_)));
         // NOT NOT cancels; constants fold.
         let not_not = SearchKey::Not(Box::new(SearchKey::Not(Box::new(text("a")))));
         assert_eq!(

@@ -18,8 +18,9 @@
 //!   one day from the UTC day, so only messages within [`BAND`] days of the key's day are
 //!   read, plus those seen through a later delivery, whose INTERNALDATE the index does not
 //!   hold.
-//! - TEXT and BODY terms without a word the index could hold: substrings of the text the
-//!   index is built from (decoded body text; for TEXT the header fields too).
+//! - TEXT and BODY as RFC 3501 substrings of the text the index is built from (decoded body
+//!   text; for TEXT also the header fields whose words it holds, [`TEXT_FIELDS`]), in the
+//!   candidates the index gives for them.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -74,6 +75,13 @@ static FIELDS_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
         .header_date(HeaderName::Date)
         .default_header_text()
 });
+
+/// The header fields TEXT searches besides the body: those whose words the index holds (a
+/// free word's fields, docs/SEARCH.md), so that the index can name the candidates. Other
+/// fields are HEADER's.
+const TEXT_FIELDS: [&str; 8] = [
+    "subject", "from", "sender", "to", "cc", "bcc", "reply-to", "list-id",
+];
 
 /// The fields the address keys search.
 const ADDRESS_FIELDS: [&str; 4] = ["from", "to", "cc", "bcc"];
@@ -144,9 +152,13 @@ impl Fields {
         pairs.map(|(n, v)| n.len() + v.len() + 64).sum()
     }
 
-    /// The header as text, one `name: value` line per field (for TEXT).
+    /// The header fields TEXT covers as text, one `name: value` line per field.
     fn text(&self) -> String {
-        self.fields.iter().map(|(n, v)| format!("{n}: {v}\n")).collect()
+        self.fields
+            .iter()
+            .filter(|(n, _)| TEXT_FIELDS.contains(&n.as_str()))
+            .map(|(n, v)| format!("{n}: {v}\n"))
+            .collect()
     }
 }
 
