@@ -101,8 +101,8 @@ def headers():
     check(search("TEXT", '"re:"'), [6], "TEXT re:")
     check(search("TEXT", '"from:hans"'), [], "TEXT from:hans")
     check(search("BODY", '"subject:future"'), [], "BODY subject:future")
-    # ...and RFC 3501 substrings of the decoded text (TEXT: the header fields a word covers
-    # too), case-insensitive, inside words and across them, never in someone else's mail.
+    # ...and RFC 3501 substrings of the decoded text (TEXT: every header field too),
+    # case-insensitive, inside words and across them, never in someone else's mail.
     check(search("BODY", "ello"), [1], "BODY inside a word")
     check(search("BODY", '"ELLO THE"'), [1], "BODY across words, any case")
     check(search("BODY", '"uestion? y"'), [1], "BODY across punctuation")
@@ -113,7 +113,10 @@ def headers():
     check(search("TEXT", '"autiful wor"'), [1], "TEXT across an unfolded subject")
     check(search("TEXT", literal="grüße aus z"), [2], "TEXT an encoded subject")
     check(search("TEXT", '"ustermann"'), [7], "TEXT a display name")
-    check(search("TEXT", '"xtra val"'), [], "TEXT leaves other fields to HEADER")
+    check(search("TEXT", '"xtra val"'), [1], "TEXT any header field")
+    check(search("TEXT", '"x-extra: some"'), [1], "TEXT a field's name and value")
+    check(search("TEXT", '"mar 2007 00:00"'), [1], "TEXT a date as written")
+    check(search("BODY", '"xtra"'), [], "BODY is not the header")
     check(search("TEXT", '"lain"', "NOT", "BODY", '"ords"'), [], "substrings with NOT")
     check(search("OR", "BODY", '"lai"', "BODY", '"ater"'), [6, 7], "OR of substrings")
     # Terms without words are substrings too.

@@ -236,14 +236,14 @@ impl Compiler<'_> {
 
     /// Candidates for a substring (`substring`): messages with, in one field, a word
     /// matching each run's pattern; every message when the index cannot narrow them. TEXT
-    /// looks in the fields a free word does, BODY in the body.
+    /// looks in the body and the whole header, BODY in the body.
     fn contains(&self, whole: bool, text: &str) -> Q {
         let all = || Box::new(AllQuery) as Q;
         let Some(patterns) = word_patterns(text) else {
             return all();
         };
         let fields = if whole {
-            self.exact_fields()
+            vec![self.f.body, self.f.header]
         } else {
             vec![self.f.body]
         };

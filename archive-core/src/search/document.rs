@@ -131,6 +131,7 @@ pub fn build(
 
     doc.add_text(f.subject, &mail.subject);
     doc.add_text(f.body, &mail.body);
+    doc.add_text(f.header, &mail.header);
     for a in &mail.attachments {
         if let Some(name) = &a.name {
             doc.add_text(f.filename, name);

@@ -55,6 +55,8 @@ pub struct MailFields {
     pub subject: String,
     /// Body text (text/plain, HTML converted to text) and the text of text/* attachments.
     pub body: String,
+    /// Every header field as a `name: value` line (`header_text`), for IMAP TEXT.
+    pub header: String,
     /// From (and Sender).
     pub from: Vec<Mailbox>,
     /// To.
@@ -89,8 +91,9 @@ impl MailFields {
         };
         match parsed {
             Some(msg) => {
-                let fields = from_message(&msg);
+                let mut fields = from_message(&msg);
                 drop_flat(msg);
+                fields.header = super::header_text::text(raw);
                 fields
             }
             None => MailFields::default(),

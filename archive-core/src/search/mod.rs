@@ -17,6 +17,7 @@ pub(crate) mod catch_up;
 mod compile;
 mod document;
 mod extract;
+pub mod header_text;
 pub mod query;
 mod results;
 mod schema;

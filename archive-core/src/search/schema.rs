@@ -10,7 +10,7 @@ use super::analysis::{EXACT, RAW, TEXT};
 
 /// Bumped whenever fields or their analysis change meaning: an index of another version is
 /// rebuilt from the log at open.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Separates the parts of an `env_view` term (viewer, kind, value).
 pub const VIEW_SEP: char = '\u{1f}';
@@ -32,6 +32,9 @@ pub struct Fields {
     pub body: Field,
     /// Attachment file names, folded words with positions.
     pub filename: Field,
+    /// Every header field, name and value, as folded words (no positions): where IMAP TEXT
+    /// looks for the candidates of a substring (`substring`).
+    pub header: Field,
     /// Header From/Sender names and addresses as words.
     pub from_text: Field,
     /// Header To names and addresses as words.
@@ -104,6 +107,15 @@ impl Fields {
             subject: b.add_text_field("subject", positions(TEXT)),
             body: b.add_text_field("body", positions(TEXT)),
             filename: b.add_text_field("filename", positions(EXACT)),
+            header: b.add_text_field(
+                "header",
+                TextOptions::default().set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer(EXACT)
+                        .set_index_option(IndexRecordOption::Basic)
+                        .set_fieldnorms(false),
+                ),
+            ),
             from_text: b.add_text_field("from_text", positions(EXACT)),
             to_text: b.add_text_field("to_text", positions(EXACT)),
             cc_text: b.add_text_field("cc_text", positions(EXACT)),

@@ -19,18 +19,15 @@
 //!   read, plus those seen through a later delivery, whose INTERNALDATE the index does not
 //!   hold.
 //! - TEXT and BODY as RFC 3501 substrings of the text the index is built from (decoded body
-//!   text; for TEXT also the header fields whose words it holds, [`TEXT_FIELDS`]), in the
-//!   candidates the index gives for them.
+//!   text; for TEXT the header fields too), in the candidates the index gives for them.
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::LazyLock;
 
 use archive_core::search::query::{DateOp, Node};
-use archive_core::search::{body_text, usable_date};
+use archive_core::search::{body_text, header_text, usable_date};
 use archive_core::views::ViewMessage;
 use jiff::civil::Date;
-use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
 use super::criteria::Failure;
 use super::eval::Evaluator;
@@ -68,21 +65,6 @@ const BAND: i64 = 2;
 /// filter is `OR OR FROM x TO x SUBJECT x`: each message is read once).
 const MAX_KEPT: usize = 16 << 20;
 
-/// Every field parsed as unstructured text (RFC 2047 decoded, unfolded), Date as a date as
-/// the index parses it. Naming Date also makes mail-parser use the default for the rest.
-static FIELDS_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
-    MessageParser::new()
-        .header_date(HeaderName::Date)
-        .default_header_text()
-});
-
-/// The header fields TEXT searches besides the body: those whose words the index holds (a
-/// free word's fields, docs/SEARCH.md), so that the index can name the candidates. Other
-/// fields are HEADER's.
-const TEXT_FIELDS: [&str; 8] = [
-    "subject", "from", "sender", "to", "cc", "bcc", "reply-to", "list-id",
-];
-
 /// The fields the address keys search.
 const ADDRESS_FIELDS: [&str; 4] = ["from", "to", "cc", "bcc"];
 
@@ -99,7 +81,7 @@ pub(crate) struct Fields {
 impl Fields {
     fn parse(raw: &[u8], received_us: i64) -> Fields {
         let received_day = received_us.div_euclid(86_400_000_000);
-        let Some(msg) = FIELDS_PARSER.parse_headers(raw) else {
+        let Some(msg) = header_text::parse(raw) else {
             return Fields {
                 fields: Vec::new(),
                 addresses: Vec::new(),
@@ -109,18 +91,12 @@ impl Fields {
         let sent_day = usable_date(&msg)
             .map(|d| d.to_timestamp_local().div_euclid(86_400))
             .unwrap_or(received_day);
-        let headers = msg
-            .parts
-            .first()
-            .map(|p| p.headers.as_slice())
-            .unwrap_or_default();
+        let headers = header_text::fields(&msg);
         let mut fields = Vec::with_capacity(headers.len());
         let mut addresses = Vec::new();
         for h in headers {
             let name = h.name.as_str().to_ascii_lowercase();
-            let written = raw
-                .get(h.offset_start as usize..h.offset_end as usize)
-                .unwrap_or_default();
+            let written = header_text::written(h, raw);
             if ADDRESS_FIELDS.contains(&name.as_str()) {
                 let unfolded: Vec<u8> = written
                     .iter()
@@ -129,16 +105,7 @@ impl Fields {
                     .collect();
                 addresses.push((name.clone(), address_search_form(&unfolded).to_lowercase()));
             }
-            let value = match &h.value {
-                HeaderValue::Text(t) => t.to_lowercase(),
-                // Date (and what did not parse): as written, unfolded.
-                _ => String::from_utf8_lossy(written)
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .to_lowercase(),
-            };
-            fields.push((name, value));
+            fields.push((name, header_text::value(h, raw).to_lowercase()));
         }
         Fields {
             fields,
@@ -152,13 +119,10 @@ impl Fields {
         pairs.map(|(n, v)| n.len() + v.len() + 64).sum()
     }
 
-    /// The header fields TEXT covers as text, one `name: value` line per field.
+    /// The header as text, one `name: value` line per field (for TEXT), as the index's
+    /// `header` field holds it (`header_text::text`), lower-cased.
     fn text(&self) -> String {
-        self.fields
-            .iter()
-            .filter(|(n, _)| TEXT_FIELDS.contains(&n.as_str()))
-            .map(|(n, v)| format!("{n}: {v}\n"))
-            .collect()
+        self.fields.iter().map(|(n, v)| format!("{n}: {v}\n")).collect()
     }
 }
 
