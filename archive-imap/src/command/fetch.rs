@@ -182,7 +182,11 @@ pub(crate) async fn handle(
         };
         match answered {
             Ok((wire, _budget)) => {
-                out.extend_from_slice(&wire);
+                if out.is_empty() {
+                    out = wire;
+                } else {
+                    out.extend_from_slice(&wire);
+                }
                 if out.len() >= SEND_BYTES {
                     c.raw(std::mem::take(&mut out)).await?;
                     c.flush().await?;
@@ -466,7 +470,14 @@ fn encode_fetch(number: NonZeroU32, items: Vec<Answer>, wire: &mut Vec<u8>) {
     };
     if items.iter().all(|a| a.binary_origin.is_none()) {
         if let Ok(items) = Vec1::try_from(items.into_iter().map(|a| a.item).collect::<Vec<_>>()) {
-            wire.extend(encode(items));
+            let encoded = encode(items);
+            // A stripe of one message (with its bytes) takes the encoding as it is: a body
+            // of megabytes is not copied once more.
+            if wire.is_empty() {
+                *wire = encoded;
+            } else {
+                wire.extend_from_slice(&encoded);
+            }
         }
         return;
     }
