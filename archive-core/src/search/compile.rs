@@ -13,7 +13,7 @@ use tantivy::Term;
 
 use super::analysis::{stem_terms, terms, EXACT};
 use super::extract::{clean_id, normalize_address};
-use super::query::{DateOp, Node, QueryError, QueryErrorKind, SizeOp, TextField, Value};
+use super::query::{DateOp, Node, QueryError, QueryErrorKind, SizeOp, TextField, Value, Within};
 use super::schema::Fields;
 use super::scope::Principal;
 use super::substring::word_patterns;
@@ -130,7 +130,7 @@ impl Compiler<'_> {
                 SizeOp::Smaller => size_range(self.f.size, Bound::Unbounded, Bound::Excluded(*n)),
             }),
             Node::HasAttachment => term_set(vec![Term::from_field_text(self.f.flags, "attachment")]),
-            Node::Contains { whole, text } => Some(self.contains(*whole, text)),
+            Node::Contains(within, text) => Some(self.contains(*within, text)),
             Node::And(parts) => {
                 let mut clauses = Vec::new();
                 let mut positive = false;
@@ -235,17 +235,16 @@ impl Compiler<'_> {
     }
 
     /// Candidates for a substring (`substring`): messages with, in one field, a word
-    /// matching each run's pattern; every message when the index cannot narrow them. TEXT
-    /// looks in the body and the whole header, BODY in the body.
-    fn contains(&self, whole: bool, text: &str) -> Q {
+    /// matching each run's pattern; every message when the index cannot narrow them.
+    fn contains(&self, within: Within, text: &str) -> Q {
         let all = || Box::new(AllQuery) as Q;
         let Some(patterns) = word_patterns(text) else {
             return all();
         };
-        let fields = if whole {
-            vec![self.f.body, self.f.header]
-        } else {
-            vec![self.f.body]
+        let fields = match within {
+            Within::Text => vec![self.f.body, self.f.header],
+            Within::Body => vec![self.f.body],
+            Within::Header => vec![self.f.header],
         };
         let mut per_field = Vec::with_capacity(fields.len());
         for field in fields {

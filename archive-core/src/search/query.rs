@@ -49,17 +49,27 @@ pub enum Node {
     Size(SizeOp, u64),
     /// `has:attachment`.
     HasAttachment,
-    /// Candidates for a substring of the text (TEXT, `whole`) or of the body (BODY): messages
-    /// whose indexed words could hold it (`substring`). A superset: the front door that asks
-    /// (IMAP SEARCH) reads each candidate and checks the substring itself. Not part of the
-    /// query language.
-    Contains { whole: bool, text: String },
+    /// Candidates for a substring of some text of the message: messages whose indexed words
+    /// could hold it (`substring`). A superset: the front door that asks (IMAP SEARCH) reads
+    /// each candidate and checks the substring itself. Not part of the query language.
+    Contains(Within, String),
     /// All of these.
     And(Vec<Node>),
     /// Any of these.
     Or(Vec<Node>),
     /// Not this (`NOT x` or `-x`).
     Not(Box<Node>),
+}
+
+/// The text a [`Node::Contains`] substring is looked for in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Within {
+    /// The body text and the whole header (IMAP TEXT).
+    Text,
+    /// The body text (IMAP BODY).
+    Body,
+    /// The header, any field (IMAP SUBJECT, FROM, HEADER, …).
+    Header,
 }
 
 /// The value of a text operator.

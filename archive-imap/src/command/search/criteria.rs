@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use archive_core::search::analysis::{terms, EXACT};
-use archive_core::search::query::{Node, TextField, Value};
+use archive_core::search::query::{Node, TextField, Value, Within};
 use archive_core::search::{Query, MAX_TERMS};
 use imap_next::imap_types::core::AString;
 use imap_next::imap_types::datetime::NaiveDate;
@@ -274,20 +274,38 @@ fn convert(key: &SearchKey<'_>, depth: usize) -> Result<Expr, Failure> {
 /// contains `value`, case-insensitively. An empty value asks only that the field exist, as
 /// in Dovecot (`SUBJECT ""` is every message with a Subject).
 fn header(name: &str, value: &AString<'_>) -> Expr {
-    Expr::Scan(Scan::Header {
-        name: name.trim().to_ascii_lowercase(),
-        value: String::from_utf8_lossy(value.as_ref()).to_lowercase(),
-    })
+    let value = String::from_utf8_lossy(value.as_ref()).to_lowercase();
+    in_header_candidates(
+        &value,
+        Scan::Header {
+            name: name.trim().to_ascii_lowercase(),
+            value: value.clone(),
+        },
+    )
+}
+
+/// `scan` of a header key over the messages whose header could hold `value` (the index's
+/// `header` field, `Node::Contains`), so that a key like `SUBJECT invoice` reads the
+/// headers of the messages with such a word, not of the whole mailbox.
+fn in_header_candidates(value: &str, scan: Scan) -> Expr {
+    Expr::And(vec![
+        Expr::Index(Node::Contains(Within::Header, value.to_string())),
+        Expr::Scan(scan),
+    ])
 }
 
 /// RFC 3501 FROM, TO, CC, BCC: "the envelope structure's" field contains `value`: the
 /// field's addresses as ENVELOPE reads them (`scan::Fields`), case-insensitively. An empty
 /// value asks only that the field exist.
 fn address(name: &str, value: &AString<'_>) -> Expr {
-    Expr::Scan(Scan::Address {
-        name: name.to_string(),
-        value: String::from_utf8_lossy(value.as_ref()).to_lowercase(),
-    })
+    let value = String::from_utf8_lossy(value.as_ref()).to_lowercase();
+    in_header_candidates(
+        &value,
+        Scan::Address {
+            name: name.to_string(),
+            value: value.clone(),
+        },
+    )
 }
 
 /// TEXT (`whole`) or BODY: RFC 3501's substring, and also the index's words and stems, as
@@ -306,11 +324,9 @@ fn text(whole: bool, value: &AString<'_>) -> Result<Expr, Failure> {
         return Ok(Expr::Const(true));
     }
     let lower = raw.to_lowercase();
+    let within = if whole { Within::Text } else { Within::Body };
     let substring = Expr::And(vec![
-        Expr::Index(Node::Contains {
-            whole,
-            text: lower.clone(),
-        }),
+        Expr::Index(Node::Contains(within, lower.clone())),
         Expr::Scan(Scan::Text { whole, value: lower }),
     ]);
     let words = raw.trim();
@@ -415,13 +431,15 @@ mod tests {
         let Expr::And(parts) = &plan else {
             panic!("{plan:?}")
         };
-        assert_eq!(parts.len(), 4, "{plan:?}");
+        // Each scan comes with the index's candidates for it.
+        assert_eq!(parts.len(), 5, "{plan:?}");
+        assert!(matches!(&parts[0], Expr::Index(Node::Contains(Within::Header, text)) if text == "a@x.org"));
         assert!(
-            matches!(&parts[0], Expr::Scan(Scan::Address { name, value }) if name == "from" && value == "a@x.org")
+            matches!(&parts[1], Expr::Scan(Scan::Address { name, value }) if name == "from" && value == "a@x.org")
         );
-        assert!(matches!(&parts[1], Expr::Index(Node::Contains { whole: true, text }) if text == "?"));
-        assert!(matches!(&parts[2], Expr::Scan(Scan::Text { whole: true, value }) if value == "?"));
-        assert!(matches!(&parts[3], Expr::Or(_)));
+        assert!(matches!(&parts[2], Expr::Index(Node::Contains(Within::Text, text)) if text == "?"));
+        assert!(matches!(&parts[3], Expr::Scan(Scan::Text { whole: true, value }) if value == "?"));
+        assert!(matches!(&parts[4], Expr::Or(_)));
         // NOT NOT cancels; constants fold.
         let not_not = SearchKey::Not(Box::new(SearchKey::Not(Box::new(text("a")))));
         assert_eq!(
