@@ -52,6 +52,9 @@ enum Command {
     /// Run the archive: SMTP/LMTP intake and IMAP on loopback by default; creates the store on
     /// first start only in ./mailvault-data (elsewhere `init` first, or `--create`).
     Serve(cmd::serve::Args),
+    /// Check a deployment (store, key, disk, listeners, certificates, users, Postfix) and say
+    /// what to fix; exit 1 when a check fails.
+    Doctor(cmd::doctor::Args),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
     cli.data_is_default = matches.value_source("data") == Some(ValueSource::DefaultValue);
     let result = match &cli.command {
         Command::Serve(args) => cmd::serve::run(&cli, args),
+        Command::Doctor(args) => cmd::doctor::run(&cli, args),
         Command::Config {
             command: ConfigCommand::Example,
         } => cmd::config::example(),

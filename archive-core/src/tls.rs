@@ -76,8 +76,20 @@ impl<'a> CertificateSource<'a> {
         }
     }
 
+    /// The certificate and key files this source loads: the configured pair, or the paths of
+    /// the self-signed pair (which may not have been made yet).
+    pub fn files(&self) -> (PathBuf, PathBuf) {
+        match self.configured {
+            Some((c, k)) => (c.to_path_buf(), k.to_path_buf()),
+            None => (
+                self.dir.join(format!("{}-cert.pem", self.stem)),
+                self.dir.join(format!("{}-key.pem", self.stem)),
+            ),
+        }
+    }
+
     /// Every name the self-signed certificate must have, in a stable order without repeats.
-    fn self_signed_names(&self) -> Vec<String> {
+    pub fn self_signed_names(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         let always = ["localhost", "127.0.0.1", "::1"].map(String::from);
         for name in self.names.iter().chain(&always) {
@@ -219,8 +231,8 @@ fn certified_key(source: &CertificateSource<'_>) -> Result<(Arc<CertifiedKey>, C
     Ok((Arc::new(certified), origin))
 }
 
-/// A PEM chain and key that fit each other.
-fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+/// Reads a PEM chain and key and checks that they fit each other (what a listener loads).
+pub fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
     let certs = CertificateDer::pem_file_iter(cert_path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Certificate {
@@ -242,12 +254,23 @@ fn names_all(cert_path: &Path, key_path: &Path, names: &[String]) -> bool {
     let Ok(pair) = read_pair(cert_path, key_path) else {
         return false;
     };
-    let Some(Ok(leaf)) = pair.cert.first().map(ParsedCertificate::try_from) else {
-        return false;
-    };
-    names.iter().all(|name| {
-        ServerName::try_from(name.as_str()).is_ok_and(|name| verify_server_name(&leaf, &name).is_ok())
-    })
+    pair.cert
+        .first()
+        .is_some_and(|leaf| names_missing(leaf, names).is_some_and(|missing| missing.is_empty()))
+}
+
+/// The names of `names` a certificate is not valid for, checked as a TLS client checks them;
+/// `None` when the certificate does not parse.
+pub fn names_missing(leaf: &CertificateDer<'_>, names: &[String]) -> Option<Vec<String>> {
+    let leaf = ParsedCertificate::try_from(leaf).ok()?;
+    let missing = names
+        .iter()
+        .filter(|name| {
+            !ServerName::try_from(name.as_str()).is_ok_and(|name| verify_server_name(&leaf, &name).is_ok())
+        })
+        .cloned()
+        .collect();
+    Some(missing)
 }
 
 /// The self-signed certificate and key of `source`, made on first use (key mode 0600), and
@@ -261,8 +284,7 @@ fn names_all(cert_path: &Path, key_path: &Path, names: &[String]) -> bool {
 /// would otherwise stand for a pair. (A pair that does not load or fit, such as a new key
 /// next to the old certificate after a cut in the middle of making it again, is made again.)
 fn self_signed(source: &CertificateSource<'_>) -> Result<(PathBuf, PathBuf, CertificateOrigin), TlsError> {
-    let cert_path = source.dir.join(format!("{}-cert.pem", source.stem));
-    let key_path = source.dir.join(format!("{}-key.pem", source.stem));
+    let (cert_path, key_path) = source.files();
     let names = source.self_signed_names();
     let origin = |made| CertificateOrigin::SelfSigned {
         certificate: cert_path.clone(),

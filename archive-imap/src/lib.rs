@@ -66,3 +66,5 @@ mod tls;
 
 pub use config::{ImapConfig, ImapLimits};
 pub use server::{start, Listening, StartError};
+/// Where the IMAP certificate comes from (for `mailvault doctor` to check what `start` loads).
+pub use tls::certificate_source;

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod doctor;
 pub mod import;
 pub mod init;
 pub mod key;

@@ -4,6 +4,7 @@
 mod certificates;
 mod cli;
 mod clients;
+mod doctor;
 mod imap;
 mod imap_hostile;
 mod imap_sync;

@@ -647,3 +647,95 @@ fn postfix_bcc_maps_journal_sender_and_all_recipients_including_bcc() {
     assert_eq!(server.stop(), Some(0));
     assert_eq!(vault.verify(&[]).0, 0);
 }
+
+/// `mailvault doctor` asks this Postfix (`postconf -c`, `postmap -q`) whether it journals to the
+/// intake address and routes it to the running server's LMTP listener; an address it does not
+/// journal to fails both checks.
+#[test]
+fn doctor_follows_postfix_journaling_to_the_intake() {
+    let vault = Vault::new();
+    vault.ok(&["init"]);
+    let server = vault.serve(&[]);
+    let postfix = Postfix::start(
+        server.lmtp,
+        "recipient_delimiter = +\n\
+         recipient_bcc_maps = regexp:$DIR/archive_bcc_to\n\
+         sender_bcc_maps = regexp:$DIR/archive_bcc_from",
+        &[
+            (
+                "archive_bcc_to",
+                "/^([^@+]+)(\\+[^@]*)?@(.+)$/    archive+to=${1}=${3}@vault.example\n",
+            ),
+            (
+                "archive_bcc_from",
+                "/^([^@+]+)(\\+[^@]*)?@(.+)$/    archive+from=${1}=${3}@vault.example\n",
+            ),
+        ],
+    );
+    let (lmtp, smtp, imap, imaps) = (
+        server.lmtp.to_string(),
+        server.smtp.to_string(),
+        server.imap.to_string(),
+        server.imaps.to_string(),
+    );
+    let config_dir = postfix.config.display().to_string();
+    let doctor = |address: &str| {
+        let out = vault.run(&[
+            "doctor",
+            "--lmtp",
+            &lmtp,
+            "--smtp",
+            &smtp,
+            "--imap",
+            &imap,
+            "--imaps",
+            &imaps,
+            "--postfix-config",
+            &config_dir,
+            "--intake-address",
+            address,
+        ]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let postfix_lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("postfix"))
+            .map(str::to_string)
+            .collect();
+        (out.status.code(), postfix_lines, text)
+    };
+
+    let (code, lines, all) = doctor("archive@vault.example");
+    assert_eq!(
+        lines,
+        [
+            "ok    postfix journals to archive@vault.example: recipient_bcc_maps gives \
+             archive+to=doctor-probe=test@vault.example for doctor-probe@test"
+                .to_string(),
+            format!(
+                "ok    postfix routes archive@vault.example to lmtp:inet:{lmtp} \
+                 (hash:{config_dir}/transport): mailvault's lmtp listener"
+            ),
+            format!("ok    postfix's next hop {lmtp}: mailvault answers"),
+        ],
+        "{all}"
+    );
+    assert!(!all.contains("FAIL"), "{all}");
+    assert_eq!(code, Some(0), "{all}");
+
+    let (code, lines, all) = doctor("journal@elsewhere.example");
+    assert_eq!(code, Some(1), "{all}");
+    assert_eq!(lines.len(), 2, "{all}");
+    assert!(
+        lines[0].starts_with("FAIL  postfix does not journal to journal@elsewhere.example")
+            && lines[0].contains("— set always_bcc"),
+        "{all}"
+    );
+    assert!(
+        lines[1].starts_with("FAIL  postfix: no transport_maps entry for journal@elsewhere.example")
+            && lines[1].contains(&format!("— add `elsewhere.example lmtp:inet:{lmtp}`")),
+        "{all}"
+    );
+
+    drop(postfix);
+    assert_eq!(server.stop(), Some(0));
+}

@@ -4,7 +4,7 @@
 //! checkpoint and exit 0; SIGHUP reloads what can change live (`reload`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,18 @@ pub struct Args {
     /// Configuration file (TOML; see `mailvault config example`).
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    listeners: ListenerArgs,
+    /// Create the store (and its signing key) if there is none at --data. Without it, only
+    /// the built-in default ./mailvault-data is created on first start.
+    #[arg(long)]
+    create: bool,
+}
+
+/// The command line's listener options, which override the configuration file (`serve`, and
+/// `doctor`, which must see the listeners `serve` would open).
+#[derive(clap::Args, Debug)]
+pub struct ListenerArgs {
     /// LMTP listener address, or `none` (overrides intake.lmtp).
     #[arg(long, value_parser = parse_listener)]
     lmtp: Option<Listener>,
@@ -38,15 +50,11 @@ pub struct Args {
     /// IMAP over TLS listener address, or `none` (overrides imap.tls).
     #[arg(long, value_parser = parse_listener)]
     imaps: Option<Listener>,
-    /// Create the store (and its signing key) if there is none at --data. Without it, only
-    /// the built-in default ./mailvault-data is created on first start.
-    #[arg(long)]
-    create: bool,
 }
 
 /// A listener address from the command line; `None` disables it.
 #[derive(Clone, Debug)]
-struct Listener(Option<SocketAddr>);
+pub struct Listener(Option<SocketAddr>);
 
 fn parse_listener(s: &str) -> Result<Listener, String> {
     if s.eq_ignore_ascii_case("none") {
@@ -60,26 +68,38 @@ fn parse_listener(s: &str) -> Result<Listener, String> {
 /// Stack of each runtime thread (async workers and blocking FETCH/store threads).
 const IO_THREAD_STACK: usize = 8 << 20;
 
-/// The configuration file (or the defaults) with the command line's listener options on top.
+/// The configuration `serve` runs with: the file (or the defaults) with the command line's
+/// listener options on top, validated.
 fn load_config(args: &Args) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
+    resolve_config(args.config.as_deref(), &args.listeners)
+}
+
+/// The configuration file `config` (or the defaults) with `listeners` on top, validated: what
+/// `serve` runs with, for `doctor` to check.
+pub fn resolve_config(config: Option<&Path>, listeners: &ListenerArgs) -> anyhow::Result<Config> {
+    let mut config = match config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(Listener(a)) = args.lmtp {
+    if let Some(Listener(a)) = listeners.lmtp {
         config.intake.lmtp = a;
     }
-    if let Some(Listener(a)) = args.smtp {
+    if let Some(Listener(a)) = listeners.smtp {
         config.intake.smtp = a;
     }
-    if let Some(Listener(a)) = args.imap {
+    if let Some(Listener(a)) = listeners.imap {
         config.imap.plain = a;
     }
-    if let Some(Listener(a)) = args.imaps {
+    if let Some(Listener(a)) = listeners.imaps {
         config.imap.tls = a;
     }
     config.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
+}
+
+/// Where the front doors keep their self-signed certificates.
+pub fn tls_dir(cli: &Cli) -> PathBuf {
+    cli.data.join("tls")
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -116,7 +136,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         .thread_stack_size(IO_THREAD_STACK)
         .build()
         .context("starting the async runtime")?;
-    let tls_dir = cli.data.join("tls");
+    let tls_dir = tls_dir(cli);
     let mut reloader = reload::Reloader::new(args, &cli.data, log, config);
     let metrics = runtime.block_on(async {
         // Handlers first: a SIGTERM that arrives as soon as we announce the listeners must
