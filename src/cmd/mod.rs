@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod import;
+pub mod import_imap;
 pub mod init;
 pub mod key;
 pub mod log;
