@@ -4,11 +4,12 @@
 //! tags; what to say is theirs.
 //!
 //! Framing is imap-codec's `Fragmentizer`: it splits the byte stream into lines and literals
-//! before anything is parsed, with a cap on the bytes it keeps of one response, so a server
-//! that announces (or sends) a literal larger than the cap costs reading time, never memory,
-//! and the response after it is still found where it starts: an untagged response that does
+//! before anything is parsed, with a cap on the bytes it keeps of one response. A literal
+//! announced larger than the cap ends the conversation before a byte of it is read or
+//! allocated; a response that grows past the cap otherwise (a line without end) costs reading
+//! time, never memory. Fragments keep message boundaries, so an untagged response that does
 //! not parse or is too long is passed to the caller as unreadable and the conversation goes
-//! on (RFC 3501 §7: clients ignore untagged data they do not know). Commands are encoded and
+//! on at the next response (RFC 3501 §7: clients ignore untagged data they do not know). Commands are encoded and
 //! responses parsed by imap-codec, so no IMAP syntax is written by hand here.
 //!
 //! Blocking I/O: every read and write waits at most until [`Connection::deadline`], which the
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imap_codec::encode::{Encoder, Fragment};
-use imap_codec::fragmentizer::{DecodeMessageError, Fragmentizer};
+use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer};
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::imap_types::response::{Greeting, Response, Status, StatusBody, StatusKind};
@@ -57,6 +58,8 @@ pub(crate) struct Connection {
     /// If set, every read or write moves the deadline to this long from now: a long
     /// conversation (an import) is limited per step, not in all.
     pub(crate) idle: Option<Duration>,
+    /// The cap on the bytes of one response.
+    max_response: u32,
     commands: u32,
 }
 
@@ -86,6 +89,7 @@ impl Connection {
                         fragmentizer: Fragmentizer::new(max_response),
                         deadline,
                         idle: None,
+                        max_response,
                         commands: 0,
                     });
                 }
@@ -223,10 +227,21 @@ impl Connection {
         }
     }
 
-    /// Reads until the fragmentizer holds one whole response (or greeting).
+    /// Reads until the fragmentizer holds one whole response (or greeting). A literal
+    /// announced larger than the cap ends the conversation at once: its bytes are neither
+    /// kept nor waited for.
     fn next_message(&mut self) -> Result<(), String> {
         loop {
             match self.fragmentizer.progress() {
+                Some(FragmentInfo::Line {
+                    announcement: Some(literal),
+                    ..
+                }) if literal.length > self.max_response => {
+                    return Err(format!(
+                        "the server announced {} bytes in one response, more than the limit of {}",
+                        literal.length, self.max_response
+                    ));
+                }
                 Some(_) if self.fragmentizer.is_message_complete() => return Ok(()),
                 Some(_) => {}
                 None => self.fill()?,

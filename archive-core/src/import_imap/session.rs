@@ -349,3 +349,135 @@ fn status_text(code: &Option<Code<'_>>, text: &str) -> String {
         None => printable(text),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server on loopback that greets, then answers the n-th command line with `answers[n]`
+    /// (`{tag}` replaced by the command's tag); returns its URL and the lines it received.
+    fn scripted(answers: Vec<String>) -> (SourceUrl, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(socket.try_clone().unwrap());
+            let mut writer = socket;
+            writer.write_all(b"* OK scripted\r\n").unwrap();
+            let mut received = Vec::new();
+            for answer in answers {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let tag = line.split(' ').next().unwrap_or_default().to_string();
+                received.push(line);
+                // A client that gave up closes the connection: writing may fail then.
+                let _ = writer.write_all(answer.replace("{tag}", &tag).as_bytes());
+            }
+            received
+        });
+        let url = SourceUrl::parse(&format!("imap://alice@127.0.0.1:{port}/INBOX")).unwrap();
+        (url, server)
+    }
+
+    fn options(max_message: u32) -> Options {
+        let roots = rustls::RootCertStore::empty();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Options {
+            tls: Arc::new(tls),
+            allow_plaintext: true,
+            timeout: Duration::from_secs(10),
+            max_message,
+        }
+    }
+
+    fn login_and_examine() -> Vec<String> {
+        vec![
+            "* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n".into(),
+            "{tag} OK logged in\r\n".into(),
+            "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-ONLY] done\r\n".into(),
+        ]
+    }
+
+    #[test]
+    fn a_literal_announced_above_the_limit_is_refused_before_it_is_read() {
+        let mut answers = login_and_examine();
+        // 4 GB announced, none of it sent: the client must not wait for (or allocate) it.
+        answers.push(
+            "* 1 FETCH (UID 1 INTERNALDATE \"06-Feb-2024 10:00:00 +0100\" BODY[] {4000000000}\r\n".into(),
+        );
+        let (url, server) = scripted(answers);
+        let mut session = Session::open(&url, "pw", &options(1 << 20)).unwrap();
+        assert!(session.plaintext);
+        let folder = Folder::named("INBOX").unwrap();
+        let selected = session.examine(&folder).unwrap();
+        assert_eq!(
+            selected,
+            Selected {
+                uidvalidity: 7,
+                exists: 2
+            }
+        );
+        let started = Instant::now();
+        let e = session.fetch(&[1, 2]).unwrap_err().to_string();
+        assert!(e.contains("announced 4000000000 bytes"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(session);
+        let received = server.join().unwrap();
+        assert!(
+            received[3].contains("UID FETCH 1:2 (UID INTERNALDATE BODY.PEEK[])"),
+            "{received:?}"
+        );
+    }
+
+    #[test]
+    fn answers_that_do_not_parse_cost_only_their_message() {
+        let mut answers = login_and_examine();
+        answers.push(
+            "* 1 FETCH (UID 1 BODY[] {5}\r\nab\0cd)\r\n\
+             * 2 FETCH (UID 2 INTERNALDATE \"06-Feb-2024 10:00:00 +0100\" BODY[] {7}\r\nhi)\r\n\r\n)\r\n\
+             {tag} OK done\r\n"
+                .into(),
+        );
+        let (url, server) = scripted(answers);
+        let mut session = Session::open(&url, "pw", &options(1 << 20)).unwrap();
+        session.examine(&Folder::named("INBOX").unwrap()).unwrap();
+        let (fetched, too_long) = session.fetch(&[1, 2]).unwrap();
+        assert_eq!(too_long, 0);
+        // UID 1's literal holds a NUL, which IMAP literals may not: skipped whole, and the
+        // literal of UID 2, which looks like the end of a response, is read as data.
+        assert_eq!(fetched.len(), 1, "{fetched:?}");
+        assert_eq!(fetched[0].uid, 2);
+        assert_eq!(fetched[0].bytes, b"hi)\r\n\r\n");
+        assert_eq!(
+            fetched[0].internal_date.as_deref(),
+            Some("2024-02-06T10:00:00+01:00")
+        );
+        drop(session);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn no_starttls_means_no_password_without_permission() {
+        let (url, server) = scripted(login_and_examine());
+        let mut refuse = options(1 << 20);
+        refuse.allow_plaintext = false;
+        let Err(e) = Session::open(&url, "secret-pw", &refuse) else {
+            panic!("logged in without TLS");
+        };
+        assert!(matches!(e, ImportError::Plaintext { .. }), "{e}");
+        let received = server.join().unwrap();
+        assert_eq!(received.len(), 1, "{received:?}");
+        assert!(received[0].contains("CAPABILITY"));
+        assert!(!received.concat().contains("secret-pw"));
+    }
+}
