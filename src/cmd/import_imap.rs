@@ -294,13 +294,15 @@ impl Run<'_> {
         let mut clean = true;
         self.save_progress(&key, selected.uidvalidity, done)?;
         for chunk in chunks(&messages, self.batch) {
-            let (too_large, wanted): (Vec<&(u32, u32)>, Vec<&(u32, u32)>) = chunk
+            let too_large = |size: u32| u64::from(size) > MAX_MESSAGE_BYTES;
+            let uids: Vec<u32> = chunk
                 .iter()
-                .partition(|(_, size)| u64::from(*size) > MAX_MESSAGE_BYTES);
-            let uids: Vec<u32> = wanted.iter().map(|(uid, _)| *uid).collect();
+                .filter(|(_, size)| !too_large(*size))
+                .map(|(uid, _)| *uid)
+                .collect();
             let (fetched, skipped_too_long) = session.fetch(&uids)?;
             let mut outcomes = self.archive(folder, selected.uidvalidity, &uids, fetched, skipped_too_long);
-            for (uid, size) in too_large {
+            for (uid, size) in chunk.iter().filter(|(_, size)| too_large(*size)) {
                 outcomes.push((
                     *uid,
                     Outcome::not_archived(

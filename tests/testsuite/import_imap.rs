@@ -404,7 +404,7 @@ fn an_import_killed_midway_resumes_without_duplicates() {
     child.kill().unwrap();
     child.wait().unwrap();
     let done = last_uid(&vault);
-    assert!(done >= 20 && done < 400, "{done}");
+    assert!((20..400).contains(&done), "{done}");
     let before = message_records(&vault);
     assert!(before as u64 >= done, "{before} records, progress {done}");
 

@@ -102,7 +102,7 @@ impl Session {
             let status = conn
                 .command(CommandBody::Capability, &mut |response| {
                     if let Untagged::Response(Response::Data(Data::Capability(caps))) = response {
-                        starttls |= caps.as_ref().iter().any(|c| *c == Capability::StartTls);
+                        starttls |= caps.as_ref().contains(&Capability::StartTls);
                     }
                 })
                 .map_err(connect)?;
