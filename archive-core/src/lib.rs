@@ -16,6 +16,8 @@ pub mod access;
 pub mod audit;
 pub mod envelope;
 mod error;
+pub(crate) mod imap_client;
+pub mod import_imap;
 pub mod index;
 pub mod listener;
 pub mod log;

@@ -22,7 +22,7 @@ use crate::import::{walk, Format, Item};
 use crate::Cli;
 
 /// Exit code when some inputs could not be archived, or were skipped as not mail.
-const EXIT_SOME_FAILED: u8 = 1;
+pub(super) const EXIT_SOME_FAILED: u8 = 1;
 /// Concurrent appenders (compression runs in them, on every core).
 const WORKERS: usize = 4;
 /// Inputs appended together: one fsync makes a whole batch durable…
@@ -32,7 +32,8 @@ const BATCH_BYTES: usize = 8 << 20;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files, directories, mbox files, Maildirs or MH folders.
+    /// Files, directories, mbox files, Maildirs or MH folders; or one IMAP mailbox,
+    /// imaps://user@host[:port]/Folder (imap:// upgrades with STARTTLS).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// How to read the paths.
@@ -40,43 +41,45 @@ pub struct Args {
     format: Format,
     /// One JSON object per input on stdout (source, status, seq, blake3 or error, note).
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Create the store (and its signing key) if there is none at --data.
     #[arg(long)]
-    create: bool,
+    pub(super) create: bool,
+    #[command(flatten)]
+    pub(super) imap: super::import_imap::ImapArgs,
 }
 
 #[derive(serde::Serialize)]
-struct Outcome {
-    source: String,
-    status: &'static str,
+pub(super) struct Outcome {
+    pub(super) source: String,
+    pub(super) status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    seq: Option<u64>,
+    pub(super) seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    blake3: Option<String>,
+    pub(super) blake3: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(super) error: Option<String>,
     /// Something about how the input was read that the user should know.
     #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
+    pub(super) note: Option<String>,
     #[serde(skip)]
-    bytes: u64,
+    pub(super) bytes: u64,
 }
 
 #[derive(Default)]
-struct Summary {
-    imported: u64,
-    duplicates: u64,
-    failed: u64,
+pub(super) struct Summary {
+    pub(super) imported: u64,
+    pub(super) duplicates: u64,
+    pub(super) failed: u64,
     skipped: u64,
     ignored: u64,
-    bytes: u64,
+    pub(super) bytes: u64,
 }
 
 impl Outcome {
     /// An input that was not archived: `failed`, `skipped` (not mail) or `ignored` (a mail
     /// client's index file), and why.
-    fn not_archived(status: &'static str, source: String, error: Option<String>) -> Outcome {
+    pub(super) fn not_archived(status: &'static str, source: String, error: Option<String>) -> Outcome {
         Outcome {
             source,
             status,
@@ -160,6 +163,13 @@ impl Batcher {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    if let Some(url) = super::import_imap::url_among(&args.paths)? {
+        if args.format != Format::Auto {
+            anyhow::bail!("--format is for files; an IMAP mailbox is read as messages");
+        }
+        return super::import_imap::run(cli, args, url);
+    }
+    args.imap.refuse_without_url()?;
     // The log and the key-value index are written now; the full-text index follows on the
     // next open that serves or searches, in large batches instead of competing with zstd.
     let config = StoreConfig {
@@ -246,7 +256,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     })
 }
 
-fn report(outcome: &Outcome, json: bool, progress: &ProgressBar, summary: &Mutex<Summary>) {
+pub(super) fn report(outcome: &Outcome, json: bool, progress: &ProgressBar, summary: &Mutex<Summary>) {
     let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
     match outcome.status {
         "imported" => s.imported += 1,

@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod doctor;
 pub mod import;
+pub mod import_imap;
 pub mod init;
 pub mod key;
 pub mod log;

@@ -9,6 +9,7 @@ mod imap;
 mod imap_hostile;
 mod imap_sync;
 mod import;
+mod import_imap;
 mod intake;
 mod intake_abuse;
 mod intake_auth;

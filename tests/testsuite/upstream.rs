@@ -16,7 +16,7 @@ use crate::util::{private_daemon_dir, python_json, user_ids, Vault};
 
 /// The Dovecot accounts: (login, password). The first password needs IMAP quoting (space,
 /// quote, backslash); the second is not ASCII, so mailvault must send it as a literal.
-const ALICE: (&str, &str) = ("alice@example.com", r#"sun "shine" \42"#);
+pub(crate) const ALICE: (&str, &str) = ("alice@example.com", r#"sun "shine" \42"#);
 const BOB: (&str, &str) = ("bob@example.com", "pässwört-42");
 const CAROL: (&str, &str) = ("carol@example.com", "carol's password");
 
@@ -34,17 +34,23 @@ fn free_port() -> u16 {
 
 /// A private Dovecot IMAP server: STARTTLS on `imap`, implicit TLS on `imaps`, the accounts
 /// above in a passwd-file, and `ca` the PEM file of the CA that signed its certificate.
-struct Dovecot {
+pub(crate) struct Dovecot {
     child: Option<Child>,
-    imap: SocketAddr,
-    imaps: SocketAddr,
-    ca: PathBuf,
+    pub(crate) imap: SocketAddr,
+    pub(crate) imaps: SocketAddr,
+    pub(crate) ca: PathBuf,
     root: PathBuf,
     _tmp: tempfile::TempDir,
 }
 
 impl Dovecot {
-    fn start() -> Dovecot {
+    pub(crate) fn start() -> Dovecot {
+        Dovecot::start_with(true)
+    }
+
+    /// With `tls` false: no TLS at all (no STARTTLS on `imap`, no `imaps` listener), and
+    /// plain-text LOGIN allowed (Dovecot trusts loopback connections).
+    pub(crate) fn start_with(tls: bool) -> Dovecot {
         let binary = Path::new("/usr/sbin/dovecot");
         let libexec = Path::new("/usr/lib/dovecot");
         assert!(
@@ -71,8 +77,15 @@ impl Dovecot {
             .collect();
         std::fs::write(root.join("passwd"), passwd).unwrap();
 
-        let (imap, imaps) = (free_port(), free_port());
+        let (imap, imaps) = (free_port(), if tls { free_port() } else { 0 });
         let d = root.display();
+        let ssl = if tls {
+            format!(
+                "ssl = required\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\nssl_min_protocol = TLSv1.2"
+            )
+        } else {
+            "ssl = no\ndisable_plaintext_auth = no".to_string()
+        };
         let config = format!(
             "# Private Dovecot for a mailvault pass-through test.
 protocols = imap
@@ -82,10 +95,7 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
 auth_verbose = yes
-ssl = required
-ssl_cert = <{d}/cert.pem
-ssl_key = <{d}/key.pem
-ssl_min_protocol = TLSv1.2
+{ssl}
 auth_mechanisms = plain
 first_valid_uid = {uid}
 last_valid_uid = {uid}
@@ -109,10 +119,11 @@ service imap-login {{
   inet_listener imaps {{
     address = 127.0.0.1
     port = {imaps}
-    ssl = yes
+    ssl = {imaps_ssl}
   }}
 }}
-"
+",
+            imaps_ssl = if tls { "yes" } else { "no" }
         );
         let config_path = root.join("dovecot.conf");
         std::fs::write(&config_path, config).unwrap();
@@ -135,7 +146,12 @@ service imap-login {{
             _tmp: tmp,
         };
         let until = Instant::now() + Duration::from_secs(30);
-        for addr in [dovecot.imap, dovecot.imaps] {
+        let listeners = if tls {
+            vec![dovecot.imap, dovecot.imaps]
+        } else {
+            vec![dovecot.imap]
+        };
+        for addr in listeners {
             while TcpStream::connect(addr).is_err() {
                 let exited = dovecot.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
                 assert!(
@@ -150,7 +166,7 @@ service imap-login {{
     }
 
     /// dovecot.log and Dovecot's stderr.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let read = |name: &str| std::fs::read_to_string(self.root.join(name)).unwrap_or_default();
         read("dovecot.log") + &read("stderr.log")
     }
