@@ -55,6 +55,7 @@ mod failure;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 mod mime;
 mod pool;
 mod protocol;
@@ -65,4 +66,4 @@ mod threading;
 mod tls;
 
 pub use config::{ImapConfig, ImapLimits};
-pub use server::{start, Listening, StartError};
+pub use server::{start, Listening, Sessions, StartError};
