@@ -21,6 +21,8 @@ pub struct Config {
     pub imap: ImapConfig,
     /// Pass-through logins against the mail server's IMAP.
     pub auth: AuthConfig,
+    /// Metrics and health checks for monitoring.
+    pub admin: AdminSettings,
     /// Shutdown and logging.
     pub server: ServerSettings,
 }
@@ -41,6 +43,31 @@ pub struct StoreSettings {
     pub dictionary_kib: usize,
     /// MiB of decoded message contents kept in memory for repeated reads (0: none).
     pub read_cache_mib: usize,
+}
+
+/// `[admin]`: the admin listener (`/metrics`, `/healthz`, `/readyz`; docs/OPERATIONS.md
+/// §Metrics and health).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Listener address, or `"none"`. Unauthenticated: loopback or a private network only.
+    #[serde(with = "archive_core::listener")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// `/readyz` answers 503 while the data directory's file system has less free space than
+    /// this, in MiB (0: never for lack of space).
+    pub disk_reserve_mib: u64,
+}
+
+/// The admin listener's default port: next to nothing of ours or of common exporters.
+pub const DEFAULT_ADMIN_PORT: u16 = 9425;
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
+            disk_reserve_mib: 1024,
+        }
+    }
 }
 
 /// `[server]`: process-wide settings.
@@ -243,6 +270,10 @@ cache_secs = 300                # a verified login is remembered (Argon2id hash)
 # [auth.aliases]
 # "alice@example.com" = ["a.smith@example.com", "alice@example.org"]
 
+[admin]                         # monitoring: GET /metrics (Prometheus), /healthz, /readyz
+listen = "127.0.0.1:9425"       # unauthenticated: loopback or a private network; "none" disables it
+disk_reserve_mib = 1024         # /readyz says 503 below this much free space in the data directory
+
 [server]
 shutdown_grace_secs = 30        # after SIGTERM: time for transactions in flight
 log = "info"                    # trace, debug, info, warn, error, off, or target=level,…; RUST_LOG overrides
@@ -271,6 +302,13 @@ mod tests {
         assert_eq!(c.imap.tls, None);
         assert_eq!(c.intake.smtp, Config::default().intake.smtp);
         assert_eq!(c.imap.plain, Config::default().imap.plain);
+        let c: Config = toml::from_str("[admin]\nlisten = \"none\"\n").unwrap();
+        assert_eq!(c.admin.listen, None);
+        assert_eq!(
+            Config::default().admin.listen.map(|a| a.ip().is_loopback()),
+            Some(true),
+            "the admin listener is on loopback unless configured otherwise"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - [`search`]: the full-text index (derived too), its query language and scoped results;
 //! - [`verify`]: recomputing everything from the raw bytes;
 //! - [`access`]: local users, login checks and failed-login limits for the front doors;
-//! - [`views`]: mailboxes as per-principal views of the log, and the checked read path.
+//! - [`views`]: mailboxes as per-principal views of the log, and the checked read path;
+//! - [`metrics`]: the names of what the store and the login gate record through the
+//!   `metrics` facade (the binary installs the recorder, if any).
 //!
 //! The write API has one verb: append. Nothing here opens a segment for writing anywhere but
 //! its end, and there is no delete or edit operation at any layer.
@@ -21,6 +23,7 @@ pub mod import_imap;
 pub mod index;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod search;
 pub mod store;
 pub mod tls;
@@ -30,4 +33,4 @@ pub mod views;
 pub use envelope::{Envelope, Recipient};
 pub(crate) use error::IoContext;
 pub use error::{Error, Fault, Result};
-pub use store::{Appended, OnDuplicate, SearchIndexing, Store, StoreConfig, StoreStats};
+pub use store::{Appended, Health, OnDuplicate, SearchIndexing, Store, StoreConfig, StoreStats};

@@ -55,6 +55,7 @@ mod failure;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 mod mime;
 mod pool;
 mod protocol;
@@ -65,6 +66,6 @@ mod threading;
 mod tls;
 
 pub use config::{ImapConfig, ImapLimits};
-pub use server::{start, Listening, StartError};
+pub use server::{start, Listening, Sessions, StartError};
 /// Where the IMAP certificate comes from (for `mailvault doctor` to check what `start` loads).
 pub use tls::certificate_source;

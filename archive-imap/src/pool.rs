@@ -96,6 +96,15 @@ impl Pools {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Connections in each pool now.
+    pub fn sessions(&self) -> crate::server::Sessions {
+        let state = self.state();
+        crate::server::Sessions {
+            waiting: state.waiting.len(),
+            authenticated: state.authenticated,
+        }
+    }
+
     /// A waiting place for a new connection from `ip`, pushing the oldest waiting connection
     /// out if the pool is full.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refused> {

@@ -41,9 +41,31 @@ pub struct Listening {
     tasks: Vec<JoinHandle<()>>,
     certificate: Arc<ReloadableCertificate>,
     tls_dir: PathBuf,
+    pools: Arc<Pools>,
+}
+
+/// Connections open now, by pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sessions {
+    /// Not logged in yet.
+    pub waiting: usize,
+    /// Logged in.
+    pub authenticated: usize,
 }
 
 impl Listening {
+    /// Connections open now (of both listeners).
+    pub fn sessions(&self) -> Sessions {
+        self.pools.sessions()
+    }
+
+    /// A handle that reads [`Listening::sessions`] from elsewhere (the admin listener), also
+    /// after `self` is gone.
+    pub fn sessions_probe(&self) -> impl Fn() -> Sessions + Send + Sync + 'static {
+        let pools = Arc::clone(&self.pools);
+        move || pools.sessions()
+    }
+
     /// Where the TLS certificate comes from now.
     pub fn certificate(&self) -> archive_core::tls::CertificateOrigin {
         self.certificate.origin()
@@ -76,6 +98,7 @@ struct Shared {
     pools: Arc<Pools>,
     envelopes: Arc<EnvelopeCache>,
     user_sessions: Arc<UserSessions>,
+    commands: Arc<crate::metrics::Commands>,
 }
 
 /// Why the IMAP server could not start.
@@ -119,6 +142,7 @@ pub async fn start(
         pools,
         envelopes,
         user_sessions,
+        commands: Arc::new(crate::metrics::Commands::new()),
     });
     let mut listening = Listening {
         plain: None,
@@ -127,6 +151,7 @@ pub async fn start(
         tasks: Vec::new(),
         certificate,
         tls_dir: tls_dir.to_path_buf(),
+        pools: Arc::clone(&shared.pools),
     };
     for (addr, implicit_tls) in [(plain_addr, false), (tls_addr, true)] {
         let Some(addr) = addr else { continue };
@@ -270,6 +295,7 @@ async fn connection(
         auth_tag: None,
         stop,
         pushed_out,
+        commands: Arc::clone(&shared.commands),
     };
     let mut conn = Conn::new(
         Protocol::new(

@@ -137,6 +137,8 @@ pub(crate) struct Session {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// Notified when a newer connection pushed this one out of the full waiting pool.
     pub pushed_out: Arc<tokio::sync::Notify>,
+    /// Commands counted by name.
+    pub commands: Arc<crate::metrics::Commands>,
 }
 
 /// What the connection does after a command.
@@ -461,21 +463,29 @@ pub(crate) async fn run(session: &mut Session, mut conn: Conn) -> Option<Conn> {
             Ok(Event::Esearch { command, returns }) => {
                 command::dispatch(session, &mut conn, command.tag, command.body, Some(returns)).await
             }
-            Ok(Event::Refused { tag, why }) => conn.status(bad(tag, &why)).await.map(|_| Flow::Continue),
+            Ok(Event::Refused { tag, why }) => {
+                session.commands.count_other();
+                conn.status(bad(tag, &why)).await.map(|_| Flow::Continue)
+            }
             Ok(Event::Server(ServerEvent::CommandAuthenticateReceived { command_authenticate })) => {
+                session.commands.count("AUTHENTICATE");
                 command::authenticate::start(session, &mut conn, command_authenticate).await
             }
             Ok(Event::Server(ServerEvent::AuthenticateDataReceived { authenticate_data })) => {
                 command::authenticate::data(session, &mut conn, authenticate_data).await
             }
             Ok(Event::Server(ServerEvent::IdleCommandReceived { tag })) => {
+                session.commands.count("IDLE");
                 command::idle::start(session, &mut conn, tag).await
             }
             Ok(Event::Server(ServerEvent::IdleDoneReceived)) => command::idle::done(session, &mut conn).await,
             Ok(Event::Server(ServerEvent::GreetingSent { .. } | ServerEvent::ResponseSent { .. }))
             | Ok(Event::RawSent(_)) => Ok(Flow::Continue),
             // imap-next already answered with a tagged BAD.
-            Err(StreamError::State(ServerError::LiteralTooLong { .. })) => Ok(Flow::Continue),
+            Err(StreamError::State(ServerError::LiteralTooLong { .. })) => {
+                session.commands.count_other();
+                Ok(Flow::Continue)
+            }
             Err(StreamError::State(
                 ServerError::MalformedMessage { discarded_bytes }
                 | ServerError::ExpectedCrlfGotLf { discarded_bytes }
@@ -483,6 +493,7 @@ pub(crate) async fn run(session: &mut Session, mut conn: Conn) -> Option<Conn> {
             )) => {
                 // imap-next answers nothing here; invariant 7 wants a BAD, tagged if the
                 // line starts with a valid tag.
+                session.commands.count_other();
                 let tag = first_token(discarded_bytes.declassify())
                     .and_then(|t| Tag::try_from(t).ok())
                     .map(IntoStatic::into_static);

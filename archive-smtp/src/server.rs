@@ -189,7 +189,7 @@ fn admit(
             return;
         }
     };
-    Metrics::add(&ctx.metrics.sessions, 1);
+    ctx.metrics.session(protocol);
     let _ = tcp.set_nodelay(true);
     let session = Session::new(ctx.clone(), protocol, peer, tcp, trusted);
     let shutdown = shutdown.clone();

@@ -6,7 +6,7 @@ use archive_core::{Envelope, Recipient};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::metrics::Refusal;
 use crate::session::{Input, Protocol, Session, MAX_PATH_LEN};
 use crate::{deliver, journal};
 
@@ -71,7 +71,7 @@ impl Session {
             return self.reply(501, "5.1.3", "recipient address too long");
         }
         if !accepted {
-            Metrics::add(&self.ctx.metrics.rejected, 1);
+            self.ctx.metrics.rejected(self.protocol, Refusal::Permanent);
             return self.reply(550, "5.1.1", "not an archive address");
         }
         tx.rcpts.push(Recipient {
@@ -128,6 +128,7 @@ impl Session {
 
     /// The transaction's data is complete: archive it and answer.
     pub(crate) async fn finish_message(&mut self) {
+        let received = std::time::Instant::now();
         self.data_deadline = None;
         let Some(tx) = self.tx.take() else { return };
         let replies = if self.protocol == Protocol::Lmtp {
@@ -136,7 +137,7 @@ impl Session {
             1
         };
         if tx.too_big {
-            Metrics::add(&self.ctx.metrics.rejected, 1);
+            self.ctx.metrics.rejected(self.protocol, Refusal::Permanent);
             for _ in 0..replies {
                 self.reply(552, "5.3.4", "message size exceeds the archive's limit");
             }
@@ -177,8 +178,9 @@ impl Session {
                     "archived"
                 );
                 self.futile = 0;
-                Metrics::add(&self.ctx.metrics.accepted, 1);
-                Metrics::add(&self.ctx.metrics.bytes, bytes);
+                self.ctx
+                    .metrics
+                    .accepted(self.protocol, bytes, received.elapsed());
                 let hash: String = a.content_hash.iter().map(|b| format!("{b:02x}")).collect();
                 let text = format!("archived seq={} blake3={hash}", a.seq);
                 for _ in 0..replies {
@@ -200,14 +202,14 @@ impl Session {
         match (e, e.fault()) {
             (archive_core::Error::TooLarge { .. }, _) => {
                 tracing::info!(peer = %self.peer, error = %e, "message refused; answered 552");
-                Metrics::add(&self.ctx.metrics.rejected, 1);
+                self.ctx.metrics.rejected(self.protocol, Refusal::Permanent);
                 for _ in 0..replies {
                     self.reply(552, "5.3.4", "message size exceeds the archive's limit");
                 }
             }
             (_, archive_core::Fault::Request) => {
                 tracing::info!(peer = %self.peer, error = %e, "message refused; answered 554");
-                Metrics::add(&self.ctx.metrics.rejected, 1);
+                self.ctx.metrics.rejected(self.protocol, Refusal::Permanent);
                 for _ in 0..replies {
                     self.reply(554, "5.6.0", "the archive cannot store this message");
                 }
@@ -220,7 +222,7 @@ impl Session {
     }
 
     fn temporary_failure(&mut self, replies: usize) {
-        Metrics::add(&self.ctx.metrics.rejected, 1);
+        self.ctx.metrics.rejected(self.protocol, Refusal::Temporary);
         for _ in 0..replies {
             self.reply(451, "4.3.0", "archive storage failed, try again later");
         }

@@ -1,7 +1,7 @@
 //! `mailvault verify`: recompute everything; exit 0 intact, 1 tampered, 2 usage/IO error,
 //! 3 unsigned records (records after the newest checkpoint while no server is writing).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use archive_core::verify::verify_log;
@@ -52,6 +52,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if let Some(problem) = &report.problem {
         println!("TAMPERED: {problem}");
         println!("{} records before it verified", report.records);
+        LastRun::record(&layout, "tampered", report.records);
         return Ok(ExitCode::from(EXIT_TAMPERED));
     }
     let quarantined = layout.quarantined()?;
@@ -90,10 +91,66 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                  without the signing key",
                 report.records
             );
+            LastRun::record(&layout, "unsigned", report.records);
             return Ok(ExitCode::from(EXIT_UNSIGNED));
         }
     }
+    LastRun::record(&layout, "intact", report.records);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The outcome of the last verify run that finished, kept in the data directory
+/// (`Layout::last_verify`) for the server's metrics: `serve` runs no verification of its own
+/// (a full one reads the whole log), so monitoring sees when an operator's or a cron job's
+/// `mailvault verify` last ran and what it found. A pinned checkpoint the key does not sign
+/// and usage or I/O errors record nothing.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LastRun {
+    /// Unix time (seconds) the run finished.
+    pub finished: u64,
+    /// `intact`, `tampered` or `unsigned` (exit 0, 1, 3).
+    pub result: String,
+    /// The log verified intact (exit 0).
+    pub intact: bool,
+    /// Records checked.
+    pub records: u64,
+}
+
+impl LastRun {
+    /// Reads the last outcome in `data`, if there is a readable one.
+    pub fn read(data: &Path) -> Option<LastRun> {
+        let layout = archive_core::store::Layout::new(data);
+        let text = std::fs::read(&layout.last_verify).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Writes the outcome (atomically: a temporary file renamed). A store the verifier may
+    /// not write to (a read-only copy, another user's) keeps no record: said on stderr, and
+    /// the exit code stays that of the verification.
+    fn record(layout: &archive_core::store::Layout, result: &str, records: u64) {
+        let finished = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let run = LastRun {
+            finished,
+            result: result.into(),
+            intact: result == "intact",
+            records,
+        };
+        let path = &layout.last_verify;
+        let tmp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&run)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            eprintln!(
+                "mailvault: note: the result was not recorded in {} ({e}); the server's metrics do not show this run",
+                path.display()
+            );
+        }
+    }
 }
 
 /// Whether a server holds the store's write lock right now.

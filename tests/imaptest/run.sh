@@ -59,6 +59,8 @@ tls = "none"
 max_connections_per_ip = $((CLIENTS * 2 + 10))
 max_unauthenticated_per_ip = $((CLIENTS * 2 + 10))
 max_connections_per_user = $((CLIENTS * 2 + 10))
+[admin]
+listen = "none"
 [server]
 log = "warn"
 EOF

@@ -251,6 +251,8 @@ fn the_first_serve_on_the_default_path_creates_the_store_and_says_what_next() {
             "none",
             "--imaps",
             "none",
+            "--admin",
+            "none",
         ])
         .current_dir(&cwd)
         .env_remove("MAILVAULT_DATA")

@@ -163,6 +163,8 @@ fn the_log_can_be_json_lines() {
                 "none",
                 "--imaps",
                 "none",
+                "--admin",
+                "none",
             ],
             None,
         )

@@ -187,6 +187,8 @@ pub struct Server {
     pub imap: std::net::SocketAddr,
     /// IMAP over TLS.
     pub imaps: std::net::SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), unless `--admin none`.
+    pub admin: Option<std::net::SocketAddr>,
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -219,8 +221,16 @@ impl Vault {
                 "--smtp",
                 "127.0.0.1:0",
             ])
-            .args(["--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0"])
-            .args(extra)
+            .args(["--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0"]);
+        // A free port for the admin listener too, unless the test chose one.
+        let admin = match extra.iter().position(|a| *a == "--admin") {
+            Some(i) => extra.get(i + 1).is_some_and(|a| *a != "none"),
+            None => {
+                cmd.args(["--admin", "127.0.0.1:0"]);
+                true
+            }
+        };
+        cmd.args(extra)
             .env_remove("MAILVAULT_DATA")
             .env_remove("MAILVAULT_KEY")
             .env("RUST_LOG", "info")
@@ -245,7 +255,7 @@ impl Vault {
             }
         });
         let mut listening = std::collections::HashMap::new();
-        while listening.len() < 4 {
+        while listening.len() < 4 + usize::from(admin) {
             match rx.recv_timeout(std::time::Duration::from_secs(30)) {
                 Ok((protocol, addr)) => {
                     listening.insert(protocol, addr);
@@ -262,6 +272,7 @@ impl Vault {
             lmtp: listening["lmtp"],
             imap: listening["imap"],
             imaps: listening["imaps"],
+            admin: listening.get("admin").copied(),
             log,
         }
     }

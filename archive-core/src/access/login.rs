@@ -70,8 +70,35 @@ impl LoginGate {
     /// restart. Every verified attempt becomes an audit record; attempts refused by the rate
     /// limit do not (they cost no verification, and recording them would let anyone grow the
     /// log at will; the failures that led to the limit are recorded). May block for the
-    /// upstream's timeout when pass-through is configured.
+    /// upstream's timeout when pass-through is configured. Refusals are counted
+    /// ([`crate::metrics::LOGIN_FAILURES`]).
     pub fn login(
+        &self,
+        store: &Store,
+        login: &str,
+        password: &str,
+        client: IpAddr,
+        door: &str,
+    ) -> std::result::Result<Authenticated, LoginRefused> {
+        let outcome = self.check(store, login, password, client, door);
+        if let Err(refused) = &outcome {
+            let reason = match refused {
+                LoginRefused::Failed => "failed",
+                LoginRefused::RateLimited(_) => "rate_limited",
+                LoginRefused::Unavailable(_) => "unavailable",
+            };
+            metrics::counter!(
+                crate::metrics::LOGIN_FAILURES,
+                "door" => crate::metrics::door_label(door),
+                "reason" => reason
+            )
+            .increment(1);
+        }
+        outcome
+    }
+
+    /// [`LoginGate::login`] without the counting.
+    fn check(
         &self,
         store: &Store,
         login: &str,

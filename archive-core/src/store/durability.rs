@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::metrics::{COMMIT_RECORDS, FSYNC_SECONDS};
 use crate::store::writer::{DurablePoint, Written};
 use crate::{Error, Result};
 
@@ -132,6 +133,8 @@ pub(crate) struct Durability {
     stopping: Condvar,
     /// fsyncs of segment files performed for acknowledgements.
     pub fsyncs: AtomicU64,
+    /// Why the newest group-commit fsync failed, until one succeeds again (readiness).
+    fsync_failure: Mutex<Option<String>>,
 }
 
 impl Durability {
@@ -192,7 +195,10 @@ impl Durability {
             let result = match snapshot() {
                 Ok(Some(batch)) => {
                     self.fsyncs.fetch_add(1, Ordering::Relaxed);
-                    batch.file.sync(false).map(|()| batch)
+                    let started = std::time::Instant::now();
+                    let synced = batch.file.sync(false).map(|()| batch);
+                    metrics::histogram!(FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+                    synced
                 }
                 // No segment is open for appending only when a roll-over failed after taking
                 // the full one: records before `seq` may not be on disk, so this is no fsync.
@@ -212,12 +218,16 @@ impl Durability {
                 // rewind may cut it).
                 Ok(batch) if batch.generation == s.generation && s.failed.is_none() => {
                     if batch.point.seq > s.synced {
+                        // Records per fsync: what group commit saves (one sample per fsync).
+                        metrics::histogram!(COMMIT_RECORDS).record((batch.point.seq - s.synced) as f64);
                         s.synced = batch.point.seq;
                         s.point = batch.point;
                     }
+                    self.note_fsync(None);
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.note_fsync(Some(e.to_string()));
                     let generation = s.generation;
                     s.failed = Some(format!("fsync failed: {e}"));
                     drop(s);
@@ -229,6 +239,23 @@ impl Durability {
             self.changed.notify_all();
             self.progress.notify_all();
         }
+    }
+
+    fn note_fsync(&self, failure: Option<String>) {
+        *self.fsync_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+    }
+
+    /// Why the store cannot acknowledge now, if it cannot: a rewind is under way or failed,
+    /// or the newest group-commit fsync failed (until one succeeds; the checkpoint timer
+    /// retries within its interval).
+    pub fn trouble(&self) -> Option<String> {
+        if let Some(why) = &self.lock().failed {
+            return Some(why.clone());
+        }
+        let failure = self.fsync_failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure
+            .as_ref()
+            .map(|e| format!("the last fsync of the log failed: {e}"))
     }
 
     /// Stops acknowledgements until [`Durability::rewound`]: the log's end is in doubt (a

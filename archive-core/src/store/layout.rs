@@ -29,6 +29,8 @@ pub struct Layout {
     pub default_key: PathBuf,
     /// Bytes recovery cut off the log (never acknowledged), kept one file per cut.
     pub quarantine: PathBuf,
+    /// The outcome of the last `mailvault verify` (for the server's metrics).
+    pub last_verify: PathBuf,
 }
 
 impl Layout {
@@ -44,6 +46,7 @@ impl Layout {
             public_key: dir.join("signing.pub"),
             default_key: dir.join("signing.key"),
             quarantine: dir.join("quarantine"),
+            last_verify: dir.join("verify-last.json"),
         }
     }
 

@@ -140,6 +140,27 @@ pub struct StoreStats {
     pub rewinds: u64,
 }
 
+/// The store's state for readiness checks and scraped gauges: a few locks, and one record
+/// read (that of the oldest record not yet searchable) while the search index lags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Why the store cannot acknowledge appends now, if it cannot: the writer is poisoned (a
+    /// failed write that could not be undone), a rewind is under way or failed, the newest
+    /// group-commit fsync failed (until one succeeds), or the key-value index stopped.
+    pub trouble: Option<String>,
+    /// Records after the newest checkpoint: not yet under a signature.
+    pub unsigned_records: u64,
+    /// Time since this process wrote the newest checkpoint, or since it opened the store if
+    /// it has written none (monotonic clock).
+    pub checkpoint_age: Duration,
+    /// Durable records the search index has not applied yet.
+    pub search_lag_records: u64,
+    /// How long ago the oldest of those records was received; `None` when the search index
+    /// is caught up, or when that record is not in the key-value index yet (it is, a moment
+    /// after it became durable).
+    pub search_lag: Option<Duration>,
+}
+
 pub(crate) struct Shared {
     pub layout: Layout,
     key: LogKey,
@@ -966,6 +987,53 @@ impl Store {
             search_indexed_seq: self.shared.text.applied(),
             rewinds: self.shared.rewinds.load(Ordering::Relaxed),
         }
+    }
+
+    /// The state readiness checks and metrics read (see [`Health`]).
+    pub fn health(&self) -> Health {
+        let (poisoned, unsigned_records, checkpoint_age) = {
+            let w = self.shared.writer();
+            (
+                w.poisoned.clone(),
+                w.since_checkpoint,
+                w.last_checkpoint_at.elapsed(),
+            )
+        };
+        let trouble = poisoned
+            .map(|why| format!("the log's writer is stopped: {why}"))
+            .or_else(|| self.shared.durability.trouble())
+            .or_else(|| {
+                let failure = self.shared.progress().failure.clone();
+                failure.map(|why| format!("the key-value index stopped: {why}"))
+            });
+        let synced = self.shared.durability.synced();
+        let searchable = self.shared.text.applied();
+        let search_lag_records = synced.saturating_sub(searchable);
+        let search_lag = if search_lag_records == 0 {
+            None
+        } else {
+            self.received_at(searchable + 1).map(|received| {
+                std::time::SystemTime::now()
+                    .duration_since(received)
+                    .unwrap_or_default()
+            })
+        };
+        Health {
+            trouble,
+            unsigned_records,
+            checkpoint_age,
+            search_lag_records,
+            search_lag,
+        }
+    }
+
+    /// When record `seq` was received, if the key-value index knows where it is (never
+    /// waits for the index).
+    fn received_at(&self, seq: u64) -> Option<std::time::SystemTime> {
+        let location = self.shared.index.location(seq).ok().flatten()?;
+        let record = self.shared.segments.read_at(&location, seq).ok()?;
+        let micros = u64::try_from(record.leaf.time_us).ok()?;
+        std::time::UNIX_EPOCH.checked_add(Duration::from_micros(micros))
     }
 
     /// Clean shutdown: a final checkpoint, the index caught up and made durable, the tree

@@ -74,6 +74,7 @@ pub(crate) async fn dispatch(
     body: CommandBody<'static>,
     returns: Option<Returns>,
 ) -> Result<Flow, Closed> {
+    s.commands.count(body.name());
     let needs = match &body {
         CommandBody::Capability | CommandBody::Noop | CommandBody::Logout | CommandBody::Id { .. } => {
             Needs::Any

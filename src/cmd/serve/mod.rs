@@ -15,6 +15,7 @@ use archive_core::tls::CertificateOrigin;
 use archive_core::Store;
 use archive_smtp::Intake;
 
+mod admin;
 mod reload;
 
 use super::CmdResult;
@@ -50,6 +51,10 @@ pub struct ListenerArgs {
     /// IMAP over TLS listener address, or `none` (overrides imap.tls).
     #[arg(long, value_parser = parse_listener)]
     imaps: Option<Listener>,
+    /// Admin listener address (/metrics, /healthz, /readyz), or `none` (overrides
+    /// admin.listen).
+    #[arg(long, value_parser = parse_listener)]
+    admin: Option<Listener>,
 }
 
 /// A listener address from the command line; `None` disables it.
@@ -93,6 +98,9 @@ pub fn resolve_config(config: Option<&Path>, listeners: &ListenerArgs) -> anyhow
     if let Some(Listener(a)) = listeners.imaps {
         config.imap.tls = a;
     }
+    if let Some(Listener(a)) = listeners.admin {
+        config.admin.listen = a;
+    }
     config.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
 }
@@ -117,6 +125,11 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         tracing::info!(upstream = %p.upstream(), "pass-through logins");
     }
 
+    // Before anything records: the front doors bind their counters to it as they start.
+    let metrics_handle = match config.admin.listen {
+        Some(_) => Some(admin::install()?),
+        None => None,
+    };
     let created = super::ensure_store(cli, args.create || cli.data_is_default, "mailvault serve")?;
     let store = Arc::new(Store::open(&cli.data, &cli.key_path(), config.store_config())?);
     tracing::info!(data = %cli.data.display(), origin = store.origin(), "store open");
@@ -164,6 +177,33 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                 tracing::info!(protocol = %protocol, %addr, "listening");
             }
         }
+        let phase = admin::Phase::default();
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_server = match (config.admin.listen, metrics_handle) {
+            (Some(addr), Some(handle)) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("admin.listen: cannot listen on {addr}"))?;
+                let local = listener.local_addr().context("admin.listen")?;
+                tokio::spawn(admin::upkeep(handle.clone()));
+                let probe = Arc::new(admin::ServeProbe {
+                    store: store.clone(),
+                    data: cli.data.clone(),
+                    disk_reserve: config.admin.disk_reserve_mib.saturating_mul(1 << 20),
+                    phase: phase.clone(),
+                    imap_sessions: Box::new(imap.sessions_probe()),
+                    handle,
+                });
+                // Up until the front doors have stopped: /readyz says "shutting down" meanwhile.
+                let shutdown = async move {
+                    let _ = admin_stopped.await;
+                };
+                tracing::info!(protocol = %"admin", addr = %local, "listening");
+                Some(tokio::spawn(archive_web::admin::serve(listener, probe, shutdown)))
+            }
+            _ => None,
+        };
+        phase.running();
         log_certificates(&intake, &imap);
         if created.is_some() {
             announce_next_step(cli);
@@ -173,10 +213,16 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             reloader.reload(&intake, &imap);
         }
         tracing::info!("shutting down: no new sessions; finishing transactions in flight");
+        phase.stopping();
         let _ = stop.send(true);
         imap.shutdown().await;
         let grace = Duration::from_secs(reloader.running().server.shutdown_grace_secs);
         intake.wait(grace).await;
+        let _ = admin_stop.send(());
+        if let Some(server) = admin_server {
+            // Connections still open (a scrape in progress) are not waited for long.
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
         anyhow::Ok(metrics)
     })?;
     drop(runtime);
