@@ -455,6 +455,43 @@ pub fn process_tree(root: u32) -> Vec<(u32, String)> {
     tree
 }
 
+/// CPU time (user + system, clock ticks) a process has used, from /proc; 0 if it is gone.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name: state is the 3rd field of stat, utime the 14th, stime
+    // the 15th.
+    let Some(close) = stat.rfind(')') else {
+        return 0;
+    };
+    let mut rest = stat[close + 2..].split_whitespace().skip(11);
+    let mut next = || rest.next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    next() + next()
+}
+
+/// Waits until a server (a process and its descendants) is idle — less than 5 % of one core
+/// over half a second — or `limit` passed; returns the seconds waited. A server that has
+/// just taken in a mailbox still works on it (index merges, cache writes) for a while, and a
+/// read measured meanwhile measures that too, on this 2-core machine.
+pub fn wait_until_idle(root: u32, limit: Duration) -> f64 {
+    const SAMPLE: Duration = Duration::from_millis(500);
+    // Linux reports CPU time in 1/100 s (USER_HZ) on every architecture we run on.
+    const IDLE_TICKS: u64 = 2;
+    let start = std::time::Instant::now();
+    let total = || process_tree(root).iter().map(|(p, _)| cpu_ticks(*p)).sum::<u64>();
+    let mut before = total();
+    while start.elapsed() < limit {
+        std::thread::sleep(SAMPLE);
+        let now = total();
+        if now.saturating_sub(before) <= IDLE_TICKS {
+            break;
+        }
+        before = now;
+    }
+    start.elapsed().as_secs_f64()
+}
+
 /// A process's resident memory (VmRSS) and proportional set size (Pss, shared pages divided
 /// among the processes that map them), in bytes; 0 where unknown.
 pub fn memory_of(pid: u32) -> (u64, u64) {
