@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod search;
 pub mod store;
 pub mod tls;
+pub mod tls_probe;
 pub mod verify;
 pub mod views;
 

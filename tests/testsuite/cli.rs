@@ -236,52 +236,29 @@ fn a_mistyped_data_dir_is_refused_not_created() {
 
 #[test]
 fn the_first_serve_on_the_default_path_creates_the_store_and_says_what_next() {
-    use std::io::BufRead;
     let vault = Vault::new();
     let cwd = vault.dir.with_file_name("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .args([
-            "serve",
-            "--lmtp",
-            "127.0.0.1:0",
-            "--smtp",
-            "none",
-            "--imap",
-            "none",
-            "--imaps",
-            "none",
-            "--admin",
-            "none",
-        ])
-        .current_dir(&cwd)
-        .env_remove("MAILVAULT_DATA")
-        .env_remove("MAILVAULT_KEY")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = String::new();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("listening") {
-            break;
-        }
-    }
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    // Read to the end: a closed pipe would kill the server's last log lines (SIGPIPE).
-    for line in lines {
-        log.push_str(&line.unwrap());
-        log.push('\n');
-    }
-    assert!(child.wait().unwrap().success(), "{log}");
+    let stopped = crate::util::serve_until_logged(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailvault"))
+            .args([
+                "serve",
+                "--lmtp",
+                "127.0.0.1:0",
+                "--smtp",
+                "none",
+                "--imap",
+                "none",
+                "--imaps",
+                "none",
+                "--admin",
+                "none",
+            ])
+            .current_dir(&cwd),
+        "listening",
+    );
+    let log = stopped.log;
+    assert!(stopped.status.success(), "{log}");
     let data = cwd.join("mailvault-data");
     assert!(data.join("store.json").exists(), "{log}");
     for expected in [

@@ -317,51 +317,31 @@ fn readyz_is_503_while_fsyncs_of_the_log_fail() {
 /// listens there or, if something else has the port, refuses to start naming it.
 #[test]
 fn the_admin_listener_is_on_loopback_by_default() {
-    use std::io::BufRead;
     let vault = Vault::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .arg("--data")
-        .arg(&vault.dir)
-        .args([
-            "serve",
-            "--create",
-            "--lmtp",
-            "127.0.0.1:0",
-            "--smtp",
-            "none",
-            "--imap",
-            "none",
-            "--imaps",
-            "none",
-        ])
-        .env_remove("MAILVAULT_DATA")
-        .env_remove("MAILVAULT_KEY")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = String::new();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut admin = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if let Some(addr) = line.split("listening protocol=admin addr=").nth(1) {
-            admin = Some(addr.trim().to_string());
-            break;
-        }
-    }
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    for line in lines {
-        log.push_str(&line.unwrap());
-        log.push('\n');
-    }
-    let status = child.wait().unwrap();
+    let stopped = crate::util::serve_until_logged(
+        Command::new(env!("CARGO_BIN_EXE_mailvault"))
+            .arg("--data")
+            .arg(&vault.dir)
+            .args([
+                "serve",
+                "--create",
+                "--lmtp",
+                "127.0.0.1:0",
+                "--smtp",
+                "none",
+                "--imap",
+                "none",
+                "--imaps",
+                "none",
+            ]),
+        "listening protocol=admin addr=",
+    );
+    let (log, status) = (stopped.log, stopped.status);
+    let admin = stopped.marker_line.and_then(|l| {
+        l.split("listening protocol=admin addr=")
+            .nth(1)
+            .map(|a| a.trim().to_string())
+    });
     match admin {
         Some(addr) => {
             assert_eq!(addr, "127.0.0.1:9425", "{log}");

@@ -405,3 +405,52 @@ pub fn incompressible_message(subject: &str, noise_bytes: usize) -> Vec<u8> {
     }
     message
 }
+
+/// A `serve` run to its first log line containing `marker`, then stopped with SIGTERM: its
+/// whole log (stderr), that line, and how it ended.
+pub struct StoppedServe {
+    pub log: String,
+    pub marker_line: Option<String>,
+    pub status: std::process::ExitStatus,
+}
+
+/// Runs `serve` (`cmd`, its arguments set) with `RUST_LOG=info`, reads its log until a line
+/// containing `marker` (or the end), stops it with SIGTERM and reads the log to the end: a
+/// closed pipe would kill the server's last log lines (SIGPIPE).
+pub fn serve_until_logged(cmd: &mut Command, marker: &str) -> StoppedServe {
+    use std::io::BufRead;
+    let mut child = cmd
+        .env_remove("MAILVAULT_DATA")
+        .env_remove("MAILVAULT_KEY")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut marker_line = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains(marker) {
+            marker_line = Some(line);
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let status = child.wait().unwrap();
+    StoppedServe {
+        log,
+        marker_line,
+        status,
+    }
+}
