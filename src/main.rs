@@ -66,6 +66,8 @@ enum Command {
     Import(cmd::import::Args),
     /// List records: seq, kind, receive time, content hash, size, envelope sender.
     Log(cmd::log::Args),
+    /// List the access trail (audit records): who did what, on what, from where.
+    Audit(cmd::audit::Args),
     /// Write a stored message to stdout, byte-exact.
     Show(cmd::show::Args),
     /// Recompute everything from the raw bytes; exit 0 intact, 1 tampered, 2 usage/IO error.
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
         Command::Init => cmd::init::run(&cli),
         Command::Import(args) => cmd::import::run(&cli, args),
         Command::Log(args) => cmd::log::run(&cli, args),
+        Command::Audit(args) => cmd::audit::run(&cli, args),
         Command::Show(args) => cmd::show::run(&cli, args),
         Command::Verify(args) => cmd::verify::run(&cli, args),
         Command::Checkpoint => cmd::checkpoint::run(&cli),

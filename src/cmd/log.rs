@@ -8,7 +8,7 @@ use archive_core::log::reader::Record;
 use archive_core::log::record::LeafBody;
 use archive_core::Envelope;
 
-use super::{format_time, hex, open_log, CmdResult};
+use super::{format_time, hex, open_log, written_or_stop, CmdResult};
 use crate::Cli;
 
 #[derive(clap::Args, Debug)]
@@ -151,12 +151,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                 }
             )
         };
-        if let Err(e) = written {
-            // A closed pipe (`mailvault log | head`) is a normal way to stop reading.
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                break;
-            }
-            return Err(e.into());
+        if !written_or_stop(written)? {
+            break;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! One module per subcommand: each parses its own arguments and does one job.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod config;
 pub mod doctor;
@@ -119,6 +120,16 @@ pub fn format_time(time_us: i64) -> String {
     jiff::Timestamp::from_microsecond(time_us)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| format!("@{time_us}us"))
+}
+
+/// Whether to go on after writing a line of output: a closed pipe (`mailvault log | head`) is
+/// a normal way to stop reading; any other write error is one.
+pub fn written_or_stop(written: std::io::Result<()>) -> anyhow::Result<bool> {
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Lower-case hex.

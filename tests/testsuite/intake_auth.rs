@@ -54,6 +54,61 @@ fn audit_events(vault: &Vault) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// `mailvault audit` lists exactly the log's audit records (`events`, from `log --json`),
+/// and its filters select by action, actor and time.
+fn audit_lists_the_trail_by_time_actor_and_action(vault: &Vault, events: &[(String, String, String)]) {
+    let listed = |args: &[&str]| -> Vec<(String, String, String)> {
+        let mut all = vec!["audit", "--json"];
+        all.extend_from_slice(args);
+        String::from_utf8(vault.ok(&all))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert!(
+                    v["seq"].as_u64().is_some() && v["time"].is_string() && v["origin"].is_string(),
+                    "{v}"
+                );
+                let text = |k: &str| v[k].as_str().unwrap().to_string();
+                (text("actor"), text("action"), text("target"))
+            })
+            .collect()
+    };
+    assert_eq!(listed(&[]), events);
+    let failed: Vec<_> = events.iter().filter(|e| e.1 == "login-failed").cloned().collect();
+    assert!(failed.len() >= 3, "{events:?}");
+    assert_eq!(listed(&["--action", "login-failed"]), failed);
+    let bobs: Vec<_> = events.iter().filter(|e| e.0 == "bob").cloned().collect();
+    assert_eq!(listed(&["--user", "bob"]), bobs);
+    assert_eq!(listed(&["--user", "bob", "--action", "login"]).len(), 1);
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let day = |d: jiff::civil::Date| d.to_string();
+    assert_eq!(
+        listed(&[
+            "--since",
+            &day(today.yesterday().unwrap()),
+            "--until",
+            &day(today)
+        ]),
+        events
+    );
+    assert!(listed(&["--since", &day(today.tomorrow().unwrap())]).is_empty());
+    assert!(listed(&["--until", &day(today.yesterday().unwrap())]).is_empty());
+    assert!(listed(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    // Text columns: seq, time, action, actor, origin, target.
+    let text = String::from_utf8(vault.ok(&["audit", "--action", "login-failed"])).unwrap();
+    assert_eq!(text.lines().count(), failed.len(), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("login-failed")
+            && l.contains("relay1")
+            && l.contains("smtp reason=wrong-password")),
+        "{text}"
+    );
+    let bad = vault.run_in(&["audit", "--since", "yesterday"], None);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("neither a date"));
+}
+
 /// Adds a local user with one address and `password` (stdin of `mailvault user add`).
 pub(crate) fn add_user(vault: &Vault, name: &str, address: &str, password: &str) {
     let added = vault.run_in(
@@ -129,6 +184,7 @@ fn clients_outside_the_allow_list_must_authenticate_over_tls_through_the_login_g
     ] {
         assert!(origin_free.contains(&expected), "{expected:?} not in {events:?}");
     }
+    audit_lists_the_trail_by_time_actor_and_action(&vault, &events);
 
     // Without relay users, a client outside the allow-list is refused at once.
     let config = vault.dir.with_file_name("closed.toml");
