@@ -75,6 +75,27 @@ impl AuditEvent {
     }
 }
 
+/// Most bytes of a query kept in a `search` record; a longer one is cut and ends in `…`.
+pub const MAX_QUERY_BYTES: usize = 2048;
+
+/// A query as a `search` record keeps it: control characters (line breaks of literals
+/// included) replaced, at most [`MAX_QUERY_BYTES`], cut at a character boundary and marked.
+pub fn query_text(query: &str) -> String {
+    let mut visible: String = query
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if visible.len() > MAX_QUERY_BYTES {
+        let mut end = MAX_QUERY_BYTES;
+        while !visible.is_char_boundary(end) {
+            end -= 1;
+        }
+        visible.truncate(end);
+        visible.push('…');
+    }
+    visible
+}
+
 /// At most 254 bytes, control characters replaced: client-supplied text must not flood the
 /// log or drive the terminal of whoever reads `mailvault audit`.
 fn printable(text: &str) -> String {
@@ -88,6 +109,14 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_are_kept_visible_and_bounded() {
+        assert_eq!(query_text("TEXT {3}\r\nabc"), "TEXT {3}\u{fffd}\u{fffd}abc");
+        let long = query_text(&"ä".repeat(MAX_QUERY_BYTES));
+        assert!(long.len() <= MAX_QUERY_BYTES + '…'.len_utf8() && long.ends_with('…'));
+        assert_eq!(query_text("SUBJECT x"), "SUBJECT x");
+    }
 
     #[test]
     fn login_events_name_who_where_and_why_and_bound_client_text() {

@@ -159,8 +159,22 @@ fn users_read_their_journaled_mail_over_imap_and_nothing_changes() {
     assert_eq!(kinds("message"), 2);
     assert_eq!(kinds("arrival"), 0);
     assert!(
-        kinds("audit") >= 4,
-        "logins, failed login, select, view: {records:#?}"
+        kinds("audit") >= 5,
+        "logins, failed login, select, view, search: {records:#?}"
+    );
+    // The SEARCH is one audit record naming the user, the mailbox and the keys as asked.
+    let searches: Vec<_> = records
+        .iter()
+        .filter(|r| r["kind"] == "audit" && r["audit"]["action"] == "search")
+        .map(|r| (r["audit"]["actor"].clone(), r["audit"]["target"].clone()))
+        .collect();
+    assert_eq!(
+        searches,
+        [(
+            serde_json::json!("erika"),
+            serde_json::json!("imap mailbox INBOX SUBJECT Quartalszahlen")
+        )],
+        "{records:#?}"
     );
     assert_eq!(vault.verify(&[]).0, 0);
 }

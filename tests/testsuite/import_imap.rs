@@ -416,8 +416,14 @@ fn an_import_killed_midway_resumes_without_duplicates() {
         let uid = uid_of(o["source"].as_str().unwrap());
         assert!(uid > done, "UID {uid} fetched again (progress was {done})");
     }
+    // At most the records past the mark: each is found again as a duplicate, unless
+    // reopening the store cut it with an unacknowledged tail, in which case it is fetched and
+    // stored as new. Either way nothing is stored twice (the distinct count below).
     let duplicates = outcomes.iter().filter(|o| o["status"] == "duplicate").count();
-    assert_eq!(duplicates, before - done as usize, "{stderr}");
+    assert!(
+        duplicates <= before - done as usize,
+        "{duplicates} duplicates: {stderr}"
+    );
     let distinct: BTreeSet<String> = mailbox.held().iter().map(|h| blake3_hex(&h.bytes)).collect();
     assert_eq!(message_records(&vault), distinct.len());
     assert_eq!(last_uid(&vault), 400);

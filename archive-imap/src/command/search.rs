@@ -145,6 +145,15 @@ pub(crate) async fn matching(
     let Some(sel) = &s.selected else {
         return Ok(Err(bad(tag.clone(), "no mailbox selected")));
     };
+    // Every search is an access: one audit record with the keys as asked, before it runs.
+    let target = format!(
+        "imap mailbox {} {}",
+        sel.view.mailbox(),
+        archive_core::audit::query_text(&keys_text(&criteria))
+    );
+    if let Err((code, why)) = s.audit("search", target) {
+        return Ok(Err(no(tag.clone(), code, &why)));
+    }
     let store = std::sync::Arc::clone(&s.store);
     let principal = s.user.as_ref().map(|u| u.principal.clone());
     let view = sel.view.clone();
@@ -175,4 +184,24 @@ pub(crate) async fn matching(
             ))
         }
     })
+}
+
+/// The search keys as IMAP writes them (imap-codec's encoding; literals inline).
+fn keys_text(criteria: &Vec1<SearchKey<'static>>) -> String {
+    use imap_codec::encode::Encoder;
+    use imap_next::imap_types::command::{Command, CommandBody};
+    let body = CommandBody::Search {
+        charset: None,
+        criteria: criteria.clone(),
+        uid: false,
+    };
+    let Ok(command) = Command::new("a", body) else {
+        return String::new();
+    };
+    let wire = imap_codec::CommandCodec::default().encode(&command).dump();
+    let text = String::from_utf8_lossy(&wire);
+    text.strip_prefix("a SEARCH ")
+        .unwrap_or(&text)
+        .trim_end_matches("\r\n")
+        .to_string()
 }
