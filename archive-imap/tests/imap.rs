@@ -263,7 +263,7 @@ async fn imaplib_sees_a_read_only_archive() {
     // Accesses only: the STOREs the script sent left no trace (nothing changed).
     for e in &audit {
         assert!(
-            ["login", "login-failed", "select", "examine", "view"].contains(&e.action.as_str()),
+            ["login", "login-failed", "select", "examine", "view", "search"].contains(&e.action.as_str()),
             "{e:?}"
         );
     }
@@ -271,6 +271,7 @@ async fn imaplib_sees_a_read_only_archive() {
     assert!(has("erika", "login"));
     assert!(has("erika", "select"));
     assert!(has("erika", "view"));
+    assert!(has("erika", "search"));
     assert!(has("mallory", "login-failed"));
     assert!(audit.iter().any(|e| e.origin == "127.0.0.1"));
     assert!(audit
