@@ -276,3 +276,14 @@ index_error_from!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// The verifier's two failures keep their meaning here: bytes that are not the format, and
+/// evidence that does not verify.
+impl From<archive_verify::Error> for Error {
+    fn from(e: archive_verify::Error) -> Self {
+        match e {
+            archive_verify::Error::Malformed { what, reason } => Error::Malformed { what, reason },
+            archive_verify::Error::Verification(reason) => Error::Verification(reason),
+        }
+    }
+}

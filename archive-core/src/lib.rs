@@ -16,7 +16,7 @@
 
 pub mod access;
 pub mod audit;
-pub mod envelope;
+pub use archive_verify::envelope;
 mod error;
 pub(crate) mod imap_client;
 pub mod import_imap;

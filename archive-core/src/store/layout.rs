@@ -117,7 +117,7 @@ impl Layout {
     /// The public key stored with the log.
     pub fn verifier_key(&self) -> Result<VerifierKey> {
         let text = std::fs::read_to_string(&self.public_key).at(&self.public_key)?;
-        VerifierKey::parse(&text)
+        Ok(VerifierKey::parse(&text)?)
     }
 }
 

@@ -156,7 +156,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// A bounds-checked big-endian reader over a byte slice.
-pub(crate) struct Cursor<'a> {
+pub struct Cursor<'a> {
     /// The encoding being read, for errors ("envelope", "leaf").
     what: &'static str,
     bytes: &'a [u8],
@@ -164,19 +164,19 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    pub(crate) fn new(what: &'static str, bytes: &'a [u8]) -> Self {
+    pub fn new(what: &'static str, bytes: &'a [u8]) -> Self {
         Cursor { what, bytes, pos: 0 }
     }
 
     /// An error about the encoding being read.
-    pub(crate) fn malformed(&self, reason: String) -> Error {
+    pub fn malformed(&self, reason: String) -> Error {
         Error::Malformed {
             what: self.what,
             reason,
         }
     }
 
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
             .checked_add(n)
@@ -193,38 +193,39 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    pub(crate) fn u8(&mut self) -> Result<u8> {
+    pub fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
 
-    pub(crate) fn u32(&mut self) -> Result<u32> {
+    pub fn u32(&mut self) -> Result<u32> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    pub(crate) fn u64(&mut self) -> Result<u64> {
+    pub fn u64(&mut self) -> Result<u64> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_be_bytes(a))
     }
 
-    pub(crate) fn hash(&mut self) -> Result<[u8; 32]> {
+    pub fn hash(&mut self) -> Result<[u8; 32]> {
         let mut a = [0u8; 32];
         a.copy_from_slice(self.take(32)?);
         Ok(a)
     }
 
-    pub(crate) fn bytes(&mut self) -> Result<&'a [u8]> {
+    pub fn bytes(&mut self) -> Result<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
     }
 
-    fn text(&mut self) -> Result<String> {
+    /// A length-prefixed field that must be UTF-8.
+    pub fn text(&mut self) -> Result<String> {
         String::from_utf8(self.bytes()?.to_vec())
             .map_err(|_| self.malformed("a text field is not UTF-8".into()))
     }
 
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
+    pub fn rest(&mut self) -> &'a [u8] {
         let s = &self.bytes[self.pos..];
         self.pos = self.bytes.len();
         s
