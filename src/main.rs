@@ -74,6 +74,10 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Print the latest signed checkpoint.
     Checkpoint,
+    /// Export a range or a search as a bundle that verifies offline (docs/COMPLIANCE.md).
+    Export(cmd::export::Args),
+    /// Check an export bundle offline; exit 0 valid, 1 invalid, 2 usage/IO error.
+    VerifyBundle(cmd::verify_bundle::Args),
     /// Print an inclusion proof of a record, as JSON.
     Proof(cmd::proof::Args),
     /// Key operations.
@@ -129,6 +133,8 @@ fn main() -> ExitCode {
         Command::Show(args) => cmd::show::run(&cli, args),
         Command::Verify(args) => cmd::verify::run(&cli, args),
         Command::Checkpoint => cmd::checkpoint::run(&cli),
+        Command::Export(args) => cmd::export::run(&cli, args),
+        Command::VerifyBundle(args) => cmd::verify_bundle::run(&cli, args),
         Command::Proof(args) => cmd::proof::run(&cli, args),
         Command::Key {
             command: KeyCommand::Show,

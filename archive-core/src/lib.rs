@@ -18,6 +18,7 @@ pub mod access;
 pub mod audit;
 pub use archive_verify::envelope;
 mod error;
+pub mod export;
 pub(crate) mod imap_client;
 pub mod import_imap;
 pub mod index;

@@ -4,6 +4,7 @@
 //! use these functions, so there is one implementation of each check — and it is small enough
 //! for an auditor to read and build alone (docs/FORMAT.md describes the same bytes).
 
+pub mod bundle;
 pub mod envelope;
 mod error;
 pub mod leaf;

@@ -88,11 +88,11 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_since(s: &str) -> Result<i64, String> {
+pub(super) fn parse_since(s: &str) -> Result<i64, String> {
     parse_time(s, false)
 }
 
-fn parse_until(s: &str) -> Result<i64, String> {
+pub(super) fn parse_until(s: &str) -> Result<i64, String> {
     parse_time(s, true)
 }
 

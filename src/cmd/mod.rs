@@ -4,6 +4,7 @@ pub mod audit;
 pub mod checkpoint;
 pub mod config;
 pub mod doctor;
+pub mod export;
 pub mod import;
 pub mod import_imap;
 pub mod init;
@@ -17,6 +18,7 @@ pub mod show;
 pub mod status;
 pub mod user;
 pub mod verify;
+pub mod verify_bundle;
 
 use std::process::ExitCode;
 
@@ -135,4 +137,16 @@ pub fn written_or_stop(written: std::io::Result<()>) -> anyhow::Result<bool> {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Who runs a command on this machine, as audit records and export manifests name them:
+/// `local:` and the login name ($USER, $LOGNAME, else the numeric uid).
+pub fn local_principal() -> String {
+    let name = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_graphic()))
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }));
+    format!("local:{name}")
 }

@@ -87,7 +87,7 @@ pub fn principal(spec: Option<&str>, data: &std::path::Path) -> anyhow::Result<P
 
 /// Searches, preferring the read-only index; catches it up through the store if it lags and
 /// the store is free.
-fn run_search(
+pub(super) fn run_search(
     cli: &Cli,
     principal: &Principal,
     query: &Query,

@@ -5,6 +5,7 @@ mod certificates;
 mod cli;
 mod clients;
 mod doctor;
+mod export;
 mod imap;
 mod imap_hostile;
 mod imap_sync;

@@ -1,0 +1,396 @@
+//! Writes an export bundle (archive_verify::bundle is the format and its checker): messages
+//! byte-exact, each with its inclusion proof, listings, and for a range every leaf of it with
+//! the range proof. One forward pass over the log; listings and leaves go to anonymous
+//! temporary files and are copied in at the end, so memory stays flat whatever the size.
+
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+
+use archive_verify::bundle::row::{csv_header, MessageRow, HEADER_PREFIX_MAX};
+use archive_verify::bundle::{
+    consistency_file, message_file, proof_file, readme, ConsistencyProof, InclusionProof, Manifest,
+    RangeLeaf, RangeProof, Selection, CHECKPOINT, FORMAT, MANIFEST, MESSAGES_CSV, MESSAGES_JSON,
+    RANGE_LEAVES, RANGE_PROOF, README,
+};
+use archive_verify::merkle::{leaf_hash, range_proof_subtrees, root_from_range, verify_inclusion};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
+
+use crate::log::checkpoint::SignedCheckpoint;
+use crate::log::merkle::HashSource;
+use crate::log::reader::{LogReader, Record};
+use crate::log::record::{LeafBody, RecordKind};
+use crate::log::tree::TreeFileReader;
+use crate::store::Layout;
+use crate::{Error, Result};
+
+/// What to export.
+#[derive(Clone, Debug)]
+pub struct BundleRequest {
+    /// The selection as the manifest states it (a range, or a filter with its query).
+    pub selection: Selection,
+    /// For a filter: the message seqs it found, ascending. Ignored for a range.
+    pub seqs: Vec<u64>,
+    /// Who exports, as the archive knows them.
+    pub exported_by: String,
+    /// Older tree sizes to include consistency proofs from (a recipient's earlier checkpoints).
+    pub consistency_from: Vec<u64>,
+}
+
+/// What was written.
+#[derive(Clone, Debug)]
+pub struct Exported {
+    /// The manifest in the bundle.
+    pub manifest: Manifest,
+    /// Bytes of message content written.
+    pub content_bytes: u64,
+}
+
+/// The signed checkpoint exports prove against: the newest in the log.
+pub fn latest_checkpoint(layout: &Layout, log: &LogReader) -> Result<SignedCheckpoint> {
+    let key = layout.verifier_key()?;
+    for (first, _) in log.segments().iter().rev() {
+        let mut found = None;
+        for record in log.records_from(*first)? {
+            let record = record?;
+            if record.location.segment != *first {
+                break;
+            }
+            if let LeafBody::Checkpoint { note } = &record.leaf.body {
+                found = Some(String::from_utf8_lossy(note).into_owned());
+            }
+        }
+        if let Some(note) = found {
+            return key.verify_note(&note).map_err(Error::from);
+        }
+    }
+    Err(Error::Rejected(
+        "the log has no checkpoint yet: nothing can be proven".into(),
+    ))
+}
+
+/// Writes the bundle for `request` to `out` (a new file: the caller renames it into place).
+pub fn write_bundle<W: Write + Seek>(layout: &Layout, request: &BundleRequest, out: W) -> Result<Exported> {
+    let key = layout.verifier_key()?;
+    let log = LogReader::open(&layout.log_dir)?;
+    let signed = latest_checkpoint(layout, &log)?;
+    let size = signed.checkpoint.size;
+    let tree = TreeFileReader::open(&layout.tree)?;
+    if !tree.covers(size) {
+        return Err(Error::Rejected(format!(
+            "the tree cache does not reach size {size}: run `mailvault reindex`"
+        )));
+    }
+    let (first, last, range) = match &request.selection {
+        Selection::Range {
+            first_seq, last_seq, ..
+        } => (*first_seq, *last_seq, true),
+        Selection::Filter { .. } => match (request.seqs.first(), request.seqs.last()) {
+            (Some(f), Some(l)) => (*f, *l, false),
+            _ => {
+                return Err(Error::Rejected(
+                    "the query found no messages: nothing to export".into(),
+                ))
+            }
+        },
+    };
+    if first == 0 || first > last {
+        return Err(Error::Rejected(format!(
+            "{first}..={last} is not a range of records"
+        )));
+    }
+    if last > size {
+        return Err(Error::Rejected(format!(
+            "record {last} is not covered by a checkpoint yet (the newest covers 1..={size}); try again in a moment"
+        )));
+    }
+    let mut writer = Writer {
+        zip: ZipWriter::new(out),
+        log: &log,
+        tree: &tree,
+        checkpoint: &signed,
+        csv: spool()?,
+        json: spool()?,
+        leaves: if range { Some(spool()?) } else { None },
+        messages: 0,
+        content_bytes: 0,
+    };
+    writer
+        .csv
+        .write_all(csv_header().as_bytes())
+        .map_err(spool_error)?;
+    let mut wanted = request.seqs.iter().copied().peekable();
+    for record in log.records_from(first)? {
+        let record = record?;
+        let seq = record.seq();
+        if seq > last {
+            break;
+        }
+        if let Some(leaves) = writer.leaves.as_mut() {
+            let line = RangeLeaf {
+                seq,
+                leaf: B64.encode(&record.leaf_bytes),
+            };
+            serde_json::to_writer(&mut *leaves, &line).map_err(|e| Error::Internal(e.to_string()))?;
+            leaves.write_all(b"\n").map_err(spool_error)?;
+        }
+        let is_message = matches!(record.kind(), RecordKind::Message | RecordKind::Arrival);
+        let selected = if range {
+            is_message
+        } else {
+            while wanted.next_if(|&s| s < seq).is_some() {}
+            wanted.next_if_eq(&seq).is_some() && is_message
+        };
+        if selected {
+            writer.message(&record)?;
+        }
+    }
+    if let Some(missing) = wanted.next() {
+        return Err(Error::Rejected(format!(
+            "record {missing} is not a message the log holds"
+        )));
+    }
+    writer.finish_listings()?;
+    if range {
+        writer.range_proof(request, first, last)?;
+    }
+    for &old in &request.consistency_from {
+        if old > size {
+            return Err(Error::Rejected(format!(
+                "cannot prove size {old} consistent with the bundle's smaller size {size}"
+            )));
+        }
+        let proof = tree.consistency_proof(old, size)?;
+        let doc = ConsistencyProof {
+            old_size: old,
+            tree_size: size,
+            proof: proof.iter().map(|h| B64.encode(h)).collect(),
+        };
+        writer.json_file(&consistency_file(old), &doc)?;
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        generator: format!("mailvault {}", env!("CARGO_PKG_VERSION")),
+        origin: signed.checkpoint.origin.clone(),
+        public_key: key.encode(),
+        exported_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        exported_by: request.exported_by.clone(),
+        selection: request.selection.clone(),
+        tree_size: size,
+        message_count: writer.messages,
+        completeness: match range {
+            true => format!("complete: every record of seq {first}..={last}, proven by the range proof"),
+            false => {
+                "authenticity of each message only: a filter's completeness cannot be proven offline".into()
+            }
+        },
+    };
+    writer.file(CHECKPOINT, signed.note.as_bytes())?;
+    writer.file(README, readme(&manifest).as_bytes())?;
+    writer.json_file(MANIFEST, &manifest)?;
+    let content_bytes = writer.content_bytes;
+    writer.zip.finish().map_err(zip_error)?;
+    Ok(Exported {
+        manifest,
+        content_bytes,
+    })
+}
+
+struct Writer<'a, W: Write + Seek> {
+    zip: ZipWriter<W>,
+    log: &'a LogReader,
+    tree: &'a TreeFileReader,
+    checkpoint: &'a SignedCheckpoint,
+    csv: BufWriter<std::fs::File>,
+    json: BufWriter<std::fs::File>,
+    leaves: Option<BufWriter<std::fs::File>>,
+    messages: u64,
+    content_bytes: u64,
+}
+
+impl<W: Write + Seek> Writer<'_, W> {
+    fn options(len: u64) -> SimpleFileOptions {
+        SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .large_file(len >= u32::MAX as u64)
+    }
+
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.zip
+            .start_file(name, Self::options(bytes.len() as u64))
+            .map_err(zip_error)?;
+        self.zip.write_all(bytes).map_err(write_error)
+    }
+
+    fn json_file<T: serde::Serialize>(&mut self, name: &str, doc: &T) -> Result<()> {
+        let mut text = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
+        text.push(b'\n');
+        self.file(name, &text)
+    }
+
+    /// One message: its bytes, its inclusion proof, its listing rows.
+    fn message(&mut self, record: &Record) -> Result<()> {
+        let seq = record.seq();
+        // Content checked against the leaf's hash by the reader (an arrival's lives at its first seq).
+        let bytes = match record.content(self.log) {
+            Some(content) => content.map_err(|reason| Error::Corrupt {
+                seq,
+                segment: self.log.segment_path(record.location.segment),
+                offset: record.location.offset,
+                reason,
+            })?,
+            None => self.log.message_bytes(seq)?,
+        };
+        let proof = self.inclusion(&record.leaf_bytes, seq)?;
+        self.file(&message_file(seq), &bytes)?;
+        self.json_file(&proof_file(seq), &proof)?;
+        let blake3: [u8; 32] = blake3::hash(&bytes).into();
+        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        let prefix = &bytes[..bytes.len().min(HEADER_PREFIX_MAX)];
+        let row = MessageRow::new(
+            seq,
+            record.leaf.time_us,
+            prefix,
+            bytes.len() as u64,
+            &blake3,
+            &sha256,
+        );
+        self.csv
+            .write_all(row.csv_record().as_bytes())
+            .map_err(spool_error)?;
+        if self.messages > 0 {
+            self.json.write_all(b",\n").map_err(spool_error)?;
+        }
+        self.json.write_all(row.json().as_bytes()).map_err(spool_error)?;
+        self.messages += 1;
+        self.content_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Copies the listings in.
+    fn finish_listings(&mut self) -> Result<()> {
+        let close = if self.messages > 0 { "\n]\n" } else { "]\n" };
+        self.json.write_all(close.as_bytes()).map_err(spool_error)?;
+        self.zip
+            .start_file(MESSAGES_CSV, Self::options(0))
+            .map_err(zip_error)?;
+        copy_spool(&mut self.csv, &mut self.zip, b"")?;
+        self.zip
+            .start_file(MESSAGES_JSON, Self::options(0))
+            .map_err(zip_error)?;
+        copy_spool(&mut self.json, &mut self.zip, b"[\n")
+    }
+
+    /// The range's leaves, the subtrees outside it and, for a time range, its boundary records.
+    fn range_proof(&mut self, request: &BundleRequest, first: u64, last: u64) -> Result<()> {
+        let size = self.checkpoint.checkpoint.size;
+        let subtrees = range_proof_subtrees(first - 1, last, size)
+            .into_iter()
+            .map(|(a, b)| self.tree.range_hash(a, b))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(mut leaves) = self.leaves.take() else {
+            return Ok(());
+        };
+        // Check the proof before handing it out, re-reading the leaves as the verifier will.
+        let file = rewound(&mut leaves)?;
+        let hashes = BufReader::new(file)
+            .lines()
+            .map_while(|l| l.ok())
+            .filter_map(|l| serde_json::from_str::<RangeLeaf>(&l).ok())
+            .filter_map(|l| B64.decode(l.leaf).ok())
+            .map(|leaf| leaf_hash(&leaf));
+        let root = root_from_range(first - 1, last, size, hashes, subtrees.iter().copied());
+        if root != Some(self.checkpoint.checkpoint.root) {
+            return Err(stale_tree());
+        }
+        self.zip
+            .start_file(RANGE_LEAVES, Self::options(0))
+            .map_err(zip_error)?;
+        copy_spool(&mut leaves, &mut self.zip, b"")?;
+        let (since, until) = match &request.selection {
+            Selection::Range { since, until, .. } => (since.is_some(), until.is_some()),
+            Selection::Filter { .. } => (false, false),
+        };
+        let before = match since && first > 1 {
+            true => Some(self.inclusion(&self.log.read(first - 1)?.leaf_bytes, first - 1)?),
+            false => None,
+        };
+        let after = match until && last < size {
+            true => Some(self.inclusion(&self.log.read(last + 1)?.leaf_bytes, last + 1)?),
+            false => None,
+        };
+        let doc = RangeProof {
+            first_seq: first,
+            last_seq: last,
+            tree_size: size,
+            subtrees: subtrees.iter().map(|h| B64.encode(h)).collect(),
+            before,
+            after,
+        };
+        self.json_file(RANGE_PROOF, &doc)
+    }
+
+    /// The inclusion proof of record `seq` with these leaf bytes, checked before it is handed out.
+    fn inclusion(&self, leaf_bytes: &[u8], seq: u64) -> Result<InclusionProof> {
+        let size = self.checkpoint.checkpoint.size;
+        let path = self.tree.inclusion_proof(seq - 1, size)?;
+        let leaf = leaf_hash(leaf_bytes);
+        // A stale tree cache is a reindex away from fixed; a wrong proof would be evidence against us.
+        if !verify_inclusion(&leaf, seq - 1, size, &path, &self.checkpoint.checkpoint.root) {
+            return Err(stale_tree());
+        }
+        Ok(InclusionProof {
+            seq,
+            leaf_index: seq - 1,
+            tree_size: size,
+            leaf: B64.encode(leaf_bytes),
+            leaf_hash: B64.encode(leaf),
+            proof: path.iter().map(|h| B64.encode(h)).collect(),
+        })
+    }
+}
+
+fn stale_tree() -> Error {
+    Error::Rejected(
+        "the tree cache disagrees with the signed checkpoint: run `mailvault verify`, then `mailvault reindex`".into(),
+    )
+}
+
+/// An anonymous temporary file (gone when closed) for what is copied into the ZIP at the end.
+fn spool() -> Result<BufWriter<std::fs::File>> {
+    tempfile::tempfile().map(BufWriter::new).map_err(spool_error)
+}
+
+/// The spooled file, flushed and rewound for reading.
+fn rewound(spool: &mut BufWriter<std::fs::File>) -> Result<std::fs::File> {
+    spool.flush().map_err(spool_error)?;
+    let mut file = spool.get_ref().try_clone().map_err(spool_error)?;
+    file.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+    Ok(file)
+}
+
+/// Writes `head` and then the spool's content to the ZIP entry being written.
+fn copy_spool<W: Write + Seek>(
+    spool: &mut BufWriter<std::fs::File>,
+    zip: &mut ZipWriter<W>,
+    head: &[u8],
+) -> Result<()> {
+    let mut file = rewound(spool)?;
+    zip.write_all(head).map_err(write_error)?;
+    std::io::copy(&mut file, zip).map_err(write_error)?;
+    Ok(())
+}
+
+fn spool_error(e: std::io::Error) -> Error {
+    Error::System(format!("temporary file for the export: {e}"))
+}
+
+fn write_error(e: std::io::Error) -> Error {
+    Error::System(format!("writing the bundle: {e}"))
+}
+
+fn zip_error(e: zip::result::ZipError) -> Error {
+    Error::System(format!("writing the bundle: {e}"))
+}

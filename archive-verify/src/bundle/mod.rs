@@ -1,0 +1,235 @@
+//! Export bundles: a ZIP a tax auditor, a regulator or a court checks offline, without trusting
+//! the archive, its operators or its code. This module is the format (file names, the manifest,
+//! proof documents, the rows of the listings); [`check`] verifies a bundle; archive-core's
+//! `export` writes one. docs/FORMAT.md §"Export bundles" specifies the same bytes.
+//!
+//! What a bundle proves: every `messages/<seq>.eml` is byte for byte the message the archive's
+//! log recorded as record `seq` (its blake3 is in the leaf, the leaf is in the tree, the tree
+//! root is in a checkpoint signed by the archive's key). A range export proves more: the
+//! bundle holds every record of the range, as leaves that rebuild the signed root with the
+//! range proof, so a message left out or slipped in is found. A filtered export cannot prove
+//! that the filter found everything, and says so.
+
+pub mod check;
+pub mod row;
+
+use serde::{Deserialize, Serialize};
+
+/// The `format` of the manifest this code writes and reads.
+pub const FORMAT: &str = "mailvault-bundle/1";
+/// The manifest.
+pub const MANIFEST: &str = "bundle.json";
+/// The signed checkpoint every proof in the bundle leads to.
+pub const CHECKPOINT: &str = "checkpoint.txt";
+/// How to verify, for people (German and English).
+pub const README: &str = "README.txt";
+/// The listing of the messages, one row each (see [`row`]).
+pub const MESSAGES_CSV: &str = "messages.csv";
+/// The same listing as a JSON array, one object per line.
+pub const MESSAGES_JSON: &str = "messages.json";
+/// Range exports: every leaf of the range, one JSON object per line.
+pub const RANGE_LEAVES: &str = "range/leaves.jsonl";
+/// Range exports: the subtrees outside the range, and the boundary records of a time range.
+pub const RANGE_PROOF: &str = "range/proof.json";
+/// The GDPdU description of `messages.csv`.
+pub const INDEX_XML: &str = "index.xml";
+/// The GDPdU document type definition index.xml refers to, shipped beside it.
+pub const GDPDU_DTD: &str = "gdpdu-01-09-2004.dtd";
+/// Directory of the messages.
+pub const MESSAGES_DIR: &str = "messages/";
+/// Directory of the per-message inclusion proofs.
+pub const PROOFS_DIR: &str = "proofs/";
+/// Directory of consistency proofs from older tree sizes the archive was asked for.
+pub const CONSISTENCY_DIR: &str = "consistency/";
+
+/// The file of message `seq`.
+pub fn message_file(seq: u64) -> String {
+    format!("{MESSAGES_DIR}{seq}.eml")
+}
+
+/// The inclusion proof file of message `seq`.
+pub fn proof_file(seq: u64) -> String {
+    format!("{PROOFS_DIR}{seq}.json")
+}
+
+/// The consistency proof file from tree size `old`.
+pub fn consistency_file(old: u64) -> String {
+    format!("{CONSISTENCY_DIR}{old}.json")
+}
+
+/// `bundle.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The program that wrote the bundle, with its version.
+    pub generator: String,
+    /// The archive's log origin (the name in its checkpoints and key).
+    pub origin: String,
+    /// The archive's verifier key (signed-note format). Only as trustworthy as the channel it
+    /// came by: a recipient pins the key they got from the archive's operator (`--key`).
+    pub public_key: String,
+    /// When the bundle was written (RFC 3339 UTC).
+    pub exported_at: String,
+    /// Who exported it, as the archive knows them.
+    pub exported_by: String,
+    /// What was exported.
+    pub selection: Selection,
+    /// Tree size of the checkpoint in `checkpoint.txt`.
+    pub tree_size: u64,
+    /// Number of messages in `messages/`.
+    pub message_count: u64,
+    /// What the bundle proves about completeness, in words.
+    pub completeness: String,
+}
+
+/// What an export selected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Selection {
+    /// Every record with `first_seq <= seq <= last_seq`; when the range was asked for as a
+    /// time range, `since`/`until` (RFC 3339) are the half-open window `[since, until)`.
+    Range {
+        first_seq: u64,
+        last_seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+    },
+    /// The messages a search query found for a principal: authenticity only.
+    Filter { query: String, principal: String },
+}
+
+/// `proofs/<seq>.json`: a leaf and its RFC 6962 inclusion proof in the checkpoint's tree.
+/// Hashes and the leaf are standard base64.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InclusionProof {
+    /// Record sequence number.
+    pub seq: u64,
+    /// RFC 6962 leaf index: `seq - 1`.
+    pub leaf_index: u64,
+    /// Size of the tree the proof is for.
+    pub tree_size: u64,
+    /// The leaf bytes: SHA-256 of `0x00 ‖ leaf` is the leaf hash.
+    pub leaf: String,
+    /// SHA-256 of `0x00 ‖ leaf`.
+    pub leaf_hash: String,
+    /// The audit path, bottom-up.
+    pub proof: Vec<String>,
+}
+
+/// `range/proof.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeProof {
+    /// First seq of the range.
+    pub first_seq: u64,
+    /// Last seq of the range.
+    pub last_seq: u64,
+    /// Tree size the proof is for.
+    pub tree_size: u64,
+    /// Hashes of the subtrees outside the range, left to right
+    /// (`archive_verify::merkle::range_proof_subtrees`), base64.
+    pub subtrees: Vec<String>,
+    /// For a time range: the record just before the range, proving it is older than `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<InclusionProof>,
+    /// For a time range: the record just after the range, proving it is not older than `until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<InclusionProof>,
+}
+
+/// One line of `range/leaves.jsonl`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeLeaf {
+    /// Record sequence number.
+    pub seq: u64,
+    /// The leaf bytes, base64.
+    pub leaf: String,
+}
+
+/// `consistency/<old>.json`: RFC 6962 consistency proof from an older tree size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyProof {
+    /// The older tree size.
+    pub old_size: u64,
+    /// The bundle's tree size.
+    pub tree_size: u64,
+    /// The proof hashes, base64.
+    pub proof: Vec<String>,
+}
+
+/// `README.txt` of a bundle with this manifest: the same for every bundle of the same
+/// manifest, so the verifier can tell whether someone edited the instructions.
+pub fn readme(manifest: &Manifest) -> String {
+    let scope_en;
+    let scope_de;
+    match &manifest.selection {
+        Selection::Range {
+            first_seq, last_seq, ..
+        } => {
+            scope_en = format!(
+                "every record from seq {first_seq} to seq {last_seq}; a missing or added record is detected"
+            );
+            scope_de = format!("alle Datensätze von Nr. {first_seq} bis Nr. {last_seq}; ein fehlender oder hinzugefügter Datensatz wird erkannt");
+        }
+        Selection::Filter { .. } => {
+            scope_en = "the messages a search found; each is proven authentic, but that the search found every matching message cannot be proven offline".to_string();
+            scope_de = "die von einer Suche gefundenen Nachrichten; jede ist als echt nachgewiesen, die Vollständigkeit der Suche ist offline nicht beweisbar".to_string();
+        }
+    }
+    format!(
+        "mailvault export bundle ({format})
+Archive: {origin}
+Exported: {at} by {by}
+Messages: {count}; checkpoint tree size {size}
+
+=== English ===
+This bundle holds {scope_en}.
+
+How to verify:
+1. Obtain the archive's public key from its operator by a channel you trust, e.g. in person
+   or in a signed letter. It looks like: {origin}+<8 hex digits>+<base64>
+2. With mailvault (no archive needed, no network):
+      mailvault verify-bundle THIS.zip --key 'PUBLIC KEY'
+   Exit status 0: valid; 1: invalid (the output names what); 2: the file could not be read.
+   With an older checkpoint you kept from this archive, add --checkpoint OLD.txt to check
+   that the archive's history was only ever extended.
+3. Without mailvault (docs/FORMAT.md of mailvault describes every byte):
+   a. checkpoint.txt is a C2SP signed note: verify its Ed25519 signature with the key.
+   b. For a message messages/N.eml: proofs/N.json holds the leaf (base64). Its bytes 18 to 49,
+      counted from 0 (after version, kind, seq and time), are the BLAKE3 hash of the .eml file; SHA-256 of
+      0x00 || leaf is the leaf hash; the RFC 6962 audit path in \"proof\" leads from it to
+      the root hash in checkpoint.txt.
+   c. messages.csv lists every message with its SHA-256, for checking with any SHA-256 tool;
+      index.xml describes messages.csv per the GDPdU description standard
+      (gdpdu-01-09-2004.dtd).
+
+=== Deutsch ===
+Dieses Paket enthält {scope_de}.
+
+Prüfung:
+1. Den öffentlichen Schlüssel des Archivs auf einem vertrauenswürdigen Weg vom Betreiber
+   beschaffen (persönlich, per unterschriebenem Schreiben). Form: {origin}+<8 Hex-Ziffern>+<Base64>
+2. Mit mailvault (ohne Archiv, ohne Netz):
+      mailvault verify-bundle DIESES.zip --key 'ÖFFENTLICHER SCHLÜSSEL'
+   Exit-Status 0: gültig; 1: ungültig (die Ausgabe nennt den Grund); 2: Datei nicht lesbar.
+   Mit einem früher erhaltenen Checkpoint dieses Archivs zusätzlich --checkpoint ALT.txt:
+   prüft, dass die Historie des Archivs nur fortgeschrieben wurde.
+3. Ohne mailvault (docs/FORMAT.md von mailvault beschreibt jedes Byte):
+   a. checkpoint.txt ist eine C2SP \"signed note\": Ed25519-Signatur mit dem Schlüssel prüfen.
+   b. Zu messages/N.eml enthält proofs/N.json das Blatt (leaf). Dessen Bytes 18 bis 49 (ab 0
+      gezählt) sind der BLAKE3-Hash der .eml-Datei; SHA-256 von 0x00 || leaf ist der Blatt-Hash; der
+      RFC-6962-Prüfpfad in \"proof\" führt von ihm zum Wurzel-Hash in checkpoint.txt.
+   c. messages.csv listet jede Nachricht mit SHA-256 (prüfbar mit jedem SHA-256-Werkzeug);
+      index.xml beschreibt messages.csv nach dem GDPdU-Beschreibungsstandard
+      (gdpdu-01-09-2004.dtd).
+",
+        format = manifest.format,
+        origin = manifest.origin,
+        at = manifest.exported_at,
+        by = manifest.exported_by,
+        count = manifest.message_count,
+        size = manifest.tree_size,
+    )
+}

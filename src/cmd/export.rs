@@ -1,0 +1,206 @@
+//! `mailvault export`: a selection of the archive as a bundle a tax auditor or a court
+//! verifies offline (`verify-bundle`), or as an mbox file. docs/COMPLIANCE.md walks through it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use archive_core::export::bundle::{latest_checkpoint, write_bundle, BundleRequest};
+use archive_core::export::seqs_received_between;
+use archive_core::log::reader::LogReader;
+use archive_core::search::{Query, SearchOptions, Sort, MAX_LIMIT};
+use archive_verify::bundle::Selection;
+
+use super::{existing_layout, CmdResult};
+use crate::Cli;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A ZIP with the messages, their proofs, listings and a GDPdU description.
+    Bundle,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Export what this search query finds (docs/SEARCH.md); each message is proven
+    /// authentic, but a filter's completeness cannot be proven offline.
+    #[arg(long)]
+    query: Option<String>,
+    /// With --query: search as this principal (like `mailvault search --as`).
+    #[arg(long = "as", value_name = "PRINCIPAL", requires = "query")]
+    principal: Option<String>,
+    /// First record of a range export (with --to-seq).
+    #[arg(long, requires = "to_seq", conflicts_with_all = ["since", "until"])]
+    from_seq: Option<u64>,
+    /// Last record of a range export (with --from-seq).
+    #[arg(long, requires = "from_seq")]
+    to_seq: Option<u64>,
+    /// Records received at or after this time (a date, 2026-01-01, or RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Records received before this time (a date includes that day).
+    #[arg(long)]
+    until: Option<String>,
+    /// Include a consistency proof from this older tree size (a checkpoint the recipient kept);
+    /// may be given more than once.
+    #[arg(long, value_name = "TREE_SIZE")]
+    consistency_from: Vec<u64>,
+    /// The file to write; it must not exist.
+    #[arg(long)]
+    out: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = Format::Bundle)]
+    format: Format,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    let layout = existing_layout(cli)?;
+    if args.out.exists() {
+        bail!("{} exists: an export never overwrites a file", args.out.display());
+    }
+    let log = LogReader::open(&layout.log_dir)?;
+    let size = latest_checkpoint(&layout, &log)?.checkpoint.size;
+    let range = seq_range(args, &log, size)?;
+    let (selection, seqs) = match &args.query {
+        Some(text) => {
+            let seqs = search_all(cli, args, text, range)?;
+            let principal = args
+                .principal
+                .clone()
+                .unwrap_or_else(|| "operator (all mail)".into());
+            (
+                Selection::Filter {
+                    query: text.clone(),
+                    principal,
+                },
+                seqs,
+            )
+        }
+        None => {
+            let Some((first_seq, last_seq)) = range else {
+                bail!("nothing selected: give --query, --from-seq/--to-seq, or --since/--until");
+            };
+            let selection = Selection::Range {
+                first_seq,
+                last_seq,
+                since: args.since.as_deref().map(normalized_time).transpose()?,
+                until: args.until.as_deref().map(normalized_until).transpose()?,
+            };
+            (selection, Vec::new())
+        }
+    };
+    let request = BundleRequest {
+        selection,
+        seqs,
+        exported_by: super::local_principal(),
+        consistency_from: args.consistency_from.clone(),
+    };
+    let exported = write_new_file(&args.out, |file| Ok(write_bundle(&layout, &request, file)?))?;
+    eprintln!(
+        "{}: {} messages ({} bytes), proven against checkpoint tree size {}; {}",
+        args.out.display(),
+        exported.manifest.message_count,
+        exported.content_bytes,
+        exported.manifest.tree_size,
+        exported.manifest.completeness
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The seq range the options select, or `None` for no range option.
+fn seq_range(args: &Args, log: &LogReader, size: u64) -> anyhow::Result<Option<(u64, u64)>> {
+    if let (Some(first), Some(last)) = (args.from_seq, args.to_seq) {
+        if first == 0 || first > last {
+            bail!("--from-seq {first} --to-seq {last} is not a range (seqs count from 1)");
+        }
+        if last > size {
+            bail!("record {last} is not covered by the latest checkpoint (it covers 1..={size})");
+        }
+        return Ok(Some((first, last)));
+    }
+    if args.since.is_none() && args.until.is_none() {
+        return Ok(None);
+    }
+    let since = args
+        .since
+        .as_deref()
+        .map(super::audit::parse_since)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let until = args
+        .until
+        .as_deref()
+        .map(super::audit::parse_until)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    match seqs_received_between(log, since, until, size)? {
+        Some(range) => Ok(Some(range)),
+        None => bail!("no record was received in that time range (among records 1..={size})"),
+    }
+}
+
+fn normalized_time(s: &str) -> anyhow::Result<String> {
+    let us = super::audit::parse_since(s).map_err(anyhow::Error::msg)?;
+    Ok(archive_verify::bundle::row::format_time_us(us))
+}
+
+fn normalized_until(s: &str) -> anyhow::Result<String> {
+    let us = super::audit::parse_until(s).map_err(anyhow::Error::msg)?;
+    Ok(archive_verify::bundle::row::format_time_us(us))
+}
+
+/// Every message seq the query finds, ascending (within `range` when given).
+fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> anyhow::Result<Vec<u64>> {
+    let principal = super::search::principal(args.principal.as_deref(), &cli.data)?;
+    let query = Query::parse(text).map_err(|e| anyhow::anyhow!("query {text:?}: {e}"))?;
+    let mut options = SearchOptions {
+        sort: Sort::Oldest,
+        limit: MAX_LIMIT,
+        cursor: None,
+        snippets: false,
+    };
+    let mut seqs = Vec::new();
+    loop {
+        let page = super::search::run_search(cli, &principal, &query, &options)?;
+        // Every delivery of a hit the principal may see (the first, and later arrivals of the same bytes).
+        for hit in &page.hits {
+            match hit.deliveries.is_empty() {
+                true => seqs.push(hit.seq),
+                false => seqs.extend(hit.deliveries.iter().map(|d| d.seq)),
+            }
+        }
+        match page.next_cursor {
+            Some(cursor) => options.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    if let Some((first, last)) = range {
+        seqs.retain(|s| (first..=last).contains(s));
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    Ok(seqs)
+}
+
+/// Writes a new file through a temporary name in the same directory, synced and renamed into
+/// place: a reader never sees a half-written bundle under the final name.
+fn write_new_file<T>(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".mailvault-export-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    let value = write(tmp.as_file_mut())?;
+    tmp.as_file().sync_all().context("syncing the export")?;
+    tmp.persist_noclobber(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::File::open(&dir).and_then(|d| d.sync_all()).ok();
+    Ok(value)
+}

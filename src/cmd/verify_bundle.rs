@@ -1,0 +1,119 @@
+//! `mailvault verify-bundle FILE [--key PUB] [--checkpoint OLDER]`: checks an export bundle
+//! offline — no data directory, no network — and prints a verdict per message and overall.
+//! Exit status 0 valid, 1 invalid (the output names what), 2 usage or I/O.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use archive_verify::bundle::check::{verify_bundle, Options};
+use archive_verify::note::VerifierKey;
+
+use super::CmdResult;
+use crate::Cli;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The bundle (a ZIP written by `mailvault export`).
+    file: PathBuf,
+    /// The archive's public key as its operator gave it to you (the key string, or a file
+    /// holding it); `--key PUB` means the same here (this command needs no signing key).
+    /// Without it, the key the bundle names is used, which proves integrity only.
+    #[arg(long, value_name = "PUB")]
+    pubkey: Option<String>,
+    /// A checkpoint of this archive you kept from earlier (a file): the bundle must extend it.
+    #[arg(long, value_name = "OLDER")]
+    checkpoint: Option<PathBuf>,
+    /// Print one JSON object (verdict, messages, problems) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    let given = args
+        .pubkey
+        .clone()
+        .or_else(|| cli.key.as_ref().map(|k| k.to_string_lossy().into_owned()));
+    let key = match &given {
+        Some(k) => {
+            let text = if std::path::Path::new(k).is_file() {
+                std::fs::read_to_string(k).with_context(|| format!("reading {k}"))?
+            } else {
+                k.clone()
+            };
+            Some(VerifierKey::parse(&text).context("--key")?)
+        }
+        None => None,
+    };
+    let older_checkpoint = match &args.checkpoint {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading checkpoint {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let options = Options {
+        key,
+        older_checkpoint,
+    };
+    let report =
+        verify_bundle(&args.file, &options).with_context(|| format!("reading {}", args.file.display()))?;
+    let valid = report.is_valid();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let doc = serde_json::json!({
+            "valid": valid,
+            "messages": report.messages.iter().map(|m| serde_json::json!({
+                "seq": m.seq,
+                "valid": m.problem.is_none(),
+                "problem": m.problem,
+            })).collect::<Vec<_>>(),
+            "problems": report.problems,
+            "more_problems": report.more_problems,
+            "proven": report.proven,
+            "caveats": report.caveats,
+        });
+        writeln!(out, "{doc}")?;
+    } else {
+        if let Some(m) = &report.manifest {
+            writeln!(
+                out,
+                "bundle of {} ({} messages), exported {} by {}",
+                m.origin, m.message_count, m.exported_at, m.exported_by
+            )?;
+        }
+        if let Some(cp) = &report.checkpoint {
+            writeln!(out, "checkpoint: tree size {}, signature valid", cp.size)?;
+        }
+        for m in &report.messages {
+            match &m.problem {
+                None => writeln!(out, "ok       message {}", m.seq)?,
+                Some(p) => writeln!(out, "INVALID  message {}: {p}", m.seq)?,
+            }
+        }
+        for p in &report.problems {
+            writeln!(out, "INVALID  {p}")?;
+        }
+        if report.more_problems > 0 {
+            writeln!(out, "INVALID  … and {} more problems", report.more_problems)?;
+        }
+        for p in &report.proven {
+            writeln!(out, "proven   {p}")?;
+        }
+        for c in &report.caveats {
+            writeln!(out, "note     {c}")?;
+        }
+        let bad = report.messages.iter().filter(|m| m.problem.is_some()).count();
+        match valid {
+            true => writeln!(out, "VALID: {} messages authentic", report.messages.len())?,
+            false => writeln!(
+                out,
+                "NOT VALID: {bad} of {} messages fail, {} other problems",
+                report.messages.len(),
+                report.problems.len() as u64 + report.more_problems
+            )?,
+        }
+    }
+    Ok(ExitCode::from(if valid { 0 } else { 1 }))
+}
