@@ -16,6 +16,7 @@ use archive_core::Store;
 use archive_smtp::Intake;
 
 mod admin;
+mod audit_spool;
 mod reload;
 
 use super::CmdResult;
@@ -139,6 +140,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if let Some(cut) = store.recovered() {
         tracing::warn!(%cut, "recovery cut what was never acknowledged off the log's end (audited)");
     }
+    // Audit events that `mailvault user …` and others left while a server owned the log.
+    let spool = audit_spool::SpoolThread::start(store.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mailvault-io")
@@ -203,6 +206,21 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             }
             _ => None,
         };
+        let mut listening: Vec<String> = intake
+            .listening
+            .iter()
+            .map(|(protocol, addr)| format!("{}={addr}", protocol.name()))
+            .collect();
+        listening.extend(
+            [("imap", imap.plain), ("imaps", imap.tls)]
+                .into_iter()
+                .filter_map(|(p, a)| a.map(|a| format!("{p}={a}"))),
+        );
+        let start = server_event("start", listening.join(" "));
+        let recorder = store.clone();
+        tokio::task::spawn_blocking(move || recorder.append_audit(&start))
+            .await
+            .context("recording the start")??;
         phase.running();
         log_certificates(&intake, &imap);
         if created.is_some() {
@@ -237,6 +255,10 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         appends = stats.appends,
         "intake stopped"
     );
+    spool.stop();
+    if let Err(e) = store.append_audit(&server_event("stop", "clean".into())) {
+        tracing::error!(error = %e, "cannot record the stop in the audit trail");
+    }
     match Arc::try_unwrap(store) {
         Ok(store) => store.close()?,
         // A blocking append still holds the store: checkpoint now, the rest closes on drop.
@@ -246,6 +268,16 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     tracing::info!("checkpoint written; bye");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `start` or `stop` record of this server: `target` after its version.
+fn server_event(action: &str, target: String) -> archive_core::audit::AuditEvent {
+    archive_core::audit::AuditEvent::new(
+        "mailvault",
+        action,
+        format!("version {} {target}", env!("CARGO_PKG_VERSION")),
+        "local",
+    )
 }
 
 /// Which certificate each front door offers: the operator needs to know whether clients see
