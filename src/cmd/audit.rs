@@ -91,7 +91,10 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         }
     }
     for event in &pending {
-        let at = event.at.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let at = event
+            .at
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
         let at_us = at.map_or(0, |t| t.as_microsecond());
         if args.since.is_some_and(|t| at_us < t)
             || args.until.is_some_and(|t| at_us >= t)

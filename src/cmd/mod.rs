@@ -150,8 +150,11 @@ pub fn cli_actor() -> String {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut found: *mut libc::passwd = std::ptr::null_mut();
         let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found);
-        (rc == 0 && !found.is_null() && !pwd.pw_name.is_null())
-            .then(|| std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+        (rc == 0 && !found.is_null() && !pwd.pw_name.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned()
+        })
     };
     match name {
         Some(name) => format!("cli:{name}"),

@@ -68,7 +68,11 @@ fn user_changes_are_recorded_directly_or_through_the_running_server() {
         Some(PASSWORD),
     );
     let added = audit(&vault, Some("user-add"));
-    assert_eq!(targets(&added), ["alice (user of alice@example.com)"], "{added:#?}");
+    assert_eq!(
+        targets(&added),
+        ["alice (user of alice@example.com)"],
+        "{added:#?}"
+    );
     assert!(added[0]["seq"].is_u64() && added[0].get("id").is_none());
     assert!(added[0]["actor"].as_str().unwrap().starts_with("cli:"));
     assert_eq!(added[0]["origin"], "local");
@@ -123,8 +127,14 @@ fn user_changes_are_recorded_directly_or_through_the_running_server() {
     let starts = audit(&vault, Some("start"));
     assert_eq!(starts.len(), 1, "{all:#?}");
     let start = starts[0]["target"].as_str().unwrap();
-    assert!(start.starts_with(&format!("version {} ", env!("CARGO_PKG_VERSION"))), "{start}");
-    assert!(start.contains("imaps=127.0.0.1:") && start.contains("lmtp=127.0.0.1:"), "{start}");
+    assert!(
+        start.starts_with(&format!("version {} ", env!("CARGO_PKG_VERSION"))),
+        "{start}"
+    );
+    assert!(
+        start.contains("imaps=127.0.0.1:") && start.contains("lmtp=127.0.0.1:"),
+        "{start}"
+    );
     assert_eq!(targets(&audit(&vault, Some("stop"))).len(), 1, "{all:#?}");
     assert_eq!(vault.verify(&[]).0, 0);
 }
@@ -133,7 +143,13 @@ fn user_changes_are_recorded_directly_or_through_the_running_server() {
 fn cli_searches_and_verify_runs_are_recorded() {
     let vault = Vault::new();
     vault.ok(&["init"]);
-    vault.ok(&["search", "--as", "address:alice@example.com", "Quartalszahlen", "from:max"]);
+    vault.ok(&[
+        "search",
+        "--as",
+        "address:alice@example.com",
+        "Quartalszahlen",
+        "from:max",
+    ]);
     let searches = audit(&vault, Some("search"));
     assert_eq!(
         targets(&searches),
@@ -153,11 +169,18 @@ fn cli_searches_and_verify_runs_are_recorded() {
     assert_eq!(runs[0]["pending"], true);
     assert!(runs[0]["seq"].is_null());
     let target = runs[0]["target"].as_str().unwrap().to_string();
-    assert!(target.ends_with("verdict intact") && target.starts_with("records "), "{target}");
+    assert!(
+        target.ends_with("verdict intact") && target.starts_with("records "),
+        "{target}"
+    );
     let server = vault.serve(&[]);
     let runs = await_in_log(&vault, "verify", |e| e.len() == 1);
     assert_eq!(targets(&runs), [target.as_str()]);
-    assert_eq!(audit(&vault, Some("verify")).len(), 1, "taken in once, no longer pending");
+    assert_eq!(
+        audit(&vault, Some("verify")).len(),
+        1,
+        "taken in once, no longer pending"
+    );
     assert_eq!(server.stop(), Some(0));
 }
 
@@ -208,7 +231,11 @@ fn an_imap_fetch_of_a_whole_mailbox_is_one_view_record() {
         .map(|r| r["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(uids.len(), 3);
-    assert_eq!(views.len(), 1, "one record for FETCH 1:*, none for FLAGS: {views:#?}");
+    assert_eq!(
+        views.len(),
+        1,
+        "one record for FETCH 1:*, none for FLAGS: {views:#?}"
+    );
     assert_eq!(views[0]["actor"], "erika");
     assert_eq!(views[0]["origin"], "127.0.0.1");
     let target = views[0]["target"].as_str().unwrap();

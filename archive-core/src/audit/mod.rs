@@ -10,7 +10,8 @@ mod spool;
 use std::net::IpAddr;
 
 pub use spool::{
-    pending, record, spool, Recorded, SpoolIngester, SpoolRound, MAX_SPOOL_FILES_PER_ROUND, MAX_SPOOL_FILE_BYTES,
+    pending, record, spool, Recorded, SpoolIngester, SpoolRound, MAX_SPOOL_FILES_PER_ROUND,
+    MAX_SPOOL_FILE_BYTES,
 };
 
 /// One access event, stored as JSON in an `audit` record's leaf.
@@ -114,7 +115,15 @@ impl AuditEvent {
     /// The target reads `imap mailbox INBOX set 1:* messages 3 uids 4:6,9`; UIDs whose ranges
     /// would take more than [`MAX_UID_LIST_BYTES`] are given as the span they lie in
     /// (`uids within 4:9000`): the mailbox and the set name the rest.
-    pub fn view(actor: &str, door: &str, origin: IpAddr, mailbox: &str, set: &str, uid: bool, uids: &[u64]) -> AuditEvent {
+    pub fn view(
+        actor: &str,
+        door: &str,
+        origin: IpAddr,
+        mailbox: &str,
+        set: &str,
+        uid: bool,
+        uids: &[u64],
+    ) -> AuditEvent {
         let set = bounded(set, MAX_SET_BYTES);
         let listed = match uid_ranges(uids, MAX_UID_LIST_BYTES) {
             Some(ranges) => format!("uids {ranges}"),
@@ -245,7 +254,10 @@ mod tests {
         assert_eq!(e.target, "imap mailbox INBOX set 1:* messages 4 uids 4:6,9");
         let many: Vec<u64> = (1..=2000).map(|u| u * 2).collect();
         let e = AuditEvent::view("alice", "imap", ip, "INBOX", "1:*", true, &many);
-        assert_eq!(e.target, "imap mailbox INBOX uid-set 1:* messages 2000 uids within 2:4000");
+        assert_eq!(
+            e.target,
+            "imap mailbox INBOX uid-set 1:* messages 2000 uids within 2:4000"
+        );
     }
 
     #[test]

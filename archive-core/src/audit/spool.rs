@@ -267,7 +267,10 @@ fn read_spooled(dir: &Path, name: &std::ffi::OsStr) -> Found {
     match file.metadata() {
         Ok(m) if !m.is_file() => return reject("not a regular file".into()),
         Ok(m) if m.len() > MAX_SPOOL_FILE_BYTES => {
-            return reject(format!("{} bytes, over the limit of {MAX_SPOOL_FILE_BYTES}", m.len()))
+            return reject(format!(
+                "{} bytes, over the limit of {MAX_SPOOL_FILE_BYTES}",
+                m.len()
+            ))
         }
         Ok(_) => {}
         Err(e) => return reject(format!("cannot stat: {e}")),
@@ -287,9 +290,17 @@ fn read_spooled(dir: &Path, name: &std::ffi::OsStr) -> Found {
         return reject("the event's id is not the file's name".into());
     }
     // Whoever could write the spool could write anything: keep it from driving a terminal.
-    for field in [&mut event.actor, &mut event.action, &mut event.target, &mut event.origin] {
+    for field in [
+        &mut event.actor,
+        &mut event.action,
+        &mut event.target,
+        &mut event.origin,
+    ] {
         if field.chars().any(char::is_control) {
-            *field = field.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
+            *field = field
+                .chars()
+                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .collect();
         }
     }
     if let Some(at) = &event.at {
@@ -353,7 +364,9 @@ mod tests {
         log.records_from(1)
             .unwrap()
             .filter_map(|r| match r.unwrap().leaf.body {
-                crate::log::record::LeafBody::Audit { event } => Some(serde_json::from_slice(&event).unwrap()),
+                crate::log::record::LeafBody::Audit { event } => {
+                    Some(serde_json::from_slice(&event).unwrap())
+                }
                 _ => None,
             })
             .collect()
@@ -370,8 +383,16 @@ mod tests {
         assert!(!path.exists());
         let events = audit_events(&store);
         assert_eq!(events.len(), 1);
-        assert_eq!((events[0].action.as_str(), events[0].target.as_str()), ("user-add", "alice"));
-        assert!(events[0].at.as_deref().unwrap().parse::<jiff::Timestamp>().is_ok());
+        assert_eq!(
+            (events[0].action.as_str(), events[0].target.as_str()),
+            ("user-add", "alice")
+        );
+        assert!(events[0]
+            .at
+            .as_deref()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok());
         assert_eq!(path.file_stem().and_then(|s| s.to_str()), events[0].id.as_deref());
         assert_eq!(ingester.round(&store).unwrap(), SpoolRound::default());
         assert_eq!(audit_events(&store).len(), 1);
@@ -380,7 +401,11 @@ mod tests {
     #[test]
     fn a_file_whose_delete_failed_is_not_appended_again_by_the_same_ingester() {
         let (_dir, store) = store();
-        let path = spool(store.layout(), &AuditEvent::new("a", "verify", "x".into(), "local")).unwrap();
+        let path = spool(
+            store.layout(),
+            &AuditEvent::new("a", "verify", "x".into(), "local"),
+        )
+        .unwrap();
         let mut ingester = SpoolIngester::default();
         // The id is taken in already (as if its delete had failed): the file only goes.
         let id = path.file_stem().unwrap().to_str().unwrap().to_string();
@@ -407,21 +432,39 @@ mod tests {
         assert_eq!((round.appended, round.rejected), (0, 3));
         let kept = std::fs::read_dir(dir.join(REJECTED)).unwrap().count();
         assert_eq!(kept, 3);
-        assert!(dir.join(".in-progress.tmp").exists(), "files being written are left alone");
+        assert!(
+            dir.join(".in-progress.tmp").exists(),
+            "files being written are left alone"
+        );
         let events = audit_events(&store);
         assert_eq!(events.len(), 3);
         assert!(events.iter().all(|e| e.action == "spool-rejected"));
         let reasons: Vec<&str> = events.iter().map(|e| e.target.as_str()).collect();
-        assert!(reasons.iter().any(|t| t.contains("not an audit event")), "{reasons:?}");
-        assert!(reasons.iter().any(|t| t.contains("over the limit")), "{reasons:?}");
-        assert!(reasons.iter().any(|t| t.contains("notes.txt") && t.contains("name")), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|t| t.contains("not an audit event")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|t| t.contains("over the limit")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|t| t.contains("notes.txt") && t.contains("name")),
+            "{reasons:?}"
+        );
     }
 
     #[test]
     fn a_round_is_bounded_and_draining_takes_in_the_rest() {
         let (_dir, store) = store();
         for i in 0..MAX_SPOOL_FILES_PER_ROUND + 3 {
-            spool(store.layout(), &AuditEvent::new("a", "search", i.to_string(), "local")).unwrap();
+            spool(
+                store.layout(),
+                &AuditEvent::new("a", "search", i.to_string(), "local"),
+            )
+            .unwrap();
         }
         let mut ingester = SpoolIngester::default();
         let first = ingester.round(&store).unwrap();
@@ -438,7 +481,10 @@ mod tests {
         Store::create(&data, &key).unwrap();
         let layout = Layout::new(&data);
         let event = AuditEvent::new("cli:root", "verify", "ok".into(), "local");
-        assert!(matches!(record(&layout, &key, &event).unwrap(), Recorded::Appended(_)));
+        assert!(matches!(
+            record(&layout, &key, &event).unwrap(),
+            Recorded::Appended(_)
+        ));
         let store = Store::open(&data, &key, StoreConfig::default()).unwrap();
         let Recorded::Spooled(path) = record(&layout, &key, &event).unwrap() else {
             panic!("the lock is held: the event must be spooled");
@@ -446,7 +492,10 @@ mod tests {
         assert!(path.exists());
         drop(store);
         // The next direct record takes in the spooled one first.
-        assert!(matches!(record(&layout, &key, &event).unwrap(), Recorded::Appended(_)));
+        assert!(matches!(
+            record(&layout, &key, &event).unwrap(),
+            Recorded::Appended(_)
+        ));
         assert!(!path.exists());
         let store = Store::open(&data, &key, StoreConfig::default()).unwrap();
         let events = audit_events(&store);

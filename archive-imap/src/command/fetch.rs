@@ -125,7 +125,9 @@ pub(crate) async fn handle(
         || names.iter().any(|n| {
             matches!(
                 n,
-                MessageDataItemName::Envelope | MessageDataItemName::Body | MessageDataItemName::BodyStructure
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
             )
         });
     if reveals && !numbers.is_empty() {

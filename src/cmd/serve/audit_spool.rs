@@ -61,7 +61,11 @@ fn round(ingester: &mut SpoolIngester, store: &Store) -> bool {
     match ingester.round(store) {
         Ok(r) => {
             if r.appended > 0 || r.rejected > 0 {
-                tracing::info!(appended = r.appended, rejected = r.rejected, "audit spool taken in");
+                tracing::info!(
+                    appended = r.appended,
+                    rejected = r.rejected,
+                    "audit spool taken in"
+                );
             }
             if r.rejected > 0 {
                 tracing::warn!(

@@ -140,6 +140,22 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if let Some(cut) = store.recovered() {
         tracing::warn!(%cut, "recovery cut what was never acknowledged off the log's end (audited)");
     }
+    // The start comes first in the trail, before any front door takes a connection; it
+    // names the listeners as configured (port 0: a free port, logged as `listening`).
+    let configured = [
+        ("lmtp", config.intake.lmtp),
+        ("smtp", config.intake.smtp),
+        ("imap", config.imap.plain),
+        ("imaps", config.imap.tls),
+        ("admin", config.admin.listen),
+    ];
+    let listeners: Vec<String> = configured
+        .iter()
+        .filter_map(|(name, addr)| addr.map(|a| format!("{name}={a}")))
+        .collect();
+    store
+        .append_audit(&server_event("start", listeners.join(" ")))
+        .context("recording the start in the audit trail")?;
     // Audit events that `mailvault user …` and others left while a server owned the log.
     let spool = audit_spool::SpoolThread::start(store.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -206,21 +222,6 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             }
             _ => None,
         };
-        let mut listening: Vec<String> = intake
-            .listening
-            .iter()
-            .map(|(protocol, addr)| format!("{}={addr}", protocol.name()))
-            .collect();
-        listening.extend(
-            [("imap", imap.plain), ("imaps", imap.tls)]
-                .into_iter()
-                .filter_map(|(p, a)| a.map(|a| format!("{p}={a}"))),
-        );
-        let start = server_event("start", listening.join(" "));
-        let recorder = store.clone();
-        tokio::task::spawn_blocking(move || recorder.append_audit(&start))
-            .await
-            .context("recording the start")??;
         phase.running();
         log_certificates(&intake, &imap);
         if created.is_some() {
@@ -256,8 +257,15 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         "intake stopped"
     );
     spool.stop();
-    if let Err(e) = store.append_audit(&server_event("stop", "clean".into())) {
-        tracing::error!(error = %e, "cannot record the stop in the audit trail");
+    // A log that cannot take records now (a full disk) is not written at stop: the stop
+    // stays clean (everything acknowledged is under a checkpoint), without its record.
+    match store.health().trouble {
+        Some(why) => tracing::error!(%why, "the stop is not in the audit trail: the log takes no records"),
+        None => {
+            if let Err(e) = store.append_audit(&server_event("stop", "clean".into())) {
+                tracing::error!(error = %e, "the stop is not in the audit trail");
+            }
+        }
     }
     match Arc::try_unwrap(store) {
         Ok(store) => store.close()?,
