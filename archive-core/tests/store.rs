@@ -641,6 +641,7 @@ fn verify_binds_the_codec_byte_of_records_that_are_never_compressed() {
             action: "view".into(),
             target: "seq 1".into(),
             origin: "local".into(),
+            ..Default::default()
         })
         .unwrap();
     store.close().unwrap();

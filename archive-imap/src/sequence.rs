@@ -133,6 +133,29 @@ fn bounds(seq: &Sequence, star: u64) -> (u64, u64) {
     }
 }
 
+/// The set as the client wrote it (`1:*`, `4,7:9`), for audit records; past
+/// `archive_core::audit::MAX_SET_BYTES` the rest is left off (the record marks the cut).
+pub(crate) fn written(set: &SequenceSet) -> String {
+    let part = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(n) => n.to_string(),
+        SeqOrUid::Asterisk => "*".to_string(),
+    };
+    let mut out = String::new();
+    for seq in set.0.as_ref() {
+        if out.len() > archive_core::audit::MAX_SET_BYTES {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        match seq {
+            Sequence::Single(s) => out.push_str(&part(s)),
+            Sequence::Range(a, b) => out.push_str(&format!("{}:{}", part(a), part(b))),
+        }
+    }
+    out
+}
+
 /// Numbers as a compact sequence set in the order given, each run that ascends by one as a
 /// range: ascending, distinct numbers give `3:7,9,12:13` (ESEARCH ALL, audit records of
 /// fetched UIDs); a sort order `5,3,4,2,1` gives `5,3:4,2,1` (ESORT ALL, RFC 5267 §3.2: no
@@ -166,6 +189,13 @@ mod tests {
 
     fn set(s: &str) -> SequenceSet {
         SequenceSet::try_from(s).unwrap_or_else(|e| panic!("{s}: {e:?}"))
+    }
+
+    #[test]
+    fn a_set_is_written_back_as_the_client_wrote_it() {
+        for s in ["1:*", "4,7:9", "*:3,2", "1"] {
+            assert_eq!(written(&set(s)), s);
+        }
     }
 
     /// The message numbers `s` names in a mailbox whose UIDs are `uids`.

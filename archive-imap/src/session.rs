@@ -355,7 +355,24 @@ impl Session {
             action: action.into(),
             target,
             origin: self.peer.ip().to_string(),
+            ..Default::default()
         };
+        blocking(|| self.store.append_audit(&event))
+            .map(|_| ())
+            .map_err(|e| crate::failure::store_failure(&e, "append an audit record"))
+    }
+
+    /// Appends the one `view` record of a FETCH (`AuditEvent::view`: the mailbox, the set as
+    /// written, how many messages, their UIDs); fails like [`Session::audit`].
+    pub fn audit_view(
+        &self,
+        view: &View,
+        set: &str,
+        uid: bool,
+        uids: &[u64],
+    ) -> Result<(), (Option<Code<'static>>, String)> {
+        let actor = self.user.as_ref().map(|u| u.name.as_str()).unwrap_or_default();
+        let event = AuditEvent::view(actor, "imap", self.peer.ip(), view.mailbox(), set, uid, uids);
         blocking(|| self.store.append_audit(&event))
             .map(|_| ())
             .map_err(|e| crate::failure::store_failure(&e, "append an audit record"))

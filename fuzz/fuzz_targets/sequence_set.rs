@@ -70,6 +70,7 @@ fn mailboxes() -> &'static Mailboxes {
                             action: "setup".into(),
                             target: String::new(),
                             origin: "local".into(),
+                            ..Default::default()
                         })
                         .expect("append an audit record");
                 }

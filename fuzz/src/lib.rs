@@ -267,6 +267,7 @@ fn build_archive() -> Archive {
                     action: "setup".into(),
                     target: String::new(),
                     origin: "local".into(),
+                    ..Default::default()
                 })
                 .expect("append an audit record");
         }

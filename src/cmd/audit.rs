@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use archive_core::audit::AuditEvent;
 use archive_core::log::record::LeafBody;
+use archive_core::store::Layout;
 
 use super::{format_time, open_log, written_or_stop, CmdResult};
 use crate::Cli;
@@ -36,14 +37,25 @@ pub struct Args {
 /// One event as printed.
 #[derive(serde::Serialize)]
 struct Line<'a> {
-    seq: u64,
+    /// The record's seq; `None` for an event still in the audit spool.
+    seq: Option<u64>,
+    /// The record's time (for a spooled event, when it happened: its `at`).
     time: String,
+    /// Waiting in the audit spool: not in the log yet (the next writer takes it in).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pending: bool,
     #[serde(flatten)]
     event: &'a AuditEvent,
 }
 
+/// Most spooled events listed after the log.
+const MAX_PENDING: usize = 10_000;
+
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let log = open_log(cli)?;
+    // Read before the log: an event taken in meanwhile is then listed twice (spooled and
+    // in the log), never not at all.
+    let (pending, more) = archive_core::audit::pending(&Layout::new(&cli.data), MAX_PENDING)?;
     let mut out = std::io::stdout().lock();
     for record in log.records_from(1)? {
         let record = record?;
@@ -61,6 +73,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             action: "unreadable".into(),
             target: format!("audit record does not parse: {e}"),
             origin: "?".into(),
+            ..Default::default()
         });
         if args.user.as_ref().is_some_and(|u| *u != event.actor)
             || args.action.as_ref().is_some_and(|a| *a != event.action)
@@ -68,24 +81,61 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             continue;
         }
         let line = Line {
-            seq: leaf.seq,
+            seq: Some(leaf.seq),
             time: format_time(leaf.time_us),
+            pending: false,
             event: &event,
         };
-        let written = if args.json {
-            writeln!(out, "{}", serde_json::to_string(&line)?)
-        } else {
-            writeln!(
-                out,
-                "{:>8}  {}  {:<14}  {:<20}  {:<15}  {}",
-                line.seq, line.time, event.action, event.actor, event.origin, event.target
-            )
-        };
-        if !written_or_stop(written)? {
-            break;
+        if !written_or_stop(print(&mut out, &line, args.json)?)? {
+            return Ok(ExitCode::SUCCESS);
         }
     }
+    for event in &pending {
+        let at = event
+            .at
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let at_us = at.map_or(0, |t| t.as_microsecond());
+        if args.since.is_some_and(|t| at_us < t)
+            || args.until.is_some_and(|t| at_us >= t)
+            || args.user.as_ref().is_some_and(|u| *u != event.actor)
+            || args.action.as_ref().is_some_and(|a| *a != event.action)
+        {
+            continue;
+        }
+        let line = Line {
+            seq: None,
+            time: format_time(at_us),
+            pending: true,
+            event,
+        };
+        if !written_or_stop(print(&mut out, &line, args.json)?)? {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    if more {
+        eprintln!("mailvault: more than {MAX_PENDING} events wait in the audit spool; the first are listed");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line: JSON, or text columns (a spooled event's seq is `pending`; an event that
+/// reached the log later than it happened says when it happened).
+fn print(out: &mut impl Write, line: &Line, json: bool) -> anyhow::Result<std::io::Result<()>> {
+    if json {
+        return Ok(writeln!(out, "{}", serde_json::to_string(line)?));
+    }
+    let event = line.event;
+    let seq = line.seq.map_or_else(|| "pending".to_string(), |s| s.to_string());
+    let at = match (&event.at, line.pending) {
+        (Some(at), false) => format!(" (at {at})"),
+        _ => String::new(),
+    };
+    Ok(writeln!(
+        out,
+        "{seq:>8}  {}  {:<14}  {:<20}  {:<15}  {}{at}",
+        line.time, event.action, event.actor, event.origin, event.target
+    ))
 }
 
 pub(super) fn parse_since(s: &str) -> Result<i64, String> {

@@ -10,6 +10,7 @@ use archive_core::export::seqs_received_between;
 use archive_core::log::reader::LogReader;
 use archive_core::search::{Query, SearchOptions, Sort, MAX_LIMIT};
 use archive_verify::bundle::Selection;
+use sha2::{Digest, Sha256};
 
 use super::{existing_layout, CmdResult};
 use crate::Cli;
@@ -92,10 +93,24 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let request = BundleRequest {
         selection,
         seqs,
-        exported_by: super::local_principal(),
+        exported_by: super::cli_actor(),
         consistency_from: args.consistency_from.clone(),
     };
-    let exported = write_new_file(&args.out, |file| Ok(write_bundle(&layout, &request, file)?))?;
+    let exported = write_new_file(
+        &args.out,
+        |file| Ok(write_bundle(&layout, &request, file)?),
+        |exported, sha256| {
+            // No bundle leaves without its record: the file gets its name only after this.
+            let target = format!(
+                "bundle {} {} messages {} tree size {} sha256 {sha256}",
+                args.out.display(),
+                selection_text(&exported.manifest.selection),
+                exported.manifest.message_count,
+                exported.manifest.tree_size,
+            );
+            super::record_audit(cli, "export", archive_core::audit::query_text(&target))
+        },
+    )?;
     eprintln!(
         "{}: {} messages ({} bytes), proven against checkpoint tree size {}; {}",
         args.out.display(),
@@ -182,11 +197,35 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
     Ok(seqs)
 }
 
-/// Writes a new file through a temporary name in the same directory, synced and renamed into
-/// place: a reader never sees a half-written bundle under the final name.
+/// How the audit record names a selection.
+fn selection_text(selection: &Selection) -> String {
+    match selection {
+        Selection::Range {
+            first_seq,
+            last_seq,
+            since,
+            until,
+        } => {
+            let mut text = format!("range {first_seq}..={last_seq}");
+            if let Some(since) = since {
+                text.push_str(&format!(" since {since}"));
+            }
+            if let Some(until) = until {
+                text.push_str(&format!(" until {until}"));
+            }
+            text
+        }
+        Selection::Filter { query, principal } => format!("query {query:?} as {principal}"),
+    }
+}
+
+/// Writes a new file through a temporary name in the same directory, synced, handed to
+/// `commit` with its SHA-256, and only then renamed into place: a reader never sees a
+/// half-written bundle under the final name, and a failed `commit` leaves no file.
 fn write_new_file<T>(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<T>,
+    commit: impl FnOnce(&T, &str) -> anyhow::Result<()>,
 ) -> anyhow::Result<T> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -198,6 +237,11 @@ fn write_new_file<T>(
         .with_context(|| format!("creating a file in {}", dir.display()))?;
     let value = write(tmp.as_file_mut())?;
     tmp.as_file().sync_all().context("syncing the export")?;
+    let mut written = std::fs::File::open(tmp.path()).context("reading the export back")?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut written, &mut hasher).context("reading the export back")?;
+    let sha256 = archive_verify::bundle::row::hex(&hasher.finalize());
+    commit(&value, &sha256)?;
     tmp.persist_noclobber(path)
         .map_err(|e| e.error)
         .with_context(|| format!("writing {}", path.display()))?;

@@ -23,6 +23,7 @@ pub mod verify_bundle;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use archive_core::audit::AuditEvent;
 use archive_core::log::checkpoint::{SignedCheckpoint, VerifierKey};
 use archive_core::log::reader::LogReader;
 use archive_core::log::record::LeafBody;
@@ -139,14 +140,36 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Who runs a command on this machine, as audit records and export manifests name them:
-/// `local:` and the login name ($USER, $LOGNAME, else the numeric uid).
-pub fn local_principal() -> String {
-    let name = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_graphic()))
-        // SAFETY: getuid has no preconditions and cannot fail.
-        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }));
-    format!("local:{name}")
+/// Who runs this command, for audit records: `cli:<name>` of the real user id (not `$USER`,
+/// which anyone can set), or `cli:uid=<n>` if the system has no name for it.
+pub fn cli_actor() -> String {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: passwd is plain data that getpwuid_r fills; buf outlives its use, and the name
+    // pointer is read only when getpwuid_r succeeded and set `found`.
+    let name = unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found);
+        (rc == 0 && !found.is_null() && !pwd.pw_name.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned()
+        })
+    };
+    match name {
+        Some(name) => format!("cli:{name}"),
+        None => format!("cli:uid={uid}"),
+    }
+}
+
+/// Records `action` on `target` by whoever runs this command, from `local`: appended to the
+/// log, or spooled for the running server (`archive_core::audit::record`).
+pub fn record_audit(cli: &Cli, action: &str, target: String) -> anyhow::Result<()> {
+    let event = AuditEvent::new(&cli_actor(), action, target, "local");
+    let layout = Layout::new(&cli.data);
+    archive_core::audit::record(&layout, &cli.key_path(), &event)
+        .with_context(|| format!("recording the `{action}` audit record"))?;
+    Ok(())
 }

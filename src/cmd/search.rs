@@ -154,6 +154,17 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         cursor: args.cursor.clone(),
         snippets: true,
     };
+    // Every search is an access: recorded before it runs (audit before access).
+    let asked_as = args.principal.as_deref().unwrap_or("everything");
+    super::record_audit(
+        cli,
+        "search",
+        format!(
+            "cli as={} {}",
+            archive_core::audit::query_text(asked_as),
+            archive_core::audit::query_text(&text)
+        ),
+    )?;
     let results = run_search(cli, &principal, &query, &options)?;
     let mut out = std::io::stdout().lock();
     for hit in &results.hits {

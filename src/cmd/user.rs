@@ -105,13 +105,22 @@ pub struct NameArg {
 pub fn run(cli: &Cli, command: &Command) -> CmdResult {
     let dir = existing_layout(cli)?.dir;
     match command {
-        Command::Add(args) => add(&dir, args),
+        Command::Add(args) => add(cli, &dir, args),
         Command::List(args) => list(&dir, args),
-        Command::Passwd(args) => passwd(&dir, args),
-        Command::Disable(args) => set_disabled(&dir, &args.name, true),
-        Command::Enable(args) => set_disabled(&dir, &args.name, false),
-        Command::Addresses(args) => addresses(&dir, args),
+        Command::Passwd(args) => passwd(cli, &dir, args),
+        Command::Disable(args) => set_disabled(cli, &dir, &args.name, true),
+        Command::Enable(args) => set_disabled(cli, &dir, &args.name, false),
+        Command::Addresses(args) => addresses(cli, &dir, args),
     }
+}
+
+/// The audit record of a change made (`user-add`, …): the user's name and what changed, never
+/// a password or its hash. Only changes are recorded: a refused command or one that found
+/// nothing to change leaves no record. If the record cannot be written the change stands,
+/// and the command fails saying so.
+fn audited(cli: &Cli, action: &str, target: String) -> anyhow::Result<()> {
+    super::record_audit(cli, action, target)
+        .context("the change is made, but its audit record could not be written")
 }
 
 /// A taken address, with what the operator can do about it.
@@ -126,7 +135,7 @@ fn with_hint(e: archive_core::Error) -> anyhow::Error {
     }
 }
 
-fn add(dir: &std::path::Path, args: &AddArgs) -> CmdResult {
+fn add(cli: &Cli, dir: &std::path::Path, args: &AddArgs) -> CmdResult {
     let name = normalize_user_name(&args.name)?;
     let role = role(args)?;
     // Refuse early, before asking for a password; checked again under the lock.
@@ -147,11 +156,12 @@ fn add(dir: &std::path::Path, args: &AddArgs) -> CmdResult {
     })
     .map_err(with_hint)?;
     println!("added {summary}");
+    audited(cli, "user-add", summary)?;
     warn_shared(&Users::load(dir)?, &name);
     Ok(ExitCode::SUCCESS)
 }
 
-fn addresses(dir: &std::path::Path, args: &AddressesArgs) -> CmdResult {
+fn addresses(cli: &Cli, dir: &std::path::Path, args: &AddressesArgs) -> CmdResult {
     let name = normalize_user_name(&args.name)?;
     if args.add.is_empty() && args.remove.is_empty() {
         let users = Users::load(dir)?;
@@ -175,6 +185,15 @@ fn addresses(dir: &std::path::Path, args: &AddressesArgs) -> CmdResult {
     };
     if changed {
         println!("{name} now has {now} (IMAP clients see new mailboxes: UIDVALIDITY changed)");
+        audited(
+            cli,
+            "user-addresses",
+            format!(
+                "{name} added [{}] removed [{}] now [{now}]",
+                args.add.join(", "),
+                args.remove.join(", ")
+            ),
+        )?;
     } else {
         println!("{name} already has {now}");
     }
@@ -296,7 +315,7 @@ fn json_user(user: &UserRecord) -> anyhow::Result<String> {
     })?)
 }
 
-fn passwd(dir: &std::path::Path, args: &PasswdArgs) -> CmdResult {
+fn passwd(cli: &Cli, dir: &std::path::Path, args: &PasswdArgs) -> CmdResult {
     let name = normalize_user_name(&args.name)?;
     // Refuse an unknown name before asking for a password; checked again under the lock.
     if Users::load(dir)?.get(&name).is_none() {
@@ -307,15 +326,18 @@ fn passwd(dir: &std::path::Path, args: &PasswdArgs) -> CmdResult {
     let hash = hash_password(&password)?;
     Users::update(dir, |users| users.set_password_hash(&name, hash))?;
     println!("changed the password of {name}");
+    audited(cli, "user-passwd", format!("{name} password changed"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn set_disabled(dir: &std::path::Path, name: &str, disabled: bool) -> CmdResult {
+fn set_disabled(cli: &Cli, dir: &std::path::Path, name: &str, disabled: bool) -> CmdResult {
     let name = normalize_user_name(name)?;
     let changed = Users::update(dir, |users| users.set_disabled(&name, disabled))?;
     let state = if disabled { "disabled" } else { "enabled" };
     if changed {
         println!("{state} {name}");
+        let action = if disabled { "user-disable" } else { "user-enable" };
+        audited(cli, action, format!("{name} {state}"))?;
     } else {
         println!("{name} was already {state}");
     }

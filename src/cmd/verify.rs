@@ -53,6 +53,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         println!("TAMPERED: {problem}");
         println!("{} records before it verified", report.records);
         LastRun::record(&layout, "tampered", report.records);
+        audit_run(&layout, "tampered", report.records);
         return Ok(ExitCode::from(EXIT_TAMPERED));
     }
     let quarantined = layout.quarantined()?;
@@ -92,11 +93,32 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                 report.records
             );
             LastRun::record(&layout, "unsigned", report.records);
+            audit_run(&layout, "unsigned", report.records);
             return Ok(ExitCode::from(EXIT_UNSIGNED));
         }
     }
     LastRun::record(&layout, "intact", report.records);
+    audit_run(&layout, "intact", report.records);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `verify` audit record (records checked, verdict), always by way of the audit spool:
+/// verify must not change the log it reports on — opening the store for writing would run
+/// recovery (quarantining the unsigned tail just reported) or append to a log just found
+/// tampered. The next writer of the store takes the record in (a running server within
+/// seconds; `mailvault audit` lists it as pending until then). A store the verifier may
+/// not write to (a read-only copy) keeps no record: said on stderr, and the exit code stays
+/// that of the verification.
+fn audit_run(layout: &archive_core::store::Layout, verdict: &str, records: u64) {
+    let event = archive_core::audit::AuditEvent::new(
+        &super::cli_actor(),
+        "verify",
+        format!("records {records} verdict {verdict}"),
+        "local",
+    );
+    if let Err(e) = archive_core::audit::spool(layout, &event) {
+        eprintln!("mailvault: note: this run has no audit record ({e})");
+    }
 }
 
 /// The outcome of the last verify run that finished, kept in the data directory

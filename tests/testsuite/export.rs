@@ -111,6 +111,21 @@ fn a_range_bundle_verifies_offline_without_the_archive_and_by_an_independent_scr
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(text(&again).contains("exists"));
 
+    // The export is in the access trail, naming the bundle by its SHA-256.
+    let trail = String::from_utf8(archive.vault.ok(&["audit", "--action", "export", "--json"])).unwrap();
+    let records: Vec<serde_json::Value> = trail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 1, "{trail}");
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(std::fs::read(&bundle).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let target = records[0]["target"].as_str().unwrap();
+    assert!(target.contains(&format!("sha256 {sha256}")), "{target}");
+    assert!(target.contains(&format!("range 1..={last}")), "{target}");
+
     // The recipient's copy, with the archive gone.
     let copy = tempfile::tempdir().unwrap();
     let received = copy.path().join("received.zip");

@@ -300,7 +300,11 @@ fn flag_changes_and_expunge_are_answered_ok_and_change_nothing() {
         .filter(|r| r["kind"] == "audit")
         .map(|r| r["audit"]["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["login", "examine", "select", "search"], "{records:#?}");
+    assert_eq!(
+        actions,
+        ["user-add", "user-add", "start", "login", "examine", "select", "search", "stop"],
+        "{records:#?}"
+    );
     assert_eq!(vault.verify(&[]).0, 0);
 }
 

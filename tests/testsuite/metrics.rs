@@ -253,7 +253,15 @@ fn readyz_is_503_below_the_disk_reserve_and_healthz_stays_200() {
     std::fs::write(&config, "[admin]\ndisk_reserve_mib = 1099511627776\n").unwrap();
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
     let admin = server.admin.unwrap();
-    let (status, body) = get(admin, "/readyz");
+    // The admin listener answers a moment before the server has marked itself running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = get(admin, "/readyz");
+        if !body.contains("starting") || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(status, 503, "{body}");
     assert!(
         body.starts_with("not ready: disk: ") && body.contains("below the reserve of 1099511627776 MiB"),

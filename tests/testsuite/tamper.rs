@@ -372,3 +372,62 @@ fn an_unsigned_record_is_reported_then_quarantined_never_signed() {
         "the forgery is not in the log"
     );
 }
+
+/// A store whose log holds the audit records of `user add` and `user disable` (appended
+/// directly: no server runs), each with its checkpoint.
+fn audited_vault() -> (Vault, Vec<serde_json::Value>) {
+    let vault = Vault::new();
+    vault.ok(&["init"]);
+    vault.ok_in(
+        &["user", "add", "alice", "--address", "alice@example.com"],
+        Some(b"a long enough password\n"),
+    );
+    vault.ok(&["user", "disable", "alice"]);
+    let records = vault.records();
+    assert_eq!(vault.verify(&[]).0, 0);
+    (vault, records)
+}
+
+fn seq_of_audit(records: &[serde_json::Value], action: &str) -> u64 {
+    records
+        .iter()
+        .find(|r| r["kind"] == "audit" && r["audit"]["action"] == action)
+        .unwrap_or_else(|| panic!("no {action} record: {records:#?}"))["seq"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn an_altered_audit_record_is_detected_by_verify() {
+    let (vault, records) = audited_vault();
+    let seq = seq_of_audit(&records, "user-add");
+    let (path, original) = segment(&vault);
+    // A flipped byte inside the event's JSON (the last byte of the leaf).
+    let mut bytes = original.clone();
+    let (at, _) = frames(&bytes)[seq as usize - 1];
+    let leaf_len = u32::from_be_bytes(bytes[at + 48..at + 52].try_into().unwrap()) as usize;
+    bytes[at + 52 + leaf_len - 2] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_tampered_at(&vault, seq);
+
+    // The same event rewritten to blame someone else, with leaf, chain and CRCs redone
+    // without the key: the signed checkpoint over it no longer matches.
+    let mut frames = decode(&original);
+    let leaf = Leaf::decode(&frames[seq as usize - 1].leaf).unwrap();
+    let LeafBody::Audit { event } = leaf.body else {
+        panic!("seq {seq} is an audit record")
+    };
+    let mut event: serde_json::Value = serde_json::from_slice(&event).unwrap();
+    event["actor"] = serde_json::json!("cli:somebody-else");
+    frames[seq as usize - 1].leaf = Leaf {
+        body: LeafBody::Audit {
+            event: serde_json::to_vec(&event).unwrap(),
+        },
+        ..leaf
+    }
+    .encode();
+    rewrite(&path, &original, &frames);
+    let (code, out) = vault.verify(&[]);
+    assert_eq!(code, 1, "verify must report the rewritten audit record: {out}");
+    assert!(out.contains("TAMPERED"), "{out}");
+}

@@ -31,6 +31,9 @@ pub struct Layout {
     pub quarantine: PathBuf,
     /// The outcome of the last `mailvault verify` (for the server's metrics).
     pub last_verify: PathBuf,
+    /// Audit events of processes that could not append to the log while a server owned it,
+    /// one file each, until the server takes them in (`audit::spool`).
+    pub audit_spool: PathBuf,
 }
 
 impl Layout {
@@ -47,6 +50,7 @@ impl Layout {
             default_key: dir.join("signing.key"),
             quarantine: dir.join("quarantine"),
             last_verify: dir.join("verify-last.json"),
+            audit_spool: dir.join("audit-spool"),
         }
     }
 

@@ -1258,6 +1258,7 @@ mod tests {
                     action: "view".into(),
                     target: i.to_string(),
                     origin: "local".into(),
+                    ..Default::default()
                 };
                 store.append_audit(&event).unwrap();
             }
@@ -1327,6 +1328,7 @@ mod tests {
                     action: "view".into(),
                     target: "x".repeat(10_000 + i),
                     origin: "local".into(),
+                    ..Default::default()
                 })
                 .unwrap();
                 w.write(

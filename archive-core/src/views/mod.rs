@@ -508,6 +508,7 @@ impl Store {
                 action: "access-refused".into(),
                 target: format!("mailbox {} uid {uid} reason=record-not-in-view", view.mailbox),
                 origin: "local".into(),
+                ..Default::default()
             };
             self.append_audit(&event)?;
             return Err(Error::Index(format!(

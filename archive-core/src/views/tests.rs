@@ -121,6 +121,7 @@ fn uid_next_moves_only_when_a_message_appears_in_the_view() {
                 action: "select".into(),
                 target: format!("imap mailbox INBOX {i}"),
                 origin: "127.0.0.1".into(),
+                ..Default::default()
             })
             .unwrap();
         a.store

@@ -29,7 +29,7 @@ use super::Done;
 use crate::condstore::modseq;
 use crate::envelope_cache::EnvelopeCache;
 use crate::mime::{header_fields, nstring, Parsed, Undecodable};
-use crate::sequence::{compact_set, resolve};
+use crate::sequence::{resolve, written};
 use crate::session::{bad, code, no, ok, Closed, Conn, Session};
 
 /// A FETCH or UID FETCH as parsed.
@@ -118,10 +118,21 @@ pub(crate) async fn handle(
             }),
         envelope: names.contains(&MessageDataItemName::Envelope),
     };
-    if reads_content && !numbers.is_empty() {
+    // One `view` record per command that shows what a message says: its contents, or the
+    // headers and structure ENVELOPE, BODY and BODYSTRUCTURE reveal (FLAGS, UID, sizes and
+    // dates alone do not). `FETCH 1:*` is one record, however many messages it names.
+    let reveals = reads_content
+        || names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+            )
+        });
+    if reveals && !numbers.is_empty() {
         let uids: Vec<u64> = numbers.iter().filter_map(|n| view.uid_at(*n)).collect();
-        let target = format!("imap mailbox {} uids {}", view.mailbox(), compact_set(&uids));
-        if let Err((code, why)) = s.audit("view", target) {
+        if let Err((code, why)) = s.audit_view(&view, &written(&set), uid, &uids) {
             return Done::reply(no(tag, code, &why));
         }
     }

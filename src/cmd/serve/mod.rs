@@ -16,6 +16,7 @@ use archive_core::Store;
 use archive_smtp::Intake;
 
 mod admin;
+mod audit_spool;
 mod reload;
 
 use super::CmdResult;
@@ -139,6 +140,24 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if let Some(cut) = store.recovered() {
         tracing::warn!(%cut, "recovery cut what was never acknowledged off the log's end (audited)");
     }
+    // The start comes first in the trail, before any front door takes a connection; it
+    // names the listeners as configured (port 0: a free port, logged as `listening`).
+    let configured = [
+        ("lmtp", config.intake.lmtp),
+        ("smtp", config.intake.smtp),
+        ("imap", config.imap.plain),
+        ("imaps", config.imap.tls),
+        ("admin", config.admin.listen),
+    ];
+    let listeners: Vec<String> = configured
+        .iter()
+        .filter_map(|(name, addr)| addr.map(|a| format!("{name}={a}")))
+        .collect();
+    store
+        .append_audit(&server_event("start", listeners.join(" ")))
+        .context("recording the start in the audit trail")?;
+    // Audit events that `mailvault user …` and others left while a server owned the log.
+    let spool = audit_spool::SpoolThread::start(store.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mailvault-io")
@@ -237,6 +256,17 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         appends = stats.appends,
         "intake stopped"
     );
+    spool.stop();
+    // A log that cannot take records now (a full disk) is not written at stop: the stop
+    // stays clean (everything acknowledged is under a checkpoint), without its record.
+    match store.health().trouble {
+        Some(why) => tracing::error!(%why, "the stop is not in the audit trail: the log takes no records"),
+        None => {
+            if let Err(e) = store.append_audit(&server_event("stop", "clean".into())) {
+                tracing::error!(error = %e, "the stop is not in the audit trail");
+            }
+        }
+    }
     match Arc::try_unwrap(store) {
         Ok(store) => store.close()?,
         // A blocking append still holds the store: checkpoint now, the rest closes on drop.
@@ -246,6 +276,16 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     tracing::info!("checkpoint written; bye");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `start` or `stop` record of this server: `target` after its version.
+fn server_event(action: &str, target: String) -> archive_core::audit::AuditEvent {
+    archive_core::audit::AuditEvent::new(
+        "mailvault",
+        action,
+        format!("version {} {target}", env!("CARGO_PKG_VERSION")),
+        "local",
+    )
 }
 
 /// Which certificate each front door offers: the operator needs to know whether clients see
