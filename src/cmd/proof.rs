@@ -8,6 +8,7 @@ use archive_core::log::checkpoint::SignedCheckpoint;
 use archive_core::log::merkle::{leaf_hash, verify_inclusion, HashSource};
 use archive_core::log::reader::LogReader;
 use archive_core::log::tree::TreeFileReader;
+use archive_verify::bundle::InclusionProof;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
@@ -23,18 +24,12 @@ pub struct Args {
     checkpoint: Option<PathBuf>,
 }
 
-/// The proof document. Hashes are standard base64, as in checkpoints.
+/// The proof document: an export bundle's inclusion proof (docs/FORMAT.md) with the signed
+/// checkpoint it leads to.
 #[derive(serde::Serialize)]
 struct Proof {
-    seq: u64,
-    /// RFC 6962 leaf index (seq - 1).
-    leaf_index: u64,
-    tree_size: u64,
-    /// The leaf bytes, base64: an auditor hashes `0x00 ‖ leaf` with SHA-256.
-    leaf: String,
-    leaf_hash: String,
-    /// Audit path, bottom-up.
-    proof: Vec<String>,
+    #[serde(flatten)]
+    inclusion: InclusionProof,
     /// The signed checkpoint the proof leads to.
     checkpoint: String,
 }
@@ -90,12 +85,14 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         anyhow::bail!("the tree cache disagrees with the signed checkpoint: run `mailvault verify`, then `mailvault reindex`");
     }
     let proof = Proof {
-        seq: args.seq,
-        leaf_index: args.seq - 1,
-        tree_size: size,
-        leaf: B64.encode(&record.leaf_bytes),
-        leaf_hash: B64.encode(leaf),
-        proof: path.iter().map(|h| B64.encode(h)).collect(),
+        inclusion: InclusionProof {
+            seq: args.seq,
+            leaf_index: args.seq - 1,
+            tree_size: size,
+            leaf: B64.encode(&record.leaf_bytes),
+            leaf_hash: B64.encode(leaf),
+            proof: path.iter().map(|h| B64.encode(h)).collect(),
+        },
         checkpoint: checkpoint.note,
     };
     println!("{}", serde_json::to_string_pretty(&proof)?);
