@@ -25,6 +25,31 @@ pub struct Config {
     pub admin: AdminSettings,
     /// Shutdown and logging.
     pub server: ServerSettings,
+    /// Checkpoints leaving the machine.
+    pub anchoring: AnchoringSettings,
+}
+
+/// `[anchoring]`: how checkpoints leave the machine (docs/OPERATIONS.md §Anchoring).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnchoringSettings {
+    /// A command and its arguments (no shell) run with the newest signed checkpoint on stdin;
+    /// empty: none.
+    pub hook: Vec<String>,
+    /// Seconds between hook runs (only when a newer checkpoint exists).
+    pub hook_interval_secs: u64,
+    /// Seconds a hook run may take before it is killed and counted as failed.
+    pub hook_timeout_secs: u64,
+}
+
+impl Default for AnchoringSettings {
+    fn default() -> Self {
+        AnchoringSettings {
+            hook: Vec::new(),
+            hook_interval_secs: 3600,
+            hook_timeout_secs: 60,
+        }
+    }
 }
 
 /// `[store]`: how the log is written.
@@ -176,6 +201,13 @@ impl Config {
             return Err("store.zstd_level must be between 1 and 19".into());
         }
         validate_log_filter(&self.server.log).map_err(|e| format!("server.log: {e}"))?;
+        let a = &self.anchoring;
+        if a.hook.first().is_some_and(|p| p.is_empty()) {
+            return Err("anchoring.hook: the first element must name the program".into());
+        }
+        if a.hook_interval_secs == 0 || a.hook_timeout_secs == 0 {
+            return Err("anchoring.hook_interval_secs and hook_timeout_secs must be at least 1".into());
+        }
         self.intake.validate()?;
         self.imap.validate()?;
         self.auth.validate()
@@ -278,6 +310,12 @@ disk_reserve_mib = 1024         # /readyz says 503 below this much free space in
 shutdown_grace_secs = 30        # after SIGTERM: time for transactions in flight
 log = "info"                    # trace, debug, info, warn, error, off, or target=level,…; RUST_LOG overrides
 log_format = "text"             # or "json": one JSON object per line
+
+[anchoring]
+hook = []                       # e.g. ["/usr/local/bin/mail-checkpoint", "auditor@example.com"]:
+                                # run with the newest signed checkpoint on stdin (no shell)
+hook_interval_secs = 3600       # at start, then this often when there is a newer checkpoint
+hook_timeout_secs = 60          # a hook taking longer is killed and tried again next round
 "#;
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `mailvault` binary: each runs the real executable on a temp store.
 //! One test binary for the whole suite (fast to build); shared helpers live in `util`.
 
+mod anchoring;
 mod audit_trail;
 mod certificates;
 mod cli;
