@@ -6,6 +6,7 @@
 
 pub mod envelope;
 mod error;
+pub mod gdpdu;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
