@@ -15,6 +15,7 @@ mod intake_abuse;
 mod intake_auth;
 mod isolation;
 mod lossyfs;
+mod mbox_export;
 mod metrics;
 mod postfix;
 mod powerloss;

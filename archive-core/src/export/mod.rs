@@ -1,0 +1,3 @@
+//! What `mailvault export` writes.
+
+pub mod mbox;
