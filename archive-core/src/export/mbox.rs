@@ -190,7 +190,7 @@ impl Pending {
         let words = || rest.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty());
         Pending {
             sender: words().next().unwrap_or_default().to_vec(),
-            no_final_newline: words().last() == Some(NO_FINAL_NEWLINE.as_bytes()),
+            no_final_newline: words().next_back() == Some(NO_FINAL_NEWLINE.as_bytes()),
             contents: Vec::new(),
             oversized: false,
         }
