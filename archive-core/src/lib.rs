@@ -6,6 +6,7 @@
 //! - [`index`]: derived state rebuilt from the log;
 //! - [`search`]: the full-text index (derived too), its query language and scoped results;
 //! - [`verify`]: recomputing everything from the raw bytes;
+//! - [`export`]: what `mailvault export` writes (the mbox format, and its reader for `import`);
 //! - [`access`]: local users, login checks and failed-login limits for the front doors;
 //! - [`views`]: mailboxes as per-principal views of the log, and the checked read path;
 //! - [`metrics`]: the names of what the store and the login gate record through the

@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod envelope;
 mod error;
+pub mod gdpdu;
 pub mod leaf;
 pub mod merkle;
 pub mod note;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use archive_core::export::bundle::{latest_checkpoint, write_bundle, BundleRequest};
-use archive_core::export::seqs_received_between;
+use archive_core::export::{seqs_received_between, write_mbox};
 use archive_core::log::reader::LogReader;
 use archive_core::search::{Query, SearchOptions, Sort, MAX_LIMIT};
 use archive_verify::bundle::Selection;
@@ -19,6 +19,9 @@ use crate::Cli;
 pub enum Format {
     /// A ZIP with the messages, their proofs, listings and a GDPdU description.
     Bundle,
+    /// An mboxrd file of the messages for mail programs (`mailvault import` reads it back
+    /// byte for byte); no proofs.
+    Mbox,
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,6 +55,9 @@ pub struct Args {
     /// What to write.
     #[arg(long, value_enum, default_value_t = Format::Bundle)]
     format: Format,
+    /// Where the archive is operated, for the GDPdU description (default: this host's name).
+    #[arg(long)]
+    location: Option<String>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -90,10 +96,14 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             (selection, Vec::new())
         }
     };
+    if args.format == Format::Mbox {
+        return export_mbox(cli, args, &log, &selection, &seqs);
+    }
     let request = BundleRequest {
         selection,
         seqs,
         exported_by: super::cli_actor(),
+        location: args.location.clone().unwrap_or_else(host_name),
         consistency_from: args.consistency_from.clone(),
     };
     let exported = write_new_file(
@@ -104,7 +114,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             let target = format!(
                 "bundle {} {} messages {} tree size {} sha256 {sha256}",
                 args.out.display(),
-                selection_text(&exported.manifest.selection),
+                exported.manifest.selection.describe(),
                 exported.manifest.message_count,
                 exported.manifest.tree_size,
             );
@@ -120,6 +130,43 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         exported.manifest.completeness
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--format mbox`: the same selection as an mboxrd file, with its own audit record.
+fn export_mbox(cli: &Cli, args: &Args, log: &LogReader, selection: &Selection, seqs: &[u64]) -> CmdResult {
+    let (first, last, only) = match selection {
+        Selection::Range {
+            first_seq, last_seq, ..
+        } => (*first_seq, *last_seq, None),
+        Selection::Filter { .. } => match (seqs.first(), seqs.last()) {
+            (Some(f), Some(l)) => (*f, *l, Some(seqs)),
+            _ => bail!("the query found no messages: nothing to export"),
+        },
+    };
+    let written = write_new_file(
+        &args.out,
+        |file| Ok(write_mbox(log, first, last, only, file)?),
+        |written, sha256| {
+            let target = format!(
+                "mbox {} {} messages {written} sha256 {sha256}",
+                args.out.display(),
+                selection.describe()
+            );
+            super::record_audit(cli, "export", archive_core::audit::query_text(&target))
+        },
+    )?;
+    eprintln!(
+        "{}: {written} messages as mbox (no proofs: use the bundle format for evidence)",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This machine's host name, or empty when it has none.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The seq range the options select, or `None` for no range option.
@@ -195,28 +242,6 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
     seqs.sort_unstable();
     seqs.dedup();
     Ok(seqs)
-}
-
-/// How the audit record names a selection.
-fn selection_text(selection: &Selection) -> String {
-    match selection {
-        Selection::Range {
-            first_seq,
-            last_seq,
-            since,
-            until,
-        } => {
-            let mut text = format!("range {first_seq}..={last_seq}");
-            if let Some(since) = since {
-                text.push_str(&format!(" since {since}"));
-            }
-            if let Some(until) = until {
-                text.push_str(&format!(" until {until}"));
-            }
-            text
-        }
-        Selection::Filter { query, principal } => format!("query {query:?} as {principal}"),
-    }
 }
 
 /// Writes a new file through a temporary name in the same directory, synced, handed to

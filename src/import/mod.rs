@@ -1,8 +1,9 @@
 //! Finding messages to import: single files, directories, mbox files, Maildirs and MH
 //! folders. What a file is comes from its content (`detect`): a From_ line makes an mbox, a
 //! header block a message; anything else is skipped and reported, never imported as mail or
-//! passed over in silence. mbox splitting and From_ unescaping are mail-parser's (mboxrd
-//! rules); this module decides what each path is and walks it in a stable order.
+//! passed over in silence. mbox splitting and From_ unescaping are archive-core's
+//! `export::mbox` reader (mboxrd rules, the inverse of `export --format mbox`); this module
+//! decides what each path is and walks it in a stable order.
 
 mod detect;
 
@@ -10,8 +11,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use archive_core::export::mbox::MboxReader;
 use detect::Content;
-use mail_parser::mailbox::mbox::MessageIterator;
 
 /// Largest single message `import` accepts.
 pub const MAX_MESSAGE_BYTES: u64 = 1 << 30;
@@ -240,7 +241,7 @@ fn read_file(path: &Path) -> Item {
 }
 
 /// An mbox: messages after From_ lines. A file that does not start with one is not an mbox
-/// (mail-parser would pass over everything before the first From_ line).
+/// (the reader would pass over everything before the first From_ line).
 fn read_mbox(path: &Path, found: &mut dyn FnMut(Item) -> bool) -> bool {
     let source = path.display().to_string();
     let mut reader = match File::open(path) {
@@ -275,13 +276,13 @@ fn read_mbox(path: &Path, found: &mut dyn FnMut(Item) -> bool) -> bool {
                 .into(),
         });
     }
-    for (i, message) in MessageIterator::new(reader).enumerate() {
+    for (i, message) in MboxReader::new(reader, MAX_MESSAGE_BYTES as usize).enumerate() {
         let source = format!("{}#{}", path.display(), i + 1);
         let item = match message {
             Ok(m) => Item::Message {
                 source,
-                mail_from: envelope_sender(m.from()),
-                bytes: strip_separator(m.contents()).to_vec(),
+                mail_from: envelope_sender(m.sender),
+                bytes: m.contents,
                 note: None,
             },
             Err(e) => Item::Failed {
@@ -297,22 +298,10 @@ fn read_mbox(path: &Path, found: &mut dyn FnMut(Item) -> bool) -> bool {
 }
 
 /// The envelope sender of a From_ line; Thunderbird writes `From - date`, which names nobody.
-fn envelope_sender(from: &str) -> Vec<u8> {
-    if from == "-" {
+fn envelope_sender(from: Vec<u8>) -> Vec<u8> {
+    if from == b"-" {
         Vec::new()
     } else {
-        from.as_bytes().to_vec()
-    }
-}
-
-/// mbox writers end every message with one empty line before the next `From ` line; it is
-/// the mailbox's, not the message's, so exactly one line break is dropped.
-fn strip_separator(contents: &[u8]) -> &[u8] {
-    if contents.ends_with(b"\r\n\r\n") {
-        &contents[..contents.len() - 2]
-    } else if contents.ends_with(b"\n\n") {
-        &contents[..contents.len() - 1]
-    } else {
-        contents
+        from
     }
 }

@@ -172,6 +172,23 @@ fn a_range_bundle_verifies_offline_without_the_archive_and_by_an_independent_scr
         .expect("the 3 MB message");
     assert_eq!(big, incompressible_message("big one", 3 << 20));
 
+    // The GDPdU description validates against the published DTD, next to the listing it describes.
+    let gdpdu = tempfile::tempdir().unwrap();
+    for name in ["index.xml", "gdpdu-01-09-2004.dtd", "messages.csv"] {
+        std::fs::write(gdpdu.path().join(name), entry(&received, name)).unwrap();
+    }
+    let xmllint = Command::new("xmllint")
+        .args(["--noout", "--valid", "index.xml"])
+        .current_dir(gdpdu.path())
+        .output()
+        .expect("xmllint (Debian libxml2-utils) is installed");
+    assert!(xmllint.status.success(), "{}", text(&xmllint));
+    let index = String::from_utf8(entry(&received, "index.xml")).unwrap();
+    assert!(
+        index.contains(&format!("<To>{}</To>", messages.len() + 1)),
+        "{index}"
+    );
+
     // Checked by code that is not ours: Python's hashlib, cryptography and blake3.
     let script = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -466,6 +483,33 @@ fn every_kind_of_tampering_is_detected_and_named() {
             format!("messages/{outside}.eml is not a message record of the range"),
         ),
         (
+            "the GDPdU description",
+            Box::new(move |n, b| {
+                Some(if n == "index.xml" {
+                    String::from_utf8(b)
+                        .unwrap()
+                        .replacen("<Numeric>", "<AlphaNumeric/><Numeric>", 1)
+                        .into_bytes()
+                } else {
+                    b
+                })
+            }),
+            vec![],
+            "index.xml is not the GDPdU description".to_string(),
+        ),
+        (
+            "the DTD",
+            Box::new(move |n, b| {
+                Some(if n == "gdpdu-01-09-2004.dtd" {
+                    b"<!ELEMENT DataSet ANY>".to_vec()
+                } else {
+                    b
+                })
+            }),
+            vec![],
+            "gdpdu-01-09-2004.dtd is not the published GDPdU DTD".to_string(),
+        ),
+        (
             "a file that is not part of a bundle",
             Box::new(|_, b| Some(b)),
             vec![("invoice.pdf".to_string(), b"%PDF".to_vec())],
@@ -673,4 +717,43 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+#[test]
+fn an_mbox_export_imports_back_byte_identical() {
+    let archive = archive();
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join("all.mbox");
+    let last = last_seq(&archive).to_string();
+    export(
+        &archive,
+        &["--format", "mbox", "--from-seq", "1", "--to-seq", &last],
+        &mbox,
+    );
+    let trail = String::from_utf8(archive.vault.ok(&["audit", "--action", "export"])).unwrap();
+    assert!(trail.contains("mbox"), "{trail}");
+    let contents = |vault: &Vault| -> std::collections::BTreeSet<String> {
+        vault
+            .records()
+            .iter()
+            .filter(|r| r["kind"] == "message")
+            .map(|r| r["blake3"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let again = Vault::new();
+    let imported = again.import(&[&mbox]);
+    // One mbox message per message and arrival record; an arrival's bytes are a duplicate.
+    assert_eq!(imported.len(), archive.messages.len(), "{imported:?}");
+    assert_eq!(contents(&again), contents(&archive.vault));
+    // The 3 MB message, byte for byte.
+    let big = again
+        .records()
+        .iter()
+        .find(|r| r["size"].as_u64().unwrap_or(0) > 3 << 20)
+        .map(|r| r["seq"].as_u64().unwrap())
+        .expect("the big message");
+    assert_eq!(
+        again.ok(&["show", &big.to_string()]),
+        incompressible_message("big one", 3 << 20)
+    );
 }

@@ -18,6 +18,7 @@ mod intake_abuse;
 mod intake_auth;
 mod isolation;
 mod lossyfs;
+mod mbox_export;
 mod metrics;
 mod postfix;
 mod powerloss;

@@ -7,10 +7,11 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 
 use archive_verify::bundle::row::{csv_header, MessageRow, HEADER_PREFIX_MAX};
 use archive_verify::bundle::{
-    consistency_file, message_file, proof_file, readme, ConsistencyProof, InclusionProof, Manifest,
-    RangeLeaf, RangeProof, Selection, CHECKPOINT, FORMAT, MANIFEST, MESSAGES_CSV, MESSAGES_JSON,
+    consistency_file, index_meta, message_file, proof_file, readme, ConsistencyProof, InclusionProof,
+    Manifest, RangeLeaf, RangeProof, Selection, CHECKPOINT, FORMAT, MANIFEST, MESSAGES_CSV, MESSAGES_JSON,
     RANGE_LEAVES, RANGE_PROOF, README,
 };
+use archive_verify::gdpdu;
 use archive_verify::merkle::{leaf_hash, range_proof_subtrees, root_from_range, verify_inclusion};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -35,6 +36,8 @@ pub struct BundleRequest {
     pub seqs: Vec<u64>,
     /// Who exports, as the archive knows them.
     pub exported_by: String,
+    /// Where the archive is operated (GDPdU's data supplier location).
+    pub location: String,
     /// Older tree sizes to include consistency proofs from (a recipient's earlier checkpoints).
     pub consistency_from: Vec<u64>,
 }
@@ -177,6 +180,7 @@ pub fn write_bundle<W: Write + Seek>(layout: &Layout, request: &BundleRequest, o
         public_key: key.encode(),
         exported_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         exported_by: request.exported_by.clone(),
+        location: request.location.clone(),
         selection: request.selection.clone(),
         tree_size: size,
         message_count: writer.messages,
@@ -187,6 +191,11 @@ pub fn write_bundle<W: Write + Seek>(layout: &Layout, request: &BundleRequest, o
             }
         },
     };
+    writer.file(
+        gdpdu::INDEX_NAME,
+        gdpdu::index_xml(&index_meta(&manifest)).as_bytes(),
+    )?;
+    writer.file(gdpdu::DTD_NAME, gdpdu::DTD.as_bytes())?;
     writer.file(CHECKPOINT, signed.note.as_bytes())?;
     writer.file(README, readme(&manifest).as_bytes())?;
     writer.json_file(MANIFEST, &manifest)?;

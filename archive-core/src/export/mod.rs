@@ -2,6 +2,7 @@
 //! auditor or a court verifies offline (`bundle`), and mbox files for mail programs.
 
 pub mod bundle;
+pub mod mbox;
 
 use crate::log::reader::LogReader;
 use crate::Result;
@@ -50,4 +51,48 @@ pub fn seqs_received_between(
         window = Some((window.map_or(seq, |(first, _)| first), seq));
     }
     Ok(window)
+}
+
+/// Writes the message and arrival records of `first..=last` — all of them, or those in
+/// `only` (ascending) — to `out` as mboxrd (`mbox::MboxWriter`); returns how many.
+pub fn write_mbox<W: std::io::Write>(
+    log: &LogReader,
+    first: u64,
+    last: u64,
+    only: Option<&[u64]>,
+    out: W,
+) -> Result<u64> {
+    use crate::log::record::RecordKind;
+    let mut writer = mbox::MboxWriter::new(std::io::BufWriter::new(out));
+    let mut wanted = only.map(|seqs| seqs.iter().copied().peekable());
+    let mut written = 0;
+    for record in log.records_from(first)? {
+        let record = record?;
+        let seq = record.seq();
+        if seq > last {
+            break;
+        }
+        if !matches!(record.kind(), RecordKind::Message | RecordKind::Arrival) {
+            continue;
+        }
+        if let Some(wanted) = wanted.as_mut() {
+            while wanted.next_if(|&s| s < seq).is_some() {}
+            if wanted.next_if_eq(&seq).is_none() {
+                continue;
+            }
+        }
+        let sender = match record.leaf.envelope() {
+            Some(Ok(envelope)) => envelope.mail_from,
+            _ => Vec::new(),
+        };
+        let bytes = log.message_bytes(seq)?;
+        writer
+            .write_message(&sender, record.leaf.time_us, &bytes)
+            .map_err(|e| crate::Error::System(format!("writing the mbox: {e}")))?;
+        written += 1;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| crate::Error::System(format!("writing the mbox: {e}")))?;
+    Ok(written)
 }

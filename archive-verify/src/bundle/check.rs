@@ -124,6 +124,22 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
              that the query found every matching message cannot be proven offline"
         )),
     }
+    match read_small(&mut zip, crate::gdpdu::INDEX_NAME) {
+        Ok(text) if text == crate::gdpdu::index_xml(&index_meta(&manifest)).as_bytes() => {}
+        Ok(_) => report.problem(format!(
+            "{} is not the GDPdU description this bundle's manifest and listing give: it was edited",
+            crate::gdpdu::INDEX_NAME
+        )),
+        Err(e) => report.problem(format!("{}: {e}", crate::gdpdu::INDEX_NAME)),
+    }
+    match read_small(&mut zip, crate::gdpdu::DTD_NAME) {
+        Ok(text) if text == crate::gdpdu::DTD.as_bytes() => {}
+        Ok(_) => report.problem(format!(
+            "{} is not the published GDPdU DTD",
+            crate::gdpdu::DTD_NAME
+        )),
+        Err(e) => report.problem(format!("{}: {e}", crate::gdpdu::DTD_NAME)),
+    }
     match read_small(&mut zip, README) {
         Ok(text) if text == readme(&manifest).as_bytes() => {}
         Ok(_) => report.problem(format!(
@@ -155,8 +171,8 @@ impl Inventory {
             MESSAGES_JSON,
             RANGE_LEAVES,
             RANGE_PROOF,
-            INDEX_XML,
-            GDPDU_DTD,
+            crate::gdpdu::INDEX_NAME,
+            crate::gdpdu::DTD_NAME,
         ]
         .into();
         let mut seen = HashSet::new();

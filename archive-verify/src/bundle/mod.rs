@@ -23,18 +23,14 @@ pub const MANIFEST: &str = "bundle.json";
 pub const CHECKPOINT: &str = "checkpoint.txt";
 /// How to verify, for people (German and English).
 pub const README: &str = "README.txt";
-/// The listing of the messages, one row each (see [`row`]).
-pub const MESSAGES_CSV: &str = "messages.csv";
+/// The listing of the messages, one row each (see [`row`]), described by `index.xml`.
+pub const MESSAGES_CSV: &str = crate::gdpdu::CSV_NAME;
 /// The same listing as a JSON array, one object per line.
 pub const MESSAGES_JSON: &str = "messages.json";
 /// Range exports: every leaf of the range, one JSON object per line.
 pub const RANGE_LEAVES: &str = "range/leaves.jsonl";
 /// Range exports: the subtrees outside the range, and the boundary records of a time range.
 pub const RANGE_PROOF: &str = "range/proof.json";
-/// The GDPdU description of `messages.csv`.
-pub const INDEX_XML: &str = "index.xml";
-/// The GDPdU document type definition index.xml refers to, shipped beside it.
-pub const GDPDU_DTD: &str = "gdpdu-01-09-2004.dtd";
 /// Directory of the messages.
 pub const MESSAGES_DIR: &str = "messages/";
 /// Directory of the per-message inclusion proofs.
@@ -73,6 +69,9 @@ pub struct Manifest {
     pub exported_at: String,
     /// Who exported it, as the archive knows them.
     pub exported_by: String,
+    /// Where the archive is operated (the GDPdU data supplier's location).
+    #[serde(default)]
+    pub location: String,
     /// What was exported.
     pub selection: Selection,
     /// Tree size of the checkpoint in `checkpoint.txt`.
@@ -99,6 +98,40 @@ pub enum Selection {
     },
     /// The messages a search query found for a principal: authenticity only.
     Filter { query: String, principal: String },
+}
+
+impl Selection {
+    /// The selection in words: the audit record of an export and `index.xml` say this.
+    pub fn describe(&self) -> String {
+        match self {
+            Selection::Range {
+                first_seq,
+                last_seq,
+                since,
+                until,
+            } => {
+                let mut text = format!("range {first_seq}..={last_seq}");
+                if let Some(since) = since {
+                    text.push_str(&format!(" since {since}"));
+                }
+                if let Some(until) = until {
+                    text.push_str(&format!(" until {until}"));
+                }
+                text
+            }
+            Selection::Filter { query, principal } => format!("query {query:?} as {principal}"),
+        }
+    }
+}
+
+/// What `index.xml` of a bundle with this manifest says.
+pub fn index_meta(manifest: &Manifest) -> crate::gdpdu::IndexMeta {
+    crate::gdpdu::IndexMeta {
+        origin: manifest.origin.clone(),
+        location: manifest.location.clone(),
+        query: manifest.selection.describe(),
+        rows: manifest.message_count,
+    }
 }
 
 /// `proofs/<seq>.json`: a leaf and its RFC 6962 inclusion proof in the checkpoint's tree.

@@ -13,11 +13,6 @@ pub const HEADER_PREFIX_MAX: usize = 256 * 1024;
 /// Longest text column, in bytes; a longer value is cut at a character boundary and ends in `…`.
 pub const MAX_TEXT_COLUMN: usize = 4096;
 
-/// The column names, in order (the CSV header line and the JSON keys).
-pub const COLUMNS: [&str; 11] = [
-    "seq", "received", "date", "from", "to", "cc", "subject", "size", "blake3", "sha256", "file",
-];
-
 /// A message as the listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MessageRow {
@@ -127,7 +122,8 @@ impl MessageRow {
 
 /// The CSV header line.
 pub fn csv_header() -> String {
-    format!("{}\r\n", COLUMNS.join(","))
+    let names: Vec<&str> = crate::gdpdu::COLUMNS.iter().map(|c| c.name).collect();
+    format!("{}\r\n", names.join(","))
 }
 
 /// A receive time as RFC 3339 UTC with microseconds, e.g. `2026-12-06T17:30:00.000001Z`.
@@ -180,6 +176,22 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_keys_are_the_described_columns_in_order() {
+        let row = MessageRow::new(1, 0, b"Subject: x\r\n\r\n", 15, &[0; 32], &[0; 32]);
+        let json = row.json();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let keys: Vec<&str> = json
+            .trim_matches(|c| c == '{' || c == '}')
+            .split(',')
+            .filter_map(|kv| kv.split_once(':').map(|(k, _)| k.trim_matches('"')))
+            .collect();
+        let described: Vec<&str> = crate::gdpdu::COLUMNS.iter().map(|c| c.name).collect();
+        assert_eq!(keys, described);
+        assert_eq!(value.as_object().unwrap().len(), described.len());
+        assert_eq!(csv_header(), format!("{}\r\n", described.join(",")));
+    }
 
     #[test]
     fn times_are_rfc3339_utc() {
