@@ -156,32 +156,9 @@ pub(crate) fn written(set: &SequenceSet) -> String {
     out
 }
 
-/// Numbers as a compact sequence set in the order given, each run that ascends by one as a
-/// range: ascending, distinct numbers give `3:7,9,12:13` (ESEARCH ALL, audit records of
-/// fetched UIDs); a sort order `5,3,4,2,1` gives `5,3:4,2,1` (ESORT ALL, RFC 5267 §3.2: no
-/// descending ranges).
-pub(crate) fn compact_set(sorted: &[u64]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start;
-        while sorted.get(i + 1).is_some_and(|n| Some(*n) == end.checked_add(1)) {
-            i += 1;
-            end = sorted[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        i += 1;
-    }
-    out
-}
+/// Numbers as a compact sequence set in the order given (archive-core's, shared with the
+/// `view` audit records).
+pub(crate) use archive_core::audit::compact_set;
 
 #[cfg(test)]
 mod tests {

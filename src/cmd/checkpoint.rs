@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-use super::{latest_checkpoint, open_log, CmdResult};
+use super::{open_log, CmdResult};
 use crate::Cli;
 
 pub fn run(cli: &Cli) -> CmdResult {
     let log = open_log(cli)?;
-    match latest_checkpoint(&log)? {
+    match log.latest_checkpoint()? {
         Some((_, note)) => {
             print!("{note}");
             Ok(ExitCode::SUCCESS)

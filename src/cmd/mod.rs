@@ -26,7 +26,6 @@ use anyhow::Context;
 use archive_core::audit::AuditEvent;
 use archive_core::log::checkpoint::{SignedCheckpoint, VerifierKey};
 use archive_core::log::reader::LogReader;
-use archive_core::log::record::LeafBody;
 use archive_core::store::{Layout, StoreIdentity};
 use archive_core::Store;
 
@@ -96,26 +95,6 @@ pub fn read_checkpoint_file(path: &std::path::Path, key: &VerifierKey) -> anyhow
         std::fs::read_to_string(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
     key.verify_note(&text)
         .with_context(|| format!("checkpoint {}", path.display()))
-}
-
-/// The newest checkpoint record in the log: its seq and note. Scans segments newest first.
-pub fn latest_checkpoint(log: &LogReader) -> anyhow::Result<Option<(u64, String)>> {
-    for (first, _) in log.segments().iter().rev() {
-        let mut found = None;
-        for record in log.records_from(*first)? {
-            let record = record?;
-            if record.location.segment != *first {
-                break;
-            }
-            if let LeafBody::Checkpoint { note } = &record.leaf.body {
-                found = Some((record.seq(), String::from_utf8_lossy(note).into_owned()));
-            }
-        }
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
 }
 
 /// RFC 3339 UTC time of a record.

@@ -41,7 +41,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let checkpoint: SignedCheckpoint = match &args.checkpoint {
         Some(path) => read_checkpoint_file(path, &key)?,
         None => {
-            let (_, note) = super::latest_checkpoint(&log)?.context("the log has no checkpoint yet")?;
+            let (_, note) = log
+                .latest_checkpoint()?
+                .context("the log has no checkpoint yet")?;
             key.verify_note(&note)?
         }
     };

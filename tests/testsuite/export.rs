@@ -294,6 +294,19 @@ fn entry(bundle: &Path, name: &str) -> Vec<u8> {
     b
 }
 
+/// What a tampering case does to each entry (name, content): new content, or `None` to drop it.
+type Change = Box<dyn Fn(&str, Vec<u8>) -> Option<Vec<u8>>>;
+
+/// A change that replaces the first `from` by `to` in entry `name`.
+fn replace_in(name: &'static str, from: &'static str, to: &'static str) -> Change {
+    Box::new(move |n, b| {
+        Some(match n == name {
+            true => String::from_utf8(b).unwrap().replacen(from, to, 1).into_bytes(),
+            false => b,
+        })
+    })
+}
+
 fn flip_in_middle(mut bytes: Vec<u8>) -> Vec<u8> {
     let i = bytes.len() / 2;
     bytes[i] ^= 0x01;
@@ -330,12 +343,7 @@ fn every_kind_of_tampering_is_detected_and_named() {
     let proof = format!("proofs/{arrival}.json");
     let leaves = entry(&bundle, "range/leaves.jsonl");
     let leaf_lines: Vec<&[u8]> = leaves.split_inclusive(|b| *b == b'\n').collect();
-    type Case = (
-        &'static str,
-        Box<dyn Fn(&str, Vec<u8>) -> Option<Vec<u8>>>,
-        Vec<(String, Vec<u8>)>,
-        String,
-    );
+    type Case = (&'static str, Change, Vec<(String, Vec<u8>)>, String);
     let cases: Vec<Case> = vec![
         (
             "a byte of a message",
@@ -348,31 +356,13 @@ fn every_kind_of_tampering_is_detected_and_named() {
         ),
         (
             "a CSV row",
-            Box::new(move |n, b| {
-                Some(if n == "messages.csv" {
-                    String::from_utf8(b)
-                        .unwrap()
-                        .replacen("twice", "thrice", 1)
-                        .into_bytes()
-                } else {
-                    b
-                })
-            }),
+            replace_in("messages.csv", "twice", "thrice"),
             vec![],
             "messages.csv: the row of message".to_string(),
         ),
         (
             "a JSON row",
-            Box::new(move |n, b| {
-                Some(if n == "messages.json" {
-                    String::from_utf8(b)
-                        .unwrap()
-                        .replacen("twice", "thrice", 1)
-                        .into_bytes()
-                } else {
-                    b
-                })
-            }),
+            replace_in("messages.json", "twice", "thrice"),
             vec![],
             "messages.json: the object of message".to_string(),
         ),
@@ -411,16 +401,7 @@ fn every_kind_of_tampering_is_detected_and_named() {
         ),
         (
             "the README's instructions",
-            Box::new(move |n, b| {
-                Some(if n == "README.txt" {
-                    String::from_utf8(b)
-                        .unwrap()
-                        .replace("--key", "--no-key")
-                        .into_bytes()
-                } else {
-                    b
-                })
-            }),
+            replace_in("README.txt", "--key", "--no-key"),
             vec![],
             "README.txt is not the text".to_string(),
         ),
@@ -484,16 +465,7 @@ fn every_kind_of_tampering_is_detected_and_named() {
         ),
         (
             "the GDPdU description",
-            Box::new(move |n, b| {
-                Some(if n == "index.xml" {
-                    String::from_utf8(b)
-                        .unwrap()
-                        .replacen("<Numeric>", "<AlphaNumeric/><Numeric>", 1)
-                        .into_bytes()
-                } else {
-                    b
-                })
-            }),
+            replace_in("index.xml", "<Numeric>", "<AlphaNumeric/><Numeric>"),
             vec![],
             "index.xml is not the GDPdU description".to_string(),
         ),

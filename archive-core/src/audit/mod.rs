@@ -173,14 +173,21 @@ pub const MAX_UID_LIST_BYTES: usize = 1024;
 
 /// `uids` (ascending) as IMAP ranges `4:6,9`, or `None` if that takes more than `max` bytes.
 fn uid_ranges(uids: &[u64], max: usize) -> Option<String> {
+    Some(compact_set(uids)).filter(|listed| listed.len() <= max)
+}
+
+/// Numbers as an IMAP sequence set, each run of consecutive ascending numbers as one range:
+/// ascending, distinct numbers give `3:7,9,12:13` (`view` records, ESEARCH ALL); a sort order
+/// `5,3,4,2,1` gives `5,3:4,2,1` (ESORT ALL, RFC 5267 §3.2: no descending ranges).
+pub fn compact_set(sorted: &[u64]) -> String {
     let mut out = String::new();
     let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
+    while i < sorted.len() {
+        let start = sorted[i];
         let mut end = start;
-        while uids.get(i + 1).is_some_and(|n| Some(*n) == end.checked_add(1)) {
+        while sorted.get(i + 1).is_some_and(|n| Some(*n) == end.checked_add(1)) {
             i += 1;
-            end = uids[i];
+            end = sorted[i];
         }
         if !out.is_empty() {
             out.push(',');
@@ -190,12 +197,9 @@ fn uid_ranges(uids: &[u64], max: usize) -> Option<String> {
         } else {
             out.push_str(&format!("{start}:{end}"));
         }
-        if out.len() > max {
-            return None;
-        }
         i += 1;
     }
-    Some(out)
+    out
 }
 
 /// Control characters replaced, at most `max` bytes (cut at a character boundary, marked).

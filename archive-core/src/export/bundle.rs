@@ -22,7 +22,7 @@ use zip::{CompressionMethod, ZipWriter};
 use crate::log::checkpoint::SignedCheckpoint;
 use crate::log::merkle::HashSource;
 use crate::log::reader::{LogReader, Record};
-use crate::log::record::{LeafBody, RecordKind};
+use crate::log::record::RecordKind;
 use crate::log::tree::TreeFileReader;
 use crate::store::Layout;
 use crate::{Error, Result};
@@ -51,27 +51,14 @@ pub struct Exported {
     pub content_bytes: u64,
 }
 
-/// The signed checkpoint exports prove against: the newest in the log.
+/// The signed checkpoint exports prove against: the newest in the log, verified.
 pub fn latest_checkpoint(layout: &Layout, log: &LogReader) -> Result<SignedCheckpoint> {
-    let key = layout.verifier_key()?;
-    for (first, _) in log.segments().iter().rev() {
-        let mut found = None;
-        for record in log.records_from(*first)? {
-            let record = record?;
-            if record.location.segment != *first {
-                break;
-            }
-            if let LeafBody::Checkpoint { note } = &record.leaf.body {
-                found = Some(String::from_utf8_lossy(note).into_owned());
-            }
-        }
-        if let Some(note) = found {
-            return key.verify_note(&note).map_err(Error::from);
-        }
+    match log.latest_checkpoint()? {
+        Some((_, note)) => Ok(layout.verifier_key()?.verify_note(&note)?),
+        None => Err(Error::Rejected(
+            "the log has no checkpoint yet: nothing can be proven".into(),
+        )),
     }
-    Err(Error::Rejected(
-        "the log has no checkpoint yet: nothing can be proven".into(),
-    ))
 }
 
 /// Writes the bundle for `request` to `out` (a new file: the caller renames it into place).

@@ -365,6 +365,27 @@ impl LogReader {
         }
     }
 
+    /// The newest checkpoint record in the log: its seq and note (not yet verified). Scans
+    /// segments newest first.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>> {
+        for (first, _) in self.segments.iter().rev() {
+            let mut found = None;
+            for record in self.records_from(*first)? {
+                let record = record?;
+                if record.location.segment != *first {
+                    break;
+                }
+                if let LeafBody::Checkpoint { note } = &record.leaf.body {
+                    found = Some((record.seq(), String::from_utf8_lossy(note).into_owned()));
+                }
+            }
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     /// The raw bytes a message or arrival record refers to.
     pub fn message_bytes(&self, seq: u64) -> Result<Vec<u8>> {
         let record = self.read(seq)?;
