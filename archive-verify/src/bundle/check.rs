@@ -6,7 +6,6 @@
 //! and the range's leaves are streamed, and nothing allocates by a number the bundle states.
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -15,6 +14,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use zip::ZipArchive;
 
+use super::reader::BundleFile;
 use super::row::{csv_header, MessageRow, HEADER_PREFIX_MAX};
 use super::*;
 use crate::leaf::{Leaf, LeafBody};
@@ -109,7 +109,7 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
     if let Some(older) = &options.older_checkpoint {
         check_older(&mut zip, &key, older, &checkpoint, &mut report);
     }
-    check_messages(path, &mut zip, &inventory, &checkpoint, &mut report)?;
+    check_messages(&mut zip, &inventory, &checkpoint, &mut report);
     if manifest.message_count != inventory.messages.len() as u64 {
         report.problem(format!(
             "{MANIFEST} says {} messages, the bundle holds {}",
@@ -134,13 +134,11 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
     Ok(report)
 }
 
-/// The bundle as read: entries are small, and a buffer turns the few small reads of each
-/// entry's header and data into one.
-type Bundle = ZipArchive<BufReader<File>>;
+/// The bundle as read (see reader.rs: buffered, and clones share the central directory).
+type Bundle = ZipArchive<BundleFile>;
 
 fn open_zip(path: &Path) -> std::io::Result<Result<Bundle, zip::result::ZipError>> {
-    let file = File::open(path)?;
-    Ok(ZipArchive::new(BufReader::new(file)))
+    Ok(ZipArchive::new(BundleFile::open(path)?))
 }
 
 /// The bundle's file names, sorted into what they are.
@@ -384,7 +382,7 @@ fn decode_hash(b64: &str) -> Option<Hash> {
 /// record, reading it as it goes.
 struct Listing<'a> {
     name: &'static str,
-    reader: Option<zip::read::ZipFile<'a, BufReader<File>>>,
+    reader: Option<zip::read::ZipFile<'a, BundleFile>>,
     failed: bool,
     buf: Vec<u8>,
 }
@@ -453,21 +451,9 @@ impl<'a> Listing<'a> {
     }
 }
 
-fn check_messages(
-    path: &Path,
-    zip: &mut Bundle,
-    inventory: &Inventory,
-    checkpoint: &Checkpoint,
-    report: &mut Report,
-) -> std::io::Result<()> {
+fn check_messages(zip: &mut Bundle, inventory: &Inventory, checkpoint: &Checkpoint, report: &mut Report) {
     // Listings are read alongside the messages, each through its own handle on the file.
-    let (mut csv_zip, mut json_zip) = match (open_zip(path)?, open_zip(path)?) {
-        (Ok(a), Ok(b)) => (a, b),
-        _ => {
-            report.problem("the ZIP file changed while it was being read".to_string());
-            return Ok(());
-        }
-    };
+    let (mut csv_zip, mut json_zip) = (zip.clone(), zip.clone());
     let mut csv = Listing::open(&mut csv_zip, MESSAGES_CSV, report);
     let mut json = Listing::open(&mut json_zip, MESSAGES_JSON, report);
     csv.expect(&csv_header(), "the header line", report);
@@ -495,7 +481,6 @@ fn check_messages(
     json.expect(if first { "]\n" } else { "\n]\n" }, "the closing bracket", report);
     csv.finish(report);
     json.finish(report);
-    Ok(())
 }
 
 /// Checks message `seq` against its leaf and the leaf against the checkpoint; returns its row.
