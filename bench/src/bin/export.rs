@@ -17,7 +17,9 @@ use archive_core::log::reader::LogReader;
 use archive_core::log::record::RecordKind;
 use archive_core::store::Layout;
 use archive_core::{Envelope, OnDuplicate, SearchIndexing, Store, StoreConfig};
-use archive_verify::bundle::message_file;
+use archive_verify::bundle::{message_file, proof_file};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use mailvault_bench::mailgen::MailGen;
 use mailvault_bench::{
     load_average, machine, mailvault, mailvault_binary, mb, median, run_timed, runs, source_version, verdict,
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
 struct Message {
     seq: u64,
     bytes: Vec<u8>,
+    leaf: Vec<u8>,
 }
 
 fn run() -> BenchResult<()> {
@@ -345,7 +348,11 @@ fn read_messages(log: &LogReader, last: u64) -> BenchResult<Vec<Message>> {
             Some(content) => content.map_err(|e| format!("record {seq}: {e}"))?,
             None => log.message_bytes(seq)?,
         };
-        out.push(Message { seq, bytes });
+        out.push(Message {
+            seq,
+            bytes,
+            leaf: record.leaf_bytes,
+        });
     }
     Ok(out)
 }
@@ -475,6 +482,39 @@ fn splits(
         }
         Ok(())
     })?;
+    // Each message's proof entry as export writes it (pretty JSON, deflated), after its message.
+    let proof_docs: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| {
+            let path = tree.inclusion_proof(m.seq - 1, last)?;
+            let doc = archive_verify::bundle::InclusionProof {
+                seq: m.seq,
+                leaf_index: m.seq - 1,
+                tree_size: last,
+                leaf: B64.encode(&m.leaf),
+                leaf_hash: B64.encode(archive_verify::merkle::leaf_hash(&m.leaf)),
+                proof: path.iter().map(|h| B64.encode(h)).collect(),
+            };
+            let mut text = serde_json::to_vec_pretty(&doc)?;
+            text.push(b'\n');
+            Ok(text)
+        })
+        .collect::<BenchResult<_>>()?;
+    let with_proofs = |method: CompressionMethod| -> BenchResult<f64> {
+        let mut zip = ZipWriter::new(MemorySink(Cursor::new(Vec::new())));
+        let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+        let start = Instant::now();
+        for (m, proof) in messages.iter().zip(&proof_docs) {
+            zip.start_file(message_file(m.seq), options)?;
+            zip.write_all(&m.bytes)?;
+            zip.start_file(proof_file(m.seq), options.compression_method(method))?;
+            zip.write_all(proof)?;
+        }
+        zip.finish()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let entries = with_proofs(CompressionMethod::Deflated)?;
+    let entries_stored = with_proofs(CompressionMethod::Stored)?;
     let library = time(&mut || {
         let request = archive_core::export::bundle::BundleRequest {
             selection: archive_verify::bundle::Selection::Range {
@@ -508,6 +548,9 @@ fn splits(
     println!("    log read + decode of every message (zstd, BLAKE3 check)  {read_secs:.3} s");
     println!("    BLAKE3 + SHA-256 of every message                        {hashing:.3} s");
     println!("    inclusion proofs from the tree cache                     {proofs:.3} s");
+    println!(
+        "    message + proof entries deflated, into memory            {entries:.3} s  (proofs stored: {entries_stored:.3} s)"
+    );
     println!("    write_bundle (the library call export makes)             {library:.3} s");
     println!(
         "    export binary − write_bundle (open, audit record, SHA-256 readback) {:.3} s",
