@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Errors end a benchmark with a one-line message.
@@ -127,19 +129,27 @@ pub fn children_cpu() -> Option<(f64, f64)> {
     Some((tick(13)?, tick(14)?))
 }
 
-/// A finished child process: its output, wall time and CPU time.
+/// A finished child process: its output, wall time, CPU time and peak memory.
 pub struct Timed {
     pub output: Output,
     pub wall: f64,
     /// User + system CPU seconds of the child (and its threads), when known.
     pub cpu: Option<(f64, f64)>,
+    /// Peak resident set size of the child in bytes (its VmHWM), when known.
+    pub peak_rss: Option<u64>,
 }
 
-/// Runs `cmd` to completion, timing it from spawn to exit; fails on a non-zero exit.
+/// Runs `cmd` to completion, timing it from spawn to exit; fails on a non-zero exit. Its
+/// stdin is empty, as with `Command::output`.
 pub fn run_timed(cmd: &mut Command, what: &str) -> BenchResult<Timed> {
     let before = children_cpu();
     let start = Instant::now();
-    let output = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output()?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (output, peak_rss) = wait_with_rusage(child)?;
     let wall = start.elapsed().as_secs_f64();
     let cpu = match (before, children_cpu()) {
         (Some((u0, s0)), Some((u1, s1))) => Some((u1 - u0, s1 - s0)),
@@ -153,7 +163,82 @@ pub fn run_timed(cmd: &mut Command, what: &str) -> BenchResult<Timed> {
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    Ok(Timed { output, wall, cpu })
+    Ok(Timed {
+        output,
+        wall,
+        cpu,
+        peak_rss,
+    })
+}
+
+/// Collects a child's output and reaps it, keeping its peak RSS: the largest `VmHWM` of
+/// /proc/PID/status, read every 5 ms until it exits (`ru_maxrss` would not do: a child
+/// spawned with vfork, as std does, inherits the spawner's high-water mark at exec). The
+/// child is reaped only after the last read, so its PID cannot have been reused.
+fn wait_with_rusage(mut child: std::process::Child) -> BenchResult<(Output, Option<u64>)> {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let pid = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = None;
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                if let Some(hwm) = vm_hwm(pid) {
+                    peak = peak.max(Some(hwm));
+                }
+                if finished {
+                    return peak;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    // Wait for the exit without reaping (WNOWAIT): the poller's last read is then still of
+    // this child (a zombie has no VmHWM; that read finds none).
+    // SAFETY: an all-zero siginfo_t is a valid value; waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    done.store(true, Ordering::Release);
+    let peak = poller.join().map_err(|_| "RSS poller panicked")?;
+    let status = child.wait()?;
+    let output = Output {
+        status,
+        stdout: stdout.join().map_err(|_| "stdout reader panicked")?,
+        stderr: stderr.join().map_err(|_| "stderr reader panicked")?,
+    };
+    Ok((output, peak))
+}
+
+/// The peak resident set size of process `pid` so far, in bytes.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// `mailvault init`: a new store at `store` (`serve` and `import` create one only when told;

@@ -60,7 +60,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let report =
         verify_bundle(&args.file, &options).with_context(|| format!("reading {}", args.file.display()))?;
     let valid = report.is_valid();
-    let mut out = std::io::stdout().lock();
+    // One line per message: buffered, not a write per line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         let doc = serde_json::json!({
             "valid": valid,
@@ -115,5 +116,6 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             )?,
         }
     }
+    out.flush()?;
     Ok(ExitCode::from(if valid { 0 } else { 1 }))
 }

@@ -6,7 +6,6 @@
 //! and the range's leaves are streamed, and nothing allocates by a number the bundle states.
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -15,6 +14,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use zip::ZipArchive;
 
+use super::reader::BundleFile;
 use super::row::{csv_header, MessageRow, HEADER_PREFIX_MAX};
 use super::*;
 use crate::leaf::{Leaf, LeafBody};
@@ -109,7 +109,7 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
     if let Some(older) = &options.older_checkpoint {
         check_older(&mut zip, &key, older, &checkpoint, &mut report);
     }
-    check_messages(path, &mut zip, &inventory, &checkpoint, &mut report)?;
+    check_messages(&mut zip, &inventory, &checkpoint, &mut report);
     if manifest.message_count != inventory.messages.len() as u64 {
         report.problem(format!(
             "{MANIFEST} says {} messages, the bundle holds {}",
@@ -150,9 +150,11 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
     Ok(report)
 }
 
-fn open_zip(path: &Path) -> std::io::Result<Result<ZipArchive<File>, zip::result::ZipError>> {
-    let file = File::open(path)?;
-    Ok(ZipArchive::new(file))
+/// The bundle as read (see reader.rs: buffered, and clones share the central directory).
+type Bundle = ZipArchive<BundleFile>;
+
+fn open_zip(path: &Path) -> std::io::Result<Result<Bundle, zip::result::ZipError>> {
+    Ok(ZipArchive::new(BundleFile::open(path)?))
 }
 
 /// The bundle's file names, sorted into what they are.
@@ -162,7 +164,7 @@ struct Inventory {
 }
 
 impl Inventory {
-    fn of(zip: &ZipArchive<File>, report: &mut Report) -> Inventory {
+    fn of(zip: &Bundle, report: &mut Report) -> Inventory {
         let fixed: HashSet<&str> = [
             MANIFEST,
             CHECKPOINT,
@@ -221,7 +223,7 @@ fn numbered(name: &str, dir: &str, ext: &str) -> Option<u64> {
 }
 
 /// Reads a small file whole, refusing more than [`SMALL_FILE_MAX`] bytes.
-fn read_small(zip: &mut ZipArchive<File>, name: &str) -> Result<Vec<u8>, String> {
+fn read_small(zip: &mut Bundle, name: &str) -> Result<Vec<u8>, String> {
     let file = zip.by_name(name).map_err(|e| match e {
         zip::result::ZipError::FileNotFound => "missing".to_string(),
         e => format!("unreadable: {e}"),
@@ -236,12 +238,12 @@ fn read_small(zip: &mut ZipArchive<File>, name: &str) -> Result<Vec<u8>, String>
     Ok(out)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(zip: &mut ZipArchive<File>, name: &str) -> Result<T, String> {
+fn read_json<T: serde::de::DeserializeOwned>(zip: &mut Bundle, name: &str) -> Result<T, String> {
     let bytes = read_small(zip, name)?;
     serde_json::from_slice(&bytes).map_err(|e| format!("not the expected JSON: {e}"))
 }
 
-fn read_manifest(zip: &mut ZipArchive<File>, report: &mut Report) -> Option<Manifest> {
+fn read_manifest(zip: &mut Bundle, report: &mut Report) -> Option<Manifest> {
     match read_json::<Manifest>(zip, MANIFEST) {
         Ok(m) if m.format == FORMAT => Some(m),
         Ok(m) => {
@@ -291,7 +293,7 @@ fn choose_key(manifest: &Manifest, options: &Options, report: &mut Report) -> Op
 }
 
 fn read_checkpoint(
-    zip: &mut ZipArchive<File>,
+    zip: &mut Bundle,
     key: &VerifierKey,
     manifest: &Manifest,
     report: &mut Report,
@@ -327,13 +329,7 @@ fn read_checkpoint(
     }
 }
 
-fn check_older(
-    zip: &mut ZipArchive<File>,
-    key: &VerifierKey,
-    older: &str,
-    current: &Checkpoint,
-    report: &mut Report,
-) {
+fn check_older(zip: &mut Bundle, key: &VerifierKey, older: &str, current: &Checkpoint, report: &mut Report) {
     let old = match key.verify_note(older) {
         Ok(signed) => signed.checkpoint,
         Err(e) => {
@@ -402,13 +398,13 @@ fn decode_hash(b64: &str) -> Option<Hash> {
 /// record, reading it as it goes.
 struct Listing<'a> {
     name: &'static str,
-    reader: Option<zip::read::ZipFile<'a, File>>,
+    reader: Option<zip::read::ZipFile<'a, BundleFile>>,
     failed: bool,
     buf: Vec<u8>,
 }
 
 impl<'a> Listing<'a> {
-    fn open(zip: &'a mut ZipArchive<File>, name: &'static str, report: &mut Report) -> Listing<'a> {
+    fn open(zip: &'a mut Bundle, name: &'static str, report: &mut Report) -> Listing<'a> {
         let reader = match zip.by_name(name) {
             Ok(f) => Some(f),
             Err(e) => {
@@ -471,29 +467,18 @@ impl<'a> Listing<'a> {
     }
 }
 
-fn check_messages(
-    path: &Path,
-    zip: &mut ZipArchive<File>,
-    inventory: &Inventory,
-    checkpoint: &Checkpoint,
-    report: &mut Report,
-) -> std::io::Result<()> {
+fn check_messages(zip: &mut Bundle, inventory: &Inventory, checkpoint: &Checkpoint, report: &mut Report) {
     // Listings are read alongside the messages, each through its own handle on the file.
-    let (mut csv_zip, mut json_zip) = match (open_zip(path)?, open_zip(path)?) {
-        (Ok(a), Ok(b)) => (a, b),
-        _ => {
-            report.problem("the ZIP file changed while it was being read".to_string());
-            return Ok(());
-        }
-    };
+    let (mut csv_zip, mut json_zip) = (zip.clone(), zip.clone());
     let mut csv = Listing::open(&mut csv_zip, MESSAGES_CSV, report);
     let mut json = Listing::open(&mut json_zip, MESSAGES_JSON, report);
     csv.expect(&csv_header(), "the header line", report);
     json.expect("[\n", "the opening bracket", report);
     let all: BTreeSet<u64> = inventory.messages.union(&inventory.proofs).copied().collect();
     let mut first = true;
+    let mut buf = vec![0u8; 64 * 1024];
     for seq in all {
-        let problem = match check_message(zip, seq, inventory, checkpoint) {
+        let problem = match check_message(zip, seq, inventory, checkpoint, &mut buf) {
             Ok(row) => {
                 csv.expect(&row.csv_record(), &format!("the row of message {seq}"), report);
                 let line = if first {
@@ -512,15 +497,15 @@ fn check_messages(
     json.expect(if first { "]\n" } else { "\n]\n" }, "the closing bracket", report);
     csv.finish(report);
     json.finish(report);
-    Ok(())
 }
 
 /// Checks message `seq` against its leaf and the leaf against the checkpoint; returns its row.
 fn check_message(
-    zip: &mut ZipArchive<File>,
+    zip: &mut Bundle,
     seq: u64,
     inventory: &Inventory,
     checkpoint: &Checkpoint,
+    buf: &mut [u8],
 ) -> Result<MessageRow, String> {
     let eml = message_file(seq);
     let proof_name = proof_file(seq);
@@ -541,7 +526,7 @@ fn check_message(
         ));
     };
     let file = zip.by_name(&eml).map_err(|e| format!("{eml}: unreadable: {e}"))?;
-    let (size, b3, sha, prefix) = hash_stream(file).map_err(|e| format!("{eml}: unreadable: {e}"))?;
+    let (size, b3, sha, prefix) = hash_stream(file, buf).map_err(|e| format!("{eml}: unreadable: {e}"))?;
     if size != content_len || b3 != content_hash {
         return Err(format!(
             "{eml} is not the archived message: the archive recorded {content_len} bytes with BLAKE3 {}, \
@@ -586,15 +571,15 @@ fn check_inclusion(proof: &InclusionProof, seq: u64, checkpoint: &Checkpoint) ->
     Ok(leaf)
 }
 
-/// Size, BLAKE3, SHA-256 and the header prefix of a stream, reading it once.
-fn hash_stream(mut r: impl Read) -> std::io::Result<(u64, Hash, Hash, Vec<u8>)> {
+/// Size, BLAKE3, SHA-256 and the header prefix of a stream, reading it once through `buf`
+/// (one buffer for all messages, not a zeroed 64 KiB one each).
+fn hash_stream(mut r: impl Read, buf: &mut [u8]) -> std::io::Result<(u64, Hash, Hash, Vec<u8>)> {
     let mut b3 = blake3::Hasher::new();
     let mut sha = Sha256::new();
     let mut prefix = Vec::new();
     let mut size = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = r.read(&mut buf)?;
+        let n = r.read(buf)?;
         if n == 0 {
             break;
         }
@@ -613,7 +598,7 @@ fn hash_stream(mut r: impl Read) -> std::io::Result<(u64, Hash, Hash, Vec<u8>)> 
 /// Range exports: every leaf of the range rebuilds the signed root with the range proof, and
 /// every message record among them has its file in the bundle.
 fn check_range(
-    zip: &mut ZipArchive<File>,
+    zip: &mut Bundle,
     manifest: &Manifest,
     inventory: &Inventory,
     checkpoint: &Checkpoint,

@@ -11,6 +11,7 @@
 //! that the filter found everything, and says so.
 
 pub mod check;
+mod reader;
 pub mod row;
 
 use serde::{Deserialize, Serialize};
