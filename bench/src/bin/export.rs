@@ -525,6 +525,7 @@ fn splits(
             },
             seqs: Vec::new(),
             exported_by: "bench".into(),
+            location: String::new(),
             consistency_from: Vec::new(),
         };
         let file = tempfile::tempfile_in(bundle.parent().unwrap_or(Path::new(".")))?;
