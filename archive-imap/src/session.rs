@@ -349,17 +349,13 @@ impl Session {
     /// Appends an access event; a failure is logged, and the caller decides whether the
     /// access may go on (it may not: audit before access) and answers `NO [code] text`.
     pub fn audit(&self, action: &str, target: String) -> Result<(), (Option<Code<'static>>, String)> {
-        let actor = self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
-        let event = AuditEvent {
+        let actor = self.user.as_ref().map(|u| u.name.as_str()).unwrap_or_default();
+        self.append_audit(&AuditEvent::new(
             actor,
-            action: action.into(),
+            action,
             target,
-            origin: self.peer.ip().to_string(),
-            ..Default::default()
-        };
-        blocking(|| self.store.append_audit(&event))
-            .map(|_| ())
-            .map_err(|e| crate::failure::store_failure(&e, "append an audit record"))
+            &self.peer.ip().to_string(),
+        ))
     }
 
     /// Appends the one `view` record of a FETCH (`AuditEvent::view`: the mailbox, the set as
@@ -372,8 +368,19 @@ impl Session {
         uids: &[u64],
     ) -> Result<(), (Option<Code<'static>>, String)> {
         let actor = self.user.as_ref().map(|u| u.name.as_str()).unwrap_or_default();
-        let event = AuditEvent::view(actor, "imap", self.peer.ip(), view.mailbox(), set, uid, uids);
-        blocking(|| self.store.append_audit(&event))
+        self.append_audit(&AuditEvent::view(
+            actor,
+            "imap",
+            self.peer.ip(),
+            view.mailbox(),
+            set,
+            uid,
+            uids,
+        ))
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), (Option<Code<'static>>, String)> {
+        blocking(|| self.store.append_audit(event))
             .map(|_| ())
             .map_err(|e| crate::failure::store_failure(&e, "append an audit record"))
     }

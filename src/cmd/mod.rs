@@ -77,16 +77,19 @@ pub fn open_log(cli: &Cli) -> anyhow::Result<LogReader> {
 /// if given, else the one stored with the log.
 pub fn verifier_key(layout: &Layout, pinned: Option<&str>) -> anyhow::Result<VerifierKey> {
     match pinned {
-        Some(p) => {
-            let text = if std::path::Path::new(p).is_file() {
-                std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?
-            } else {
-                p.to_string()
-            };
-            Ok(VerifierKey::parse(&text)?)
-        }
+        Some(p) => pinned_key(p),
         None => Ok(layout.verifier_key()?),
     }
+}
+
+/// A public key given on the command line: the key string, or a file holding it.
+pub fn pinned_key(given: &str) -> anyhow::Result<VerifierKey> {
+    let text = if std::path::Path::new(given).is_file() {
+        std::fs::read_to_string(given).with_context(|| format!("reading {given}"))?
+    } else {
+        given.to_string()
+    };
+    Ok(VerifierKey::parse(&text)?)
 }
 
 /// Reads a signed checkpoint file and checks its signature.

@@ -4,13 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use archive_core::export::bundle::checked_inclusion_proof;
 use archive_core::log::checkpoint::SignedCheckpoint;
-use archive_core::log::merkle::{leaf_hash, verify_inclusion, HashSource};
 use archive_core::log::reader::LogReader;
 use archive_core::log::tree::TreeFileReader;
 use archive_verify::bundle::InclusionProof;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 
 use super::{existing_layout, read_checkpoint_file, verifier_key, CmdResult};
 use crate::Cli;
@@ -80,21 +78,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if !tree.covers(size) {
         anyhow::bail!("the tree cache does not reach size {size}: run `mailvault reindex`");
     }
-    let path = tree.inclusion_proof(args.seq - 1, size)?;
-    let leaf = leaf_hash(&record.leaf_bytes);
-    // Never hand out a proof that does not check: a stale cache is a reindex away from fixed.
-    if !verify_inclusion(&leaf, args.seq - 1, size, &path, &checkpoint.checkpoint.root) {
-        anyhow::bail!("the tree cache disagrees with the signed checkpoint: run `mailvault verify`, then `mailvault reindex`");
-    }
     let proof = Proof {
-        inclusion: InclusionProof {
-            seq: args.seq,
-            leaf_index: args.seq - 1,
-            tree_size: size,
-            leaf: B64.encode(&record.leaf_bytes),
-            leaf_hash: B64.encode(leaf),
-            proof: path.iter().map(|h| B64.encode(h)).collect(),
-        },
+        inclusion: checked_inclusion_proof(&tree, &checkpoint.checkpoint, &record.leaf_bytes, args.seq)?,
         checkpoint: checkpoint.note,
     };
     println!("{}", serde_json::to_string_pretty(&proof)?);

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use archive_verify::bundle::check::{verify_bundle, Options};
-use archive_verify::note::VerifierKey;
 
 use super::CmdResult;
 use crate::Cli;
@@ -35,17 +34,10 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         .pubkey
         .clone()
         .or_else(|| cli.key.as_ref().map(|k| k.to_string_lossy().into_owned()));
-    let key = match &given {
-        Some(k) => {
-            let text = if std::path::Path::new(k).is_file() {
-                std::fs::read_to_string(k).with_context(|| format!("reading {k}"))?
-            } else {
-                k.clone()
-            };
-            Some(VerifierKey::parse(&text).context("--key")?)
-        }
-        None => None,
-    };
+    let key = given
+        .as_deref()
+        .map(|k| super::pinned_key(k).context("--key"))
+        .transpose()?;
     let older_checkpoint = match &args.checkpoint {
         Some(path) => Some(
             std::fs::read_to_string(path)

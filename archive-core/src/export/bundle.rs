@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
-use crate::log::checkpoint::SignedCheckpoint;
+use crate::log::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::log::merkle::HashSource;
 use crate::log::reader::{LogReader, Record};
 use crate::log::record::RecordKind;
@@ -337,24 +337,35 @@ impl<W: Write + Seek> Writer<'_, W> {
         self.json_file(RANGE_PROOF, &doc)
     }
 
-    /// The inclusion proof of record `seq` with these leaf bytes, checked before it is handed out.
+    /// The inclusion proof of record `seq` in the bundle's checkpoint.
     fn inclusion(&self, leaf_bytes: &[u8], seq: u64) -> Result<InclusionProof> {
-        let size = self.checkpoint.checkpoint.size;
-        let path = self.tree.inclusion_proof(seq - 1, size)?;
-        let leaf = leaf_hash(leaf_bytes);
-        // A stale tree cache is a reindex away from fixed; a wrong proof would be evidence against us.
-        if !verify_inclusion(&leaf, seq - 1, size, &path, &self.checkpoint.checkpoint.root) {
-            return Err(stale_tree());
-        }
-        Ok(InclusionProof {
-            seq,
-            leaf_index: seq - 1,
-            tree_size: size,
-            leaf: B64.encode(leaf_bytes),
-            leaf_hash: B64.encode(leaf),
-            proof: path.iter().map(|h| B64.encode(h)).collect(),
-        })
+        checked_inclusion_proof(self.tree, &self.checkpoint.checkpoint, leaf_bytes, seq)
     }
+}
+
+/// The inclusion proof of record `seq` (with these leaf bytes) in `checkpoint`'s tree, from
+/// the tree cache, checked before it is handed out: a stale cache is a reindex away from
+/// fixed, a wrong proof would be evidence against us.
+pub fn checked_inclusion_proof(
+    tree: &TreeFileReader,
+    checkpoint: &Checkpoint,
+    leaf_bytes: &[u8],
+    seq: u64,
+) -> Result<InclusionProof> {
+    let size = checkpoint.size;
+    let path = tree.inclusion_proof(seq - 1, size)?;
+    let leaf = leaf_hash(leaf_bytes);
+    if !verify_inclusion(&leaf, seq - 1, size, &path, &checkpoint.root) {
+        return Err(stale_tree());
+    }
+    Ok(InclusionProof {
+        seq,
+        leaf_index: seq - 1,
+        tree_size: size,
+        leaf: B64.encode(leaf_bytes),
+        leaf_hash: B64.encode(leaf),
+        proof: path.iter().map(|h| B64.encode(h)).collect(),
+    })
 }
 
 fn stale_tree() -> Error {

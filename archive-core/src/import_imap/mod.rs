@@ -79,24 +79,8 @@ const USER: &AsciiSet = &CONTROLS
     .add(b'}');
 
 /// Characters escaped in a folder name of a URL: as in the user part, but `/` (the usual
-/// hierarchy delimiter) stays.
-const FOLDER: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b';')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}');
+/// hierarchy delimiter), `:` and `@` stay.
+const FOLDER: &AsciiSet = &USER.remove(b'/').remove(b':').remove(b'@');
 
 /// A parsed `imap://user@host[:port]/Folder` or `imaps://…` (RFC 5092, without its `;AUTH=`
 /// and message parts): the user and folder percent-decoded (`%40` for an `@` in the user,
