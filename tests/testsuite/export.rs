@@ -340,6 +340,7 @@ fn every_kind_of_tampering_is_detected_and_named() {
     );
 
     let eml = format!("messages/{arrival}.eml");
+    let big_len = entry(&bundle, &eml).len();
     let proof = format!("proofs/{arrival}.json");
     let leaves = entry(&bundle, "range/leaves.jsonl");
     let leaf_lines: Vec<&[u8]> = leaves.split_inclusive(|b| *b == b'\n').collect();
@@ -353,6 +354,17 @@ fn every_kind_of_tampering_is_detected_and_named() {
             }),
             vec![],
             format!("{eml} is not the archived message"),
+        ),
+        (
+            "a message swapped for a ZIP bomb",
+            Box::new({
+                let eml = eml.clone();
+                move |n, b| Some(if n == eml { vec![b'\n'; 64 << 20] } else { b })
+            }),
+            vec![],
+            format!(
+                "{eml} is not the archived message: the archive recorded {big_len} bytes, the file has more"
+            ),
         ),
         (
             "a CSV row",

@@ -530,7 +530,15 @@ fn check_message(
         ));
     };
     let file = zip.by_name(&eml).map_err(|e| format!("{eml}: unreadable: {e}"))?;
-    let (size, b3, sha, prefix) = hash_stream(file, buf).map_err(|e| format!("{eml}: unreadable: {e}"))?;
+    // Read one byte past what the leaf records, never more: an entry that inflates to
+    // gigabytes (a ZIP bomb) costs no more time than the message it replaces.
+    let bounded = file.take(content_len.saturating_add(1));
+    let (size, b3, sha, prefix) = hash_stream(bounded, buf).map_err(|e| format!("{eml}: unreadable: {e}"))?;
+    if size > content_len {
+        return Err(format!(
+            "{eml} is not the archived message: the archive recorded {content_len} bytes, the file has more"
+        ));
+    }
     if size != content_len || b3 != content_hash {
         return Err(format!(
             "{eml} is not the archived message: the archive recorded {content_len} bytes with BLAKE3 {}, \
