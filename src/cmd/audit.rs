@@ -53,6 +53,8 @@ const MAX_PENDING: usize = 10_000;
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let log = open_log(cli)?;
+    // The trail names who searched for what: reading it is an access of its own.
+    super::record_read(cli, "audit-read", audit_read_target(args));
     // Read before the log: an event taken in meanwhile is then listed twice (spooled and
     // in the log), never not at all.
     let (pending, more) = archive_core::audit::pending(&Layout::new(&cli.data), MAX_PENDING)?;
@@ -117,6 +119,21 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         eprintln!("mailvault: more than {MAX_PENDING} events wait in the audit spool; the first are listed");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The filters of an `audit` run, as its own record states them.
+fn audit_read_target(args: &Args) -> String {
+    let mut target = String::from("cli");
+    let mut add = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            target.push_str(&format!(" {name} {}", archive_core::audit::query_text(&value)));
+        }
+    };
+    add("since", args.since.map(format_time));
+    add("until", args.until.map(format_time));
+    add("user", args.user.clone());
+    add("action", args.action.clone());
+    target
 }
 
 /// One line: JSON, or text columns (a spooled event's seq is `pending`; an event that

@@ -126,6 +126,13 @@ impl Line {
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let log = open_log(cli)?;
+    // The listing shows envelopes (who wrote to whom): an access, recorded before it runs.
+    let limit_text = args.limit.map_or_else(|| "all".to_string(), |l| l.to_string());
+    super::record_read(
+        cli,
+        "list",
+        format!("cli log from {} limit {limit_text}", args.from),
+    );
     let mut out = std::io::stdout().lock();
     let limit = args.limit.unwrap_or(u64::MAX);
     for record in log

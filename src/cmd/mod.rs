@@ -146,6 +146,18 @@ pub fn cli_actor() -> String {
     }
 }
 
+/// Records a read from the command line (`show`, `log`, `proof`, `audit`) through the audit
+/// spool, never by appending: a read must not change the log it reads, which may be one just
+/// found tampered (like `verify`'s record, the next writer takes it in). A data directory
+/// this user cannot write to keeps no record — said on stderr; the files are readable to the
+/// user anyway, so refusing would protect nothing.
+pub fn record_read(cli: &Cli, action: &str, target: String) {
+    let event = AuditEvent::new(&cli_actor(), action, target, "local");
+    if let Err(e) = archive_core::audit::spool(&Layout::new(&cli.data), &event) {
+        eprintln!("mailvault: note: this {action} has no audit record ({e})");
+    }
+}
+
 /// Records `action` on `target` by whoever runs this command, from `local`: appended to the
 /// log, or spooled for the running server (`archive_core::audit::record`).
 pub fn record_audit(cli: &Cli, action: &str, target: String) -> anyhow::Result<()> {

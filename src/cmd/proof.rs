@@ -82,6 +82,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         inclusion: checked_inclusion_proof(&tree, &checkpoint.checkpoint, &record.leaf_bytes, args.seq)?,
         checkpoint: checkpoint.note,
     };
+    // A proof carries the record's leaf data (its hash, envelope digest, time): an access.
+    super::record_read(cli, "proof", format!("cli seq {} checkpoint {size}", args.seq));
     println!("{}", serde_json::to_string_pretty(&proof)?);
     Ok(ExitCode::SUCCESS)
 }

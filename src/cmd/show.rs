@@ -15,6 +15,8 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let log = open_log(cli)?;
     let bytes = log.message_bytes(args.seq)?;
+    // Reading a message is an access: recorded before the bytes leave.
+    super::record_read(cli, "raw", format!("cli seq {}", args.seq));
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes)?;
     out.flush()?;

@@ -96,7 +96,12 @@ fn user_changes_are_recorded_directly_or_through_the_running_server() {
     // Refused: no such user. Nothing is recorded.
     assert_eq!(vault.run(&["user", "disable", "nobody"]).status.code(), Some(2));
     await_in_log(&vault, "user-addresses", |e| e.len() == 1);
-    assert!(spool_files(&vault).is_empty(), "{:?}", spool_files(&vault));
+    // Each `audit` run above spooled its own `audit-read` record: all are taken in.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !spool_files(&vault).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", spool_files(&vault));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(server.stop(), Some(0));
 
     let all = audit(&vault, None);
@@ -272,4 +277,58 @@ fn a_spool_file_that_is_not_an_event_is_moved_aside_and_reported() {
     assert_eq!(std::fs::read(&kept).unwrap(), b"\x00\x01 definitely not json");
     assert_eq!(server.stop(), Some(0));
     assert_eq!(vault.verify(&[]).0, 0);
+}
+
+#[test]
+fn cli_reads_of_messages_listings_proofs_and_the_trail_are_recorded() {
+    let vault = Vault::new();
+    let dir = tempfile::tempdir().unwrap();
+    let eml = dir.path().join("m.eml");
+    std::fs::write(&eml, b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n").unwrap();
+    let seq = vault.import(&[&eml])[0].seq.unwrap();
+
+    let segments_before: Vec<Vec<u8>> = vault
+        .segments()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    vault.ok(&["show", &seq.to_string()]);
+    vault.ok(&["log", "--from", "1", "--limit", "5"]);
+    vault.ok(&["proof", &seq.to_string()]);
+    // A refused read (no such record) is no access: nothing recorded.
+    assert_eq!(vault.run(&["show", "999"]).status.code(), Some(2));
+    let raw = audit(&vault, Some("raw"));
+    assert_eq!(targets(&raw), [format!("cli seq {seq}").as_str()], "{raw:#?}");
+    // Reads never write the log they read: their records wait in the spool.
+    assert_eq!(raw[0]["pending"], true, "{raw:#?}");
+    let segments_after: Vec<Vec<u8>> = vault
+        .segments()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(segments_before == segments_after, "a read changed the log");
+    assert_eq!(targets(&audit(&vault, Some("list"))), ["cli log from 1 limit 5"]);
+    let proofs = audit(&vault, Some("proof"));
+    assert_eq!(proofs.len(), 1, "{proofs:#?}");
+    assert!(
+        proofs[0]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("cli seq {seq} checkpoint ")),
+        "{proofs:#?}"
+    );
+    // Every `audit` run above is itself on the trail, with its filters.
+    let reads = audit(&vault, Some("audit-read"));
+    assert!(
+        targets(&reads).contains(&"cli action raw") && targets(&reads).contains(&"cli action list"),
+        "{reads:#?}"
+    );
+    // Each record names who ran the command.
+    assert!(raw[0]["actor"].as_str().unwrap().starts_with("cli:"), "{raw:#?}");
+    // The next writer takes them into the log.
+    let server = vault.serve(&[]);
+    await_in_log(&vault, "proof", |e| e.len() == 1);
+    assert_eq!(server.stop(), Some(0));
+    let raw = audit(&vault, Some("raw"));
+    assert!(raw.len() == 1 && raw[0]["seq"].is_u64(), "{raw:#?}");
 }
