@@ -1,75 +1,19 @@
 //! `[anchoring] hook`: a command run with the newest signed checkpoint on stdin, so that
 //! checkpoints leave the machine (mailed to an auditor, committed elsewhere) and a rewritten
-//! history is caught by someone else. Runs on a thread of its own: at start, then every
-//! `hook_interval_secs` when there is a newer checkpoint; a failing or hanging hook is logged
-//! loudly, killed after `hook_timeout_secs`, and tried again with the next round.
+//! history is caught by someone else. The anchoring round runs it when there is a newer
+//! checkpoint; a failing or hanging hook is logged loudly, killed after `hook_timeout_secs`,
+//! and tried again with the next round.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use archive_core::Store;
 
 use crate::config::AnchoringSettings;
 
-/// The running hook thread.
-pub struct HookThread {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-impl HookThread {
-    /// Starts the thread when a hook is configured.
-    pub fn start(store: Arc<Store>, settings: &AnchoringSettings) -> anyhow::Result<Option<HookThread>> {
-        if settings.hook.is_empty() {
-            return Ok(None);
-        }
-        let settings = settings.clone();
-        let (stop, stopped) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("mailvault-anchor-hook".into())
-            .spawn(move || {
-                let mut handed_over: Option<u64> = None;
-                loop {
-                    if let Some((_, signed)) = store.latest_checkpoint() {
-                        let size = signed.checkpoint.size;
-                        if handed_over != Some(size) {
-                            match run_hook(&settings, &signed.note) {
-                                Ok(()) => {
-                                    tracing::info!(tree_size = size, "anchoring hook took the checkpoint");
-                                    handed_over = Some(size);
-                                }
-                                Err(e) => tracing::error!(
-                                    tree_size = size,
-                                    error = %format!("{e:#}"),
-                                    "anchoring hook failed; the checkpoint did not leave the machine (tried again next round)"
-                                ),
-                            }
-                        }
-                    }
-                    match stopped.recv_timeout(Duration::from_secs(settings.hook_interval_secs)) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                }
-            })
-            .context("starting the anchoring hook thread")?;
-        Ok(Some(HookThread { stop, thread }))
-    }
-
-    /// Stops the thread (a hook running now is waited for, up to its timeout).
-    pub fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
-}
-
 /// Runs the hook once with `note` on stdin; it must exit 0 within the timeout.
-fn run_hook(settings: &AnchoringSettings, note: &str) -> anyhow::Result<()> {
+pub fn run_hook(settings: &AnchoringSettings, note: &str) -> anyhow::Result<()> {
     let (program, args) = settings.hook.split_first().context("no hook program")?;
     let mut child = Command::new(program)
         .args(args)
