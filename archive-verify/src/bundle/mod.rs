@@ -39,6 +39,17 @@ pub const PROOFS_DIR: &str = "proofs/";
 /// Directory of consistency proofs from older tree sizes the archive was asked for.
 pub const CONSISTENCY_DIR: &str = "consistency/";
 
+/// Directory of the external anchors of a checkpoint (witness cosignatures, time-stamps):
+/// `anchors/<size>/<file>`, the files of the archive's `<data>/anchors/<size>/`.
+pub const ANCHORS_DIR: &str = "anchors/";
+/// The witness keys the archive was configured with (not pinned: named for the recipient).
+pub const WITNESS_KEYS: &str = "anchors/witness-keys.txt";
+
+/// The bundle entry of anchor file `file` of tree size `size`.
+pub fn anchor_entry(size: u64, file: &str) -> String {
+    format!("{ANCHORS_DIR}{size}/{file}")
+}
+
 /// The file of message `seq`.
 pub fn message_file(seq: u64) -> String {
     format!("{MESSAGES_DIR}{seq}.eml")
