@@ -291,22 +291,43 @@ fn a_rolled_back_archive_is_refused_by_its_witness_and_raises_the_alarm() {
         witness.requests()
     );
     assert_eq!(witness.cosigned_size(), Some(seen));
-    // The metric counts it.
+    // The metric counts it; `status` shows it, in text and JSON, while the server runs.
     let admin = server.admin.expect("admin listener");
     let (_, metrics) = crate::metrics::get(admin, "/metrics");
     assert!(
         metrics.contains("mailvault_witness_rollbacks_total{witness=\"w1\"}"),
         "{metrics}"
     );
-    assert_eq!(server.stop(), Some(0));
-    // Nothing was cosigned for the rolled-back tree.
-    assert_eq!(*cosigned(&copy).last().unwrap(), early);
-
-    // `status` shows it, in text and JSON.
     let status = String::from_utf8(old.ok(&["status"])).unwrap();
     assert!(status.contains("ALARM       witness w1: rollback"), "{status}");
     let json: serde_json::Value = serde_json::from_slice(&old.ok(&["status", "--json"])).unwrap();
     assert_eq!(json["witness_alarms"][0]["witness"], "w1", "{json}");
     assert_eq!(json["witness_alarms"][0]["kind"], "rollback", "{json}");
     assert_eq!(json["witness_alarms"][0]["witness_size"], seen, "{json}");
+
+    // The old copy takes new mail until its tree is larger than the one the witness saw: a
+    // different history of that size, which the witness's consistency check refuses (422).
+    let mut size = 0;
+    while size <= seen + 1 {
+        size = lmtp_send(server.lmtp, b"Subject: forked\r\n\r\nforked\r\n")
+            .expect("delivered")
+            .0;
+    }
+    wait_for("the fork alarm", &server, || {
+        server.log.lock().unwrap().contains("kind=fork")
+    });
+    assert!(
+        witness
+            .requests()
+            .iter()
+            .any(|&(old, _, status)| old == seen && status == 422),
+        "{:?}",
+        witness.requests()
+    );
+    assert_eq!(witness.cosigned_size(), Some(seen));
+    assert_eq!(server.stop(), Some(0));
+    // Nothing was cosigned for the rolled-back or forked trees.
+    assert_eq!(*cosigned(&copy).last().unwrap(), early);
+    let json: serde_json::Value = serde_json::from_slice(&old.ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["witness_alarms"][0]["kind"], "fork", "{json}");
 }

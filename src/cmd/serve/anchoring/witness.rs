@@ -204,14 +204,16 @@ impl Witness {
         let old = ours.unwrap_or(0);
         let answer = self.add_checkpoint(store, old, signed)?;
         let answer = match answer {
-            Answer::Conflict(theirs) if theirs > size => return Ok(Outcome::Rollback(self.alarm(
-                "rollback",
-                theirs,
-                size,
-                format!(
+            Answer::Conflict(theirs) if theirs > size => {
+                return Ok(Outcome::Rollback(self.alarm(
+                    "rollback",
+                    theirs,
+                    size,
+                    format!(
                     "the witness cosigned tree size {theirs} of this log; the log has only {size} records"
                 ),
-            ))),
+                )))
+            }
             Answer::Conflict(theirs) if theirs == old => {
                 // Same size, other root: the witness holds another tree of that size.
                 return Ok(Outcome::Rollback(self.alarm(
