@@ -204,6 +204,20 @@ fn a_witness_cosigns_checkpoints_and_every_verifier_accepts_the_cosignature() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains(&format!("INVALID  {cosig_entry}")), "{out}");
 
+    // Without the consistency proof, the anchored tree is not tied to the bundle's.
+    let unproven = work.path().join("unproven.zip");
+    let proof_entry = format!("consistency/{size}.json");
+    assert!(names.contains(&proof_entry), "{names:?}");
+    rewrite(
+        &bundle,
+        &unproven,
+        |name, bytes| (name != proof_entry).then_some(bytes),
+        &[],
+    );
+    let (code, out) = check(&unproven, &["--witness", &witness.vkey]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("INVALID  {proof_entry}: missing")), "{out}");
+
     // And in the data directory: `mailvault verify` names it.
     let stored = anchor.join("cosignature-w1.txt");
     let bytes = std::fs::read(&stored).unwrap();
