@@ -143,6 +143,11 @@ impl Witness {
                 metrics::gauge!(ALARM, "witness" => self.name.clone()).set(0.0);
             }
             Ok(Outcome::Rollback(alarm)) => {
+                // Recorded before it is logged: whoever reads the log line finds the alarm in
+                // `status` and the metrics.
+                let recorded = anchors::record_alarm(store.layout(), &alarm);
+                metrics::counter!(ROLLBACKS, "witness" => self.name.clone()).increment(1);
+                metrics::gauge!(ALARM, "witness" => self.name.clone()).set(1.0);
                 tracing::error!(
                     witness = %self.name,
                     kind = %alarm.kind,
@@ -152,9 +157,7 @@ impl Witness {
                     "ROLLBACK ALARM: a witness has seen a larger or different history of this archive than \
                      the log holds now: the store was rolled back or replaced (docs/OPERATIONS.md §Witnesses)"
                 );
-                metrics::counter!(ROLLBACKS, "witness" => self.name.clone()).increment(1);
-                metrics::gauge!(ALARM, "witness" => self.name.clone()).set(1.0);
-                if let Err(e) = anchors::record_alarm(store.layout(), &alarm) {
+                if let Err(e) = recorded {
                     tracing::error!(witness = %self.name, error = %e, "the rollback alarm could not be recorded for `mailvault status`");
                 }
                 self.back_off();
