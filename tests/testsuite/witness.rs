@@ -24,13 +24,13 @@ fn vault() -> (Vault, String) {
     (vault, key)
 }
 
-fn config(dir: &Path, witness: &TestWitness) -> PathBuf {
+fn config(dir: &Path, url: &str, vkey: &str) -> PathBuf {
     let path = dir.join("mailvault.toml");
     std::fs::write(
         &path,
         format!(
             "[anchoring]\ninterval_secs = 1\nwitness_timeout_secs = 10\n\n[[anchoring.witnesses]]\nname = \"w1\"\nurl = \"{}\"\nkey = \"{}\"\n",
-            witness.url, witness.vkey
+            url, vkey
         ),
     )
     .unwrap();
@@ -101,7 +101,7 @@ fn a_witness_cosigns_checkpoints_and_every_verifier_accepts_the_cosignature() {
     let (vault, log_key) = vault();
     let witness = TestWitness::start("witness.test/w1", &log_key);
     let work = tempfile::tempdir().unwrap();
-    let config = config(work.path(), &witness);
+    let config = config(work.path(), &witness.url, &witness.vkey);
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
     let (seq, _) =
         lmtp_send(server.lmtp, b"Subject: witnessed\r\n\r\nto be witnessed\r\n").expect("delivered");
@@ -258,7 +258,7 @@ fn a_rolled_back_archive_is_refused_by_its_witness_and_raises_the_alarm() {
     let (vault, log_key) = vault();
     let witness = TestWitness::start("witness.test/w1", &log_key);
     let work = tempfile::tempdir().unwrap();
-    let config = config(work.path(), &witness);
+    let config = config(work.path(), &witness.url, &witness.vkey);
     let config = config.to_str().unwrap();
 
     // The witness sees the archive early on; a copy of the store is kept from then.
@@ -344,4 +344,37 @@ fn a_rolled_back_archive_is_refused_by_its_witness_and_raises_the_alarm() {
     assert_eq!(*cosigned(&copy).last().unwrap(), early);
     let json: serde_json::Value = serde_json::from_slice(&old.ok(&["status", "--json"])).unwrap();
     assert_eq!(json["witness_alarms"][0]["kind"], "fork", "{json}");
+}
+
+#[test]
+fn an_unreachable_witness_is_logged_counted_and_the_archive_goes_on() {
+    let (vault, log_key) = vault();
+    let witness = TestWitness::start("witness.test/w1", &log_key);
+    // The witness's key, but nobody listening where it is said to be.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let work = tempfile::tempdir().unwrap();
+    let config = config(work.path(), &format!("http://{addr}"), &witness.vkey);
+    let server = vault.serve(&["--config", config.to_str().unwrap()]);
+    wait_for("the failure logged", &server, || {
+        server
+            .log
+            .lock()
+            .unwrap()
+            .contains("witness did not cosign the checkpoint")
+    });
+    assert!(lmtp_send(server.lmtp, b"Subject: still here\r\n\r\nx\r\n").is_some());
+    let (_, metrics) = crate::metrics::get(server.admin.expect("admin listener"), "/metrics");
+    assert!(
+        metrics.contains("mailvault_witness_failures_total{witness=\"w1\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("mailvault_witness_rollbacks_total{witness=\"w1\"}"),
+        "{metrics}"
+    );
+    assert_eq!(server.stop(), Some(0));
+    assert!(cosigned(&vault.dir).is_empty());
+    assert!(witness.requests().is_empty());
 }
