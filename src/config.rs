@@ -29,27 +29,49 @@ pub struct Config {
     pub anchoring: AnchoringSettings,
 }
 
-/// `[anchoring]`: how checkpoints leave the machine (docs/OPERATIONS.md §Anchoring).
+/// `[anchoring]`: how checkpoints leave the machine (docs/OPERATIONS.md §Anchoring): each
+/// round (at start, then every `interval_secs`) the newest checkpoint goes to the hook and to
+/// every witness that has not cosigned it yet.
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnchoringSettings {
     /// A command and its arguments (no shell) run with the newest signed checkpoint on stdin;
     /// empty: none.
     pub hook: Vec<String>,
-    /// Seconds between hook runs (only when a newer checkpoint exists).
-    pub hook_interval_secs: u64,
+    /// Seconds between anchoring rounds (only a newer checkpoint is handed on). Formerly
+    /// `hook_interval_secs`, still read under that name.
+    #[serde(alias = "hook_interval_secs")]
+    pub interval_secs: u64,
     /// Seconds a hook run may take before it is killed and counted as failed.
     pub hook_timeout_secs: u64,
+    /// C2SP tlog-witnesses asked to cosign each newer checkpoint.
+    pub witnesses: Vec<WitnessSettings>,
+    /// Seconds one request to a witness may take, connecting included.
+    pub witness_timeout_secs: u64,
 }
 
 impl Default for AnchoringSettings {
     fn default() -> Self {
         AnchoringSettings {
             hook: Vec::new(),
-            hook_interval_secs: 3600,
+            interval_secs: 3600,
             hook_timeout_secs: 60,
+            witnesses: Vec::new(),
+            witness_timeout_secs: 30,
         }
     }
+}
+
+/// One `[[anchoring.witnesses]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSettings {
+    /// Our name for it, in file names (`cosignature-<name>.txt`): `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Its submission prefix: requests go to `<url>/add-checkpoint`.
+    pub url: String,
+    /// Its verifier key (`name+hexid+base64`, type 0x04), as its operator publishes it.
+    pub key: String,
 }
 
 /// `[store]`: how the log is written.
@@ -205,8 +227,31 @@ impl Config {
         if a.hook.first().is_some_and(|p| p.is_empty()) {
             return Err("anchoring.hook: the first element must name the program".into());
         }
-        if a.hook_interval_secs == 0 || a.hook_timeout_secs == 0 {
-            return Err("anchoring.hook_interval_secs and hook_timeout_secs must be at least 1".into());
+        if a.interval_secs == 0 || a.hook_timeout_secs == 0 || a.witness_timeout_secs == 0 {
+            return Err(
+                "anchoring.interval_secs, hook_timeout_secs and witness_timeout_secs must be at least 1"
+                    .into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for w in &a.witnesses {
+            if !archive_core::anchors::is_valid_anchor_name(&w.name) {
+                return Err(format!(
+                    "anchoring.witnesses: name {:?} must be 1 to 64 of A-Z a-z 0-9 . _ - (it names files)",
+                    w.name
+                ));
+            }
+            if !names.insert(w.name.as_str()) {
+                return Err(format!("anchoring.witnesses: name {:?} is used twice", w.name));
+            }
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(format!(
+                    "anchoring.witnesses.{}.url: {:?} is not an http:// or https:// URL",
+                    w.name, w.url
+                ));
+            }
+            archive_verify::cosignature::WitnessKey::parse(&w.key)
+                .map_err(|e| format!("anchoring.witnesses.{}.key: {e}", w.name))?;
         }
         self.intake.validate()?;
         self.imap.validate()?;
@@ -314,8 +359,15 @@ log_format = "text"             # or "json": one JSON object per line
 [anchoring]
 hook = []                       # e.g. ["/usr/local/bin/mail-checkpoint", "auditor@example.com"]:
                                 # run with the newest signed checkpoint on stdin (no shell)
-hook_interval_secs = 3600       # at start, then this often when there is a newer checkpoint
+interval_secs = 3600            # a round at start, then this often: the newest checkpoint to the
+                                # hook and the witnesses, when newer than what they had
 hook_timeout_secs = 60          # a hook taking longer is killed and tried again next round
+witness_timeout_secs = 30       # one request to a witness, connecting included
+# C2SP tlog-witnesses that cosign checkpoints (none by default), one table each:
+# [[anchoring.witnesses]]
+# name = "w1"                   # our name for it, in file names: A-Z a-z 0-9 . _ -
+# url = "https://witness.example/w1"      # requests go to <url>/add-checkpoint
+# key = "witness.example/w1+1a2b3c4d+BAbc…"  # its verifier key (type 0x04) from its operator
 "#;
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - [`search`]: the full-text index (derived too), its query language and scoped results;
 //! - [`verify`]: recomputing everything from the raw bytes;
 //! - [`export`]: what `mailvault export` writes (the mbox format, and its reader for `import`);
+//! - [`anchors`]: witness cosignatures and time-stamps of checkpoints, kept write-once;
 //! - [`access`]: local users, login checks and failed-login limits for the front doors;
 //! - [`views`]: mailboxes as per-principal views of the log, and the checked read path;
 //! - [`metrics`]: the names of what the store and the login gate record through the
@@ -16,6 +17,7 @@
 //! its end, and there is no delete or edit operation at any layer.
 
 pub mod access;
+pub mod anchors;
 pub mod audit;
 pub use archive_verify::envelope;
 mod error;

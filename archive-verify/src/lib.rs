@@ -5,6 +5,7 @@
 //! for an auditor to read and build alone (docs/FORMAT.md describes the same bytes).
 
 pub mod bundle;
+pub mod cosignature;
 pub mod envelope;
 mod error;
 pub mod gdpdu;

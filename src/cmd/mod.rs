@@ -92,6 +92,16 @@ pub fn pinned_key(given: &str) -> anyhow::Result<VerifierKey> {
     Ok(VerifierKey::parse(&text)?)
 }
 
+/// A witness key given on the command line: the key string, or a file holding it.
+pub fn witness_key(given: &str) -> anyhow::Result<archive_verify::cosignature::WitnessKey> {
+    let text = if std::path::Path::new(given).is_file() {
+        std::fs::read_to_string(given).with_context(|| format!("reading {given}"))?
+    } else {
+        given.to_string()
+    };
+    Ok(archive_verify::cosignature::WitnessKey::parse(&text)?)
+}
+
 /// Reads a signed checkpoint file and checks its signature.
 pub fn read_checkpoint_file(path: &std::path::Path, key: &VerifierKey) -> anyhow::Result<SignedCheckpoint> {
     let text =

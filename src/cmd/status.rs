@@ -40,6 +40,17 @@ struct Status {
     latest_checkpoint: Option<CheckpointStatus>,
     /// What recovery cut off the log's end (never acknowledged), one file per cut.
     quarantine: Vec<QuarantineFile>,
+    /// Witnesses with a cosignature in `<data>/anchors/`: the newest tree size each cosigned.
+    witnesses: Vec<WitnessStatus>,
+    /// Rollbacks or forks witnesses caught (docs/OPERATIONS.md §Witnesses): each stands until
+    /// that witness cosigns again.
+    witness_alarms: Vec<archive_core::anchors::WitnessAlarm>,
+}
+
+#[derive(serde::Serialize)]
+struct WitnessStatus {
+    name: String,
+    cosigned_size: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -111,6 +122,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             bytes,
         })
         .collect();
+    s.witnesses = witness_status(&layout)?;
+    s.witness_alarms = archive_core::anchors::alarms(&layout)?;
     if s.message_bytes > 0 {
         s.on_disk_ratio = (s.log_bytes + s.index_bytes) as f64 / s.message_bytes as f64;
     }
@@ -153,5 +166,34 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             q.path, q.bytes
         );
     }
+    for w in &s.witnesses {
+        println!("witness     {} cosigned tree size {}", w.name, w.cosigned_size);
+    }
+    for a in &s.witness_alarms {
+        println!(
+            "ALARM       witness {}: {} detected {} (witness size {}, log size {}): {}",
+            a.witness, a.kind, a.detected_at, a.witness_size, a.log_size, a.detail
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The newest cosigned size of each witness that has a cosignature in the anchors.
+fn witness_status(layout: &archive_core::store::Layout) -> anyhow::Result<Vec<WitnessStatus>> {
+    use archive_core::anchors;
+    let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+    for size in anchors::anchored_sizes(layout)? {
+        for file in anchors::anchor_files(layout, size)? {
+            if let Some(name) = file
+                .strip_prefix("cosignature-")
+                .and_then(|f| f.strip_suffix(".txt"))
+            {
+                newest.insert(name.to_string(), size);
+            }
+        }
+    }
+    Ok(newest
+        .into_iter()
+        .map(|(name, cosigned_size)| WitnessStatus { name, cosigned_size })
+        .collect())
 }

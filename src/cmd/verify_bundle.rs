@@ -24,6 +24,10 @@ pub struct Args {
     /// A checkpoint of this archive you kept from earlier (a file): the bundle must extend it.
     #[arg(long, value_name = "OLDER")]
     checkpoint: Option<PathBuf>,
+    /// A witness's verifier key as its operator publishes it (the key string, or a file
+    /// holding it); repeatable. Each must have cosigned the bundle's anchored checkpoint.
+    #[arg(long, value_name = "KEY")]
+    witness: Vec<String>,
     /// Print one JSON object (verdict, messages, problems) instead of text.
     #[arg(long)]
     json: bool,
@@ -45,9 +49,15 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         ),
         None => None,
     };
+    let witnesses = args
+        .witness
+        .iter()
+        .map(|k| super::witness_key(k).context("--witness"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let options = Options {
         key,
         older_checkpoint,
+        witnesses,
     };
     let report =
         verify_bundle(&args.file, &options).with_context(|| format!("reading {}", args.file.display()))?;

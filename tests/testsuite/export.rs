@@ -260,7 +260,7 @@ fn time_range_and_filtered_exports_say_what_they_prove() {
 
 /// Rewrites a ZIP entry by entry: `change` gets each name and content and returns what to
 /// write (`None` drops the entry); `add` entries are appended.
-fn rewrite(
+pub(crate) fn rewrite(
     src: &Path,
     dst: &Path,
     change: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>,
@@ -690,7 +690,7 @@ fn a_kept_checkpoint_proves_the_history_was_only_extended_or_exposes_a_fork() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -33,3 +33,5 @@ mod tamper;
 mod upstream;
 mod users;
 mod util;
+mod witness;
+mod witness_server;

@@ -17,7 +17,7 @@ use crate::util::{python_json, Vault};
 const PASSWORD: &[u8] = b"correct horse battery\n";
 
 /// `GET path` over HTTP/1.1; the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the admin listener");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(

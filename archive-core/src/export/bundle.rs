@@ -7,9 +7,9 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 
 use archive_verify::bundle::row::{csv_header, MessageRow, HEADER_PREFIX_MAX};
 use archive_verify::bundle::{
-    consistency_file, index_meta, message_file, proof_file, readme, ConsistencyProof, InclusionProof,
-    Manifest, RangeLeaf, RangeProof, Selection, CHECKPOINT, FORMAT, MANIFEST, MESSAGES_CSV, MESSAGES_JSON,
-    RANGE_LEAVES, RANGE_PROOF, README,
+    anchor_entry, consistency_file, index_meta, message_file, proof_file, readme, ConsistencyProof,
+    InclusionProof, Manifest, RangeLeaf, RangeProof, Selection, CHECKPOINT, FORMAT, MANIFEST, MESSAGES_CSV,
+    MESSAGES_JSON, RANGE_LEAVES, RANGE_PROOF, README, WITNESS_KEYS,
 };
 use archive_verify::gdpdu;
 use archive_verify::merkle::{leaf_hash, range_proof_subtrees, root_from_range, verify_inclusion};
@@ -146,7 +146,23 @@ pub fn write_bundle<W: Write + Seek>(layout: &Layout, request: &BundleRequest, o
     if range {
         writer.range_proof(request, first, last)?;
     }
-    for &old in &request.consistency_from {
+    // The newest external anchor the bundle's tree extends, with the proof that it does.
+    let mut consistency_from = request.consistency_from.clone();
+    if let Some(anchored) = crate::anchors::newest_anchor_at_or_below(layout, size)? {
+        for file in crate::anchors::anchor_files(layout, anchored)? {
+            let bytes = crate::anchors::read_anchor(layout, anchored, &file)?;
+            writer.file(&anchor_entry(anchored, &file), &bytes)?;
+        }
+        let keys = crate::anchors::witness_keys(layout)?;
+        if !keys.is_empty() {
+            let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+            writer.file(WITNESS_KEYS, text.as_bytes())?;
+        }
+        if anchored > 0 && anchored < size && !consistency_from.contains(&anchored) {
+            consistency_from.push(anchored);
+        }
+    }
+    for &old in &consistency_from {
         if old > size {
             return Err(Error::Rejected(format!(
                 "cannot prove size {old} consistent with the bundle's smaller size {size}"

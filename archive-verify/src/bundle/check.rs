@@ -14,6 +14,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use zip::ZipArchive;
 
+mod anchors;
 mod range;
 
 use super::reader::BundleFile;
@@ -38,6 +39,10 @@ pub struct Options {
     pub key: Option<VerifierKey>,
     /// A checkpoint (signed note) of this archive the recipient kept from earlier.
     pub older_checkpoint: Option<String>,
+    /// Witness keys as obtained from the witnesses' operators: each must have cosigned an
+    /// anchored checkpoint. Without them, cosignatures are checked with the keys the bundle
+    /// names, and the report says they were not pinned.
+    pub witnesses: Vec<crate::cosignature::WitnessKey>,
 }
 
 /// The verdict on one message.
@@ -111,6 +116,14 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
     if let Some(older) = &options.older_checkpoint {
         check_older(&mut zip, &key, older, &checkpoint, &mut report);
     }
+    anchors::check_anchors(
+        &mut zip,
+        &inventory.anchors,
+        &key,
+        &checkpoint,
+        &options.witnesses,
+        &mut report,
+    );
     check_messages(&mut zip, &inventory, &checkpoint, &mut report);
     if manifest.message_count != inventory.messages.len() as u64 {
         report.problem(format!(
@@ -165,6 +178,8 @@ fn open_zip(path: &Path) -> std::io::Result<Result<Bundle, zip::result::ZipError
 struct Inventory {
     messages: BTreeSet<u64>,
     proofs: BTreeSet<u64>,
+    /// Entries under `anchors/` (checked by `anchors.rs`).
+    anchors: Vec<String>,
 }
 
 impl Inventory {
@@ -185,6 +200,7 @@ impl Inventory {
         let mut inv = Inventory {
             messages: BTreeSet::new(),
             proofs: BTreeSet::new(),
+            anchors: Vec::new(),
         };
         for name in zip.file_names() {
             let name = match name {
@@ -207,6 +223,8 @@ impl Inventory {
                 inv.messages.insert(seq);
             } else if let Some(seq) = numbered(name, PROOFS_DIR, ".json") {
                 inv.proofs.insert(seq);
+            } else if name.starts_with(ANCHORS_DIR) {
+                inv.anchors.push(name.to_string());
             } else if numbered(name, CONSISTENCY_DIR, ".json").is_none() {
                 report.problem(format!(
                     "unexpected file {name:?}: not part of a mailvault bundle"

@@ -39,6 +39,17 @@ pub const PROOFS_DIR: &str = "proofs/";
 /// Directory of consistency proofs from older tree sizes the archive was asked for.
 pub const CONSISTENCY_DIR: &str = "consistency/";
 
+/// Directory of the external anchors of a checkpoint (witness cosignatures, time-stamps):
+/// `anchors/<size>/<file>`, the files of the archive's `<data>/anchors/<size>/`.
+pub const ANCHORS_DIR: &str = "anchors/";
+/// The witness keys the archive was configured with (not pinned: named for the recipient).
+pub const WITNESS_KEYS: &str = "anchors/witness-keys.txt";
+
+/// The bundle entry of anchor file `file` of tree size `size`.
+pub fn anchor_entry(size: u64, file: &str) -> String {
+    format!("{ANCHORS_DIR}{size}/{file}")
+}
+
 /// The file of message `seq`.
 pub fn message_file(seq: u64) -> String {
     format!("{MESSAGES_DIR}{seq}.eml")
@@ -228,7 +239,8 @@ How to verify:
       mailvault verify-bundle THIS.zip --key 'PUBLIC KEY'
    Exit status 0: valid; 1: invalid (the output names what); 2: the file could not be read.
    With an older checkpoint you kept from this archive, add --checkpoint OLD.txt to check
-   that the archive's history was only ever extended.
+   that the archive's history was only ever extended. If the bundle has anchors/ (witness
+   cosignatures), add --witness 'WITNESS KEY' for each witness key its operator gave you.
 3. Without mailvault (docs/FORMAT.md of mailvault describes every byte):
    a. checkpoint.txt is a C2SP signed note: verify its Ed25519 signature with the key.
    b. For a message messages/N.eml: proofs/N.json holds the leaf (base64). Its bytes 18 to 49,
@@ -249,7 +261,9 @@ Prüfung:
       mailvault verify-bundle DIESES.zip --key 'ÖFFENTLICHER SCHLÜSSEL'
    Exit-Status 0: gültig; 1: ungültig (die Ausgabe nennt den Grund); 2: Datei nicht lesbar.
    Mit einem früher erhaltenen Checkpoint dieses Archivs zusätzlich --checkpoint ALT.txt:
-   prüft, dass die Historie des Archivs nur fortgeschrieben wurde.
+   prüft, dass die Historie des Archivs nur fortgeschrieben wurde. Enthält das Paket anchors/
+   (Gegensignaturen von Zeugen, \"witnesses\"), zusätzlich --witness 'ZEUGEN-SCHLÜSSEL' für
+   jeden Schlüssel, den der Betreiber des Zeugen bekanntgegeben hat.
 3. Ohne mailvault (docs/FORMAT.md von mailvault beschreibt jedes Byte):
    a. checkpoint.txt ist eine C2SP \"signed note\": Ed25519-Signatur mit dem Schlüssel prüfen.
    b. Zu messages/N.eml enthält proofs/N.json das Blatt (leaf). Dessen Bytes 18 bis 49 (ab 0

@@ -16,7 +16,7 @@ use archive_core::Store;
 use archive_smtp::Intake;
 
 mod admin;
-mod anchor_hook;
+pub mod anchoring;
 mod audit_spool;
 mod reload;
 
@@ -159,8 +159,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         .context("recording the start in the audit trail")?;
     // Audit events that `mailvault user …` and others left while a server owned the log.
     let spool = audit_spool::SpoolThread::start(store.clone())?;
-    // Checkpoints leaving the machine (`[anchoring] hook`); needs a restart to change.
-    let anchor_hook = anchor_hook::HookThread::start(store.clone(), &config.anchoring)?;
+    // Checkpoints leaving the machine (`[anchoring]`: hook, witnesses); needs a restart to change.
+    let anchoring = anchoring::AnchoringThread::start(store.clone(), &config.anchoring)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mailvault-io")
@@ -260,8 +260,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         "intake stopped"
     );
     spool.stop();
-    if let Some(hook) = anchor_hook {
-        hook.stop();
+    if let Some(anchoring) = anchoring {
+        anchoring.stop();
     }
     // A log that cannot take records now (a full disk) is not written at stop: the stop
     // stays clean (everything acknowledged is under a checkpoint), without its record.
