@@ -46,6 +46,16 @@ const ECDSA_WITH_SHA_256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.8
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const SHA_256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
+/// Whether `name` may name a TSA in file names (`timestamp-<name>.tsr`): 1–64 characters of
+/// `A-Z a-z 0-9 . _ -`, not starting with a dot.
+pub fn valid_tsa_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// Certificates a token must lead to: each is either the TSA's own signing certificate or the
 /// CA certificate that issued it.
 #[derive(Clone, Debug, Default)]

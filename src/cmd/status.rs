@@ -40,6 +40,17 @@ struct Status {
     latest_checkpoint: Option<CheckpointStatus>,
     /// What recovery cut off the log's end (never acknowledged), one file per cut.
     quarantine: Vec<QuarantineFile>,
+    /// The newest stored RFC 3161 token of each TSA (`<data>/anchors/`), by TSA name.
+    timestamps: BTreeMap<String, TimestampStatus>,
+}
+
+#[derive(serde::Serialize)]
+struct TimestampStatus {
+    /// The tree size of the newest checkpoint this TSA stamped.
+    tree_size: u64,
+    /// When the token was stored (the file's time; `verify` checks the token itself).
+    stored: String,
+    path: String,
 }
 
 #[derive(serde::Serialize)]
@@ -111,6 +122,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             bytes,
         })
         .collect();
+    s.timestamps = newest_timestamps(&layout.dir.join("anchors"));
     if s.message_bytes > 0 {
         s.on_disk_ratio = (s.log_bytes + s.index_bytes) as f64 / s.message_bytes as f64;
     }
@@ -153,5 +165,59 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             q.path, q.bytes
         );
     }
+    for (tsa, t) in &s.timestamps {
+        println!(
+            "time-stamp  {tsa}: newest token for {} records, stored {} ({})",
+            t.tree_size, t.stored, t.path
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// For each TSA, its token of the largest anchored tree size.
+fn newest_timestamps(anchors: &std::path::Path) -> BTreeMap<String, TimestampStatus> {
+    let mut newest = BTreeMap::new();
+    let dirs = std::fs::read_dir(anchors)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok());
+    for dir in dirs {
+        let Some(size) = dir.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+        {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Some(tsa) = name
+                .strip_prefix("timestamp-")
+                .and_then(|n| n.strip_suffix(".tsr"))
+            else {
+                continue;
+            };
+            if newest
+                .get(tsa)
+                .is_some_and(|t: &TimestampStatus| t.tree_size >= size)
+            {
+                continue;
+            }
+            let stored = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                .map_or_else(|| "?".into(), |t| t.to_string());
+            newest.insert(
+                tsa.to_string(),
+                TimestampStatus {
+                    tree_size: size,
+                    stored,
+                    path: file.path().display().to_string(),
+                },
+            );
+        }
+    }
+    newest
 }

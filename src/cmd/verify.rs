@@ -8,6 +8,7 @@ use archive_core::verify::verify_log;
 
 use anyhow::Context;
 
+use super::verify_anchors::{Anchors, TsaPins};
 use super::{existing_layout, verifier_key, CmdResult};
 use crate::Cli;
 
@@ -26,6 +27,14 @@ pub struct Args {
     /// The public key to trust (key string or file), instead of the one stored with the log.
     #[arg(long)]
     pubkey: Option<String>,
+    /// The serve configuration: time-stamp tokens under <data>/anchors/ are checked against
+    /// the certificates of its [[anchoring.tsa]].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A TSA certificate or CA (PEM, repeatable) to check tokens of TSAs the configuration
+    /// does not name.
+    #[arg(long = "tsa-cert")]
+    tsa_cert: Vec<PathBuf>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -48,10 +57,26 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             }
         }
     }
+    let tsa_pins = TsaPins::load(args.config.as_deref(), &args.tsa_cert)?;
+    // Time-stamped checkpoints are pinned too: the log must still contain each tree.
+    let anchors = match Anchors::read(&layout, &key)? {
+        Ok(anchors) => anchors,
+        Err(problem) => {
+            println!("TAMPERED: {problem}");
+            return Ok(ExitCode::from(EXIT_TAMPERED));
+        }
+    };
+    pinned.extend(anchors.checkpoints.iter().cloned());
     let report = verify_log(&layout.log_dir, &key, &pinned)?;
     if let Some(problem) = &report.problem {
         println!("TAMPERED: {problem}");
         println!("{} records before it verified", report.records);
+        LastRun::record(&layout, "tampered", report.records);
+        audit_run(&layout, "tampered", report.records);
+        return Ok(ExitCode::from(EXIT_TAMPERED));
+    }
+    if let Err(problem) = anchors.check_tokens(&tsa_pins)? {
+        println!("TAMPERED: {problem}");
         LastRun::record(&layout, "tampered", report.records);
         audit_run(&layout, "tampered", report.records);
         return Ok(ExitCode::from(EXIT_TAMPERED));

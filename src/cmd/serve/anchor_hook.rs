@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use archive_core::Store;
 
+use super::anchor_tsa;
 use crate::config::AnchoringSettings;
 
 /// The running hook thread.
@@ -23,11 +24,13 @@ pub struct HookThread {
 }
 
 impl HookThread {
-    /// Starts the thread when a hook is configured.
+    /// Starts the thread when a hook or a time-stamping authority is configured (the TSAs'
+    /// certificates must load: a start-up error names the key).
     pub fn start(store: Arc<Store>, settings: &AnchoringSettings) -> anyhow::Result<Option<HookThread>> {
-        if settings.hook.is_empty() {
+        if settings.hook.is_empty() && settings.tsa.is_empty() {
             return Ok(None);
         }
+        anchor_tsa::load_pins(settings)?;
         let settings = settings.clone();
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -37,7 +40,19 @@ impl HookThread {
                 loop {
                     if let Some((_, signed)) = store.latest_checkpoint() {
                         let size = signed.checkpoint.size;
-                        if handed_over != Some(size) {
+                        // TSA's own rounds (the lead merges them with the witnesses' into one).
+                        if !settings.tsa.is_empty() {
+                            if let Err(e) =
+                                anchor_tsa::timestamp_checkpoint(&settings, store.layout(), size, &signed.note)
+                            {
+                                tracing::error!(
+                                    tree_size = size,
+                                    error = %format!("{e:#}"),
+                                    "time-stamping failed; the checkpoint has no token from these TSAs (tried again next round)"
+                                );
+                            }
+                        }
+                        if !settings.hook.is_empty() && handed_over != Some(size) {
                             match run_hook(&settings, &signed.note) {
                                 Ok(()) => {
                                     tracing::info!(tree_size = size, "anchoring hook took the checkpoint");

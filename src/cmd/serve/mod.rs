@@ -17,6 +17,7 @@ use archive_smtp::Intake;
 
 mod admin;
 mod anchor_hook;
+pub mod anchor_tsa;
 mod audit_spool;
 mod reload;
 
