@@ -48,6 +48,22 @@ pub struct AnchoringSettings {
     pub witnesses: Vec<WitnessSettings>,
     /// Seconds one request to a witness may take, connecting included.
     pub witness_timeout_secs: u64,
+    /// RFC 3161 time-stamping authorities asked to stamp the newest checkpoint each round
+    /// (src/cmd/serve/anchor_tsa.rs); empty: none.
+    pub tsa: Vec<TsaSettings>,
+}
+
+/// One `[[anchoring.tsa]]`: a time-stamping authority.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsaSettings {
+    /// Names its token files (`anchors/<size>/timestamp-<name>.tsr`): [A-Za-z0-9._-].
+    pub name: String,
+    /// Where time-stamp queries are POSTed (http or https).
+    pub url: String,
+    /// PEM file of the TSA's signing certificate or of the CA that issued it: every token is
+    /// checked against it before it is stored.
+    pub certificate: std::path::PathBuf,
 }
 
 impl Default for AnchoringSettings {
@@ -58,6 +74,7 @@ impl Default for AnchoringSettings {
             hook_timeout_secs: 60,
             witnesses: Vec::new(),
             witness_timeout_secs: 30,
+            tsa: Vec::new(),
         }
     }
 }
@@ -252,6 +269,23 @@ impl Config {
             }
             archive_verify::cosignature::WitnessKey::parse(&w.key)
                 .map_err(|e| format!("anchoring.witnesses.{}.key: {e}", w.name))?;
+        }
+        for (i, tsa) in a.tsa.iter().enumerate() {
+            if !archive_core::anchors::is_valid_anchor_name(&tsa.name) {
+                return Err(format!(
+                    "anchoring.tsa[{i}].name {:?} must be 1-64 characters of A-Z a-z 0-9 . _ - (not starting with a dot)",
+                    tsa.name
+                ));
+            }
+            if a.tsa[..i].iter().any(|t| t.name == tsa.name) {
+                return Err(format!("anchoring.tsa[{i}].name {:?} is used twice", tsa.name));
+            }
+            if !(tsa.url.starts_with("http://") || tsa.url.starts_with("https://")) {
+                return Err(format!(
+                    "anchoring.tsa[{i}].url {:?} is not an http or https URL",
+                    tsa.url
+                ));
+            }
         }
         self.intake.validate()?;
         self.imap.validate()?;

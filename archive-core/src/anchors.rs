@@ -38,16 +38,7 @@ pub fn timestamp_file(name: &str) -> String {
     format!("timestamp-{name}.tsr")
 }
 
-/// Names of witnesses and TSAs, as they appear in file names: `[A-Za-z0-9._-]`, not starting
-/// with a dot, at most 64 characters.
-pub fn is_valid_anchor_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
+pub use archive_verify::bundle::{is_anchor_file, is_valid_anchor_name};
 
 /// The anchors directory of a store.
 pub fn anchors_dir(layout: &Layout) -> PathBuf {
@@ -143,16 +134,7 @@ fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
 /// Writes anchor file `name` of tree size `size` once; returns `false` (and writes nothing)
 /// when the file exists already.
 pub fn write_anchor(layout: &Layout, size: u64, name: &str, bytes: &[u8]) -> Result<bool> {
-    let valid = name == CHECKPOINT_FILE
-        || name
-            .strip_prefix("cosignature-")
-            .and_then(|n| n.strip_suffix(".txt"))
-            .is_some_and(is_valid_anchor_name)
-        || name
-            .strip_prefix("timestamp-")
-            .and_then(|n| n.strip_suffix(".tsr"))
-            .is_some_and(is_valid_anchor_name);
-    if !valid {
+    if !is_anchor_file(name) {
         return Err(Error::Rejected(format!("{name:?} is not an anchor file name")));
     }
     let top = anchors_dir(layout);
@@ -163,6 +145,18 @@ pub fn write_anchor(layout: &Layout, size: u64, name: &str, bytes: &[u8]) -> Res
         sync_dir(&layout.dir)?;
     }
     write_once(&dir, name, bytes)
+}
+
+/// Writes `checkpoint.txt` of size `size` once and checks that the kept one is `note`: an
+/// anchor (cosignature, token) is stored only beside the very note it vouches for.
+pub fn write_checkpoint(layout: &Layout, size: u64, note: &str) -> Result<()> {
+    write_anchor(layout, size, CHECKPOINT_FILE, note.as_bytes())?;
+    if read_anchor(layout, size, CHECKPOINT_FILE)? != note.as_bytes() {
+        return Err(Error::Rejected(format!(
+            "anchors/{size}/{CHECKPOINT_FILE} is not this checkpoint's note: the anchors directory disagrees with the log"
+        )));
+    }
+    Ok(())
 }
 
 /// Creates `dir/name` with `bytes` unless it exists: a fsynced temporary file hard-linked to

@@ -12,5 +12,6 @@ pub mod gdpdu;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod timestamp;
 
 pub use error::{Error, Result};

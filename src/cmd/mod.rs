@@ -18,6 +18,7 @@ pub mod show;
 pub mod status;
 pub mod user;
 pub mod verify;
+pub mod verify_anchors;
 pub mod verify_bundle;
 
 use std::process::ExitCode;

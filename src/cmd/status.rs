@@ -45,12 +45,23 @@ struct Status {
     /// Rollbacks or forks witnesses caught (docs/OPERATIONS.md §Witnesses): each stands until
     /// that witness cosigns again.
     witness_alarms: Vec<archive_core::anchors::WitnessAlarm>,
+    /// The newest stored RFC 3161 token of each TSA (`<data>/anchors/`), by TSA name.
+    timestamps: BTreeMap<String, TimestampStatus>,
 }
 
 #[derive(serde::Serialize)]
 struct WitnessStatus {
     name: String,
     cosigned_size: u64,
+}
+
+#[derive(serde::Serialize)]
+struct TimestampStatus {
+    /// The tree size of the newest checkpoint this TSA stamped.
+    tree_size: u64,
+    /// When the token was stored (the file's time; `verify` checks the token itself).
+    stored: String,
+    path: String,
 }
 
 #[derive(serde::Serialize)]
@@ -122,7 +133,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             bytes,
         })
         .collect();
-    s.witnesses = witness_status(&layout)?;
+    (s.witnesses, s.timestamps) = newest_anchors(&layout)?;
     s.witness_alarms = archive_core::anchors::alarms(&layout)?;
     if s.message_bytes > 0 {
         s.on_disk_ratio = (s.log_bytes + s.index_bytes) as f64 / s.message_bytes as f64;
@@ -175,25 +186,54 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             a.witness, a.kind, a.detected_at, a.witness_size, a.log_size, a.detail
         );
     }
+    for (tsa, t) in &s.timestamps {
+        println!(
+            "time-stamp  {tsa}: newest token for {} records, stored {} ({})",
+            t.tree_size, t.stored, t.path
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The newest cosigned size of each witness that has a cosignature in the anchors.
-fn witness_status(layout: &archive_core::store::Layout) -> anyhow::Result<Vec<WitnessStatus>> {
+/// The newest anchored tree size each witness cosigned, and each TSA's newest token.
+fn newest_anchors(
+    layout: &archive_core::store::Layout,
+) -> anyhow::Result<(Vec<WitnessStatus>, BTreeMap<String, TimestampStatus>)> {
     use archive_core::anchors;
-    let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cosigned: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stamped = BTreeMap::new();
+    // Ascending sizes: a later one replaces an earlier one.
     for size in anchors::anchored_sizes(layout)? {
         for file in anchors::anchor_files(layout, size)? {
             if let Some(name) = file
                 .strip_prefix("cosignature-")
                 .and_then(|f| f.strip_suffix(".txt"))
             {
-                newest.insert(name.to_string(), size);
+                cosigned.insert(name.to_string(), size);
+            } else if let Some(tsa) = file
+                .strip_prefix("timestamp-")
+                .and_then(|f| f.strip_suffix(".tsr"))
+            {
+                let path = anchors::anchor_dir(layout, size).join(&file);
+                let stored = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                    .map_or_else(|| "?".into(), |t| t.to_string());
+                stamped.insert(
+                    tsa.to_string(),
+                    TimestampStatus {
+                        tree_size: size,
+                        stored,
+                        path: path.display().to_string(),
+                    },
+                );
             }
         }
     }
-    Ok(newest
+    let witnesses = cosigned
         .into_iter()
         .map(|(name, cosigned_size)| WitnessStatus { name, cosigned_size })
-        .collect())
+        .collect();
+    Ok((witnesses, stamped))
 }

@@ -8,6 +8,7 @@ use archive_core::verify::verify_log;
 
 use anyhow::Context;
 
+use super::verify_anchors::{check_anchors, TsaPins};
 use super::{existing_layout, verifier_key, CmdResult};
 use crate::Cli;
 
@@ -30,6 +31,14 @@ pub struct Args {
     /// verify with these. Without it, with the keys in `<data>/anchors/witness-keys.txt`.
     #[arg(long, value_name = "KEY")]
     witness: Vec<String>,
+    /// The serve configuration: time-stamp tokens under <data>/anchors/ are checked against
+    /// the certificates of its [[anchoring.tsa]].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A TSA certificate or CA (PEM, repeatable) to check tokens of TSAs the configuration
+    /// does not name.
+    #[arg(long = "tsa-cert")]
+    tsa_cert: Vec<PathBuf>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -57,7 +66,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         .iter()
         .map(|k| super::witness_key(k).context("--witness"))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let anchors = match check_anchors(&layout, &key, &witnesses)? {
+    let tsa_pins = TsaPins::load(args.config.as_deref(), &args.tsa_cert)?;
+    let anchors = match check_anchors(&layout, &key, &witnesses, &tsa_pins)? {
         Ok(anchors) => anchors,
         Err(problem) => {
             println!("TAMPERED: {problem}");
@@ -197,106 +207,6 @@ impl LastRun {
             );
         }
     }
-}
-
-/// What `<data>/anchors/` holds, checked.
-struct Anchors {
-    /// The anchored checkpoints (each must be a tree the log has: checked as pinned ones).
-    checkpoints: Vec<archive_core::log::checkpoint::SignedCheckpoint>,
-    /// What was found, one line each.
-    lines: Vec<String>,
-}
-
-/// Checks every anchor: its checkpoint.txt is signed by the log's key and is of its size,
-/// every cosignature verifies with a witness key (`witnesses`, or the recorded ones).
-/// `Ok(Err(problem))` names the first anchor that does not verify.
-fn check_anchors(
-    layout: &archive_core::store::Layout,
-    key: &archive_core::log::checkpoint::VerifierKey,
-    witnesses: &[archive_verify::cosignature::WitnessKey],
-) -> anyhow::Result<Result<Anchors, String>> {
-    use archive_core::anchors;
-    use archive_verify::cosignature::WitnessKey;
-    let recorded;
-    let (keys, source) = if witnesses.is_empty() {
-        recorded = anchors::witness_keys(layout)?
-            .iter()
-            .map(|k| WitnessKey::parse(k))
-            .collect::<Result<Vec<_>, _>>()
-            .context("anchors/witness-keys.txt")?;
-        (&recorded[..], "recorded in anchors/witness-keys.txt, not pinned")
-    } else {
-        (witnesses, "pinned")
-    };
-    let mut found = Anchors {
-        checkpoints: Vec::new(),
-        lines: Vec::new(),
-    };
-    for size in anchors::anchored_sizes(layout)? {
-        let at = |file: &str| format!("anchors/{size}/{file}");
-        let note = anchors::read_anchor(layout, size, anchors::CHECKPOINT_FILE)?;
-        let note = String::from_utf8_lossy(&note).into_owned();
-        let signed = match key.verify_note(&note) {
-            Ok(s) if s.checkpoint.size == size => s,
-            Ok(s) => {
-                return Ok(Err(format!(
-                    "{}: a checkpoint of size {}",
-                    at(anchors::CHECKPOINT_FILE),
-                    s.checkpoint.size
-                )))
-            }
-            Err(e) => return Ok(Err(format!("{}: {e}", at(anchors::CHECKPOINT_FILE)))),
-        };
-        found.checkpoints.push(signed);
-        for file in anchors::anchor_files(layout, size)? {
-            if file.starts_with("timestamp-") {
-                found.lines.push(format!(
-                    "anchor of size {size}: {} not checked by this build",
-                    at(&file)
-                ));
-                continue;
-            }
-            if !file.starts_with("cosignature-") {
-                continue;
-            }
-            let text = anchors::read_anchor(layout, size, &file)?;
-            let text = String::from_utf8_lossy(&text);
-            if text.lines().next().is_none() {
-                return Ok(Err(format!("{}: empty", at(&file))));
-            }
-            for line in text.lines() {
-                let id = line
-                    .strip_prefix("\u{2014} ")
-                    .and_then(|r| r.split_once(' '))
-                    .and_then(|(name, blob)| Some((name, cosignature_key_id(blob)?)));
-                let Some(witness) =
-                    id.and_then(|(name, id)| keys.iter().find(|k| k.name == name && k.key_id() == id))
-                else {
-                    return Ok(Err(format!(
-                        "{}: a cosignature by no witness key given ({source}): {line:?}",
-                        at(&file)
-                    )));
-                };
-                match witness.verify_cosignature(&format!("{note}{line}\n")) {
-                    Ok(cosigned) => found.lines.push(format!(
-                        "anchor of size {size}: cosigned by witness {} at {} (key {source}); the log has this tree",
-                        witness.name,
-                        jiff::Timestamp::from_second(i64::try_from(cosigned.time).unwrap_or(i64::MAX))
-                            .map_or_else(|_| cosigned.time.to_string(), |t| t.to_string())
-                    )),
-                    Err(e) => return Ok(Err(format!("{}: {e}", at(&file)))),
-                }
-            }
-        }
-    }
-    Ok(Ok(found))
-}
-
-/// The key ID at the start of a cosignature's base64 blob.
-fn cosignature_key_id(blob: &str) -> Option<[u8; 4]> {
-    use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD.decode(blob).ok()?;
-    raw.get(..4)?.try_into().ok()
 }
 
 /// Whether a server holds the store's write lock right now.

@@ -28,6 +28,10 @@ pub struct Args {
     /// holding it); repeatable. Each must have cosigned the bundle's anchored checkpoint.
     #[arg(long, value_name = "KEY")]
     witness: Vec<String>,
+    /// A time-stamping authority's certificate, or the CA that issued it (PEM file, as the
+    /// TSA publishes it); repeatable. Every time-stamp token must lead to one.
+    #[arg(long = "tsa-cert", value_name = "PEM")]
+    tsa_cert: Vec<PathBuf>,
     /// Print one JSON object (verdict, messages, problems) instead of text.
     #[arg(long)]
     json: bool,
@@ -54,10 +58,12 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         .iter()
         .map(|k| super::witness_key(k).context("--witness"))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let tsa_pins = super::verify_anchors::pins_from_files(&args.tsa_cert)?;
     let options = Options {
         key,
         older_checkpoint,
         witnesses,
+        tsa_pins,
     };
     let report =
         verify_bundle(&args.file, &options).with_context(|| format!("reading {}", args.file.display()))?;

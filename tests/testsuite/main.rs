@@ -30,6 +30,7 @@ mod segment_eio;
 mod server_log;
 mod store_failure;
 mod tamper;
+mod timestamps;
 mod upstream;
 mod users;
 mod util;

@@ -43,6 +43,10 @@ pub struct Options {
     /// anchored checkpoint. Without them, cosignatures are checked with the keys the bundle
     /// names, and the report says they were not pinned.
     pub witnesses: Vec<crate::cosignature::WitnessKey>,
+    /// Certificates of time-stamping authorities (each the TSA's own or the CA that issued
+    /// it), as obtained from the TSAs: every token must lead to one. Without them, tokens are
+    /// checked against the certificates they carry, and the report says they were not pinned.
+    pub tsa_pins: crate::timestamp::PinnedCertificates,
 }
 
 /// The verdict on one message.
@@ -121,7 +125,7 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
         &inventory.anchors,
         &key,
         &checkpoint,
-        &options.witnesses,
+        options,
         &mut report,
     );
     check_messages(&mut zip, &inventory, &checkpoint, &mut report);

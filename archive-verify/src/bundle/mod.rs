@@ -45,6 +45,32 @@ pub const ANCHORS_DIR: &str = "anchors/";
 /// The witness keys the archive was configured with (not pinned: named for the recipient).
 pub const WITNESS_KEYS: &str = "anchors/witness-keys.txt";
 
+/// Names of witnesses and TSAs, as they appear in anchor file names: `[A-Za-z0-9._-]`, not
+/// starting with a dot, at most 64 characters.
+pub fn is_valid_anchor_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The files an anchor directory may hold: `checkpoint.txt`, `cosignature-<witness>.txt`,
+/// `timestamp-<tsa>.tsr`.
+pub fn is_anchor_file(file: &str) -> bool {
+    let named = |f: Option<&str>| f.is_some_and(is_valid_anchor_name);
+    file == "checkpoint.txt"
+        || named(
+            file.strip_prefix("cosignature-")
+                .and_then(|f| f.strip_suffix(".txt")),
+        )
+        || named(
+            file.strip_prefix("timestamp-")
+                .and_then(|f| f.strip_suffix(".tsr")),
+        )
+}
+
 /// The bundle entry of anchor file `file` of tree size `size`.
 pub fn anchor_entry(size: u64, file: &str) -> String {
     format!("{ANCHORS_DIR}{size}/{file}")
@@ -240,7 +266,10 @@ How to verify:
    Exit status 0: valid; 1: invalid (the output names what); 2: the file could not be read.
    With an older checkpoint you kept from this archive, add --checkpoint OLD.txt to check
    that the archive's history was only ever extended. If the bundle has anchors/ (witness
-   cosignatures), add --witness 'WITNESS KEY' for each witness key its operator gave you.
+   cosignatures), add --witness 'WITNESS KEY' for each witness key its operator gave you;
+   for RFC 3161 time-stamps (anchors/*/timestamp-*.tsr), add --tsa-cert TSA.pem with the
+   certificate the time-stamping authority publishes (or check each with
+   openssl ts -verify -data anchors/N/checkpoint.txt -in anchors/N/timestamp-X.tsr -CAfile TSA.pem).
 3. Without mailvault (docs/FORMAT.md of mailvault describes every byte):
    a. checkpoint.txt is a C2SP signed note: verify its Ed25519 signature with the key.
    b. For a message messages/N.eml: proofs/N.json holds the leaf (base64). Its bytes 18 to 49,
@@ -263,7 +292,10 @@ Prüfung:
    Mit einem früher erhaltenen Checkpoint dieses Archivs zusätzlich --checkpoint ALT.txt:
    prüft, dass die Historie des Archivs nur fortgeschrieben wurde. Enthält das Paket anchors/
    (Gegensignaturen von Zeugen, \"witnesses\"), zusätzlich --witness 'ZEUGEN-SCHLÜSSEL' für
-   jeden Schlüssel, den der Betreiber des Zeugen bekanntgegeben hat.
+   jeden Schlüssel, den der Betreiber des Zeugen bekanntgegeben hat; für RFC-3161-Zeitstempel
+   (anchors/*/timestamp-*.tsr) zusätzlich --tsa-cert TSA.pem mit dem Zertifikat, das der
+   Zeitstempeldienst veröffentlicht (oder jeden einzeln mit openssl ts -verify -data
+   anchors/N/checkpoint.txt -in anchors/N/timestamp-X.tsr -CAfile TSA.pem).
 3. Ohne mailvault (docs/FORMAT.md von mailvault beschreibt jedes Byte):
    a. checkpoint.txt ist eine C2SP \"signed note\": Ed25519-Signatur mit dem Schlüssel prüfen.
    b. Zu messages/N.eml enthält proofs/N.json das Blatt (leaf). Dessen Bytes 18 bis 49 (ab 0

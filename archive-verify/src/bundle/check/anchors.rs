@@ -3,13 +3,14 @@
 //! The anchored checkpoint must be signed by the archive's key and be a prefix of the
 //! bundle's tree (its `consistency/<size>.json`); each cosignature must verify with a
 //! witness key — a pinned one (`--witness`) or, unpinned, one the bundle names in
-//! `anchors/witness-keys.txt`. Time-stamp tokens are not checked by this build and make the
-//! bundle invalid rather than pass unchecked.
+//! `anchors/witness-keys.txt`; each RFC 3161 time-stamp token must be the TSA's signature over
+//! exactly that `checkpoint.txt` (`crate::timestamp`), by a pinned certificate (`--tsa-cert`)
+//! or, unpinned and said so, by the certificate it carries.
 
 use std::collections::BTreeMap;
 
-use super::{consistency_file, hashes, read_json, read_small, Bundle, ConsistencyProof, Report};
-use crate::bundle::{ANCHORS_DIR, WITNESS_KEYS};
+use super::{consistency_file, hashes, read_json, read_small, Bundle, ConsistencyProof, Options, Report};
+use crate::bundle::{is_anchor_file, ANCHORS_DIR, WITNESS_KEYS};
 use crate::cosignature::WitnessKey;
 use crate::merkle::{verify_consistency, Hash};
 use crate::note::{Checkpoint, VerifierKey};
@@ -33,9 +34,10 @@ pub(super) fn check_anchors(
     names: &[String],
     key: &VerifierKey,
     checkpoint: &Checkpoint,
-    pinned: &[WitnessKey],
+    options: &Options,
     report: &mut Report,
 ) {
+    let pinned = &options.witnesses[..];
     let mut anchors: BTreeMap<u64, Anchor> = BTreeMap::new();
     let mut has_keys_file = false;
     for name in names {
@@ -64,6 +66,13 @@ pub(super) fn check_anchors(
         }
     }
     if anchors.is_empty() {
+        if !options.tsa_pins.is_empty() {
+            report.problem(
+                "you pinned TSA certificates (--tsa-cert), but the bundle carries no time-stamp \
+                 token: the archive's checkpoints were not time-stamped (or the anchors were removed)"
+                    .to_string(),
+            );
+        }
         if has_keys_file {
             report.problem(format!("{WITNESS_KEYS} without any anchor"));
         }
@@ -82,8 +91,9 @@ pub(super) fn check_anchors(
     };
     let keys: &[WitnessKey] = if pinned.is_empty() { &bundled } else { pinned };
     let mut pinned_seen = vec![false; pinned.len()];
+    let mut stamped = 0;
     for (size, anchor) in &anchors {
-        check_anchor(
+        stamped += check_anchor(
             zip,
             *size,
             anchor,
@@ -91,8 +101,21 @@ pub(super) fn check_anchors(
             checkpoint,
             keys,
             &mut pinned_seen,
-            pinned,
+            options,
             report,
+        );
+    }
+    if stamped > 0 && options.tsa_pins.is_empty() {
+        report.caveats.push(
+            "no TSA certificate pinned (--tsa-cert): time-stamp tokens were checked against the \
+             certificates they carry; compare those with the certificates the TSAs publish"
+                .to_string(),
+        );
+    }
+    if stamped == 0 && !options.tsa_pins.is_empty() {
+        report.problem(
+            "you pinned TSA certificates (--tsa-cert), but the bundle's anchors carry no time-stamp token"
+                .to_string(),
         );
     }
     for (k, seen) in pinned.iter().zip(&pinned_seen) {
@@ -120,16 +143,17 @@ fn check_anchor(
     checkpoint: &Checkpoint,
     keys: &[WitnessKey],
     pinned_seen: &mut [bool],
-    pinned: &[WitnessKey],
+    options: &Options,
     report: &mut Report,
-) {
+) -> usize {
+    let pinned = &options.witnesses[..];
     let dir = format!("{ANCHORS_DIR}{size}/");
     let cp_name = format!("{dir}checkpoint.txt");
     let note = match read_small(zip, &cp_name) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) => {
             report.problem(format!("{cp_name}: {e}"));
-            return;
+            return 0;
         }
     };
     let anchored = match key.verify_note(&note) {
@@ -139,17 +163,18 @@ fn check_anchor(
                 "{cp_name}: it is the checkpoint of size {}, not {size}",
                 signed.checkpoint.size
             ));
-            return;
+            return 0;
         }
         Err(e) => {
             report.problem(format!("{cp_name}: {e}"));
-            return;
+            return 0;
         }
     };
     if !prefix_of(zip, &anchored, checkpoint, &cp_name, report) {
-        return;
+        return 0;
     }
     let mut witnessed = Vec::new();
+    let mut stamped = Vec::new();
     for file in &anchor.files {
         let name = format!("{dir}{file}");
         if file == "checkpoint.txt" {
@@ -170,23 +195,44 @@ fn check_anchor(
                 }
                 Err(e) => report.problem(format!("{name}: {e}")),
             }
-        } else {
-            // timestamp-*.tsr: RFC 3161 tokens are checked by the TSA checker, not in this build.
-            report.problem(format!(
-                "{name}: a time-stamp token, not checked by this build of verify-bundle: it cannot count as valid"
-            ));
+        } else if let Some(tsa) = file
+            .strip_prefix("timestamp-")
+            .and_then(|f| f.strip_suffix(".tsr"))
+        {
+            let checked = read_small(zip, &name).and_then(|token| {
+                crate::timestamp::check_timestamp_file(&token, note.as_bytes(), &options.tsa_pins)
+                    .map_err(|e| e.to_string())
+            });
+            match checked {
+                Ok(verdict) => stamped.push(format!(
+                    "{tsa} at {} ({})",
+                    verdict.gen_time,
+                    match &verdict.pinned_by {
+                        Some(pin) => format!("pinned: {pin}"),
+                        None => format!("not pinned: signed by {}", verdict.signer),
+                    }
+                )),
+                Err(e) => report.problem(format!("{name}: {e}")),
+            }
         }
     }
+    let above = match size < checkpoint.size {
+        true => format!("; records above {size} are signed by the archive only"),
+        false => String::new(),
+    };
+    if !stamped.is_empty() {
+        report.proven.push(format!(
+            "records 1..={size} existed no later than the time-stamp by {}{above}",
+            stamped.join(", ")
+        ));
+    }
     if !witnessed.is_empty() {
-        let above = match size < checkpoint.size {
-            true => format!("; records above {size} are signed by the archive only"),
-            false => String::new(),
-        };
         report.proven.push(format!(
             "records 1..={size} witnessed by {}{above}",
             witnessed.join(", ")
         ));
     }
+    stamped.len()
 }
 
 /// The anchored checkpoint is the bundle's tree or a prefix of it.
@@ -298,27 +344,6 @@ fn bundled_keys(zip: &mut Bundle, report: &mut Report) -> Vec<WitnessKey> {
         }
     }
     keys
-}
-
-fn is_anchor_file(file: &str) -> bool {
-    let named = |f: Option<&str>| {
-        f.is_some_and(|n| {
-            !n.is_empty()
-                && n.len() <= 64
-                && !n.starts_with('.')
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        })
-    };
-    file == "checkpoint.txt"
-        || named(
-            file.strip_prefix("cosignature-")
-                .and_then(|f| f.strip_suffix(".txt")),
-        )
-        || named(
-            file.strip_prefix("timestamp-")
-                .and_then(|f| f.strip_suffix(".tsr")),
-        )
 }
 
 fn canonical(size: &str) -> Option<u64> {

@@ -1,10 +1,12 @@
 //! `[anchoring]`: checkpoints leave the machine, so that a rewritten history is caught by
 //! someone else. One thread runs a round at start and then every `interval_secs`: the newest
-//! checkpoint goes to the hook (when newer than the last it took) and to every witness that
-//! has not cosigned it yet (`witness.rs`). Nothing here ever holds up intake: a round only
+//! checkpoint goes to the hook (when newer than the last it took), to every witness that
+//! has not cosigned it yet (`witness.rs`) and to every time-stamping authority that has not
+//! stamped it yet (`tsa.rs`). Nothing here ever holds up intake: a round only
 //! reads the store's newest checkpoint and proofs.
 
 mod hook;
+pub mod tsa;
 pub mod witness;
 
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -24,11 +26,13 @@ pub struct AnchoringThread {
 }
 
 impl AnchoringThread {
-    /// Starts the thread when a hook or a witness is configured.
+    /// Starts the thread when a hook, a witness or a TSA is configured (the TSAs'
+    /// certificates must load: a start-up error names the key).
     pub fn start(store: Arc<Store>, settings: &AnchoringSettings) -> anyhow::Result<Option<AnchoringThread>> {
-        if settings.hook.is_empty() && settings.witnesses.is_empty() {
+        if settings.hook.is_empty() && settings.witnesses.is_empty() && settings.tsa.is_empty() {
             return Ok(None);
         }
+        tsa::load_pins(settings)?;
         let settings = settings.clone();
         let interval = Duration::from_secs(settings.interval_secs);
         let mut witnesses = settings
@@ -64,6 +68,15 @@ impl AnchoringThread {
                         }
                         for w in &mut witnesses {
                             w.round(&store, &signed);
+                        }
+                        if !settings.tsa.is_empty() {
+                            if let Err(e) = tsa::timestamp_checkpoint(&settings, store.layout(), size, &signed.note) {
+                                tracing::error!(
+                                    tree_size = size,
+                                    error = %format!("{e:#}"),
+                                    "time-stamping failed; the checkpoint has no token from these TSAs (tried again next round)"
+                                );
+                            }
                         }
                     }
                     match stopped.recv_timeout(interval) {

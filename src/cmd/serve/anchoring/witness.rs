@@ -364,13 +364,7 @@ impl Witness {
     fn store(&self, store: &Store, signed: &SignedCheckpoint, lines: &str) -> anyhow::Result<u64> {
         let layout = store.layout();
         let size = signed.checkpoint.size;
-        anchors::write_anchor(layout, size, anchors::CHECKPOINT_FILE, signed.note.as_bytes())?;
-        let stored = anchors::read_anchor(layout, size, anchors::CHECKPOINT_FILE)?;
-        anyhow::ensure!(
-            stored == signed.note.as_bytes(),
-            "{} of size {size} is not this checkpoint's note: the anchors directory disagrees with the log",
-            anchors::CHECKPOINT_FILE
-        );
+        anchors::write_checkpoint(layout, size, &signed.note)?;
         anchors::write_anchor(
             layout,
             size,
