@@ -11,5 +11,6 @@ pub mod gdpdu;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod pipeline;
 
 pub use error::{Error, Result};
