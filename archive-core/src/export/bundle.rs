@@ -19,7 +19,7 @@ use archive_verify::pipeline::{default_threads, Ordered, WorkerLost};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use zip::write::{PreparedZipFile, SimpleFileOptions};
+use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use crate::log::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -110,6 +110,8 @@ pub fn write_bundle<W: Write + Seek>(layout: &Layout, request: &BundleRequest, o
         messages: 0,
         content_bytes: 0,
         workers: Ordered::new(default_threads(), IN_FLIGHT_JOBS, IN_FLIGHT_BYTES),
+        batch: Vec::new(),
+        batch_bytes: 0,
     };
     writer
         .csv
@@ -214,22 +216,76 @@ struct Writer<'a, W: Write + Seek> {
     leaves: Option<BufWriter<std::fs::File>>,
     messages: u64,
     content_bytes: u64,
-    /// Messages being deflated, hashed and listed, in log order.
+    /// Batches of messages being deflated, hashed and listed, in log order.
     workers: Ordered<Result<Deflated>>,
+    /// Messages not yet handed to a worker, and their bytes.
+    batch: Vec<Pending>,
+    batch_bytes: usize,
 }
 
-/// Messages in flight on the worker threads at most (beyond the oldest), and their bytes.
-const IN_FLIGHT_JOBS: usize = 64;
+/// Batches in flight on the worker threads at most (beyond the oldest), and their bytes.
+const IN_FLIGHT_JOBS: usize = 8;
 const IN_FLIGHT_BYTES: usize = 8 << 20;
+/// A batch is handed to a worker at this many messages or bytes: one job, one deflate state
+/// and one small ZIP per batch rather than per message.
+const BATCH_MESSAGES: usize = 32;
+const BATCH_BYTES: usize = 512 << 10;
 
-/// A message as a worker hands it back: its deflated entry, its proof entry and its rows.
-struct Deflated {
-    entry: PreparedZipFile,
-    proof_name: String,
+/// A message read and proven, for a worker to deflate.
+struct Pending {
+    seq: u64,
+    time_us: i64,
+    bytes: Vec<u8>,
+    /// BLAKE3 of `bytes`, when the log reader checked it already.
+    checked: Option<[u8; 32]>,
     proof: Vec<u8>,
+}
+
+/// A batch as a worker hands it back: a small ZIP of its message and proof entries, in
+/// order, copied into the bundle as they are; the rows of its messages; their bytes.
+struct Deflated {
+    zip: Vec<u8>,
     csv: String,
     json: String,
-    len: u64,
+    messages: u64,
+    content_bytes: u64,
+}
+
+/// Deflates, hashes and lists a batch (on a worker thread). One ZipWriter for the batch, so
+/// its deflate state is set up once, not per message.
+fn deflate_batch(batch: Vec<Pending>) -> Result<Deflated> {
+    let mut zip = ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let mut done = Deflated {
+        zip: Vec::new(),
+        csv: String::new(),
+        json: String::new(),
+        messages: 0,
+        content_bytes: 0,
+    };
+    for m in batch {
+        zip.start_file(message_file(m.seq), entry_options(m.bytes.len() as u64))
+            .map_err(zip_error)?;
+        zip.write_all(&m.bytes).map_err(write_error)?;
+        // Compact JSON, stored: a fresh deflate state per 1.3 KB proof cost more than the
+        // bytes it saved (1.3 → 0.9 KB).
+        zip.start_file(
+            proof_file(m.seq),
+            entry_options(m.proof.len() as u64).compression_method(CompressionMethod::Stored),
+        )
+        .map_err(zip_error)?;
+        zip.write_all(&m.proof).map_err(write_error)?;
+        let blake3: [u8; 32] = m.checked.unwrap_or_else(|| blake3::hash(&m.bytes).into());
+        let sha256: [u8; 32] = Sha256::digest(&m.bytes).into();
+        let prefix = &m.bytes[..m.bytes.len().min(HEADER_PREFIX_MAX)];
+        let row = MessageRow::new(m.seq, m.time_us, prefix, m.bytes.len() as u64, &blake3, &sha256);
+        done.csv.push_str(&row.csv_record());
+        done.json.push_str(&row.json());
+        done.json.push_str(",\n");
+        done.messages += 1;
+        done.content_bytes += m.bytes.len() as u64;
+    }
+    done.zip = zip.finish().map_err(zip_error)?.into_inner();
+    Ok(done)
 }
 
 impl<W: Write + Seek> Writer<'_, W> {
@@ -264,66 +320,66 @@ impl<W: Write + Seek> Writer<'_, W> {
             ),
             None => (self.log.message_bytes(seq)?, None),
         };
-        // Compact JSON, stored: a fresh deflate state per 1.3 KB proof cost more than the
-        // bytes it saved (1.3 → 0.9 KB).
         let mut proof = serde_json::to_vec(&self.inclusion(&record.leaf_bytes, seq)?)
             .map_err(|e| Error::Internal(e.to_string()))?;
         proof.push(b'\n');
-        let time_us = record.leaf.time_us;
+        self.batch_bytes += bytes.len();
+        self.batch.push(Pending {
+            seq,
+            time_us: record.leaf.time_us,
+            bytes,
+            checked,
+            proof,
+        });
+        if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
+            self.submit()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the batch to a worker, first writing out what the workers finished if as much
+    /// as allowed is in flight.
+    fn submit(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
         while self.workers.full() {
             self.take()?;
         }
-        let weight = bytes.len();
+        let batch = std::mem::take(&mut self.batch);
+        let weight = std::mem::take(&mut self.batch_bytes);
         self.workers
-            .submit(weight, move || {
-                let entry = PreparedZipFile::from_data(
-                    message_file(seq),
-                    entry_options(bytes.len() as u64),
-                    &bytes,
-                )
-                .map_err(zip_error)?;
-                let blake3: [u8; 32] = checked.unwrap_or_else(|| blake3::hash(&bytes).into());
-                let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-                let prefix = &bytes[..bytes.len().min(HEADER_PREFIX_MAX)];
-                let row = MessageRow::new(seq, time_us, prefix, bytes.len() as u64, &blake3, &sha256);
-                Ok(Deflated {
-                    entry,
-                    proof_name: proof_file(seq),
-                    proof,
-                    csv: row.csv_record(),
-                    json: row.json(),
-                    len: bytes.len() as u64,
-                })
-            })
+            .submit(weight, move || deflate_batch(batch))
             .map_err(worker_error)
     }
 
-    /// Writes the oldest message back from the workers: its entry, its proof, its rows.
+    /// Writes the oldest batch back from the workers: its entries, copied as they are, and
+    /// its rows.
     fn take(&mut self) -> Result<bool> {
         let Some(done) = self.workers.next() else {
             return Ok(false);
         };
         let done = done.map_err(worker_error)??;
-        self.zip.add_prepared_file(done.entry).map_err(zip_error)?;
-        self.zip
-            .start_file(
-                done.proof_name,
-                entry_options(done.proof.len() as u64).compression_method(CompressionMethod::Stored),
-            )
-            .map_err(zip_error)?;
-        self.zip.write_all(&done.proof).map_err(write_error)?;
+        let mut batch = zip::ZipArchive::new(std::io::Cursor::new(done.zip)).map_err(zip_error)?;
+        for i in 0..batch.len() {
+            let entry = batch.by_index_raw(i).map_err(zip_error)?;
+            self.zip.raw_copy_file(entry).map_err(zip_error)?;
+        }
         self.csv.write_all(done.csv.as_bytes()).map_err(spool_error)?;
-        if self.messages > 0 {
+        // Each row came with ",\n" after it: the separator goes before every row but the first.
+        let json = done.json.strip_suffix(",\n").unwrap_or(&done.json);
+        if self.messages > 0 && !json.is_empty() {
             self.json.write_all(b",\n").map_err(spool_error)?;
         }
-        self.json.write_all(done.json.as_bytes()).map_err(spool_error)?;
-        self.messages += 1;
-        self.content_bytes += done.len;
+        self.json.write_all(json.as_bytes()).map_err(spool_error)?;
+        self.messages += done.messages;
+        self.content_bytes += done.content_bytes;
         Ok(true)
     }
 
     /// Writes every message still with the workers.
     fn drain(&mut self) -> Result<()> {
+        self.submit()?;
         while self.take()? {}
         Ok(())
     }
