@@ -69,13 +69,21 @@ impl<T: Send + 'static> Ordered<T> {
         }
     }
 
-    /// Queues `job`; its result comes from [`Self::next`] after those of earlier jobs.
-    pub fn submit(&mut self, weight: usize, job: impl FnOnce() -> T + Send + 'static) -> Result<(), WorkerLost> {
+    /// Queues `job`; its result comes from [`Self::wait_next`] after those of earlier jobs.
+    pub fn submit(
+        &mut self,
+        weight: usize,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(), WorkerLost> {
         let (tx, rx) = sync_channel(1);
         let job: Job = Box::new(move || {
             let _ = tx.send(job());
         });
-        self.jobs.as_ref().ok_or(WorkerLost)?.send(job).map_err(|_| WorkerLost)?;
+        self.jobs
+            .as_ref()
+            .ok_or(WorkerLost)?
+            .send(job)
+            .map_err(|_| WorkerLost)?;
         self.pending.push_back((rx, weight));
         self.weight += weight;
         Ok(())
@@ -87,7 +95,7 @@ impl<T: Send + 'static> Ordered<T> {
     }
 
     /// The oldest job's result, waiting for it; `None` when nothing is pending.
-    pub fn next(&mut self) -> Option<Result<T, WorkerLost>> {
+    pub fn wait_next(&mut self) -> Option<Result<T, WorkerLost>> {
         let (rx, weight) = self.pending.pop_front()?;
         self.weight -= weight;
         Some(rx.recv().map_err(|_| WorkerLost))
@@ -117,7 +125,7 @@ mod tests {
         let mut got = Vec::new();
         for i in 0..200u64 {
             while pool.full() {
-                got.push(pool.next().expect("pending").expect("result"));
+                got.push(pool.wait_next().expect("pending").expect("result"));
             }
             pool.submit(10, move || {
                 // Early jobs take longest, so later ones finish first.
@@ -127,7 +135,7 @@ mod tests {
             .expect("submit");
             assert!(pool.pending.len() <= 8 && pool.weight <= 110);
         }
-        while let Some(r) = pool.next() {
+        while let Some(r) = pool.wait_next() {
             got.push(r.expect("result"));
         }
         assert_eq!(got, (0..200).collect::<Vec<_>>());
@@ -138,6 +146,6 @@ mod tests {
     fn a_panicking_job_is_lost_not_hung() {
         let mut pool = Ordered::new(1, 4, usize::MAX);
         pool.submit(1, || -> u8 { panic!("job fails") }).expect("submit");
-        assert!(pool.next().expect("pending").is_err());
+        assert!(pool.wait_next().expect("pending").is_err());
     }
 }

@@ -356,7 +356,7 @@ impl<W: Write + Seek> Writer<'_, W> {
     /// Writes the oldest batch back from the workers: its entries, copied as they are, and
     /// its rows.
     fn take(&mut self) -> Result<bool> {
-        let Some(done) = self.workers.next() else {
+        let Some(done) = self.workers.wait_next() else {
             return Ok(false);
         };
         let done = done.map_err(worker_error)??;

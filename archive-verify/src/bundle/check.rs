@@ -538,13 +538,18 @@ fn check_messages(
                 let mut buf = vec![0u8; 64 * 1024];
                 chunk
                     .into_iter()
-                    .map(|seq| (seq, check_message(&mut zip, seq, &inventory, &checkpoint, &mut buf)))
+                    .map(|seq| {
+                        (
+                            seq,
+                            check_message(&mut zip, seq, &inventory, &checkpoint, &mut buf),
+                        )
+                    })
                     .collect()
             });
             lost |= submitted.is_err();
         }
         while !lost && (done || workers.full()) {
-            let Some(results) = workers.next() else {
+            let Some(results) = workers.wait_next() else {
                 break;
             };
             let Ok(results) = results else {

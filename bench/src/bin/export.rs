@@ -186,7 +186,10 @@ fn run() -> BenchResult<()> {
     );
     println!("    cpu         {}", cpu(&export_cpu));
     println!("    floor       zip-deflate (zip 9.9, zlib-rs, default level) + BLAKE3 + SHA-256 of each message, in memory, 1 thread");
-    println!("                (export deflates, hashes and lists on {} worker threads besides its main one)", archive_verify::pipeline::default_threads());
+    println!(
+        "                (export deflates, hashes and lists on {} worker threads besides its main one)",
+        archive_verify::pipeline::default_threads()
+    );
     println!(
         "                runs {} s; median {exf_s:.3} s  {:.1} MB/s",
         runs(&export_floor),
