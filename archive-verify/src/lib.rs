@@ -12,6 +12,7 @@ pub mod gdpdu;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod pipeline;
 pub mod timestamp;
 
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use archive_verify::bundle::check::{verify_bundle, Options};
+use archive_verify::bundle::check::{verify_bundle_with, MessageVerdict, Options, Report};
 
 use super::CmdResult;
 use crate::Cli;
@@ -65,41 +65,59 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         witnesses,
         tsa_pins,
     };
-    let report =
-        verify_bundle(&args.file, &options).with_context(|| format!("reading {}", args.file.display()))?;
-    let valid = report.is_valid();
-    // One line per message: buffered, not a write per line.
+    // Verdicts are written as they come (one line each, buffered), not kept: memory does not
+    // grow with the number of messages. The JSON object's members are written by hand for that.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed: std::io::Result<()> = Ok(());
+    let mut header_done = false;
+    let json = args.json;
+    let mut on_message = |report: &Report, m: &MessageVerdict| {
+        if failed.is_err() {
+            return;
+        }
+        failed = (|| {
+            if !header_done {
+                header_done = true;
+                match json {
+                    true => write!(out, "{{\"messages\":[")?,
+                    false => header(&mut out, report)?,
+                }
+            } else if json {
+                write!(out, ",")?;
+            }
+            match (json, &m.problem) {
+                (true, problem) => write!(
+                    out,
+                    "{}",
+                    serde_json::json!({"seq": m.seq, "valid": problem.is_none(), "problem": problem})
+                ),
+                (false, None) => writeln!(out, "ok       message {}", m.seq),
+                (false, Some(p)) => writeln!(out, "INVALID  message {}: {p}", m.seq),
+            }
+        })();
+    };
+    let report = verify_bundle_with(&args.file, &options, &mut on_message)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    failed?;
+    let valid = report.is_valid();
     if args.json {
-        let doc = serde_json::json!({
+        if !header_done {
+            write!(out, "{{\"messages\":[")?;
+        }
+        // The rest of the object after "messages": each member as serde_json writes it.
+        let rest = serde_json::json!({
             "valid": valid,
-            "messages": report.messages.iter().map(|m| serde_json::json!({
-                "seq": m.seq,
-                "valid": m.problem.is_none(),
-                "problem": m.problem,
-            })).collect::<Vec<_>>(),
             "problems": report.problems,
             "more_problems": report.more_problems,
             "proven": report.proven,
             "caveats": report.caveats,
         });
-        writeln!(out, "{doc}")?;
+        let rest = rest.to_string();
+        let members = rest.strip_prefix('{').unwrap_or(&rest);
+        writeln!(out, "],{members}")?;
     } else {
-        if let Some(m) = &report.manifest {
-            writeln!(
-                out,
-                "bundle of {} ({} messages), exported {} by {}",
-                m.origin, m.message_count, m.exported_at, m.exported_by
-            )?;
-        }
-        if let Some(cp) = &report.checkpoint {
-            writeln!(out, "checkpoint: tree size {}, signature valid", cp.size)?;
-        }
-        for m in &report.messages {
-            match &m.problem {
-                None => writeln!(out, "ok       message {}", m.seq)?,
-                Some(p) => writeln!(out, "INVALID  message {}: {p}", m.seq)?,
-            }
+        if !header_done {
+            header(&mut out, &report)?;
         }
         for p in &report.problems {
             writeln!(out, "INVALID  {p}")?;
@@ -113,17 +131,32 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         for c in &report.caveats {
             writeln!(out, "note     {c}")?;
         }
-        let bad = report.messages.iter().filter(|m| m.problem.is_some()).count();
         match valid {
-            true => writeln!(out, "VALID: {} messages authentic", report.messages.len())?,
+            true => writeln!(out, "VALID: {} messages authentic", report.messages)?,
             false => writeln!(
                 out,
-                "NOT VALID: {bad} of {} messages fail, {} other problems",
-                report.messages.len(),
+                "NOT VALID: {} of {} messages fail, {} other problems",
+                report.failed_count(),
+                report.messages,
                 report.problems.len() as u64 + report.more_problems
             )?,
         }
     }
     out.flush()?;
     Ok(ExitCode::from(if valid { 0 } else { 1 }))
+}
+
+/// What the bundle is and its checkpoint, before the verdicts.
+fn header(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    if let Some(m) = &report.manifest {
+        writeln!(
+            out,
+            "bundle of {} ({} messages), exported {} by {}",
+            m.origin, m.message_count, m.exported_at, m.exported_by
+        )?;
+    }
+    if let Some(cp) = &report.checkpoint {
+        writeln!(out, "checkpoint: tree size {}, signature valid", cp.size)?;
+    }
+    Ok(())
 }

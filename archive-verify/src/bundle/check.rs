@@ -4,10 +4,13 @@
 //!
 //! Everything in the bundle is hostile input: small files are read with a size cap, messages
 //! and the range's leaves are streamed, and nothing allocates by a number the bundle states.
+//! Messages are checked on worker threads (`crate::pipeline`), a bounded number of chunks in
+//! flight, and their verdicts handed on in seq order; the report keeps only the failures.
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -23,13 +26,16 @@ use super::*;
 use crate::leaf::Leaf;
 use crate::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
 use crate::note::{Checkpoint, VerifierKey};
+use crate::pipeline::{default_threads, Ordered};
 
 /// Largest manifest, checkpoint, proof document or README read.
 const SMALL_FILE_MAX: u64 = 1 << 20;
 /// Largest line of `range/leaves.jsonl` (a leaf with a huge envelope, base64).
 const LEAF_LINE_MAX: u64 = 64 << 20;
-/// Problems kept in a report; the rest are counted.
+/// Problems kept in a report; the rest are counted. The same for failed messages.
 const MAX_PROBLEMS: usize = 1000;
+/// Messages a worker checks per job.
+const CHUNK: usize = 64;
 
 /// What the recipient brings besides the bundle.
 #[derive(Clone, Debug, Default)]
@@ -65,8 +71,13 @@ pub struct Report {
     pub manifest: Option<Manifest>,
     /// The signed checkpoint, when its signature verified.
     pub checkpoint: Option<Checkpoint>,
-    /// One verdict per message file or proof in the bundle, by seq.
-    pub messages: Vec<MessageVerdict>,
+    /// Messages checked: one verdict each per message file or proof in the bundle (the
+    /// verdicts go to the caller of [`verify_bundle_with`] as they come, in seq order).
+    pub messages: u64,
+    /// The verdicts of the messages that failed, the first [`MAX_PROBLEMS`], by seq.
+    pub failed_messages: Vec<MessageVerdict>,
+    /// Failed messages beyond those kept.
+    pub more_failed_messages: u64,
     /// Everything found wrong (the first [`MAX_PROBLEMS`]).
     pub problems: Vec<String>,
     /// Problems beyond those kept.
@@ -82,7 +93,24 @@ impl Report {
     pub fn is_valid(&self) -> bool {
         self.problems.is_empty()
             && self.more_problems == 0
-            && self.messages.iter().all(|m| m.problem.is_none())
+            && self.failed_messages.is_empty()
+            && self.more_failed_messages == 0
+    }
+
+    /// Messages that failed, kept or not.
+    pub fn failed_count(&self) -> u64 {
+        self.failed_messages.len() as u64 + self.more_failed_messages
+    }
+
+    fn verdict(&mut self, verdict: MessageVerdict) {
+        self.messages += 1;
+        if verdict.problem.is_some() {
+            if self.failed_messages.len() < MAX_PROBLEMS {
+                self.failed_messages.push(verdict);
+            } else {
+                self.more_failed_messages += 1;
+            }
+        }
     }
 
     fn problem(&mut self, what: impl Into<String>) {
@@ -97,6 +125,16 @@ impl Report {
 /// Verifies the bundle at `path`. An `Err` means the file could not be read at all (exit
 /// status 2); a file that is not a well-formed bundle is an invalid [`Report`].
 pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> {
+    verify_bundle_with(path, options, &mut |_, _| {})
+}
+
+/// [`verify_bundle`], handing each message's verdict to `on_message` in seq order as it is
+/// known, with the report so far (its manifest and checkpoint are set by then).
+pub fn verify_bundle_with(
+    path: &Path,
+    options: &Options,
+    on_message: &mut dyn FnMut(&Report, &MessageVerdict),
+) -> std::io::Result<Report> {
     let mut report = Report::default();
     let mut zip = match open_zip(path)? {
         Ok(zip) => zip,
@@ -105,7 +143,7 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
             return Ok(report);
         }
     };
-    let inventory = Inventory::of(&zip, &mut report);
+    let inventory = Arc::new(Inventory::of(&zip, &mut report));
     let Some(manifest) = read_manifest(&mut zip, &mut report) else {
         return Ok(report);
     };
@@ -128,7 +166,7 @@ pub fn verify_bundle(path: &Path, options: &Options) -> std::io::Result<Report> 
         options,
         &mut report,
     );
-    check_messages(&mut zip, &inventory, &checkpoint, &mut report);
+    check_messages(&mut zip, &inventory, &checkpoint, &mut report, on_message);
     if manifest.message_count != inventory.messages.len() as u64 {
         report.problem(format!(
             "{MANIFEST} says {} messages, the bundle holds {}",
@@ -493,36 +531,102 @@ impl<'a> Listing<'a> {
     }
 }
 
-fn check_messages(zip: &mut Bundle, inventory: &Inventory, checkpoint: &Checkpoint, report: &mut Report) {
+fn check_messages(
+    zip: &mut Bundle,
+    inventory: &Arc<Inventory>,
+    checkpoint: &Checkpoint,
+    report: &mut Report,
+    on_message: &mut dyn FnMut(&Report, &MessageVerdict),
+) {
     // Listings are read alongside the messages, each through its own handle on the file.
     let (mut csv_zip, mut json_zip) = (zip.clone(), zip.clone());
     let mut csv = Listing::open(&mut csv_zip, MESSAGES_CSV, report);
     let mut json = Listing::open(&mut json_zip, MESSAGES_JSON, report);
     csv.expect(&csv_header(), "the header line", report);
     json.expect("[\n", "the opening bracket", report);
-    let all: BTreeSet<u64> = inventory.messages.union(&inventory.proofs).copied().collect();
+    let threads = default_threads();
+    let mut workers: Ordered<Vec<(u64, Result<MessageRow, String>)>> =
+        Ordered::new(threads, 2 * threads + 2, usize::MAX);
+    let mut seqs = union(inventory.messages.iter(), inventory.proofs.iter());
     let mut first = true;
-    let mut buf = vec![0u8; 64 * 1024];
-    for seq in all {
-        let problem = match check_message(zip, seq, inventory, checkpoint, &mut buf) {
-            Ok(row) => {
-                csv.expect(&row.csv_record(), &format!("the row of message {seq}"), report);
-                let line = if first {
-                    row.json()
-                } else {
-                    format!(",\n{}", row.json())
+    let mut lost = false;
+    loop {
+        let chunk: Vec<u64> = seqs.by_ref().take(CHUNK).collect();
+        let done = chunk.is_empty();
+        if !done {
+            // Each job reads through its own handle (sharing the parsed central directory).
+            let (mut zip, inventory, checkpoint) = (zip.clone(), inventory.clone(), checkpoint.clone());
+            let submitted = workers.submit(chunk.len(), move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                chunk
+                    .into_iter()
+                    .map(|seq| {
+                        (
+                            seq,
+                            check_message(&mut zip, seq, &inventory, &checkpoint, &mut buf),
+                        )
+                    })
+                    .collect()
+            });
+            lost |= submitted.is_err();
+        }
+        while !lost && (done || workers.full()) {
+            let Some(results) = workers.wait_next() else {
+                break;
+            };
+            let Ok(results) = results else {
+                lost = true;
+                break;
+            };
+            for (seq, result) in results {
+                let problem = match result {
+                    Ok(row) => {
+                        csv.expect(&row.csv_record(), &format!("the row of message {seq}"), report);
+                        let line = if first {
+                            row.json()
+                        } else {
+                            format!(",\n{}", row.json())
+                        };
+                        json.expect(&line, &format!("the object of message {seq}"), report);
+                        first = false;
+                        None
+                    }
+                    Err(problem) => Some(problem),
                 };
-                json.expect(&line, &format!("the object of message {seq}"), report);
-                first = false;
-                None
+                let verdict = MessageVerdict { seq, problem };
+                on_message(report, &verdict);
+                report.verdict(verdict);
             }
-            Err(problem) => Some(problem),
-        };
-        report.messages.push(MessageVerdict { seq, problem });
+        }
+        if done || lost {
+            break;
+        }
+    }
+    if lost {
+        report.problem("checking the messages failed: a worker thread ended");
+        return;
     }
     json.expect(if first { "]\n" } else { "\n]\n" }, "the closing bracket", report);
     csv.finish(report);
     json.finish(report);
+}
+
+/// The seqs of two ascending sequences, ascending, each once.
+fn union<'a>(
+    a: impl Iterator<Item = &'a u64>,
+    b: impl Iterator<Item = &'a u64>,
+) -> impl Iterator<Item = u64> {
+    let (mut a, mut b) = (a.copied().peekable(), b.copied().peekable());
+    std::iter::from_fn(move || match (a.peek().copied(), b.peek().copied()) {
+        (Some(x), Some(y)) if x == y => {
+            b.next();
+            a.next()
+        }
+        (Some(x), Some(y)) if x < y => a.next(),
+        (Some(_), Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// Checks message `seq` against its leaf and the leaf against the checkpoint; returns its row.
