@@ -80,9 +80,24 @@ fn canonical_size(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
-/// The newest anchored tree size at or below `size`.
-pub fn newest_anchor_at_or_below(layout: &Layout, size: u64) -> Result<Option<u64>> {
-    Ok(anchored_sizes(layout)?.into_iter().rev().find(|&s| s <= size))
+/// The anchors an export of tree `size` carries: for every witness and TSA, the newest
+/// anchored size at or below `size` that holds its file (a witness that is down does not lose
+/// its older cosignature to a TSA's newer token), ascending, at most
+/// [`MAX_ANCHORS`](archive_verify::bundle::MAX_ANCHORS) of the newest.
+pub fn anchors_for_export(layout: &Layout, size: u64) -> Result<Vec<u64>> {
+    let mut newest: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for anchored in anchored_sizes(layout)?.into_iter().filter(|&s| s <= size) {
+        for file in anchor_files(layout, anchored)? {
+            if file != CHECKPOINT_FILE {
+                newest.insert(file, anchored); // ascending sizes: the newest stays
+            }
+        }
+    }
+    let mut sizes: Vec<u64> = newest.into_values().collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let keep = sizes.len().saturating_sub(archive_verify::bundle::MAX_ANCHORS);
+    Ok(sizes.split_off(keep))
 }
 
 /// The newest anchored tree size holding file `name` (e.g. a witness's cosignature).
@@ -360,8 +375,6 @@ mod tests {
         std::fs::create_dir_all(anchors_dir(&layout).join("007")).unwrap();
         std::fs::create_dir_all(anchors_dir(&layout).join("notes")).unwrap();
         assert_eq!(anchored_sizes(&layout).unwrap(), vec![3, 12, 40]);
-        assert_eq!(newest_anchor_at_or_below(&layout, 39).unwrap(), Some(12));
-        assert_eq!(newest_anchor_at_or_below(&layout, 2).unwrap(), None);
         assert_eq!(newest_with(&layout, &cosignature_file("w1")).unwrap(), Some(3));
         assert_eq!(
             anchor_files(&layout, 12).unwrap(),
@@ -370,6 +383,13 @@ mod tests {
         for bad in ["../x", "cosignature-a/b.txt", "cosignature-.x.txt", "other.txt"] {
             assert!(write_anchor(&layout, 5, bad, b"x").is_err(), "{bad}");
         }
+        // An export ships each witness's and TSA's newest anchor at or below its tree: w1's at
+        // 3 although 12 is newer (it holds no cosignature), the TSA's only once the tree has 40.
+        assert_eq!(anchors_for_export(&layout, 39).unwrap(), vec![3]);
+        assert!(write_anchor(&layout, 12, &timestamp_file("tsa"), b"der").unwrap());
+        assert_eq!(anchors_for_export(&layout, 39).unwrap(), vec![3, 12]);
+        assert_eq!(anchors_for_export(&layout, 40).unwrap(), vec![3, 40]);
+        assert_eq!(anchors_for_export(&layout, 2).unwrap(), Vec::<u64>::new());
     }
 
     #[test]

@@ -322,3 +322,54 @@ fn the_tree_cache_is_trusted_only_as_far_as_its_last_sync() {
     std::fs::write(&layout.tree, &tree).unwrap();
     check("a damaged cache is rebuilt");
 }
+
+#[test]
+fn a_reader_whose_segment_is_cut_behind_it_stops_at_the_cut() {
+    // A running server's rewind cuts the active segment (what it cuts was never
+    // acknowledged) while `mailvault log` may be reading it: the reader took the file's
+    // length at open, and must end at the new end like at a torn tail, not fail.
+    let dir = temp_dir("recovery");
+    let path = create(dir.path());
+    let store = open(&path, StoreConfig::default()).unwrap();
+    append(&store, b"Subject: one\r\n\r\nsmall\r\n");
+    let mut noise = Vec::with_capacity(3 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while noise.len() < 3 << 20 {
+        // Incompressible: the record stays larger than the reader's 1 MiB buffer.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.extend_from_slice(&noise);
+    let big_seq = append(&store, &big);
+    store.close().unwrap();
+
+    let log = LogReader::open(&Layout::new(&path).log_dir).unwrap();
+    let mut records = log.records_from(1).unwrap();
+    let first = records.next().unwrap().unwrap();
+    assert_eq!(first.seq(), 1);
+    // Cut the segment in the middle of the big record's payload.
+    let segment = last_segment(&path);
+    let len = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - (1 << 20))
+        .unwrap();
+    let rest: Vec<_> = records.collect();
+    let errors: Vec<String> = rest
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let seqs: Vec<u64> = rest
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.seq())
+        .collect();
+    assert!(seqs.iter().all(|&s| s < big_seq), "{seqs:?}");
+}

@@ -369,3 +369,74 @@ fn bundles_carry_the_tokens_and_verify_bundle_checks_them_offline() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("carry no time-stamp token"), "{out}");
 }
+
+#[test]
+fn a_bundle_keeps_an_older_cosignature_when_only_the_tsa_went_on() {
+    let tsa = TestTsa::start("openssl");
+    let vault = Vault::new();
+    vault.ok(&["init"]);
+    let key = String::from_utf8(vault.ok(&["key", "show"]))
+        .unwrap()
+        .trim()
+        .to_string();
+    let witness = crate::witness_server::TestWitness::start("witness.test/w1", &key);
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("mailvault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[anchoring]\ninterval_secs = 1\nwitness_timeout_secs = 5\n\n\
+             [[anchoring.witnesses]]\nname = \"w1\"\nurl = \"{}\"\nkey = \"{}\"\n\n\
+             [[anchoring.tsa]]\nname = \"test-tsa\"\nurl = \"http://127.0.0.1:{}/\"\ncertificate = \"{}\"\n",
+            witness.url,
+            witness.vkey,
+            tsa.port,
+            tsa.ca().display()
+        ),
+    )
+    .unwrap();
+    let server = vault.serve(&["--config", config.to_str().unwrap()]);
+    let (first, _) = lmtp_send(server.lmtp, b"Subject: one\r\n\r\nwitnessed\r\n").expect("delivered");
+    wait_for("no cosignature", &server.log, || {
+        witness.cosigned_size().is_some_and(|s| s >= first)
+    });
+    let cosigned = witness.cosigned_size().unwrap();
+    // The witness goes away; the TSA stamps what comes after.
+    drop(witness);
+    let (second, _) = lmtp_send(server.lmtp, b"Subject: two\r\n\r\nonly stamped\r\n").expect("delivered");
+    wait_for("no token past the cosigned tree", &server.log, || {
+        tokens(&vault, "test-tsa").iter().any(|(size, _)| *size >= second)
+    });
+    assert_eq!(server.stop(), Some(0));
+    let (stamped, _) = tokens(&vault, "test-tsa").last().cloned().unwrap();
+    assert!(stamped > cosigned, "{stamped} {cosigned}");
+
+    let bundle = work.path().join("bundle.zip");
+    vault.ok(&[
+        "export",
+        "--from-seq",
+        "1",
+        "--to-seq",
+        &second.to_string(),
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    let ca = tsa.ca();
+    let out = vault.run(&[
+        "verify-bundle",
+        bundle.to_str().unwrap(),
+        "--key",
+        &key,
+        "--tsa-cert",
+        ca.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("records 1..={cosigned} witnessed by w1"))
+            && text.contains(&format!(
+                "records 1..={stamped} existed no later than the time-stamp by test-tsa"
+            )),
+        "{text}"
+    );
+}

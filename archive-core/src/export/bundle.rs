@@ -153,20 +153,24 @@ pub fn write_bundle<W: Write + Seek>(layout: &Layout, request: &BundleRequest, o
     if range {
         writer.range_proof(request, first, last)?;
     }
-    // The newest external anchor the bundle's tree extends, with the proof that it does.
+    // The newest external anchors the bundle's tree extends (each witness's and TSA's), with
+    // the proofs that it does.
     let mut consistency_from = request.consistency_from.clone();
-    if let Some(anchored) = crate::anchors::newest_anchor_at_or_below(layout, size)? {
+    let anchored_sizes = crate::anchors::anchors_for_export(layout, size)?;
+    for &anchored in &anchored_sizes {
         for file in crate::anchors::anchor_files(layout, anchored)? {
             let bytes = crate::anchors::read_anchor(layout, anchored, &file)?;
             writer.file(&anchor_entry(anchored, &file), &bytes)?;
         }
+        if anchored > 0 && anchored < size && !consistency_from.contains(&anchored) {
+            consistency_from.push(anchored);
+        }
+    }
+    if !anchored_sizes.is_empty() {
         let keys = crate::anchors::witness_keys(layout)?;
         if !keys.is_empty() {
             let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
             writer.file(WITNESS_KEYS, text.as_bytes())?;
-        }
-        if anchored > 0 && anchored < size && !consistency_from.contains(&anchored) {
-            consistency_from.push(anchored);
         }
     }
     for &old in &consistency_from {

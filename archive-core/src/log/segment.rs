@@ -161,10 +161,19 @@ impl SegmentReader {
                 available: remaining,
             })));
         }
+        // The length was taken at open; a rewind of the running server may cut the active
+        // segment since (what it cuts was never acknowledged). A read that runs into the new
+        // end is a torn tail, not an I/O error.
+        let torn = ScanStop::Torn {
+            offset,
+            available: remaining,
+        };
         let mut header_bytes = [0u8; FRAME_HEADER_LEN];
-        self.reader
-            .read_exact(&mut header_bytes)
-            .map_err(|e| Error::unreadable(&self.path, offset, e))?;
+        match self.reader.read_exact(&mut header_bytes) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Some(Err(torn))),
+            Err(e) => return Err(Error::unreadable(&self.path, offset, e)),
+        }
         let Some(header) = FrameHeader::parse(&header_bytes) else {
             return Ok(Some(Err(ScanStop::Damaged {
                 offset,
@@ -176,16 +185,15 @@ impl SegmentReader {
             })));
         };
         if header.frame_len() > remaining {
-            return Ok(Some(Err(ScanStop::Torn {
-                offset,
-                available: remaining,
-            })));
+            return Ok(Some(Err(torn)));
         }
         let body = if with_body {
             let mut body = vec![0u8; header.body_len as usize];
-            self.reader
-                .read_exact(&mut body)
-                .map_err(|e| Error::unreadable(&self.path, offset, e))?;
+            match self.reader.read_exact(&mut body) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Some(Err(torn))),
+                Err(e) => return Err(Error::unreadable(&self.path, offset, e)),
+            }
             body
         } else {
             self.reader

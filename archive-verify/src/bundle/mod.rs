@@ -44,6 +44,8 @@ pub const CONSISTENCY_DIR: &str = "consistency/";
 pub const ANCHORS_DIR: &str = "anchors/";
 /// The witness keys the archive was configured with (not pinned: named for the recipient).
 pub const WITNESS_KEYS: &str = "anchors/witness-keys.txt";
+/// Most anchor directories a bundle carries (and a verifier looks at).
+pub const MAX_ANCHORS: usize = 16;
 
 /// Names of witnesses and TSAs, as they appear in anchor file names: `[A-Za-z0-9._-]`, not
 /// starting with a dot, at most 64 characters.

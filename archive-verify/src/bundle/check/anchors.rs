@@ -10,13 +10,11 @@
 use std::collections::BTreeMap;
 
 use super::{consistency_file, hashes, read_json, read_small, Bundle, ConsistencyProof, Options, Report};
-use crate::bundle::{is_anchor_file, ANCHORS_DIR, WITNESS_KEYS};
+use crate::bundle::{is_anchor_file, ANCHORS_DIR, MAX_ANCHORS, WITNESS_KEYS};
 use crate::cosignature::WitnessKey;
 use crate::merkle::{verify_consistency, Hash};
 use crate::note::{Checkpoint, VerifierKey};
 
-/// Anchor directories looked at (a bundle is hostile input).
-const MAX_ANCHORS: usize = 16;
 /// Files looked at in one anchor directory.
 const MAX_FILES: usize = 64;
 /// Witness keys read from the bundle.
