@@ -101,6 +101,16 @@ fn wait_for(what: &str, log: &std::sync::Mutex<String>, mut done: impl FnMut() -
     }
 }
 
+/// Delivers `message` over LMTP and waits until `tsa` has stamped a checkpoint covering it;
+/// returns its seq.
+fn deliver_and_await_stamp(vault: &Vault, server: &crate::util::Server, tsa: &str, message: &[u8]) -> u64 {
+    let (seq, _) = lmtp_send(server.lmtp, message).expect("delivered");
+    wait_for("no token covering the delivery", &server.log, || {
+        tokens(vault, tsa).iter().any(|(size, _)| *size >= seq)
+    });
+    seq
+}
+
 #[test]
 fn checkpoints_are_time_stamped_checked_by_openssl_and_by_verify() {
     let tsa = TestTsa::start("openssl");
@@ -108,11 +118,12 @@ fn checkpoints_are_time_stamped_checked_by_openssl_and_by_verify() {
     let work = tempfile::tempdir().unwrap();
     let config = tsa.config(work.path(), "test-tsa", &tsa.ca());
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
-    let (seq, _) =
-        lmtp_send(server.lmtp, b"Subject: stamped\r\n\r\nto be time-stamped\r\n").expect("delivered");
-    wait_for("no token covering the delivery", &server.log, || {
-        tokens(&vault, "test-tsa").iter().any(|(size, _)| *size >= seq)
-    });
+    deliver_and_await_stamp(
+        &vault,
+        &server,
+        "test-tsa",
+        b"Subject: stamped\r\n\r\nto be time-stamped\r\n",
+    );
     assert_eq!(server.stop(), Some(0));
 
     // `status` shows the newest token per TSA.
@@ -291,10 +302,12 @@ fn bundles_carry_the_tokens_and_verify_bundle_checks_them_offline() {
     let work = tempfile::tempdir().unwrap();
     let config = tsa.config(work.path(), "test-tsa", &tsa.ca());
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
-    let (seq, _) = lmtp_send(server.lmtp, b"Subject: bundled\r\n\r\nto be exported\r\n").expect("delivered");
-    wait_for("no token covering the delivery", &server.log, || {
-        tokens(&vault, "test-tsa").iter().any(|(size, _)| *size >= seq)
-    });
+    let seq = deliver_and_await_stamp(
+        &vault,
+        &server,
+        "test-tsa",
+        b"Subject: bundled\r\n\r\nto be exported\r\n",
+    );
     assert_eq!(server.stop(), Some(0));
     let (size, _) = tokens(&vault, "test-tsa").last().cloned().unwrap();
 
@@ -403,10 +416,12 @@ fn a_bundle_keeps_an_older_cosignature_when_only_the_tsa_went_on() {
     let cosigned = witness.cosigned_size().unwrap();
     // The witness goes away; the TSA stamps what comes after.
     drop(witness);
-    let (second, _) = lmtp_send(server.lmtp, b"Subject: two\r\n\r\nonly stamped\r\n").expect("delivered");
-    wait_for("no token past the cosigned tree", &server.log, || {
-        tokens(&vault, "test-tsa").iter().any(|(size, _)| *size >= second)
-    });
+    let second = deliver_and_await_stamp(
+        &vault,
+        &server,
+        "test-tsa",
+        b"Subject: two\r\n\r\nonly stamped\r\n",
+    );
     assert_eq!(server.stop(), Some(0));
     let (stamped, _) = tokens(&vault, "test-tsa").last().cloned().unwrap();
     assert!(stamped > cosigned, "{stamped} {cosigned}");
