@@ -55,10 +55,7 @@ fn archive() -> Archive {
         })
         .collect();
     assert!(messages.iter().any(|(_, k)| k == "arrival"), "{messages:?}");
-    let key = String::from_utf8(vault.ok(&["key", "show"]))
-        .unwrap()
-        .trim()
-        .to_string();
+    let key = vault.public_key();
     Archive {
         vault,
         early_checkpoint,
@@ -516,10 +513,7 @@ fn every_kind_of_tampering_is_detected_and_named() {
     // A different archive's key pinned: refused, naming both keys.
     let other = Vault::new();
     other.ok(&["init"]);
-    let other_key = String::from_utf8(other.ok(&["key", "show"]))
-        .unwrap()
-        .trim()
-        .to_string();
+    let other_key = other.public_key();
     let out = verify_bundle(&bundle, &["--key", &other_key]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("not the key you pinned"), "{}", text(&out));

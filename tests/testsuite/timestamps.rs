@@ -312,19 +312,8 @@ fn bundles_carry_the_tokens_and_verify_bundle_checks_them_offline() {
     let (size, _) = tokens(&vault, "test-tsa").last().cloned().unwrap();
 
     let bundle = work.path().join("bundle.zip");
-    vault.ok(&[
-        "export",
-        "--from-seq",
-        "1",
-        "--to-seq",
-        &seq.to_string(),
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    let key = String::from_utf8(vault.ok(&["key", "show"]))
-        .unwrap()
-        .trim()
-        .to_string();
+    vault.export_range(seq, &bundle);
+    let key = vault.public_key();
     let check = |bundle: &Path, extra: &[&str]| {
         let mut args = vec!["verify-bundle", bundle.to_str().unwrap(), "--key", &key];
         args.extend_from_slice(extra);
@@ -388,10 +377,7 @@ fn a_bundle_keeps_an_older_cosignature_when_only_the_tsa_went_on() {
     let tsa = TestTsa::start("openssl");
     let vault = Vault::new();
     vault.ok(&["init"]);
-    let key = String::from_utf8(vault.ok(&["key", "show"]))
-        .unwrap()
-        .trim()
-        .to_string();
+    let key = vault.public_key();
     let witness = crate::witness_server::TestWitness::start("witness.test/w1", &key);
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("mailvault.toml");
@@ -427,15 +413,7 @@ fn a_bundle_keeps_an_older_cosignature_when_only_the_tsa_went_on() {
     assert!(stamped > cosigned, "{stamped} {cosigned}");
 
     let bundle = work.path().join("bundle.zip");
-    vault.ok(&[
-        "export",
-        "--from-seq",
-        "1",
-        "--to-seq",
-        &second.to_string(),
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
+    vault.export_range(second, &bundle);
     let ca = tsa.ca();
     let out = vault.run(&[
         "verify-bundle",

@@ -58,6 +58,27 @@ impl Vault {
         self.ok_in(args, None)
     }
 
+    /// The store's public key string (`key show`).
+    pub fn public_key(&self) -> String {
+        String::from_utf8(self.ok(&["key", "show"]))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// `export --from-seq 1 --to-seq LAST --out BUNDLE` (a range bundle); requires exit 0.
+    pub fn export_range(&self, last: u64, bundle: &Path) {
+        self.ok(&[
+            "export",
+            "--from-seq",
+            "1",
+            "--to-seq",
+            &last.to_string(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ]);
+    }
+
     /// `mailvault ARGS` with `stdin` (a password); requires exit 0; returns stdout.
     pub fn ok_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
         let out = self.run_in(args, stdin);

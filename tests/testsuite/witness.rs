@@ -17,10 +17,7 @@ use crate::witness_server::TestWitness;
 fn vault() -> (Vault, String) {
     let vault = Vault::new();
     vault.ok(&["init"]);
-    let key = String::from_utf8(vault.ok(&["key", "show"]))
-        .unwrap()
-        .trim()
-        .to_string();
+    let key = vault.public_key();
     (vault, key)
 }
 
@@ -142,16 +139,7 @@ fn a_witness_cosigns_checkpoints_and_every_verifier_accepts_the_cosignature() {
 
     // The export carries the anchor; verify-bundle checks it against the pinned witness key.
     let bundle = work.path().join("bundle.zip");
-    let last = seq.to_string();
-    vault.ok(&[
-        "export",
-        "--from-seq",
-        "1",
-        "--to-seq",
-        &last,
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
+    vault.export_range(seq, &bundle);
     let names = zip_names(&bundle);
     let cosig_entry = format!("anchors/{size}/cosignature-w1.txt");
     assert!(names.contains(&cosig_entry), "{names:?}");

@@ -207,44 +207,16 @@ impl Witness {
         let old = ours.unwrap_or(0);
         let answer = self.add_checkpoint(store, old, signed)?;
         let answer = match answer {
-            Answer::Conflict(theirs) if theirs > size => {
-                return Ok(Outcome::Rollback(self.alarm(
-                    "rollback",
-                    theirs,
-                    size,
-                    format!(
-                    "the witness cosigned tree size {theirs} of this log; the log has only {size} records"
-                ),
-                )))
-            }
-            Answer::Conflict(theirs) if theirs == old => {
-                // Same size, other root: the witness holds another tree of that size.
-                return Ok(Outcome::Rollback(self.alarm(
-                    "fork",
-                    theirs,
-                    size,
-                    format!("the witness holds a different tree of size {theirs} than this log"),
-                )));
-            }
             Answer::Conflict(theirs) => {
+                if let Some(alarm) = self.conflict_alarm(theirs, old, size) {
+                    return Ok(Outcome::Rollback(alarm));
+                }
                 tracing::info!(witness = %self.name, ours = old, theirs, "witness cosigned another size last; asking from its size");
                 match self.add_checkpoint(store, theirs, signed)? {
-                    Answer::Conflict(again) if again > size => {
-                        return Ok(Outcome::Rollback(self.alarm(
-                            "rollback",
-                            again,
-                            size,
-                            format!("the witness cosigned tree size {again} of this log; the log has only {size} records"),
-                        )))
-                    }
-                    Answer::Conflict(again) if again == theirs => {
-                        return Ok(Outcome::Rollback(self.alarm(
-                            "fork",
-                            again,
-                            size,
-                            format!("the witness holds a different tree of size {again} than this log"),
-                        )))
-                    }
+                    Answer::Conflict(again) => match self.conflict_alarm(again, theirs, size) {
+                        Some(alarm) => return Ok(Outcome::Rollback(alarm)),
+                        None => Answer::Conflict(again),
+                    },
                     Answer::ProofRejected => {
                         return Ok(Outcome::Rollback(self.alarm(
                             "fork",
@@ -271,6 +243,32 @@ impl Witness {
                 "422: it rejected the consistency proof from size {old} (our record of what it cosigned)"
             ),
             Answer::Failed(why) => Err(anyhow::anyhow!(why)),
+        }
+    }
+
+    /// What a 409 stating the witness's size `theirs`, to a request from `asked_from`, shows
+    /// about a log of `size` records: a rollback (the witness saw more), a fork (it holds
+    /// another tree of the size we asked from), or nothing yet (ask again from its size).
+    fn conflict_alarm(&self, theirs: u64, asked_from: u64, size: u64) -> Option<WitnessAlarm> {
+        if theirs > size {
+            Some(self.alarm(
+                "rollback",
+                theirs,
+                size,
+                format!(
+                    "the witness cosigned tree size {theirs} of this log; the log has only {size} records"
+                ),
+            ))
+        } else if theirs == asked_from {
+            // Same size, other root: the witness holds another tree of that size.
+            Some(self.alarm(
+                "fork",
+                theirs,
+                size,
+                format!("the witness holds a different tree of size {theirs} than this log"),
+            ))
+        } else {
+            None
         }
     }
 
