@@ -3,6 +3,8 @@
 //! never a panic, a hang or an allocation sized by a number the file states
 //! (`CappedAllocator` aborts above 256 MiB): ZIP directories, JSON proofs, leaves, listings.
 //!
+//! The report then goes through the volume-set check (archive-verify/src/bundle/check/volumes.rs).
+//!
 //! Input: the bundle file. The seeds are small genuine bundles (a range and a filter export),
 //! so mutations reach past the signature into proofs, leaves, rows and the range walk.
 #![no_main]
@@ -10,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use archive_verify::bundle::check::{verify_bundle, Options};
+use archive_verify::bundle::check::{check_volume_set, verify_bundle, Options};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
@@ -29,4 +31,12 @@ fuzz_target!(|data: &[u8]| {
     if report.is_valid() {
         assert!(report.problems.is_empty() && report.checkpoint.is_some());
     }
+    // The bundle given as a set, alone and twice: a volume's claims, whatever they say, give
+    // a verdict; the same volume twice is never a whole export of several.
+    let alone = check_volume_set(&[("a", &report)]);
+    let twice = check_volume_set(&[("a", &report), ("b", &report)]);
+    if report.manifest.as_ref().is_some_and(|m| m.volume.is_some()) && report.checkpoint.is_some() {
+        assert!(!twice.is_valid());
+    }
+    std::hint::black_box(alone);
 });

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use archive_core::export::bundle::{latest_checkpoint, write_bundle, BundleRequest};
+use archive_core::export::bundle::{latest_checkpoint, BundleRequest, Export, DEFAULT_PER_VOLUME};
 use archive_core::export::{seqs_received_between, write_mbox};
 use archive_core::log::reader::LogReader;
 use archive_core::search::{Query, SearchOptions, Sort, MAX_LIMIT};
@@ -58,6 +58,12 @@ pub struct Args {
     /// Where the archive is operated, for the GDPdU description (default: this host's name).
     #[arg(long)]
     location: Option<String>,
+    /// Bundles of more records (a range) or messages (a query) than this are written as
+    /// several volumes, FILE's name with `.N-of-K` before its extension, each a bundle of its
+    /// own; `verify-bundle` checks them together. 0: one file whatever the size (the writer's
+    /// and the verifier's memory then grows with it, about 0.5 KB per message).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PER_VOLUME)]
+    per_volume: u64,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -105,31 +111,86 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         exported_by: super::cli_actor(),
         location: args.location.clone().unwrap_or_else(host_name),
         consistency_from: args.consistency_from.clone(),
+        per_volume: args.per_volume,
     };
-    let exported = write_new_file(
-        &args.out,
-        |file| Ok(write_bundle(&layout, &request, file)?),
-        |exported, sha256| {
-            // No bundle leaves without its record: the file gets its name only after this.
-            let target = format!(
-                "bundle {} {} messages {} tree size {} sha256 {sha256}",
-                args.out.display(),
-                exported.manifest.selection.describe(),
-                exported.manifest.message_count,
-                exported.manifest.tree_size,
-            );
-            super::record_audit(cli, "export", archive_core::audit::query_text(&target))
-        },
-    )?;
+    let export = Export::open(&layout, &request)?;
+    let count = export.volumes();
+    let paths: Vec<PathBuf> = (1..=count).map(|i| volume_path(&args.out, i, count)).collect();
+    if let Some(taken) = paths.iter().find(|p| p.exists()) {
+        bail!("{} exists: an export never overwrites a file", taken.display());
+    }
+    // Every volume is written and synced before any gets its name, so a failure halfway
+    // leaves no part of the export behind.
+    let mut written = Vec::new();
+    for (index, path) in (0..count).zip(&paths) {
+        let (file, exported) = write_temporary(path, |file| Ok(export.write_volume(index, file)?))?;
+        written.push((file, exported));
+    }
+    // No bundle leaves without its record: the files get their names only after these.
+    let mut messages = 0;
+    let mut content_bytes = 0;
+    for ((file, exported), path) in written.iter().zip(&paths) {
+        let volume = match &exported.manifest.volume {
+            Some(v) => format!(
+                " volume {} of {} (records {}..={})",
+                v.index, v.count, v.first_seq, v.last_seq
+            ),
+            None => String::new(),
+        };
+        let target = format!(
+            "bundle {}{volume} {} messages {} tree size {} sha256 {}",
+            path.display(),
+            exported.manifest.selection.describe(),
+            exported.manifest.message_count,
+            exported.manifest.tree_size,
+            file.sha256,
+        );
+        super::record_audit(cli, "export", archive_core::audit::query_text(&target))?;
+        messages += exported.manifest.message_count;
+        content_bytes += exported.content_bytes;
+    }
+    let completeness = match (&request.selection, written.first()) {
+        (Selection::Range { first_seq, last_seq, .. }, _) if count > 1 => format!(
+            "complete with all {count} volumes: every record of seq {first_seq}..={last_seq}, proven by their range proofs"
+        ),
+        (_, Some((_, exported))) => exported.manifest.completeness.clone(),
+        (_, None) => String::new(),
+    };
+    for ((file, _), path) in written.into_iter().zip(&paths) {
+        file.persist(path)?;
+    }
+    let out = match count {
+        1 => args.out.display().to_string(),
+        _ => format!(
+            "{} volumes, {} … {}",
+            count,
+            paths[0].display(),
+            paths[paths.len() - 1].display()
+        ),
+    };
     eprintln!(
-        "{}: {} messages ({} bytes), proven against checkpoint tree size {}; {}",
-        args.out.display(),
-        exported.manifest.message_count,
-        exported.content_bytes,
-        exported.manifest.tree_size,
-        exported.manifest.completeness
+        "{out}: {messages} messages ({content_bytes} bytes), proven against checkpoint tree size {}; {completeness}",
+        export.tree_size(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file of volume `index` (from 1) of `count`: `out` itself for one, else `out`'s name
+/// with `.<index>-of-<count>` before its extension (numbers padded so they sort).
+fn volume_path(out: &Path, index: u64, count: u64) -> PathBuf {
+    if count == 1 {
+        return out.to_path_buf();
+    }
+    let width = count.to_string().len();
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match out.extension() {
+        Some(ext) => format!("{stem}.{index:0width$}-of-{count}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{index:0width$}-of-{count}"),
+    };
+    out.with_file_name(name)
 }
 
 /// `--format mbox`: the same selection as an mboxrd file, with its own audit record.
@@ -143,18 +204,16 @@ fn export_mbox(cli: &Cli, args: &Args, log: &LogReader, selection: &Selection, s
             _ => bail!("the query found no messages: nothing to export"),
         },
     };
-    let written = write_new_file(
-        &args.out,
-        |file| Ok(write_mbox(log, first, last, only, file)?),
-        |written, sha256| {
-            let target = format!(
-                "mbox {} {} messages {written} sha256 {sha256}",
-                args.out.display(),
-                selection.describe()
-            );
-            super::record_audit(cli, "export", archive_core::audit::query_text(&target))
-        },
-    )?;
+    let (file, written) = write_temporary(&args.out, |file| Ok(write_mbox(log, first, last, only, file)?))?;
+    let target = format!(
+        "mbox {} {} messages {written} sha256 {}",
+        args.out.display(),
+        selection.describe(),
+        file.sha256
+    );
+    // No file leaves without its record: it gets its name only after this.
+    super::record_audit(cli, "export", archive_core::audit::query_text(&target))?;
+    file.persist(&args.out)?;
     eprintln!(
         "{}: {written} messages as mbox (no proofs: use the bundle format for evidence)",
         args.out.display()
@@ -244,32 +303,50 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
     Ok(seqs)
 }
 
-/// Writes a new file through a temporary name in the same directory, synced, handed to
-/// `commit` with its SHA-256, and only then renamed into place: a reader never sees a
-/// half-written bundle under the final name, and a failed `commit` leaves no file.
-fn write_new_file<T>(
+/// A file written under a temporary name in its directory, synced, with its SHA-256: a
+/// reader never sees a half-written export under the final name, and one dropped before
+/// [`Temporary::persist`] leaves nothing behind.
+struct Temporary {
+    file: tempfile::NamedTempFile,
+    sha256: String,
+}
+
+/// Writes a new file for `path` (see [`Temporary`]).
+fn write_temporary<T>(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<T>,
-    commit: impl FnOnce(&T, &str) -> anyhow::Result<()>,
-) -> anyhow::Result<T> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
+) -> anyhow::Result<(Temporary, T)> {
+    let dir = parent_dir(path);
+    let mut file = tempfile::Builder::new()
         .prefix(".mailvault-export-")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
-    let value = write(tmp.as_file_mut())?;
-    tmp.as_file().sync_all().context("syncing the export")?;
-    let mut written = std::fs::File::open(tmp.path()).context("reading the export back")?;
+    let value = write(file.as_file_mut())?;
+    file.as_file().sync_all().context("syncing the export")?;
+    let mut written = std::fs::File::open(file.path()).context("reading the export back")?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut written, &mut hasher).context("reading the export back")?;
     let sha256 = archive_verify::bundle::row::hex(&hasher.finalize());
-    commit(&value, &sha256)?;
-    tmp.persist_noclobber(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::fs::File::open(&dir).and_then(|d| d.sync_all()).ok();
-    Ok(value)
+    Ok((Temporary { file, sha256 }, value))
+}
+
+impl Temporary {
+    /// Gives the file its name (never replacing one) and syncs the directory.
+    fn persist(self, path: &Path) -> anyhow::Result<()> {
+        self.file
+            .persist_noclobber(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::File::open(parent_dir(path))
+            .and_then(|d| d.sync_all())
+            .ok();
+        Ok(())
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }

@@ -1,5 +1,7 @@
-//! `mailvault verify-bundle FILE [--key PUB] [--checkpoint OLDER]`: checks an export bundle
+//! `mailvault verify-bundle FILE… [--key PUB] [--checkpoint OLDER]`: checks export bundles
 //! offline — no data directory, no network — and prints a verdict per message and overall.
+//! Several files are checked one after the other (memory does not grow with their number),
+//! then as a set: the volumes of an export must all be there and belong together.
 //! Exit status 0 valid, 1 invalid (the output names what), 2 usage or I/O.
 
 use std::io::Write;
@@ -7,15 +9,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use archive_verify::bundle::check::{verify_bundle_with, MessageVerdict, Options, Report};
+use archive_verify::bundle::check::{check_volume_set, verify_bundle_with, MessageVerdict, Options, Report};
 
 use super::CmdResult;
 use crate::Cli;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The bundle (a ZIP written by `mailvault export`).
-    file: PathBuf,
+    /// The bundle (a ZIP written by `mailvault export`); for an export written as volumes,
+    /// all of them.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
     /// The archive's public key as its operator gave it to you (the key string, or a file
     /// holding it); `--key PUB` means the same here (this command needs no signing key).
     /// Without it, the key the bundle names is used, which proves integrity only.
@@ -68,77 +72,118 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     // Verdicts are written as they come (one line each, buffered), not kept: memory does not
     // grow with the number of messages. The JSON object's members are written by hand for that.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut failed: std::io::Result<()> = Ok(());
-    let mut header_done = false;
     let json = args.json;
-    let mut on_message = |report: &Report, m: &MessageVerdict| {
-        if failed.is_err() {
-            return;
-        }
-        failed = (|| {
-            if !header_done {
-                header_done = true;
-                match json {
-                    true => write!(out, "{{\"messages\":[")?,
-                    false => header(&mut out, report)?,
+    let several = args.files.len() > 1;
+    let mut first_verdict = true;
+    let mut reports: Vec<(String, Report)> = Vec::new();
+    if json {
+        write!(out, "{{\"messages\":[")?;
+    }
+    for path in &args.files {
+        let name = path.display().to_string();
+        let mut failed: std::io::Result<()> = Ok(());
+        let mut header_done = false;
+        let mut on_message = |report: &Report, m: &MessageVerdict| {
+            if failed.is_err() {
+                return;
+            }
+            failed = (|| {
+                if !header_done && !json {
+                    header(&mut out, several.then_some(name.as_str()), report)?;
                 }
-            } else if json {
-                write!(out, ",")?;
+                header_done = true;
+                if json && !std::mem::take(&mut first_verdict) {
+                    write!(out, ",")?;
+                }
+                match (json, &m.problem) {
+                    (true, problem) => {
+                        let mut verdict =
+                            serde_json::json!({"seq": m.seq, "valid": problem.is_none(), "problem": problem});
+                        if several {
+                            verdict["file"] = name.clone().into();
+                        }
+                        write!(out, "{verdict}")
+                    }
+                    (false, None) => writeln!(out, "ok       message {}", m.seq),
+                    (false, Some(p)) => writeln!(out, "INVALID  message {}: {p}", m.seq),
+                }
+            })();
+        };
+        let report =
+            verify_bundle_with(path, &options, &mut on_message).with_context(|| format!("reading {name}"))?;
+        failed?;
+        if !json {
+            if !header_done {
+                header(&mut out, several.then_some(name.as_str()), &report)?;
             }
-            match (json, &m.problem) {
-                (true, problem) => write!(
-                    out,
-                    "{}",
-                    serde_json::json!({"seq": m.seq, "valid": problem.is_none(), "problem": problem})
-                ),
-                (false, None) => writeln!(out, "ok       message {}", m.seq),
-                (false, Some(p)) => writeln!(out, "INVALID  message {}: {p}", m.seq),
+            findings(&mut out, &report)?;
+            if several {
+                let verdict = if report.is_valid() { "valid" } else { "NOT valid" };
+                writeln!(out, "bundle {name}: {verdict}")?;
             }
-        })();
-    };
-    let report = verify_bundle_with(&args.file, &options, &mut on_message)
-        .with_context(|| format!("reading {}", args.file.display()))?;
-    failed?;
-    let valid = report.is_valid();
-    if args.json {
-        if !header_done {
-            write!(out, "{{\"messages\":[")?;
         }
+        reports.push((name, report));
+    }
+    let named: Vec<(&str, &Report)> = reports.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let set = check_volume_set(&named);
+    let valid = set.is_valid() && reports.iter().all(|(_, r)| r.is_valid());
+    let messages: u64 = reports.iter().map(|(_, r)| r.messages).sum();
+    let failed: u64 = reports.iter().map(|(_, r)| r.failed_count()).sum();
+    if json {
+        // Each bundle's findings, named by file when there are several, then the set's.
+        let mut problems = Vec::new();
+        let mut more_problems = set.more_problems;
+        let (mut proven, mut caveats) = (Vec::new(), Vec::new());
+        let mut bundles = Vec::new();
+        for (name, r) in &reports {
+            let named = |text: &String| match several {
+                true => format!("{name}: {text}"),
+                false => text.clone(),
+            };
+            problems.extend(r.problems.iter().map(named));
+            proven.extend(r.proven.iter().map(named));
+            caveats.extend(r.caveats.iter().map(named));
+            more_problems += r.more_problems;
+            let volume = r.manifest.as_ref().and_then(|m| m.volume.as_ref());
+            bundles.push(serde_json::json!({
+                "file": name,
+                "valid": r.is_valid(),
+                "messages": r.messages,
+                "volume": volume.map(|v| serde_json::json!({"index": v.index, "count": v.count, "export_id": v.export_id})),
+            }));
+        }
+        problems.extend(set.problems.iter().cloned());
+        proven.extend(set.proven.iter().cloned());
         // The rest of the object after "messages": each member as serde_json writes it.
         let rest = serde_json::json!({
             "valid": valid,
-            "problems": report.problems,
-            "more_problems": report.more_problems,
-            "proven": report.proven,
-            "caveats": report.caveats,
+            "problems": problems,
+            "more_problems": more_problems,
+            "proven": proven,
+            "caveats": caveats,
+            "bundles": bundles,
         });
         let rest = rest.to_string();
         let members = rest.strip_prefix('{').unwrap_or(&rest);
         writeln!(out, "],{members}")?;
     } else {
-        if !header_done {
-            header(&mut out, &report)?;
+        if several || !set.problems.is_empty() || !set.proven.is_empty() {
+            if several {
+                writeln!(out, "== the {} bundles together", reports.len())?;
+            }
+            findings(&mut out, &set)?;
         }
-        for p in &report.problems {
-            writeln!(out, "INVALID  {p}")?;
-        }
-        if report.more_problems > 0 {
-            writeln!(out, "INVALID  … and {} more problems", report.more_problems)?;
-        }
-        for p in &report.proven {
-            writeln!(out, "proven   {p}")?;
-        }
-        for c in &report.caveats {
-            writeln!(out, "note     {c}")?;
-        }
+        let others: u64 = reports
+            .iter()
+            .map(|(_, r)| r.problems.len() as u64 + r.more_problems)
+            .sum::<u64>()
+            + set.problems.len() as u64
+            + set.more_problems;
         match valid {
-            true => writeln!(out, "VALID: {} messages authentic", report.messages)?,
+            true => writeln!(out, "VALID: {messages} messages authentic")?,
             false => writeln!(
                 out,
-                "NOT VALID: {} of {} messages fail, {} other problems",
-                report.failed_count(),
-                report.messages,
-                report.problems.len() as u64 + report.more_problems
+                "NOT VALID: {failed} of {messages} messages fail, {others} other problems"
             )?,
         }
     }
@@ -146,17 +191,42 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     Ok(ExitCode::from(if valid { 0 } else { 1 }))
 }
 
-/// What the bundle is and its checkpoint, before the verdicts.
-fn header(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+/// What the bundle is and its checkpoint, before the verdicts (with its file name when
+/// several are checked).
+fn header(out: &mut impl Write, file: Option<&str>, report: &Report) -> std::io::Result<()> {
+    if let Some(file) = file {
+        writeln!(out, "== {file}")?;
+    }
     if let Some(m) = &report.manifest {
+        let volume = match &m.volume {
+            Some(v) => format!(", volume {} of {} of export {}", v.index, v.count, v.export_id),
+            None => String::new(),
+        };
         writeln!(
             out,
-            "bundle of {} ({} messages), exported {} by {}",
+            "bundle of {} ({} messages{volume}), exported {} by {}",
             m.origin, m.message_count, m.exported_at, m.exported_by
         )?;
     }
     if let Some(cp) = &report.checkpoint {
         writeln!(out, "checkpoint: tree size {}, signature valid", cp.size)?;
+    }
+    Ok(())
+}
+
+/// What was found beyond the messages' verdicts.
+fn findings(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    for p in &report.problems {
+        writeln!(out, "INVALID  {p}")?;
+    }
+    if report.more_problems > 0 {
+        writeln!(out, "INVALID  … and {} more problems", report.more_problems)?;
+    }
+    for p in &report.proven {
+        writeln!(out, "proven   {p}")?;
+    }
+    for c in &report.caveats {
+        writeln!(out, "note     {c}")?;
     }
     Ok(())
 }

@@ -12,16 +12,16 @@ use crate::util::{files_under, fixtures, incompressible_message, Vault};
 
 /// An archive of real mail: 10 imported messages; over LMTP a new message, the same bytes
 /// again (an arrival record) and a 3 MB message; 10 more imported. Checkpoints between.
-struct Archive {
-    vault: Vault,
+pub(crate) struct Archive {
+    pub(crate) vault: Vault,
     /// The checkpoint note after the first import (a recipient may have kept it).
     early_checkpoint: String,
     /// Every message and arrival record: (seq, kind).
-    messages: Vec<(u64, String)>,
-    key: String,
+    pub(crate) messages: Vec<(u64, String)>,
+    pub(crate) key: String,
 }
 
-fn archive() -> Archive {
+pub(crate) fn archive() -> Archive {
     let vault = Vault::new();
     let corpus = files_under(&fixtures().join("corpus/spamassassin"));
     let staging = vault.dir.with_file_name("staging");
@@ -74,17 +74,17 @@ fn verify_bundle(bundle: &Path, extra: &[&str]) -> Output {
         .expect("run verify-bundle")
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-fn export(archive: &Archive, args: &[&str], out: &Path) {
+pub(crate) fn export(archive: &Archive, args: &[&str], out: &Path) {
     let mut all = vec!["export", "--out", out.to_str().unwrap()];
     all.extend_from_slice(args);
     archive.vault.ok(&all);
 }
 
-fn last_seq(archive: &Archive) -> u64 {
+pub(crate) fn last_seq(archive: &Archive) -> u64 {
     archive.messages.last().unwrap().0
 }
 
@@ -283,7 +283,7 @@ pub(crate) fn rewrite(
     output.finish().unwrap();
 }
 
-fn entry(bundle: &Path, name: &str) -> Vec<u8> {
+pub(crate) fn entry(bundle: &Path, name: &str) -> Vec<u8> {
     let mut zip = zip::ZipArchive::new(std::fs::File::open(bundle).unwrap()).unwrap();
     let mut f = zip.by_name(name).unwrap();
     let mut b = Vec::new();

@@ -8,6 +8,7 @@ mod cli;
 mod clients;
 mod doctor;
 mod export;
+mod export_volumes;
 mod imap;
 mod imap_hostile;
 mod imap_sync;

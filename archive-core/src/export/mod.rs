@@ -3,6 +3,8 @@
 
 pub mod bundle;
 pub mod mbox;
+mod tail_buffer;
+mod writer;
 
 use crate::log::reader::LogReader;
 use crate::Result;

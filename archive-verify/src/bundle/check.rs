@@ -19,8 +19,10 @@ use zip::ZipArchive;
 mod anchors;
 mod messages;
 mod range;
+mod volumes;
 
 use messages::{check_inclusion, check_messages};
+pub use volumes::check_volume_set;
 
 use super::reader::BundleFile;
 use super::row::{csv_header, MessageRow, HEADER_PREFIX_MAX};
@@ -150,6 +152,7 @@ pub fn verify_bundle_with(
         return Ok(report);
     };
     report.manifest = Some(manifest.clone());
+    volumes::check_volume_fields(&manifest, &inventory.messages, &mut report);
     let Some(key) = choose_key(&manifest, options, &mut report) else {
         return Ok(report);
     };

@@ -120,6 +120,46 @@ pub struct Manifest {
     pub message_count: u64,
     /// What the bundle proves about completeness, in words.
     pub completeness: String,
+    /// When the export was written as several bundles ("volumes", so that no file, and no
+    /// writer's or verifier's memory, grows with the size of the export): which one this is.
+    /// Absent in an export of one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<Volume>,
+}
+
+/// One bundle of an export written as several ([`Manifest::volume`]). Every volume is a whole
+/// bundle, proven against the same checkpoint; a range export's volumes cover consecutive
+/// parts of its range, a filter's hold consecutive runs of the messages it found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Names the export the volumes belong to (the same in all of them).
+    pub export_id: String,
+    /// This volume's number, from 1.
+    pub index: u64,
+    /// How many volumes the export has.
+    pub count: u64,
+    /// The first record this volume covers: a range export's part starts here; a filter's
+    /// messages in this volume are at or after it.
+    pub first_seq: u64,
+    /// The last record this volume covers.
+    pub last_seq: u64,
+}
+
+impl Manifest {
+    /// The records this bundle covers: its volume's part, or the whole selection (a filter's
+    /// span is `None` without volumes: its messages may be anywhere).
+    pub fn span(&self) -> Option<(u64, u64)> {
+        match (&self.volume, &self.selection) {
+            (Some(v), _) => Some((v.first_seq, v.last_seq)),
+            (
+                None,
+                Selection::Range {
+                    first_seq, last_seq, ..
+                },
+            ) => Some((*first_seq, *last_seq)),
+            (None, Selection::Filter { .. }) => None,
+        }
+    }
 }
 
 /// What an export selected.
@@ -241,6 +281,7 @@ pub fn readme(manifest: &Manifest) -> String {
         Selection::Range {
             first_seq, last_seq, ..
         } => {
+            let (first_seq, last_seq) = manifest.span().unwrap_or((*first_seq, *last_seq));
             scope_en = format!(
                 "every record from seq {first_seq} to seq {last_seq}; a missing or added record is detected"
             );
@@ -251,6 +292,31 @@ pub fn readme(manifest: &Manifest) -> String {
             scope_de = "die von einer Suche gefundenen Nachrichten; jede ist als echt nachgewiesen, die Vollständigkeit der Suche ist offline nicht beweisbar".to_string();
         }
     }
+    let (volume_en, volume_de) = match &manifest.volume {
+        None => (String::new(), String::new()),
+        Some(v) => (
+            format!(
+                "\nThis is volume {i} of {n} of the export (records {a} to {b}). Each volume is checked on \
+its own, but the export is whole only with all {n}: give them to verify-bundle together,
+      mailvault verify-bundle VOLUME1.zip VOLUME2.zip ... --key 'PUBLIC KEY'
+and it checks that none is missing and that they belong together.\n",
+                i = v.index,
+                n = v.count,
+                a = v.first_seq,
+                b = v.last_seq
+            ),
+            format!(
+                "\nDies ist Teil {i} von {n} des Exports (Datensätze {a} bis {b}). Jeder Teil ist für sich \
+prüfbar, vollständig ist der Export aber nur mit allen {n} Teilen: alle zusammen prüfen,
+      mailvault verify-bundle TEIL1.zip TEIL2.zip ... --key 'ÖFFENTLICHER SCHLÜSSEL'
+das prüft auch, dass keiner fehlt und alle zusammengehören.\n",
+                i = v.index,
+                n = v.count,
+                a = v.first_seq,
+                b = v.last_seq
+            ),
+        ),
+    };
     format!(
         "mailvault export bundle ({format})
 Archive: {origin}
@@ -259,7 +325,7 @@ Messages: {count}; checkpoint tree size {size}
 
 === English ===
 This bundle holds {scope_en}.
-
+{volume_en}
 How to verify:
 1. Obtain the archive's public key from its operator by a channel you trust, e.g. in person
    or in a signed letter. It looks like: {origin}+<8 hex digits>+<base64>
@@ -284,7 +350,7 @@ How to verify:
 
 === Deutsch ===
 Dieses Paket enthält {scope_de}.
-
+{volume_de}
 Prüfung:
 1. Den öffentlichen Schlüssel des Archivs auf einem vertrauenswürdigen Weg vom Betreiber
    beschaffen (persönlich, per unterschriebenem Schreiben). Form: {origin}+<8 Hex-Ziffern>+<Base64>

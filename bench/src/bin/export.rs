@@ -3,8 +3,9 @@
 //! message bytes in this run — zip-deflate + BLAKE3 + SHA-256 (export's floor) and inflate +
 //! BLAKE3 + SHA-256 (verify's floor), on ONE thread, while the commands use worker threads on
 //! every core (up to 4; 2 here) — with the peak RSS of
-//! each command at a tenth of the range and at all of it. Prints figures; never asserts. See
-//! bench/README.md.
+//! each command at a tenth of the range and at all of it. The export is written as volumes
+//! of `--per-volume` records (the command's default unless given), verified together. Prints
+//! figures; never asserts. See bench/README.md.
 
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
-use archive_core::export::bundle::latest_checkpoint;
+use archive_core::export::bundle::{latest_checkpoint, DEFAULT_PER_VOLUME};
 use archive_core::log::merkle::HashSource;
 use archive_core::log::reader::LogReader;
 use archive_core::log::record::RecordKind;
@@ -31,11 +32,12 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 const USAGE: &str =
-    "usage: export [--messages N] [--seed S] [--corpus DIR] [--runs N] [--dir DIR | --store DIR]\n\
+    "usage: export [--messages N] [--seed S] [--corpus DIR] [--runs N] [--per-volume N] [--dir DIR | --store DIR]\n\
   --messages N  generated messages in the store (default 100000)\n\
   --seed S      generator seed (default 1)\n\
   --corpus DIR  real .eml files mixed in (default fixtures/corpus/spamassassin)\n\
   --runs N      timed runs of each kind; medians are reported (default 3)\n\
+  --per-volume N  records per volume, passed to export (default: export's own, 10000; 0: one file)\n\
   --dir DIR     where to build the store and write bundles (default: a temp dir under target/)\n\
   --store DIR   export from this existing store instead (read only but for the export's\n\
                 audit records); bundles go to a temp dir";
@@ -64,12 +66,21 @@ struct Message {
 
 fn run() -> BenchResult<()> {
     let options = Options::parse(
-        &["--messages", "--seed", "--corpus", "--runs", "--dir", "--store"],
+        &[
+            "--messages",
+            "--seed",
+            "--corpus",
+            "--runs",
+            "--per-volume",
+            "--dir",
+            "--store",
+        ],
         USAGE,
     )?;
     let n = options.count("--messages", 100_000)? as u64;
     let seed = options.count("--seed", 1)? as u64;
     let rounds = options.count("--runs", 3)?;
+    let per_volume = options.count("--per-volume", DEFAULT_PER_VOLUME as usize)? as u64;
     let bin = mailvault_binary()?;
     let tmp;
     let base: PathBuf = match options.path("--dir") {
@@ -138,15 +149,19 @@ fn run() -> BenchResult<()> {
     let key = layout.public_key.clone();
     let bundles = tempfile::Builder::new().prefix("bundles").tempdir_in(&base)?;
     let bundle = bundles.path().join("export.zip");
+    let mut volumes = Vec::new();
     let (mut export_runs, mut verify_runs) = (Vec::new(), Vec::new());
     let (mut export_floor, mut verify_floor) = (Vec::new(), Vec::new());
     let (mut export_rss, mut verify_rss) = (0, 0);
     let (mut export_cpu, mut verify_cpu) = (Vec::new(), Vec::new());
     let mut zipped = Vec::new();
     for round in 0..rounds {
-        let _ = std::fs::remove_file(&bundle);
-        let ex = export(&bin, &store, last, &bundle)?;
-        let ve = verify_bundle(&bin, &store, &bundle, &key)?;
+        for v in volumes.drain(..) {
+            std::fs::remove_file(v)?;
+        }
+        let ex = export(&bin, &store, last, per_volume, &bundle)?;
+        volumes = written(&bundle)?;
+        let ve = verify_bundle(&bin, &store, &volumes, &key)?;
         export_rss = export_rss.max(ex.peak_rss.unwrap_or(0));
         verify_rss = verify_rss.max(ve.peak_rss.unwrap_or(0));
         export_cpu.extend(ex.cpu);
@@ -159,26 +174,32 @@ fn run() -> BenchResult<()> {
         zipped = zip;
         eprintln!("round {}/{rounds} done", round + 1);
     }
-    let bundle_bytes = mailvault_bench::file_len(&bundle);
+    let bundle_bytes: u64 = volumes.iter().map(|v| mailvault_bench::file_len(v)).sum();
     let zipped_len = zipped.len();
     drop(zipped);
 
     // Peak RSS at a tenth of the range: flat memory means it does not grow with the range.
     let small = bundles.path().join("tenth.zip");
-    let ex_small = export(&bin, &store, tenth, &small)?;
-    let ve_small = verify_bundle(&bin, &store, &small, &key)?;
+    let ex_small = export(&bin, &store, tenth, per_volume, &small)?;
+    let small_volumes = written(&small)?;
+    let ve_small = verify_bundle(&bin, &store, &small_volumes, &key)?;
 
     let (ex_s, ve_s) = (median(&export_runs), median(&verify_runs));
     let (exf_s, vef_s) = (median(&export_floor), median(&verify_floor));
     let rate = |s: f64| mb(content) / s;
     println!(
-        "bundle   {:.1} MB ({:.2} of the message bytes); the floor's ZIP of the messages alone {:.1} MB",
+        "bundle   {} volume(s) of up to {per_volume} records (0: one file), {:.1} MB ({:.2} of the message bytes); \
+         the floor's ZIP of the messages alone {:.1} MB",
+        volumes.len(),
         mb(bundle_bytes),
         bundle_bytes as f64 / content.max(1) as f64,
         mb(zipped_len as u64)
     );
     println!();
-    println!("(a) mailvault export --from-seq 1 --to-seq {last} (log read, proofs, listings, leaves, SHA-256 of the file)");
+    println!(
+        "(a) mailvault export --from-seq 1 --to-seq {last} --per-volume {per_volume} (log read, proofs, listings, leaves, \
+         SHA-256 of the files)"
+    );
     println!("    runs        {} s", runs(&export_runs));
     println!(
         "    median      {ex_s:.3} s  {:.1} MB/s of message bytes",
@@ -203,7 +224,7 @@ fn run() -> BenchResult<()> {
         verdict(ex_ratio >= TARGET)
     );
     println!();
-    println!("(b) mailvault verify-bundle --key PUB (proofs, leaves, listings recomputed)");
+    println!("(b) mailvault verify-bundle VOLUMES… --key PUB (proofs, leaves, listings recomputed; the volumes as a set)");
     println!("    runs        {} s", runs(&verify_runs));
     println!(
         "    median      {ve_s:.3} s  {:.1} MB/s of message bytes",
@@ -254,7 +275,7 @@ fn run() -> BenchResult<()> {
         ex_small.wall, ve_small.wall
     );
     println!();
-    splits(&layout, &messages, last, &bundle, read_secs, ex_s)?;
+    splits(&layout, &messages, last, per_volume, &volumes, read_secs, ex_s)?;
     println!();
     println!("load average {} at the end", load_average());
     Ok(())
@@ -366,7 +387,7 @@ fn read_messages(log: &LogReader, last: u64) -> BenchResult<Vec<Message>> {
     Ok(out)
 }
 
-fn export(bin: &Path, store: &Path, last: u64, out: &Path) -> BenchResult<Timed> {
+fn export(bin: &Path, store: &Path, last: u64, per_volume: u64, out: &Path) -> BenchResult<Timed> {
     run_timed(
         mailvault(bin, store)
             .args([
@@ -375,6 +396,8 @@ fn export(bin: &Path, store: &Path, last: u64, out: &Path) -> BenchResult<Timed>
                 "1",
                 "--to-seq",
                 &last.to_string(),
+                "--per-volume",
+                &per_volume.to_string(),
                 "--out",
             ])
             .arg(out),
@@ -382,11 +405,32 @@ fn export(bin: &Path, store: &Path, last: u64, out: &Path) -> BenchResult<Timed>
     )
 }
 
-fn verify_bundle(bin: &Path, store: &Path, bundle: &Path, key: &Path) -> BenchResult<Timed> {
+/// The files an export to `out` wrote: `out` itself, or its volumes in order.
+fn written(out: &Path) -> BenchResult<Vec<PathBuf>> {
+    if out.exists() {
+        return Ok(vec![out.to_path_buf()]);
+    }
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let stem = format!("{}.", out.file_stem().unwrap_or_default().to_string_lossy());
+    let mut volumes = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
+        {
+            volumes.push(path);
+        }
+    }
+    volumes.sort();
+    Ok(volumes)
+}
+
+fn verify_bundle(bin: &Path, store: &Path, volumes: &[PathBuf], key: &Path) -> BenchResult<Timed> {
     let timed = run_timed(
         mailvault(bin, store)
             .arg("verify-bundle")
-            .arg(bundle)
+            .args(volumes)
             .arg("--key")
             .arg(key),
         "mailvault verify-bundle",
@@ -462,7 +506,8 @@ fn splits(
     layout: &Layout,
     messages: &[Message],
     last: u64,
-    bundle: &Path,
+    per_volume: u64,
+    volumes: &[PathBuf],
     read_secs: f64,
     export_s: f64,
 ) -> BenchResult<()> {
@@ -472,10 +517,12 @@ fn splits(
         Ok(start.elapsed().as_secs_f64())
     };
     let readback = time(&mut || {
-        let mut file = std::fs::File::open(bundle)?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher)?;
-        std::hint::black_box(hasher.finalize());
+        for volume in volumes {
+            let mut file = std::fs::File::open(volume)?;
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut file, &mut hasher)?;
+            std::hint::black_box(hasher.finalize());
+        }
         Ok(())
     })?;
     let hashing = time(&mut || {
@@ -536,21 +583,27 @@ fn splits(
             exported_by: "bench".into(),
             location: String::new(),
             consistency_from: Vec::new(),
+            per_volume,
         };
-        let file = tempfile::tempfile_in(bundle.parent().unwrap_or(Path::new(".")))?;
-        archive_core::export::bundle::write_bundle(layout, &request, file)?;
+        let export = archive_core::export::bundle::Export::open(layout, &request)?;
+        for index in 0..export.volumes() {
+            let file = tempfile::tempfile_in(volumes[0].parent().unwrap_or(Path::new(".")))?;
+            export.write_volume(index, file)?;
+        }
         Ok(())
     })?;
     let verify_lib = time(&mut || {
-        let report = archive_verify::bundle::check::verify_bundle(
-            bundle,
-            &archive_verify::bundle::check::Options::default(),
-        )?;
-        if !report.is_valid() {
-            println!(
-                "note: verify_bundle found problems: {:?}",
-                report.problems.first()
-            );
+        for volume in volumes {
+            let report = archive_verify::bundle::check::verify_bundle(
+                volume,
+                &archive_verify::bundle::check::Options::default(),
+            )?;
+            if !report.is_valid() {
+                println!(
+                    "note: verify_bundle found problems: {:?}",
+                    report.problems.first()
+                );
+            }
         }
         Ok(())
     })?;
@@ -561,12 +614,12 @@ fn splits(
     println!(
         "    message entries deflated + proofs stored, into memory    {entries:.3} s  (proofs deflated: {entries_deflated:.3} s)"
     );
-    println!("    write_bundle (the library call export makes)             {library:.3} s");
+    println!("    Export::write_volume, every volume                    {library:.3} s");
     println!(
-        "    export binary − write_bundle (open, audit record, SHA-256 readback) {:.3} s",
+        "    export binary − write_volume (open, audit record, SHA-256 readback) {:.3} s",
         export_s - library
     );
     println!("      of which SHA-256 of the bundle file (readback)          {readback:.3} s");
-    println!("    verify_bundle (the library call verify-bundle makes)     {verify_lib:.3} s");
+    println!("    verify_bundle of every volume (the library calls)         {verify_lib:.3} s");
     Ok(())
 }

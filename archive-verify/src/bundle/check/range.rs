@@ -22,15 +22,19 @@ pub(super) fn check_range(
     report: &mut Report,
 ) {
     let Selection::Range {
-        first_seq,
-        last_seq,
+        first_seq: export_first,
+        last_seq: export_last,
         since,
         until,
     } = &manifest.selection
     else {
         return;
     };
-    let (first, last, size) = (*first_seq, *last_seq, checkpoint.size);
+    // A volume proves its part; the time range's boundaries are at the export's ends.
+    let Some((first, last)) = manifest.span() else {
+        return;
+    };
+    let size = checkpoint.size;
     if first == 0 || first > last || last > size {
         report.problem(format!(
             "{MANIFEST}: range {first}..={last} is not a range of a tree of size {size}"
@@ -112,6 +116,7 @@ pub(super) fn check_range(
             report.problem(format!("record {first} is older than the range's start"));
         }
         if first > 1
+            && first == *export_first
             && !boundary_ok(
                 proof.before.as_ref(),
                 first - 1,
@@ -127,11 +132,12 @@ pub(super) fn check_range(
         if walk.last_time >= until {
             report.problem(format!("record {last} is not older than the range's end"));
         }
-        if last < size {
+        let export_end = last == *export_last;
+        if export_end && last < size {
             if !boundary_ok(proof.after.as_ref(), last + 1, checkpoint, |t| t >= until, report) {
                 return;
             }
-        } else {
+        } else if export_end {
             report.caveats.push(format!(
                 "the range ends with the checkpoint (record {size}): records received later with a \
                  time before the range's end are not in it"
