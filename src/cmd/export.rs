@@ -307,7 +307,8 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
 /// reader never sees a half-written export under the final name, and one dropped before
 /// [`Temporary::persist`] leaves nothing behind.
 struct Temporary {
-    file: tempfile::NamedTempFile,
+    /// Closed: an export of many volumes holds no file descriptor per volume.
+    file: tempfile::TempPath,
     sha256: String,
 }
 
@@ -327,6 +328,7 @@ fn write_temporary<T>(
     let mut hasher = Sha256::new();
     std::io::copy(&mut written, &mut hasher).context("reading the export back")?;
     let sha256 = archive_verify::bundle::row::hex(&hasher.finalize());
+    let file = file.into_temp_path();
     Ok((Temporary { file, sha256 }, value))
 }
 

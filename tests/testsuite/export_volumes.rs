@@ -82,12 +82,35 @@ fn a_range_export_in_volumes_is_proven_whole_and_a_missing_or_foreign_volume_is_
         !out.exists(),
         "an export of volumes writes no file of the plain name"
     );
+    let all: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(all.len(), files.len(), "temporary files left: {all:?}");
     assert_eq!(files.len() as u64, count, "{files:?}");
     let width = count.to_string().len();
     assert_eq!(
         files[0].file_name().unwrap().to_str().unwrap(),
         format!("range.{:0width$}-of-{count}.zip", 1)
     );
+
+    // A volume's name taken: refused before anything is written, the file left as it was.
+    let blocked_dir = tempfile::tempdir().unwrap();
+    let taken = blocked_dir.path().join(format!("b.{:0width$}-of-{count}.zip", 2));
+    std::fs::write(&taken, b"someone else's").unwrap();
+    let refused = archive.vault.run(&[
+        "export",
+        "--from-seq",
+        "1",
+        "--to-seq",
+        &last.to_string(),
+        "--per-volume",
+        &per.to_string(),
+        "--out",
+        blocked_dir.path().join("b.zip").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("exists"), "{}", text(&refused));
+    let left: Vec<_> = std::fs::read_dir(blocked_dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(std::fs::read(&taken).unwrap(), b"someone else's");
 
     // Every volume is whole on its own terms: its part of the range, the same checkpoint and
     // export, and together the parts hold every message of the range exactly once.
