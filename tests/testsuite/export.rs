@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::intake::lmtp_send;
-use crate::util::{files_under, fixtures, incompressible_message, Vault};
+use crate::util::{files_under, fixtures, incompressible_message, sha256_hex, Vault};
 
 /// An archive of real mail: 10 imported messages; over LMTP a new message, the same bytes
 /// again (an arrival record) and a 3 MB message; 10 more imported. Checkpoints between.
@@ -84,6 +84,23 @@ pub(crate) fn export(archive: &Archive, args: &[&str], out: &Path) {
     archive.vault.ok(&all);
 }
 
+/// The time window of the LMTP deliveries, RFC 3339: from the first delivery to before the
+/// first message after them (of the second import).
+pub(crate) fn lmtp_window(archive: &Archive) -> (String, String) {
+    let records = archive.vault.records();
+    let lmtp: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["sender"] == "c@example.com")
+        .collect();
+    assert_eq!(lmtp.len(), 3, "{records:?}");
+    let since = lmtp[0]["time"].as_str().unwrap().to_string();
+    let after_last_lmtp = records
+        .iter()
+        .find(|r| r["seq"].as_u64() > lmtp[2]["seq"].as_u64() && r["kind"] == "message")
+        .unwrap();
+    (since, after_last_lmtp["time"].as_str().unwrap().to_string())
+}
+
 pub(crate) fn last_seq(archive: &Archive) -> u64 {
     archive.messages.last().unwrap().0
 }
@@ -112,13 +129,7 @@ fn a_range_bundle_verifies_offline_without_the_archive_and_by_an_independent_scr
     let trail = String::from_utf8(archive.vault.ok(&["audit", "--action", "export", "--json"])).unwrap();
     let records: Vec<serde_json::Value> = trail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(records.len(), 1, "{trail}");
-    let sha256: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(std::fs::read(&bundle).unwrap())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let sha256 = sha256_hex(&std::fs::read(&bundle).unwrap());
     let target = records[0]["target"].as_str().unwrap();
     assert!(target.contains(&format!("sha256 {sha256}")), "{target}");
     assert!(target.contains(&format!("range 1..={last}")), "{target}");
@@ -202,19 +213,14 @@ fn a_range_bundle_verifies_offline_without_the_archive_and_by_an_independent_scr
 fn time_range_and_filtered_exports_say_what_they_prove() {
     let archive = archive();
     let dir = tempfile::tempdir().unwrap();
-    // The time window of the LMTP deliveries: from the first delivery to before the second import.
-    let records = archive.vault.records();
-    let lmtp: Vec<&serde_json::Value> = records
-        .iter()
-        .filter(|r| r["sender"] == "c@example.com")
-        .collect();
-    assert_eq!(lmtp.len(), 3, "{records:?}");
-    let since = lmtp[0]["time"].as_str().unwrap().to_string();
-    let after_last_lmtp = records
-        .iter()
-        .find(|r| r["seq"].as_u64() > lmtp[2]["seq"].as_u64() && r["kind"] == "message")
-        .unwrap();
-    let until = after_last_lmtp["time"].as_str().unwrap().to_string();
+    let (since, until) = lmtp_window(&archive);
+    let first_lmtp = archive
+        .vault
+        .records()
+        .into_iter()
+        .find(|r| r["sender"] == "c@example.com")
+        .unwrap()["seq"]
+        .clone();
     let bundle = dir.path().join("window.zip");
     export(&archive, &["--since", &since, "--until", &until], &bundle);
     let out = verify_bundle(&bundle, &["--key", &archive.key]);
@@ -222,7 +228,7 @@ fn time_range_and_filtered_exports_say_what_they_prove() {
     let report = text(&out);
     assert!(report.contains("VALID: 3 messages authentic"), "{report}");
     assert!(
-        report.contains(&format!("every record from {}", lmtp[0]["seq"])),
+        report.contains(&format!("every record from {first_lmtp}")),
         "{report}"
     );
 

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::export::{archive, entry, export, last_seq, rewrite, text};
+use crate::export::{archive, entry, export, last_seq, lmtp_window, rewrite, text};
+use crate::util::sha256_hex;
 
 fn verify_all(files: &[PathBuf], extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mailvault"))
@@ -63,18 +64,24 @@ fn a_range_export_in_volumes_is_proven_whole_and_a_missing_or_foreign_volume_is_
     let last = last_seq(&archive);
     let per = 7;
     let out = dir.path().join("range.zip");
-    export(
-        &archive,
-        &[
-            "--from-seq",
-            "1",
-            "--to-seq",
-            &last.to_string(),
-            "--per-volume",
-            &per.to_string(),
-        ],
-        &out,
-    );
+    let (last_text, per_text) = (last.to_string(), per.to_string());
+    let selection = [
+        "export",
+        "--from-seq",
+        "1",
+        "--to-seq",
+        &last_text,
+        "--per-volume",
+        &per_text,
+        "--out",
+    ];
+    let export_to = |out: &Path| {
+        archive
+            .vault
+            .run(&[&selection[..], &[out.to_str().unwrap()]].concat())
+    };
+    let exported = export_to(&out);
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
     let count = last.div_ceil(per);
     assert!(count >= 3, "{last} records make too few volumes for this test");
     let files = volumes(dir.path(), "range.");
@@ -95,17 +102,7 @@ fn a_range_export_in_volumes_is_proven_whole_and_a_missing_or_foreign_volume_is_
     let blocked_dir = tempfile::tempdir().unwrap();
     let taken = blocked_dir.path().join(format!("b.{:0width$}-of-{count}.zip", 2));
     std::fs::write(&taken, b"someone else's").unwrap();
-    let refused = archive.vault.run(&[
-        "export",
-        "--from-seq",
-        "1",
-        "--to-seq",
-        &last.to_string(),
-        "--per-volume",
-        &per.to_string(),
-        "--out",
-        blocked_dir.path().join("b.zip").to_str().unwrap(),
-    ]);
+    let refused = export_to(&blocked_dir.path().join("b.zip"));
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(text(&refused).contains("exists"), "{}", text(&refused));
     let left: Vec<_> = std::fs::read_dir(blocked_dir.path()).unwrap().collect();
@@ -146,11 +143,7 @@ fn a_range_export_in_volumes_is_proven_whole_and_a_missing_or_foreign_volume_is_
         .collect();
     assert_eq!(targets.len() as u64, count, "{trail}");
     for (file, target) in files.iter().zip(&targets) {
-        use sha2::Digest;
-        let sha256: String = sha2::Sha256::digest(std::fs::read(file).unwrap())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = sha256_hex(&std::fs::read(file).unwrap());
         assert!(target.contains(&format!("sha256 {sha256}")), "{target}");
         assert!(target.contains(file.to_str().unwrap()), "{target}");
     }
@@ -218,23 +211,11 @@ fn a_range_export_in_volumes_is_proven_whole_and_a_missing_or_foreign_volume_is_
     // A volume whose manifest claims a different part: its own proofs give it away.
     let shifted = dir.path().join("shifted.zip");
     let last_of_2 = manifest(&files[1])["volume"]["last_seq"].as_u64().unwrap();
-    rewrite(
+    edit_manifest(
         &files[1],
         &shifted,
-        |name, bytes| {
-            Some(match name == "bundle.json" {
-                true => String::from_utf8(bytes)
-                    .unwrap()
-                    .replacen(
-                        &format!("\"last_seq\": {last_of_2}"),
-                        &format!("\"last_seq\": {}", last_of_2 - 1),
-                        1,
-                    )
-                    .into_bytes(),
-                false => bytes,
-            })
-        },
-        &[],
+        &format!("\"last_seq\": {last_of_2}"),
+        &format!("\"last_seq\": {}", last_of_2 - 1),
     );
     let mut edited = files.clone();
     edited[1] = shifted;
@@ -252,21 +233,26 @@ fn foreign_volume(files: &[PathBuf], dir: &Path) -> PathBuf {
         .as_str()
         .unwrap()
         .to_string();
+    edit_manifest(&files[1], &copy, &id, "0123456789abcdef");
+    copy
+}
+
+/// `src` with the first `from` in its manifest replaced by `to`, as `dst`.
+fn edit_manifest(src: &Path, dst: &Path, from: &str, to: &str) {
     rewrite(
-        &files[1],
-        &copy,
+        src,
+        dst,
         |name, bytes| {
             Some(match name == "bundle.json" {
                 true => String::from_utf8(bytes)
                     .unwrap()
-                    .replacen(&id, "0123456789abcdef", 1)
+                    .replacen(from, to, 1)
                     .into_bytes(),
                 false => bytes,
             })
         },
         &[],
     );
-    copy
 }
 
 #[test]
@@ -275,19 +261,7 @@ fn time_range_and_filter_exports_in_volumes_verify_together() {
     let dir = tempfile::tempdir().unwrap();
     // The window of the LMTP deliveries, one record per volume: the boundary records are
     // proven only at the export's two ends.
-    let records = archive.vault.records();
-    let lmtp: Vec<&serde_json::Value> = records
-        .iter()
-        .filter(|r| r["sender"] == "c@example.com")
-        .collect();
-    let since = lmtp[0]["time"].as_str().unwrap().to_string();
-    let until = records
-        .iter()
-        .find(|r| r["seq"].as_u64() > lmtp[2]["seq"].as_u64() && r["kind"] == "message")
-        .unwrap()["time"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (since, until) = lmtp_window(&archive);
     export(
         &archive,
         &["--since", &since, "--until", &until, "--per-volume", "1"],

@@ -43,16 +43,7 @@ fn certificate(name: &str) -> (String, String, String) {
     (made.cert.pem(), made.signing_key.serialize_pem(), fingerprint)
 }
 
-/// SHA-256 in hex, by Python's hashlib (the test has no SHA-256 crate of its own).
-fn sha256_hex(bytes: &[u8]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::util::python(
-        "import hashlib, sys; print(hashlib.sha256(bytes.fromhex(sys.argv[1])).hexdigest())",
-        &[hex],
-    )
-    .trim()
-    .to_string()
-}
+use crate::util::sha256_hex;
 
 fn sighup(server: &Server) {
     // SAFETY: signalling our own child.

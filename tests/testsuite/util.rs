@@ -475,3 +475,12 @@ pub fn serve_until_logged(cmd: &mut Command, marker: &str) -> StoppedServe {
         status,
     }
 }
+
+/// SHA-256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
