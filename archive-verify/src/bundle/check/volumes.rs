@@ -117,12 +117,12 @@ fn check_export(id: &str, volumes: &[(&str, &Manifest, &Checkpoint, &Volume)], s
             ));
         }
     }
-    let missing: Vec<u64> = (1..=count).filter(|i| !given.contains_key(i)).collect();
-    if !missing.is_empty() {
+    let missing = missing_volumes(count, &given);
+    if missing.count > 0 {
         set.problem(format!(
             "export {id} has {count} volumes; {} not given: without {} the export is not whole",
-            list(&missing),
-            if missing.len() == 1 { "it" } else { "them" }
+            list(&missing.first, missing.count),
+            if missing.count == 1 { "it" } else { "them" }
         ));
     }
     // The parts follow each other: a range's tile it, a filter's do not overlap.
@@ -154,7 +154,7 @@ fn check_export(id: &str, volumes: &[(&str, &Manifest, &Checkpoint, &Volume)], s
             first_seq, last_seq, ..
         } => {
             let (start, end) = (first_volume.first_seq, previous.map_or(0, |(_, v)| v.last_seq));
-            if missing.is_empty() && (start, end) != (*first_seq, *last_seq) {
+            if missing.count == 0 && (start, end) != (*first_seq, *last_seq) {
                 set.problem(format!(
                     "the volumes of export {id} cover records {start}..={end}, the export's range is \
                      {first_seq}..={last_seq}"
@@ -174,12 +174,67 @@ fn check_export(id: &str, volumes: &[(&str, &Manifest, &Checkpoint, &Volume)], s
     }
 }
 
-/// "volume 2", "volumes 2, 3 and 5".
-fn list(numbers: &[u64]) -> String {
-    let text: Vec<String> = numbers.iter().map(u64::to_string).collect();
+/// Volumes of `1..=count` not among `given`: how many, and the first few by number. The
+/// count is the manifest's, a number from outside: nothing here walks or allocates by it.
+struct Missing {
+    count: u64,
+    first: Vec<u64>,
+}
+
+/// Missing volumes named at most.
+const MISSING_NAMED: usize = 10;
+
+fn missing_volumes(count: u64, given: &BTreeMap<u64, &str>) -> Missing {
+    let numbered = || given.keys().copied().filter(|i| (1..=count).contains(i));
+    let present = numbered().count() as u64;
+    let mut first = Vec::new();
+    let mut next = 1u64;
+    // Each given volume ends a gap of missing ones; the end of the count ends the last.
+    for index in numbered().chain([count.saturating_add(1)]) {
+        while next < index && first.len() < MISSING_NAMED {
+            first.push(next);
+            next += 1;
+        }
+        if first.len() >= MISSING_NAMED {
+            break;
+        }
+        next = index.saturating_add(1);
+    }
+    Missing {
+        count: count - present,
+        first,
+    }
+}
+
+/// "volume 2", "volumes 2, 3 and 5", "volumes 2, 3, … (12 in all)".
+fn list(first: &[u64], count: u64) -> String {
+    let text: Vec<String> = first.iter().map(u64::to_string).collect();
     match text.as_slice() {
-        [one] => format!("volume {one}"),
-        [rest @ .., last] => format!("volumes {} and {last}", rest.join(", ")),
-        [] => String::new(),
+        [one] if count == 1 => format!("volume {one}"),
+        [rest @ .., last] if count == first.len() as u64 => format!("volumes {} and {last}", rest.join(", ")),
+        _ => format!("volumes {}, … ({count} in all)", text.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_volumes_are_counted_and_the_first_named_without_walking_the_count() {
+        let given: BTreeMap<u64, &str> = [(2, "b"), (3, "c"), (7, "g")].into();
+        let m = missing_volumes(8, &given);
+        assert_eq!((m.count, m.first.as_slice()), (5, &[1, 4, 5, 6, 8][..]));
+        assert_eq!(list(&m.first, m.count), "volumes 1, 4, 5, 6 and 8");
+        let m = missing_volumes(3, &given);
+        assert_eq!((m.count, m.first.as_slice()), (1, &[1][..]));
+        assert_eq!(list(&m.first, m.count), "volume 1");
+        // A count from a hostile manifest: answered at once.
+        let m = missing_volumes(u64::MAX, &given);
+        assert_eq!(m.count, u64::MAX - 3);
+        assert_eq!(m.first, vec![1, 4, 5, 6, 8, 9, 10, 11, 12, 13]);
+        assert!(list(&m.first, m.count).ends_with(&format!("({} in all)", u64::MAX - 3)));
+        let all: BTreeMap<u64, &str> = [(1, "a"), (2, "b")].into();
+        assert_eq!(missing_volumes(2, &all).count, 0);
     }
 }
