@@ -58,10 +58,10 @@ pub struct Args {
     /// Where the archive is operated, for the GDPdU description (default: this host's name).
     #[arg(long)]
     location: Option<String>,
-    /// Bundles of more records (a range) or messages (a query) than this are written as
-    /// several volumes, FILE's name with `.N-of-K` before its extension, each a bundle of its
-    /// own; `verify-bundle` checks them together. 0: one file whatever the size (the writer's
-    /// and the verifier's memory then grows with it, about 0.5 KB per message).
+    /// A selection of more records (a range) or messages (a query) than this is written as
+    /// several volumes, each a bundle of its own, stored in FILE under `volumes/`;
+    /// `verify-bundle FILE` checks them all and as a set. 0: one bundle whatever the size (the
+    /// writer's and the verifier's memory then grows with it, about 0.5 KB per message).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PER_VOLUME)]
     per_volume: u64,
 }
@@ -114,83 +114,42 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         per_volume: args.per_volume,
     };
     let export = Export::open(&layout, &request)?;
-    let count = export.volumes();
-    let paths: Vec<PathBuf> = (1..=count).map(|i| volume_path(&args.out, i, count)).collect();
-    if let Some(taken) = paths.iter().find(|p| p.exists()) {
-        bail!("{} exists: an export never overwrites a file", taken.display());
-    }
-    // Every volume is written and synced before any gets its name, so a failure halfway
-    // leaves no part of the export behind.
-    let mut written = Vec::new();
-    for (index, path) in (0..count).zip(&paths) {
-        let (file, exported) = write_temporary(path, |file| Ok(export.write_volume(index, file)?))?;
-        written.push((file, exported));
-    }
-    // No bundle leaves without its record: the files get their names only after these.
-    let mut messages = 0;
-    let mut content_bytes = 0;
-    for ((file, exported), path) in written.iter().zip(&paths) {
-        let volume = match &exported.manifest.volume {
-            Some(v) => format!(
-                " volume {} of {} (records {}..={})",
-                v.index, v.count, v.first_seq, v.last_seq
-            ),
-            None => String::new(),
-        };
-        let target = format!(
-            "bundle {}{volume} {} messages {} tree size {} sha256 {}",
-            path.display(),
-            exported.manifest.selection.describe(),
-            exported.manifest.message_count,
-            exported.manifest.tree_size,
-            file.sha256,
-        );
-        super::record_audit(cli, "export", archive_core::audit::query_text(&target))?;
-        messages += exported.manifest.message_count;
-        content_bytes += exported.content_bytes;
-    }
-    let completeness = match (&request.selection, written.first()) {
-        (Selection::Range { first_seq, last_seq, .. }, _) if count > 1 => format!(
-            "complete with all {count} volumes: every record of seq {first_seq}..={last_seq}, proven by their range proofs"
-        ),
-        (_, Some((_, exported))) => exported.manifest.completeness.clone(),
-        (_, None) => String::new(),
-    };
-    for ((file, _), path) in written.into_iter().zip(&paths) {
-        file.persist(path)?;
-    }
-    let out = match count {
-        1 => args.out.display().to_string(),
-        _ => format!(
-            "{} volumes, {} … {}",
-            count,
-            paths[0].display(),
-            paths[paths.len() - 1].display()
-        ),
-    };
-    eprintln!(
-        "{out}: {messages} messages ({content_bytes} bytes), proven against checkpoint tree size {}; {completeness}",
-        export.tree_size(),
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The file of volume `index` (from 1) of `count`: `out` itself for one, else `out`'s name
-/// with `.<index>-of-<count>` before its extension (numbers padded so they sort).
-fn volume_path(out: &Path, index: u64, count: u64) -> PathBuf {
-    if count == 1 {
-        return out.to_path_buf();
-    }
-    let width = count.to_string().len();
-    let stem = out
+    let stem = args
+        .out
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let name = match out.extension() {
-        Some(ext) => format!("{stem}.{index:0width$}-of-{count}.{}", ext.to_string_lossy()),
-        None => format!("{stem}.{index:0width$}-of-{count}"),
+    let (file, summary) = write_temporary(&args.out, |file| {
+        Ok(export.write(file, &stem, &parent_dir(&args.out))?)
+    })?;
+    let volumes = match summary.volumes {
+        1 => String::new(),
+        n => format!(" {n} volumes"),
     };
-    out.with_file_name(name)
+    let target = format!(
+        "bundle {}{volumes} {} messages {} tree size {} sha256 {}",
+        args.out.display(),
+        export.selection().describe(),
+        summary.messages,
+        summary.tree_size,
+        file.sha256,
+    );
+    // No bundle leaves without its record: the file gets its name only after this.
+    super::record_audit(cli, "export", archive_core::audit::query_text(&target))?;
+    file.persist(&args.out)?;
+    eprintln!(
+        "{}: {} messages ({} bytes){}, proven against checkpoint tree size {}; {}",
+        args.out.display(),
+        summary.messages,
+        summary.content_bytes,
+        match summary.volumes {
+            1 => String::new(),
+            n => format!(" in {n} volumes (each a bundle, stored under volumes/)"),
+        },
+        summary.tree_size,
+        summary.completeness
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--format mbox`: the same selection as an mboxrd file, with its own audit record.
@@ -307,7 +266,6 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
 /// reader never sees a half-written export under the final name, and one dropped before
 /// [`Temporary::persist`] leaves nothing behind.
 struct Temporary {
-    /// Closed: an export of many volumes holds no file descriptor per volume.
     file: tempfile::TempPath,
     sha256: String,
 }

@@ -1,7 +1,8 @@
 //! `mailvault verify-bundle FILE… [--key PUB] [--checkpoint OLDER]`: checks export bundles
 //! offline — no data directory, no network — and prints a verdict per message and overall.
-//! Several files are checked one after the other (memory does not grow with their number),
-//! then as a set: the volumes of an export must all be there and belong together.
+//! Several files, and the volumes inside a container file, are checked one after the other
+//! (memory does not grow with their number), then as a set: the volumes of an export must all
+//! be there and belong together.
 //! Exit status 0 valid, 1 invalid (the output names what), 2 usage or I/O.
 
 use std::io::Write;
@@ -9,15 +10,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use archive_verify::bundle::check::{check_volume_set, verify_bundle_with, MessageVerdict, Options, Report};
+use archive_verify::bundle::check::{check_volume_set, verify_path, Options, Progress, Report};
 
 use super::CmdResult;
 use crate::Cli;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The bundle (a ZIP written by `mailvault export`); for an export written as volumes,
-    /// all of them.
+    /// The bundle (a ZIP written by `mailvault export`, a bundle or a container of volumes);
+    /// for volumes unpacked from a container, all of them.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// The archive's public key as its operator gave it to you (the key string, or a file
@@ -73,56 +74,62 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     // grow with the number of messages. The JSON object's members are written by hand for that.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let json = args.json;
-    let several = args.files.len() > 1;
+    let mut several = args.files.len() > 1;
     let mut first_verdict = true;
     let mut reports: Vec<(String, Report)> = Vec::new();
     if json {
         write!(out, "{{\"messages\":[")?;
     }
     for path in &args.files {
-        let name = path.display().to_string();
         let mut failed: std::io::Result<()> = Ok(());
-        let mut header_done = false;
-        let mut on_message = |report: &Report, m: &MessageVerdict| {
+        // The bundle whose header is out; a container's volumes are named `FILE:volumes/…`.
+        let mut headed: Option<String> = None;
+        let mut on_progress = |name: &str, report: &Report, progress: Progress| {
             if failed.is_err() {
                 return;
             }
+            several |= name.contains(':');
             failed = (|| {
-                if !header_done && !json {
-                    header(&mut out, several.then_some(name.as_str()), report)?;
+                if !json && headed.as_deref() != Some(name) {
+                    headed = Some(name.to_string());
+                    // A container's own report is only worth a header when it found something.
+                    let empty =
+                        matches!(progress, Progress::Done) && report.manifest.is_none() && report.is_valid();
+                    if !empty {
+                        header(&mut out, several.then_some(name), report)?;
+                    }
                 }
-                header_done = true;
-                if json && !std::mem::take(&mut first_verdict) {
-                    write!(out, ",")?;
-                }
-                match (json, &m.problem) {
-                    (true, problem) => {
-                        let mut verdict =
-                            serde_json::json!({"seq": m.seq, "valid": problem.is_none(), "problem": problem});
+                match (progress, json) {
+                    (Progress::Message(m), true) => {
+                        if !std::mem::take(&mut first_verdict) {
+                            write!(out, ",")?;
+                        }
+                        let mut verdict = serde_json::json!({"seq": m.seq, "valid": m.problem.is_none(), "problem": m.problem});
                         if several {
-                            verdict["file"] = name.clone().into();
+                            verdict["file"] = name.into();
                         }
                         write!(out, "{verdict}")
                     }
-                    (false, None) => writeln!(out, "ok       message {}", m.seq),
-                    (false, Some(p)) => writeln!(out, "INVALID  message {}: {p}", m.seq),
+                    (Progress::Message(m), false) => match &m.problem {
+                        None => writeln!(out, "ok       message {}", m.seq),
+                        Some(p) => writeln!(out, "INVALID  message {}: {p}", m.seq),
+                    },
+                    (Progress::Done, true) => Ok(()),
+                    (Progress::Done, false) => {
+                        findings(&mut out, report)?;
+                        if several && (report.manifest.is_some() || !report.is_valid()) {
+                            let verdict = if report.is_valid() { "valid" } else { "NOT valid" };
+                            writeln!(out, "bundle {name}: {verdict}")?;
+                        }
+                        Ok(())
+                    }
                 }
             })();
         };
-        let report =
-            verify_bundle_with(path, &options, &mut on_message).with_context(|| format!("reading {name}"))?;
+        let named = verify_path(path, &options, &mut on_progress)
+            .with_context(|| format!("reading {}", path.display()))?;
         failed?;
-        if !json {
-            if !header_done {
-                header(&mut out, several.then_some(name.as_str()), &report)?;
-            }
-            findings(&mut out, &report)?;
-            if several {
-                let verdict = if report.is_valid() { "valid" } else { "NOT valid" };
-                writeln!(out, "bundle {name}: {verdict}")?;
-            }
-        }
-        reports.push((name, report));
+        reports.extend(named);
     }
     let named: Vec<(&str, &Report)> = reports.iter().map(|(n, r)| (n.as_str(), r)).collect();
     let set = check_volume_set(&named);
@@ -169,7 +176,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     } else {
         if several || !set.problems.is_empty() || !set.proven.is_empty() {
             if several {
-                writeln!(out, "== the {} bundles together", reports.len())?;
+                writeln!(out, "== all together")?;
             }
             findings(&mut out, &set)?;
         }

@@ -1,6 +1,7 @@
-//! Exports written as volumes (`export --per-volume N`): each volume is a bundle of its own,
-//! all prove against one checkpoint, and `verify-bundle` given them together proves the whole
-//! export — and names a volume that is missing, given twice, from another export, or edited.
+//! Exports written as volumes (`export --per-volume N`): one file holding each volume, a
+//! bundle of its own, all proving against one checkpoint. `verify-bundle` of the file, or of
+//! the volumes unpacked, proves the whole export — and names a volume that is missing, given
+//! twice, from another export, edited, compressed, or a file slipped into the container.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,15 +20,45 @@ fn verify_all(files: &[PathBuf], extra: &[&str]) -> Output {
         .expect("run verify-bundle")
 }
 
-/// The volume files an export to `out` wrote, in order; the directory holds nothing else.
-fn volumes(dir: &Path, stem: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(stem))
-        .collect();
-    files.sort();
+/// Entry names of a ZIP, in order.
+fn entries(zip_file: &Path) -> Vec<String> {
+    let zip = zip::ZipArchive::new(std::fs::File::open(zip_file).unwrap()).unwrap();
+    zip.file_names().map(|n| n.unwrap().to_string()).collect()
+}
+
+/// The volumes of a container, unpacked into `dir` as an auditor's unzip would, in order.
+fn unpack(container: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(container).unwrap()).unwrap();
+    let mut files = Vec::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        if let Some(file) = name.strip_prefix("volumes/") {
+            let path = dir.join(file);
+            let mut out = std::fs::File::create(&path).unwrap();
+            std::io::copy(&mut entry, &mut out).unwrap();
+            files.push(path);
+        }
+    }
     files
+}
+
+/// `src` rewritten with the entries `keep` keeps, stored as they were, and `add`.
+fn restore_container(src: &Path, dst: &Path, keep: impl Fn(&str) -> bool, add: &[(&str, &[u8])]) {
+    let mut input = zip::ZipArchive::new(std::fs::File::open(src).unwrap()).unwrap();
+    let mut output = zip::ZipWriter::new(std::fs::File::create(dst).unwrap());
+    for i in 0..input.len() {
+        let entry = input.by_index_raw(i).unwrap();
+        if keep(&entry.name().unwrap()) {
+            output.raw_copy_file(entry).unwrap();
+        }
+    }
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in add {
+        output.start_file(*name, stored).unwrap();
+        std::io::Write::write_all(&mut output, bytes).unwrap();
+    }
+    output.finish().unwrap();
 }
 
 fn manifest(bundle: &Path) -> serde_json::Value {
@@ -84,33 +115,24 @@ fn a_range_export_in_volumes_is_proven_whole_and_a_missing_or_foreign_volume_is_
     assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
     let count = last.div_ceil(per);
     assert!(count >= 3, "{last} records make too few volumes for this test");
-    let files = volumes(dir.path(), "range.");
-    assert!(
-        !out.exists(),
-        "an export of volumes writes no file of the plain name"
-    );
-    let all: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(all.len(), files.len(), "temporary files left: {all:?}");
-    assert_eq!(files.len() as u64, count, "{files:?}");
+    // One file: a README and every volume, stored, in order; nothing else in the directory.
     let width = count.to_string().len();
-    assert_eq!(
-        files[0].file_name().unwrap().to_str().unwrap(),
-        format!("range.{:0width$}-of-{count}.zip", 1)
-    );
+    let mut expected_entries = vec!["README.txt".to_string()];
+    expected_entries.extend((1..=count).map(|i| format!("volumes/range.{i:0width$}-of-{count}.zip")));
+    assert_eq!(entries(&out), expected_entries);
+    let all: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(all.len(), 1, "temporary files left: {all:?}");
 
-    // A volume's name taken: refused before anything is written, the file left as it was.
-    let blocked_dir = tempfile::tempdir().unwrap();
-    let taken = blocked_dir.path().join(format!("b.{:0width$}-of-{count}.zip", 2));
-    std::fs::write(&taken, b"someone else's").unwrap();
-    let refused = export_to(&blocked_dir.path().join("b.zip"));
+    // The file name taken: refused, the file left as it was.
+    let refused = export_to(&out);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(text(&refused).contains("exists"), "{}", text(&refused));
-    let left: Vec<_> = std::fs::read_dir(blocked_dir.path()).unwrap().collect();
-    assert_eq!(left.len(), 1, "{left:?}");
-    assert_eq!(std::fs::read(&taken).unwrap(), b"someone else's");
 
-    // Every volume is whole on its own terms: its part of the range, the same checkpoint and
-    // export, and together the parts hold every message of the range exactly once.
+    // Unpacked, every volume is whole on its own terms: its part of the range, the same
+    // checkpoint and export, and together the parts hold every message exactly once.
+    let unpacked = tempfile::tempdir().unwrap();
+    let files = unpack(&out, unpacked.path());
+    assert_eq!(files.len() as u64, count);
     let mut held = Vec::new();
     let mut export_ids = BTreeSet::new();
     for (i, file) in files.iter().enumerate() {
@@ -130,45 +152,77 @@ fn a_range_export_in_volumes_is_proven_whole_and_a_missing_or_foreign_volume_is_
     let expected: Vec<u64> = archive.messages.iter().map(|(s, _)| *s).collect();
     assert_eq!(held, expected);
 
-    // Every volume has its own audit record naming its file and SHA-256.
+    // One audit record for the export, naming the file, its volumes and its SHA-256.
     let trail = String::from_utf8(archive.vault.ok(&["audit", "--action", "export", "--json"])).unwrap();
-    let targets: Vec<String> = trail
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["target"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(targets.len() as u64, count, "{trail}");
-    for (file, target) in files.iter().zip(&targets) {
-        let sha256 = sha256_hex(&std::fs::read(file).unwrap());
-        assert!(target.contains(&format!("sha256 {sha256}")), "{target}");
-        assert!(target.contains(file.to_str().unwrap()), "{target}");
-    }
+    let records: Vec<serde_json::Value> = trail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 1, "{trail}");
+    let target = records[0]["target"].as_str().unwrap();
+    assert!(
+        target.contains(&format!("sha256 {}", sha256_hex(&std::fs::read(&out).unwrap()))),
+        "{target}"
+    );
+    assert!(target.contains(&format!("{count} volumes")), "{target}");
 
-    // All volumes together, with the archive gone: valid and complete.
+    // The file, and the unpacked volumes together, with the archive gone: valid and complete.
     let key = archive.key.clone();
     let messages = archive.messages.len();
     std::fs::remove_dir_all(&archive.vault.dir).unwrap();
-    let report = verify_all(&files, &["--key", &key]);
-    let said = text(&report);
-    assert_eq!(report.status.code(), Some(0), "{said}");
-    assert!(
-        said.contains(&format!("VALID: {messages} messages authentic")),
-        "{said}"
-    );
-    assert!(
-        said.contains(&format!("the {count} volumes of export"))
-            && said.contains(&format!("every record from 1 to {last} ({messages} messages)")),
-        "{said}"
-    );
-    let json = verify_all(&files, &["--key", &key, "--json"]);
+    for given in [std::slice::from_ref(&out), &files[..]] {
+        let report = verify_all(given, &["--key", &key]);
+        let said = text(&report);
+        assert_eq!(report.status.code(), Some(0), "{said}");
+        assert!(
+            said.contains(&format!("VALID: {messages} messages authentic")),
+            "{said}"
+        );
+        assert!(
+            said.contains(&format!("the {count} volumes of export"))
+                && said.contains(&format!("every record from 1 to {last} ({messages} messages)")),
+            "{said}"
+        );
+    }
+    let json = verify_all(std::slice::from_ref(&out), &["--key", &key, "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["valid"], true);
-    assert_eq!(json["bundles"].as_array().unwrap().len() as u64, count);
+    let bundles = json["bundles"].as_array().unwrap();
+    assert_eq!(
+        bundles.iter().filter(|b| b["volume"].is_object()).count() as u64,
+        count
+    );
     assert_eq!(json["messages"].as_array().unwrap().len(), messages);
+
+    // The container changed: a volume left out, a volume compressed, a file slipped in.
+    let second = &expected_entries[2];
+    type Change<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: [(&str, Change, String); 3] = [
+        (
+            "a volume left out",
+            Box::new(|dst| restore_container(&out, dst, |n| n != second.as_str(), &[])),
+            "volume 2 not given".to_string(),
+        ),
+        (
+            "volumes compressed",
+            Box::new(|dst| rewrite(&out, dst, |_, b| Some(b), &[])),
+            format!("{second}: compressed"),
+        ),
+        (
+            "a file slipped in",
+            Box::new(|dst| restore_container(&out, dst, |_| true, &[("volumes/../x.zip", b"PK")])),
+            "unexpected file \"volumes/../x.zip\" in the container".to_string(),
+        ),
+    ];
+    for (what, change, expected) in cases {
+        let changed = dir.path().join("changed.zip");
+        change(&changed);
+        let report = verify_all(std::slice::from_ref(&changed), &["--key", &key]);
+        let said = text(&report);
+        assert_eq!(report.status.code(), Some(1), "{what}: {said}");
+        assert!(
+            said.contains(&expected),
+            "{what}: expected {expected:?} in\n{said}"
+        );
+        std::fs::remove_file(&changed).unwrap();
+    }
 
     // A volume missing: named, with its number, and the rest still checked message by message.
     let report = verify_all(&without(&files, 1), &["--key", &key]);
@@ -262,12 +316,14 @@ fn time_range_and_filter_exports_in_volumes_verify_together() {
     // The window of the LMTP deliveries, one record per volume: the boundary records are
     // proven only at the export's two ends.
     let (since, until) = lmtp_window(&archive);
+    let window = dir.path().join("window.zip");
     export(
         &archive,
         &["--since", &since, "--until", &until, "--per-volume", "1"],
-        &dir.path().join("window.zip"),
+        &window,
     );
-    let files = volumes(dir.path(), "window.");
+    let unpacked = tempfile::tempdir().unwrap();
+    let files = unpack(&window, unpacked.path());
     assert!(files.len() >= 3, "{files:?}");
     for (i, file) in files.iter().enumerate() {
         let proof: serde_json::Value = serde_json::from_slice(&entry(file, "range/proof.json")).unwrap();
@@ -279,20 +335,21 @@ fn time_range_and_filter_exports_in_volumes_verify_together() {
             i + 1
         );
     }
-    let report = verify_all(&files, &["--key", &archive.key]);
+    let report = verify_all(&[window], &["--key", &archive.key]);
     let said = text(&report);
     assert_eq!(report.status.code(), Some(0), "{said}");
     assert!(said.contains("complete: the"), "{said}");
 
     // A filter, one message per volume: together valid; one left out is named.
+    let filter = dir.path().join("filter.zip");
     export(
         &archive,
         &["--query", "subject:twice", "--per-volume", "1"],
-        &dir.path().join("filter.zip"),
+        &filter,
     );
-    let files = volumes(dir.path(), "filter.");
+    let files = unpack(&filter, unpacked.path());
     assert_eq!(files.len(), 2, "{files:?}");
-    let report = verify_all(&files, &["--key", &archive.key]);
+    let report = verify_all(&[filter], &["--key", &archive.key]);
     let said = text(&report);
     assert_eq!(report.status.code(), Some(0), "{said}");
     assert!(said.contains("the 2 volumes of export"), "{said}");

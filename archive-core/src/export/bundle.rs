@@ -160,6 +160,11 @@ impl<'a> Export<'a> {
         self.volumes
     }
 
+    /// What the export selects.
+    pub fn selection(&self) -> &Selection {
+        &self.request.selection
+    }
+
     /// The tree size every volume proves against.
     pub fn tree_size(&self) -> u64 {
         self.signed.checkpoint.size

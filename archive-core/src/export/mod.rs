@@ -2,6 +2,7 @@
 //! auditor or a court verifies offline (`bundle`), and mbox files for mail programs.
 
 pub mod bundle;
+pub mod container;
 pub mod mbox;
 mod tail_buffer;
 mod writer;

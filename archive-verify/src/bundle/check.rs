@@ -17,6 +17,7 @@ use base64::Engine;
 use zip::ZipArchive;
 
 mod anchors;
+mod container;
 mod messages;
 mod range;
 mod volumes;
@@ -139,25 +140,74 @@ pub fn verify_bundle_with(
     options: &Options,
     on_message: &mut dyn FnMut(&Report, &MessageVerdict),
 ) -> std::io::Result<Report> {
-    let mut report = Report::default();
-    let mut zip = match open_zip(path)? {
+    Ok(match open_zip(BundleFile::open(path)?) {
+        Ok(zip) => verify_zip(zip, options, on_message),
+        Err(report) => *report,
+    })
+}
+
+/// What [`verify_path`] hands on as it goes: a message's verdict, or a bundle's report
+/// when it is done — each with the bundle's name and its report so far.
+pub enum Progress<'a> {
+    /// One message's verdict, in seq order within its bundle.
+    Message(&'a MessageVerdict),
+    /// The bundle is checked; the report is final.
+    Done,
+}
+
+/// Verifies the file at `path`: a bundle, or a container of an export's volumes (each
+/// volume checked in place, one after the other). Returns a report per bundle, named — the
+/// container's own first (its entries and README), then its volumes as `path:entry` — for
+/// [`check_volume_set`] and the caller, without the message verdicts, which go to
+/// `on_progress` as they come. An `Err` means the file could not be read at all.
+pub fn verify_path(
+    path: &Path,
+    options: &Options,
+    on_progress: &mut dyn FnMut(&str, &Report, Progress),
+) -> std::io::Result<Vec<(String, Report)>> {
+    let name = path.display().to_string();
+    let file = BundleFile::open(path)?;
+    let zip = match open_zip(file.clone()) {
         Ok(zip) => zip,
-        Err(e) => {
-            report.problem(format!("not a readable ZIP file: {e}"));
-            return Ok(report);
+        Err(report) => {
+            on_progress(&name, &report, Progress::Done);
+            return Ok(vec![(name, *report)]);
         }
     };
+    if container::is_container(&zip) {
+        return Ok(container::verify_container(
+            &name,
+            &file,
+            zip,
+            options,
+            on_progress,
+        ));
+    }
+    let report = verify_zip(zip, options, &mut |r, m| {
+        on_progress(&name, r, Progress::Message(m))
+    });
+    on_progress(&name, &report, Progress::Done);
+    Ok(vec![(name, report)])
+}
+
+/// Verifies an opened bundle.
+fn verify_zip(
+    mut zip: Bundle,
+    options: &Options,
+    on_message: &mut dyn FnMut(&Report, &MessageVerdict),
+) -> Report {
+    let mut report = Report::default();
     let inventory = Arc::new(Inventory::of(&zip, &mut report));
     let Some(manifest) = read_manifest(&mut zip, &mut report) else {
-        return Ok(report);
+        return report;
     };
     report.manifest = Some(manifest.clone());
     volumes::check_volume_fields(&manifest, &inventory.messages, &mut report);
     let Some(key) = choose_key(&manifest, options, &mut report) else {
-        return Ok(report);
+        return report;
     };
     let Some(checkpoint) = read_checkpoint(&mut zip, &key, &manifest, &mut report) else {
-        return Ok(report);
+        return report;
     };
     report.checkpoint = Some(checkpoint.clone());
     if let Some(older) = &options.older_checkpoint {
@@ -211,14 +261,19 @@ pub fn verify_bundle_with(
         )),
         Err(e) => report.problem(format!("{README}: {e}")),
     }
-    Ok(report)
+    report
 }
 
 /// The bundle as read (see reader.rs: buffered, and clones share the central directory).
 type Bundle = ZipArchive<BundleFile>;
 
-fn open_zip(path: &Path) -> std::io::Result<Result<Bundle, zip::result::ZipError>> {
-    Ok(ZipArchive::new(BundleFile::open(path)?))
+/// The ZIP in `file`, or the report of one that is not.
+fn open_zip(file: BundleFile) -> Result<Bundle, Box<Report>> {
+    ZipArchive::new(file).map_err(|e| {
+        let mut report = Report::default();
+        report.problem(format!("not a readable ZIP file: {e}"));
+        Box::new(report)
+    })
 }
 
 /// The bundle's file names, sorted into what they are.

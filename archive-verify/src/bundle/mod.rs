@@ -39,6 +39,54 @@ pub const PROOFS_DIR: &str = "proofs/";
 /// Directory of consistency proofs from older tree sizes the archive was asked for.
 pub const CONSISTENCY_DIR: &str = "consistency/";
 
+/// A container's directory of volumes ([`Volume`]): an export of several volumes is one ZIP
+/// holding `README.txt` and each volume, a bundle ZIP of its own, stored (not compressed) as
+/// `volumes/<name>.zip`, so a verifier reads each in place and an unzipped volume is a bundle.
+pub const VOLUMES_DIR: &str = "volumes/";
+
+/// Whether `name` is a container's volume entry: `volumes/<name>.zip`, the name of
+/// `[A-Za-z0-9._-]` (no directories), at most 128 characters.
+pub fn is_volume_entry(name: &str) -> bool {
+    name.strip_prefix(VOLUMES_DIR)
+        .and_then(|n| n.strip_suffix(".zip"))
+        .is_some_and(|n| {
+            !n.is_empty()
+                && n.len() <= 128
+                && !n.starts_with('.')
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+/// `README.txt` of a container of `count` volumes.
+pub fn container_readme(count: usize) -> String {
+    format!(
+        "mailvault export in {count} volumes
+
+=== English ===
+This file holds an export too large for one bundle: {count} volumes under volumes/, each a
+complete bundle (a ZIP with its own README.txt, messages, proofs and listings) proven against
+the same signed checkpoint. Check all of them at once, without unpacking:
+      mailvault verify-bundle THIS.zip --key 'PUBLIC KEY'
+It checks every volume, that none is missing and that they belong to one export (for a range
+export: that together they hold every record of the range). Or unpack this file and check the
+volumes together: mailvault verify-bundle volumes/*.zip --key 'PUBLIC KEY'; each volume's
+README.txt tells how to check it without mailvault.
+
+=== Deutsch ===
+Diese Datei enthält einen Export, der für ein Paket zu groß ist: {count} Teile unter volumes/,
+jeder ein vollständiges Paket (ein ZIP mit eigener README.txt, Nachrichten, Nachweisen und
+Listen), alle gegen denselben signierten Checkpoint nachgewiesen. Alle auf einmal prüfen, ohne
+Entpacken:
+      mailvault verify-bundle DIESE.zip --key 'ÖFFENTLICHER SCHLÜSSEL'
+Das prüft jeden Teil, dass keiner fehlt und alle zum selben Export gehören (bei einem
+Bereichsexport: dass sie zusammen jeden Datensatz des Bereichs enthalten). Oder entpacken und
+die Teile zusammen prüfen: mailvault verify-bundle volumes/*.zip --key 'ÖFFENTLICHER
+SCHLÜSSEL'; die README.txt jedes Teils beschreibt die Prüfung ohne mailvault.
+"
+    )
+}
+
 /// Directory of the external anchors of a checkpoint (witness cosignatures, time-stamps):
 /// `anchors/<size>/<file>`, the files of the archive's `<data>/anchors/<size>/`.
 pub const ANCHORS_DIR: &str = "anchors/";
@@ -297,7 +345,8 @@ pub fn readme(manifest: &Manifest) -> String {
         Some(v) => (
             format!(
                 "\nThis is volume {i} of {n} of the export (records {a} to {b}). Each volume is checked on \
-its own, but the export is whole only with all {n}: give them to verify-bundle together,
+its own, but the export is whole only with all {n}: check the file that holds them all, or
+give the volumes to verify-bundle together,
       mailvault verify-bundle VOLUME1.zip VOLUME2.zip ... --key 'PUBLIC KEY'
 and it checks that none is missing and that they belong together.\n",
                 i = v.index,
@@ -307,7 +356,8 @@ and it checks that none is missing and that they belong together.\n",
             ),
             format!(
                 "\nDies ist Teil {i} von {n} des Exports (Datensätze {a} bis {b}). Jeder Teil ist für sich \
-prüfbar, vollständig ist der Export aber nur mit allen {n} Teilen: alle zusammen prüfen,
+prüfbar, vollständig ist der Export aber nur mit allen {n} Teilen: die Datei prüfen, die alle
+enthält, oder alle Teile zusammen,
       mailvault verify-bundle TEIL1.zip TEIL2.zip ... --key 'ÖFFENTLICHER SCHLÜSSEL'
 das prüft auch, dass keiner fehlt und alle zusammengehören.\n",
                 i = v.index,

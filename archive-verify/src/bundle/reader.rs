@@ -2,7 +2,9 @@
 //! handle's own. Handles on the one open file are cheap clones, so the ZIP's central
 //! directory (two entries per message) is parsed and held once for the messages and both
 //! listings; and a seek that lands inside the buffer reads nothing again, so an entry's header
-//! and its data usually come with one read.
+//! and its data usually come with one read. A handle may be a window on part of the file (a
+//! volume stored in a container): positions are then relative to the window, which ends
+//! where the volume does.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -15,6 +17,9 @@ const BUFFER: usize = 16 * 1024;
 /// A read handle on the bundle file with its own position and buffer.
 pub(super) struct BundleFile {
     file: Arc<File>,
+    /// The window's start in the file and its length (the whole file: 0 and its length).
+    base: u64,
+    len: u64,
     pos: u64,
     buf: Vec<u8>,
     /// File offset of `buf[0]`; `buf` holds what was read there.
@@ -23,12 +28,29 @@ pub(super) struct BundleFile {
 
 impl BundleFile {
     pub(super) fn open(path: &Path) -> std::io::Result<BundleFile> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
         Ok(BundleFile {
-            file: Arc::new(File::open(path)?),
+            file: Arc::new(file),
+            base: 0,
+            len,
             pos: 0,
             buf: Vec::new(),
             buf_start: 0,
         })
+    }
+
+    /// A handle on `len` bytes of this one's from `start` on (clamped to this window).
+    pub(super) fn window(&self, start: u64, len: u64) -> BundleFile {
+        let start = start.min(self.len);
+        BundleFile {
+            file: self.file.clone(),
+            base: self.base + start,
+            len: len.min(self.len - start),
+            pos: 0,
+            buf: Vec::new(),
+            buf_start: 0,
+        }
     }
 
     /// The buffered bytes from the position on, if the position is inside the buffer.
@@ -42,6 +64,8 @@ impl Clone for BundleFile {
     fn clone(&self) -> BundleFile {
         BundleFile {
             file: self.file.clone(),
+            base: self.base,
+            len: self.len,
             pos: self.pos,
             buf: Vec::new(),
             buf_start: 0,
@@ -51,17 +75,22 @@ impl Clone for BundleFile {
 
 impl Read for BundleFile {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        // Nothing beyond the window's end.
+        let left = usize::try_from(self.len.saturating_sub(self.pos)).unwrap_or(usize::MAX);
+        let out_len = out.len().min(left);
+        let out = &mut out[..out_len];
         if out.is_empty() {
             return Ok(0);
         }
         if self.buffered().is_none() {
             if out.len() >= BUFFER {
-                let n = read_at(&self.file, out, self.pos)?;
+                let n = read_at(&self.file, out, self.base + self.pos)?;
                 self.pos += n as u64;
                 return Ok(n);
             }
-            self.buf.resize(BUFFER, 0);
-            let n = read_at(&self.file, &mut self.buf, self.pos)?;
+            let want = BUFFER.min(left);
+            self.buf.resize(want, 0);
+            let n = read_at(&self.file, &mut self.buf, self.base + self.pos)?;
             self.buf.truncate(n);
             self.buf_start = self.pos;
         }
@@ -79,7 +108,7 @@ impl Seek for BundleFile {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
         let target = match to {
             SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => self.file.metadata()?.len().checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         self.pos = target.ok_or_else(|| {
@@ -139,5 +168,32 @@ mod tests {
             assert_eq!(one[0], bytes[bytes.len() - 1]);
             assert_eq!(a.read(&mut one).expect("at the end"), 0);
         }
+    }
+
+    /// A window reads only its bytes, at positions of its own, and ends where it ends.
+    #[test]
+    fn a_window_reads_its_part_of_the_file_only() {
+        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("container.zip");
+        std::fs::write(&path, &bytes).expect("write");
+        let file = BundleFile::open(&path).expect("open");
+        let mut w = file.window(1_000, 30_000);
+        let mut all = Vec::new();
+        w.read_to_end(&mut all).expect("read");
+        assert_eq!(all, bytes[1_000..31_000]);
+        w.seek(SeekFrom::End(-10)).expect("seek from the window's end");
+        let mut tail = Vec::new();
+        w.read_to_end(&mut tail).expect("read");
+        assert_eq!(tail, bytes[30_990..31_000]);
+        // A window of a window, and one reaching past the end, clamped.
+        let mut inner = w.window(100, 50);
+        let mut got = Vec::new();
+        inner.read_to_end(&mut got).expect("read");
+        assert_eq!(got, bytes[1_100..1_150]);
+        let mut past = file.window(49_990, 1_000);
+        let mut got = Vec::new();
+        past.read_to_end(&mut got).expect("read");
+        assert_eq!(got, bytes[49_990..]);
     }
 }
