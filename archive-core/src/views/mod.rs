@@ -17,12 +17,14 @@
 //!   principal's addresses or domains): it changes exactly when the definition changes.
 
 mod check;
+mod message;
 mod entries;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use entries::Entries;
+pub use message::ScopedMessage;
 
 use crate::index::kv::{KvIndex, Role};
 use crate::log::record::{LeafBody, RecordKind};
