@@ -2,10 +2,10 @@
 //! stack trace, and for a message outside the caller's scope exactly the body of a missing
 //! one. Store errors are answered by their [`Fault`].
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use archive_core::access::LoginRefused;
 use archive_core::Fault;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 /// An error answer.
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +14,7 @@ pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
     /// A short stable token: `bad-request`, `bad-query`, `unauthorized`, `forbidden`,
-    /// `not-found`, `rate-limited`, `unavailable`, `search-limit`, `internal`.
+    /// `not-found`, `too-large`, `rate-limited`, `unavailable`, `search-limit`, `internal`.
     pub error: &'static str,
     /// What a person can act on.
     pub detail: String,
@@ -81,6 +81,18 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such API path")
     }
 
+    /// A form that could not be read: 413 when it is too large, else 400.
+    pub fn form(what: &str, rejection: axum::extract::rejection::FormRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("{what}: the body is too large"),
+            );
+        }
+        ApiError::bad_request(format!("{what}: {}", rejection.body_text()))
+    }
+
     /// 503: try again later.
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
@@ -143,7 +155,11 @@ impl ApiError {
     /// A blocking task that did not finish (it panicked): a bug, answered without details.
     pub fn task_failed() -> ApiError {
         tracing::error!("web: a request's blocking task failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed",
+        )
     }
 }
 

@@ -40,8 +40,14 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     );
     let mut response = (status, html).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -77,7 +83,8 @@ pub async fn form(State(state): State<AppState>) -> Result<Response, ApiError> {
     );
     let mut response = page(StatusCode::OK, "Log in", &body);
     let secure = if state.config.https() { "; Secure" } else { "" };
-    let cookie = format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
+    let cookie =
+        format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -94,8 +101,11 @@ pub async fn submit(
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
     csrf::same_origin(&headers)?;
-    let Form(form) = form.map_err(|e| ApiError::bad_request(format!("login form: {e}")))?;
-    csrf::check_token(csrf::cookie(&headers, LOGIN_COOKIE).unwrap_or_default(), &form.csrf)?;
+    let Form(form) = form.map_err(|e| ApiError::form("login form", e))?;
+    csrf::check_token(
+        csrf::cookie(&headers, LOGIN_COOKIE).unwrap_or_default(),
+        &form.csrf,
+    )?;
     let client = client.map_or(std::net::Ipv4Addr::LOCALHOST.into(), |c| c.0 .0.ip());
     let (store, gate) = (state.store.clone(), state.gate.clone());
     let who = blocking(move || {
@@ -141,7 +151,7 @@ pub async fn logout(
     let Some(current) = logged_in(&session).await else {
         return Err(ApiError::unauthorized("not logged in"));
     };
-    let Form(form) = form.map_err(|e| ApiError::bad_request(format!("logout form: {e}")))?;
+    let Form(form) = form.map_err(|e| ApiError::form("logout form", e))?;
     csrf::check_token(&current.csrf, &form.csrf)?;
     session
         .flush()
@@ -195,6 +205,8 @@ pub async fn info(State(state): State<AppState>, session: Session) -> Result<Jso
         user: current.user,
         role: role.into(),
         csrf: current.csrf,
-        ends_at: current.login_at.saturating_add(state.config.session_max_secs as i64),
+        ends_at: current
+            .login_at
+            .saturating_add(state.config.session_max_secs as i64),
     }))
 }

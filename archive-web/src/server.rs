@@ -48,7 +48,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     #[error("web.listen: cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("web TLS certificate: {0}")]
     Tls(#[from] TlsError),
 }
@@ -151,7 +154,9 @@ pub async fn start(
         return Ok(None);
     };
     let certificate = if config.https() {
-        Some(ReloadableCertificate::load(&certificate_source(&config, tls_dir))?)
+        Some(ReloadableCertificate::load(&certificate_source(
+            &config, tls_dir,
+        ))?)
     } else {
         None
     };
@@ -218,12 +223,10 @@ async fn accept_loop(
             let _slot = slot;
             match acceptor {
                 None => serve_connection(tcp, peer, app, stopped).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => serve_connection(tls, peer, app, stopped).await,
-                        _ => {}
-                    }
-                }
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => serve_connection(tls, peer, app, stopped).await,
+                    _ => {}
+                },
             }
         });
     }
@@ -260,4 +263,3 @@ where
         }
     }
 }
-

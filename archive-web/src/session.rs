@@ -70,7 +70,11 @@ impl SessionMemory {
         let now = OffsetDateTime::now_utc();
         records.retain(|_, r| r.expiry_date > now);
         while records.len() >= max {
-            let Some(oldest) = records.iter().min_by_key(|(_, r)| r.expiry_date).map(|(id, _)| *id) else {
+            let Some(oldest) = records
+                .iter()
+                .min_by_key(|(_, r)| r.expiry_date)
+                .map(|(id, _)| *id)
+            else {
                 break;
             };
             records.remove(&oldest);

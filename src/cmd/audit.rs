@@ -7,8 +7,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use archive_core::audit::AuditEvent;
 use archive_core::audit::trail::{events, TrailFilter};
+use archive_core::audit::AuditEvent;
 use archive_core::store::Layout;
 
 use super::{format_time, open_log, written_or_stop, CmdResult};

@@ -19,9 +19,9 @@ pub mod limiter;
 pub mod login;
 pub mod names;
 pub mod password;
-pub mod tokens;
 #[cfg(test)]
 mod test_support;
+pub mod tokens;
 pub mod upstream;
 pub mod users;
 pub mod users_file;

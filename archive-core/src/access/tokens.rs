@@ -98,7 +98,8 @@ mod tests {
     #[test]
     fn a_token_logs_its_user_in_until_the_user_is_disabled() {
         let mut users = Users::default();
-        let alice = UserRecord::new("alice", Role::user(["alice@example.com"]).unwrap(), "pw pw pw pw").unwrap();
+        let alice =
+            UserRecord::new("alice", Role::user(["alice@example.com"]).unwrap(), "pw pw pw pw").unwrap();
         users.add(alice).unwrap();
         let (token, id) = users.add_token("Alice").unwrap();
         assert!(token.starts_with(TOKEN_PREFIX) && token.len() > 40, "{token}");
@@ -111,7 +112,10 @@ mod tests {
             users.authenticate_token(&format!("{token}x")),
             Err(AuthFailure::UnknownUser)
         );
-        assert_eq!(users.authenticate_token("pw pw pw pw"), Err(AuthFailure::UnknownUser));
+        assert_eq!(
+            users.authenticate_token("pw pw pw pw"),
+            Err(AuthFailure::UnknownUser)
+        );
         users.set_disabled("alice", true).unwrap();
         assert_eq!(users.authenticate_token(&token), Err(AuthFailure::Disabled));
         assert!(users.add_token("bob").is_err());

@@ -315,7 +315,10 @@ impl TextIndex {
             tantivy::schema::IndexRecordOption::Basic,
         ));
         let query: Box<dyn TantivyQuery> = match principal.scope_query(f) {
-            Some(scope) => Box::new(BooleanQuery::new(vec![(Occur::Must, by_seq), (Occur::Must, scope)])),
+            Some(scope) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, by_seq),
+                (Occur::Must, scope),
+            ])),
             None => by_seq,
         };
         let searcher = self.searcher();

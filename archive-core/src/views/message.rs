@@ -88,11 +88,7 @@ impl Store {
 
     /// The inclusion proof of message `seq`'s record in the newest signed checkpoint, for
     /// `principal` (scope as [`Store::message_for`]), checked before it is handed out.
-    pub fn proof_for(
-        &self,
-        principal: &Principal,
-        seq: u64,
-    ) -> Result<crate::export::bundle::ProofDocument> {
+    pub fn proof_for(&self, principal: &Principal, seq: u64) -> Result<crate::export::bundle::ProofDocument> {
         let message = self.message_for(principal, seq)?;
         let (_, checkpoint) = self
             .latest_checkpoint()

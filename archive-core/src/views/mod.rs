@@ -17,8 +17,8 @@
 //!   principal's addresses or domains): it changes exactly when the definition changes.
 
 mod check;
-mod message;
 mod entries;
+mod message;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};

@@ -136,7 +136,9 @@ pub async fn audit(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<AuditPage>, ApiError> {
     if !caller.principal.may_read_audit_trail() {
-        return Err(ApiError::forbidden("the access trail is for auditors of the whole archive"));
+        return Err(ApiError::forbidden(
+            "the access trail is for auditors of the whole archive",
+        ));
     }
     let p: AuditParams = params(raw.as_deref())?;
     let time = |value: &Option<String>, name: &str, end: bool| -> Result<Option<i64>, ApiError> {
@@ -168,7 +170,12 @@ pub async fn audit(
             .ok_or_else(|| ApiError::bad_request(format!("limit must be 1..={MAX_AUDIT_LIMIT}")))?,
     };
     let mut target = String::from("web");
-    for (name, value) in [("since", &p.since), ("until", &p.until), ("user", &p.user), ("action", &p.action)] {
+    for (name, value) in [
+        ("since", &p.since),
+        ("until", &p.until),
+        ("user", &p.user),
+        ("action", &p.action),
+    ] {
         if let Some(v) = value {
             target.push_str(&format!(" {name} {}", query_text(v)));
         }

@@ -140,34 +140,49 @@ pub async fn message(
     caller: Caller,
     Path(seq): Path<String>,
 ) -> Result<Json<MessageJson>, ApiError> {
-    let json = read(&state, caller, &seq, "view", |_| Ok(String::new()), |_, m| {
-        let hit = m.hit;
-        Ok(MessageJson {
-            seq: hit.seq,
-            received: time_text(m.received_us),
-            date: date_text(hit.date),
-            date_source: if hit.date_is_received { "received" } else { "header" }.into(),
-            from: mailboxes(&hit.from),
-            to: mailboxes(&hit.to),
-            cc: mailboxes(&hit.cc),
-            bcc: mailboxes(&hit.bcc),
-            subject: hit.subject,
-            message_id: hit.message_id,
-            size: hit.size,
-            deliveries: hit
-                .deliveries
-                .into_iter()
-                .map(|d| DeliveryJson {
-                    seq: d.seq,
-                    kind: d.kind,
-                    received: time_text(d.received_us),
-                    mail_from: d.mail_from,
-                    recipients: d.recipients,
-                })
-                .collect(),
-            parts: mime_parts::parts(&m.raw).into_iter().map(PartJson::from).collect(),
-        })
-    })
+    let json = read(
+        &state,
+        caller,
+        &seq,
+        "view",
+        |_| Ok(String::new()),
+        |_, m| {
+            let hit = m.hit;
+            Ok(MessageJson {
+                seq: hit.seq,
+                received: time_text(m.received_us),
+                date: date_text(hit.date),
+                date_source: if hit.date_is_received {
+                    "received"
+                } else {
+                    "header"
+                }
+                .into(),
+                from: mailboxes(&hit.from),
+                to: mailboxes(&hit.to),
+                cc: mailboxes(&hit.cc),
+                bcc: mailboxes(&hit.bcc),
+                subject: hit.subject,
+                message_id: hit.message_id,
+                size: hit.size,
+                deliveries: hit
+                    .deliveries
+                    .into_iter()
+                    .map(|d| DeliveryJson {
+                        seq: d.seq,
+                        kind: d.kind,
+                        received: time_text(d.received_us),
+                        mail_from: d.mail_from,
+                        recipients: d.recipients,
+                    })
+                    .collect(),
+                parts: mime_parts::parts(&m.raw)
+                    .into_iter()
+                    .map(PartJson::from)
+                    .collect(),
+            })
+        },
+    )
     .await?;
     Ok(Json(json))
 }
@@ -205,8 +220,14 @@ fn download(mut response: Response, content_type: &str, filename: &str) -> Respo
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -223,11 +244,20 @@ pub async fn raw(
     caller: Caller,
     Path(seq): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (seq, bytes) = read(&state, caller, &seq, "raw", |_| Ok(String::new()), |_, m| {
-        Ok((m.hit.seq, m.raw))
-    })
+    let (seq, bytes) = read(
+        &state,
+        caller,
+        &seq,
+        "raw",
+        |_| Ok(String::new()),
+        |_, m| Ok((m.hit.seq, m.raw)),
+    )
     .await?;
-    Ok(download(bytes.into_response(), "message/rfc822", &format!("{seq}.eml")))
+    Ok(download(
+        bytes.into_response(),
+        "message/rfc822",
+        &format!("{seq}.eml"),
+    ))
 }
 
 /// Attachment `n` of a message, decoded.
@@ -287,9 +317,7 @@ pub async fn proof(
     let seq = seq_of(&seq)?;
     let store = state.store.clone();
     let document = blocking(move || {
-        let document = store
-            .proof_for(&caller.principal, seq)
-            .map_err(ApiError::store)?;
+        let document = store.proof_for(&caller.principal, seq).map_err(ApiError::store)?;
         let target = format!("web seq {seq} checkpoint {}", document.inclusion.tree_size);
         let event = AuditEvent::new(&caller.user, "proof", target, &caller.client.to_string());
         store.append_audit(&event).map_err(ApiError::store)?;

@@ -52,10 +52,7 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(archive::audit))
         .routes(routes!(crate::login::info))
         .split_for_parts();
-    let document: Arc<str> = api
-        .to_pretty_json()
-        .unwrap_or_else(|_| "{}".into())
-        .into();
+    let document: Arc<str> = api.to_pretty_json().unwrap_or_else(|_| "{}".into()).into();
     router
         .route(
             "/openapi.json",

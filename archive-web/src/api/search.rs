@@ -75,7 +75,12 @@ impl From<Hit> for HitJson {
         HitJson {
             seq: hit.seq,
             date: date_text(hit.date),
-            date_source: if hit.date_is_received { "received" } else { "header" }.into(),
+            date_source: if hit.date_is_received {
+                "received"
+            } else {
+                "header"
+            }
+            .into(),
             from: mailboxes(&hit.from),
             to: mailboxes(&hit.to),
             cc: mailboxes(&hit.cc),
@@ -123,7 +128,9 @@ pub async fn search(
     let p: SearchParams = params(raw.as_deref())?;
     let text = p.q.unwrap_or_default();
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request("q is missing: what to search for (docs/SEARCH.md)"));
+        return Err(ApiError::bad_request(
+            "q is missing: what to search for (docs/SEARCH.md)",
+        ));
     }
     if text.len() > MAX_QUERY_BYTES {
         return Err(ApiError::bad_request(format!(

@@ -45,7 +45,12 @@ impl<'a> Reloader<'a> {
     }
 
     /// Reloads on SIGHUP.
-    pub fn reload(&mut self, intake: &Intake, imap: &archive_imap::Listening, web: Option<&archive_web::Listening>) {
+    pub fn reload(
+        &mut self,
+        intake: &Intake,
+        imap: &archive_imap::Listening,
+        web: Option<&archive_web::Listening>,
+    ) {
         tracing::info!("SIGHUP: reloading the configuration, the certificates and the users");
         let new = match super::load_config(self.args) {
             Ok(new) => new,
