@@ -56,6 +56,9 @@ impl Web {
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
+            // A fresh connection per request: a connection the server closed after refusing
+            // a request (a 413 whose body it did not read) is never reused.
+            .max_idle_connections(0)
             .build()
             .into();
         Web {
@@ -75,6 +78,7 @@ impl Web {
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
+            .max_idle_connections(0)
             .tls_config(tls)
             .build()
             .into();
