@@ -84,16 +84,12 @@ impl FromRequestParts<AppState> for Caller {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::unavailable("sessions are unavailable"))?;
-        let Some(mut logged_in) = logged_in(&session).await else {
+        let Some(mut logged_in) = logged_in(&session, state.config.session_max_secs).await else {
             return Err(ApiError::unauthorized(
                 "log in (POST /login), or send HTTP Basic credentials or a bearer token",
             ));
         };
         let now = now_secs();
-        if now.saturating_sub(logged_in.login_at) >= state.config.session_max_secs as i64 {
-            let _ = session.flush().await;
-            return Err(ApiError::unauthorized("the session has ended; log in again"));
-        }
         if now.saturating_sub(logged_in.seen_at) >= SEEN_GRANULARITY_SECS {
             logged_in.seen_at = now;
             let _ = session.insert(LOGGED_IN, &logged_in).await;
@@ -106,9 +102,16 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The session's login, if any.
-pub async fn logged_in(session: &Session) -> Option<LoggedIn> {
-    session.get::<LoggedIn>(LOGGED_IN).await.ok().flatten()
+/// The session's login, if any and not past its absolute timeout (`max_secs` after the
+/// login; a session past it is ended here). The idle timeout is the session cookie's and
+/// store's expiry.
+pub async fn logged_in(session: &Session, max_secs: u64) -> Option<LoggedIn> {
+    let current = session.get::<LoggedIn>(LOGGED_IN).await.ok().flatten()?;
+    if now_secs().saturating_sub(current.login_at) >= max_secs.min(i64::MAX as u64) as i64 {
+        let _ = session.flush().await;
+        return None;
+    }
+    Some(current)
 }
 
 /// Checks `Authorization: Basic …` or `Bearer …` through the login gate.

@@ -3,7 +3,7 @@
 //! password login with sessions, HTTP Basic and bearer-token auth for scripts, and the JSON
 //! API under `/api/v1` (docs/API.md). The search pages come next.
 //!
-//! - [`config`]: `[web]`;
+//! - [`config`]: the `[web]` settings;
 //! - `server`: the listener (HTTP or HTTPS), connection limits, shutdown;
 //! - `auth`: who is asking ([`auth::Caller`]): Basic, bearer token or session;
 //! - `session`: the bounded in-memory session store; `csrf`: cross-site checks;

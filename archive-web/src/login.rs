@@ -143,12 +143,13 @@ pub async fn submit(
 
 /// `POST /logout`: ends the session (origin and the session's CSRF token checked first).
 pub async fn logout(
+    State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
     form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
     csrf::same_origin(&headers)?;
-    let Some(current) = logged_in(&session).await else {
+    let Some(current) = logged_in(&session, state.config.session_max_secs).await else {
         return Err(ApiError::unauthorized("not logged in"));
     };
     let Form(form) = form.map_err(|e| ApiError::form("logout form", e))?;
@@ -161,8 +162,8 @@ pub async fn logout(
 }
 
 /// `GET /`: who is logged in, and the logout form; without a session, the way to log in.
-pub async fn home(session: Session) -> Response {
-    let Some(current) = logged_in(&session).await else {
+pub async fn home(State(state): State<AppState>, session: Session) -> Response {
+    let Some(current) = logged_in(&session, state.config.session_max_secs).await else {
         return see_other("/login");
     };
     let body = format!(
@@ -194,7 +195,7 @@ pub struct SessionInfo {
 #[utoipa::path(get, path = "/session", tag = "session",
     responses((status = 200, body = SessionInfo), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn info(State(state): State<AppState>, session: Session) -> Result<Json<SessionInfo>, ApiError> {
-    let Some(current) = logged_in(&session).await else {
+    let Some(current) = logged_in(&session, state.config.session_max_secs).await else {
         return Err(ApiError::unauthorized("not logged in with a session"));
     };
     let role = match current.principal {

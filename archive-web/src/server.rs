@@ -223,10 +223,12 @@ async fn accept_loop(
             let _slot = slot;
             match acceptor {
                 None => serve_connection(tcp, peer, app, stopped).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => serve_connection(tls, peer, app, stopped).await,
-                    _ => {}
-                },
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                    if let Ok(Ok(tls)) = handshake {
+                        serve_connection(tls, peer, app, stopped).await;
+                    }
+                }
             }
         });
     }

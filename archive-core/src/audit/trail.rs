@@ -67,13 +67,10 @@ pub fn events<'a>(
             origin: "?".into(),
             ..Default::default()
         });
-        filter.matches(leaf.time_us, &event).then(|| {
-            Ok(TrailEntry {
-                seq: leaf.seq,
-                time_us: leaf.time_us,
-                event,
-            })
-        })
+        let (seq, time_us) = (leaf.seq, leaf.time_us);
+        filter
+            .matches(time_us, &event)
+            .then_some(Ok(TrailEntry { seq, time_us, event }))
     }))
 }
 

@@ -108,3 +108,75 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::{OnDuplicate, SearchIndexing, StoreConfig};
+
+    #[test]
+    fn a_message_is_read_only_within_the_scope_and_a_blind_copy_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        Store::create(&path, &path.join("signing.key")).unwrap();
+        let config = StoreConfig {
+            search_indexing: SearchIndexing::Live,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(&path, &path.join("signing.key"), config).unwrap();
+        let raw = b"From: x@other.net\r\nTo: bob@other.net\r\nSubject: for bob\r\n\r\nsecret\r\n";
+        let to_bob = store
+            .append_message(
+                &Envelope::lmtp("x@other.net", &["bob@other.net"]),
+                raw,
+                OnDuplicate::RecordArrival,
+            )
+            .unwrap()
+            .seq;
+        let alice = Principal::user(["alice@example.com"]).unwrap();
+        let bob = Principal::user(["bob@other.net"]).unwrap();
+        let example = Principal::auditor_of(["example.com"]).unwrap();
+        let other = Principal::auditor_of(["other.net"]).unwrap();
+        for outsider in [&alice, &example] {
+            assert!(matches!(
+                store.message_for(outsider, to_bob),
+                Err(Error::NoSuchRecord(_))
+            ));
+            assert!(matches!(
+                store.proof_for(outsider, to_bob),
+                Err(Error::NoSuchRecord(_))
+            ));
+        }
+        for insider in [&bob, &other, &Principal::auditor_all()] {
+            let read = store.message_for(insider, to_bob).unwrap();
+            assert_eq!(read.raw, raw);
+            assert_eq!(read.hit.subject, "for bob");
+        }
+        assert_eq!(store.proof_for(&bob, to_bob).unwrap().inclusion.seq, to_bob);
+        assert!(matches!(
+            store.message_for(&bob, 999),
+            Err(Error::NoSuchRecord(_))
+        ));
+        // A later blind copy to alice (an arrival) shows her the message, with only her
+        // delivery.
+        let arrival = store
+            .append_message(
+                &Envelope::lmtp("x@other.net", &["alice@example.com"]),
+                raw,
+                OnDuplicate::RecordArrival,
+            )
+            .unwrap()
+            .seq;
+        // An arrival is not a message: the same answer as a seq of nothing.
+        assert!(matches!(
+            store.message_for(&Principal::auditor_all(), arrival),
+            Err(Error::NoSuchRecord(_))
+        ));
+        let read = store.message_for(&alice, to_bob).unwrap();
+        assert_eq!(read.raw, raw);
+        assert_eq!(read.hit.deliveries.len(), 1);
+        assert_eq!(read.hit.deliveries[0].recipients, ["alice@example.com"]);
+        store.close().unwrap();
+    }
+}
