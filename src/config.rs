@@ -21,6 +21,8 @@ pub struct Config {
     pub imap: ImapConfig,
     /// Pass-through logins against the mail server's IMAP.
     pub auth: AuthConfig,
+    /// The web front door: login, sessions, the JSON API.
+    pub web: archive_web::WebConfig,
     /// Metrics and health checks for monitoring.
     pub admin: AdminSettings,
     /// Shutdown and logging.
@@ -289,6 +291,7 @@ impl Config {
         }
         self.intake.validate()?;
         self.imap.validate()?;
+        self.web.validate()?;
         self.auth.validate()
     }
 
@@ -380,6 +383,15 @@ cache_secs = 300                # a verified login is remembered (Argon2id hash)
 # Further addresses of pass-through users (login address = [addresses]):
 # [auth.aliases]
 # "alice@example.com" = ["a.smith@example.com", "alice@example.org"]
+
+[web]                           # the web front door: login, sessions, JSON API /api/v1 (docs/API.md)
+listen = "127.0.0.1:8080"       # "none" disables it
+# tls_certificate = "/etc/mailvault/web-cert.pem"      # with tls_key: HTTPS (else plain HTTP)
+# tls_key = "/etc/mailvault/web-key.pem"
+session_idle_secs = 1800        # a session ends after this long without a request
+session_max_secs = 43200        # and this long after its login at the latest
+max_sessions = 10000            # past it, the session idle longest is ended
+max_connections = 512           # open at once; more are closed on accept
 
 [admin]                         # monitoring: GET /metrics (Prometheus), /healthz, /readyz
 listen = "127.0.0.1:9425"       # unauthenticated: loopback or a private network; "none" disables it

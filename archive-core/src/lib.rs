@@ -28,6 +28,7 @@ pub mod index;
 pub mod listener;
 pub mod log;
 pub mod metrics;
+pub mod mime_parts;
 pub mod search;
 pub mod store;
 pub mod tls;

@@ -1,8 +1,28 @@
-//! The web search UI and JSON API for auditors and postmasters, over `archive_core`'s search
-//! and access model.
+//! The web front door for auditors, postmasters and scripts, over `archive_core`'s search and
+//! access model: the operator's [`admin`] endpoints, and (on the web listener, [`start`]) a
+//! password login with sessions, HTTP Basic and bearer-token auth for scripts, and the JSON
+//! API under `/api/v1` (docs/API.md). The search pages come next.
 //!
-//! Built so far: [`admin`], the operator's HTTP endpoints (`/metrics`, `/healthz`,
-//! `/readyz`). The search UI is not built yet; the crate exists so the workspace has its
-//! final shape and the dependency direction (front door → core) is fixed from the start.
+//! - [`config`]: the `[web]` settings;
+//! - `server`: the listener (HTTP or HTTPS), connection limits, shutdown;
+//! - `auth`: who is asking ([`auth::Caller`]): Basic, bearer token or session;
+//! - `session`: the bounded in-memory session store; `csrf`: cross-site checks;
+//! - `login`: the login and logout forms;
+//! - `api/`: the JSON API, one module per group; `error`: its JSON errors.
+//!
+//! No access decision is made here: every scope check is archive-core's
+//! (`Store::search`, `Store::message_for`, `Principal::may_read_*`), and every login goes
+//! through its `LoginGate`.
 
 pub mod admin;
+mod api;
+pub mod auth;
+pub mod config;
+mod csrf;
+pub mod error;
+mod login;
+mod server;
+mod session;
+
+pub use config::WebConfig;
+pub use server::{app, start, Listening, WebError};

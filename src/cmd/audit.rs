@@ -7,8 +7,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use archive_core::audit::trail::{events, TrailFilter};
 use archive_core::audit::AuditEvent;
-use archive_core::log::record::LeafBody;
 use archive_core::store::Layout;
 
 use super::{format_time, open_log, written_or_stop, CmdResult};
@@ -59,34 +59,19 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     // in the log), never not at all.
     let (pending, more) = archive_core::audit::pending(&Layout::new(&cli.data), MAX_PENDING)?;
     let mut out = std::io::stdout().lock();
-    for record in log.records_from(1)? {
-        let record = record?;
-        let leaf = &record.leaf;
-        let LeafBody::Audit { event } = &leaf.body else {
-            continue;
-        };
-        if args.since.is_some_and(|t| leaf.time_us < t) || args.until.is_some_and(|t| leaf.time_us >= t) {
-            continue;
-        }
-        // An event the log holds but that does not parse is shown, not hidden: a trail with
-        // gaps would be worse than one with a line saying what could not be read.
-        let event: AuditEvent = serde_json::from_slice(event).unwrap_or_else(|e| AuditEvent {
-            actor: "?".into(),
-            action: "unreadable".into(),
-            target: format!("audit record does not parse: {e}"),
-            origin: "?".into(),
-            ..Default::default()
-        });
-        if args.user.as_ref().is_some_and(|u| *u != event.actor)
-            || args.action.as_ref().is_some_and(|a| *a != event.action)
-        {
-            continue;
-        }
+    let filter = TrailFilter {
+        since_us: args.since,
+        until_us: args.until,
+        actor: args.user.clone(),
+        action: args.action.clone(),
+    };
+    for entry in events(&log, 1, &filter)? {
+        let entry = entry?;
         let line = Line {
-            seq: Some(leaf.seq),
-            time: format_time(leaf.time_us),
+            seq: Some(entry.seq),
+            time: format_time(entry.time_us),
             pending: false,
-            event: &event,
+            event: &entry.event,
         };
         if !written_or_stop(print(&mut out, &line, args.json)?)? {
             return Ok(ExitCode::SUCCESS);
@@ -98,11 +83,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             .as_deref()
             .and_then(|t| t.parse::<jiff::Timestamp>().ok());
         let at_us = at.map_or(0, |t| t.as_microsecond());
-        if args.since.is_some_and(|t| at_us < t)
-            || args.until.is_some_and(|t| at_us >= t)
-            || args.user.as_ref().is_some_and(|u| *u != event.actor)
-            || args.action.as_ref().is_some_and(|a| *a != event.action)
-        {
+        if !filter.matches(at_us, event) {
             continue;
         }
         let line = Line {
@@ -156,30 +137,11 @@ fn print(out: &mut impl Write, line: &Line, json: bool) -> anyhow::Result<std::i
 }
 
 pub(super) fn parse_since(s: &str) -> Result<i64, String> {
-    parse_time(s, false)
+    archive_core::audit::trail::parse_time(s, false)
 }
 
 pub(super) fn parse_until(s: &str) -> Result<i64, String> {
-    parse_time(s, true)
-}
-
-/// Microseconds since the epoch of an RFC 3339 time, or of the start of day `YYYY-MM-DD`
-/// in UTC (of the next day when `end_of_day`, so that `--until` a date includes it).
-fn parse_time(s: &str, end_of_day: bool) -> Result<i64, String> {
-    if let Ok(t) = s.parse::<jiff::Timestamp>() {
-        return Ok(t.as_microsecond());
-    }
-    let day: jiff::civil::Date = s.parse().map_err(|_| {
-        format!("{s:?} is neither a date (2026-12-06) nor an RFC 3339 time (2026-12-06T10:00:00Z)")
-    })?;
-    let day = if end_of_day {
-        day.tomorrow().map_err(|e| e.to_string())?
-    } else {
-        day
-    };
-    day.to_zoned(jiff::tz::TimeZone::UTC)
-        .map(|z| z.timestamp().as_microsecond())
-        .map_err(|e| e.to_string())
+    archive_core::audit::trail::parse_time(s, true)
 }
 
 #[cfg(test)]

@@ -4,11 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use archive_core::export::bundle::checked_inclusion_proof;
+use archive_core::export::bundle::{checked_inclusion_proof, ProofDocument};
 use archive_core::log::checkpoint::SignedCheckpoint;
 use archive_core::log::reader::LogReader;
 use archive_core::log::tree::TreeFileReader;
-use archive_verify::bundle::InclusionProof;
 
 use super::{existing_layout, read_checkpoint_file, verifier_key, CmdResult};
 use crate::Cli;
@@ -20,16 +19,6 @@ pub struct Args {
     /// Prove inclusion in this checkpoint instead of the latest one in the log.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-}
-
-/// The proof document: an export bundle's inclusion proof (docs/FORMAT.md) with the signed
-/// checkpoint it leads to.
-#[derive(serde::Serialize)]
-struct Proof {
-    #[serde(flatten)]
-    inclusion: InclusionProof,
-    /// The signed checkpoint the proof leads to.
-    checkpoint: String,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -78,7 +67,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if !tree.covers(size) {
         anyhow::bail!("the tree cache does not reach size {size}: run `mailvault reindex`");
     }
-    let proof = Proof {
+    let proof = ProofDocument {
         inclusion: checked_inclusion_proof(&tree, &checkpoint.checkpoint, &record.leaf_bytes, args.seq)?,
         checkpoint: checkpoint.note,
     };

@@ -1,4 +1,4 @@
-//! `mailvault user add|list|passwd|disable|enable|addresses`: the local users of the IMAP and
+//! `mailvault user add|list|passwd|disable|enable|addresses|token`: the local users of the IMAP and
 //! web front doors, in `<data>/users.json` (docs/OPERATIONS.md §Users).
 //!
 //! Works next to a running server: the users file has its own lock, separate from the store's.
@@ -30,6 +30,9 @@ pub enum Command {
     Enable(NameArg),
     /// Show a user's addresses, or change them with --add and --remove.
     Addresses(AddressesArgs),
+    /// Make a new API token for a user's scripts (web API `Authorization: Bearer`); printed
+    /// once, only its hash is kept.
+    Token(NameArg),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +114,7 @@ pub fn run(cli: &Cli, command: &Command) -> CmdResult {
         Command::Disable(args) => set_disabled(cli, &dir, &args.name, true),
         Command::Enable(args) => set_disabled(cli, &dir, &args.name, false),
         Command::Addresses(args) => addresses(cli, &dir, args),
+        Command::Token(args) => token(cli, &dir, &args.name),
     }
 }
 
@@ -341,6 +345,19 @@ fn set_disabled(cli: &Cli, dir: &std::path::Path, name: &str, disabled: bool) ->
     } else {
         println!("{name} was already {state}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new API token: printed on stdout (once: the users file keeps only its SHA-256), and
+/// the note on stderr. Works while `serve` runs: the gate reads the users file per request.
+fn token(cli: &Cli, dir: &std::path::Path, name: &str) -> CmdResult {
+    let name = normalize_user_name(name)?;
+    let (token, id) = Users::update(dir, |users| users.add_token(&name))?;
+    println!("{token}");
+    eprintln!(
+        "token {id} of {name}: shown only now; scripts send it as `Authorization: Bearer <token>` (docs/API.md)"
+    );
+    audited(cli, "user-token", format!("{name} token {id}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

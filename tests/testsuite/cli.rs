@@ -253,6 +253,8 @@ fn the_first_serve_on_the_default_path_creates_the_store_and_says_what_next() {
                 "none",
                 "--admin",
                 "none",
+                "--web",
+                "none",
             ])
             .current_dir(&cwd),
         "listening",

@@ -35,5 +35,6 @@ mod timestamps;
 mod upstream;
 mod users;
 mod util;
+mod web_api;
 mod witness;
 mod witness_server;

@@ -341,6 +341,8 @@ fn the_admin_listener_is_on_loopback_by_default() {
                 "none",
                 "--imaps",
                 "none",
+                "--web",
+                "none",
             ]),
         "listening protocol=admin addr=",
     );

@@ -1,6 +1,6 @@
 //! The README's Quick start, run as written (issue #12, defect 8): every command of it in its
 //! order, with the binary under test as `mailvault`, in a fresh directory; only the listener
-//! addresses of `serve` (the admin listener's too) are moved to free ports. And what the README says the first `serve`
+//! addresses of `serve` (the admin and web listeners' too) are moved to free ports. And what the README says the first `serve`
 //! prints is what it prints.
 
 use std::io::BufRead;
@@ -103,7 +103,7 @@ fn the_quick_start_works_as_written_in_its_order() {
     for line in &lines {
         if line == "mailvault serve" {
             let mut child = shell(&format!(
-                "exec {line} --lmtp 127.0.0.1:0 --smtp 127.0.0.1:0 --imap 127.0.0.1:0 --imaps 127.0.0.1:0 --admin 127.0.0.1:0"
+                "exec {line} --lmtp 127.0.0.1:0 --smtp 127.0.0.1:0 --imap 127.0.0.1:0 --imaps 127.0.0.1:0 --admin 127.0.0.1:0 --web 127.0.0.1:0"
             ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

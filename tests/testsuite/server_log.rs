@@ -171,6 +171,8 @@ fn the_log_can_be_json_lines() {
                 "none",
                 "--admin",
                 "none",
+                "--web",
+                "none",
             ],
             None,
         )

@@ -210,6 +210,8 @@ pub struct Server {
     pub imaps: std::net::SocketAddr,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`), unless `--admin none`.
     pub admin: Option<std::net::SocketAddr>,
+    /// The web listener (login, `/api/v1`), unless `--web none`.
+    pub web: Option<std::net::SocketAddr>,
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -251,6 +253,14 @@ impl Vault {
                 true
             }
         };
+        // And for the web listener (its default, 127.0.0.1:8080, would collide between tests).
+        let web = match extra.iter().position(|a| *a == "--web") {
+            Some(i) => extra.get(i + 1).is_some_and(|a| *a != "none"),
+            None => {
+                cmd.args(["--web", "127.0.0.1:0"]);
+                true
+            }
+        };
         cmd.args(extra)
             .env_remove("MAILVAULT_DATA")
             .env_remove("MAILVAULT_KEY")
@@ -276,7 +286,7 @@ impl Vault {
             }
         });
         let mut listening = std::collections::HashMap::new();
-        while listening.len() < 4 + usize::from(admin) {
+        while listening.len() < 4 + usize::from(admin) + usize::from(web) {
             match rx.recv_timeout(std::time::Duration::from_secs(30)) {
                 Ok((protocol, addr)) => {
                     listening.insert(protocol, addr);
@@ -294,6 +304,7 @@ impl Vault {
             imap: listening["imap"],
             imaps: listening["imaps"],
             admin: listening.get("admin").copied(),
+            web: listening.get("web").copied(),
             log,
         }
     }

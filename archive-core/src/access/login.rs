@@ -5,8 +5,11 @@
 //! user has it as name or address) and that pass-through handles goes to the mail server's
 //! IMAP ([`PassThrough`]). A local user always wins: their failure is never retried upstream.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::names::login_key;
 use super::upstream::{PassThrough, UpstreamRefusal};
@@ -35,7 +38,18 @@ pub struct LoginGate {
     data_dir: PathBuf,
     limiter: LoginLimiter,
     pass_through: Option<PassThrough>,
+    /// When each (token id, client network) last had its login recorded.
+    token_logins: Mutex<HashMap<(String, IpAddr), Instant>>,
 }
+
+/// A token's use from one client network is recorded as a `login` once per this long: a
+/// script sends its token with every request, and one record per request would bury the
+/// trail (each request's search or view is recorded anyway).
+pub const TOKEN_LOGIN_RECORD_EVERY: Duration = Duration::from_secs(600);
+
+/// Most (token, network) pairs remembered for [`TOKEN_LOGIN_RECORD_EVERY`]; past it the
+/// memory is cleared (and the next uses are recorded again).
+const MAX_TOKEN_LOGINS: usize = 4096;
 
 /// How a verified attempt ended.
 enum Verdict {
@@ -62,6 +76,7 @@ impl LoginGate {
             data_dir: data_dir.to_path_buf(),
             limiter: LoginLimiter::new(),
             pass_through,
+            token_logins: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,6 +110,79 @@ impl LoginGate {
             .increment(1);
         }
         outcome
+    }
+
+    /// Checks an API token ([`super::tokens`]) from `client` at `door`, with the same rate
+    /// limit as passwords (failures count against the client's network) and the same audit
+    /// records: a failure always (actor `token`, `reason=…`), a success as `login` with
+    /// `via=token id=<id>` once per [`TOKEN_LOGIN_RECORD_EVERY`] per token and network.
+    pub fn login_token(
+        &self,
+        store: &Store,
+        token: &str,
+        client: IpAddr,
+        door: &str,
+    ) -> std::result::Result<Authenticated, LoginRefused> {
+        let network = super::limiter::client_network(client);
+        let limit_key = format!("(token) {network}");
+        let outcome = (|| {
+            self.limiter.check(client, &limit_key)?;
+            let users = Users::load(&self.data_dir).map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
+            match users.authenticate_token(token) {
+                Ok((who, id)) => {
+                    self.limiter.record_success(client, &limit_key);
+                    if self.token_login_due(&id, network) {
+                        let event = AuditEvent::login_via(&who.name, door, client, &format!("token id={id}"));
+                        store
+                            .append_audit(&event)
+                            .map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
+                    }
+                    Ok(who)
+                }
+                Err(failure) => {
+                    self.limiter.record_failure(client, &limit_key);
+                    let event = AuditEvent::login_failed("token", door, client, failure.reason());
+                    store
+                        .append_audit(&event)
+                        .map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
+                    Err(LoginRefused::Failed)
+                }
+            }
+        })();
+        if let Err(refused) = &outcome {
+            let reason = match refused {
+                LoginRefused::Failed => "failed",
+                LoginRefused::RateLimited(_) => "rate_limited",
+                LoginRefused::Unavailable(_) => "unavailable",
+            };
+            metrics::counter!(
+                crate::metrics::LOGIN_FAILURES,
+                "door" => crate::metrics::door_label(door),
+                "reason" => reason
+            )
+            .increment(1);
+        }
+        outcome
+    }
+
+    /// Whether the use of token `id` from `network` is to be recorded now (and notes it).
+    fn token_login_due(&self, id: &str, network: IpAddr) -> bool {
+        let mut seen = self.token_logins.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if seen.len() >= MAX_TOKEN_LOGINS {
+            seen.retain(|_, at| now.duration_since(*at) < TOKEN_LOGIN_RECORD_EVERY);
+            if seen.len() >= MAX_TOKEN_LOGINS {
+                seen.clear();
+            }
+        }
+        let key = (id.to_string(), network);
+        match seen.get(&key) {
+            Some(at) if now.duration_since(*at) < TOKEN_LOGIN_RECORD_EVERY => false,
+            _ => {
+                seen.insert(key, now);
+                true
+            }
+        }
     }
 
     /// [`LoginGate::login`] without the counting.

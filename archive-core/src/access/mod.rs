@@ -7,6 +7,7 @@
 //! - [`names`]: what user names, addresses and domains may look like;
 //! - [`limiter`]: failed-login rate limits per client address and per login name;
 //! - [`upstream`]: pass-through logins checked by the mail server's own IMAP;
+//! - [`tokens`]: API tokens for scripts, kept as hashes in the users file;
 //! - [`login`]: [`LoginGate`], the one login path: limit, verify, audit.
 //!
 //! Logins and failed logins are audit records: see [`crate::audit::AuditEvent::login`].
@@ -20,6 +21,7 @@ pub mod names;
 pub mod password;
 #[cfg(test)]
 mod test_support;
+pub mod tokens;
 pub mod upstream;
 pub mod users;
 pub mod users_file;

@@ -107,6 +107,8 @@ pub struct UserRecord {
     pub(super) password_hash: String,
     pub(super) created: Timestamp,
     pub(super) updated: Timestamp,
+    /// API tokens (their hashes), [`super::tokens`].
+    pub(super) tokens: Vec<super::tokens::StoredToken>,
 }
 
 impl UserRecord {
@@ -123,6 +125,7 @@ impl UserRecord {
             password_hash,
             created: now,
             updated: now,
+            tokens: Vec::new(),
         })
     }
 
@@ -154,6 +157,11 @@ impl UserRecord {
     /// When the password or the disabled flag last changed.
     pub fn updated(&self) -> Timestamp {
         self.updated
+    }
+
+    /// The user's API tokens (ids, hashes, creation times; never the tokens themselves).
+    pub fn tokens(&self) -> &[super::tokens::StoredToken] {
+        &self.tokens
     }
 
     fn addresses(&self) -> Option<&BTreeSet<String>> {

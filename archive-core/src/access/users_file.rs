@@ -15,6 +15,7 @@ use jiff::Timestamp;
 
 use super::names::normalize_user_name;
 use super::password::check_stored_hash;
+use super::tokens::StoredToken;
 use super::users::{AuditorDomains, Role, UserRecord, Users};
 use crate::{Error, IoContext, Result};
 
@@ -57,6 +58,9 @@ struct Entry {
     password_hash: String,
     created: Timestamp,
     updated: Timestamp,
+    /// API tokens, by hash (absent in files from before tokens).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tokens: Vec<StoredToken>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -196,6 +200,7 @@ fn record(entry: Entry) -> std::result::Result<UserRecord, String> {
         password_hash: entry.password_hash,
         created: entry.created,
         updated: entry.updated,
+        tokens: entry.tokens,
     })
 }
 
@@ -229,6 +234,7 @@ fn entry(user: &UserRecord) -> Entry {
         password_hash: user.password_hash().into(),
         created: user.created(),
         updated: user.updated(),
+        tokens: user.tokens().to_vec(),
     }
 }
 

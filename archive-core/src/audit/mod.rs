@@ -6,6 +6,7 @@
 //! the server takes into the log ([`spool`]); [`record`] picks the way.
 
 mod spool;
+pub mod trail;
 
 use std::net::IpAddr;
 

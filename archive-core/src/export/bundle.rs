@@ -345,8 +345,29 @@ pub fn checked_inclusion_proof(
     leaf_bytes: &[u8],
     seq: u64,
 ) -> Result<InclusionProof> {
+    let path = tree.inclusion_proof(seq - 1, checkpoint.size)?;
+    checked_proof(path, checkpoint, leaf_bytes, seq)
+}
+
+/// The inclusion proof document `mailvault proof` prints and the web API serves: an export
+/// bundle's inclusion proof (docs/FORMAT.md) with the signed checkpoint it leads to.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProofDocument {
+    #[serde(flatten)]
+    pub inclusion: InclusionProof,
+    /// The signed checkpoint the proof leads to.
+    pub checkpoint: String,
+}
+
+/// Checks the audit path `path` of record `seq` (with these leaf bytes) against
+/// `checkpoint` and returns it as an [`InclusionProof`].
+pub fn checked_proof(
+    path: Vec<archive_verify::merkle::Hash>,
+    checkpoint: &Checkpoint,
+    leaf_bytes: &[u8],
+    seq: u64,
+) -> Result<InclusionProof> {
     let size = checkpoint.size;
-    let path = tree.inclusion_proof(seq - 1, size)?;
     let leaf = leaf_hash(leaf_bytes);
     if !verify_inclusion(&leaf, seq - 1, size, &path, &checkpoint.root) {
         return Err(stale_tree());

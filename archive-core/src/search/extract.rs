@@ -117,7 +117,7 @@ static STRUCTURE: LazyLock<MessageParser> = LazyLock::new(|| {
 /// little more takes gigabytes. RFC 2046 allows no such encoding on message/rfc822, so
 /// such mail is indexed by its header alone. Found without decoding: parts and nested
 /// messages are walked in a loop.
-fn has_encoded_message_part(raw: &[u8]) -> bool {
+pub(crate) fn has_encoded_message_part(raw: &[u8]) -> bool {
     let Some(top) = STRUCTURE.parse(raw) else {
         return false;
     };

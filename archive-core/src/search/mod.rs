@@ -16,7 +16,7 @@ mod budget;
 pub(crate) mod catch_up;
 mod compile;
 mod document;
-mod extract;
+pub(crate) mod extract;
 pub mod header_text;
 pub mod query;
 mod results;

@@ -13,8 +13,10 @@ use super::extract::{normalize_address, Mailbox};
 use super::schema::{view_term, Fields};
 use crate::{Error, Result};
 
-/// The party a search runs as.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The party a search runs as. Serializable so a front door can keep it in its own
+/// server-side session state (never in anything a client holds).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Principal {
     /// A user: sees mail where one of their addresses is a header sender/recipient
     /// (From, Sender, To, Cc, Bcc) or an envelope sender/recipient of some delivery.
@@ -73,6 +75,19 @@ impl Principal {
     /// An auditor of the whole archive (the local operator).
     pub fn auditor_all() -> Principal {
         Principal::Auditor { domains: None }
+    }
+
+    /// Whether this is an auditor (of some domains or of everything): auditors may read the
+    /// archive's status (counts, sizes, index lag), which says something about all mail.
+    pub fn may_read_status(&self) -> bool {
+        matches!(self, Principal::Auditor { .. })
+    }
+
+    /// Whether this principal may read the access trail. Only an auditor of the whole
+    /// archive: the trail names every user and what they searched for, across all domains,
+    /// and its events carry no domain to scope them by.
+    pub fn may_read_audit_trail(&self) -> bool {
+        matches!(self, Principal::Auditor { domains: None })
     }
 
     /// The user's addresses, or `None` for auditors (who may match any envelope data).

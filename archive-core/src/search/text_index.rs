@@ -305,6 +305,33 @@ impl TextIndex {
         }
     }
 
+    /// The hit of the message whose record is `seq` as `principal` sees it, if it is indexed
+    /// and in the principal's scope: the scope is part of the index query, as in a search,
+    /// so a message outside it is `None` exactly like one that does not exist.
+    pub fn hit_of(&self, principal: &Principal, seq: u64) -> Result<Option<Hit>> {
+        let f = &self.fields;
+        let by_seq: Box<dyn TantivyQuery> = Box::new(tantivy::query::TermQuery::new(
+            Term::from_field_u64(f.seq, seq),
+            tantivy::schema::IndexRecordOption::Basic,
+        ));
+        let query: Box<dyn TantivyQuery> = match principal.scope_query(f) {
+            Some(scope) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, by_seq),
+                (Occur::Must, scope),
+            ])),
+            None => by_seq,
+        };
+        let searcher = self.searcher();
+        let top = searcher.search(&*query, &TopDocs::with_limit(1).order_by_score())?;
+        match top.first() {
+            Some((_, address)) => {
+                let summary = self.summary(&searcher, *address)?;
+                Ok(Some(hit(principal, summary, None, None)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The seqs of every message `query` matches as `principal`, in no particular order:
     /// one pass over the index reading only the `seq` column (no stored documents).
     pub fn matching_seqs(&self, principal: &Principal, query: &Query, budget: &Budget) -> Result<Vec<u64>> {
@@ -395,23 +422,7 @@ impl TextIndex {
                 let raw = content(&summary).ok()?;
                 Some(snippet(generator, &MailFields::extract(&raw).body))
             });
-            let deliveries = principal.visible_deliveries(&summary);
-            hits.push(Hit {
-                seq: summary.seq,
-                bcc: Principal::visible_bcc(&summary, &deliveries),
-                deliveries,
-                date: summary.date,
-                date_is_received: summary.date_is_received,
-                from: summary.from,
-                to: summary.to,
-                cc: summary.cc,
-                subject: summary.subject,
-                size: summary.size,
-                message_id: summary.message_id,
-                attachments: summary.attachments,
-                score,
-                snippet,
-            });
+            hits.push(hit(principal, summary, score, snippet));
         }
         let next_cursor = match hits.last() {
             Some(last) if more => Some(encode_cursor(
@@ -543,6 +554,27 @@ impl SegmentCollector for SegmentSeqs {
 }
 
 /// A snippet of `body` around the words the query matched, else the start of the body.
+/// A hit as `principal` may see it: only the deliveries (and blind recipients) they may see.
+fn hit(principal: &Principal, summary: Summary, score: Option<f32>, snippet: Option<Snippet>) -> Hit {
+    let deliveries = principal.visible_deliveries(&summary);
+    Hit {
+        seq: summary.seq,
+        bcc: Principal::visible_bcc(&summary, &deliveries),
+        deliveries,
+        date: summary.date,
+        date_is_received: summary.date_is_received,
+        from: summary.from,
+        to: summary.to,
+        cc: summary.cc,
+        subject: summary.subject,
+        size: summary.size,
+        message_id: summary.message_id,
+        attachments: summary.attachments,
+        score,
+        snippet,
+    }
+}
+
 fn snippet(generator: &SnippetGenerator, body: &str) -> Snippet {
     let found = generator.snippet(body);
     if !found.highlighted().is_empty() {

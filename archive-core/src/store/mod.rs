@@ -915,6 +915,15 @@ impl Store {
             })
     }
 
+    /// What `principal` may see of the message whose record is `seq`, without its bytes
+    /// (the scope is part of the index query): `None` for a message outside their scope and
+    /// for one that does not exist alike. Waits, within the search time limit, until every
+    /// durable record is searchable.
+    pub fn hit_for(&self, principal: &Principal, seq: u64) -> Result<Option<crate::search::Hit>> {
+        self.wait_searchable_within(Some(&Budget::default()))?;
+        self.shared.text.hit_of(principal, seq)
+    }
+
     /// The seqs (message records) of every message `query` matches as `principal`, in no
     /// particular order, within `budget`: what IMAP SEARCH needs, without building hits.
     pub fn matching_seqs(&self, principal: &Principal, query: &Query, budget: &Budget) -> Result<Vec<u64>> {

@@ -18,11 +18,13 @@
 
 mod check;
 mod entries;
+mod message;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use entries::Entries;
+pub use message::ScopedMessage;
 
 use crate::index::kv::{KvIndex, Role};
 use crate::log::record::{LeafBody, RecordKind};

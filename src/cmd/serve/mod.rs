@@ -53,6 +53,9 @@ pub struct ListenerArgs {
     /// IMAP over TLS listener address, or `none` (overrides imap.tls).
     #[arg(long, value_parser = parse_listener)]
     imaps: Option<Listener>,
+    /// Web listener address (login, JSON API), or `none` (overrides web.listen).
+    #[arg(long, value_parser = parse_listener)]
+    web: Option<Listener>,
     /// Admin listener address (/metrics, /healthz, /readyz), or `none` (overrides
     /// admin.listen).
     #[arg(long, value_parser = parse_listener)]
@@ -99,6 +102,9 @@ pub fn resolve_config(config: Option<&Path>, listeners: &ListenerArgs) -> anyhow
     }
     if let Some(Listener(a)) = listeners.imaps {
         config.imap.tls = a;
+    }
+    if let Some(Listener(a)) = listeners.web {
+        config.web.listen = a;
     }
     if let Some(Listener(a)) = listeners.admin {
         config.admin.listen = a;
@@ -148,6 +154,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         ("smtp", config.intake.smtp),
         ("imap", config.imap.plain),
         ("imaps", config.imap.tls),
+        ("web", config.web.listen),
         ("admin", config.admin.listen),
     ];
     let listeners: Vec<String> = configured
@@ -193,11 +200,15 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         for (protocol, addr) in &intake.listening {
             tracing::info!(protocol = %protocol.name(), %addr, "listening");
         }
-        let imap = archive_imap::start(store.clone(), gate, config.imap.clone(), &tls_dir).await?;
+        let imap = archive_imap::start(store.clone(), gate.clone(), config.imap.clone(), &tls_dir).await?;
         for (protocol, addr) in [("imap", imap.plain), ("imaps", imap.tls)] {
             if let Some(addr) = addr {
                 tracing::info!(protocol = %protocol, %addr, "listening");
             }
+        }
+        let web = archive_web::start(store.clone(), gate, config.web.clone(), &tls_dir).await?;
+        if let Some(web) = &web {
+            tracing::info!(protocol = %"web", addr = %web.addr, "listening");
         }
         let phase = admin::Phase::default();
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -226,18 +237,21 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             _ => None,
         };
         phase.running();
-        log_certificates(&intake, &imap);
+        log_certificates(&intake, &imap, web.as_ref());
         if created.is_some() {
             announce_next_step(cli);
         }
         let metrics = intake.metrics.clone();
         while signals.next().await == Signal::Reload {
-            reloader.reload(&intake, &imap);
+            reloader.reload(&intake, &imap, web.as_ref());
         }
         tracing::info!("shutting down: no new sessions; finishing transactions in flight");
         phase.stopping();
         let _ = stop.send(true);
         imap.shutdown().await;
+        if let Some(web) = web {
+            web.shutdown().await;
+        }
         let grace = Duration::from_secs(reloader.running().server.shutdown_grace_secs);
         intake.wait(grace).await;
         let _ = admin_stop.send(());
@@ -296,8 +310,12 @@ fn server_event(action: &str, target: String) -> archive_core::audit::AuditEvent
 
 /// Which certificate each front door offers: the operator needs to know whether clients see
 /// a self-signed one, and for which names.
-fn log_certificates(intake: &Intake, imap: &archive_imap::Listening) {
-    for (door, origin) in [("intake", intake.certificate()), ("imap", imap.certificate())] {
+fn log_certificates(intake: &Intake, imap: &archive_imap::Listening, web: Option<&archive_web::Listening>) {
+    let web = web.and_then(|w| w.certificate()).map(|c| ("web", c));
+    for (door, origin) in [("intake", intake.certificate()), ("imap", imap.certificate())]
+        .into_iter()
+        .chain(web)
+    {
         let made = matches!(origin, CertificateOrigin::SelfSigned { made: true, .. });
         if made {
             tracing::info!(%door, certificate = %origin, "made a self-signed TLS certificate; clients will ask to trust it (a real one: docs/OPERATIONS.md §TLS certificates)");

@@ -5,7 +5,7 @@
 //!
 //! Live: `[intake]` (new sessions; not its `lmtp`/`smtp` listeners), the certificates of the
 //! intake and IMAP (the files are read again, so renewed ones are picked up; `imap.hostname`
-//! for the self-signed one), `server.log` (unless `RUST_LOG` is set) and
+//! for the self-signed one), the web certificate files (when it speaks HTTPS), `server.log` (unless `RUST_LOG` is set) and
 //! `server.shutdown_grace_secs`. The users file needs nothing: it is read at every login.
 //! Everything else (`[store]`, `[auth]`, the rest of `[imap]`, listener addresses,
 //! `server.log_format`) takes a restart, and the log says which keys changed.
@@ -45,7 +45,12 @@ impl<'a> Reloader<'a> {
     }
 
     /// Reloads on SIGHUP.
-    pub fn reload(&mut self, intake: &Intake, imap: &archive_imap::Listening) {
+    pub fn reload(
+        &mut self,
+        intake: &Intake,
+        imap: &archive_imap::Listening,
+        web: Option<&archive_web::Listening>,
+    ) {
         tracing::info!("SIGHUP: reloading the configuration, the certificates and the users");
         let new = match super::load_config(self.args) {
             Ok(new) => new,
@@ -88,6 +93,20 @@ impl<'a> Reloader<'a> {
                 tracing::error!(error = %e, "SIGHUP: IMAP certificate not reloaded; the current one stays")
             }
         }
+        if let Some(web) = web {
+            match web.reload_certificate(&new.web, &self.data.join("tls")) {
+                Ok(()) => {
+                    self.running.web.tls_certificate = new.web.tls_certificate.clone();
+                    self.running.web.tls_key = new.web.tls_key.clone();
+                    if let Some(certificate) = web.certificate() {
+                        tracing::info!(%certificate, "SIGHUP: web certificate loaded for new connections");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: web certificate not reloaded; the current one stays")
+                }
+            }
+        }
         match Users::load(self.data) {
             Ok(users) => tracing::info!(
                 users = users.iter().count(),
@@ -111,6 +130,8 @@ fn is_live(key: &str) -> bool {
     match key {
         "intake.lmtp" | "intake.smtp" => false,
         "imap.tls_certificate" | "imap.tls_key" | "imap.hostname" => true,
+        // Renewed files are read again; switching HTTPS on or off takes a restart.
+        "web.tls_certificate" | "web.tls_key" => true,
         "server.log" | "server.shutdown_grace_secs" => true,
         k => k.starts_with("intake."),
     }

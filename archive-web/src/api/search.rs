@@ -1,0 +1,191 @@
+//! `GET /api/v1/search?q=&cursor=&limit=&sort=`: the query language of docs/SEARCH.md, run as
+//! the caller's principal (the scope is part of the index query, so totals, pages and cursors
+//! never count mail outside it). One `search` audit record per request, before the search runs.
+
+use axum::extract::{RawQuery, State};
+use axum::Json;
+
+use archive_core::audit::{query_text, AuditEvent};
+use archive_core::search::{Hit, Query, SearchOptions, Sort};
+
+use super::{date_text, mailboxes, params};
+use crate::auth::{AppState, Caller};
+use crate::error::{blocking, ApiError};
+
+/// Most hits a page may hold.
+pub const MAX_LIMIT: usize = 500;
+/// Hits per page unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Longest query text accepted (bytes); the query string as a whole is bounded too.
+pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+
+/// A page of hits.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SearchPage {
+    /// Messages matching the query in the caller's scope, over all pages.
+    pub total: u64,
+    /// This page, in the requested order.
+    pub hits: Vec<HitJson>,
+    /// `cursor` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// The last log seq the search index had applied.
+    pub indexed_seq: u64,
+}
+
+/// One message that matched.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HitJson {
+    /// The message record's seq: `/messages/{seq}`.
+    pub seq: u64,
+    /// Date header (RFC 3339, UTC), or the receive time without one.
+    pub date: String,
+    /// `header` or `received`: where `date` comes from.
+    pub date_source: String,
+    /// From (and Sender), `Name <address>`.
+    pub from: Vec<String>,
+    /// To.
+    pub to: Vec<String>,
+    /// Cc.
+    pub cc: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Raw size in bytes.
+    pub size: u64,
+    /// Whether the message has attachments.
+    pub has_attachment: bool,
+    /// Attachment file names.
+    pub attachments: Vec<String>,
+    /// A body excerpt around the matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
+    /// Byte ranges of `snippet` that matched.
+    pub highlights: Vec<(usize, usize)>,
+    /// Relevance score (`sort=relevance` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+}
+
+impl From<Hit> for HitJson {
+    fn from(hit: Hit) -> HitJson {
+        let (snippet, highlights) = match hit.snippet {
+            Some(s) => (Some(s.text), s.highlights),
+            None => (None, Vec::new()),
+        };
+        HitJson {
+            seq: hit.seq,
+            date: date_text(hit.date),
+            date_source: if hit.date_is_received {
+                "received"
+            } else {
+                "header"
+            }
+            .into(),
+            from: mailboxes(&hit.from),
+            to: mailboxes(&hit.to),
+            cc: mailboxes(&hit.cc),
+            subject: hit.subject,
+            size: hit.size,
+            has_attachment: !hit.attachments.is_empty(),
+            attachments: hit.attachments,
+            snippet,
+            highlights,
+            score: hit.score,
+        }
+    }
+}
+
+/// The parameters, as sent.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    q: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+    sort: Option<String>,
+}
+
+/// Search the archive.
+#[utoipa::path(get, path = "/search", tag = "search",
+    params(
+        ("q" = String, Query, description = "The query (docs/SEARCH.md), e.g. `from:alice subject:invoice`"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<usize>, Query, description = "Hits per page, 1..=500 (default 50)"),
+        ("sort" = Option<String>, Query, description = "`newest` (default), `oldest`, `relevance` or `size`"),
+    ),
+    responses(
+        (status = 200, body = SearchPage),
+        (status = 400, description = "bad query (with its position), cursor, limit or sort", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody),
+    ))]
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<SearchPage>, ApiError> {
+    let p: SearchParams = params(raw.as_deref())?;
+    let text = p.q.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "q is missing: what to search for (docs/SEARCH.md)",
+        ));
+    }
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "q is {} bytes long; at most {MAX_QUERY_BYTES}",
+            text.len()
+        )));
+    }
+    let query = Query::parse(&text).map_err(|e| ApiError::store(e.into()))?;
+    let limit = match p.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1..={MAX_LIMIT}")))?,
+    };
+    let sort = match p.sort.as_deref() {
+        None | Some("newest") => Sort::Newest,
+        Some("oldest") => Sort::Oldest,
+        Some("relevance") => Sort::Relevance,
+        Some("size") => Sort::Size,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "sort must be newest, oldest, relevance or size",
+            ))
+        }
+    };
+    if p.cursor.as_ref().is_some_and(|c| c.len() > 256) {
+        return Err(ApiError::bad_request("cursor is not one this search returned"));
+    }
+    let options = SearchOptions {
+        sort,
+        limit,
+        cursor: p.cursor,
+        snippets: true,
+    };
+    let store = state.store.clone();
+    let results = blocking(move || {
+        // Every search is an access: recorded before it runs.
+        let event = AuditEvent::new(
+            &caller.user,
+            "search",
+            format!("web {}", query_text(&text)),
+            &caller.client.to_string(),
+        );
+        store.append_audit(&event).map_err(ApiError::store)?;
+        store
+            .search(&caller.principal, &query, &options)
+            .map_err(ApiError::store)
+    })
+    .await?;
+    Ok(Json(SearchPage {
+        total: results.total,
+        hits: results.hits.into_iter().map(HitJson::from).collect(),
+        next_cursor: results.next_cursor,
+        indexed_seq: results.indexed_seq,
+    }))
+}

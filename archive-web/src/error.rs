@@ -1,0 +1,196 @@
+//! The API's errors: a status and a JSON body `{"error": "...", "detail": "..."}` — never a
+//! stack trace, and for a message outside the caller's scope exactly the body of a missing
+//! one. Store errors are answered by their [`Fault`].
+
+use archive_core::access::LoginRefused;
+use archive_core::Fault;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// An error answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{status} {error}: {detail}")]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A short stable token: `bad-request`, `bad-query`, `unauthorized`, `forbidden`,
+    /// `not-found`, `too-large`, `rate-limited`, `unavailable`, `search-limit`, `internal`.
+    pub error: &'static str,
+    /// What a person can act on.
+    pub detail: String,
+    /// 1-based character position in the query, for `bad-query`.
+    pub position: Option<usize>,
+    /// Seconds to wait, for `rate-limited` (the `Retry-After` header).
+    pub retry_after: Option<u64>,
+}
+
+/// The one answer for a message that does not exist or is not the caller's.
+pub const NO_SUCH_MESSAGE: &str = "no such message";
+
+/// The JSON body, as `openapi.json` describes it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A short stable token (`not-found`, `bad-query`, …).
+    pub error: String,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// For `bad-query`: the 1-based character position of the problem in `q`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error,
+            detail: detail.into(),
+            position: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400: the request is wrong.
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+    }
+
+    /// 401: no or wrong credentials.
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// 403: logged in, but not allowed (or a cross-site request, or a bad CSRF token).
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 404, the same for a missing message and one outside the caller's scope.
+    pub fn no_such_message() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", NO_SUCH_MESSAGE)
+    }
+
+    /// 404 for something other than a message (an attachment number of a message the
+    /// caller may see).
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+
+    /// 404 for a path that is not part of the API.
+    pub fn no_such_path() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such API path")
+    }
+
+    /// A form that could not be read: 413 when it is too large, else 400.
+    pub fn form(what: &str, rejection: axum::extract::rejection::FormRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("{what}: the body is too large"),
+            );
+        }
+        ApiError::bad_request(format!("{what}: {}", rejection.body_text()))
+    }
+
+    /// 503: try again later.
+    pub fn unavailable(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    /// A store error, by whose fault it is. Not-found errors are the one "no such message"
+    /// answer; damage and bugs are logged and answered without their details.
+    pub fn store(e: archive_core::Error) -> ApiError {
+        match e.fault() {
+            Fault::NotFound => ApiError::no_such_message(),
+            Fault::Request => match e {
+                archive_core::Error::Query(q) => ApiError {
+                    position: Some(q.position),
+                    ..ApiError::new(StatusCode::BAD_REQUEST, "bad-query", q.to_string())
+                },
+                e => ApiError::bad_request(e.to_string()),
+            },
+            Fault::Unavailable => {
+                tracing::warn!(error = %e, "web: store unavailable");
+                ApiError::unavailable("the archive cannot answer right now; try again later")
+            }
+            Fault::Limit => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "search-limit",
+                format!("{e}; narrow the query"),
+            ),
+            Fault::Damaged => {
+                tracing::error!(error = %e, "web: stored data unreadable or a bug");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "stored data could not be read; the server log says more",
+                )
+            }
+        }
+    }
+
+    /// A refused login.
+    pub fn login(refused: LoginRefused) -> ApiError {
+        match refused {
+            LoginRefused::Failed => ApiError::unauthorized("authentication failed"),
+            LoginRefused::RateLimited(after) => {
+                let secs = after.0.as_secs().max(1);
+                ApiError {
+                    retry_after: Some(secs),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate-limited",
+                        format!("too many failed logins; try again in {secs} s"),
+                    )
+                }
+            }
+            LoginRefused::Unavailable(why) => {
+                tracing::warn!(%why, "web: login unavailable");
+                ApiError::unavailable("logins cannot be checked right now; try again later")
+            }
+        }
+    }
+
+    /// A blocking task that did not finish (it panicked): a bug, answered without details.
+    pub fn task_failed() -> ApiError {
+        tracing::error!("web: a request's blocking task failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.error.to_string(),
+            detail: self.detail,
+            position: self.position,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"mailvault\", Bearer"),
+            );
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// Runs store work on a blocking thread.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::task_failed()))
+}
