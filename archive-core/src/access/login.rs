@@ -96,19 +96,7 @@ impl LoginGate {
         door: &str,
     ) -> std::result::Result<Authenticated, LoginRefused> {
         let outcome = self.check(store, login, password, client, door);
-        if let Err(refused) = &outcome {
-            let reason = match refused {
-                LoginRefused::Failed => "failed",
-                LoginRefused::RateLimited(_) => "rate_limited",
-                LoginRefused::Unavailable(_) => "unavailable",
-            };
-            metrics::counter!(
-                crate::metrics::LOGIN_FAILURES,
-                "door" => crate::metrics::door_label(door),
-                "reason" => reason
-            )
-            .increment(1);
-        }
+        count_refusal(&outcome, door);
         outcome
     }
 
@@ -149,19 +137,7 @@ impl LoginGate {
                 }
             }
         })();
-        if let Err(refused) = &outcome {
-            let reason = match refused {
-                LoginRefused::Failed => "failed",
-                LoginRefused::RateLimited(_) => "rate_limited",
-                LoginRefused::Unavailable(_) => "unavailable",
-            };
-            metrics::counter!(
-                crate::metrics::LOGIN_FAILURES,
-                "door" => crate::metrics::door_label(door),
-                "reason" => reason
-            )
-            .increment(1);
-        }
+        count_refusal(&outcome, door);
         outcome
     }
 
@@ -254,6 +230,23 @@ impl LoginGate {
             Ok(who) => Verdict::In { who, via: None },
             Err(failure) => Verdict::Local(failure),
         }
+    }
+}
+
+/// Counts a refused login in the metrics, by door and reason.
+fn count_refusal(outcome: &std::result::Result<Authenticated, LoginRefused>, door: &str) {
+    if let Err(refused) = outcome {
+        let reason = match refused {
+            LoginRefused::Failed => "failed",
+            LoginRefused::RateLimited(_) => "rate_limited",
+            LoginRefused::Unavailable(_) => "unavailable",
+        };
+        metrics::counter!(
+            crate::metrics::LOGIN_FAILURES,
+            "door" => crate::metrics::door_label(door),
+            "reason" => reason
+        )
+        .increment(1);
     }
 }
 
