@@ -20,6 +20,7 @@ mod intake_auth;
 mod isolation;
 mod lossyfs;
 mod mbox_export;
+mod offload;
 mod metrics;
 mod postfix;
 mod powerloss;
