@@ -321,10 +321,9 @@ impl Verifier<'_> {
     /// here is the one that was uploaded: same length, same BLAKE3.
     fn check_offload(&mut self, seq: u64, receipt: &OffloadReceipt) -> std::result::Result<(), String> {
         let n = receipt.segment;
-        let path = self
-            .finished_segments
-            .get(&n)
-            .ok_or_else(|| format!("offload receipt for segment {n}, which is not a sealed segment before it"))?;
+        let path = self.finished_segments.get(&n).ok_or_else(|| {
+            format!("offload receipt for segment {n}, which is not a sealed segment before it")
+        })?;
         let (len, hash) = file_blake3(path).map_err(|e| format!("offload receipt for segment {n}: {e}"))?;
         if len != receipt.segment_len || hash != receipt.segment_hash {
             return Err(format!(

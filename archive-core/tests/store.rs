@@ -688,7 +688,9 @@ fn verify_checks_offload_receipts_against_the_local_segment_files() {
         key: "k".into(),
         version_id: "v".into(),
     };
-    let seq = store.append_offload(receipt(blake3::hash(&bytes).into())).unwrap();
+    let seq = store
+        .append_offload(receipt(blake3::hash(&bytes).into()))
+        .unwrap();
     let report = assert_verifies(&path);
     assert_eq!(report.offloads.len(), 1);
     assert_eq!(report.offloads[0].0, seq);
@@ -699,5 +701,9 @@ fn verify_checks_offload_receipts_against_the_local_segment_files() {
     let report = verify_log(&layout.log_dir, &layout.verifier_key().unwrap(), &[]).unwrap();
     let problem = report.problem.expect("a receipt for other bytes");
     assert_eq!(problem.seq, bad);
-    assert!(problem.reason.contains("is not the one uploaded"), "{}", problem.reason);
+    assert!(
+        problem.reason.contains("is not the one uploaded"),
+        "{}",
+        problem.reason
+    );
 }

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+};
 use aws_sdk_s3::Client;
 use aws_smithy_types::DateTime;
 use base64::Engine;
@@ -63,7 +65,9 @@ pub struct Bucket {
 /// SDK's default trailing checksums), the SDK's own retries off (the caller retries whole
 /// uploads with its own backoff).
 pub fn client(settings: &S3Settings, credentials: &Credentials) -> Client {
-    use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+    use aws_sdk_s3::config::{
+        BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    };
     use aws_smithy_http_client::tls;
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
@@ -305,7 +309,11 @@ impl Bucket {
     /// not do conditional writes" (501, or a 400 naming the header): then writes go on
     /// without the condition (the caller HEADs before every upload, and a versioned bucket
     /// keeps the older version anyway).
-    fn conditional_refusal<E: ProvideErrorMetadata>(&self, e: &CallError<E>, conditional: bool) -> Option<Refusal> {
+    fn conditional_refusal<E: ProvideErrorMetadata>(
+        &self,
+        e: &CallError<E>,
+        conditional: bool,
+    ) -> Option<Refusal> {
         if !conditional {
             return None;
         }

@@ -230,10 +230,23 @@ mod tests {
 
     #[test]
     fn retention_forms() {
-        assert_eq!(settings("10y").retention_period().unwrap().as_secs(), 10 * 365 * 86_400);
+        assert_eq!(
+            settings("10y").retention_period().unwrap().as_secs(),
+            10 * 365 * 86_400
+        );
         assert_eq!(settings("30d").retention_period().unwrap().as_secs(), 30 * 86_400);
         assert_eq!(settings("120s").retention_period().unwrap().as_secs(), 120);
-        for bad in ["", "y", "10", "10w", "0y", "101y", "-1d", "99999999999999999999y", "1ÿ"] {
+        for bad in [
+            "",
+            "y",
+            "10",
+            "10w",
+            "0y",
+            "101y",
+            "-1d",
+            "99999999999999999999y",
+            "1ÿ",
+        ] {
             let e = settings(bad).validate().unwrap_err();
             assert!(e.starts_with("storage.s3.retention"), "{bad}: {e}");
         }
@@ -250,13 +263,20 @@ mod tests {
     fn a_credentials_file_others_can_read_is_refused_and_secrets_stay_hidden() {
         let dir = tempfile_dir();
         let path = dir.join("creds");
-        std::fs::write(&path, "[default]\naws_access_key_id = AKID\naws_secret_access_key = s3cr3t\n").unwrap();
+        std::fs::write(
+            &path,
+            "[default]\naws_access_key_id = AKID\naws_secret_access_key = s3cr3t\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = Credentials::from_file(&path).unwrap_err().to_string();
         assert!(e.contains("mode 0644") && !e.contains("s3cr3t"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let c = Credentials::from_file(&path).unwrap();
-        assert_eq!((c.access_key_id.as_str(), c.secret_access_key.as_str()), ("AKID", "s3cr3t"));
+        assert_eq!(
+            (c.access_key_id.as_str(), c.secret_access_key.as_str()),
+            ("AKID", "s3cr3t")
+        );
         assert!(!format!("{c:?}").contains("s3cr3t"));
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -229,7 +229,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                     "offload     last error ({}): {e}; {failures} failed attempts since the server started",
                     server["last_error_at"].as_str().unwrap_or("?")
                 ),
-                None => println!("offload     no errors; {failures} failed attempts since the server started"),
+                None => {
+                    println!("offload     no errors; {failures} failed attempts since the server started")
+                }
             }
         }
     }

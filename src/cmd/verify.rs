@@ -94,12 +94,19 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let quarantined = layout.quarantined()?;
     // Offload receipts only where there are some (a store without [storage.s3] has none).
     let offloads = report.by_kind.contains_key("offload");
-    let kinds = ["message", "arrival", "audit", "checkpoint", "dictionary", "offload"]
-        .iter()
-        .filter(|k| **k != "offload" || offloads)
-        .map(|k| format!("{} {k}", report.by_kind.get(k).copied().unwrap_or(0)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let kinds = [
+        "message",
+        "arrival",
+        "audit",
+        "checkpoint",
+        "dictionary",
+        "offload",
+    ]
+    .iter()
+    .filter(|k| **k != "offload" || offloads)
+    .map(|k| format!("{} {k}", report.by_kind.get(k).copied().unwrap_or(0)))
+    .collect::<Vec<_>>()
+    .join(", ");
     println!(
         "OK: {} records ({kinds}) in {} segments",
         report.records, report.segments

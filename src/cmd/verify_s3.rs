@@ -44,7 +44,10 @@ pub fn check_bucket(settings: &S3Settings, offloads: &[(u64, OffloadReceipt)]) -
     if bad == 0 {
         println!("S3: {} offloaded segments verified in the bucket", offloads.len());
     } else {
-        println!("S3: {bad} of {} offloaded segments do not verify in the bucket", offloads.len());
+        println!(
+            "S3: {bad} of {} offloaded segments do not verify in the bucket",
+            offloads.len()
+        );
     }
     Ok(bad == 0)
 }

@@ -12,8 +12,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -115,7 +115,11 @@ impl OffloadThread {
             })
             .context("starting the offload thread")?;
         tracing::info!("offload of sealed segments to S3 Object Lock on");
-        Ok(Some(OffloadThread { stop, stopping, thread }))
+        Ok(Some(OffloadThread {
+            stop,
+            stopping,
+            thread,
+        }))
     }
 
     /// Stops the thread (an upload in flight is abandoned: the next start HEADs it).
@@ -192,7 +196,14 @@ impl Offloader {
             if !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)) {
                 return Ok(());
             }
-            let upload = offload_segment(&self.bucket, &self.settings, self.store.origin(), self.retention, *first, path);
+            let upload = offload_segment(
+                &self.bucket,
+                &self.settings,
+                self.store.origin(),
+                self.retention,
+                *first,
+                path,
+            );
             let stopping = self.stopping.clone();
             let receipt = self.runtime.block_on(async move {
                 tokio::select! {
@@ -200,7 +211,8 @@ impl Offloader {
                     () = until_set(&stopping) => Ok(None),
                 }
             });
-            let Some(receipt) = receipt.with_context(|| format!("segment {}", segment_file_name(*first)))? else {
+            let Some(receipt) = receipt.with_context(|| format!("segment {}", segment_file_name(*first)))?
+            else {
                 return Ok(());
             };
             let seq = self
@@ -283,7 +295,9 @@ async fn offload_segment(
     };
     // An object there already: uploaded by a run that stopped before its receipt.
     if let Some(info) = bucket.head(&key, None).await? {
-        return adopt(bucket, &key, info, len, blake3).await.map(|info| receipt(&info));
+        return adopt(bucket, &key, info, len, blake3)
+            .await
+            .map(|info| receipt(&info));
     }
     let retain_until = unix_now() + retention.as_secs() as i64;
     match bucket.put_file(path, &key, retain_until).await? {
@@ -306,13 +320,21 @@ async fn offload_segment(
                 .head(&key, None)
                 .await?
                 .with_context(|| format!("{key}: the store said it exists, but HEAD does not find it"))?;
-            adopt(bucket, &key, info, len, blake3).await.map(|info| receipt(&info))
+            adopt(bucket, &key, info, len, blake3)
+                .await
+                .map(|info| receipt(&info))
         }
     }
 }
 
 /// What HEAD says after our upload matches what we sent and asked for.
-fn check_uploaded(info: &ObjectInfo, len: u64, etag: &str, sha256: &str, retain_until: i64) -> anyhow::Result<()> {
+fn check_uploaded(
+    info: &ObjectInfo,
+    len: u64,
+    etag: &str,
+    sha256: &str,
+    retain_until: i64,
+) -> anyhow::Result<()> {
     if info.size != len {
         anyhow::bail!("{} bytes stored, {len} sent", info.size);
     }
@@ -347,7 +369,13 @@ fn check_lock(info: &ObjectInfo, retain_until: i64) -> anyhow::Result<()> {
 
 /// An object found at the segment's key from an earlier run: it is recorded if it is this
 /// segment, byte for byte (streamed and hashed), and locked in COMPLIANCE mode.
-async fn adopt(bucket: &Bucket, key: &str, info: ObjectInfo, len: u64, blake3: [u8; 32]) -> anyhow::Result<ObjectInfo> {
+async fn adopt(
+    bucket: &Bucket,
+    key: &str,
+    info: ObjectInfo,
+    len: u64,
+    blake3: [u8; 32],
+) -> anyhow::Result<ObjectInfo> {
     if info.size != len {
         anyhow::bail!(
             "{key}: the bucket holds an object of {} bytes there, the segment has {len}: not recorded, not overwritten",
@@ -356,7 +384,9 @@ async fn adopt(bucket: &Bucket, key: &str, info: ObjectInfo, len: u64, blake3: [
     }
     let found = bucket.blake3_of(key, &info.version_id).await?;
     if found != Some((len, blake3)) {
-        anyhow::bail!("{key}: the bucket holds other bytes there than the segment's: not recorded, not overwritten");
+        anyhow::bail!(
+            "{key}: the bucket holds other bytes there than the segment's: not recorded, not overwritten"
+        );
     }
     check_lock(&info, 0).with_context(|| key.to_string())?;
     tracing::info!(%key, version = %info.version_id, "segment found in the bucket from an earlier run: recorded, not uploaded again");

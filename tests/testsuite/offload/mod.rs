@@ -40,7 +40,10 @@ fn config(vault: &Vault, s3: &S3Settings, segment_mib: u64) -> PathBuf {
 fn deliver(server: &Server, from: usize, count: usize, noise: usize) {
     for i in from..from + count {
         let message = incompressible_message(&format!("offload {i}"), noise);
-        assert!(lmtp_send(server.lmtp, &message).is_some(), "message {i} was not acknowledged");
+        assert!(
+            lmtp_send(server.lmtp, &message).is_some(),
+            "message {i} was not acknowledged"
+        );
     }
 }
 
@@ -78,23 +81,32 @@ fn status(vault: &Vault) -> serde_json::Value {
     serde_json::from_slice(&vault.ok(&["status", "--json"])).unwrap()
 }
 
-/// Polls `done` every 500 ms until it holds; panics with `what` after `patience`.
-fn wait_for(patience: Duration, what: &str, mut done: impl FnMut() -> bool) {
+/// Polls `done` every 500 ms until it holds; panics with `what` and the server's log after
+/// `patience`.
+fn wait_for(patience: Duration, what: &str, server: &Server, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + patience;
     while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() > deadline {
+            let log = server.log.lock().unwrap().clone();
+            panic!("timed out waiting for {what}; server log:\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
 /// Waits until every segment sealed now has a receipt; returns those segments.
-fn wait_offloaded(vault: &Vault, at_least: usize) -> Vec<u64> {
+fn wait_offloaded(vault: &Vault, server: &Server, at_least: usize) -> Vec<u64> {
     let mut segments = Vec::new();
-    wait_for(Duration::from_secs(180), "receipts for every sealed segment", || {
-        segments = sealed(vault);
-        let receipted = receipts_per_segment(vault);
-        segments.len() >= at_least && segments.iter().all(|n| receipted.contains_key(n))
-    });
+    wait_for(
+        Duration::from_secs(120),
+        "receipts for every sealed segment",
+        server,
+        || {
+            segments = sealed(vault);
+            let receipted = receipts_per_segment(vault);
+            segments.len() >= at_least && segments.iter().all(|n| receipted.contains_key(n))
+        },
+    );
     segments
 }
 
@@ -103,15 +115,26 @@ fn wait_offloaded(vault: &Vault, at_least: usize) -> Vec<u64> {
 fn assert_exactly_once(vault: &Vault, weed: &Weed, segments: &[u64]) {
     let per_segment = receipts_per_segment(vault);
     for n in segments {
-        assert_eq!(per_segment.get(n), Some(&1), "receipts of segment {n}: {per_segment:?}");
+        assert_eq!(
+            per_segment.get(n),
+            Some(&1),
+            "receipts of segment {n}: {per_segment:?}"
+        );
     }
     let versions = weed.versions(BUCKET);
     let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
     for (key, _) in &versions {
         *per_key.entry(key.as_str()).or_default() += 1;
     }
-    assert!(per_key.values().all(|n| *n == 1), "an object was uploaded twice: {versions:?}");
-    assert_eq!(per_key.len(), per_segment.len(), "{versions:?} vs {per_segment:?}");
+    assert!(
+        per_key.values().all(|n| *n == 1),
+        "an object was uploaded twice: {versions:?}"
+    );
+    assert_eq!(
+        per_key.len(),
+        per_segment.len(),
+        "{versions:?} vs {per_segment:?}"
+    );
 }
 
 #[test]
@@ -122,9 +145,9 @@ fn sealed_segments_get_one_receipt_each_and_verify_s3_reads_the_recorded_version
     let config = config(&vault, &weed.settings(BUCKET), 1);
     let config = config.to_str().unwrap();
     let server = vault.serve(&["--config", config]);
-    // About 4 MiB in 1 MiB segments: three sealed at least.
-    deliver(&server, 0, 10, 300_000);
-    let segments = wait_offloaded(&vault, 3);
+    // About 5 MiB in 1 MiB segments (three messages each): three sealed at least.
+    deliver(&server, 0, 12, 300_000);
+    let segments = wait_offloaded(&vault, &server, 3);
     let s = status(&vault);
     assert_eq!(s["offload"]["backlog_segments"], 0, "{s:#}");
     assert!(s["offload"]["offloaded_segments"].as_u64().unwrap() >= 3, "{s:#}");
@@ -166,7 +189,10 @@ fn sealed_segments_get_one_receipt_each_and_verify_s3_reads_the_recorded_version
     });
     assert_ne!(newer, recorded);
     let (code, out) = vault.verify(&["--config", config, "--s3"]);
-    assert_eq!(code, 0, "verify --s3 must read the recorded version, not the latest: {out}");
+    assert_eq!(
+        code, 0,
+        "verify --s3 must read the recorded version, not the latest: {out}"
+    );
 
     // A bucket without the objects (another store's, of the same name): each segment named.
     let empty = Weed::start();
@@ -194,22 +220,30 @@ fn with_s3_unreachable_intake_goes_on_status_shows_the_backlog_and_offload_catch
     let vault = Vault::new();
     let config = config(&vault, &settings_for(port, BUCKET), 1);
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
-    deliver(&server, 0, 8, 300_000);
-    wait_for(Duration::from_secs(60), "a failure and the backlog in status", || {
-        let s = status(&vault);
-        s["offload"]["backlog_segments"].as_u64().unwrap_or(0) >= 2
-            && s["offload"]["server"]["failures_total"].as_u64().unwrap_or(0) >= 1
-    });
+    deliver(&server, 0, 9, 300_000);
+    wait_for(
+        Duration::from_secs(60),
+        "a failure and the backlog in status",
+        &server,
+        || {
+            let s = status(&vault);
+            s["offload"]["backlog_segments"].as_u64().unwrap_or(0) >= 2
+                && s["offload"]["server"]["failures_total"].as_u64().unwrap_or(0) >= 1
+        },
+    );
     let text = String::from_utf8(vault.ok(&["status"])).unwrap();
     assert!(text.contains("offload     last error"), "{text}");
     assert!(receipts(&vault).is_empty());
     let metrics = crate::metrics::get(server.admin.unwrap(), "/metrics").1;
-    assert!(!metrics.contains("mailvault_offload_failures_total 0\n"), "{metrics}");
+    assert!(
+        !metrics.contains("mailvault_offload_failures_total 0\n"),
+        "{metrics}"
+    );
     assert!(metrics.contains("mailvault_offload_failures_total"), "{metrics}");
 
     let weed = Weed::start_on(port);
     weed.create_locked_bucket(BUCKET);
-    let segments = wait_offloaded(&vault, 2);
+    let segments = wait_offloaded(&vault, &server, 2);
     let s = status(&vault);
     assert_eq!(s["offload"]["backlog_segments"], 0, "{s:#}");
     assert_eq!(s["offload"]["server"]["retrying"], false, "{s:#}");
@@ -226,8 +260,10 @@ fn an_object_uploaded_by_a_run_that_died_before_its_receipt_is_recorded_not_uplo
     let settings = settings_for(port, BUCKET);
     let config = config(&vault, &settings, 1);
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
-    deliver(&server, 0, 8, 300_000);
-    wait_for(Duration::from_secs(60), "two sealed segments", || sealed(&vault).len() >= 2);
+    deliver(&server, 0, 9, 300_000);
+    wait_for(Duration::from_secs(60), "two sealed segments", &server, || {
+        sealed(&vault).len() >= 2
+    });
     server.stop();
     // What a run killed between its upload and its receipt leaves: segment 1 in the bucket.
     let weed = Weed::start_on(port);
@@ -239,16 +275,23 @@ fn an_object_uploaded_by_a_run_that_died_before_its_receipt_is_recorded_not_uplo
     let bucket = Bucket::connect(&with_credentials).unwrap();
     let segment = vault.segments()[0].clone();
     let until = 4_000_000_000;
-    let Put::Created { version_id, .. } = runtime().block_on(bucket.put_file(&segment, &key, until)).unwrap() else {
+    let Put::Created { version_id, .. } = runtime()
+        .block_on(bucket.put_file(&segment, &key, until))
+        .unwrap()
+    else {
         panic!("the key was free");
     };
 
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
-    let segments = wait_offloaded(&vault, 2);
+    let segments = wait_offloaded(&vault, &server, 2);
     server.stop();
     let first = &receipts(&vault)[0];
     assert_eq!(first["segment"], 1);
-    assert_eq!(first["version_id"], version_id.as_str(), "the object found was recorded");
+    assert_eq!(
+        first["version_id"],
+        version_id.as_str(),
+        "the object found was recorded"
+    );
     assert_eq!(first["retain_until"], "2096-10-02T07:06:40Z");
     assert_exactly_once(&vault, &weed, &segments);
     let (code, out) = vault.verify(&["--config", config.to_str().unwrap(), "--s3"]);
@@ -266,11 +309,11 @@ fn kill9_during_multipart_uploads_leaves_exactly_one_receipt_per_segment() {
     let config = config(&vault, &settings, 6);
     let config = config.to_str().unwrap();
     let server = vault.serve(&["--config", config]);
-    // About 21 MiB: three sealed segments; the kill comes while they go up.
-    deliver(&server, 0, 16, 1_000_000);
+    // About 27 MiB: three sealed segments at least; the kill comes while they go up.
+    deliver(&server, 0, 20, 1_000_000);
     server.kill9();
     let server = vault.serve(&["--config", config]);
-    let segments = wait_offloaded(&vault, 3);
+    let segments = wait_offloaded(&vault, &server, 3);
     server.stop();
     assert_exactly_once(&vault, &weed, &segments);
     let (code, out) = vault.verify(&["--config", config, "--s3"]);
@@ -287,13 +330,28 @@ fn a_credentials_file_others_can_read_stops_the_start_with_a_clear_message() {
     let out = run_with_patience(
         &vault,
         &[
-            "serve", "--create", "--config", config.to_str().unwrap(), "--lmtp", "127.0.0.1:0", "--smtp",
-            "127.0.0.1:0", "--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0", "--admin", "none",
+            "serve",
+            "--create",
+            "--config",
+            config.to_str().unwrap(),
+            "--lmtp",
+            "127.0.0.1:0",
+            "--smtp",
+            "127.0.0.1:0",
+            "--imap",
+            "127.0.0.1:0",
+            "--imaps",
+            "127.0.0.1:0",
+            "--admin",
+            "none",
         ],
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("mode 0644") && stderr.contains("must be 0600"), "{stderr}");
+    assert!(
+        stderr.contains("mode 0644") && stderr.contains("must be 0600"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(weed::SECRET_KEY), "{stderr}");
 }
 

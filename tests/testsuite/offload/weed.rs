@@ -16,7 +16,11 @@ pub const SECRET_KEY: &str = "mailvault-test-secret";
 
 /// A free loopback port (bound, read, closed).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `weed mini`.
@@ -40,7 +44,11 @@ impl Weed {
             .prefix("mailvault-weed")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
-        let mut weed = Weed { child: None, port, tmp };
+        let mut weed = Weed {
+            child: None,
+            port,
+            tmp,
+        };
         // Another test may take one of the other free ports between our look and weed's
         // bind: then try again with new ones.
         for _ in 0..3 {
@@ -80,7 +88,12 @@ impl Weed {
                 .object_lock_enabled_for_bucket(true)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "create bucket {bucket}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                });
         });
     }
 
@@ -167,7 +180,10 @@ pub fn write_credentials(dir: &Path) -> std::path::PathBuf {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn spawn(dir: &Path, s3_port: u16) -> Child {

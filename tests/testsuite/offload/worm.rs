@@ -3,8 +3,8 @@
 //! like our own code, with the client the product uses.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode};
 use aws_sdk_s3::primitives::DateTime;
+use aws_sdk_s3::types::{ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode};
 
 use super::weed::{runtime, Weed};
 
@@ -43,7 +43,10 @@ fn a_compliance_locked_version_can_be_neither_deleted_nor_shortened_and_survives
             .send()
             .await
             .unwrap();
-        let version = put.version_id().expect("a versioned bucket names the version").to_string();
+        let version = put
+            .version_id()
+            .expect("a versioned bucket names the version")
+            .to_string();
 
         let delete = client
             .delete_object()
@@ -90,7 +93,10 @@ fn a_compliance_locked_version_can_be_neither_deleted_nor_shortened_and_survives
             .await
             .unwrap();
         assert_eq!(head.object_lock_mode(), Some(&ObjectLockMode::Compliance));
-        assert_eq!(head.object_lock_retain_until_date().map(DateTime::secs), Some(until));
+        assert_eq!(
+            head.object_lock_retain_until_date().map(DateTime::secs),
+            Some(until)
+        );
         let got = client
             .get_object()
             .bucket("worm")
