@@ -147,7 +147,7 @@ impl Offloader {
         self.report.bucket = self.settings.bucket.clone();
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let wait = match self.round(stopped) {
+            let wait = match self.round() {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
                     self.report.retrying = false;
@@ -167,6 +167,9 @@ impl Offloader {
                 }
             };
             self.write_report();
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
             match stopped.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
@@ -176,7 +179,7 @@ impl Offloader {
 
     /// Offloads every sealed segment without a receipt, oldest first; stops at the first
     /// failure (the caller backs off) or when asked to stop.
-    fn round(&mut self, stopped: &mpsc::Receiver<()>) -> anyhow::Result<()> {
+    fn round(&mut self) -> anyhow::Result<()> {
         let log_dir = self.store.layout().log_dir.clone();
         if self.receipted.is_none() {
             self.receipted = Some(receipts_in_log(&log_dir)?);
@@ -193,7 +196,7 @@ impl Offloader {
             .collect();
         self.set_backlog(pending.len() as u64);
         for (i, (first, path)) in pending.iter().enumerate() {
-            if !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+            if self.stopping.load(Ordering::Relaxed) {
                 return Ok(());
             }
             let upload = offload_segment(
