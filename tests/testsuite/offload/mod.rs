@@ -156,7 +156,7 @@ fn sealed_segments_get_one_receipt_each_and_verify_s3_reads_the_recorded_version
         metrics.contains("mailvault_offload_backlog_segments 0"),
         "{metrics}"
     );
-    server.stop();
+    assert_eq!(server.stop(), Some(0), "a clean stop");
     assert_exactly_once(&vault, &weed, &segments);
     let text = String::from_utf8(vault.ok(&["log"])).unwrap();
     assert!(text.contains("segment 1 -> s3://archive/"), "{text}");
@@ -249,7 +249,7 @@ fn with_s3_unreachable_intake_goes_on_status_shows_the_backlog_and_offload_catch
     assert_eq!(s["offload"]["server"]["retrying"], false, "{s:#}");
     // Intake went on meanwhile and goes on.
     deliver(&server, 100, 1, 1000);
-    server.stop();
+    assert_eq!(server.stop(), Some(0), "a clean stop");
     assert_exactly_once(&vault, &weed, &segments);
 }
 
@@ -264,7 +264,7 @@ fn an_object_uploaded_by_a_run_that_died_before_its_receipt_is_recorded_not_uplo
     wait_for(Duration::from_secs(60), "two sealed segments", &server, || {
         sealed(&vault).len() >= 2
     });
-    server.stop();
+    assert_eq!(server.stop(), Some(0), "a clean stop");
     // What a run killed between its upload and its receipt leaves: segment 1 in the bucket.
     let weed = Weed::start_on(port);
     weed.create_locked_bucket(BUCKET);
@@ -284,7 +284,7 @@ fn an_object_uploaded_by_a_run_that_died_before_its_receipt_is_recorded_not_uplo
 
     let server = vault.serve(&["--config", config.to_str().unwrap()]);
     let segments = wait_offloaded(&vault, &server, 2);
-    server.stop();
+    assert_eq!(server.stop(), Some(0), "a clean stop");
     let first = &receipts(&vault)[0];
     assert_eq!(first["segment"], 1);
     assert_eq!(
@@ -314,7 +314,7 @@ fn kill9_during_multipart_uploads_leaves_exactly_one_receipt_per_segment() {
     server.kill9();
     let server = vault.serve(&["--config", config]);
     let segments = wait_offloaded(&vault, &server, 3);
-    server.stop();
+    assert_eq!(server.stop(), Some(0), "a clean stop");
     assert_exactly_once(&vault, &weed, &segments);
     let (code, out) = vault.verify(&["--config", config, "--s3"]);
     assert_eq!(code, 0, "{out}");
