@@ -29,6 +29,17 @@ pub struct Config {
     pub server: ServerSettings,
     /// Checkpoints leaving the machine.
     pub anchoring: AnchoringSettings,
+    /// Where sealed segments go besides the local disk.
+    pub storage: StorageSettings,
+}
+
+/// `[storage]`: copies of the log beyond the local disk (docs/OPERATIONS.md §Object storage).
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `[storage.s3]`: sealed segments offloaded to S3 Object Lock (COMPLIANCE); none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<archive_s3::S3Settings>,
 }
 
 /// `[anchoring]`: how checkpoints leave the machine (docs/OPERATIONS.md §Anchoring): each
@@ -289,6 +300,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(s3) = &self.storage.s3 {
+            s3.validate()?;
+        }
         self.intake.validate()?;
         self.imap.validate()?;
         self.web.validate()?;
@@ -414,6 +428,20 @@ witness_timeout_secs = 30       # one request to a witness, connecting included
 # name = "w1"                   # our name for it, in file names: A-Z a-z 0-9 . _ -
 # url = "https://witness.example/w1"      # requests go to <url>/add-checkpoint
 # key = "witness.example/w1+1a2b3c4d+BAbc…"  # its verifier key (type 0x04) from its operator
+
+# Sealed segments offloaded to S3 Object Lock in COMPLIANCE mode (none by default;
+# docs/OPERATIONS.md §Object storage (WORM)). The bucket must have Object Lock enabled.
+# [storage.s3]
+# endpoint = "https://s3.eu-central-1.amazonaws.com"
+# region = "eu-central-1"
+# bucket = "mail-archive"
+# prefix = "mailvault/"         # keys: <prefix><origin>/log/<segment file>
+# credentials_file = "/etc/mailvault/s3.credentials"  # mode 0600; else AWS_ACCESS_KEY_ID/
+#                               # AWS_SECRET_ACCESS_KEY from the environment
+# retention = "10y"             # every object locked this long (30d, 120s: tests only)
+# mode = "COMPLIANCE"           # the only mode: nobody can shorten or lift it
+# path_style = true             # endpoint/bucket/key requests (most non-AWS stores)
+# part_mib = 8                  # larger segments go up as multipart uploads of such parts
 "#;
 
 #[cfg(test)]

@@ -397,6 +397,16 @@ fn main() {
                 o.insert("content_hash_hex".into(), json!(h(content_hash)));
                 o.insert("content_len".into(), json!(content_len));
             }
+            // The vector log has no offload receipt yet; these are its fields if it gets one.
+            LeafBody::Offload(r) => {
+                o.insert("segment".into(), json!(r.segment));
+                o.insert("segment_len".into(), json!(r.segment_len));
+                o.insert("segment_hash_hex".into(), json!(h(&r.segment_hash)));
+                o.insert("retain_until".into(), json!(r.retain_until));
+                o.insert("bucket".into(), json!(r.bucket));
+                o.insert("key".into(), json!(r.key));
+                o.insert("version_id".into(), json!(r.version_id));
+            }
         }
         v
     };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::log::checkpoint::{SignedCheckpoint, VerifierKey};
 use crate::log::merkle::{leaf_hash, Frontier, Hash};
 use crate::log::reader::{decode_payload, Dictionaries, Dictionary, NoDictionaries};
-use crate::log::record::{chain_next, Codec, Leaf, LeafBody, RecordKind};
+use crate::log::record::{chain_next, Codec, Leaf, LeafBody, OffloadReceipt, RecordKind};
 use crate::log::segment::{list_segments, ScanStop, SegmentReader};
 use crate::Result;
 
@@ -57,6 +57,8 @@ pub struct Report {
     pub last_checkpoint: Option<(u64, u64)>,
     /// Pinned checkpoints that matched, by tree size.
     pub pinned_ok: Vec<u64>,
+    /// Offload receipts, each checked against its local segment file, in log order.
+    pub offloads: Vec<(u64, OffloadReceipt)>,
     /// The first problem, if any. `None` means intact.
     pub problem: Option<Problem>,
 }
@@ -81,6 +83,7 @@ pub fn verify_log(log_dir: &Path, key: &VerifierKey, pinned: &[SignedCheckpoint]
         pinned: pinned.to_vec(),
         dictionaries: SeenDictionaries::default(),
         last_kind: None,
+        finished_segments: HashMap::new(),
     };
     v.pinned.sort_by_key(|p| p.checkpoint.size);
     if let Err(problem) = v.run(log_dir)? {
@@ -103,6 +106,9 @@ struct Verifier<'a> {
     dictionaries: SeenDictionaries,
     /// Kind of the last record checked (a sealed segment must end with a checkpoint).
     last_kind: Option<RecordKind>,
+    /// Segments read to their end before the current one (first seq → file): the ones an
+    /// offload receipt may name.
+    finished_segments: HashMap<u64, PathBuf>,
 }
 
 /// Dictionary records verified so far; a payload may only use an earlier one.
@@ -194,6 +200,7 @@ impl Verifier<'_> {
                 }
                 expected += 1;
             }
+            self.finished_segments.insert(*first, path.clone());
         }
         if let Some(p) = self.pinned.first() {
             return Ok(Err(Problem {
@@ -271,6 +278,7 @@ impl Verifier<'_> {
                     .map_err(|e| format!("audit event is not JSON: {e}"))?;
             }
             LeafBody::Checkpoint { note } => self.check_checkpoint(seq, note)?,
+            LeafBody::Offload(receipt) => self.check_offload(seq, receipt)?,
             LeafBody::Dictionary {
                 content_hash,
                 content_len,
@@ -306,6 +314,27 @@ impl Verifier<'_> {
         self.report.records += 1;
         *self.report.by_kind.entry(leaf.kind().name()).or_default() += 1;
         self.check_pinned()?;
+        Ok(())
+    }
+
+    /// An offload receipt names a segment that was sealed before it, and the segment file
+    /// here is the one that was uploaded: same length, same BLAKE3.
+    fn check_offload(&mut self, seq: u64, receipt: &OffloadReceipt) -> std::result::Result<(), String> {
+        let n = receipt.segment;
+        let path = self.finished_segments.get(&n).ok_or_else(|| {
+            format!("offload receipt for segment {n}, which is not a sealed segment before it")
+        })?;
+        let (len, hash) = file_blake3(path).map_err(|e| format!("offload receipt for segment {n}: {e}"))?;
+        if len != receipt.segment_len || hash != receipt.segment_hash {
+            return Err(format!(
+                "offload receipt for segment {n}: the segment file ({len} bytes, blake3 {}) is not the one uploaded \
+                 ({} bytes, blake3 {})",
+                hex(&hash),
+                receipt.segment_len,
+                hex(&receipt.segment_hash)
+            ));
+        }
+        self.report.offloads.push((seq, receipt.clone()));
         Ok(())
     }
 
@@ -350,4 +379,25 @@ impl Verifier<'_> {
         }
         Ok(())
     }
+}
+
+/// Length and BLAKE3 of a file, read in 1 MiB pieces.
+pub fn file_blake3(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((len, hasher.finalize().into()));
+        }
+        len += n as u64;
+        hasher.update(&buf[..n]);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

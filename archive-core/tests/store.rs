@@ -665,3 +665,45 @@ fn verify_binds_the_codec_byte_of_records_that_are_never_compressed() {
     assert_eq!(problem.seq, audit);
     assert!(problem.reason.contains("stored raw"), "{}", problem.reason);
 }
+
+#[test]
+fn verify_checks_offload_receipts_against_the_local_segment_files() {
+    use archive_core::log::record::OffloadReceipt;
+    let dir = temp_dir("store-test");
+    let path = create(dir.path());
+    let config = StoreConfig {
+        segment_size: 2048,
+        ..StoreConfig::default()
+    };
+    let store = open(&path, config.clone());
+    append_numbered(&store, 0..20);
+    let (first, sealed) = LogReader::open(&Layout::new(&path).log_dir).unwrap().segments()[0].clone();
+    let bytes = std::fs::read(&sealed).unwrap();
+    let receipt = |hash: [u8; 32]| OffloadReceipt {
+        segment: first,
+        segment_len: bytes.len() as u64,
+        segment_hash: hash,
+        retain_until: 4_000_000_000,
+        bucket: "archive".into(),
+        key: "k".into(),
+        version_id: "v".into(),
+    };
+    let seq = store
+        .append_offload(receipt(blake3::hash(&bytes).into()))
+        .unwrap();
+    let report = assert_verifies(&path);
+    assert_eq!(report.offloads.len(), 1);
+    assert_eq!(report.offloads[0].0, seq);
+    // A receipt for other bytes than the local segment's is named.
+    let bad = store.append_offload(receipt([7; 32])).unwrap();
+    store.close().unwrap();
+    let layout = Layout::new(&path);
+    let report = verify_log(&layout.log_dir, &layout.verifier_key().unwrap(), &[]).unwrap();
+    let problem = report.problem.expect("a receipt for other bytes");
+    assert_eq!(problem.seq, bad);
+    assert!(
+        problem.reason.contains("is not the one uploaded"),
+        "{}",
+        problem.reason
+    );
+}

@@ -22,6 +22,8 @@ pub enum RecordKind {
     Checkpoint = 4,
     /// A zstd dictionary that later message payloads are compressed with.
     Dictionary = 5,
+    /// A receipt: a sealed segment is stored in WORM object storage (S3 Object Lock).
+    Offload = 6,
 }
 
 impl RecordKind {
@@ -33,6 +35,7 @@ impl RecordKind {
             3 => RecordKind::Audit,
             4 => RecordKind::Checkpoint,
             5 => RecordKind::Dictionary,
+            6 => RecordKind::Offload,
             _ => return None,
         })
     }
@@ -45,6 +48,7 @@ impl RecordKind {
             RecordKind::Audit => "audit",
             RecordKind::Checkpoint => "checkpoint",
             RecordKind::Dictionary => "dictionary",
+            RecordKind::Offload => "offload",
         }
     }
 }
@@ -74,6 +78,70 @@ pub enum LeafBody {
         content_hash: [u8; 32],
         content_len: u64,
     },
+    /// See [`RecordKind::Offload`].
+    Offload(OffloadReceipt),
+}
+
+/// Longest bucket name, object key and version id an offload leaf may carry (S3 allows 63,
+/// 1024 and, in practice, well under 1024 bytes).
+pub const OFFLOAD_NAME_MAX: usize = 1024;
+
+/// Where a sealed segment was stored, and under which retention: the body of an offload leaf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffloadReceipt {
+    /// The segment's number: the seq of its first record (its file name).
+    pub segment: u64,
+    /// The segment file's length in bytes.
+    pub segment_len: u64,
+    /// BLAKE3 of the whole segment file.
+    pub segment_hash: [u8; 32],
+    /// The object's COMPLIANCE retain-until date, seconds since the Unix epoch (UTC).
+    pub retain_until: i64,
+    /// The bucket.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+    /// The object version the upload created (empty if the store reported none).
+    pub version_id: String,
+}
+
+impl OffloadReceipt {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.segment.to_be_bytes());
+        out.extend_from_slice(&self.segment_len.to_be_bytes());
+        out.extend_from_slice(&self.segment_hash);
+        out.extend_from_slice(&self.retain_until.to_be_bytes());
+        for text in [&self.bucket, &self.key, &self.version_id] {
+            out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    fn decode(r: &mut Cursor) -> Result<OffloadReceipt> {
+        let segment = r.u64()?;
+        let segment_len = r.u64()?;
+        let segment_hash = r.hash()?;
+        let retain_until = r.u64()? as i64;
+        let mut name = |field: &str| -> Result<String> {
+            let text = r.text()?;
+            if text.len() > OFFLOAD_NAME_MAX {
+                return Err(r.malformed(format!("offload {field} longer than {OFFLOAD_NAME_MAX}")));
+            }
+            Ok(text)
+        };
+        let bucket = name("bucket")?;
+        let key = name("key")?;
+        let version_id = name("version id")?;
+        Ok(OffloadReceipt {
+            segment,
+            segment_len,
+            segment_hash,
+            retain_until,
+            bucket,
+            key,
+            version_id,
+        })
+    }
 }
 
 /// The hashed part of a record.
@@ -96,6 +164,7 @@ impl Leaf {
             LeafBody::Audit { .. } => RecordKind::Audit,
             LeafBody::Checkpoint { .. } => RecordKind::Checkpoint,
             LeafBody::Dictionary { .. } => RecordKind::Dictionary,
+            LeafBody::Offload(_) => RecordKind::Offload,
         }
     }
 
@@ -163,6 +232,7 @@ impl Leaf {
                 out.extend_from_slice(content_hash);
                 out.extend_from_slice(&content_len.to_be_bytes());
             }
+            LeafBody::Offload(receipt) => receipt.encode_into(&mut out),
         }
         out
     }
@@ -201,6 +271,7 @@ impl Leaf {
                 content_hash: r.hash()?,
                 content_len: r.u64()?,
             },
+            RecordKind::Offload => LeafBody::Offload(OffloadReceipt::decode(&mut r)?),
         };
         if !r.rest().is_empty() {
             return Err(r.malformed("trailing bytes".into()));
@@ -241,6 +312,15 @@ mod tests {
             LeafBody::Checkpoint {
                 note: b"origin\n1\nAAAA\n".to_vec(),
             },
+            LeafBody::Offload(OffloadReceipt {
+                segment: 1,
+                segment_len: 4096,
+                segment_hash: [9; 32],
+                retain_until: 1_900_000_000,
+                bucket: "archive".into(),
+                key: "mv/00000000000000000001.seg".into(),
+                version_id: "v1".into(),
+            }),
         ];
         for (i, body) in bodies.into_iter().enumerate() {
             let leaf = Leaf {
@@ -250,5 +330,30 @@ mod tests {
             };
             assert_eq!(Leaf::decode(&leaf.encode()).unwrap(), leaf);
         }
+    }
+
+    #[test]
+    fn an_offload_leaf_with_trailing_bytes_or_a_huge_name_is_refused() {
+        let leaf = Leaf {
+            seq: 9,
+            time_us: 0,
+            body: LeafBody::Offload(OffloadReceipt {
+                segment: 1,
+                segment_len: 1,
+                segment_hash: [0; 32],
+                retain_until: 0,
+                bucket: "b".into(),
+                key: "k".into(),
+                version_id: String::new(),
+            }),
+        };
+        let mut bytes = leaf.encode();
+        bytes.push(0);
+        assert!(Leaf::decode(&bytes).is_err());
+        let mut long = leaf.clone();
+        if let LeafBody::Offload(r) = &mut long.body {
+            r.key = "k".repeat(OFFLOAD_NAME_MAX + 1);
+        }
+        assert!(Leaf::decode(&long.encode()).is_err());
     }
 }

@@ -45,6 +45,36 @@ struct Line {
     /// For audit records: who did what, on what, from where (JSON output only).
     #[serde(skip_serializing_if = "Option::is_none")]
     audit: Option<AuditEvent>,
+    /// For offload receipts: which sealed segment is where in the bucket, locked until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offload: Option<OffloadJson>,
+}
+
+/// An offload receipt (docs/FORMAT.md §Leaves, kind 6).
+#[derive(serde::Serialize)]
+struct OffloadJson {
+    segment: u64,
+    segment_len: u64,
+    segment_blake3: String,
+    bucket: String,
+    key: String,
+    version_id: String,
+    retain_until: String,
+}
+
+impl OffloadJson {
+    fn of(r: &archive_core::log::record::OffloadReceipt) -> OffloadJson {
+        OffloadJson {
+            segment: r.segment,
+            segment_len: r.segment_len,
+            segment_blake3: hex(&r.segment_hash),
+            bucket: r.bucket.clone(),
+            key: r.key.clone(),
+            version_id: r.version_id.clone(),
+            retain_until: jiff::Timestamp::from_second(r.retain_until)
+                .map_or_else(|_| r.retain_until.to_string(), |t| t.to_string()),
+        }
+    }
 }
 
 /// An envelope for JSON output; addresses that are not UTF-8 are shown lossily.
@@ -94,9 +124,14 @@ impl From<Envelope> for EnvelopeJson {
 impl Line {
     fn of(record: &Record) -> Line {
         let leaf = &record.leaf;
-        let (blake3, size) = match leaf.content() {
-            Some((hash, len)) => (Some(hex(&hash)), len),
-            None => (None, record.leaf_bytes.len() as u64),
+        let offload = match &leaf.body {
+            LeafBody::Offload(r) => Some(OffloadJson::of(r)),
+            _ => None,
+        };
+        let (blake3, size) = match (leaf.content(), &offload) {
+            (Some((hash, len)), _) => (Some(hex(&hash)), len),
+            (None, Some(o)) => (Some(o.segment_blake3.clone()), o.segment_len),
+            (None, None) => (None, record.leaf_bytes.len() as u64),
         };
         let envelope = leaf.envelope().and_then(|e| e.ok());
         let sender = envelope
@@ -120,6 +155,7 @@ impl Line {
             first_seq,
             envelope: envelope.map(EnvelopeJson::from),
             audit,
+            offload,
         }
     }
 }
@@ -151,10 +187,14 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                 line.time,
                 line.blake3.as_deref().unwrap_or("-"),
                 line.size,
-                match &line.sender {
-                    Some(s) if s.is_empty() => "<>",
-                    Some(s) => s,
-                    None => "-",
+                match (&line.sender, &line.offload) {
+                    (Some(s), _) if s.is_empty() => "<>".to_string(),
+                    (Some(s), _) => s.clone(),
+                    (None, Some(o)) => format!(
+                        "segment {} -> s3://{}/{} version {} locked until {}",
+                        o.segment, o.bucket, o.key, o.version_id, o.retain_until
+                    ),
+                    (None, None) => "-".to_string(),
                 }
             )
         };

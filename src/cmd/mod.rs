@@ -20,6 +20,7 @@ pub mod user;
 pub mod verify;
 pub mod verify_anchors;
 pub mod verify_bundle;
+pub mod verify_s3;
 
 use std::process::ExitCode;
 

@@ -47,6 +47,25 @@ struct Status {
     witness_alarms: Vec<archive_core::anchors::WitnessAlarm>,
     /// The newest stored RFC 3161 token of each TSA (`<data>/anchors/`), by TSA name.
     timestamps: BTreeMap<String, TimestampStatus>,
+    /// Sealed segments in object storage (`[storage.s3]`): shown once a server offloads or
+    /// the log holds a receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offload: Option<OffloadStatus>,
+}
+
+#[derive(serde::Serialize)]
+struct OffloadStatus {
+    /// Segments sealed (all but the active one).
+    sealed_segments: u64,
+    /// Sealed segments with an offload receipt in the log.
+    offloaded_segments: u64,
+    /// Sealed segments without one yet: waiting, or failing (see last_error).
+    backlog_segments: u64,
+    /// The oldest segments of the backlog (at most 10), by number.
+    backlog: Vec<u64>,
+    /// What the server's offload thread last reported (`<data>/offload-status.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<serde_json::Value>,
 }
 
 #[derive(serde::Serialize)]
@@ -96,6 +115,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         segments: log.segments().len(),
         ..Status::default()
     };
+    let mut offloaded = std::collections::BTreeSet::new();
     for record in log.records_from(1)? {
         let record = record?;
         s.records += 1;
@@ -118,9 +138,13 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                     }
                 }
             }
+            LeafBody::Offload(r) => {
+                offloaded.insert(r.segment);
+            }
             LeafBody::Audit { .. } | LeafBody::Dictionary { .. } => {}
         }
     }
+    s.offload = offload_status(&layout, log.segments(), &offloaded);
     s.log_bytes = log.segments().iter().map(|(_, p)| file_len(p)).sum();
     s.index_bytes = file_len(&layout.kv_index) + file_len(&layout.tree);
     s.search_bytes = dir_len(&archive_core::search::index_dir(&layout));
@@ -186,6 +210,31 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             a.witness, a.kind, a.detected_at, a.witness_size, a.log_size, a.detail
         );
     }
+    if let Some(o) = &s.offload {
+        println!(
+            "offload     {} of {} sealed segments in object storage; backlog {}{}",
+            o.offloaded_segments,
+            o.sealed_segments,
+            o.backlog_segments,
+            if o.backlog.is_empty() {
+                String::new()
+            } else {
+                format!(" (segments {:?})", o.backlog)
+            }
+        );
+        if let Some(server) = &o.server {
+            let failures = server["failures_total"].as_u64().unwrap_or(0);
+            match server["last_error"].as_str() {
+                Some(e) => println!(
+                    "offload     last error ({}): {e}; {failures} failed attempts since the server started",
+                    server["last_error_at"].as_str().unwrap_or("?")
+                ),
+                None => {
+                    println!("offload     no errors; {failures} failed attempts since the server started")
+                }
+            }
+        }
+    }
     for (tsa, t) in &s.timestamps {
         println!(
             "time-stamp  {tsa}: newest token for {} records, stored {} ({})",
@@ -193,6 +242,33 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Offloaded and waiting segments, from the receipts in the log and the server's report.
+fn offload_status(
+    layout: &archive_core::store::Layout,
+    segments: &[(u64, std::path::PathBuf)],
+    offloaded: &std::collections::BTreeSet<u64>,
+) -> Option<OffloadStatus> {
+    let server = std::fs::read(super::serve::offload::status_path(&layout.dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    if server.is_none() && offloaded.is_empty() {
+        return None;
+    }
+    let sealed = &segments[..segments.len().saturating_sub(1)];
+    let waiting: Vec<u64> = sealed
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !offloaded.contains(n))
+        .collect();
+    Some(OffloadStatus {
+        sealed_segments: sealed.len() as u64,
+        offloaded_segments: sealed.iter().filter(|(n, _)| offloaded.contains(n)).count() as u64,
+        backlog_segments: waiting.len() as u64,
+        backlog: waiting.into_iter().take(10).collect(),
+        server,
+    })
 }
 
 /// The newest anchored tree size each witness cosigned, and each TSA's newest token.

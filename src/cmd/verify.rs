@@ -39,6 +39,10 @@ pub struct Args {
     /// does not name.
     #[arg(long = "tsa-cert")]
     tsa_cert: Vec<PathBuf>,
+    /// Also check the bucket's copy (`[storage.s3]` of --config): every offloaded segment's
+    /// object version is there, byte-identical, locked in COMPLIANCE mode long enough.
+    #[arg(long, requires = "config")]
+    s3: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -88,11 +92,21 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         return Ok(ExitCode::from(EXIT_TAMPERED));
     }
     let quarantined = layout.quarantined()?;
-    let kinds = ["message", "arrival", "audit", "checkpoint", "dictionary"]
-        .iter()
-        .map(|k| format!("{} {k}", report.by_kind.get(k).copied().unwrap_or(0)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // Offload receipts only where there are some (a store without [storage.s3] has none).
+    let offloads = report.by_kind.contains_key("offload");
+    let kinds = [
+        "message",
+        "arrival",
+        "audit",
+        "checkpoint",
+        "dictionary",
+        "offload",
+    ]
+    .iter()
+    .filter(|k| **k != "offload" || offloads)
+    .map(|k| format!("{} {k}", report.by_kind.get(k).copied().unwrap_or(0)))
+    .collect::<Vec<_>>()
+    .join(", ");
     println!(
         "OK: {} records ({kinds}) in {} segments",
         report.records, report.segments
@@ -112,6 +126,18 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             "quarantine: {} ({bytes} bytes cut off the log's end at recovery, never acknowledged)",
             path.display()
         );
+    }
+    if args.s3 {
+        let config = crate::config::Config::load(args.config.as_deref().context("--s3 needs --config")?)?;
+        let settings = config
+            .storage
+            .s3
+            .context("--s3: the configuration has no [storage.s3]")?;
+        if !super::verify_s3::check_bucket(&settings, &report.offloads)? {
+            LastRun::record(&layout, "tampered", report.records);
+            audit_run(&layout, "tampered", report.records);
+            return Ok(ExitCode::from(EXIT_TAMPERED));
+        }
     }
     let unsigned = report.unsigned_tail();
     if unsigned > 0 {

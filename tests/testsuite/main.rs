@@ -21,6 +21,7 @@ mod isolation;
 mod lossyfs;
 mod mbox_export;
 mod metrics;
+mod offload;
 mod postfix;
 mod powerloss;
 mod readme;

@@ -1,7 +1,7 @@
 //! Records: the hashed leaf (what the chain and the Merkle tree commit to) and the frame that
 //! carries a leaf and its payload on disk. Byte layouts are specified in docs/FORMAT.md.
 
-pub use archive_verify::leaf::{chain_next, Leaf, LeafBody, RecordKind, LEAF_VERSION};
+pub use archive_verify::leaf::{chain_next, Leaf, LeafBody, OffloadReceipt, RecordKind, LEAF_VERSION};
 
 use crate::{Error, Result};
 

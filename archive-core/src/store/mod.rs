@@ -774,6 +774,22 @@ impl Store {
         self.shared.append_audit(event)
     }
 
+    /// Appends an offload receipt (a sealed segment is stored in WORM object storage);
+    /// returns its seq once durable, under a signed checkpoint like any acknowledged record.
+    /// The caller keeps it to one receipt per segment: the store does not look.
+    pub fn append_offload(&self, receipt: crate::log::record::OffloadReceipt) -> Result<u64> {
+        let written = self.shared.usable_writer()?.write(
+            LeafBody::Offload(receipt),
+            (Codec::Raw, &[]),
+            None,
+            &self.shared.config,
+            &self.shared.key,
+        )?;
+        self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        self.shared.wait_durable(written)?;
+        Ok(written.seq)
+    }
+
     /// Appends a signed checkpoint now if anything was appended since the last one; returns
     /// the newest checkpoint.
     pub fn checkpoint(&self) -> Result<Option<(u64, SignedCheckpoint)>> {

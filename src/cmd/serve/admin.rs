@@ -55,6 +55,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     archive_smtp::metrics::describe();
     archive_imap::metrics::describe();
     super::anchoring::witness::describe();
+    super::offload::describe();
     describe_gauges();
     // Login failures are rare: their series exist from the start, so a rate() over them
     // has a first sample of 0 instead of starting at the first failure.

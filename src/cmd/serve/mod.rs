@@ -18,6 +18,7 @@ use archive_smtp::Intake;
 mod admin;
 pub mod anchoring;
 mod audit_spool;
+pub mod offload;
 mod reload;
 
 use super::CmdResult;
@@ -127,6 +128,11 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     let config = load_config(args)?;
     let log = crate::logging::init(&config.server.log, config.server.log_format)?;
+    // Before the store opens: S3 credentials that cannot be used (a credentials file others
+    // can read) are a configuration error like any other.
+    if let Some(s3) = &config.storage.s3 {
+        s3.credentials().context("storage.s3")?;
+    }
     // Before the store opens: a bad CA file is a configuration error like any other.
     let pass_through = PassThrough::new(&config.auth).map_err(anyhow::Error::msg)?;
     if let Some(p) = &pass_through {
@@ -168,6 +174,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let spool = audit_spool::SpoolThread::start(store.clone())?;
     // Checkpoints leaving the machine (`[anchoring]`: hook, witnesses); needs a restart to change.
     let anchoring = anchoring::AnchoringThread::start(store.clone(), &config.anchoring)?;
+    // Sealed segments to S3 Object Lock (`[storage.s3]`); needs a restart to change.
+    let offload = offload::OffloadThread::start(store.clone(), config.storage.s3.as_ref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mailvault-io")
@@ -274,6 +282,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         "intake stopped"
     );
     spool.stop();
+    if let Some(offload) = offload {
+        offload.stop();
+    }
     if let Some(anchoring) = anchoring {
         anchoring.stop();
     }
