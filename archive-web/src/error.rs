@@ -81,14 +81,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such API path")
     }
 
+    /// 413: a body over the limit.
+    pub fn too_large(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail)
+    }
+
     /// A form that could not be read: 413 when it is too large, else 400.
     pub fn form(what: &str, rejection: axum::extract::rejection::FormRejection) -> ApiError {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                format!("{what}: the body is too large"),
-            );
+            return ApiError::too_large(format!("{what}: the body is too large"));
         }
         ApiError::bad_request(format!("{what}: {}", rejection.body_text()))
     }

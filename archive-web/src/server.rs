@@ -126,8 +126,29 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { crate::error::ApiError::not_found("no such page") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(sessions)
+        .layer(axum::middleware::from_fn(refuse_long_bodies))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// A request that announces a body over the limit gets its 413 at once, before any session
+/// work and without waiting for the body (bodies without a length are cut by
+/// [`DefaultBodyLimit`] as they are read).
+async fn refuse_long_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return axum::response::IntoResponse::into_response(crate::error::ApiError::too_large(format!(
+            "the body is larger than {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    next.run(request).await
 }
 
 /// Headers on every answer: no sniffing, no framing, no referrer.
