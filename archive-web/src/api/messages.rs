@@ -14,7 +14,7 @@ use archive_core::mime_parts::{self, Part};
 use archive_core::views::ScopedMessage;
 use archive_core::Store;
 
-use super::{date_text, mailboxes, time_text};
+use super::{date_source, date_text, mailboxes, time_text};
 use crate::auth::{AppState, Caller};
 use crate::error::{blocking, ApiError};
 
@@ -152,12 +152,7 @@ pub async fn message(
                 seq: hit.seq,
                 received: time_text(m.received_us),
                 date: date_text(hit.date),
-                date_source: if hit.date_is_received {
-                    "received"
-                } else {
-                    "header"
-                }
-                .into(),
+                date_source: date_source(hit.date_is_received),
                 from: mailboxes(&hit.from),
                 to: mailboxes(&hit.to),
                 cc: mailboxes(&hit.cc),

@@ -89,6 +89,14 @@ fn time_text(us: i64) -> String {
     jiff::Timestamp::from_microsecond(us).map_or_else(|_| us.to_string(), |t| t.to_string())
 }
 
+/// Where a hit's `date` comes from: `header`, or `received` for mail without a Date.
+fn date_source(date_is_received: bool) -> String {
+    match date_is_received {
+        true => "received".into(),
+        false => "header".into(),
+    }
+}
+
 /// Mailboxes as `Name <address>` strings.
 fn mailboxes(list: &[Mailbox]) -> Vec<String> {
     list.iter().map(ToString::to_string).collect()

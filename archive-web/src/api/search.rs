@@ -8,7 +8,7 @@ use axum::Json;
 use archive_core::audit::{query_text, AuditEvent};
 use archive_core::search::{Hit, Query, SearchOptions, Sort};
 
-use super::{date_text, mailboxes, params};
+use super::{date_source, date_text, mailboxes, params};
 use crate::auth::{AppState, Caller};
 use crate::error::{blocking, ApiError};
 
@@ -75,12 +75,7 @@ impl From<Hit> for HitJson {
         HitJson {
             seq: hit.seq,
             date: date_text(hit.date),
-            date_source: if hit.date_is_received {
-                "received"
-            } else {
-                "header"
-            }
-            .into(),
+            date_source: date_source(hit.date_is_received),
             from: mailboxes(&hit.from),
             to: mailboxes(&hit.to),
             cc: mailboxes(&hit.cc),

@@ -201,6 +201,19 @@ fn https_with_a_configured_certificate() {
     let hits = web.get("/api/v1/search?q=invoice", &[("authorization", &alice)]);
     assert_eq!(hits.status, 200);
     assert_eq!(hits.json()["total"], 1);
+    // A message of several MiB over TLS, byte for byte what `mailvault show` prints.
+    let root = bearer(&token(&a.vault, "root"));
+    let big = seq_of(&web, &root, "subject:big");
+    let raw = web.get(
+        &format!("/api/v1/messages/{big}/raw"),
+        &[("authorization", &alice)],
+    );
+    assert_eq!(raw.status, 200);
+    assert!(raw.body.len() > 3 << 20);
+    assert!(
+        raw.body == a.vault.ok(&["show", &big.to_string()]),
+        "raw over HTTPS differs from show"
+    );
     // The session cookie is Secure over HTTPS.
     let form = web.get("/login", &[]);
     let csrf = form.cookie("mailvault_login_csrf").unwrap();
