@@ -259,39 +259,22 @@ fn an_unreadable_tsa_certificate_stops_the_start_naming_the_key() {
     )
     .unwrap();
     vault.ok(&["init"]);
-    // Spawned with a deadline: a serve that started anyway would never exit by itself.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .arg("--data")
-        .arg(&vault.dir)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .args([
-            "--lmtp",
-            "127.0.0.1:0",
-            "--smtp",
-            "127.0.0.1:0",
-            "--imap",
-            "127.0.0.1:0",
-        ])
-        .args(["--imaps", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve started with an unreadable TSA certificate");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(!status.success());
+    // Bounded: a serve that started anyway would never exit by itself.
+    let out = vault.run_bounded(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--lmtp",
+        "127.0.0.1:0",
+        "--smtp",
+        "127.0.0.1:0",
+        "--imap",
+        "127.0.0.1:0",
+        "--imaps",
+        "127.0.0.1:0",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
     assert!(err.contains("anchoring.tsa[0].certificate"), "{err}");
 }
 

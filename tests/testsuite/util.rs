@@ -31,6 +31,36 @@ impl Vault {
         self.run_in(args, None)
     }
 
+    /// Runs a command that must end by itself (e.g. a `serve` that must refuse to start):
+    /// one still running after 60 s is killed and the test fails, so a start that was to be
+    /// refused cannot pass as a non-zero exit.
+    pub fn run_bounded(&self, args: &[&str]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mailvault"))
+            .arg("--data")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("MAILVAULT_DATA")
+            .env_remove("MAILVAULT_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mailvault");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().expect("wait for mailvault").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("reap mailvault");
+                panic!(
+                    "mailvault {args:?} did not end within 60 s:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("collect mailvault's output")
+    }
+
     /// Runs with `stdin` bytes.
     pub fn run_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailvault"));

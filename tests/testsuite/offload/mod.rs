@@ -327,25 +327,22 @@ fn a_credentials_file_others_can_read_stops_the_start_with_a_clear_message() {
     let config = config(&vault, &settings_for(free_port(), BUCKET), 1);
     let credentials = vault.dir.parent().unwrap().join("s3.credentials");
     std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run_with_patience(
-        &vault,
-        &[
-            "serve",
-            "--create",
-            "--config",
-            config.to_str().unwrap(),
-            "--lmtp",
-            "127.0.0.1:0",
-            "--smtp",
-            "127.0.0.1:0",
-            "--imap",
-            "127.0.0.1:0",
-            "--imaps",
-            "127.0.0.1:0",
-            "--admin",
-            "none",
-        ],
-    );
+    let out = vault.run_bounded(&[
+        "serve",
+        "--create",
+        "--config",
+        config.to_str().unwrap(),
+        "--lmtp",
+        "127.0.0.1:0",
+        "--smtp",
+        "127.0.0.1:0",
+        "--imap",
+        "127.0.0.1:0",
+        "--imaps",
+        "127.0.0.1:0",
+        "--admin",
+        "none",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -353,28 +350,4 @@ fn a_credentials_file_others_can_read_stops_the_start_with_a_clear_message() {
         "{stderr}"
     );
     assert!(!stderr.contains(weed::SECRET_KEY), "{stderr}");
-}
-
-/// Runs `mailvault --data <vault> args`, killed after a minute if it has not exited.
-fn run_with_patience(vault: &Vault, args: &[&str]) -> std::process::Output {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .arg("--data")
-        .arg(&vault.dir)
-        .args(args)
-        .env_remove("MAILVAULT_DATA")
-        .env_remove("MAILVAULT_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
 }
