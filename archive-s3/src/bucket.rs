@@ -177,19 +177,9 @@ impl Bucket {
                 .body(ByteStream::from(bytes.clone()))
                 .send()
                 .await;
-            match answer {
-                Ok(out) => {
-                    return Ok(Put::Created {
-                        version_id: out.version_id().unwrap_or_default().to_string(),
-                        etag: unquote(out.e_tag()),
-                        sha256,
-                    })
-                }
-                Err(e) => match self.conditional_refusal(&e, conditional) {
-                    Some(Refusal::Exists) => return Ok(Put::Exists),
-                    Some(Refusal::Unsupported) => continue,
-                    None => return Err(request_error("PUT", key, e)),
-                },
+            let answer = answer.map(|out| put_created(out.version_id(), out.e_tag(), &sha256));
+            if let Some(outcome) = self.conditional_outcome("PUT", key, answer, conditional) {
+                return outcome;
             }
         }
     }
@@ -288,20 +278,35 @@ impl Bucket {
                 .set_if_none_match(conditional.then(|| "*".to_string()))
                 .send()
                 .await;
-            match answer {
-                Ok(out) => {
-                    return Ok(Put::Created {
-                        version_id: out.version_id().unwrap_or_default().to_string(),
-                        etag: unquote(out.e_tag()),
-                        sha256,
-                    })
-                }
-                Err(e) => match self.conditional_refusal(&e, conditional) {
-                    Some(Refusal::Exists) => return Ok(Put::Exists),
-                    Some(Refusal::Unsupported) => continue,
-                    None => return Err(request_error("CompleteMultipartUpload", key, e)),
-                },
+            let answer = answer.map(|out| put_created(out.version_id(), out.e_tag(), &sha256));
+            if let Some(outcome) =
+                self.conditional_outcome("CompleteMultipartUpload", key, answer, conditional)
+            {
+                return outcome;
             }
+        }
+    }
+
+    /// What a create-only write's answer means: created, the key exists, an error — or
+    /// `None` when the store does not do conditional writes and the write is to be sent again
+    /// without the condition.
+    fn conditional_outcome<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        answer: Result<Put, CallError<E>>,
+        conditional: bool,
+    ) -> Option<S3Result<Put>>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match answer {
+            Ok(put) => Some(Ok(put)),
+            Err(e) => match self.conditional_refusal(&e, conditional) {
+                Some(Refusal::Exists) => Some(Ok(Put::Exists)),
+                Some(Refusal::Unsupported) => None,
+                None => Some(Err(request_error(op, key, e))),
+            },
         }
     }
 
@@ -396,6 +401,15 @@ where
         key: key.to_string(),
         message,
         status,
+    }
+}
+
+/// A created object as its write's answer names it.
+fn put_created(version_id: Option<&str>, etag: Option<&str>, sha256: &str) -> Put {
+    Put::Created {
+        version_id: version_id.unwrap_or_default().to_string(),
+        etag: unquote(etag),
+        sha256: sha256.to_string(),
     }
 }
 
