@@ -31,8 +31,8 @@ pub enum Command {
     /// Show a user's addresses, or change them with --add and --remove.
     Addresses(AddressesArgs),
     /// Make a new API token for a user's scripts (web API `Authorization: Bearer`); printed
-    /// once, only its hash is kept.
-    Token(NameArg),
+    /// once, only its hash is kept. `--list` lists the user's tokens, `--revoke ID` ends one.
+    Token(TokenArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +100,18 @@ pub struct PasswdArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    /// Login name.
+    name: String,
+    /// List the user's tokens (id, created, revoked) instead of making one.
+    #[arg(long, conflicts_with = "revoke")]
+    list: bool,
+    /// Revoke the token with this id (as `--list` shows it); it stays listed.
+    #[arg(long, value_name = "ID")]
+    revoke: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct NameArg {
     /// Login name.
     name: String,
@@ -114,7 +126,11 @@ pub fn run(cli: &Cli, command: &Command) -> CmdResult {
         Command::Disable(args) => set_disabled(cli, &dir, &args.name, true),
         Command::Enable(args) => set_disabled(cli, &dir, &args.name, false),
         Command::Addresses(args) => addresses(cli, &dir, args),
-        Command::Token(args) => token(cli, &dir, &args.name),
+        Command::Token(args) => match (&args.revoke, args.list) {
+            (Some(id), _) => revoke_token(cli, &dir, &args.name, id),
+            (None, true) => list_tokens(&dir, &args.name),
+            (None, false) => token(cli, &dir, &args.name),
+        },
     }
 }
 
@@ -358,6 +374,31 @@ fn token(cli: &Cli, dir: &std::path::Path, name: &str) -> CmdResult {
         "token {id} of {name}: shown only now; scripts send it as `Authorization: Bearer <token>` (docs/API.md)"
     );
     audited(cli, "user-token", format!("{name} token {id}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Revokes one token; the next request with it is refused (the gate reads the users file
+/// per request, also under a running `serve`).
+fn revoke_token(cli: &Cli, dir: &std::path::Path, name: &str, id: &str) -> CmdResult {
+    let name = normalize_user_name(name)?;
+    Users::update(dir, |users| users.revoke_token(&name, id))?;
+    println!("revoked token {id} of {name}");
+    audited(cli, "user-token-revoke", format!("{name} token {id}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A user's tokens: id, when made, and when revoked (never a hash).
+fn list_tokens(dir: &std::path::Path, name: &str) -> CmdResult {
+    let name = normalize_user_name(name)?;
+    let users = Users::load(dir)?;
+    let Some(user) = users.get(&name) else {
+        bail!("no user named {name:?}");
+    };
+    println!("{:8}  {:20}  REVOKED", "ID", "CREATED");
+    for token in user.tokens() {
+        let revoked = token.revoked.map_or_else(|| "-".to_string(), |t| t.to_string());
+        println!("{:8}  {:20}  {revoked}", token.id, token.created.to_string());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -29,6 +29,15 @@ pub struct StoredToken {
     pub sha256: String,
     /// When it was made.
     pub created: Timestamp,
+    /// When it was revoked (`mailvault user token NAME --revoke ID`); a revoked token logs
+    /// nobody in. It stays listed, as users stay when disabled: nothing is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Timestamp>,
+}
+
+/// Now, to the second (the users file's precision).
+fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// SHA-256 of a token's text, lower-case hex.
@@ -58,10 +67,37 @@ impl Users {
         user.tokens.push(StoredToken {
             id: id.clone(),
             sha256,
-            created: Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH),
+            created: now(),
+            revoked: None,
         });
         self.changed = true;
         Ok((token, id))
+    }
+
+    /// Revokes user `name`'s token `id` (as listed: the first hex digits of its hash). A
+    /// token already revoked, or one the user does not have, is refused and nothing changes.
+    pub fn revoke_token(&mut self, name: &str, id: &str) -> Result<()> {
+        let key = login_key(name);
+        let user = self.by_name.get_mut(&key).ok_or(Error::NoSuchUser(key))?;
+        let stored = user
+            .tokens
+            .iter_mut()
+            .find(|t| t.id == id.trim().to_ascii_lowercase())
+            .ok_or_else(|| {
+                Error::Rejected(format!(
+                    "{} has no token {id:?} (`mailvault user token {} --list`)",
+                    user.name, user.name
+                ))
+            })?;
+        if let Some(when) = stored.revoked {
+            return Err(Error::Rejected(format!(
+                "token {id} of {} was already revoked at {when}",
+                user.name
+            )));
+        }
+        stored.revoked = Some(now());
+        self.changed = true;
+        Ok(())
     }
 
     /// Checks a token: the user that has it, if they are enabled, with the token's id.
@@ -76,6 +112,9 @@ impl Users {
         let sha256 = digest(token);
         for user in self.iter() {
             if let Some(stored) = user.tokens.iter().find(|t| t.sha256 == sha256) {
+                if stored.revoked.is_some() {
+                    return Err(AuthFailure::Revoked);
+                }
                 if user.disabled() {
                     return Err(AuthFailure::Disabled);
                 }
@@ -119,5 +158,36 @@ mod tests {
         users.set_disabled("alice", true).unwrap();
         assert_eq!(users.authenticate_token(&token), Err(AuthFailure::Disabled));
         assert!(users.add_token("bob").is_err());
+    }
+
+    #[test]
+    fn a_revoked_token_logs_nobody_in_and_the_others_still_work() {
+        let mut users = Users::default();
+        let alice =
+            UserRecord::new("alice", Role::user(["alice@example.com"]).unwrap(), "pw pw pw pw").unwrap();
+        users.add(alice).unwrap();
+        let (first, first_id) = users.add_token("alice").unwrap();
+        let (second, _) = users.add_token("alice").unwrap();
+        users
+            .revoke_token("alice", &first_id.to_ascii_uppercase())
+            .unwrap();
+        assert_eq!(users.authenticate_token(&first), Err(AuthFailure::Revoked));
+        assert_eq!(users.authenticate_token(&second).unwrap().0.name, "alice");
+        let again = users.revoke_token("alice", &first_id).unwrap_err().to_string();
+        assert!(again.contains("already revoked"), "{again}");
+        assert!(users.revoke_token("alice", "00000000").is_err());
+        assert!(users.revoke_token("bob", &first_id).is_err());
+        // Still listed, with the time it was revoked: nothing is removed.
+        let tokens = users.get("alice").unwrap().tokens();
+        assert_eq!(tokens.len(), 2);
+        assert!(tokens[0].revoked.is_some() && tokens[1].revoked.is_none());
+        // The field survives the file's round trip, and files without it still load.
+        let json = serde_json::to_string(&tokens[0]).unwrap();
+        let back: StoredToken = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, &tokens[0]);
+        let old: StoredToken =
+            serde_json::from_str(r#"{"id":"abcd0123","sha256":"00","created":"2026-01-01T00:00:00Z"}"#)
+                .unwrap();
+        assert_eq!(old.revoked, None);
     }
 }

@@ -192,15 +192,19 @@ pub enum AuthFailure {
     WrongPassword,
     /// The user exists and the password may be right, but the user is disabled.
     Disabled,
+    /// The API token was revoked.
+    Revoked,
 }
 
 impl AuthFailure {
-    /// A short token for audit records: `unknown-user`, `wrong-password`, `disabled`.
+    /// A short token for audit records: `unknown-user`, `wrong-password`, `disabled`,
+    /// `token-revoked`.
     pub fn reason(&self) -> &'static str {
         match self {
             AuthFailure::UnknownUser => "unknown-user",
             AuthFailure::WrongPassword => "wrong-password",
             AuthFailure::Disabled => "disabled",
+            AuthFailure::Revoked => "token-revoked",
         }
     }
 }

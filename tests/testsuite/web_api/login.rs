@@ -130,11 +130,49 @@ fn a_password_login_gets_a_fresh_session_and_every_post_is_checked_for_csrf() {
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.json()["error"], "unauthorized");
     assert_eq!(web.get("/api/v1/search?q=invoice", &[]).status, 401);
+
+    // Revoked while the server runs: that token is refused from the next request on, the
+    // user's other token still works, and the revoked one stays listed.
+    let other = super::token(&a.vault, "alice");
+    let id = &token_id(&a.vault, &token);
+    a.vault.ok(&["user", "token", "alice", "--revoke", id]);
+    let revoked = web.get("/api/v1/search?q=invoice", &[("authorization", &bearer(&token))]);
+    assert_eq!(revoked.status, 401);
+    let still = web.get("/api/v1/search?q=invoice", &[("authorization", &bearer(&other))]);
+    assert_eq!(still.json()["total"], 1);
+    let listed = String::from_utf8(a.vault.ok(&["user", "token", "alice", "--list"])).unwrap();
+    let revoked_line = listed.lines().find(|l| l.starts_with(id.as_str())).unwrap();
+    assert!(!revoked_line.ends_with(" -"), "{listed}");
+    assert_eq!(
+        listed.lines().filter(|l| l.ends_with(" -")).count(),
+        1,
+        "{listed}"
+    );
+    let again = a.vault.run(&["user", "token", "alice", "--revoke", id]);
+    assert!(!again.status.success());
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(why.contains("already revoked"), "{why}");
+
     let events = audit(&a.vault);
     assert!(events
         .iter()
         .any(|e| e["action"] == "login" && e["actor"] == "alice" && e["target"] == "web"));
     assert!(events.iter().any(|e| e["action"] == "user-token"));
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "user-token-revoke" && e["target"].as_str().unwrap().contains(id.as_str())));
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "login-failed" && e.to_string().contains("token-revoked")));
+}
+
+/// The id `mailvault user token --list` shows for a token: the first 8 hex digits of its
+/// SHA-256.
+fn token_id(vault: &Vault, token: &str) -> String {
+    let id = crate::util::sha256_hex(token.as_bytes())[..8].to_string();
+    let listed = String::from_utf8(vault.ok(&["user", "token", "alice", "--list"])).unwrap();
+    assert!(listed.lines().any(|l| l.starts_with(&id)), "{listed}");
+    id
 }
 
 /// Sends one request over a plain socket and returns the status line's code.
