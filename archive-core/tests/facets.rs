@@ -4,7 +4,7 @@
 
 mod common;
 
-use archive_core::search::{narrow, Budget, Facets, Principal, Query, SearchOptions, DOMAINS_SHOWN};
+use archive_core::search::{narrow, Budget, Facets, Principal, Query, SearchOptions};
 use archive_core::{OnDuplicate, Store, StoreConfig};
 use common::{create, envelope, temp_dir};
 
@@ -40,14 +40,26 @@ fn archive() -> Archive {
             .unwrap();
     };
     for day in ["05", "06", "07"] {
-        add("Carl <carl@one.example>", alice, Some(&format!("Tue, {day} Mar 2024 10:00:00 +0000")));
+        add(
+            "Carl <carl@one.example>",
+            alice,
+            Some(&format!("Tue, {day} Mar 2024 10:00:00 +0000")),
+        );
     }
     // 01:30 at +02:00 on 1 April is 31 March in UTC: a March message.
     add("carl@one.example", alice, Some("Mon, 01 Apr 2024 01:30:00 +0200"));
-    add("Dora <DORA@ONE.Example.>", alice, Some("Wed, 10 Apr 2024 09:00:00 +0000"));
+    add(
+        "Dora <DORA@ONE.Example.>",
+        alice,
+        Some("Wed, 10 Apr 2024 09:00:00 +0000"),
+    );
     add("eve@two.example", alice, Some("Wed, 10 Apr 2024 09:00:00 +0000"));
     add("eve@two.example", alice, Some("Sun, 31 Dec 2023 23:59:59 +0000"));
-    add("undisclosed-senders:;", alice, Some("Mon, 01 Jan 2024 00:00:00 +0000"));
+    add(
+        "undisclosed-senders:;",
+        alice,
+        Some("Mon, 01 Jan 2024 00:00:00 +0000"),
+    );
     add("eve@two.example", alice, None);
     add("spy@secret.example", bob, Some("Thu, 07 Mar 2024 10:00:00 +0000"));
     add("spy@secret.example", bob, Some("Fri, 08 Mar 2024 10:00:00 +0000"));
@@ -55,9 +67,16 @@ fn archive() -> Archive {
     Archive { _dir: dir, store }
 }
 
-fn search(store: &Store, who: &Principal, q: &str, options: &SearchOptions) -> archive_core::search::SearchResults {
+fn search(
+    store: &Store,
+    who: &Principal,
+    q: &str,
+    options: &SearchOptions,
+) -> archive_core::search::SearchResults {
     let query = Query::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-    store.search(who, &query, options).unwrap_or_else(|e| panic!("{q}: {e}"))
+    store
+        .search(who, &query, options)
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
 }
 
 fn facets_of(store: &Store, who: &Principal, q: &str) -> (u64, Facets) {
@@ -80,7 +99,12 @@ fn check_narrowing(store: &Store, who: &Principal, q: &str, facets: &Facets) {
         snippets: false,
         ..SearchOptions::default()
     };
-    for b in facets.years.iter().chain(&facets.months).chain(&facets.sender_domains) {
+    for b in facets
+        .years
+        .iter()
+        .chain(&facets.months)
+        .chain(&facets.sender_domains)
+    {
         let clause = b.clause.as_deref().expect("a clause");
         let narrowed = narrow(q, clause);
         let total = search(store, who, &narrowed, &options).total;
@@ -97,16 +121,28 @@ fn facets_count_by_year_month_and_sender_domain_within_scope() {
     assert!(facets.exact);
     // The undated message is dated by its receive time (now): a year and month of its own.
     let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
-    let (this_year, this_month) = (now.year().to_string(), format!("{}-{:02}", now.year(), now.month()));
+    let (this_year, this_month) = (
+        now.year().to_string(),
+        format!("{}-{:02}", now.year(), now.month()),
+    );
     assert_eq!(
         pairs(&facets.years),
         [(this_year.as_str(), 1), ("2024", 7), ("2023", 1)]
     );
     assert_eq!(
         pairs(&facets.months),
-        [(this_month.as_str(), 1), ("2024-04", 2), ("2024-03", 4), ("2024-01", 1), ("2023-12", 1)]
+        [
+            (this_month.as_str(), 1),
+            ("2024-04", 2),
+            ("2024-03", 4),
+            ("2024-01", 1),
+            ("2023-12", 1)
+        ]
     );
-    assert_eq!(pairs(&facets.sender_domains), [("one.example", 5), ("two.example", 3)]);
+    assert_eq!(
+        pairs(&facets.sender_domains),
+        [("one.example", 5), ("two.example", 3)]
+    );
     // The message without a From address.
     assert_eq!(facets.other_sender_domains, 1);
     assert_eq!(
@@ -159,7 +195,10 @@ fn facets_are_asked_for_cover_every_page_and_stay_within_the_budget() {
         archive_core::search::Sort::Relevance,
         archive_core::search::Sort::Size,
     ] {
-        let other = SearchOptions { sort, ..first.clone() };
+        let other = SearchOptions {
+            sort,
+            ..first.clone()
+        };
         assert_eq!(search(&a.store, &all, "quarterly", &other).facets, page1.facets);
     }
     let spent = Budget::within(std::time::Duration::ZERO);
@@ -181,5 +220,4 @@ fn fromdomain_is_exact_and_case_insensitive() {
     assert_eq!(total("domain:home.example"), 11);
     // No parent domains: a facet bucket is one domain exactly.
     assert_eq!(total("fromdomain:example"), 0);
-    assert!(DOMAINS_SHOWN >= 3);
 }

@@ -102,7 +102,11 @@ fn year_clause(year: i64) -> Option<String> {
 }
 
 fn month_clause(year: i64, month: u32) -> Option<String> {
-    let next = if month == 12 { (year + 1, 1, 1) } else { (year, month + 1, 1) };
+    let next = if month == 12 {
+        (year + 1, 1, 1)
+    } else {
+        (year, month + 1, 1)
+    };
     day_range((year, month, 1), next)
 }
 
@@ -139,7 +143,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// A month as one number: `year * 12 + month - 1`.
@@ -331,9 +343,9 @@ fn merge(fruits: Vec<SegmentCounts>) -> Facets {
         *years.entry(key_month(*key).0).or_default() += n;
     }
     let mut years: Vec<(i64, u64)> = years.into_iter().collect();
-    years.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    years.sort_unstable_by_key(|y| std::cmp::Reverse(y.0));
     let mut months: Vec<(i64, u64)> = months.into_iter().collect();
-    months.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    months.sort_unstable_by_key(|m| std::cmp::Reverse(m.0));
     let mut domains: Vec<(String, u64)> = domains.into_iter().collect();
     domains.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     if domains.len() > DOMAINS_SHOWN {
@@ -405,9 +417,18 @@ mod tests {
     #[test]
     fn clauses_say_exactly_the_bucket() {
         assert_eq!(year_clause(2024).unwrap(), "after:2023-12-31 before:2025-01-01");
-        assert_eq!(month_clause(2024, 3).unwrap(), "after:2024-02-29 before:2024-04-01");
-        assert_eq!(month_clause(2023, 12).unwrap(), "after:2023-11-30 before:2024-01-01");
-        assert_eq!(month_clause(2023, 1).unwrap(), "after:2022-12-31 before:2023-02-01");
+        assert_eq!(
+            month_clause(2024, 3).unwrap(),
+            "after:2024-02-29 before:2024-04-01"
+        );
+        assert_eq!(
+            month_clause(2023, 12).unwrap(),
+            "after:2023-11-30 before:2024-01-01"
+        );
+        assert_eq!(
+            month_clause(2023, 1).unwrap(),
+            "after:2022-12-31 before:2023-02-01"
+        );
         assert_eq!(year_clause(9999).unwrap(), "after:9998-12-31");
         assert_eq!(year_clause(1).unwrap(), "before:0002-01-01");
         assert_eq!(year_clause(0), None);
@@ -425,7 +446,10 @@ mod tests {
     fn narrowing_keeps_the_query_and_does_not_nest() {
         assert_eq!(narrow("invoice", "fromdomain:a.de"), "invoice fromdomain:a.de");
         assert_eq!(narrow("a OR b", "fromdomain:a.de"), "(a OR b) fromdomain:a.de");
-        assert_eq!(narrow("(a OR b) c", "fromdomain:a.de"), "(a OR b) c fromdomain:a.de");
+        assert_eq!(
+            narrow("(a OR b) c", "fromdomain:a.de"),
+            "(a OR b) c fromdomain:a.de"
+        );
         assert_eq!(narrow("-spam", "fromdomain:a.de"), "-spam fromdomain:a.de");
         assert_eq!(
             narrow("x fromdomain:a.de", "fromdomain:a.de"),
@@ -460,7 +484,11 @@ mod tests {
         let mut many: Vec<(String, u64)> = (0..30).map(|i| (format!("d{i:02}.de"), 1)).collect();
         many.push(("big.de".into(), 5));
         let facets = merge(vec![
-            seg(&[(month_key(2024, 3), 3), (month_key(2023, 1), 1)], &[("a.de", 2)], 2),
+            seg(
+                &[(month_key(2024, 3), 3), (month_key(2023, 1), 1)],
+                &[("a.de", 2)],
+                2,
+            ),
             seg(&[(month_key(2024, 3), 2)], &[("a.de", 1), ("b.de", 1)], 0),
             SegmentCounts {
                 months: HashMap::new(),
@@ -472,13 +500,15 @@ mod tests {
         assert!(facets.exact);
         let pairs = |b: &[Bucket]| b.iter().map(|b| (b.value.clone(), b.count)).collect::<Vec<_>>();
         assert_eq!(pairs(&facets.years), [("2024".into(), 5), ("2023".into(), 1)]);
-        assert_eq!(pairs(&facets.months), [("2024-03".into(), 5), ("2023-01".into(), 1)]);
+        assert_eq!(
+            pairs(&facets.months),
+            [("2024-03".into(), 5), ("2023-01".into(), 1)]
+        );
         assert_eq!(facets.sender_domains.len(), DOMAINS_SHOWN);
-        assert_eq!(pairs(&facets.sender_domains[..3]), [
-            ("big.de".into(), 5),
-            ("a.de".into(), 3),
-            ("b.de".into(), 1)
-        ]);
+        assert_eq!(
+            pairs(&facets.sender_domains[..3]),
+            [("big.de".into(), 5), ("a.de".into(), 3), ("b.de".into(), 1)]
+        );
         // 31 one-message domains (b.de first by name), 18 shown: 13 others, plus the 2
         // messages without a domain.
         assert_eq!(facets.other_sender_domains, 15);

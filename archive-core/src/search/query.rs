@@ -753,7 +753,10 @@ mod tests {
         assert_eq!(p("body:Rechnung"), f(TextField::Body, "Rechnung"));
         assert_eq!(p("filename:report.pdf"), f(TextField::Filename, "report.pdf"));
         assert_eq!(p("domain:example.com"), f(TextField::Domain, "example.com"));
-        assert_eq!(p("FromDomain:example.com"), f(TextField::FromDomain, "example.com"));
+        assert_eq!(
+            p("FromDomain:example.com"),
+            f(TextField::FromDomain, "example.com")
+        );
         assert_eq!(p("msgid:<a@b>"), f(TextField::MsgId, "<a@b>"));
         assert_eq!(
             p("From:\"Hans Müller\""),

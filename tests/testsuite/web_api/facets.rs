@@ -29,12 +29,36 @@ fn facet_archive() -> (Vault, Server, Web, tempfile::TempDir) {
     add_users(&vault);
     let mail_dir = tempfile::tempdir().unwrap();
     let messages = [
-        ("Bob <bob@example.org>", "alice@example.com", "Tue, 05 Mar 2024 10:00:00 +0000"),
-        ("bob@example.org", "alice@example.com", "Tue, 12 Mar 2024 10:00:00 +0000"),
-        ("X <X@Example.ORG>", "alice@example.com", "Mon, 01 Apr 2024 01:30:00 +0200"),
-        ("dan@shop.example", "alice@example.com", "Thu, 30 Nov 2023 23:00:00 -0200"),
-        ("spy@secret.test", "carol@other.net", "Tue, 05 Mar 2024 11:00:00 +0000"),
-        ("spy@secret.test", "carol@other.net", "Sat, 09 Mar 2024 11:00:00 +0000"),
+        (
+            "Bob <bob@example.org>",
+            "alice@example.com",
+            "Tue, 05 Mar 2024 10:00:00 +0000",
+        ),
+        (
+            "bob@example.org",
+            "alice@example.com",
+            "Tue, 12 Mar 2024 10:00:00 +0000",
+        ),
+        (
+            "X <X@Example.ORG>",
+            "alice@example.com",
+            "Mon, 01 Apr 2024 01:30:00 +0200",
+        ),
+        (
+            "dan@shop.example",
+            "alice@example.com",
+            "Thu, 30 Nov 2023 23:00:00 -0200",
+        ),
+        (
+            "spy@secret.test",
+            "carol@other.net",
+            "Tue, 05 Mar 2024 11:00:00 +0000",
+        ),
+        (
+            "spy@secret.test",
+            "carol@other.net",
+            "Sat, 09 Mar 2024 11:00:00 +0000",
+        ),
     ];
     let files: Vec<PathBuf> = messages
         .iter()
@@ -64,7 +88,12 @@ fn pairs(list: &Value) -> Vec<(String, u64)> {
     list.as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["value"].as_str().unwrap().to_string(), b["count"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["value"].as_str().unwrap().to_string(),
+                b["count"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -118,7 +147,12 @@ fn facets_count_the_callers_mail_and_each_value_narrows_to_its_count() {
     check_queries(&web, &alice, facets);
     // A later page's facets are the first page's.
     let cursor = page["next_cursor"].as_str().unwrap();
-    let later = search(&web, &alice, "invoice", &format!("&facets=1&limit=1&cursor={cursor}"));
+    let later = search(
+        &web,
+        &alice,
+        "invoice",
+        &format!("&facets=1&limit=1&cursor={cursor}"),
+    );
     assert_eq!(&later["facets"], facets);
 
     // secret.test is counted for the whole-archive auditor, and never for alice, even asked.
@@ -128,7 +162,10 @@ fn facets_count_the_callers_mail_and_each_value_narrows_to_its_count() {
         pairs(&everything["facets"]["sender_domains"]),
         owned(&[("example.org", 3), ("secret.test", 2), ("shop.example", 1)])
     );
-    assert_eq!(pairs(&everything["facets"]["months"])[0], ("2024-03".to_string(), 5));
+    assert_eq!(
+        pairs(&everything["facets"]["months"])[0],
+        ("2024-03".to_string(), 5)
+    );
     check_queries(&web, &root, &everything["facets"]);
     let hers = search(&web, &alice, "fromdomain:secret.test OR invoice", "&facets=1");
     assert_eq!(hers["total"], 4);
@@ -144,10 +181,19 @@ fn facets_count_the_callers_mail_and_each_value_narrows_to_its_count() {
     check_queries(&web, &alice, &hers["facets"]);
 
     // A bad value is a 400; the OpenAPI document describes the facets.
-    let bad = web.get("/api/v1/search?q=invoice&facets=yes", &[("authorization", &alice)]);
+    let bad = web.get(
+        "/api/v1/search?q=invoice&facets=yes",
+        &[("authorization", &alice)],
+    );
     assert_eq!(bad.status, 400, "{}", bad.text());
     let doc = web.get("/api/v1/openapi.json", &[]).json();
     let schemas = &doc["components"]["schemas"];
-    assert!(schemas["FacetsJson"]["properties"]["sender_domains"].is_object(), "{schemas}");
-    assert!(schemas["FacetValue"]["properties"]["query"].is_object(), "{schemas}");
+    assert!(
+        schemas["FacetsJson"]["properties"]["sender_domains"].is_object(),
+        "{schemas}"
+    );
+    assert!(
+        schemas["FacetValue"]["properties"]["query"].is_object(),
+        "{schemas}"
+    );
 }
