@@ -957,8 +957,8 @@ impl Store {
         self.shared.text.matching_seqs(principal, query, budget)
     }
 
-    /// Waits until every durable record is in the search index (which a `Live` store catches
-    /// up in the background).
+    /// Waits until every durable message and arrival record (what the search index holds) is
+    /// in the search index, which a `Live` store catches up in the background.
     pub fn wait_searchable(&self) -> Result<()> {
         self.wait_searchable_within(None)
     }
