@@ -286,6 +286,7 @@ fn pages_follow_cursors_in_every_order_and_totals_hold() {
                 limit: 7,
                 cursor: cursor.clone(),
                 snippets: false,
+                facets: false,
             };
             let r = run(&store, &me, "filler", &options);
             assert_eq!(r.total, 40);

@@ -238,6 +238,7 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
         limit: MAX_LIMIT,
         cursor: None,
         snippets: false,
+        facets: false,
     };
     let mut seqs = Vec::new();
     loop {

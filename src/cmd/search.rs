@@ -153,6 +153,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         limit: args.limit,
         cursor: args.cursor.clone(),
         snippets: true,
+        facets: false,
     };
     // Every search is an access: recorded before it runs (audit before access).
     let asked_as = args.principal.as_deref().unwrap_or("everything");

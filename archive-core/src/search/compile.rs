@@ -12,7 +12,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
 
 use super::analysis::{stem_terms, terms, EXACT};
-use super::extract::{clean_id, normalize_address};
+use super::extract::{clean_id, normalize_address, normalize_domain};
 use super::query::{DateOp, Node, QueryError, QueryErrorKind, SizeOp, TextField, Value, Within};
 use super::schema::Fields;
 use super::scope::Principal;
@@ -301,12 +301,15 @@ impl Compiler<'_> {
             .into_iter()
             .flatten()
             .collect()),
+            TextField::FromDomain => {
+                let domain = normalize_domain(v);
+                if domain.is_empty() {
+                    return None;
+                }
+                term_set(vec![Term::from_field_text(f.from_domain, &domain)])
+            }
             TextField::Domain => {
-                let domain = v
-                    .trim()
-                    .trim_start_matches('@')
-                    .trim_end_matches('.')
-                    .to_lowercase();
+                let domain = normalize_domain(v);
                 if domain.is_empty() {
                     return None;
                 }

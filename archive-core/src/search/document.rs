@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use tantivy::TantivyDocument;
 
-use super::extract::{domains, normalize_address, MailFields, Mailbox};
+use super::extract::{domains, normalize_address, sender_domain, MailFields, Mailbox};
 use super::schema::{view_term, Fields};
 use crate::envelope::Envelope;
 use crate::index::kv::Location;
@@ -182,6 +182,9 @@ pub fn build(
     }
     for d in &header_domain {
         doc.add_text(f.header_domain, d);
+    }
+    if let Some(d) = sender_domain(&mail.from) {
+        doc.add_text(f.from_domain, &d);
     }
 
     let public: BTreeSet<&str> = mail

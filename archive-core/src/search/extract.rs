@@ -322,6 +322,28 @@ pub fn normalize_address(address: &str) -> String {
         .to_lowercase()
 }
 
+/// A domain as queries and the index compare it: no leading `@`, no trailing dot, lower case.
+pub fn normalize_domain(domain: &str) -> String {
+    domain
+        .trim()
+        .trim_start_matches('@')
+        .trim_end_matches('.')
+        .to_lowercase()
+}
+
+/// Longest sender domain indexed (a DNS name has at most 253 characters).
+const MAX_DOMAIN_BYTES: usize = 255;
+
+/// The sender's domain: of the first From (else Sender) address that has one.
+pub fn sender_domain(from: &[Mailbox]) -> Option<String> {
+    from.iter()
+        .filter_map(|m| m.address.as_deref())
+        .filter_map(|a| a.rsplit_once('@'))
+        .map(|(_, d)| normalize_domain(d))
+        .find(|d| !d.is_empty())
+        .filter(|d| d.len() <= MAX_DOMAIN_BYTES)
+}
+
 /// The domain of an address and its parent domains down to two labels:
 /// `a@mail.example.com` → `mail.example.com`, `example.com`.
 pub fn domains(address: &str) -> Vec<String> {

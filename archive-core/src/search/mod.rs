@@ -4,6 +4,7 @@
 //! - [`query`]: the parser shared by every front door;
 //! - `analysis`: how text becomes terms (folding, German and English stems);
 //! - `extract`: mail-parser → searchable fields; `document`: fields → tantivy document;
+//! - `facets`: counts by year, month and sender domain, and the clauses that narrow to them;
 //! - `scope`: [`Principal`] and what it may see; `compile`: query → tantivy query for a
 //!   principal;
 //! - `text_index`: the index on disk, commits, searching; `catch_up`: the indexing thread.
@@ -17,6 +18,7 @@ pub(crate) mod catch_up;
 mod compile;
 mod document;
 pub(crate) mod extract;
+mod facets;
 pub mod header_text;
 pub mod query;
 mod results;
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 pub use budget::{Budget, Cancel, Stopped, DEFAULT_TIME_LIMIT};
 pub use document::Delivery;
 pub use extract::{body_text, drop_flat as drop_parsed_message, usable_date, Mailbox};
+pub use facets::{narrow, Bucket, Facets, DOMAINS_SHOWN, MAX_DOMAINS, MONTHS_SHOWN, YEARS_SHOWN};
 pub use query::{Query, QueryError, QueryErrorKind, MAX_DEPTH, MAX_TERMS};
 pub use results::{Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT};
 pub use scope::Principal;

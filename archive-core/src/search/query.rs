@@ -41,7 +41,8 @@ pub enum Node {
     Word(String),
     /// A free `"phrase"`: the words in this order in one text field.
     Phrase(String),
-    /// `from:` `to:` `cc:` `bcc:` `subject:` `body:` `filename:` `domain:` `msgid:`.
+    /// `from:` `to:` `cc:` `bcc:` `subject:` `body:` `filename:` `domain:` `fromdomain:`
+    /// `msgid:`.
     Field(TextField, Value),
     /// `before:` `after:` `on:` a day (UTC).
     Date(DateOp, Date),
@@ -109,6 +110,8 @@ pub enum TextField {
     Filename,
     /// Any sender or recipient address in this domain or its subdomains.
     Domain,
+    /// The sender's domain (first From, else Sender, address), exactly: a sender-domain facet.
+    FromDomain,
     /// Message-ID, In-Reply-To or References.
     MsgId,
 }
@@ -124,6 +127,7 @@ impl TextField {
             "body" => TextField::Body,
             "filename" => TextField::Filename,
             "domain" => TextField::Domain,
+            "fromdomain" => TextField::FromDomain,
             "msgid" => TextField::MsgId,
             _ => return None,
         })
@@ -188,8 +192,8 @@ impl From<QueryError> for crate::Error {
     }
 }
 
-const OPERATORS: &str = "from: to: cc: bcc: subject: body: filename: domain: msgid: before: after: on: \
-larger: smaller: has:";
+const OPERATORS: &str = "from: to: cc: bcc: subject: body: filename: domain: fromdomain: msgid: before: \
+after: on: larger: smaller: has:";
 
 impl Query {
     /// Parses a query; see docs/SEARCH.md for the language.
@@ -749,6 +753,10 @@ mod tests {
         assert_eq!(p("body:Rechnung"), f(TextField::Body, "Rechnung"));
         assert_eq!(p("filename:report.pdf"), f(TextField::Filename, "report.pdf"));
         assert_eq!(p("domain:example.com"), f(TextField::Domain, "example.com"));
+        assert_eq!(
+            p("FromDomain:example.com"),
+            f(TextField::FromDomain, "example.com")
+        );
         assert_eq!(p("msgid:<a@b>"), f(TextField::MsgId, "<a@b>"));
         assert_eq!(
             p("From:\"Hans Müller\""),

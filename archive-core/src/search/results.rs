@@ -5,6 +5,7 @@ use base64::Engine;
 
 use super::document::Delivery;
 use super::extract::Mailbox;
+use super::facets::Facets;
 use crate::{Error, Result};
 
 /// Result order.
@@ -44,6 +45,9 @@ pub struct SearchOptions {
     pub cursor: Option<String>,
     /// Whether to make highlighted body snippets (reads each hit's message from the log).
     pub snippets: bool,
+    /// Whether to count facets (years, months, sender domains) over every matching message,
+    /// in the same pass as the total; a page after the first need not ask again.
+    pub facets: bool,
 }
 
 impl Default for SearchOptions {
@@ -53,6 +57,7 @@ impl Default for SearchOptions {
             limit: 20,
             cursor: None,
             snippets: true,
+            facets: false,
         }
     }
 }
@@ -138,6 +143,8 @@ pub struct SearchResults {
     pub next_cursor: Option<String>,
     /// The last log seq the search index had applied when the search ran.
     pub indexed_seq: u64,
+    /// Counts by year, month and sender domain, if asked for.
+    pub facets: Option<Facets>,
 }
 
 /// Where a page starts: after the hit with this sort key (date, size) or at this offset

@@ -22,6 +22,7 @@ use super::budget::{Bounded, Budget};
 use super::compile::compile;
 use super::document::Summary;
 use super::extract::MailFields;
+use super::facets::{FacetCollector, Facets};
 use super::query::Query;
 use super::results::{
     decode_cursor, encode_cursor, After, Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT,
@@ -376,11 +377,12 @@ impl TextIndex {
             searcher: &searcher,
             base: &*base,
             narrowed: narrowed.as_deref(),
+            facets: options.facets.then_some(FacetCollector),
             budget,
         };
         // One more than a page tells whether another page follows.
         let top = TopDocs::with_limit(limit + 1).and_offset(offset);
-        let (total, found): (usize, Found) = match options.sort {
+        let (total, found, facets): (usize, Found, Option<Facets>) = match options.sort {
             Sort::Newest => run.strip(top.order_by((
                 (SortByStaticFastValue::<i64>::for_field("date"), Order::Desc),
                 (SortByStaticFastValue::<u64>::for_field("seq"), Order::Desc),
@@ -394,7 +396,7 @@ impl TextIndex {
                 (SortByStaticFastValue::<u64>::for_field("seq"), Order::Desc),
             )))?,
             Sort::Relevance => {
-                let (total, found) = run.collect(top.order_by((
+                let (total, found, facets) = run.collect(top.order_by((
                     (SortBySimilarityScore, Order::Desc),
                     (SortByStaticFastValue::<u64>::for_field("seq"), Order::Asc),
                 )))?;
@@ -402,7 +404,7 @@ impl TextIndex {
                     .into_iter()
                     .map(|((score, _), address)| (Some(score), address))
                     .collect();
-                (total, found)
+                (total, found, facets)
             }
         };
         let total = total as u64;
@@ -440,6 +442,7 @@ impl TextIndex {
             total,
             next_cursor,
             indexed_seq: self.applied(),
+            facets,
         })
     }
 
@@ -483,33 +486,36 @@ impl TextIndex {
 /// Hits in page order: relevance score (relevance order only) and address.
 type Found = Vec<(Option<f32>, DocAddress)>;
 
-/// One search: the total over the base query and a page of the (maybe narrowed) query, in
-/// one pass when they are the same query.
+/// One search: the total (and the facets, if asked for) over the base query and a page of
+/// the (maybe narrowed) query, in one pass when they are the same query.
 struct Pass<'a> {
     searcher: &'a Searcher,
     base: &'a dyn TantivyQuery,
     narrowed: Option<&'a dyn TantivyQuery>,
+    facets: Option<FacetCollector>,
     budget: &'a Budget,
 }
 
 impl Pass<'_> {
-    fn collect<C: Collector>(&self, top: C) -> Result<(usize, C::Fruit)> {
+    fn collect<C: Collector>(&self, top: C) -> Result<(usize, C::Fruit, Option<Facets>)> {
         Ok(match self.narrowed {
-            None => Bounded::new((Count, top), self.budget).search(self.searcher, self.base)?,
-            Some(page) => (
-                Bounded::new(Count, self.budget).search(self.searcher, self.base)?,
-                Bounded::new(top, self.budget).search(self.searcher, page)?,
-            ),
+            None => Bounded::new((Count, top, self.facets), self.budget).search(self.searcher, self.base)?,
+            Some(page) => {
+                let (total, facets) =
+                    Bounded::new((Count, self.facets), self.budget).search(self.searcher, self.base)?;
+                let found = Bounded::new(top, self.budget).search(self.searcher, page)?;
+                (total, found, facets)
+            }
         })
     }
 
     /// As `collect`, dropping the sort keys (the summaries carry them).
-    fn strip<K, C>(&self, top: C) -> Result<(usize, Found)>
+    fn strip<K, C>(&self, top: C) -> Result<(usize, Found, Option<Facets>)>
     where
         C: Collector<Fruit = Vec<(K, DocAddress)>>,
     {
-        let (total, found) = self.collect(top)?;
-        Ok((total, found.into_iter().map(|(_, a)| (None, a)).collect()))
+        let (total, found, facets) = self.collect(top)?;
+        Ok((total, found.into_iter().map(|(_, a)| (None, a)).collect(), facets))
     }
 }
 
@@ -594,5 +600,54 @@ fn snippet(generator: &SnippetGenerator, body: &str) -> Snippet {
     Snippet {
         text: body[..end].trim().to_string(),
         highlights: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes an index of `schema` in `dir` whose last commit says it applied the log up to
+    /// seq 5 of `origin`, with the payload's schema version `version`.
+    fn old_index(dir: &Path, schema: tantivy::schema::Schema, version: u64, origin: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        let index = Index::create_in_dir(dir, schema).unwrap();
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let payload = serde_json::json!({"schema": version, "origin": origin, "seq": 5});
+        let mut prepared = writer.prepare_commit().unwrap();
+        prepared.set_payload(&payload.to_string());
+        prepared.commit().unwrap();
+    }
+
+    /// The schema before facets: today's without `from_domain`.
+    fn schema_2() -> tantivy::schema::Schema {
+        let (schema, _) = Fields::schema();
+        let mut b = tantivy::schema::Schema::builder();
+        for (_, entry) in schema.fields() {
+            if entry.name() != "from_domain" {
+                b.add_field(entry.clone());
+            }
+        }
+        b.build()
+    }
+
+    #[test]
+    fn an_index_of_an_older_schema_is_rebuilt_never_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, schema, version) in [
+            ("fields", schema_2(), SCHEMA_VERSION),
+            ("version", Fields::schema().0, 2),
+            ("current", Fields::schema().0, SCHEMA_VERSION),
+        ] {
+            let dir = tmp.path().join(name);
+            old_index(&dir, schema, version, "log-1");
+            let current = name == "current";
+            // Read-only (next to a server): an old index is refused, not searched.
+            assert_eq!(TextIndex::open_read_only(&dir).is_ok(), current, "{name}");
+            // For writing: rebuilt from the log (applied 0), with the facets' field.
+            let index = TextIndex::open(&dir, "log-1", 10).unwrap();
+            assert_eq!(index.applied(), if current { 5 } else { 0 }, "{name}");
+            assert!(index.index.schema().get_field("from_domain").is_ok());
+        }
     }
 }

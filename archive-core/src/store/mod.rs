@@ -181,6 +181,11 @@ pub(crate) struct Shared {
     indexed: Mutex<IndexProgress>,
     indexed_changed: Condvar,
     appends: std::sync::atomic::AtomicU64,
+    /// The highest seq of a message or arrival record written (the log's last seq at open):
+    /// the search index holds nothing else, so a search waits for it only up to here. A
+    /// search right after an audit record (every web request writes one) does not wait for
+    /// the indexer to step over it.
+    content_written: std::sync::atomic::AtomicU64,
     /// Rewinds after failed fsyncs, and those whose audit record is not written yet.
     rewinds: std::sync::atomic::AtomicU64,
     rewinds_to_audit: Mutex<Vec<Rewound>>,
@@ -497,6 +502,7 @@ impl Store {
             text,
             indexed_changed: Condvar::new(),
             appends: Default::default(),
+            content_written: std::sync::atomic::AtomicU64::new(tail.last_seq),
             rewinds: Default::default(),
             rewinds_to_audit: Default::default(),
             _lock: lock,
@@ -714,6 +720,10 @@ impl Store {
             &self.shared.key,
         )?;
         self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        // Before the append is acknowledged: a search after it waits for this record.
+        self.shared
+            .content_written
+            .fetch_max(written.seq, Ordering::AcqRel);
         if existing.is_none() {
             w.pending_content.insert(content_hash, written.seq);
         }
@@ -947,8 +957,8 @@ impl Store {
         self.shared.text.matching_seqs(principal, query, budget)
     }
 
-    /// Waits until every durable record is in the search index (which a `Live` store catches
-    /// up in the background).
+    /// Waits until every durable message and arrival record (what the search index holds) is
+    /// in the search index, which a `Live` store catches up in the background.
     pub fn wait_searchable(&self) -> Result<()> {
         self.wait_searchable_within(None)
     }
@@ -963,9 +973,11 @@ impl Store {
                     .into(),
             ));
         }
-        self.shared
-            .text
-            .wait_applied(self.shared.durability.synced(), budget)
+        // Everything durable that the index holds: records after the last message or
+        // arrival (audit, checkpoint, dictionary records) are not in it.
+        let synced = self.shared.durability.synced();
+        let content = self.shared.content_written.load(Ordering::Acquire);
+        self.shared.text.wait_applied(synced.min(content), budget)
     }
 
     /// Waits until everything durable is indexed.

@@ -1,12 +1,14 @@
 //! `GET /api/v1/search?q=&cursor=&limit=&sort=`: the query language of docs/SEARCH.md, run as
 //! the caller's principal (the scope is part of the index query, so totals, pages and cursors
 //! never count mail outside it). One `search` audit record per request, before the search runs.
+//! `facets=1` adds counts by year, month and sender domain, each with the query that narrows
+//! the search to it (`archive_core::search::narrow`, which the HTML page links with too).
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
 
 use archive_core::audit::{query_text, AuditEvent};
-use archive_core::search::{Hit, Query, SearchOptions, Sort};
+use archive_core::search::{narrow, Bucket, Facets, Hit, Query, SearchOptions, Sort};
 
 use super::{date_source, date_text, mailboxes, params};
 use crate::auth::{AppState, Caller};
@@ -31,6 +33,61 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
     /// The last log seq the search index had applied.
     pub indexed_seq: u64,
+    /// Counts over every matching message (all pages), with `facets=1` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<FacetsJson>,
+}
+
+/// Counts of the matching messages by year, month and sender domain.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct FacetsJson {
+    /// `false` only when more than 100,000 distinct sender domains matched: then a domain may
+    /// be missing from `sender_domains` (counted in `other_sender_domains`). Counts shown are
+    /// exact either way.
+    pub exact: bool,
+    /// Per year (UTC, of `date`), newest first, at most 50.
+    pub years: Vec<FacetValue>,
+    /// Per month (UTC, `YYYY-MM`), newest first, at most 24.
+    pub months: Vec<FacetValue>,
+    /// Per sender domain (of the first From address), most messages first, at most 20.
+    pub sender_domains: Vec<FacetValue>,
+    /// Matching messages whose sender domain is not listed, or that have none.
+    pub other_sender_domains: u64,
+}
+
+/// One facet value and the search that narrows to it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct FacetValue {
+    /// `2024`, `2024-03` or `example.com`.
+    pub value: String,
+    /// Matching messages with this value.
+    pub count: u64,
+    /// `q` narrowed to this value (e.g. `invoice fromdomain:example.com`): searching it gives
+    /// `count` as its total. Absent when the query language cannot say the value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+impl FacetsJson {
+    fn new(facets: Facets, q: &str) -> FacetsJson {
+        let values = |buckets: Vec<Bucket>| {
+            buckets
+                .into_iter()
+                .map(|b| FacetValue {
+                    query: b.clause.map(|c| narrow(q, &c)),
+                    value: b.value,
+                    count: b.count,
+                })
+                .collect()
+        };
+        FacetsJson {
+            exact: facets.exact,
+            years: values(facets.years),
+            months: values(facets.months),
+            sender_domains: values(facets.sender_domains),
+            other_sender_domains: facets.other_sender_domains,
+        }
+    }
 }
 
 /// One message that matched.
@@ -98,6 +155,7 @@ struct SearchParams {
     cursor: Option<String>,
     limit: Option<String>,
     sort: Option<String>,
+    facets: Option<String>,
 }
 
 /// Search the archive.
@@ -107,6 +165,7 @@ struct SearchParams {
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
         ("limit" = Option<usize>, Query, description = "Hits per page, 1..=500 (default 50)"),
         ("sort" = Option<String>, Query, description = "`newest` (default), `oldest`, `relevance` or `size`"),
+        ("facets" = Option<String>, Query, description = "`1` (or `true`): add `facets`, counts over all pages by year, month and sender domain (ask on the first page only; `0`/`false`, the default, skips them)"),
     ),
     responses(
         (status = 200, body = SearchPage),
@@ -153,6 +212,11 @@ pub async fn search(
             ))
         }
     };
+    let facets = match p.facets.as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("facets must be 1 or 0")),
+    };
     if p.cursor.as_ref().is_some_and(|c| c.len() > 256) {
         return Err(ApiError::bad_request("cursor is not one this search returned"));
     }
@@ -161,8 +225,10 @@ pub async fn search(
         limit,
         cursor: p.cursor,
         snippets: true,
+        facets,
     };
     let store = state.store.clone();
+    let q = text.clone();
     let results = blocking(move || {
         // Every search is an access: recorded before it runs.
         let event = AuditEvent::new(
@@ -182,5 +248,6 @@ pub async fn search(
         hits: results.hits.into_iter().map(HitJson::from).collect(),
         next_cursor: results.next_cursor,
         indexed_seq: results.indexed_seq,
+        facets: results.facets.map(|f| FacetsJson::new(f, &q)),
     }))
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::util::{incompressible_message, Server, Vault};
 
+mod facets;
 mod hostile;
 mod login;
 mod scope;
