@@ -222,7 +222,9 @@ impl EvictedSegment {
         let table = base64::engine::general_purpose::STANDARD
             .decode(stub.frames.as_bytes())
             .map_err(|e| format!("frames: {e}"))?;
-        if table.len() % FRAME_ENTRY_LEN != 0 || (table.len() / FRAME_ENTRY_LEN) as u64 != stub.records {
+        if !table.len().is_multiple_of(FRAME_ENTRY_LEN)
+            || (table.len() / FRAME_ENTRY_LEN) as u64 != stub.records
+        {
             return Err(format!(
                 "frames: {} bytes for {} records",
                 table.len(),
