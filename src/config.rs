@@ -442,6 +442,9 @@ witness_timeout_secs = 30       # one request to a witness, connecting included
 # mode = "COMPLIANCE"           # the only mode: nobody can shorten or lift it
 # path_style = true             # endpoint/bucket/key requests (most non-AWS stores)
 # part_mib = 8                  # larger segments go up as multipart uploads of such parts
+# cache_size = "50GiB"          # evict local copies of offloaded segments beyond this
+#                               # (none: keep every segment locally too; §Local cache)
+# range_cache_size = "1GiB"     # records fetched from evicted segments kept locally
 "#;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod import;
 mod logging;
+mod remote_segments;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,7 +89,7 @@ enum Command {
     /// Counts, bytes, on-disk ratio, latest checkpoint.
     Status(cmd::status::Args),
     /// Rebuild the derived indexes from the log.
-    Reindex,
+    Reindex(cmd::reindex::Args),
     /// Search the archive (query language: docs/SEARCH.md); one line or JSON object per hit.
     Search(cmd::search::Args),
     /// Local users of the IMAP and web front doors (Argon2id passwords; disabled, never deleted).
@@ -140,7 +141,7 @@ fn main() -> ExitCode {
             command: KeyCommand::Show,
         } => cmd::key::show(&cli),
         Command::Status(args) => cmd::status::run(&cli, args),
-        Command::Reindex => cmd::reindex::run(&cli),
+        Command::Reindex(args) => cmd::reindex::run(&cli, args),
         Command::Search(args) => cmd::search::run(&cli, args),
         Command::User { command } => cmd::user::run(&cli, command),
     };

@@ -44,6 +44,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A record of a segment that was offloaded and evicted locally could not be read from
+    /// object storage (not configured, unreachable, or the object version is missing): names
+    /// the segment and where its bytes are, so an operator knows what to look at.
+    #[error("record seq {seq} is in segment {segment}, evicted locally; reading it from {place}: {reason}")]
+    Remote {
+        seq: u64,
+        segment: String,
+        place: String,
+        reason: String,
+    },
+
     /// The store is not a mailvault store, or is of a format version this build cannot read.
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
@@ -235,6 +246,7 @@ impl Error {
             | Error::Locked(_)
             | Error::Index(_)
             | Error::Search(_)
+            | Error::Remote { .. }
             | Error::System(_) => Fault::Unavailable,
             // A record the disk cannot give back stays unreadable until an operator restores
             // its segment: asking again does not help.

@@ -14,6 +14,16 @@ pub const COMMIT_RECORDS: &str = "mailvault_store_commit_records";
 /// unavailable: the users file or the upstream could not be asked, or the audit record not
 /// written).
 pub const LOGIN_FAILURES: &str = "mailvault_login_failures_total";
+/// Counter: frames of evicted segments found in the local range cache and checked.
+pub const RANGE_CACHE_HITS: &str = "mailvault_range_cache_hits_total";
+/// Counter: frames of evicted segments not in the range cache (fetched).
+pub const RANGE_CACHE_MISSES: &str = "mailvault_range_cache_misses_total";
+/// Counter: cached frames that failed their check, discarded and fetched again.
+pub const RANGE_CACHE_DISCARDED: &str = "mailvault_range_cache_discarded_total";
+/// Counter: range reads sent to object storage for evicted segments.
+pub const REMOTE_FETCHES: &str = "mailvault_remote_fetches_total";
+/// Counter: bytes those range reads brought.
+pub const REMOTE_FETCHED_BYTES: &str = "mailvault_remote_fetched_bytes_total";
 
 /// Describes the metrics above (HELP text); call once after installing a recorder.
 pub fn describe() {
@@ -29,6 +39,27 @@ pub fn describe() {
     metrics::describe_counter!(
         LOGIN_FAILURES,
         "Logins refused by the login gate, by front door and reason."
+    );
+    metrics::describe_counter!(
+        RANGE_CACHE_HITS,
+        "Frames of evicted segments read from the local range cache (checked before use)."
+    );
+    metrics::describe_counter!(
+        RANGE_CACHE_MISSES,
+        "Frames of evicted segments not in the local range cache."
+    );
+    metrics::describe_counter!(
+        RANGE_CACHE_DISCARDED,
+        "Cached frames of evicted segments that failed their check: discarded and fetched again."
+    );
+    metrics::describe_counter!(
+        REMOTE_FETCHES,
+        "Range reads of evicted segments from object storage."
+    );
+    metrics::describe_counter!(
+        REMOTE_FETCHED_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes read from object storage for evicted segments."
     );
 }
 

@@ -370,6 +370,94 @@ impl Bucket {
     }
 }
 
+impl Bucket {
+    /// Bytes `[start, end)` of `key` at `version` (one range GET); `None` if there is no such
+    /// object version. At most `end - start` bytes are taken from the answer.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        version: &str,
+        start: u64,
+        end: u64,
+    ) -> S3Result<Option<Vec<u8>>> {
+        if end <= start {
+            return Ok(Some(Vec::new()));
+        }
+        let answer = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .set_version_id(Some(version.to_string()).filter(|v| !v.is_empty()))
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await;
+        let mut body = match answer {
+            Ok(out) => out.body,
+            Err(e) if status_of(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(request_error("GET", key, e)),
+        };
+        let want = (end - start) as usize;
+        let mut bytes = Vec::with_capacity(want.min(64 << 20));
+        while let Some(chunk) = body.try_next().await.map_err(|e| body_error(key, e))? {
+            if bytes.len() + chunk.len() > want {
+                return Err(S3Error::Request {
+                    op: "GET",
+                    key: key.to_string(),
+                    message: format!("the answer to a range of {want} bytes is longer"),
+                    status: None,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The body of `key` at `version`, to be read chunk by chunk; `None` if there is no such
+    /// object version.
+    pub async fn get_stream(&self, key: &str, version: &str) -> S3Result<Option<ObjectStream>> {
+        let answer = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .set_version_id(Some(version.to_string()).filter(|v| !v.is_empty()))
+            .send()
+            .await;
+        match answer {
+            Ok(out) => Ok(Some(ObjectStream {
+                body: out.body,
+                key: key.to_string(),
+            })),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(request_error("GET", key, e)),
+        }
+    }
+}
+
+/// An object's body being read ([`Bucket::get_stream`]).
+pub struct ObjectStream {
+    body: ByteStream,
+    key: String,
+}
+
+impl ObjectStream {
+    /// The next chunk of the body as the network brings it; `None` at its end.
+    pub async fn next_chunk(&mut self) -> S3Result<Option<Vec<u8>>> {
+        let chunk = self.body.try_next().await.map_err(|e| body_error(&self.key, e))?;
+        Ok(chunk.map(|c| c.to_vec()))
+    }
+}
+
+fn body_error(key: &str, e: impl std::fmt::Display) -> S3Error {
+    S3Error::Request {
+        op: "GET",
+        key: key.to_string(),
+        message: format!("reading the body: {e}"),
+        status: None,
+    }
+}
+
 enum Refusal {
     Exists,
     Unsupported,

@@ -9,8 +9,8 @@ pub mod settings;
 
 use std::path::PathBuf;
 
-pub use bucket::{blake3_of_file, client, Bucket, ObjectInfo, Put};
-pub use settings::{Credentials, S3Settings};
+pub use bucket::{blake3_of_file, client, Bucket, ObjectInfo, ObjectStream, Put};
+pub use settings::{parse_size, ByteSize, Credentials, S3Settings};
 
 /// What went wrong talking to the bucket or reading what it needs.
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,59 @@ pub struct S3Settings {
     pub path_style: bool,
     /// Segments larger than this many MiB go up as multipart uploads of parts this large.
     pub part_mib: u64,
+    /// Local copies of offloaded segments beyond this size (`"50GiB"`, or bytes) are evicted,
+    /// oldest first; none: every segment stays local too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_size: Option<ByteSize>,
+    /// Frames of evicted segments fetched for reads are kept locally up to this size.
+    pub range_cache_size: ByteSize,
+}
+
+/// A size in bytes, written as a number or as text with a unit (`"512MiB"`, `"50GiB"`,
+/// `"1TB"`, `"4096"`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl ByteSize {
+    /// The number of bytes, or why the text is not a size.
+    pub fn bytes(&self) -> Result<u64, String> {
+        match self {
+            ByteSize::Bytes(n) => Ok(*n),
+            ByteSize::Text(t) => parse_size(t),
+        }
+    }
+}
+
+/// `1234`, `64KiB`, `512MiB`, `50GiB`, `2TiB`, and the decimal `kB`/`MB`/`GB`/`TB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 50GiB or a number of bytes"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 impl Default for S3Settings {
@@ -46,6 +99,8 @@ impl Default for S3Settings {
             mode: "COMPLIANCE".into(),
             path_style: true,
             part_mib: 8,
+            cache_size: None,
+            range_cache_size: ByteSize::Text("1GiB".into()),
         }
     }
 }
@@ -81,6 +136,12 @@ impl S3Settings {
         if !(5..=1024).contains(&self.part_mib) {
             return Err("storage.s3.part_mib must be between 5 and 1024 (S3's part sizes)".into());
         }
+        if let Some(size) = &self.cache_size {
+            size.bytes().map_err(|e| format!("storage.s3.cache_size: {e}"))?;
+        }
+        self.range_cache_size
+            .bytes()
+            .map_err(|e| format!("storage.s3.range_cache_size: {e}"))?;
         Ok(())
     }
 
@@ -250,6 +311,19 @@ mod tests {
             let e = settings(bad).validate().unwrap_err();
             assert!(e.starts_with("storage.s3.retention"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50GiB").unwrap(), 50 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2 MB").unwrap(), 2_000_000);
+        for bad in ["", "GiB", "5 parsecs", "-1", "99999999999TiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        let mut s = settings("1y");
+        s.cache_size = Some(ByteSize::Text("lots".into()));
+        assert!(s.validate().unwrap_err().starts_with("storage.s3.cache_size"));
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct Args {
     /// writer's and the verifier's memory then grows with it, about 0.5 KB per message).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PER_VOLUME)]
     per_volume: u64,
+    /// The serve configuration: messages in segments evicted to S3 (`[storage.s3]
+    /// cache_size`) are read from its bucket.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
@@ -71,7 +75,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if args.out.exists() {
         bail!("{} exists: an export never overwrites a file", args.out.display());
     }
-    let log = LogReader::open(&layout.log_dir)?;
+    let evicted = super::evicted_reads(&layout, args.config.as_deref())?;
+    let log = LogReader::open_with(&layout.log_dir, evicted.clone())?;
     let size = latest_checkpoint(&layout, &log)?.checkpoint.size;
     let range = seq_range(args, &log, size)?;
     let (selection, seqs) = match &args.query {
@@ -113,7 +118,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         consistency_from: args.consistency_from.clone(),
         per_volume: args.per_volume,
     };
-    let export = Export::open(&layout, &request)?;
+    let export = Export::open_with(&layout, &request, LogReader::open_with(&layout.log_dir, evicted)?)?;
     let stem = args
         .out
         .file_stem()

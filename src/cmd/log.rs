@@ -8,8 +8,9 @@ use archive_core::log::reader::Record;
 use archive_core::log::record::LeafBody;
 use archive_core::Envelope;
 
-use super::{format_time, hex, open_log, written_or_stop, CmdResult};
+use super::{format_time, hex, open_log_with, written_or_stop, CmdResult};
 use crate::Cli;
+use archive_core::log::evicted::{EvictedSegment, SegmentSource};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,6 +23,10 @@ pub struct Args {
     /// One JSON object per line instead of text columns.
     #[arg(long)]
     json: bool,
+    /// The serve configuration: records of segments evicted to S3 are read from the bucket of
+    /// its [storage.s3]; without it they are listed by seq with kind `evicted`.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
 }
 
 /// What `log` prints about one record.
@@ -160,34 +165,37 @@ impl Line {
     }
 }
 
-pub fn run(cli: &Cli, args: &Args) -> CmdResult {
-    let log = open_log(cli)?;
-    // The listing shows envelopes (who wrote to whom): an access, recorded before it runs.
-    let limit_text = args.limit.map_or_else(|| "all".to_string(), |l| l.to_string());
-    super::record_read(
-        cli,
-        "list",
-        format!("cli log from {} limit {limit_text}", args.from),
-    );
-    let mut out = std::io::stdout().lock();
-    let limit = args.limit.unwrap_or(u64::MAX);
-    for record in log
-        .records_from(args.from)?
-        .take(limit.try_into().unwrap_or(usize::MAX))
-    {
-        let line = Line::of(&record?);
-        let written = if args.json {
-            writeln!(out, "{}", serde_json::to_string(&line)?)
+impl Line {
+    /// A record of an evicted segment, known only by its seq (no --config to fetch it).
+    fn evicted(seq: u64, stub: &EvictedSegment) -> Line {
+        let entry = stub.frame(seq);
+        Line {
+            seq,
+            kind: "evicted",
+            time: "-".into(),
+            blake3: None,
+            size: entry.map_or(0, |e| e.len),
+            sender: Some(format!("segment {} evicted to {}", stub.first_seq, stub.place())),
+            first_seq: None,
+            envelope: None,
+            audit: None,
+            offload: None,
+        }
+    }
+
+    fn write(&self, out: &mut impl Write, json: bool) -> anyhow::Result<bool> {
+        let written = if json {
+            writeln!(out, "{}", serde_json::to_string(self)?)
         } else {
             writeln!(
                 out,
                 "{:>8}  {:<10}  {}  {}  {:>9}  {}",
-                line.seq,
-                line.kind,
-                line.time,
-                line.blake3.as_deref().unwrap_or("-"),
-                line.size,
-                match (&line.sender, &line.offload) {
+                self.seq,
+                self.kind,
+                self.time,
+                self.blake3.as_deref().unwrap_or("-"),
+                self.size,
+                match (&self.sender, &self.offload) {
                     (Some(s), _) if s.is_empty() => "<>".to_string(),
                     (Some(s), _) => s.clone(),
                     (None, Some(o)) => format!(
@@ -198,8 +206,44 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
                 }
             )
         };
-        if !written_or_stop(written)? {
-            break;
+        written_or_stop(written)
+    }
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    let log = open_log_with(cli, args.config.as_deref())?;
+    // The listing shows envelopes (who wrote to whom): an access, recorded before it runs.
+    let limit_text = args.limit.map_or_else(|| "all".to_string(), |l| l.to_string());
+    super::record_read(
+        cli,
+        "list",
+        format!("cli log from {} limit {limit_text}", args.from),
+    );
+    let mut out = std::io::stdout().lock();
+    let mut left = args.limit.unwrap_or(u64::MAX);
+    // Segment by segment: one evicted without a remote is listed from its stub.
+    let sources = log.sources();
+    for (i, (first, source)) in sources.iter().enumerate() {
+        if sources.get(i + 1).is_some_and(|(next, _)| *next <= args.from) {
+            continue;
+        }
+        let from = args.from.max(*first);
+        if let (SegmentSource::Evicted(_), false) = (source, log.evicted().has_remote()) {
+            if let Some(stub) = log.evicted().stub(*first)? {
+                for seq in from..=stub.last_seq() {
+                    if left == 0 || !Line::evicted(seq, &stub).write(&mut out, args.json)? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    left -= 1;
+                }
+            }
+            continue;
+        }
+        for record in log.records_of_segment(*first, from)? {
+            if left == 0 || !Line::of(&record?).write(&mut out, args.json)? {
+                return Ok(ExitCode::SUCCESS);
+            }
+            left -= 1;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -71,8 +71,30 @@ pub fn ensure_store(cli: &Cli, create: bool, command: &str) -> anyhow::Result<Op
 
 /// The log of an existing store, read-only (works next to a running server).
 pub fn open_log(cli: &Cli) -> anyhow::Result<LogReader> {
+    open_log_with(cli, None)
+}
+
+/// The log of an existing store, read-only, reading evicted segments from the bucket of
+/// `config`'s `[storage.s3]` (through the store's range cache) when a configuration is given.
+pub fn open_log_with(cli: &Cli, config: Option<&std::path::Path>) -> anyhow::Result<LogReader> {
     let layout = existing_layout(cli)?;
-    Ok(LogReader::open(&layout.log_dir)?)
+    let reads = evicted_reads(&layout, config)?;
+    Ok(LogReader::open_with(&layout.log_dir, reads)?)
+}
+
+/// The reads of evicted segments with `config`'s `[storage.s3]` (none without a
+/// configuration, or without that section: a record of an evicted segment is then an error
+/// naming where its bytes are).
+pub fn evicted_reads(
+    layout: &Layout,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<std::sync::Arc<archive_core::log::remote::RemoteReads>> {
+    let s3 = match config {
+        Some(path) => crate::config::Config::load(path)?.storage.s3,
+        None => None,
+    };
+    let remote = crate::remote_segments::remote_config(s3.as_ref())?;
+    Ok(archive_core::store::RemoteConfig::reads(remote.as_ref(), layout)?)
 }
 
 /// The public key to check signatures with: `pinned` (a key string or a file holding one)

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use archive_core::log::checkpoint::Checkpoint;
+use archive_core::log::evicted::SegmentSource;
 use archive_core::log::record::LeafBody;
 use archive_core::search::ReadOnlyIndex;
 
@@ -23,6 +24,15 @@ struct Status {
     records: u64,
     by_kind: BTreeMap<&'static str, u64>,
     segments: usize,
+    /// Segments on the local disk (the others are evicted: in object storage only).
+    local_segments: usize,
+    /// Segments whose local copy was evicted (`[storage.s3] cache_size`): their records are
+    /// counted by kind `evicted`, their message bytes are not read.
+    evicted_segments: usize,
+    /// Bytes of the evicted segments (in the bucket).
+    evicted_bytes: u64,
+    /// Bytes of frames fetched from evicted segments kept in `<data>/cache/ranges/`.
+    range_cache_bytes: u64,
     /// Raw message bytes stored (each distinct message once).
     message_bytes: u64,
     /// Bytes delivered, counting every arrival.
@@ -112,39 +122,68 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let log = archive_core::log::reader::LogReader::open(&layout.log_dir)?;
     let mut s = Status {
         origin: layout.identity()?.origin,
-        segments: log.segments().len(),
+        segments: log.sources().len(),
+        local_segments: log.segments().len(),
+        range_cache_bytes: dir_len(&layout.range_cache),
         ..Status::default()
     };
     let mut offloaded = std::collections::BTreeSet::new();
-    for record in log.records_from(1)? {
-        let record = record?;
-        s.records += 1;
-        *s.by_kind.entry(record.kind().name()).or_default() += 1;
-        match &record.leaf.body {
-            LeafBody::Message { content_len, .. } => {
-                s.message_bytes += content_len;
-                s.delivered_bytes += content_len;
+    // Local segments are read; an evicted one is known from its stub (nothing is fetched).
+    let mut records = Vec::new();
+    for (first, source) in log.sources() {
+        match source {
+            SegmentSource::Local(_) => records.push(*first),
+            SegmentSource::Evicted(_) => {
+                let Some(stub) = log.evicted().stub(*first)? else {
+                    continue;
+                };
+                s.evicted_segments += 1;
+                s.evicted_bytes += stub.receipt.segment_len;
+                s.records += stub.frames.len() as u64;
+                *s.by_kind.entry("evicted").or_default() += stub.frames.len() as u64;
+                offloaded.insert(*first);
+                offloaded.extend(stub.receipts.iter().map(|(segment, _)| *segment));
             }
-            LeafBody::Arrival { content_len, .. } => s.delivered_bytes += content_len,
-            LeafBody::Checkpoint { note } => {
-                let text = String::from_utf8_lossy(note);
-                if let Some(body) = text.split_once("\n\n").map(|(t, _)| format!("{t}\n")) {
-                    if let Ok(c) = Checkpoint::parse_body(&body) {
-                        s.latest_checkpoint = Some(CheckpointStatus {
-                            seq: record.seq(),
-                            tree_size: c.size,
-                            time: format_time(record.leaf.time_us),
-                        });
-                    }
-                }
-            }
-            LeafBody::Offload(r) => {
-                offloaded.insert(r.segment);
-            }
-            LeafBody::Audit { .. } | LeafBody::Dictionary { .. } => {}
         }
     }
-    s.offload = offload_status(&layout, log.segments(), &offloaded);
+    for first in records {
+        for record in log.records_of_segment(first, first)? {
+            let record = record?;
+            s.records += 1;
+            *s.by_kind.entry(record.kind().name()).or_default() += 1;
+            match &record.leaf.body {
+                LeafBody::Message { content_len, .. } => {
+                    s.message_bytes += content_len;
+                    s.delivered_bytes += content_len;
+                }
+                LeafBody::Arrival { content_len, .. } => s.delivered_bytes += content_len,
+                LeafBody::Checkpoint { note } => {
+                    let text = String::from_utf8_lossy(note);
+                    if let Some(body) = text.split_once("\n\n").map(|(t, _)| format!("{t}\n")) {
+                        if let Ok(c) = Checkpoint::parse_body(&body) {
+                            s.latest_checkpoint = Some(CheckpointStatus {
+                                seq: record.seq(),
+                                tree_size: c.size,
+                                time: format_time(record.leaf.time_us),
+                            });
+                        }
+                    }
+                }
+                LeafBody::Offload(r) => {
+                    offloaded.insert(r.segment);
+                }
+                LeafBody::Audit { .. } | LeafBody::Dictionary { .. } => {}
+            }
+        }
+    }
+    let all: Vec<(u64, std::path::PathBuf)> = log
+        .sources()
+        .iter()
+        .map(|(n, src)| match src {
+            SegmentSource::Local(p) | SegmentSource::Evicted(p) => (*n, p.clone()),
+        })
+        .collect();
+    s.offload = offload_status(&layout, &all, &offloaded);
     s.log_bytes = log.segments().iter().map(|(_, p)| file_len(p)).sum();
     s.index_bytes = file_len(&layout.kv_index) + file_len(&layout.tree);
     s.search_bytes = dir_len(&archive_core::search::index_dir(&layout));
@@ -169,7 +208,14 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     println!("store       {} ({})", cli.data.display(), s.origin);
     let kinds: Vec<String> = s.by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!("records     {} ({})", s.records, kinds.join(", "));
-    println!("segments    {}", s.segments);
+    if s.evicted_segments == 0 {
+        println!("segments    {}", s.segments);
+    } else {
+        println!(
+            "segments    {} ({} local, {} evicted to object storage: {} bytes there; range cache {} bytes)",
+            s.segments, s.local_segments, s.evicted_segments, s.evicted_bytes, s.range_cache_bytes
+        );
+    }
     println!(
         "messages    {} bytes raw ({} bytes delivered incl. arrivals)",
         s.message_bytes, s.delivered_bytes

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use archive_core::verify::verify_log;
+use archive_core::verify::verify_log_with;
 
 use anyhow::Context;
 
@@ -32,7 +32,8 @@ pub struct Args {
     #[arg(long, value_name = "KEY")]
     witness: Vec<String>,
     /// The serve configuration: time-stamp tokens under <data>/anchors/ are checked against
-    /// the certificates of its [[anchoring.tsa]].
+    /// the certificates of its [[anchoring.tsa]], and segments evicted to S3 are read from
+    /// the bucket of its [storage.s3] (without it, only their stubs' leaf hashes are checked).
     #[arg(long)]
     config: Option<PathBuf>,
     /// A TSA certificate or CA (PEM, repeatable) to check tokens of TSAs the configuration
@@ -83,7 +84,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let user_pinned: Vec<u64> = pinned.iter().map(|p| p.checkpoint.size).collect();
     // Each anchored checkpoint must be a tree the log really has.
     pinned.extend(anchors.checkpoints.iter().cloned());
-    let report = verify_log(&layout.log_dir, &key, &pinned)?;
+    // Evicted segments are streamed from the bucket of --config's [storage.s3], if given.
+    let evicted = super::evicted_reads(&layout, args.config.as_deref())?;
+    let report = verify_log_with(&layout.log_dir, &key, &pinned, &evicted)?;
     if let Some(problem) = &report.problem {
         println!("TAMPERED: {problem}");
         println!("{} records before it verified", report.records);
@@ -101,9 +104,11 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         "checkpoint",
         "dictionary",
         "offload",
+        "evicted",
     ]
     .iter()
     .filter(|k| **k != "offload" || offloads)
+    .filter(|k| **k != "evicted" || report.by_kind.contains_key("evicted"))
     .map(|k| format!("{} {k}", report.by_kind.get(k).copied().unwrap_or(0)))
     .collect::<Vec<_>>()
     .join(", ");
@@ -112,6 +117,15 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         report.records, report.segments
     );
     println!("tree root {}", base64_root(&report.root));
+    for line in &report.evicted {
+        println!("{line}");
+    }
+    if report.contents_unchecked > 0 {
+        println!(
+            "{} messages compressed with a dictionary in an evicted segment not read: their contents are unchecked",
+            report.contents_unchecked
+        );
+    }
     if let Some((seq, size)) = report.last_checkpoint {
         println!("latest checkpoint at seq {seq} covers {size} records");
     }

@@ -101,8 +101,13 @@ pub struct Export<'a> {
 impl<'a> Export<'a> {
     /// Checks the request against the newest checkpoint and plans the volumes.
     pub fn open(layout: &'a Layout, request: &'a BundleRequest) -> Result<Export<'a>> {
+        Export::open_with(layout, request, LogReader::open(&layout.log_dir)?)
+    }
+
+    /// [`Export::open`], reading the log through `log` (which reads evicted segments as it
+    /// was opened to).
+    pub fn open_with(layout: &'a Layout, request: &'a BundleRequest, log: LogReader) -> Result<Export<'a>> {
         let public_key = layout.verifier_key()?.encode();
-        let log = LogReader::open(&layout.log_dir)?;
         let signed = latest_checkpoint(layout, &log)?;
         let size = signed.checkpoint.size;
         let tree = TreeFileReader::open(&layout.tree)?;

@@ -20,7 +20,7 @@ pub fn seqs_received_between(
     until: Option<i64>,
     size: u64,
 ) -> Result<Option<(u64, u64)>> {
-    let segments = log.segments();
+    let segments = log.sources();
     let mut start = 1;
     if let Some(since) = since {
         // The last segment whose first record is older than `since`: the window starts in it or later.

@@ -2,8 +2,10 @@
 //! the same leaves, and signed checkpoints. The only source of truth in a store.
 
 pub mod checkpoint;
+pub mod evicted;
 pub mod merkle;
 pub mod reader;
 pub mod record;
+pub mod remote;
 pub mod segment;
 pub mod tree;

@@ -8,10 +8,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::evicted::{list_log, EvictedSegment, SegmentSource};
 use super::record::{Codec, FrameHeader, Leaf, LeafBody, RecordKind, FRAME_HEADER_LEN};
-use super::segment::{list_segments, segment_file_name, ScanStop, SegmentReader};
+use super::remote::RemoteReads;
+use super::segment::{segment_file_name, ScanStop, SegmentReader};
 use crate::index::kv::Location;
-use crate::{Error, IoContext, Result};
+use crate::{Error, Result};
 
 /// Largest content a record may claim; guards allocations against a damaged length.
 pub const MAX_CONTENT_LEN: u64 = 4 << 30;
@@ -277,6 +279,9 @@ impl DictionaryCache {
 pub struct LogReader {
     log_dir: PathBuf,
     segments: Vec<(u64, PathBuf)>,
+    /// Every segment, local or evicted, by first seq.
+    sources: Vec<(u64, SegmentSource)>,
+    evicted: Arc<RemoteReads>,
     dictionaries: DictionaryCache,
 }
 
@@ -287,18 +292,44 @@ impl Dictionaries for LogReader {
 }
 
 impl LogReader {
-    /// Lists the segments of `log_dir`.
+    /// Lists the segments of `log_dir`. Evicted segments are known by their stubs, but not
+    /// read: a record in one is an [`Error::Remote`] (see [`LogReader::open_with`]).
     pub fn open(log_dir: &Path) -> Result<LogReader> {
+        LogReader::open_with(log_dir, Arc::new(RemoteReads::new(log_dir, None, None)))
+    }
+
+    /// Lists the segments of `log_dir`; evicted ones are read through `evicted`.
+    pub fn open_with(log_dir: &Path, evicted: Arc<RemoteReads>) -> Result<LogReader> {
+        let sources = list_log(log_dir)?;
+        let segments = sources
+            .iter()
+            .filter_map(|(n, s)| match s {
+                SegmentSource::Local(p) => Some((*n, p.clone())),
+                SegmentSource::Evicted(_) => None,
+            })
+            .collect();
         Ok(LogReader {
             log_dir: log_dir.to_path_buf(),
-            segments: list_segments(log_dir)?,
+            segments,
+            sources,
+            evicted,
             dictionaries: DictionaryCache::default(),
         })
     }
 
-    /// Segment files, by first seq.
+    /// Segment files on the local disk, by first seq.
     pub fn segments(&self) -> &[(u64, PathBuf)] {
         &self.segments
+    }
+
+    /// Every segment, local or evicted (its stub), by first seq.
+    pub fn sources(&self) -> &[(u64, SegmentSource)] {
+        &self.sources
+    }
+
+    /// The evicted segments' stubs and reads.
+    pub fn evicted(&self) -> &Arc<RemoteReads> {
+        &self.evicted
     }
 
     /// Path of the segment whose first record is `first_seq`.
@@ -306,12 +337,36 @@ impl LogReader {
         self.log_dir.join(segment_file_name(first_seq))
     }
 
+    /// Opens the cursor of source `idx` at its start (the stub of an evicted segment is read).
+    fn cursor(&self, idx: usize) -> Result<Option<Cursor>> {
+        let Some((first, source)) = self.sources.get(idx) else {
+            return Ok(None);
+        };
+        Ok(Some(match source {
+            SegmentSource::Local(path) => {
+                let reader = SegmentReader::open(path)?;
+                check_segment_start(&reader, *first)?;
+                Cursor::Local(reader)
+            }
+            SegmentSource::Evicted(path) => {
+                let stub = self.evicted.stub(*first)?.ok_or_else(|| Error::Format {
+                    path: path.clone(),
+                    reason: "the stub of an evicted segment went away".into(),
+                })?;
+                Cursor::Evicted {
+                    stub,
+                    buffered: std::collections::VecDeque::new(),
+                }
+            }
+        }))
+    }
+
     /// Records from `seq` onward, in order. Stops quietly at an incomplete last record (a write
     /// in progress, or a crash before recovery); damage anywhere else is an error item.
     pub fn records_from(&self, seq: u64) -> Result<Records<'_>> {
         let seq = seq.max(1);
         let idx = self
-            .segments
+            .sources
             .partition_point(|(first, _)| *first <= seq)
             .saturating_sub(1);
         let mut it = Records {
@@ -320,20 +375,29 @@ impl LogReader {
             reader: None,
             next_seq: seq,
             failed: false,
+            one_segment: false,
         };
-        if let Some((first, path)) = self.segments.get(idx) {
-            let mut reader = SegmentReader::open(path)?;
-            check_segment_start(&reader, *first)?;
-            // Skip earlier records of the segment without reading their bodies.
-            let mut at = *first;
-            while at < seq {
-                match reader.next_frame(false).map_err(|e| e.of_record(at))? {
-                    Some(Ok(_)) => at += 1,
-                    _ => break,
+        if let Some(cursor) = self.cursor(idx)? {
+            let first = self.sources[idx].0;
+            let mut at = first;
+            match cursor {
+                Cursor::Local(mut reader) => {
+                    // Skip earlier records of the segment without reading their bodies.
+                    while at < seq {
+                        match reader.next_frame(false).map_err(|e| e.of_record(at))? {
+                            Some(Ok(_)) => at += 1,
+                            _ => break,
+                        }
+                    }
+                    it.reader = Some(Cursor::Local(reader));
+                }
+                evicted => {
+                    // The stub says where every record is: nothing to skip.
+                    at = seq.max(first);
+                    it.reader = Some(evicted);
                 }
             }
             it.next_seq = at;
-            it.reader = Some(reader);
         }
         Ok(it)
     }
@@ -341,23 +405,49 @@ impl LogReader {
     /// Records from `seq` onward, when the caller knows where record `seq` starts (the end of
     /// the record before it): no scanning from the start of the segment.
     pub fn records_at(&self, seq: u64, segment: u64, offset: u64) -> Result<Records<'_>> {
-        let Ok(idx) = self.segments.binary_search_by_key(&segment, |(first, _)| *first) else {
+        let Ok(idx) = self.sources.binary_search_by_key(&segment, |(first, _)| *first) else {
             return self.records_from(seq);
         };
-        let mut reader = SegmentReader::open(&self.segments[idx].1)?;
+        let SegmentSource::Local(path) = &self.sources[idx].1 else {
+            return self.records_from(seq);
+        };
+        let mut reader = SegmentReader::open(path)?;
         check_segment_start(&reader, segment)?;
         reader.seek_to(offset)?;
         Ok(Records {
             log: self,
             seg_idx: idx,
-            reader: Some(reader),
+            reader: Some(Cursor::Local(reader)),
             next_seq: seq,
             failed: false,
+            one_segment: false,
         })
     }
 
-    /// One record.
+    /// The records of segment `first` from `seq` on, and none of the next segment (an evicted
+    /// one is then not even looked at).
+    pub fn records_of_segment(&self, first: u64, seq: u64) -> Result<Records<'_>> {
+        let mut records = self.records_from(seq.max(first))?;
+        if self.sources.get(records.seg_idx).map(|s| s.0) != Some(first) {
+            records.reader = None;
+        }
+        records.one_segment = true;
+        Ok(records)
+    }
+
+    /// One record. A record of an evicted segment is one range read (through the cache).
     pub fn read(&self, seq: u64) -> Result<Record> {
+        let idx = self
+            .sources
+            .partition_point(|(first, _)| *first <= seq)
+            .saturating_sub(1);
+        if let Some((first, SegmentSource::Evicted(_))) = self.sources.get(idx) {
+            if let Some(stub) = self.evicted.stub(*first)? {
+                if stub.frame(seq).is_some() {
+                    return self.evicted.read_record(&stub, seq);
+                }
+            }
+        }
         match self.records_from(seq)?.next() {
             Some(Ok(r)) if r.seq() == seq => Ok(r),
             Some(Err(e)) => Err(e),
@@ -368,13 +458,10 @@ impl LogReader {
     /// The newest checkpoint record in the log: its seq and note (not yet verified). Scans
     /// segments newest first.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>> {
-        for (first, _) in self.segments.iter().rev() {
+        for (first, _) in self.sources.iter().rev() {
             let mut found = None;
-            for record in self.records_from(*first)? {
+            for record in self.records_of_segment(*first, *first)? {
                 let record = record?;
-                if record.location.segment != *first {
-                    break;
-                }
                 if let LeafBody::Checkpoint { note } = &record.leaf.body {
                     found = Some((record.seq(), String::from_utf8_lossy(note).into_owned()));
                 }
@@ -429,73 +516,104 @@ fn check_segment_start(reader: &SegmentReader, expected_first: u64) -> Result<()
     Ok(())
 }
 
+/// Where a walk of the log is: in a segment file, or in an evicted segment (records fetched
+/// in runs of several frames).
+enum Cursor {
+    Local(SegmentReader),
+    Evicted {
+        stub: Arc<EvictedSegment>,
+        buffered: std::collections::VecDeque<Record>,
+    },
+}
+
 /// Iterator over records; see [`LogReader::records_from`].
 pub struct Records<'a> {
     log: &'a LogReader,
     seg_idx: usize,
-    reader: Option<SegmentReader>,
+    reader: Option<Cursor>,
     next_seq: u64,
     failed: bool,
+    /// Ends with the segment it started in.
+    one_segment: bool,
 }
 
 impl Records<'_> {
     fn step(&mut self) -> Result<Option<Record>> {
         loop {
-            let Some(reader) = self.reader.as_mut() else {
-                return Ok(None);
+            let is_last = self.seg_idx + 1 == self.log.sources.len();
+            let segment = match self.log.sources.get(self.seg_idx) {
+                Some((first, _)) => *first,
+                None => return Ok(None),
             };
-            let is_last = self.seg_idx + 1 == self.log.segments.len();
-            let segment = self.log.segments[self.seg_idx].0;
-            match reader.next_frame(true).map_err(|e| e.of_record(self.next_seq))? {
-                Some(Ok(f)) => {
-                    let r = Record::from_frame(
-                        &f.header,
-                        &f.header_bytes,
-                        &f.body,
-                        segment,
-                        f.offset,
-                        reader.path(),
-                        self.next_seq,
-                    )?;
-                    self.next_seq += 1;
-                    return Ok(Some(r));
+            match self.reader.as_mut() {
+                None => return Ok(None),
+                Some(Cursor::Evicted { stub, buffered }) => {
+                    if buffered.is_empty() && self.next_seq <= stub.last_seq() {
+                        buffered.extend(self.log.evicted.read_run(stub, self.next_seq)?);
+                    }
+                    if let Some(r) = buffered.pop_front() {
+                        self.next_seq += 1;
+                        return Ok(Some(r));
+                    }
                 }
-                Some(Err(ScanStop::Torn { .. })) if is_last => return Ok(None),
-                Some(Err(stop)) => {
-                    let (offset, reason) = match stop {
-                        ScanStop::Torn { offset, available } => (
-                            offset,
-                            format!("segment ends inside a record ({available} bytes of it present)"),
-                        ),
-                        ScanStop::Damaged { offset, reason } => (offset, reason),
+                Some(Cursor::Local(reader)) => {
+                    match reader.next_frame(true).map_err(|e| e.of_record(self.next_seq))? {
+                        Some(Ok(f)) => {
+                            let r = Record::from_frame(
+                                &f.header,
+                                &f.header_bytes,
+                                &f.body,
+                                segment,
+                                f.offset,
+                                reader.path(),
+                                self.next_seq,
+                            )?;
+                            self.next_seq += 1;
+                            return Ok(Some(r));
+                        }
+                        Some(Err(ScanStop::Torn { .. })) if is_last => return Ok(None),
+                        Some(Err(stop)) => {
+                            let (offset, reason) = match stop {
+                                ScanStop::Torn { offset, available } => (
+                                    offset,
+                                    format!("segment ends inside a record ({available} bytes of it present)"),
+                                ),
+                                ScanStop::Damaged { offset, reason } => (offset, reason),
+                            };
+                            return Err(Error::Corrupt {
+                                seq: self.next_seq,
+                                segment: reader.path().to_path_buf(),
+                                offset,
+                                reason,
+                            });
+                        }
+                        None => {}
+                    }
+                }
+            }
+            // The segment is done: on to the next one, which must start where it ended.
+            self.seg_idx += 1;
+            self.reader = None;
+            if self.one_segment {
+                return Ok(None);
+            }
+            if let Some(cursor) = self.log.cursor(self.seg_idx)? {
+                let (first, source) = &self.log.sources[self.seg_idx];
+                if *first != self.next_seq {
+                    let segment = match source {
+                        SegmentSource::Local(p) | SegmentSource::Evicted(p) => p.clone(),
                     };
                     return Err(Error::Corrupt {
                         seq: self.next_seq,
-                        segment: reader.path().to_path_buf(),
-                        offset,
-                        reason,
+                        segment,
+                        offset: 0,
+                        reason: format!(
+                            "segment starts at seq {first}, but seq {} comes next",
+                            self.next_seq
+                        ),
                     });
                 }
-                None => {
-                    self.seg_idx += 1;
-                    self.reader = None;
-                    if let Some((first, path)) = self.log.segments.get(self.seg_idx) {
-                        let r = SegmentReader::open(path)?;
-                        check_segment_start(&r, *first)?;
-                        if *first != self.next_seq {
-                            return Err(Error::Corrupt {
-                                seq: self.next_seq,
-                                segment: path.clone(),
-                                offset: 0,
-                                reason: format!(
-                                    "segment starts at seq {first}, but seq {} comes next",
-                                    self.next_seq
-                                ),
-                            });
-                        }
-                        self.reader = Some(r);
-                    }
-                }
+                self.reader = Some(cursor);
             }
         }
     }
@@ -518,19 +636,57 @@ impl Iterator for Records<'_> {
     }
 }
 
-/// Reads the frame at a known location (from the key-value index).
+/// Reads the frame at a known location (from the key-value index). A record of an evicted
+/// segment is an [`Error::Remote`]: this reader has no remote (see [`SegmentFiles`]).
 pub fn read_at(log_dir: &Path, location: &Location, expected_seq: u64) -> Result<Record> {
+    read_at_via(
+        log_dir,
+        &RemoteReads::new(log_dir, None, None),
+        location,
+        expected_seq,
+    )
+}
+
+/// [`read_at`], reading a record of an evicted segment through `evicted`.
+pub fn read_at_via(
+    log_dir: &Path,
+    evicted: &RemoteReads,
+    location: &Location,
+    expected_seq: u64,
+) -> Result<Record> {
     let path = log_dir.join(segment_file_name(location.segment));
-    let file = File::open(&path).at(&path)?;
-    read_frame(&file, path, location, expected_seq)
+    match File::open(&path) {
+        Ok(file) => read_frame(&file, path, location, expected_seq),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            read_evicted(evicted, location, expected_seq, path, e)
+        }
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Record `expected_seq` at `location` of a segment whose file is gone: from its stub's
+/// remote, or the file's `NotFound` if there is no stub either.
+fn read_evicted(
+    evicted: &RemoteReads,
+    location: &Location,
+    expected_seq: u64,
+    path: PathBuf,
+    not_found: std::io::Error,
+) -> Result<Record> {
+    match evicted.stub(location.segment)? {
+        Some(stub) => evicted.read_record(&stub, expected_seq),
+        None => Err(Error::io(path, not_found)),
+    }
 }
 
 /// Segment files kept open for reading, so that serving a message costs one `pread`, not
 /// an `open`, a `pread` and a `close`. Segments only ever grow (sealed ones never change),
-/// so a descriptor stays valid for as long as the store is open.
+/// so a descriptor stays valid for as long as the store is open; an evicted segment's
+/// records are read through its stub (`RemoteReads`).
 pub struct SegmentFiles {
     log_dir: PathBuf,
     open: Mutex<HashMap<u64, Arc<File>>>,
+    evicted: Arc<RemoteReads>,
 }
 
 /// Most segment files kept open; beyond it the cache starts over (reads of many old
@@ -538,12 +694,18 @@ pub struct SegmentFiles {
 const MAX_OPEN_SEGMENTS: usize = 64;
 
 impl SegmentFiles {
-    /// Reads segments of the log in `log_dir`.
-    pub fn new(log_dir: &Path) -> SegmentFiles {
+    /// Reads segments of the log in `log_dir`, evicted ones through `evicted`.
+    pub fn new(log_dir: &Path, evicted: Arc<RemoteReads>) -> SegmentFiles {
         SegmentFiles {
             log_dir: log_dir.to_path_buf(),
             open: Mutex::new(HashMap::new()),
+            evicted,
         }
+    }
+
+    /// The evicted segments' reads.
+    pub fn evicted(&self) -> &Arc<RemoteReads> {
+        &self.evicted
     }
 
     /// Closes the segments that begin after `seq` (a rewind removed them; a segment of the
@@ -555,7 +717,13 @@ impl SegmentFiles {
             .retain(|first, _| *first <= seq);
     }
 
-    /// Reads the frame at a known location, like [`read_at`].
+    /// Closes segment `first` (it was evicted: its file is gone).
+    pub fn forget(&self, first: u64) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&first);
+    }
+
+    /// Reads the frame at a known location, like [`read_at`]; a record of an evicted segment
+    /// through its stub.
     pub fn read_at(&self, location: &Location, expected_seq: u64) -> Result<Record> {
         let path = self.log_dir.join(segment_file_name(location.segment));
         let file = {
@@ -563,7 +731,14 @@ impl SegmentFiles {
             match open.get(&location.segment) {
                 Some(f) => Arc::clone(f),
                 None => {
-                    let f = Arc::new(File::open(&path).at(&path)?);
+                    let f = match File::open(&path) {
+                        Ok(f) => Arc::new(f),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            drop(open);
+                            return read_evicted(&self.evicted, location, expected_seq, path, e);
+                        }
+                        Err(e) => return Err(Error::io(&path, e)),
+                    };
                     if open.len() >= MAX_OPEN_SEGMENTS {
                         open.clear();
                     }

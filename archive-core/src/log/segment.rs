@@ -85,10 +85,38 @@ pub enum ScanStop {
     Damaged { offset: u64, reason: String },
 }
 
+/// What a segment is read from: its file, or (an evicted segment, for `verify`) a stream of
+/// the object holding it, which can only be read forward.
+enum SegmentInput {
+    File(File),
+    Stream(Box<dyn Read + Send>),
+}
+
+impl Read for SegmentInput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            SegmentInput::File(f) => f.read(buf),
+            SegmentInput::Stream(s) => s.read(buf),
+        }
+    }
+}
+
+impl Seek for SegmentInput {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        match self {
+            SegmentInput::File(f) => f.seek(pos),
+            SegmentInput::Stream(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a streamed segment is read forward only",
+            )),
+        }
+    }
+}
+
 /// Reads a segment's frames in order.
 pub struct SegmentReader {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<SegmentInput>,
     offset: u64,
     file_len: u64,
     /// Seq of the segment's first record, from its header.
@@ -100,7 +128,24 @@ impl SegmentReader {
     pub fn open(path: &Path) -> Result<SegmentReader> {
         let file = File::open(path).at(path)?;
         let file_len = file.metadata().at(path)?.len();
-        let mut reader = BufReader::with_capacity(1 << 20, file);
+        SegmentReader::from_input(path, SegmentInput::File(file), file_len)
+    }
+
+    /// Reads a segment of `len` bytes from a stream (an evicted segment's object; `name`
+    /// says where it is in errors). Frames are read with their bodies only (no skipping).
+    pub fn from_stream(name: &Path, stream: Box<dyn Read + Send>, len: u64) -> Result<SegmentReader> {
+        SegmentReader::from_input(name, SegmentInput::Stream(stream), len)
+    }
+
+    /// Reads what is left of the input, for a stream whose every byte must pass (a hash is
+    /// taken as it goes); returns how many bytes that was.
+    pub fn read_rest(&mut self) -> Result<u64> {
+        std::io::copy(&mut self.reader, &mut std::io::sink())
+            .map_err(|e| Error::unreadable(&self.path, self.offset, e))
+    }
+
+    fn from_input(path: &Path, input: SegmentInput, file_len: u64) -> Result<SegmentReader> {
+        let mut reader = BufReader::with_capacity(1 << 20, input);
         let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
         reader.read_exact(&mut header).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => Error::Format {

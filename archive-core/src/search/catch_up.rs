@@ -12,7 +12,7 @@ use super::document::{build, Delivery, Summary};
 use super::extract::MailFields;
 use super::text_index::TextIndex;
 use crate::index::kv::Location;
-use crate::log::reader::{read_at, record_content, Dictionaries, Dictionary, LogReader, Record};
+use crate::log::reader::{record_content, Dictionaries, Dictionary, Record, SegmentFiles};
 use crate::log::record::LeafBody;
 use crate::store::Shared;
 use crate::{Error, Result};
@@ -58,7 +58,7 @@ fn index_until(shared: &Shared, state: &mut CatchUp, target: u64) -> Result<()> 
     let text = &shared.text;
     let mut applied = text.applied();
     while applied < target {
-        let log = LogReader::open(&shared.layout.log_dir)?;
+        let log = shared.log_reader()?;
         let records = match state.position {
             Some((segment, offset)) => log.records_at(applied + 1, segment, offset)?,
             None => log.records_from(applied + 1)?,
@@ -70,7 +70,7 @@ fn index_until(shared: &Shared, state: &mut CatchUp, target: u64) -> Result<()> 
         let mut batch = Batch {
             text,
             searcher: text.searcher(),
-            log_dir: &shared.layout.log_dir,
+            segments: &shared.segments,
             added: HashMap::new(),
         };
         let mut last = None;
@@ -145,7 +145,7 @@ struct Batch<'a> {
     text: &'a TextIndex,
     /// The last commit: where messages of earlier batches are found for their arrivals.
     searcher: Searcher,
-    log_dir: &'a std::path::Path,
+    segments: &'a SegmentFiles,
     added: HashMap<u64, Added>,
 }
 
@@ -188,7 +188,7 @@ impl Batch<'_> {
             }
         };
         added.deliveries.push(Delivery::of(&record.leaf));
-        let message = read_at(self.log_dir, &added.location, first_seq)?;
+        let message = self.segments.read_at(&added.location, first_seq)?;
         let raw = record_content(&message, dicts)?;
         writer.delete_term(Term::from_field_u64(self.text.fields.seq, first_seq));
         self.add(writer, first_seq, &extract(&raw), &added)?;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::index::kv::IndexEntry;
-use crate::log::reader::{record_content, Dictionaries, Dictionary, LogReader};
+use crate::log::reader::{record_content, Dictionaries, Dictionary};
 use crate::log::record::RecordKind;
 use crate::store::Shared;
 use crate::{Error, Result};
@@ -43,7 +43,7 @@ pub(crate) fn index_until(shared: &Shared, cursor: &mut Cursor, target: u64) -> 
 /// Applies the records after `applied` up to `target`, read from the log.
 fn index_from_log(shared: &Shared, cursor: &mut Cursor, mut applied: u64, target: u64) -> Result<()> {
     while applied < target {
-        let log = LogReader::open(&shared.layout.log_dir)?;
+        let log = shared.log_reader()?;
         let records = match cursor.position {
             Some((segment, offset)) => log.records_at(applied + 1, segment, offset)?,
             None => log.records_from(applied + 1)?,

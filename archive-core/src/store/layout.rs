@@ -34,6 +34,8 @@ pub struct Layout {
     /// Audit events of processes that could not append to the log while a server owned it,
     /// one file each, until the server takes them in (`audit::spool`).
     pub audit_spool: PathBuf,
+    /// Frames fetched from evicted segments (`log::remote::RangeCache`).
+    pub range_cache: PathBuf,
 }
 
 impl Layout {
@@ -51,6 +53,7 @@ impl Layout {
             quarantine: dir.join("quarantine"),
             last_verify: dir.join("verify-last.json"),
             audit_spool: dir.join("audit-spool"),
+            range_cache: dir.join("cache").join("ranges"),
         }
     }
 

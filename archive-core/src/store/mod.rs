@@ -23,9 +23,10 @@ use crate::index::kv::{HeaderTerms, IndexEntry, KvIndex, Role};
 use crate::log::checkpoint::{LogKey, SignedCheckpoint};
 use crate::log::merkle::{Hash, HashSource};
 use crate::log::reader::{
-    read_at, record_content, Dictionaries, Dictionary, DictionaryCache, LogReader, Record, SegmentFiles,
+    read_at_via, record_content, Dictionaries, Dictionary, DictionaryCache, LogReader, Record, SegmentFiles,
 };
 use crate::log::record::{Codec, LeafBody, RecordKind};
+use crate::log::remote::RemoteReads;
 use crate::log::tree::TreeFile;
 use crate::search::text_index::TextIndex;
 use crate::search::{catch_up, Budget, Principal, Query, SearchOptions, SearchResults};
@@ -58,6 +59,49 @@ pub struct StoreConfig {
     pub search_indexing: SearchIndexing,
     /// Bytes of decoded message contents kept for repeated reads (`read_cache.rs`).
     pub read_cache_bytes: usize,
+    /// Where evicted segments are read from (object storage), if anywhere.
+    pub remote: Option<RemoteConfig>,
+}
+
+/// Object storage for the records of evicted segments (`log::evicted`), and the size of the
+/// local cache of frames fetched from it (`<data>/cache/ranges/`).
+#[derive(Clone)]
+pub struct RemoteConfig {
+    /// What reaches the bucket (the binary's, over archive-s3).
+    pub segments: Arc<dyn crate::log::remote::RemoteSegments>,
+    /// Bytes the range cache may hold (0: no cache).
+    pub range_cache_bytes: u64,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("range_cache_bytes", &self.range_cache_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteConfig {
+    /// The reads of evicted segments of the store at `layout` this configures (none
+    /// configured: stubs are known, their records are errors naming where the bytes are).
+    pub fn reads(remote: Option<&RemoteConfig>, layout: &Layout) -> Result<Arc<RemoteReads>> {
+        let Some(r) = remote else {
+            return Ok(Arc::new(RemoteReads::new(&layout.log_dir, None, None)));
+        };
+        let cache = if r.range_cache_bytes > 0 {
+            Some(crate::log::remote::RangeCache::open(
+                &layout.range_cache,
+                r.range_cache_bytes,
+            )?)
+        } else {
+            None
+        };
+        Ok(Arc::new(RemoteReads::new(
+            &layout.log_dir,
+            Some(r.segments.clone()),
+            cache,
+        )))
+    }
 }
 
 /// Who brings the full-text index up to date with the log. It is derived state either way:
@@ -84,6 +128,7 @@ impl Default for StoreConfig {
             read_cache_bytes: 64 << 20,
             dictionary_refresh_bytes: 1 << 30,
             search_indexing: SearchIndexing::Live,
+            remote: None,
         }
     }
 }
@@ -175,7 +220,7 @@ pub(crate) struct Shared {
     /// Decoded contents of messages read lately.
     read_cache: read_cache::ReadCache,
     /// Segment files open for reads.
-    segments: SegmentFiles,
+    pub(crate) segments: SegmentFiles,
     /// Message lists of the views sessions hold, shared between them.
     pub views: crate::views::SharedViews,
     indexed: Mutex<IndexProgress>,
@@ -207,7 +252,21 @@ impl Dictionaries for Shared {
     }
 }
 
+impl crate::log::remote::LeafHashes for Shared {
+    fn leaf_hash(&self, seq: u64) -> Option<Hash> {
+        let w = self.writer();
+        (seq >= 1 && seq <= w.tree.size())
+            .then(|| w.tree.complete_subtree(0, seq - 1).ok())
+            .flatten()
+    }
+}
+
 impl Shared {
+    /// The log, read-only, with evicted segments read as the store reads them.
+    pub(crate) fn log_reader(&self) -> Result<LogReader> {
+        LogReader::open_with(&self.layout.log_dir, self.segments.evicted().clone())
+    }
+
     fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -452,8 +511,9 @@ impl Store {
             identity.signed_acknowledgements = true;
             layout.write_identity(&identity)?;
         }
-        let tree = open_tree(&layout, &tail)?;
-        let index = open_index(&layout, &identity.origin, &tail)?;
+        let evicted = RemoteConfig::reads(config.remote.as_ref(), &layout)?;
+        let tree = open_tree(&layout, &tail, &evicted)?;
+        let index = open_index(&layout, &identity.origin, &tail, &evicted)?;
         let segment = match &tail.segment {
             Some((first, path, len)) if writable(path) => {
                 Some(ActiveSegment::reopen(*first, path.clone(), *len, tail.last_seq)?)
@@ -487,7 +547,7 @@ impl Store {
             compression: Compression::new(&config, None),
             dictionaries: DictionaryCache::default(),
             read_cache: read_cache::ReadCache::new(config.read_cache_bytes),
-            segments: SegmentFiles::new(&layout.log_dir),
+            segments: SegmentFiles::new(&layout.log_dir, evicted),
             views: Default::default(),
             layout,
             key,
@@ -507,6 +567,9 @@ impl Store {
             rewinds_to_audit: Default::default(),
             _lock: lock,
         });
+        // Fetched frames of evicted segments are checked against the tree too.
+        let tree: std::sync::Weak<dyn crate::log::remote::LeafHashes> = Arc::downgrade(&shared) as _;
+        shared.segments.evicted().set_tree(tree);
         // Catch up synchronously: duplicate detection and reads rely on the index. The search
         // index catches up on its thread, so a server answers while a backlog is indexed
         // (searches wait for it).
@@ -595,6 +658,32 @@ impl Store {
     /// The store's paths.
     pub fn layout(&self) -> &Layout {
         &self.shared.layout
+    }
+
+    /// The log, read-only, with evicted segments read as the store reads them.
+    pub fn log_reader(&self) -> Result<LogReader> {
+        self.shared.log_reader()
+    }
+
+    /// The reads of evicted segments (stubs, remote, range cache).
+    pub fn evicted_reads(&self) -> &Arc<RemoteReads> {
+        self.shared.segments.evicted()
+    }
+
+    /// Replaces the local file of sealed segment `stub.first_seq` by its stub (see
+    /// [`crate::log::evicted::EvictedSegment::evict`]) and closes the store's descriptor of
+    /// it, so its space is freed. Never the segment being written.
+    pub fn evict_segment(&self, stub: &crate::log::evicted::EvictedSegment) -> Result<()> {
+        let active = self.shared.writer().segment.as_ref().map(|s| s.first_seq);
+        if active.is_some_and(|a| a <= stub.first_seq) {
+            return Err(Error::Rejected(format!(
+                "segment {} is the one being written; only sealed segments are evicted",
+                stub.first_seq
+            )));
+        }
+        stub.evict(&self.shared.layout.log_dir)?;
+        self.shared.segments.forget(stub.first_seq);
+        Ok(())
     }
 
     /// The log's origin (checkpoint origin line and key name).
@@ -1143,27 +1232,32 @@ fn writable(path: &Path) -> bool {
 /// sync markers: up to the newest checkpoint) and never beyond the log, and re-hashes the
 /// records after that from the log. A cache that then disagrees with the newest checkpoint is
 /// rebuilt from the whole log.
-fn open_tree(layout: &Layout, tail: &recovery::Tail) -> Result<TreeFile> {
+fn open_tree(layout: &Layout, tail: &recovery::Tail, evicted: &Arc<RemoteReads>) -> Result<TreeFile> {
     let checkpoint = tail.checkpoint.as_ref().map(|(_, c)| &c.checkpoint);
     let trusted = match crate::log::tree::synced_size(&layout.tree) {
         Some(synced) => synced.min(tail.last_seq),
         None => checkpoint.map_or(0, |c| c.size),
     };
-    let mut tree = rehash_tail(layout, TreeFile::open(&layout.tree, trusted)?, tail)?;
+    let mut tree = rehash_tail(layout, TreeFile::open(&layout.tree, trusted)?, tail, evicted)?;
     if let Some(c) = checkpoint {
         if c.size > tree.size() || tree.root(c.size)? != c.root {
             drop(tree);
             std::fs::remove_file(&layout.tree).at(&layout.tree)?;
-            tree = rehash_tail(layout, TreeFile::open(&layout.tree, 0)?, tail)?;
+            tree = rehash_tail(layout, TreeFile::open(&layout.tree, 0)?, tail, evicted)?;
         }
     }
     Ok(tree)
 }
 
 /// Appends the leaf hashes of the records after the tree's size, up to the log's end.
-fn rehash_tail(layout: &Layout, mut tree: TreeFile, tail: &recovery::Tail) -> Result<TreeFile> {
+fn rehash_tail(
+    layout: &Layout,
+    mut tree: TreeFile,
+    tail: &recovery::Tail,
+    evicted: &Arc<RemoteReads>,
+) -> Result<TreeFile> {
     if tree.size() < tail.last_seq {
-        let log = LogReader::open(&layout.log_dir)?;
+        let log = LogReader::open_with(&layout.log_dir, evicted.clone())?;
         for record in log.records_from(tree.size() + 1)? {
             let record = record?;
             if record.seq() > tail.last_seq {
@@ -1187,7 +1281,12 @@ fn rehash_tail(layout: &Layout, mut tree: TreeFile, tail: &recovery::Tail) -> Re
 /// this log's is emptied so catch-up rebuilds it: one of another store (origin), one ahead of
 /// the log (the log was replaced or cut), or one whose chain hash at its applied seq is not
 /// the log's there (another history, e.g. a copy from a store with the same record offsets).
-fn open_index(layout: &Layout, origin: &str, tail: &recovery::Tail) -> Result<KvIndex> {
+fn open_index(
+    layout: &Layout,
+    origin: &str,
+    tail: &recovery::Tail,
+    evicted: &RemoteReads,
+) -> Result<KvIndex> {
     let index = KvIndex::open(&layout.kv_index, origin)?;
     let applied = index.applied_seq()?;
     let consistent = applied == 0
@@ -1198,7 +1297,7 @@ fn open_index(layout: &Layout, origin: &str, tail: &recovery::Tail) -> Result<Kv
             } else {
                 index
                     .location(applied)?
-                    .and_then(|l| read_at(&layout.log_dir, &l, applied).ok())
+                    .and_then(|l| read_at_via(&layout.log_dir, evicted, &l, applied).ok())
                     .map(|record| record.chain)
             };
             recorded.is_some() && recorded == actual

@@ -145,7 +145,12 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         None => None,
     };
     let created = super::ensure_store(cli, args.create || cli.data_is_default, "mailvault serve")?;
-    let store = Arc::new(Store::open(&cli.data, &cli.key_path(), config.store_config())?);
+    // Records of segments evicted to S3 are read back from the bucket.
+    let store_config = archive_core::StoreConfig {
+        remote: crate::remote_segments::remote_config(config.storage.s3.as_ref())?,
+        ..config.store_config()
+    };
+    let store = Arc::new(Store::open(&cli.data, &cli.key_path(), store_config)?);
     tracing::info!(data = %cli.data.display(), origin = store.origin(), "store open");
     if created.is_some() {
         announce_new_store(cli, &store)?;

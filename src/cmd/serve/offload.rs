@@ -9,8 +9,11 @@
 //! are create-only (`If-None-Match: *`) where the store supports it. A failure is logged,
 //! counted, kept in `<data>/offload-status.json` for `mailvault status`, and retried with
 //! exponential backoff; the segment stays in the backlog until it has its receipt.
+//!
+//! With `cache_size`, local copies of offloaded segments beyond that size are then evicted,
+//! oldest first (`evict.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -19,10 +22,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use archive_core::log::evicted::SegmentSource;
 use archive_core::log::record::{LeafBody, OffloadReceipt};
 use archive_core::log::segment::{list_segments, segment_file_name};
 use archive_core::Store;
 use archive_s3::{Bucket, ObjectInfo, Put, S3Settings};
+
+mod evict;
 
 /// How often the log directory is looked at for newly sealed segments.
 const INTERVAL: Duration = Duration::from_secs(2);
@@ -33,6 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const BACKLOG: &str = "mailvault_offload_backlog_segments";
 pub const FAILURES: &str = "mailvault_offload_failures_total";
 pub const OFFLOADED: &str = "mailvault_offload_segments_total";
+pub const EVICTED: &str = "mailvault_offload_evicted_segments_total";
 
 /// Describes the offload metrics (with the recorder, once per process).
 pub fn describe() {
@@ -47,6 +54,10 @@ pub fn describe() {
     metrics::describe_counter!(
         OFFLOADED,
         "Segments offloaded and receipted since the server started."
+    );
+    metrics::describe_counter!(
+        EVICTED,
+        "Offloaded segments whose local copy was replaced by a stub (cache_size) since the server started."
     );
 }
 
@@ -68,6 +79,8 @@ struct Report {
     last_error: Option<String>,
     last_error_at: Option<String>,
     last_offloaded_segment: Option<u64>,
+    /// Local copies replaced by stubs since the start (`cache_size`).
+    evicted_since_start: u64,
 }
 
 /// The running offload thread.
@@ -87,6 +100,14 @@ impl OffloadThread {
         };
         let bucket = Bucket::connect(settings).context("storage.s3")?;
         let retention = settings.retention_period().map_err(anyhow::Error::msg)?;
+        let cache_size = settings
+            .cache_size
+            .as_ref()
+            .map(|s| {
+                s.bytes()
+                    .map_err(|e| anyhow::anyhow!("storage.s3.cache_size: {e}"))
+            })
+            .transpose()?;
         let settings = settings.clone();
         let (stop, stopped) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -106,6 +127,7 @@ impl OffloadThread {
                     bucket,
                     settings,
                     retention,
+                    cache_size,
                     runtime,
                     receipted: None,
                     report: Report::default(),
@@ -135,9 +157,11 @@ struct Offloader {
     bucket: Bucket,
     settings: S3Settings,
     retention: Duration,
+    /// Local copies of offloaded segments beyond this many bytes are evicted.
+    cache_size: Option<u64>,
     runtime: tokio::runtime::Runtime,
     /// Segments with a receipt in the log (read once, then kept up to date).
-    receipted: Option<BTreeSet<u64>>,
+    receipted: Option<BTreeMap<u64, Receipted>>,
     report: Report,
     stopping: Arc<AtomicBool>,
 }
@@ -147,7 +171,7 @@ impl Offloader {
         self.report.bucket = self.settings.bucket.clone();
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let wait = match self.round() {
+            let wait = match self.round().and_then(|()| self.evict()) {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
                     self.report.retrying = false;
@@ -182,7 +206,7 @@ impl Offloader {
     fn round(&mut self) -> anyhow::Result<()> {
         let log_dir = self.store.layout().log_dir.clone();
         if self.receipted.is_none() {
-            self.receipted = Some(receipts_in_log(&log_dir)?);
+            self.receipted = Some(receipts_in_log(&self.store)?);
         }
         let segments = list_segments(&log_dir)?;
         // Every segment but the newest is sealed: the writer seals one (checkpoint, fsync,
@@ -191,7 +215,7 @@ impl Offloader {
         let receipted = self.receipted.as_ref().expect("read above");
         let pending: Vec<(u64, PathBuf)> = sealed
             .iter()
-            .filter(|(n, _)| !receipted.contains(n))
+            .filter(|(n, _)| !receipted.contains_key(n))
             .cloned()
             .collect();
         self.set_backlog(pending.len() as u64);
@@ -231,7 +255,13 @@ impl Offloader {
                 "segment offloaded; receipt in the log"
             );
             if let Some(r) = self.receipted.as_mut() {
-                r.insert(*first);
+                r.insert(
+                    *first,
+                    Receipted {
+                        seq,
+                        receipt: Some(receipt),
+                    },
+                );
             }
             metrics::counter!(OFFLOADED).increment(1);
             self.report.offloaded_since_start += 1;
@@ -263,13 +293,55 @@ impl Offloader {
     }
 }
 
-/// The segments the log's offload receipts name.
-fn receipts_in_log(log_dir: &Path) -> anyhow::Result<BTreeSet<u64>> {
-    let log = archive_core::log::reader::LogReader::open(log_dir)?;
-    let mut receipted = BTreeSet::new();
-    for record in log.records_from(1)? {
-        if let LeafBody::Offload(r) = &record?.leaf.body {
-            receipted.insert(r.segment);
+/// A segment's receipt in the log: its seq, and the receipt (`None` while it is known only
+/// from an evicted segment's stub; read when needed).
+pub(super) struct Receipted {
+    pub seq: u64,
+    pub receipt: Option<OffloadReceipt>,
+}
+
+/// The segments the log's offload receipts name. Local segments are read; an evicted
+/// segment's stub lists its own receipt and the receipts among its records, so nothing is
+/// fetched from the bucket.
+fn receipts_in_log(store: &Store) -> anyhow::Result<BTreeMap<u64, Receipted>> {
+    let log = store.log_reader()?;
+    let mut receipted = BTreeMap::new();
+    for (first, source) in log.sources() {
+        match source {
+            SegmentSource::Local(_) => {
+                for record in log.records_of_segment(*first, *first)? {
+                    let record = record?;
+                    let seq = record.seq();
+                    if let LeafBody::Offload(r) = record.leaf.body {
+                        receipted.insert(
+                            r.segment,
+                            Receipted {
+                                seq,
+                                receipt: Some(r),
+                            },
+                        );
+                    }
+                }
+            }
+            SegmentSource::Evicted(_) => {
+                let stub = log
+                    .evicted()
+                    .stub(*first)?
+                    .with_context(|| format!("the stub of evicted segment {first} went away"))?;
+                for (segment, seq) in &stub.receipts {
+                    receipted.entry(*segment).or_insert(Receipted {
+                        seq: *seq,
+                        receipt: None,
+                    });
+                }
+                receipted.insert(
+                    *first,
+                    Receipted {
+                        seq: stub.receipt_seq,
+                        receipt: Some(stub.receipt.clone()),
+                    },
+                );
+            }
         }
     }
     Ok(receipted)

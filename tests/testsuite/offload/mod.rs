@@ -2,6 +2,7 @@
 //! the real binary: receipts in the log (one per segment, also across crashes), `status`,
 //! metrics, `verify --s3`, and the object store's own WORM guarantees (`worm.rs`).
 
+mod evict;
 mod weed;
 mod worm;
 
@@ -38,13 +39,21 @@ fn config(vault: &Vault, s3: &S3Settings, segment_mib: u64) -> PathBuf {
 /// Delivers `count` distinct messages of about 4/3 × `noise` bytes each over LMTP; every one
 /// must be acknowledged.
 fn deliver(server: &Server, from: usize, count: usize, noise: usize) {
+    deliver_messages(server, from, count, noise);
+}
+
+/// [`deliver`], returning the messages.
+fn deliver_messages(server: &Server, from: usize, count: usize, noise: usize) -> Vec<Vec<u8>> {
+    let mut sent = Vec::new();
     for i in from..from + count {
         let message = incompressible_message(&format!("offload {i}"), noise);
         assert!(
             lmtp_send(server.lmtp, &message).is_some(),
             "message {i} was not acknowledged"
         );
+        sent.push(message);
     }
+    sent
 }
 
 /// Numbers of the sealed segments (all but the newest).
