@@ -89,6 +89,8 @@ enum Command {
     Status(cmd::status::Args),
     /// Rebuild the derived indexes from the log.
     Reindex,
+    /// Rebuild a store on a new machine from its object-storage copy (--from-s3), verified.
+    Restore(cmd::restore::Args),
     /// Search the archive (query language: docs/SEARCH.md); one line or JSON object per hit.
     Search(cmd::search::Args),
     /// Local users of the IMAP and web front doors (Argon2id passwords; disabled, never deleted).
@@ -141,6 +143,7 @@ fn main() -> ExitCode {
         } => cmd::key::show(&cli),
         Command::Status(args) => cmd::status::run(&cli, args),
         Command::Reindex => cmd::reindex::run(&cli),
+        Command::Restore(args) => cmd::restore::run(&cli, args),
         Command::Search(args) => cmd::search::run(&cli, args),
         Command::User { command } => cmd::user::run(&cli, command),
     };

@@ -9,7 +9,7 @@ pub mod settings;
 
 use std::path::PathBuf;
 
-pub use bucket::{blake3_of_file, client, Bucket, ObjectInfo, Put};
+pub use bucket::{blake3_of_file, client, Bucket, Listing, ObjectInfo, ObjectVersion, Put};
 pub use settings::{Credentials, S3Settings};
 
 /// What went wrong talking to the bucket or reading what it needs.
