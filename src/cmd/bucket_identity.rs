@@ -33,7 +33,11 @@ impl BucketIdentity {
 }
 
 /// Reads the identity object of `origin`, if the bucket has one.
-pub async fn read(bucket: &Bucket, settings: &S3Settings, origin: &str) -> anyhow::Result<Option<BucketIdentity>> {
+pub async fn read(
+    bucket: &Bucket,
+    settings: &S3Settings,
+    origin: &str,
+) -> anyhow::Result<Option<BucketIdentity>> {
     let key = settings.identity_key(origin);
     let Some(bytes) = bucket.get_small(&key, MAX_BYTES).await? else {
         return Ok(None);
@@ -41,7 +45,10 @@ pub async fn read(bucket: &Bucket, settings: &S3Settings, origin: &str) -> anyho
     let identity: BucketIdentity =
         serde_json::from_slice(&bytes).with_context(|| format!("{key}: not a mailvault identity object"))?;
     if identity.format != FORMAT {
-        anyhow::bail!("{key}: identity object format {} is not supported", identity.format);
+        anyhow::bail!(
+            "{key}: identity object format {} is not supported",
+            identity.format
+        );
     }
     Ok(Some(identity))
 }

@@ -62,7 +62,10 @@ impl Bucket {
             listing.delete_markers += page.delete_markers().len() as u64;
             let entries = listing.versions.len() + listing.delete_markers as usize;
             if entries > max_entries {
-                return Err(too_many(prefix, format!("more than {max_entries} object versions")));
+                return Err(too_many(
+                    prefix,
+                    format!("more than {max_entries} object versions"),
+                ));
             }
             if page.is_truncated() != Some(true) {
                 return Ok(listing);

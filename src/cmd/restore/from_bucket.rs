@@ -50,7 +50,12 @@ pub async fn segments_in(bucket: &Bucket, prefix: &str) -> anyhow::Result<Vec<Bu
         versions.sort_by_key(|v| v.last_modified);
         let mut chosen = None;
         for v in &versions {
-            let head = bucket.head(&v.key, Some(&v.version_id).filter(|v| !v.is_empty()).map(String::as_str)).await?;
+            let head = bucket
+                .head(
+                    &v.key,
+                    Some(&v.version_id).filter(|v| !v.is_empty()).map(String::as_str),
+                )
+                .await?;
             if head.is_some_and(|h| h.lock_mode.as_deref() == Some("COMPLIANCE")) {
                 chosen = Some(v.clone());
                 break;

@@ -73,7 +73,10 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let public = key.key.verifier().encode();
     if let Some(pinned) = &args.pubkey {
         if super::pinned_key(pinned)?.encode() != public {
-            anyhow::bail!("the signing key {} is not the pinned --pubkey's", key.source.display());
+            anyhow::bail!(
+                "the signing key {} is not the pinned --pubkey's",
+                key.source.display()
+            );
         }
     }
     let tail = tail_files(&args.tail)?;
@@ -87,7 +90,10 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let place = format!("s3://{}/{log_prefix}", bucket.name());
     match runtime.block_on(bucket_identity::read(&bucket, &settings, &origin))? {
         Some(id) if id.origin == origin && id.public_key == public => {
-            println!("bucket identity {}: origin and public key match the signing key", settings.identity_key(&origin));
+            println!(
+                "bucket identity {}: origin and public key match the signing key",
+                settings.identity_key(&origin)
+            );
         }
         Some(id) => anyhow::bail!(
             "{}: the bucket's identity object names public key {}, the signing key's is {public}: \
@@ -103,7 +109,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     }
     let segments = runtime.block_on(from_bucket::segments_in(&bucket, &log_prefix))?;
     if segments.is_empty() && tail.is_empty() {
-        anyhow::bail!("no segments of store {origin} under {place}: nothing to restore (wrong bucket or prefix?)");
+        anyhow::bail!(
+            "no segments of store {origin} under {place}: nothing to restore (wrong bucket or prefix?)"
+        );
     }
 
     let staging = Staging::create(&cli.data)?;
@@ -132,7 +140,10 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     for (first, path) in &tail {
         if let Some(Source::Bucket(_)) = sources.get(first) {
             same_as_downloaded(path, &layout.log_dir.join(segment_file_name(*first)))?;
-            println!("tail {}: the same bytes as the bucket's, taken from there", path.display());
+            println!(
+                "tail {}: the same bytes as the bucket's, taken from there",
+                path.display()
+            );
             continue;
         }
         staging::copy_tail(path, &layout.log_dir.join(segment_file_name(*first)))?;
@@ -176,7 +187,12 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         segments.len()
     );
     let seq = store
-        .append_audit(&AuditEvent::new(&super::cli_actor(), "restore", target.clone(), "local"))
+        .append_audit(&AuditEvent::new(
+            &super::cli_actor(),
+            "restore",
+            target.clone(),
+            "local",
+        ))
         .context("recording the `restore` audit record")?;
     store.wait_searchable()?;
     store.close()?;
@@ -280,7 +296,12 @@ fn tail_files(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<u64, PathBuf>> {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(segment_number)
-                .with_context(|| format!("--tail {}: not a segment file (NNNNNNNNNNNNNNNNNNNN.seg)", path.display()))?;
+                .with_context(|| {
+                    format!(
+                        "--tail {}: not a segment file (NNNNNNNNNNNNNNNNNNNN.seg)",
+                        path.display()
+                    )
+                })?;
             vec![(first, path.clone())]
         };
         for (first, file) in found {
@@ -315,13 +336,19 @@ fn same_as_downloaded(tail: &Path, downloaded: &Path) -> anyhow::Result<()> {
 /// segment, when it is a surviving tail, is for recovery to cut (a torn or unsigned write):
 /// `Ok(true)`.
 fn is_tail_end(problem: &Problem, sources: &BTreeMap<u64, Source>) -> anyhow::Result<bool> {
-    let name = problem.segment.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = problem
+        .segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let first = segment_number(name);
     if let Some(first) = first.filter(|f| problem.offset == 0 && *f > problem.seq) {
         let before = sources
             .range(..first)
             .next_back()
-            .map_or("the log's start".to_string(), |(n, _)| format!("segment {}", segment_file_name(*n)));
+            .map_or("the log's start".to_string(), |(n, _)| {
+                format!("segment {}", segment_file_name(*n))
+            });
         anyhow::bail!(
             "a gap: seq {}..{} are in no segment (between {before} and segment {name}): the bucket lacks \
              them and no --tail has them; refusing to restore a log with a hole",
