@@ -90,6 +90,8 @@ enum Command {
     Status(cmd::status::Args),
     /// Rebuild the derived indexes from the log.
     Reindex(cmd::reindex::Args),
+    /// Rebuild a store on a new machine from its object-storage copy (--from-s3), verified.
+    Restore(cmd::restore::Args),
     /// Search the archive (query language: docs/SEARCH.md); one line or JSON object per hit.
     Search(cmd::search::Args),
     /// Local users of the IMAP and web front doors (Argon2id passwords; disabled, never deleted).
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
         } => cmd::key::show(&cli),
         Command::Status(args) => cmd::status::run(&cli, args),
         Command::Reindex(args) => cmd::reindex::run(&cli, args),
+        Command::Restore(args) => cmd::restore::run(&cli, args),
         Command::Search(args) => cmd::search::run(&cli, args),
         Command::User { command } => cmd::user::run(&cli, command),
     };

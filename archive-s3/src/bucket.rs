@@ -21,6 +21,10 @@ use sha2::{Digest, Sha256};
 use crate::settings::{Credentials, S3Settings};
 use crate::{S3Error, S3Result};
 
+// Restore's reads: listing, streamed download, small objects (a child: it uses the client).
+mod listing;
+pub use listing::{Listing, ObjectVersion};
+
 /// What HEAD says about an object version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {

@@ -9,7 +9,7 @@ pub mod settings;
 
 use std::path::PathBuf;
 
-pub use bucket::{blake3_of_file, client, Bucket, ObjectInfo, ObjectStream, Put};
+pub use bucket::{blake3_of_file, client, Bucket, Listing, ObjectInfo, ObjectStream, ObjectVersion, Put};
 pub use settings::{parse_size, ByteSize, Credentials, S3Settings};
 
 /// What went wrong talking to the bucket or reading what it needs.

@@ -178,6 +178,12 @@ impl S3Settings {
         format!("{}{origin}/log/{file_name}", self.prefix)
     }
 
+    /// The key of the store's identity object (origin, public key: nothing secret), which
+    /// makes the bucket self-describing for a restore: next to the store's `log/`.
+    pub fn identity_key(&self, origin: &str) -> String {
+        format!("{}{origin}/store.json", self.prefix)
+    }
+
     /// The access key: from `credentials_file` when set, else from the environment.
     pub fn credentials(&self) -> S3Result<Credentials> {
         match &self.credentials_file {

@@ -8,6 +8,7 @@ pub mod mailgen;
 pub mod serve;
 pub mod smtp_client;
 pub mod soak;
+pub mod weed;
 
 use std::collections::HashMap;
 use std::fs::File;

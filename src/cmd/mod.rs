@@ -1,6 +1,7 @@
 //! One module per subcommand: each parses its own arguments and does one job.
 
 pub mod audit;
+pub mod bucket_identity;
 pub mod checkpoint;
 pub mod config;
 pub mod doctor;
@@ -12,6 +13,7 @@ pub mod key;
 pub mod log;
 pub mod proof;
 pub mod reindex;
+pub mod restore;
 pub mod search;
 pub mod serve;
 pub mod show;

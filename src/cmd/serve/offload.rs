@@ -130,6 +130,7 @@ impl OffloadThread {
                     cache_size,
                     runtime,
                     receipted: None,
+                    identity_published: false,
                     report: Report::default(),
                     stopping: flag,
                 };
@@ -162,6 +163,8 @@ struct Offloader {
     runtime: tokio::runtime::Runtime,
     /// Segments with a receipt in the log (read once, then kept up to date).
     receipted: Option<BTreeMap<u64, Receipted>>,
+    /// Whether the bucket is known to hold the store's identity object.
+    identity_published: bool,
     report: Report,
     stopping: Arc<AtomicBool>,
 }
@@ -205,6 +208,9 @@ impl Offloader {
     /// failure (the caller backs off) or when asked to stop.
     fn round(&mut self) -> anyhow::Result<()> {
         let log_dir = self.store.layout().log_dir.clone();
+        if !self.identity_published {
+            self.publish_identity()?;
+        }
         if self.receipted.is_none() {
             self.receipted = Some(receipts_in_log(&self.store)?);
         }
@@ -268,6 +274,24 @@ impl Offloader {
             self.report.last_offloaded_segment = Some(*first);
             self.set_backlog((pending.len() - i - 1) as u64);
         }
+        Ok(())
+    }
+
+    /// Puts the store's identity (origin, public key) next to its segments, once, so that
+    /// the bucket describes itself to a restore (`cmd/bucket_identity.rs`).
+    fn publish_identity(&mut self) -> anyhow::Result<()> {
+        let public = self.store.layout().verifier_key()?.encode();
+        let identity = crate::cmd::bucket_identity::BucketIdentity::new(self.store.origin(), &public);
+        let until = unix_now() + self.retention.as_secs() as i64;
+        let publish = crate::cmd::bucket_identity::publish(&self.bucket, &self.settings, &identity, until);
+        let stopping = self.stopping.clone();
+        let published = self.runtime.block_on(async move {
+            tokio::select! {
+                r = publish => r.map(|()| true),
+                () = until_set(&stopping) => Ok(false),
+            }
+        });
+        self.identity_published = published.context("the store's identity object")?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! metrics, `verify --s3`, and the object store's own WORM guarantees (`worm.rs`).
 
 mod evict;
+mod restore;
 mod weed;
 mod worm;
 
@@ -28,8 +29,8 @@ fn config(vault: &Vault, s3: &S3Settings, segment_mib: u64) -> PathBuf {
         &path,
         format!(
             "[store]\nsegment_mib = {segment_mib}\n\n[storage.s3]\nendpoint = {:?}\nbucket = {:?}\n\
-             retention = {:?}\npart_mib = {}\ncredentials_file = {:?}\n",
-            s3.endpoint, s3.bucket, s3.retention, s3.part_mib, credentials
+             prefix = {:?}\nretention = {:?}\npart_mib = {}\ncredentials_file = {:?}\n",
+            s3.endpoint, s3.bucket, s3.prefix, s3.retention, s3.part_mib, credentials
         ),
     )
     .unwrap();
@@ -130,7 +131,12 @@ fn assert_exactly_once(vault: &Vault, weed: &Weed, segments: &[u64]) {
             "receipts of segment {n}: {per_segment:?}"
         );
     }
-    let versions = weed.versions(BUCKET);
+    // Segments only: the store's identity object sits next to them.
+    let versions: Vec<_> = weed
+        .versions(BUCKET)
+        .into_iter()
+        .filter(|(key, _)| key.contains("/log/"))
+        .collect();
     let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
     for (key, _) in &versions {
         *per_key.entry(key.as_str()).or_default() += 1;
