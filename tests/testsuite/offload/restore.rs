@@ -378,7 +378,7 @@ fn a_bucket_that_is_not_what_offload_wrote_is_refused_naming_the_segment_and_not
         "gap/",
         &[
             "a gap: seq",
-            &format!("and segment {}", format!("{:020}.seg", firsts(&vault)[2])),
+            &format!("and segment {:020}.seg", firsts(&vault)[2]),
         ],
     );
 
