@@ -40,10 +40,7 @@ pub fn disk_usage(layout: &Layout) -> DiskUsage {
     let file = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let dir = |d: &std::path::Path| {
         std::fs::read_dir(d).map_or(0, |entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| file(&e.path()))
-                .sum()
+            entries.filter_map(|e| e.ok()).map(|e| file(&e.path())).sum()
         })
     };
     DiskUsage {

@@ -89,10 +89,7 @@ pub fn check(
         Ok(leaf) => match leaf.content() {
             Some((hash, len)) => {
                 if len != raw.len() as u64 {
-                    failures.push(format!(
-                        "the record says {len} bytes, {} were read",
-                        raw.len()
-                    ));
+                    failures.push(format!("the record says {len} bytes, {} were read", raw.len()));
                 }
                 (hex(&hash), leaf.time_us)
             }
@@ -122,7 +119,9 @@ pub fn check(
                 let size = signed.checkpoint.size;
                 checkpoint_size = size;
                 match proof {
-                    None => failures.push(format!("record {seq} is not under the newest checkpoint ({size}) yet")),
+                    None => failures.push(format!(
+                        "record {seq} is not under the newest checkpoint ({size}) yet"
+                    )),
                     Some(Err(e)) => failures.push(format!("no inclusion proof: {e}")),
                     Some(Ok(path)) => {
                         let included = seq >= 1
@@ -175,7 +174,11 @@ mod tests {
         let store = Store::open(&path, &path.join("signing.key"), config).unwrap();
         let raw = b"From: a@example.com\r\nTo: b@example.com\r\n\r\nhello\r\n";
         let seq = store
-            .append_message(&Envelope::lmtp("a@example.com", &["b@example.com"]), raw, OnDuplicate::RecordArrival)
+            .append_message(
+                &Envelope::lmtp("a@example.com", &["b@example.com"]),
+                raw,
+                OnDuplicate::RecordArrival,
+            )
             .unwrap()
             .seq;
         let who = Principal::user(["b@example.com"]).unwrap();
@@ -190,7 +193,14 @@ mod tests {
         let path = || Some(Ok(store.inclusion_proof(seq, signed.checkpoint.size).unwrap()));
         let mut changed = message.raw.clone();
         changed[0] ^= 1;
-        let bad = check(seq, &changed, &message.leaf_bytes, Ok(&key), Some(&signed.note), path());
+        let bad = check(
+            seq,
+            &changed,
+            &message.leaf_bytes,
+            Ok(&key),
+            Some(&signed.note),
+            path(),
+        );
         assert!(!bad.verified());
         assert!(bad.failures[0].contains("blake3"), "{:?}", bad.failures);
         let mut leaf = message.leaf_bytes.clone();
@@ -201,8 +211,19 @@ mod tests {
         let mut lines: Vec<&str> = signed.note.split('\n').collect();
         lines[1] = "999";
         let forged = lines.join("\n");
-        let bad = check(seq, &message.raw, &message.leaf_bytes, Ok(&key), Some(&forged), path());
-        assert!(bad.failures.iter().any(|f| f.contains("signature")), "{:?}", bad.failures);
+        let bad = check(
+            seq,
+            &message.raw,
+            &message.leaf_bytes,
+            Ok(&key),
+            Some(&forged),
+            path(),
+        );
+        assert!(
+            bad.failures.iter().any(|f| f.contains("signature")),
+            "{:?}",
+            bad.failures
+        );
         store.close().unwrap();
     }
 }

@@ -146,7 +146,11 @@ mod tests {
         let append = |from: &str, to: &str, headers: &str| {
             let raw = format!("From: {from}\r\nTo: {to}\r\nSubject: s\r\n{headers}\r\nbody\r\n");
             store
-                .append_message(&Envelope::lmtp(from, &[to]), raw.as_bytes(), OnDuplicate::RecordArrival)
+                .append_message(
+                    &Envelope::lmtp(from, &[to]),
+                    raw.as_bytes(),
+                    OnDuplicate::RecordArrival,
+                )
                 .unwrap()
                 .seq
         };
@@ -157,9 +161,15 @@ mod tests {
             "a@example.com",
             "Message-ID: <reply@x>\r\nIn-Reply-To: <root@x>\r\nReferences: <secret@x> <root@x>\r\n",
         );
-        let answer = append("a@example.com", "b@example.com", "Message-ID: <answer@x>\r\nIn-Reply-To: <reply@x>\r\n");
+        let answer = append(
+            "a@example.com",
+            "b@example.com",
+            "Message-ID: <answer@x>\r\nIn-Reply-To: <reply@x>\r\n",
+        );
         let alice = Principal::user(["a@example.com"]).unwrap();
-        let seqs = |p: &Principal, seq| -> Vec<u64> { store.thread_for(p, seq).unwrap().iter().map(|h| h.seq).collect() };
+        let seqs = |p: &Principal, seq| -> Vec<u64> {
+            store.thread_for(p, seq).unwrap().iter().map(|h| h.seq).collect()
+        };
         assert_eq!(seqs(&alice, reply), [root, answer]);
         assert_eq!(seqs(&alice, root), [reply]);
         assert_eq!(seqs(&Principal::auditor_all(), reply), [root, secret, answer]);
