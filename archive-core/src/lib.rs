@@ -30,6 +30,7 @@ pub mod log;
 pub mod metrics;
 pub mod mime_parts;
 pub mod search;
+pub mod status;
 pub mod store;
 pub mod tls;
 pub mod tls_probe;

@@ -36,6 +36,71 @@ pub fn attachment(raw: &[u8], n: usize) -> Option<(Part, Vec<u8>)> {
     Some((part, body?))
 }
 
+/// The bodies of a message for display: its plain-text body and its HTML body, each decoded
+/// to UTF-8 and cut at `max_bytes` (on a character boundary).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bodies {
+    /// The first text/plain body part, if the message has one (never text made from HTML).
+    pub text: Option<String>,
+    /// The first text/html body part, if the message has one.
+    pub html: Option<String>,
+    /// Whether either was cut at `max_bytes`.
+    pub truncated: bool,
+}
+
+/// The text and HTML bodies of `raw`, parsed as [`parts`] parses (nothing for mail that
+/// cannot be parsed safely; a message without MIME structure is its text body).
+pub fn bodies(raw: &[u8], max_bytes: usize) -> Bodies {
+    if crate::search::extract::has_encoded_message_part(raw) {
+        return Bodies::default();
+    }
+    std::panic::catch_unwind(|| {
+        let message = MessageParser::default().parse(raw)?;
+        let mut out = Bodies::default();
+        let truncated = std::cell::Cell::new(false);
+        let cut = |text: &str| -> String {
+            if text.len() <= max_bytes {
+                return text.to_string();
+            }
+            truncated.set(true);
+            out_truncated(text, max_bytes)
+        };
+        let text = message
+            .text_body
+            .iter()
+            .filter_map(|id| message.parts.get(*id as usize))
+            .find_map(|p| match &p.body {
+                PartType::Text(t) => Some(cut(t)),
+                _ => None,
+            });
+        let html = message
+            .html_body
+            .iter()
+            .filter_map(|id| message.parts.get(*id as usize))
+            .find_map(|p| match &p.body {
+                PartType::Html(h) => Some(cut(h)),
+                _ => None,
+            });
+        out.truncated = truncated.get();
+        out.text = text;
+        out.html = html;
+        crate::search::drop_parsed_message(message);
+        Some(out)
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn out_truncated(text: &str, max: usize) -> String {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
 /// The parts, and the decoded body of attachment `wanted`.
 fn parse(raw: &[u8], wanted: Option<usize>) -> Option<(Vec<Part>, Option<Vec<u8>>)> {
     if crate::search::extract::has_encoded_message_part(raw) {
@@ -107,6 +172,19 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0x\r\n--b--\r\n";
         assert_eq!(bytes, b"%PDF-1");
         assert!(attachment(MIXED, 2).is_none());
         assert!(attachment(MIXED, 0).is_none());
+    }
+
+    #[test]
+    fn bodies_are_text_and_html_apart() {
+        let b = bodies(MIXED, 1 << 20);
+        assert_eq!(b.text.as_deref().map(str::trim), Some("hello"));
+        assert_eq!(b.html, None);
+        let html = b"Content-Type: text/html\r\n\r\n<p>hi</p>\r\n";
+        let b = bodies(html, 1 << 20);
+        assert_eq!(b.text, None);
+        assert!(b.html.unwrap().contains("<p>hi</p>"));
+        let b = bodies(b"Subject: x\r\n\r\nabcdef\r\n", 3);
+        assert_eq!((b.text.as_deref(), b.truncated), (Some("abc"), true));
     }
 
     #[test]

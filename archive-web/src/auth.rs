@@ -84,22 +84,29 @@ impl FromRequestParts<AppState> for Caller {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::unavailable("sessions are unavailable"))?;
-        let Some(mut logged_in) = logged_in(&session, state.config.session_max_secs).await else {
+        let Some(logged_in) = session_login(&session, state.config.session_max_secs).await else {
             return Err(ApiError::unauthorized(
                 "log in (POST /login), or send HTTP Basic credentials or a bearer token",
             ));
         };
-        let now = now_secs();
-        if now.saturating_sub(logged_in.seen_at) >= SEEN_GRANULARITY_SECS {
-            logged_in.seen_at = now;
-            let _ = session.insert(LOGGED_IN, &logged_in).await;
-        }
         Ok(Caller {
             user: logged_in.user,
             principal: logged_in.principal,
             client,
         })
     }
+}
+
+/// The session's login for a request, as [`logged_in`], with its idle expiry moved on (at
+/// most once a minute).
+pub async fn session_login(session: &Session, max_secs: u64) -> Option<LoggedIn> {
+    let mut current = logged_in(session, max_secs).await?;
+    let now = now_secs();
+    if now.saturating_sub(current.seen_at) >= SEEN_GRANULARITY_SECS {
+        current.seen_at = now;
+        let _ = session.insert(LOGGED_IN, &current).await;
+    }
+    Some(current)
 }
 
 /// The session's login, if any and not past its absolute timeout (`max_secs` after the

@@ -1,18 +1,19 @@
-//! Logging in and out with a password, for people in a browser. Minimal server-rendered
-//! pages for now (the real ones come with the search UI); the checks are final: the login
-//! gate (rate limit, users file or pass-through, audit record), a fresh session id at every
-//! login (no session fixation), and CSRF on both forms ([`crate::csrf`]).
+//! Logging in and out with a password, for people in a browser: the login gate (rate limit,
+//! users file or pass-through, audit record), a fresh session id at every login (no session
+//! fixation), and CSRF on both forms ([`crate::csrf`]).
 
+use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use tower_sessions::Session;
 
 use crate::auth::{logged_in, now_secs, AppState, ClientAddr};
 use crate::csrf::{self, LOGIN_COOKIE};
 use crate::error::{blocking, ApiError};
+use crate::pages::{see_other, Page};
 use crate::session::{LoggedIn, LOGGED_IN};
 
 /// The login form as posted.
@@ -31,108 +32,131 @@ pub struct LogoutForm {
     csrf: String,
 }
 
-/// Security headers of the pages: nothing loads from anywhere, nothing frames them.
-const PAGE_CSP: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · mailvault</title></head>\n<body>\n<h1>{title}</h1>\n{body}\n</body></html>\n"
-    );
-    let mut response = (status, html).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PAGE_CSP),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: Page,
+    csrf: String,
+    user: String,
+    error: Option<String>,
 }
 
-fn see_other(to: &'static str) -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
-}
-
-/// Only characters that need no escaping in HTML reach a page (tokens are URL-safe base64);
-/// user names are escaped.
-fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '&' => "&amp;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&#39;".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-/// `GET /login`: the form, with a fresh CSRF token in a cookie of its own and in the form.
-pub async fn form(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let token = csrf::new_token()?;
-    let body = format!(
-        "<form method=\"post\" action=\"/login\">\n\
-         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\n\
-         <p><label>User <input name=\"user\" autocomplete=\"username\" required autofocus></label></p>\n\
-         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\n\
-         <p><button type=\"submit\">Log in</button></p>\n</form>"
+/// The login form (status `status`, with `error` shown in `#login-error`), with a fresh CSRF
+/// token in a cookie of its own and in the form.
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    user: &str,
+    error: Option<String>,
+) -> Response {
+    let page = Page::anonymous(headers);
+    let token = match csrf::new_token() {
+        Ok(t) => t,
+        Err(e) => return crate::pages::error_page(&page, e),
+    };
+    let mut response = crate::pages::html(
+        status,
+        &LoginPage {
+            page,
+            csrf: token.clone(),
+            user: user.chars().take(256).collect(),
+            error,
+        },
     );
-    let mut response = page(StatusCode::OK, "Log in", &body);
     let secure = if state.config.https() { "; Secure" } else { "" };
     let cookie =
         format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
-    Ok(response)
+    response
+}
+
+/// `GET /login`: the form; someone logged in already goes to the search.
+pub async fn form(State(state): State<AppState>, session: Session, headers: HeaderMap) -> Response {
+    if logged_in(&session, state.config.session_max_secs).await.is_some() {
+        return see_other("/search");
+    }
+    login_page(&state, &headers, StatusCode::OK, "", None)
 }
 
 /// `POST /login`: checks the form's origin and CSRF token, then the password through the
-/// login gate; on success a new session (new id) and a redirect to `/`.
+/// login gate; on success a new session (new id) and a redirect to `/search`. A refusal is
+/// the form again with the reason (403, 401, 429 with `Retry-After`, 503).
 pub async fn submit(
     State(state): State<AppState>,
     session: Session,
     client: Option<axum::Extension<ClientAddr>>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
-) -> Result<Response, ApiError> {
-    csrf::same_origin(&headers)?;
-    let Form(form) = form.map_err(|e| ApiError::form("login form", e))?;
+) -> Response {
+    match login(&state, &session, client, &headers, form).await {
+        Ok(response) => response,
+        Err((e, user)) => {
+            let t = Page::anonymous(&headers).t;
+            let message = match e.status {
+                StatusCode::UNAUTHORIZED => t.login_failed.to_string(),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    format!("{} {}", t.login_rate_limited, e.retry_after.unwrap_or(1))
+                }
+                StatusCode::FORBIDDEN => t.login_forbidden.to_string(),
+                StatusCode::SERVICE_UNAVAILABLE => t.unavailable.to_string(),
+                _ => e.detail.clone(),
+            };
+            let mut response = login_page(&state, &headers, e.status, &user, Some(message));
+            if let Some(secs) = e.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
+    }
+}
+
+/// The login itself; a refusal with the user name that was tried (to fill the form again).
+async fn login(
+    state: &AppState,
+    session: &Session,
+    client: Option<axum::Extension<ClientAddr>>,
+    headers: &HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Result<Response, (ApiError, String)> {
+    csrf::same_origin(headers).map_err(|e| (e, String::new()))?;
+    let Form(form) = form.map_err(|e| (ApiError::form("login form", e), String::new()))?;
+    let user = form.user.clone();
     csrf::check_token(
-        csrf::cookie(&headers, LOGIN_COOKIE).unwrap_or_default(),
+        csrf::cookie(headers, LOGIN_COOKIE).unwrap_or_default(),
         &form.csrf,
-    )?;
+    )
+    .map_err(|e| (e, user.clone()))?;
     let client = client.map_or(std::net::Ipv4Addr::LOCALHOST.into(), |c| c.0 .0.ip());
     let (store, gate) = (state.store.clone(), state.gate.clone());
     let who = blocking(move || {
         gate.login(&store, &form.user, &form.password, client, "web")
             .map_err(ApiError::login)
     })
-    .await?;
+    .await
+    .map_err(|e| (e, user.clone()))?;
+    let unavailable = || (ApiError::unavailable("sessions are unavailable"), user.clone());
     // Whatever session the browser brought (an attacker's planted id included) is not the
     // one that is logged in: a new id, no data carried over.
     session.clear().await;
-    session
-        .cycle_id()
-        .await
-        .map_err(|_| ApiError::unavailable("sessions are unavailable"))?;
+    session.cycle_id().await.map_err(|_| unavailable())?;
     let now = now_secs();
     let logged_in = LoggedIn {
         user: who.name,
         principal: who.principal,
         login_at: now,
         seen_at: now,
-        csrf: csrf::new_token()?,
+        csrf: csrf::new_token().map_err(|e| (e, user.clone()))?,
     };
     session
         .insert(LOGGED_IN, &logged_in)
         .await
-        .map_err(|_| ApiError::unavailable("sessions are unavailable"))?;
-    let mut response = see_other("/");
+        .map_err(|_| unavailable())?;
+    let mut response = see_other("/search");
     let secure = if state.config.https() { "; Secure" } else { "" };
     let expired = format!("{LOGIN_COOKIE}=; Path=/login; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
     if let Ok(value) = HeaderValue::from_str(&expired) {
@@ -147,34 +171,28 @@ pub async fn logout(
     session: Session,
     headers: HeaderMap,
     form: Result<Form<LogoutForm>, FormRejection>,
-) -> Result<Response, ApiError> {
-    csrf::same_origin(&headers)?;
+) -> Result<Response, Response> {
+    let page = Page::anonymous(&headers);
+    let refuse = |e: ApiError| crate::pages::error_page(&page, e);
+    csrf::same_origin(&headers).map_err(refuse)?;
     let Some(current) = logged_in(&session, state.config.session_max_secs).await else {
-        return Err(ApiError::unauthorized("not logged in"));
+        return Err(refuse(ApiError::unauthorized("not logged in")));
     };
-    let Form(form) = form.map_err(|e| ApiError::form("logout form", e))?;
-    csrf::check_token(&current.csrf, &form.csrf)?;
+    let Form(form) = form.map_err(|e| refuse(ApiError::form("logout form", e)))?;
+    csrf::check_token(&current.csrf, &form.csrf).map_err(refuse)?;
     session
         .flush()
         .await
-        .map_err(|_| ApiError::unavailable("sessions are unavailable"))?;
+        .map_err(|_| refuse(ApiError::unavailable("sessions are unavailable")))?;
     Ok(see_other("/login"))
 }
 
-/// `GET /`: who is logged in, and the logout form; without a session, the way to log in.
+/// `GET /`: the search for someone logged in, else the login form.
 pub async fn home(State(state): State<AppState>, session: Session) -> Response {
-    let Some(current) = logged_in(&session, state.config.session_max_secs).await else {
-        return see_other("/login");
-    };
-    let body = format!(
-        "<p>Logged in as <strong>{}</strong>. The search pages come next; the JSON API is at \
-         <a href=\"/api/v1/openapi.json\">/api/v1</a>.</p>\n\
-         <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button type=\"submit\">Log out</button></form>",
-        escape(&current.user),
-        current.csrf
-    );
-    page(StatusCode::OK, "mailvault", &body)
+    match logged_in(&session, state.config.session_max_secs).await {
+        Some(_) => see_other("/search"),
+        None => see_other("/login"),
+    }
 }
 
 /// The session as `GET /api/v1/session` shows it.

@@ -39,7 +39,7 @@ const MAX_HEAD_BYTES: usize = 2 << 20;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request body (the login and logout forms).
+/// Largest request body (the login, logout and language forms).
 const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Time open connections get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -123,7 +123,8 @@ pub fn app(state: AppState) -> Router {
         .route("/login", get(crate::login::form).post(crate::login::submit))
         .route("/logout", post(crate::login::logout))
         .nest("/api/v1", crate::api::router())
-        .fallback(|| async { crate::error::ApiError::not_found("no such page") })
+        .merge(crate::pages::router())
+        .fallback(crate::pages::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(sessions)
         .layer(axum::middleware::from_fn(refuse_long_bodies))
@@ -151,7 +152,10 @@ async fn refuse_long_bodies(
     next.run(request).await
 }
 
-/// Headers on every answer: no sniffing, no framing, no referrer.
+/// Headers on every answer: no sniffing, no framing, no referrer to other sites.
+/// `same-origin`, not `no-referrer`: under `no-referrer` Chromium sends `Origin: null` with
+/// our own form posts (login, logout, language), which the CSRF check must refuse; links
+/// leaving the site carry `rel=noreferrer` and go through `/out`, which sends none at all.
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     let h = response.headers_mut();
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
@@ -159,7 +163,7 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     h.entry(header::X_FRAME_OPTIONS)
         .or_insert(HeaderValue::from_static("DENY"));
     h.entry(header::REFERRER_POLICY)
-        .or_insert(HeaderValue::from_static("no-referrer"));
+        .or_insert(HeaderValue::from_static("same-origin"));
     response
 }
 

@@ -16,6 +16,7 @@
 //! [`Principal`]: crate::search::Principal
 
 pub mod limiter;
+pub mod listing;
 pub mod login;
 pub mod names;
 pub mod password;

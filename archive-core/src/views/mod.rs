@@ -18,12 +18,15 @@
 
 mod check;
 mod entries;
+pub mod integrity;
 mod message;
+pub mod thread;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use entries::Entries;
+pub use integrity::Integrity;
 pub use message::ScopedMessage;
 
 use crate::index::kv::{KvIndex, Role};

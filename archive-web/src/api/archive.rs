@@ -56,19 +56,21 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> Result<Jso
         return Err(ApiError::forbidden("the archive's status is for auditors"));
     }
     let store = state.store.clone();
-    blocking(move || {
-        let stats = store.stats();
-        let health = store.health();
-        Ok(Json(Status {
-            last_seq: stats.last_seq,
-            search_indexed_seq: stats.search_indexed_seq,
-            search_lag_records: health.search_lag_records,
-            checkpoint_size: store.latest_checkpoint().map_or(0, |(_, c)| c.checkpoint.size),
-            unsigned_records: health.unsigned_records,
-            trouble: health.trouble,
-        }))
-    })
-    .await
+    blocking(move || Ok(Json(status_of(&store)))).await
+}
+
+/// The store's counters and health (may block briefly: run it on a blocking thread).
+pub(crate) fn status_of(store: &archive_core::Store) -> Status {
+    let stats = store.stats();
+    let health = store.health();
+    Status {
+        last_seq: stats.last_seq,
+        search_indexed_seq: stats.search_indexed_seq,
+        search_lag_records: health.search_lag_records,
+        checkpoint_size: store.latest_checkpoint().map_or(0, |(_, c)| c.checkpoint.size),
+        unsigned_records: health.unsigned_records,
+        trouble: health.trouble,
+    }
 }
 
 /// Most events a page may hold.
@@ -104,15 +106,16 @@ pub struct AuditLine {
     pub at: Option<String>,
 }
 
+/// The trail's filters and page, as sent.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct AuditParams {
-    user: Option<String>,
-    action: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    cursor: Option<String>,
-    limit: Option<String>,
+pub(crate) struct AuditParams {
+    pub user: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
 }
 
 /// The access trail (auditors of the whole archive), oldest first.
@@ -141,6 +144,12 @@ pub async fn audit(
         ));
     }
     let p: AuditParams = params(raw.as_deref())?;
+    Ok(Json(trail(&state, caller, p).await?))
+}
+
+/// A page of the trail for `caller` (an auditor of the whole archive: checked by the
+/// handlers first), after its `audit-read` record. Shared by the API and the audit page.
+pub(crate) async fn trail(state: &AppState, caller: Caller, p: AuditParams) -> Result<AuditPage, ApiError> {
     let time = |value: &Option<String>, name: &str, end: bool| -> Result<Option<i64>, ApiError> {
         value
             .as_deref()
@@ -204,10 +213,10 @@ pub async fn audit(
                 at: entry.event.at,
             });
         }
-        Ok(Json(AuditPage {
+        Ok(AuditPage {
             events: lines,
             next_cursor,
-        }))
+        })
     })
     .await
 }

@@ -96,7 +96,7 @@ impl From<Part> for PartJson {
 }
 
 /// A seq from the path; anything else is the same 404 as a missing message.
-fn seq_of(text: &str) -> Result<u64, ApiError> {
+pub(crate) fn seq_of(text: &str) -> Result<u64, ApiError> {
     text.parse::<u64>()
         .ok()
         .filter(|s| *s > 0)
@@ -105,7 +105,7 @@ fn seq_of(text: &str) -> Result<u64, ApiError> {
 
 /// Reads message `seq` for the caller, records `action` with `detail` (after the scope check,
 /// before anything leaves) and hands the message to `then`.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     state: &AppState,
     caller: Caller,
     seq: &str,

@@ -1,9 +1,9 @@
 //! The JSON API under `/api/v1`, one module per group (`search`, `messages`, `archive`:
 //! checkpoint, status, audit trail), described by `/api/v1/openapi.json` (utoipa).
 
-mod archive;
-mod messages;
-mod search;
+pub(crate) mod archive;
+pub(crate) mod messages;
+pub(crate) mod search;
 
 use std::sync::Arc;
 

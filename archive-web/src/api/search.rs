@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::Json;
 
 use archive_core::audit::{query_text, AuditEvent};
-use archive_core::search::{narrow, Bucket, Facets, Hit, Query, SearchOptions, Sort};
+use archive_core::search::{narrow, Bucket, Facets, Hit, Query, SearchOptions, SearchResults, Sort};
 
 use super::{date_source, date_text, mailboxes, params};
 use crate::auth::{AppState, Caller};
@@ -193,7 +193,32 @@ pub async fn search(
         )));
     }
     let query = Query::parse(&text).map_err(|e| ApiError::store(e.into()))?;
-    let limit = match p.limit.as_deref() {
+    let mut options = search_options(p.limit.as_deref(), p.sort.as_deref(), p.cursor)?;
+    options.facets = match p.facets.as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("facets must be 1 or 0")),
+    };
+    let results = run_search(&state, caller, text.clone(), query, options).await?;
+    Ok(Json(SearchPage {
+        total: results.total,
+        hits: results.hits.into_iter().map(HitJson::from).collect(),
+        next_cursor: results.next_cursor,
+        indexed_seq: results.indexed_seq,
+        facets: results.facets.map(|f| FacetsJson::new(f, &text)),
+    }))
+}
+
+/// The options of a search from its `limit`, `sort` and `cursor` parameters (shared by the
+/// API and the search page): limit 1..=[`MAX_LIMIT`] (default [`DEFAULT_LIMIT`]), sort
+/// `newest` (default), `oldest`, `relevance` or `size`, a cursor of at most 256 bytes (the
+/// store checks it is one it made for this order).
+pub(crate) fn search_options(
+    limit: Option<&str>,
+    sort: Option<&str>,
+    cursor: Option<String>,
+) -> Result<SearchOptions, ApiError> {
+    let limit = match limit {
         None => DEFAULT_LIMIT,
         Some(l) => l
             .parse::<usize>()
@@ -201,7 +226,7 @@ pub async fn search(
             .filter(|n| (1..=MAX_LIMIT).contains(n))
             .ok_or_else(|| ApiError::bad_request(format!("limit must be 1..={MAX_LIMIT}")))?,
     };
-    let sort = match p.sort.as_deref() {
+    let sort = match sort {
         None | Some("newest") => Sort::Newest,
         Some("oldest") => Sort::Oldest,
         Some("relevance") => Sort::Relevance,
@@ -212,24 +237,29 @@ pub async fn search(
             ))
         }
     };
-    let facets = match p.facets.as_deref() {
-        None | Some("0") | Some("false") => false,
-        Some("1") | Some("true") => true,
-        Some(_) => return Err(ApiError::bad_request("facets must be 1 or 0")),
-    };
-    if p.cursor.as_ref().is_some_and(|c| c.len() > 256) {
+    if cursor.as_ref().is_some_and(|c| c.len() > 256) {
         return Err(ApiError::bad_request("cursor is not one this search returned"));
     }
-    let options = SearchOptions {
+    Ok(SearchOptions {
         sort,
         limit,
-        cursor: p.cursor,
+        cursor,
         snippets: true,
-        facets,
-    };
+        facets: false,
+    })
+}
+
+/// Runs a search for the caller: its `search` audit record first (`web <q>`), then the
+/// search as their principal (shared by the API and the search page).
+pub(crate) async fn run_search(
+    state: &AppState,
+    caller: Caller,
+    text: String,
+    query: Query,
+    options: SearchOptions,
+) -> Result<SearchResults, ApiError> {
     let store = state.store.clone();
-    let q = text.clone();
-    let results = blocking(move || {
+    blocking(move || {
         // Every search is an access: recorded before it runs.
         let event = AuditEvent::new(
             &caller.user,
@@ -242,12 +272,5 @@ pub async fn search(
             .search(&caller.principal, &query, &options)
             .map_err(ApiError::store)
     })
-    .await?;
-    Ok(Json(SearchPage {
-        total: results.total,
-        hits: results.hits.into_iter().map(HitJson::from).collect(),
-        next_cursor: results.next_cursor,
-        indexed_seq: results.indexed_seq,
-        facets: results.facets.map(|f| FacetsJson::new(f, &q)),
-    }))
+    .await
 }
