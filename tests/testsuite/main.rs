@@ -37,5 +37,6 @@ mod upstream;
 mod users;
 mod util;
 mod web_api;
+mod web_browser;
 mod witness;
 mod witness_server;
