@@ -193,6 +193,7 @@ struct Site {
 /// Users: alice (alice@example.com), carol (carol@other.net), root (auditor of every domain);
 /// then `mails` (file name, bytes) imported and the server started.
 fn site(mails: &[(String, Vec<u8>)]) -> Site {
+    require_browser();
     let vault = Vault::new();
     vault.ok(&["init"]);
     let pw = format!("{PASSWORD}\n");
