@@ -43,6 +43,7 @@ function watch(page, where) {
     hits.push(`${where()}: dialog ${dialog.type()}: ${dialog.message()}`);
     dialog.dismiss().catch(() => {});
   });
+  page.on('popup', (popup) => hits.push(`${where()}: a page opened a window: ${popup.url()}`));
   page.on('framenavigated', (frame) => {
     const url = frame.url();
     if (!(url.startsWith(ORIGIN + '/') || url === 'about:blank' || url === 'about:srcdoc')) {
@@ -82,9 +83,6 @@ try {
   let where = 'login';
   const page = await context.newPage();
   watch(page, () => where);
-  context.on('page', (p) => {
-    if (p !== page && !p.__ours) hits.push(`${where}: a page opened itself: ${p.url()}`);
-  });
 
   // The hook sees script where it runs, and a frame sandboxed without allow-scripts runs none.
   await run.step(`${flow}.control`, async () => {
@@ -125,7 +123,6 @@ try {
   for (const seq of seqs) {
     await run.step(`${flow}.message ${seq}`, async () => {
       const tab = await context.newPage();
-      tab.__ours = true;
       watch(tab, () => `message ${seq}`);
       tabs.push(tab);
       const response = await tab.goto(`${BASE_URL}/messages/${seq}`);
