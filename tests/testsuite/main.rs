@@ -37,6 +37,7 @@ mod upstream;
 mod users;
 mod util;
 mod web_api;
+mod web_browser;
 mod web_pages;
 mod witness;
 mod witness_server;
