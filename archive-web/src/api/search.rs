@@ -69,7 +69,9 @@ pub struct FacetValue {
 }
 
 impl FacetsJson {
-    fn new(facets: Facets, q: &str) -> FacetsJson {
+    /// The facets of a search for `q`, each value with `q` narrowed to it (the API's answer
+    /// and the search page's links).
+    pub(crate) fn new(facets: Facets, q: &str) -> FacetsJson {
         let values = |buckets: Vec<Bucket>| {
             buckets
                 .into_iter()

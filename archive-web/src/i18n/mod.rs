@@ -130,6 +130,12 @@ pub struct Text {
     pub sort_date: &'static str,
     pub sort_relevance: &'static str,
     pub sort_size: &'static str,
+    /// The facets' heading and groups (counts of the whole result, each a narrowing link).
+    pub facets: &'static str,
+    pub facet_years: &'static str,
+    pub facet_months: &'static str,
+    pub facet_domains: &'static str,
+    pub facet_other: &'static str,
     pub page_size: &'static str,
     pub next_page: &'static str,
     pub first_page: &'static str,

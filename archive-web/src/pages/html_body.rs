@@ -151,6 +151,8 @@ pub async fn document(State(state): State<AppState>, viewer: Viewer, Path(seq): 
     // Framed by the message page only (the app's other answers say DENY).
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The mail's own document has no form of ours: it sends no referrer at all.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }
 

@@ -9,11 +9,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use archive_core::search::{Hit, Query, Snippet};
+use archive_core::search::{Hit, Query, SearchOptions, Snippet};
 
 use super::criteria::Criteria;
 use super::{date_text, error_page, escape, html, size_text, url_encode, Page, Viewer};
-use crate::api::search::{run_search, search_options, MAX_QUERY_BYTES};
+use crate::api::search::{run_search, search_options, FacetValue, FacetsJson, MAX_QUERY_BYTES};
 use crate::api::MAX_QUERY_STRING_BYTES;
 use crate::auth::AppState;
 use crate::error::ApiError;
@@ -49,6 +49,20 @@ struct Row {
     snippet: String,
 }
 
+/// One facet group (years, months, sender domains): links that narrow the search.
+struct FacetGroup {
+    id: &'static str,
+    label: &'static str,
+    links: Vec<FacetLink>,
+}
+
+/// One facet value: the search narrowed to it, and how many messages that finds.
+struct FacetLink {
+    value: String,
+    count: u64,
+    href: String,
+}
+
 /// A link to sort by.
 struct SortLink {
     key: &'static str,
@@ -76,6 +90,10 @@ struct SearchPage {
     rows: Vec<Row>,
     next: Option<String>,
     first: Option<String>,
+    /// Counts of the whole result (first page only: later pages do not pay for them again).
+    facets: Vec<FacetGroup>,
+    /// Matching messages from sender domains not listed.
+    other_domains: u64,
 }
 
 /// `GET /search`.
@@ -113,6 +131,8 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
         rows: Vec::new(),
         next: None,
         first: None,
+        facets: Vec::new(),
+        other_domains: 0,
     };
     if params.criteria.any() {
         match params.criteria.query(t) {
@@ -136,7 +156,11 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
     };
     view.sort = sort_key;
     let options = match search_options(params.limit.as_deref(), Some(api_sort), params.cursor.clone()) {
-        Ok(o) => o,
+        // Facets count the whole result: on the first page only, which is where they are shown.
+        Ok(o) => SearchOptions {
+            facets: o.cursor.is_none(),
+            ..o
+        },
         Err(e) => {
             view.error = Some(match api_sort {
                 "invalid" => "sort must be date, oldest, relevance or size".into(),
@@ -187,6 +211,31 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
     };
     view.searched = true;
     view.total = results.total;
+    if let Some(facets) = results.facets {
+        let facets = FacetsJson::new(facets, &view.q);
+        view.other_domains = facets.other_sender_domains;
+        let group = |id, label, values: Vec<FacetValue>| FacetGroup {
+            id,
+            label,
+            links: values
+                .into_iter()
+                .filter_map(|v| {
+                    let href = link(v.query.as_deref()?, sort_key, view.limit, None);
+                    Some(FacetLink {
+                        value: v.value,
+                        count: v.count,
+                        href,
+                    })
+                })
+                .collect(),
+        };
+        view.facets = vec![
+            group("facet-years", t.facet_years, facets.years),
+            group("facet-months", t.facet_months, facets.months),
+            group("facet-domains", t.facet_domains, facets.sender_domains),
+        ];
+        view.facets.retain(|g| !g.links.is_empty());
+    }
     view.rows = results.hits.into_iter().map(|h| row(h, t.no_subject)).collect();
     view.next = results
         .next_cursor

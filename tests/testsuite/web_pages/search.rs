@@ -42,6 +42,34 @@ fn the_search_page_finds_what_the_viewer_may_see_and_builds_queries() {
     }
     assert_safe_html(&html, Kind::Page, "results");
 
+    // Facets of the first page: her two senders' domains, never carol's; each a link that
+    // narrows the search to exactly its count.
+    assert!(html.contains("<nav id=\"facets\""), "{html}");
+    assert!(!html.contains("other.net"), "{html}");
+    let domain_link = html
+        .split("<a class=\"facet\" href=\"")
+        .skip(1)
+        .find(|l| l.contains(">example.org</a>"))
+        .and_then(|l| l.split('"').next())
+        .expect("a facet link for example.org")
+        .replace("&amp;", "&");
+    assert!(domain_link.contains("fromdomain%3Aexample.org"), "{domain_link}");
+    let narrowed = web.get(&domain_link).page();
+    assert!(
+        narrowed.contains("<p id=\"total\"><strong>1</strong>"),
+        "{narrowed}"
+    );
+    assert!(narrowed.contains(&format!("data-seq=\"{invoice}\"")));
+    // A later page does not count them again.
+    let later = web.get("/search?q=invoice&limit=1&sort=date").page();
+    let cursor = later
+        .split("<a rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|l| l.split('"').next())
+        .expect("a next page")
+        .replace("&amp;", "&");
+    assert!(!web.get(&cursor).page().contains("id=\"facets\""));
+
     // The criteria form writes the query, shows it and runs it.
     let built = web.get("/search?from=bob%40example.org&subject=quarterly+invoice&has_attachment=on&after=2024-12-01&min_size=10&limit=25");
     assert_eq!(built.status, 200, "{}", built.text());
