@@ -146,11 +146,12 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-const PASSWORD: &str = "correct horse battery";
+/// Every test user's password (also the web pages' and the browser's suites).
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// Users: alice (alice@example.com), carol (carol@other.net), pm (auditor of example.com),
-/// root (auditor of everything).
-fn add_users(vault: &Vault) {
+/// root (auditor of everything). Shared by the web suites.
+pub(crate) fn add_users(vault: &Vault) {
     let pw = format!("{PASSWORD}\n");
     for args in [
         &[

@@ -24,7 +24,7 @@ mod search;
 mod xss;
 
 /// The password of every test user.
-const PASSWORD: &str = "correct horse battery";
+use crate::web_api::PASSWORD;
 /// Longest a flow may run before it is killed and its test fails.
 const FLOW_DEADLINE: Duration = Duration::from_secs(150);
 
@@ -195,42 +195,13 @@ struct Site {
     _mail: tempfile::TempDir,
 }
 
-/// Users: alice (alice@example.com), carol (carol@other.net), root (auditor of every domain);
+/// Users: those of `web_api::add_users` (alice, carol, pm, root);
 /// then `mails` (file name, bytes) imported and the server started.
 fn site(mails: &[(String, Vec<u8>)]) -> Site {
     require_browser();
     let vault = Vault::new();
     vault.ok(&["init"]);
-    let pw = format!("{PASSWORD}\n");
-    for args in [
-        &[
-            "user",
-            "add",
-            "alice",
-            "--address",
-            "alice@example.com",
-            "--password-stdin",
-        ][..],
-        &[
-            "user",
-            "add",
-            "carol",
-            "--address",
-            "carol@other.net",
-            "--password-stdin",
-        ],
-        &[
-            "user",
-            "add",
-            "root",
-            "--role",
-            "auditor",
-            "--all-domains",
-            "--password-stdin",
-        ],
-    ] {
-        vault.ok_in(args, Some(pw.as_bytes()));
-    }
+    crate::web_api::add_users(&vault);
     let mail = tempfile::tempdir().unwrap();
     let mut seqs = std::collections::HashMap::new();
     if !mails.is_empty() {

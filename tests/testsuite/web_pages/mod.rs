@@ -228,7 +228,7 @@ pub fn value_of(html: &str, name: &str) -> String {
     rest[..rest.find('"').unwrap()].to_string()
 }
 
-pub const PASSWORD: &str = "correct horse battery";
+pub(crate) use crate::web_api::PASSWORD;
 
 /// A store with users alice (alice@example.com), carol (carol@other.net), pm (auditor of
 /// example.com), root (auditor of everything), and `mail` imported; served on free ports.
@@ -254,46 +254,7 @@ impl Archive {
 pub fn archive(mail: &[(&str, &[u8])], xss: bool) -> Archive {
     let vault = Vault::new();
     vault.ok(&["init"]);
-    let pw = format!("{PASSWORD}\n");
-    for args in [
-        &[
-            "user",
-            "add",
-            "alice",
-            "--address",
-            "alice@example.com",
-            "--password-stdin",
-        ][..],
-        &[
-            "user",
-            "add",
-            "carol",
-            "--address",
-            "carol@other.net",
-            "--password-stdin",
-        ],
-        &[
-            "user",
-            "add",
-            "pm",
-            "--role",
-            "auditor",
-            "--domain",
-            "example.com",
-            "--password-stdin",
-        ],
-        &[
-            "user",
-            "add",
-            "root",
-            "--role",
-            "auditor",
-            "--all-domains",
-            "--password-stdin",
-        ],
-    ] {
-        vault.ok_in(args, Some(pw.as_bytes()));
-    }
+    crate::web_api::add_users(&vault);
     let dir = tempfile::tempdir().unwrap();
     let mut files: Vec<PathBuf> = Vec::new();
     for (name, bytes) in mail {
