@@ -171,7 +171,7 @@ fn run() -> BenchResult<()> {
     );
     println!("  (c) ratio (a)/(b) = {:.2}", (floor.0 + floor.1) / timed.wall);
 
-    println!("cold range reads (FETCH of evicted messages): not measured — eviction and ranged GETs are the s3evict branch's; to be wired after it is merged");
+    println!("cold range reads (FETCH of evicted messages): not measured yet — this bench does not evict (bench/README.md)");
     println!("load average at end: {}", load_average());
     Ok(())
 }
