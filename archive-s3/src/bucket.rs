@@ -396,25 +396,14 @@ impl Bucket {
             .range(format!("bytes={start}-{}", end - 1))
             .send()
             .await;
-        let mut body = match answer {
+        let body = match answer {
             Ok(out) => out.body,
             Err(e) if status_of(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(request_error("GET", key, e)),
         };
-        let want = (end - start) as usize;
-        let mut bytes = Vec::with_capacity(want.min(64 << 20));
-        while let Some(chunk) = body.try_next().await.map_err(|e| body_error(key, e))? {
-            if bytes.len() + chunk.len() > want {
-                return Err(S3Error::Request {
-                    op: "GET",
-                    key: key.to_string(),
-                    message: format!("the answer to a range of {want} bytes is longer"),
-                    status: None,
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(Some(bytes))
+        let want = end - start;
+        let too_long = format!("the answer to a range of {want} bytes is longer");
+        read_bounded(body, key, want, &too_long).await.map(Some)
     }
 
     /// The body of `key` at `version`, to be read chunk by chunk; `None` if there is no such
@@ -451,6 +440,24 @@ impl ObjectStream {
         let chunk = self.body.try_next().await.map_err(|e| body_error(&self.key, e))?;
         Ok(chunk.map(|c| c.to_vec()))
     }
+}
+
+/// A GET's body read into memory, refused past `max` bytes (`too_long` says so), whatever
+/// length the answer announced.
+async fn read_bounded(mut body: ByteStream, key: &str, max: u64, too_long: &str) -> S3Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(max.min(64 << 20) as usize);
+    while let Some(chunk) = body.try_next().await.map_err(|e| body_error(key, e))? {
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(S3Error::Request {
+                op: "GET",
+                key: key.to_string(),
+                message: too_long.to_string(),
+                status: None,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 fn body_error(key: &str, e: impl std::fmt::Display) -> S3Error {

@@ -14,7 +14,9 @@ use base64::Engine;
 
 use super::merkle::{leaf_hash, Hash};
 use super::record::{LeafBody, OffloadReceipt, RecordKind};
-use super::segment::{list_segments, segment_file_name, ScanStop, SegmentReader, SEGMENT_HEADER_LEN};
+use super::segment::{
+    list_segments, numbered_files, segment_file_name, ScanStop, SegmentReader, SEGMENT_HEADER_LEN,
+};
 use crate::{Error, IoContext, Result};
 
 /// The `format` line of every stub.
@@ -349,27 +351,12 @@ pub fn list_log(log_dir: &Path) -> Result<Vec<(u64, SegmentSource)>> {
     Ok(out)
 }
 
-/// The stubs of a log directory, by first seq.
+/// The stubs of a log directory, by first seq (files misnamed are not stubs).
 pub fn list_stubs(log_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(log_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io(log_dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.at(log_dir)?;
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".evicted")) else {
-            continue;
-        };
-        if let Some(n) = Some(stem)
-            .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            out.push((n, entry.path()));
-        }
-    }
+    let mut out: Vec<(u64, PathBuf)> = numbered_files(log_dir, ".evicted")?
+        .into_iter()
+        .filter_map(|(n, path)| Some((n?, path)))
+        .collect();
     out.sort();
     Ok(out)
 }

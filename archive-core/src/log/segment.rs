@@ -32,6 +32,21 @@ pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
 /// The segment files of a log directory, sorted by first seq.
 pub fn list_segments(log_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
+    for (first, path) in numbered_files(log_dir, ".seg")? {
+        let first = first.ok_or_else(|| Error::Format {
+            path: path.clone(),
+            reason: "segment file name is not a 20-digit sequence number".into(),
+        })?;
+        out.push((first, path));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The files of a log directory ending in `suffix`, each with the 20-digit sequence number
+/// its name starts with (`None` when it does not); none when the directory is missing.
+pub(crate) fn numbered_files(log_dir: &Path, suffix: &str) -> Result<Vec<(Option<u64>, PathBuf)>> {
+    let mut out = Vec::new();
     let entries = match std::fs::read_dir(log_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -40,19 +55,14 @@ pub fn list_segments(log_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     for entry in entries {
         let entry = entry.at(log_dir)?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(suffix)) else {
             continue;
         };
-        let first = Some(stem)
+        let number = Some(stem)
             .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| Error::Format {
-                path: entry.path(),
-                reason: "segment file name is not a 20-digit sequence number".into(),
-            })?;
-        out.push((first, entry.path()));
+            .and_then(|s| s.parse::<u64>().ok());
+        out.push((number, entry.path()));
     }
-    out.sort();
     Ok(out)
 }
 

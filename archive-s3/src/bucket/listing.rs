@@ -4,7 +4,7 @@
 
 use aws_smithy_types::DateTime;
 
-use super::{request_error, sha256_b64, status_of, Bucket, Put};
+use super::{read_bounded, request_error, sha256_b64, status_of, Bucket, Put};
 use crate::{S3Error, S3Result};
 
 /// Entries asked for per listing page (S3's own maximum).
@@ -140,25 +140,8 @@ impl Bucket {
             Err(e) if status_of(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(request_error("GET", key, e)),
         };
-        let mut body = out.body;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.try_next().await.map_err(|e| S3Error::Request {
-            op: "GET",
-            key: key.to_string(),
-            message: format!("reading the body: {e}"),
-            status: None,
-        })? {
-            if (bytes.len() + chunk.len()) as u64 > max {
-                return Err(S3Error::Request {
-                    op: "GET",
-                    key: key.to_string(),
-                    message: format!("larger than the {max} bytes expected"),
-                    status: None,
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(Some(bytes))
+        let too_long = format!("larger than the {max} bytes expected");
+        read_bounded(out.body, key, max, &too_long).await.map(Some)
     }
 
     /// Puts `bytes` at `key`, locked in COMPLIANCE mode until `retain_until`, create-only
