@@ -287,6 +287,7 @@ fn pages_follow_cursors_in_every_order_and_totals_hold() {
                 cursor: cursor.clone(),
                 snippets: false,
                 facets: false,
+                count_limit: None,
             };
             let r = run(&store, &me, "filler", &options);
             assert_eq!(r.total, 40);

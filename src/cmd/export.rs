@@ -244,6 +244,8 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
         cursor: None,
         snippets: false,
         facets: false,
+        // Pages only: the cursors walk every match, no total is needed.
+        count_limit: Some(0),
     };
     let mut seqs = Vec::new();
     loop {

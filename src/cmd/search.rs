@@ -154,6 +154,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         cursor: args.cursor.clone(),
         snippets: true,
         facets: false,
+        // An operator's count is exact, however many match.
+        count_limit: None,
     };
     // Every search is an access: recorded before it runs (audit before access).
     let asked_as = args.principal.as_deref().unwrap_or("everything");

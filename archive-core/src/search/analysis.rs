@@ -12,8 +12,9 @@
 //!   no language detection to get wrong; phrases match the unmarked words exactly. One field
 //!   holds both, so text is analyzed once.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use tantivy::tokenizer::{
     AsciiFoldingFilter, RawTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
@@ -64,6 +65,17 @@ pub fn stem_terms(folded: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// An analyzer of text-field words for finding the words of a text that match `wanted`
+/// terms (snippets): one token per word at the word's offsets, whose text is the first of
+/// the word, its marked German stem and its marked English stem that is wanted — exactly the
+/// terms the text analyzer indexes for it — or empty when none is.
+pub fn query_terms_analyzer(wanted: Arc<HashSet<String>>) -> TextAnalyzer {
+    TextAnalyzer::builder(WordTokenizer)
+        .filter(AsciiFoldingFilter)
+        .filter(WantedTerms { wanted })
+        .build()
 }
 
 /// The terms `text` yields under analyzer `name`, as (position, term).
@@ -272,7 +284,9 @@ impl Hasher for FxHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // A product's low bits depend only on the input's low bits, and hash tables index by
+        // the low bits: bring the well-mixed high bits down (as rustc-hash 2 does).
+        self.0.rotate_left(26)
     }
 }
 const STEM_CACHE_WORDS: usize = 200_000;
@@ -365,6 +379,125 @@ impl<S: TokenStream> TokenStream for DualStemStream<'_, S> {
     }
 }
 
+/// Stems shared by every thread that looks words up for snippets: sharded, each shard
+/// bounded (emptied when full), so a page of snippets mostly finds its words' stems here.
+struct SharedStems {
+    shards: Vec<Mutex<StemCache>>,
+}
+
+/// log2 of the shards: a shard is chosen by the hash's top bits, the table within it uses
+/// the low ones (choosing by the low bits would crowd each shard's keys into a few buckets).
+const SHARED_STEM_SHARD_BITS: u32 = 4;
+const SHARED_STEM_SHARDS: usize = 1 << SHARED_STEM_SHARD_BITS;
+const SHARED_STEM_WORDS_PER_SHARD: usize = 8_192;
+
+static SHARED_STEMS: LazyLock<SharedStems> = LazyLock::new(|| SharedStems {
+    shards: (0..SHARED_STEM_SHARDS)
+        .map(|_| Mutex::new(StemCache::default()))
+        .collect(),
+});
+
+impl SharedStems {
+    /// `f` of the stems of `word`, stemming it (outside the lock) on a miss.
+    fn with<R>(&self, word: &str, f: impl FnOnce(&Stems) -> R) -> R {
+        let hash = BuildHasherDefault::<FxHasher>::default().hash_one(word);
+        let shard = &self.shards[(hash >> (64 - SHARED_STEM_SHARD_BITS)) as usize];
+        {
+            let cache = shard.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(stems) = cache.get(word) {
+                return f(stems);
+            }
+        }
+        let stems = stems_of(word);
+        let out = f(&stems);
+        let mut cache = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= SHARED_STEM_WORDS_PER_SHARD {
+            cache.clear();
+        }
+        cache.insert(word.to_string(), stems);
+        out
+    }
+}
+
+/// See [`query_terms_analyzer`].
+#[derive(Clone)]
+struct WantedTerms {
+    wanted: Arc<HashSet<String>>,
+}
+
+impl TokenFilter for WantedTerms {
+    type Tokenizer<T: Tokenizer> = WantedTermsTokenizer<T>;
+
+    fn transform<T: Tokenizer>(self, inner: T) -> WantedTermsTokenizer<T> {
+        WantedTermsTokenizer {
+            inner,
+            wanted: self.wanted,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct WantedTermsTokenizer<T> {
+    inner: T,
+    wanted: Arc<HashSet<String>>,
+}
+
+impl<T: Tokenizer> Tokenizer for WantedTermsTokenizer<T> {
+    type TokenStream<'a> = WantedTermsStream<'a, T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        WantedTermsStream {
+            inner: self.inner.token_stream(text),
+            wanted: &self.wanted,
+            token: Token::default(),
+        }
+    }
+}
+
+struct WantedTermsStream<'a, S> {
+    inner: S,
+    wanted: &'a HashSet<String>,
+    token: Token,
+}
+
+impl<S: TokenStream> TokenStream for WantedTermsStream<'_, S> {
+    fn advance(&mut self) -> bool {
+        if !self.inner.advance() {
+            return false;
+        }
+        let word = self.inner.token();
+        self.token.text.clear();
+        if self.wanted.contains(&word.text) {
+            self.token.text.push_str(&word.text);
+        } else {
+            let wanted = self.wanted;
+            let text = &mut self.token.text;
+            SHARED_STEMS.with(&word.text, |stems| {
+                if let Some(stem) = [&stems.german, &stems.english]
+                    .into_iter()
+                    .flatten()
+                    .find(|stem| wanted.contains(*stem))
+                {
+                    text.push_str(stem);
+                }
+            });
+        }
+        self.token.offset_from = word.offset_from;
+        self.token.offset_to = word.offset_to;
+        self.token.position = word.position;
+        self.token.position_length = 1;
+        true
+    }
+
+    fn token(&self) -> &Token {
+        &self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.token
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,5 +571,40 @@ mod tests {
             assert!(finds(q, t), "{q} should find {t}");
         }
         assert!(!finds("report", "repeat"));
+    }
+
+    /// The snippet analyzer marks a word exactly when the text analyzer indexes one of the
+    /// wanted terms for it, whether the stem came from the shared cache or not.
+    #[test]
+    fn wanted_terms_mark_exactly_the_words_the_index_would_match() {
+        let text = "Die Rechnungen kamen; invoices, INVOICE and the Häuser report reporting repeat \
+                    Müller Mueller in";
+        let indexed = terms(TEXT, text);
+        for query in ["Rechnung", "invoice", "Haus", "report", "muller", "in", "nothing"] {
+            let folded = exact(query).remove(0);
+            let wanted: HashSet<String> = stem_terms(&folded).into_iter().collect();
+            for round in 0..2 {
+                let mut analyzer = query_terms_analyzer(Arc::new(wanted.clone()));
+                let mut stream = analyzer.token_stream(text);
+                let mut position = 0;
+                while stream.advance() {
+                    let t = stream.token();
+                    let expected = indexed
+                        .iter()
+                        .filter(|(p, _)| *p == position)
+                        .any(|(_, term)| wanted.contains(term));
+                    assert_eq!(
+                        !t.text.is_empty(),
+                        expected,
+                        "{query} at word {position} (round {round})"
+                    );
+                    if expected {
+                        assert!(wanted.contains(&t.text));
+                    }
+                    position += 1;
+                }
+                assert_eq!(position, indexed.iter().map(|(p, _)| p + 1).max().unwrap_or(0));
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod analysis;
 mod budget;
 pub(crate) mod catch_up;
 mod compile;
+mod date_order;
 mod document;
 pub(crate) mod extract;
 mod facets;
@@ -24,6 +25,7 @@ pub mod query;
 mod results;
 mod schema;
 mod scope;
+mod snippets;
 mod substring;
 pub(crate) mod text_index;
 

@@ -48,6 +48,10 @@ pub struct SearchOptions {
     /// Whether to count facets (years, months, sender domains) over every matching message,
     /// in the same pass as the total; a page after the first need not ask again.
     pub facets: bool,
+    /// Count matches exactly up to this many; past it a search in date order may stop
+    /// counting where the page needs no more, and `total` is a lower bound (`total_exact`
+    /// false). `None` counts every match. Facets and the other orders always count all.
+    pub count_limit: Option<u64>,
 }
 
 impl Default for SearchOptions {
@@ -58,9 +62,14 @@ impl Default for SearchOptions {
             cursor: None,
             snippets: true,
             facets: false,
+            count_limit: Some(DEFAULT_COUNT_LIMIT),
         }
     }
 }
+
+/// Matches counted exactly unless a search asks for more ([`SearchOptions::count_limit`]):
+/// past it a count says "more than" — what people read a count that large as anyway.
+pub const DEFAULT_COUNT_LIMIT: u64 = 10_000;
 
 /// Most hits one page may hold.
 pub const MAX_LIMIT: usize = 1000;
@@ -137,8 +146,11 @@ pub struct Hit {
 pub struct SearchResults {
     /// The hits of this page, in the requested order.
     pub hits: Vec<Hit>,
-    /// Messages matching the query in the principal's scope, over all pages.
+    /// Messages matching the query in the principal's scope, over all pages: all of them
+    /// when `total_exact`, else at least this many (see [`SearchOptions::count_limit`]).
     pub total: u64,
+    /// Whether `total` counts every match.
+    pub total_exact: bool,
     /// Cursor for the next page; `None` on the last page.
     pub next_cursor: Option<String>,
     /// The last log seq the search index had applied when the search ran.

@@ -11,7 +11,6 @@ use tantivy::columnar::Column;
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query as TantivyQuery, RangeQuery};
 use tantivy::schema::Value as _;
-use tantivy::snippet::SnippetGenerator;
 use tantivy::{
     DocAddress, DocId, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, Searcher, SegmentReader,
     TantivyDocument, Term,
@@ -20,6 +19,7 @@ use tantivy::{
 use super::analysis;
 use super::budget::{Bounded, Budget};
 use super::compile::compile;
+use super::date_order;
 use super::document::Summary;
 use super::extract::MailFields;
 use super::facets::{FacetCollector, Facets};
@@ -29,12 +29,11 @@ use super::results::{
 };
 use super::schema::{Fields, SCHEMA_VERSION};
 use super::scope::Principal;
+use super::snippets::Snippets;
 use crate::{Error, Result};
 
 /// Memory the indexing thread buffers before tantivy writes a segment.
 const WRITER_MEMORY: usize = 256 << 20;
-/// Characters of body text in a snippet.
-const SNIPPET_CHARS: usize = 160;
 
 impl From<tantivy::TantivyError> for Error {
     fn from(e: tantivy::TantivyError) -> Self {
@@ -373,16 +372,97 @@ impl TextIndex {
             Some(After::Offset(n)) => (None, n as usize),
             None => (None, 0),
         };
+        // A page in date order needs only the segments that can hold its hits, unless every
+        // match must be counted (facets, or a caller that asks for the exact total).
+        let by_date = matches!(options.sort, Sort::Newest | Sort::Oldest);
+        let (total, total_exact, found, facets) =
+            if by_date && !options.facets && options.count_limit.is_some() {
+                let page = date_order::first_page(
+                    &searcher,
+                    narrowed.as_deref().unwrap_or(&*base),
+                    options.sort == Sort::Newest,
+                    limit + 1,
+                    options.count_limit,
+                    budget,
+                )?;
+                let (total, exact) = match &narrowed {
+                    None => (page.counted, page.exact),
+                    Some(_) => date_order::count_up_to(&searcher, &*base, options.count_limit, budget)?,
+                };
+                let found: Found = page.found.into_iter().map(|a| (None, a)).collect();
+                (total, exact, found, None)
+            } else {
+                let (total, found, facets) = self.full_pass(
+                    &searcher,
+                    &*base,
+                    narrowed.as_deref(),
+                    options,
+                    budget,
+                    limit,
+                    offset,
+                )?;
+                (total as u64, true, found, facets)
+            };
+        let more = found.len() > limit;
+        let snippets = if options.snippets {
+            Some(Snippets::for_query(&searcher, &*base, f.body)?)
+        } else {
+            None
+        };
+        let mut hits = Vec::with_capacity(limit);
+        for (score, address) in found.into_iter().take(limit) {
+            budget.check()?;
+            let summary = self.summary(&searcher, address)?;
+            let snippet = snippets.as_ref().and_then(|snippets| {
+                let raw = content(&summary).ok()?;
+                Some(snippets.of(&MailFields::extract(&raw).body))
+            });
+            hits.push(hit(principal, summary, score, snippet));
+        }
+        let next_cursor = match hits.last() {
+            Some(last) if more => Some(encode_cursor(
+                options.sort,
+                match options.sort {
+                    Sort::Newest | Sort::Oldest => After::Key(last.date, last.seq),
+                    Sort::Size => After::Key(last.size.min(i64::MAX as u64) as i64, last.seq),
+                    Sort::Relevance => After::Offset((offset + hits.len()) as u64),
+                },
+            )),
+            _ => None,
+        };
+        Ok(SearchResults {
+            hits,
+            total,
+            total_exact,
+            next_cursor,
+            indexed_seq: self.applied(),
+            facets,
+        })
+    }
+
+    /// Every match of `base` counted (and its facets, if asked for), with a page of the
+    /// `narrowed` query (or of `base`) in the sort order, `offset` hits in.
+    #[allow(clippy::too_many_arguments)]
+    fn full_pass(
+        &self,
+        searcher: &Searcher,
+        base: &dyn TantivyQuery,
+        narrowed: Option<&dyn TantivyQuery>,
+        options: &SearchOptions,
+        budget: &Budget,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(usize, Found, Option<Facets>)> {
         let run = Pass {
-            searcher: &searcher,
-            base: &*base,
-            narrowed: narrowed.as_deref(),
+            searcher,
+            base,
+            narrowed,
             facets: options.facets.then_some(FacetCollector),
             budget,
         };
         // One more than a page tells whether another page follows.
         let top = TopDocs::with_limit(limit + 1).and_offset(offset);
-        let (total, found, facets): (usize, Found, Option<Facets>) = match options.sort {
+        Ok(match options.sort {
             Sort::Newest => run.strip(top.order_by((
                 (SortByStaticFastValue::<i64>::for_field("date"), Order::Desc),
                 (SortByStaticFastValue::<u64>::for_field("seq"), Order::Desc),
@@ -406,43 +486,6 @@ impl TextIndex {
                     .collect();
                 (total, found, facets)
             }
-        };
-        let total = total as u64;
-        let more = found.len() > limit;
-        let snippets = if options.snippets {
-            let mut generator = SnippetGenerator::create(&searcher, &*base, f.body)?;
-            generator.set_max_num_chars(SNIPPET_CHARS);
-            Some(generator)
-        } else {
-            None
-        };
-        let mut hits = Vec::with_capacity(limit);
-        for (score, address) in found.into_iter().take(limit) {
-            budget.check()?;
-            let summary = self.summary(&searcher, address)?;
-            let snippet = snippets.as_ref().and_then(|generator| {
-                let raw = content(&summary).ok()?;
-                Some(snippet(generator, &MailFields::extract(&raw).body))
-            });
-            hits.push(hit(principal, summary, score, snippet));
-        }
-        let next_cursor = match hits.last() {
-            Some(last) if more => Some(encode_cursor(
-                options.sort,
-                match options.sort {
-                    Sort::Newest | Sort::Oldest => After::Key(last.date, last.seq),
-                    Sort::Size => After::Key(last.size.min(i64::MAX as u64) as i64, last.seq),
-                    Sort::Relevance => After::Offset((offset + hits.len()) as u64),
-                },
-            )),
-            _ => None,
-        };
-        Ok(SearchResults {
-            hits,
-            total,
-            next_cursor,
-            indexed_seq: self.applied(),
-            facets,
         })
     }
 
@@ -559,7 +602,6 @@ impl SegmentCollector for SegmentSeqs {
     }
 }
 
-/// A snippet of `body` around the words the query matched, else the start of the body.
 /// A hit as `principal` may see it: only the deliveries (and blind recipients) they may see.
 fn hit(principal: &Principal, summary: Summary, score: Option<f32>, snippet: Option<Snippet>) -> Hit {
     let deliveries = principal.visible_deliveries(&summary);
@@ -578,28 +620,6 @@ fn hit(principal: &Principal, summary: Summary, score: Option<f32>, snippet: Opt
         attachments: summary.attachments,
         score,
         snippet,
-    }
-}
-
-fn snippet(generator: &SnippetGenerator, body: &str) -> Snippet {
-    let found = generator.snippet(body);
-    if !found.highlighted().is_empty() {
-        let mut highlights: Vec<(usize, usize)> =
-            found.highlighted().iter().map(|r| (r.start, r.end)).collect();
-        highlights.sort_unstable();
-        highlights.dedup();
-        return Snippet {
-            text: found.fragment().to_string(),
-            highlights,
-        };
-    }
-    let mut end = body.len().min(SNIPPET_CHARS);
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
-    Snippet {
-        text: body[..end].trim().to_string(),
-        highlights: Vec::new(),
     }
 }
 

@@ -52,6 +52,7 @@ impl Store {
             cursor: None,
             snippets: false,
             facets: false,
+            count_limit: Some(0),
         };
         for hit in self.search(principal, &query, &options)?.hits {
             if seen.insert(hit.seq) {

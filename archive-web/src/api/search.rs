@@ -24,8 +24,11 @@ pub const MAX_QUERY_BYTES: usize = 8 * 1024;
 /// A page of hits.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct SearchPage {
-    /// Messages matching the query in the caller's scope, over all pages.
+    /// Messages matching the query in the caller's scope, over all pages: every one when
+    /// `total_exact`, else at least this many (`exact_total=1` counts them all).
     pub total: u64,
+    /// Whether `total` counts every match.
+    pub total_exact: bool,
     /// This page, in the requested order.
     pub hits: Vec<HitJson>,
     /// `cursor` for the next page; absent on the last one.
@@ -158,6 +161,7 @@ struct SearchParams {
     limit: Option<String>,
     sort: Option<String>,
     facets: Option<String>,
+    exact_total: Option<String>,
 }
 
 /// Search the archive.
@@ -168,6 +172,7 @@ struct SearchParams {
         ("limit" = Option<usize>, Query, description = "Hits per page, 1..=500 (default 50)"),
         ("sort" = Option<String>, Query, description = "`newest` (default), `oldest`, `relevance` or `size`"),
         ("facets" = Option<String>, Query, description = "`1` (or `true`): add `facets`, counts over all pages by year, month and sender domain (ask on the first page only; `0`/`false`, the default, skips them)"),
+        ("exact_total" = Option<String>, Query, description = "`1` (or `true`): count every match. Without it (and without `facets`), a search in date order counts exactly up to 10,000 matches and stops where its page needs no more: `total` is then at least that many and `total_exact` is false"),
     ),
     responses(
         (status = 200, body = SearchPage),
@@ -201,9 +206,15 @@ pub async fn search(
         Some("1") | Some("true") => true,
         Some(_) => return Err(ApiError::bad_request("facets must be 1 or 0")),
     };
+    match p.exact_total.as_deref() {
+        None | Some("0") | Some("false") => {}
+        Some("1") | Some("true") => options.count_limit = None,
+        Some(_) => return Err(ApiError::bad_request("exact_total must be 1 or 0")),
+    }
     let results = run_search(&state, caller, text.clone(), query, options).await?;
     Ok(Json(SearchPage {
         total: results.total,
+        total_exact: results.total_exact,
         hits: results.hits.into_iter().map(HitJson::from).collect(),
         next_cursor: results.next_cursor,
         indexed_seq: results.indexed_seq,
@@ -248,6 +259,7 @@ pub(crate) fn search_options(
         cursor,
         snippets: true,
         facets: false,
+        count_limit: SearchOptions::default().count_limit,
     })
 }
 

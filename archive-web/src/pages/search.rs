@@ -157,8 +157,10 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
     view.sort = sort_key;
     let options = match search_options(params.limit.as_deref(), Some(api_sort), params.cursor.clone()) {
         // Facets count the whole result: on the first page only, which is where they are shown.
+        // People read the total next to the facets' counts: exact on every page.
         Ok(o) => SearchOptions {
             facets: o.cursor.is_none(),
+            count_limit: None,
             ..o
         },
         Err(e) => {

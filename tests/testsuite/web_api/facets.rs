@@ -121,7 +121,21 @@ fn facets_count_the_callers_mail_and_each_value_narrows_to_its_count() {
     // Not asked for: not computed, not in the answer.
     let plain = search(&web, &alice, "invoice", "");
     assert_eq!(plain["total"], 4);
+    assert_eq!(
+        plain["total_exact"], true,
+        "below the count limit a total is exact"
+    );
     assert!(plain.get("facets").is_none(), "{plain}");
+    let counted = search(&web, &alice, "invoice", "&exact_total=1&limit=1");
+    assert_eq!(
+        (&counted["total"], &counted["total_exact"]),
+        (&4.into(), &true.into())
+    );
+    let refused = web.get(
+        "/api/v1/search?q=invoice&exact_total=maybe",
+        &[("authorization", &alice)],
+    );
+    assert_eq!(refused.status, 400, "{}", refused.text());
 
     // One hit per page, yet the facets count all four of alice's messages.
     let page = search(&web, &alice, "invoice", "&facets=1&limit=1");
