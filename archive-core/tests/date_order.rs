@@ -176,3 +176,24 @@ fn a_first_page_stops_counting_where_older_segments_cannot_reach_it() {
     assert!(bounded.hits[0].subject.contains("batch 0 mail 7"));
     assert!(bounded.hits[1].subject.starts_with("batch 5"));
 }
+
+/// An export's selection walks every page by cursor and refuses, before gathering them, more
+/// messages than it may hold — using the count limit, not a count of everything.
+#[test]
+fn an_export_selection_holds_every_delivery_or_says_how_many_are_too_many() {
+    let dir = temp_dir("date-order-export");
+    let path = create(dir.path());
+    let store = store_of_segments(&path);
+    let q = Query::parse("filler").unwrap();
+    let all = Principal::auditor_all();
+    let every = archive_core::export::selected_deliveries(|o| store.search(&all, &q, o), None).unwrap();
+    assert_eq!(every.len() as u64, BATCHES * PER_BATCH);
+    assert!(every.windows(2).all(|w| w[0] < w[1]));
+    let fits =
+        archive_core::export::selected_deliveries(|o| store.search(&all, &q, o), Some(BATCHES * PER_BATCH))
+            .unwrap();
+    assert_eq!(fits, every);
+    let refused =
+        archive_core::export::selected_deliveries(|o| store.search(&all, &q, o), Some(40)).unwrap_err();
+    assert!(refused.to_string().contains("finds 150 messages; at most 40"), "{refused}");
+}

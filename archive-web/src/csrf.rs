@@ -1,4 +1,4 @@
-//! Cross-site request checks for every state-changing request (login, logout, and later
+//! Cross-site request checks for every state-changing request (login, logout and
 //! export): the request must not come from another site — `Sec-Fetch-Site` (sent by every
 //! current browser) must be `same-origin` or `none` and `Origin`, if sent, must name this
 //! host — and it must carry the per-session token (for the login form, which has no session

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use archive_core::export::bundle::{latest_checkpoint, BundleRequest, Export, DEFAULT_PER_VOLUME};
-use archive_core::export::{seqs_received_between, write_mbox};
+use archive_core::export::{selected_deliveries, seqs_received_between, write_mbox};
 use archive_core::log::reader::LogReader;
-use archive_core::search::{Query, SearchOptions, Sort, MAX_LIMIT};
+use archive_core::search::Query;
 use archive_verify::bundle::Selection;
 use sha2::{Digest, Sha256};
 
@@ -238,35 +238,13 @@ fn normalized_until(s: &str) -> anyhow::Result<String> {
 fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> anyhow::Result<Vec<u64>> {
     let principal = super::search::principal(args.principal.as_deref(), &cli.data)?;
     let query = Query::parse(text).map_err(|e| anyhow::anyhow!("query {text:?}: {e}"))?;
-    let mut options = SearchOptions {
-        sort: Sort::Oldest,
-        limit: MAX_LIMIT,
-        cursor: None,
-        snippets: false,
-        facets: false,
-        // Pages only: the cursors walk every match, no total is needed.
-        count_limit: Some(0),
-    };
-    let mut seqs = Vec::new();
-    loop {
-        let page = super::search::run_search(cli, &principal, &query, &options)?;
-        // Every delivery of a hit the principal may see (the first, and later arrivals of the same bytes).
-        for hit in &page.hits {
-            match hit.deliveries.is_empty() {
-                true => seqs.push(hit.seq),
-                false => seqs.extend(hit.deliveries.iter().map(|d| d.seq)),
-            }
-        }
-        match page.next_cursor {
-            Some(cursor) => options.cursor = Some(cursor),
-            None => break,
-        }
-    }
+    let mut seqs = selected_deliveries(
+        |options| super::search::run_search(cli, &principal, &query, options),
+        None,
+    )?;
     if let Some((first, last)) = range {
         seqs.retain(|s| (first..=last).contains(s));
     }
-    seqs.sort_unstable();
-    seqs.dedup();
     Ok(seqs)
 }
 

@@ -64,6 +64,11 @@ pub(crate) fn archive() -> Archive {
     }
 }
 
+/// `verify-bundle BUNDLE` with nothing else to go by (no data directory).
+pub(crate) fn verify_bundle_here(bundle: &Path) -> Output {
+    verify_bundle(bundle, &[])
+}
+
 fn verify_bundle(bundle: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mailvault"))
         .arg("verify-bundle")

@@ -6,6 +6,8 @@
 
 use std::io::{Seek, Write};
 
+/// What an export selects (re-exported for the front doors that build a [`BundleRequest`]).
+pub use archive_verify::bundle::Selection as ExportSelection;
 use archive_verify::bundle::{
     anchor_entry, consistency_file, index_meta, readme, ConsistencyProof, InclusionProof, Manifest,
     Selection, Volume, CHECKPOINT, FORMAT, MANIFEST, README, WITNESS_KEYS,
@@ -69,15 +71,7 @@ pub fn latest_checkpoint(layout: &Layout, log: &LogReader) -> Result<SignedCheck
 /// Writes the bundle for `request` to `out` (a new file: the caller renames it into place);
 /// the request must fit one volume.
 pub fn write_bundle<W: Write + Seek>(layout: &Layout, request: &BundleRequest, out: W) -> Result<Exported> {
-    let export = Export::open(layout, request)?;
-    if export.volumes() != 1 {
-        return Err(Error::Rejected(format!(
-            "the selection needs {} volumes of {} records",
-            export.volumes(),
-            request.per_volume
-        )));
-    }
-    export.write_volume(0, out)
+    Export::open(layout, request)?.write_only_volume(out)
 }
 
 /// An export being written: the checkpoint all its volumes prove against, read once, so
@@ -158,6 +152,17 @@ impl<'a> Export<'a> {
             last,
             volumes,
         })
+    }
+
+    /// Writes the export as one bundle; a selection that needs more volumes is refused.
+    pub fn write_only_volume<W: Write + Seek>(&self, out: W) -> Result<Exported> {
+        if self.volumes != 1 {
+            return Err(Error::Rejected(format!(
+                "the selection needs {} volumes of {} records",
+                self.volumes, self.request.per_volume
+            )));
+        }
+        self.write_volume(0, out)
     }
 
     /// How many bundles the export is written as.

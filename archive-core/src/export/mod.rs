@@ -8,7 +8,65 @@ mod tail_buffer;
 mod writer;
 
 use crate::log::reader::LogReader;
-use crate::Result;
+use crate::search::{SearchOptions, SearchResults, Sort, MAX_LIMIT};
+use crate::{Error, Result};
+
+/// The records a query export holds: every delivery the searcher may see of every message
+/// the search finds (the message record, and later arrivals of the same bytes), ascending.
+/// `page` runs the search for the options it is given (through a store or a read-only
+/// index); pages are walked by cursor, oldest first. More than `at_most` hits is an error
+/// saying so (`None`: no bound), found before the records of more are gathered.
+pub fn selected_deliveries<E: From<Error>>(
+    mut page: impl FnMut(&SearchOptions) -> std::result::Result<SearchResults, E>,
+    at_most: Option<u64>,
+) -> std::result::Result<Vec<u64>, E> {
+    let mut options = SearchOptions {
+        sort: Sort::Oldest,
+        limit: MAX_LIMIT,
+        cursor: None,
+        snippets: false,
+        facets: false,
+        // Only the first page counts, and only as far as the bound needs.
+        count_limit: at_most.map(|n| n + 1),
+    };
+    let mut seqs = Vec::new();
+    let mut hits = 0u64;
+    loop {
+        let found = page(&options)?;
+        if let Some(limit) = at_most {
+            if found.total > limit {
+                return Err(E::from(Error::Rejected(format!(
+                    "the search finds {}{} messages; at most {limit} can be exported this way",
+                    if found.total_exact { "" } else { "more than " },
+                    if found.total_exact { found.total } else { limit },
+                ))));
+            }
+        }
+        for hit in &found.hits {
+            hits += 1;
+            match hit.deliveries.is_empty() {
+                true => seqs.push(hit.seq),
+                false => seqs.extend(hit.deliveries.iter().map(|d| d.seq)),
+            }
+        }
+        if at_most.is_some_and(|limit| hits > limit) {
+            return Err(E::from(Error::Rejected(format!(
+                "the search finds more than {} messages; at most that many can be exported this way",
+                at_most.unwrap_or_default()
+            ))));
+        }
+        match found.next_cursor {
+            Some(cursor) => {
+                options.cursor = Some(cursor);
+                options.count_limit = Some(0);
+            }
+            None => break,
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    Ok(seqs)
+}
 
 /// The records received in `[since, until)` (microseconds; `None` is open) among the first
 /// `size`: their first and last seq, or `None` when there are none. Receive times never

@@ -4,6 +4,7 @@
 
 mod compression;
 mod durability;
+mod export;
 mod indexer;
 pub mod layout;
 mod read_cache;

@@ -162,4 +162,6 @@ pub static TEXT: Text = Text {
     bad_request_title: "Nicht möglich",
     error_title: "Fehler",
     back_to_search: "Zurück zur Suche",
+    export_button: "Als Beweispaket exportieren (ZIP)",
+    export_hint: "jede Nachricht mit ihrem Nachweis, offline prüfbar mit mailvault verify-bundle; höchstens 10.000 Nachrichten",
 };

@@ -162,4 +162,6 @@ pub static TEXT: Text = Text {
     bad_request_title: "Cannot do that",
     error_title: "Error",
     back_to_search: "Back to the search",
+    export_button: "Export as evidence bundle (ZIP)",
+    export_hint: "every message with its proof, checked offline by mailvault verify-bundle; at most 10,000 messages",
 };

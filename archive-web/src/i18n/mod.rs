@@ -119,6 +119,9 @@ pub struct Text {
     pub built_query: &'static str,
     pub results_label: &'static str,
     pub messages_found: &'static str,
+    /// The search results' export button, and what it makes.
+    pub export_button: &'static str,
+    pub export_hint: &'static str,
     pub col_date: &'static str,
     pub col_from: &'static str,
     pub col_to: &'static str,

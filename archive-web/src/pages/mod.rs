@@ -12,6 +12,7 @@
 mod assets;
 mod auditor;
 pub mod criteria;
+mod export;
 mod html_body;
 mod lang;
 mod message;
@@ -130,6 +131,7 @@ pub fn router() -> Router<AppState> {
             get(crate::api::messages::attachment),
         )
         .route("/out", get(html_body::out))
+        .route("/export", post(export::bundle))
         .route("/status", get(auditor::status))
         .route("/audit", get(auditor::audit))
         .route("/users", get(auditor::users))

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use crate::util::{fixtures, Server, Vault};
 
 mod auditor;
+mod export;
 mod html_check;
 mod message;
 mod search;
