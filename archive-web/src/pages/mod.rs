@@ -96,7 +96,10 @@ impl FromRequestParts<AppState> for Viewer {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| error_page(&page, ApiError::unavailable("sessions are unavailable")))?;
-        let Some(login) = session_login(&session, state.config.session_max_secs).await else {
+        let login = session_login(&session, state, client_of(parts))
+            .await
+            .map_err(|e| error_page(&page, e))?;
+        let Some(login) = login else {
             return Err(see_other("/login"));
         };
         page.user = Some(login.user.clone());
