@@ -159,10 +159,25 @@ pub enum SizeOp {
 pub struct QueryError {
     /// 1-based position of the character the problem was found at.
     pub position: usize,
-    /// What is wrong there.
-    pub message: String,
+    /// What is wrong there, typed, so each front door can word it (`Display`: English).
+    pub problem: QueryProblem,
+}
+
+impl QueryError {
+    /// A problem at 1-based `position`.
+    pub fn new(position: usize, problem: QueryProblem) -> QueryError {
+        QueryError { position, problem }
+    }
+
     /// Which kind of problem it is.
-    pub kind: QueryErrorKind,
+    pub fn kind(&self) -> QueryErrorKind {
+        match self.problem {
+            QueryProblem::TooDeep { .. } => QueryErrorKind::TooDeep,
+            QueryProblem::TooManyTerms { .. } => QueryErrorKind::TooManyTerms,
+            QueryProblem::NothingToSearch => QueryErrorKind::NothingToSearch,
+            _ => QueryErrorKind::Syntax,
+        }
+    }
 }
 
 /// Kinds of [`QueryError`].
@@ -178,9 +193,207 @@ pub enum QueryErrorKind {
     NothingToSearch,
 }
 
+/// What is wrong with a query, with what a message about it needs. `Display` is the English
+/// the command line, the API and IMAP give; the web pages word it in their language.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryProblem {
+    /// Nothing but spaces.
+    Empty,
+    /// A token where none can be (`unexpected 'x'`).
+    Unexpected(QueryToken),
+    /// A `)` without its `(`.
+    UnmatchedClose,
+    /// A `"` without its closing `"`.
+    Unterminated,
+    /// `""`.
+    EmptyPhrase,
+    /// An operator without its value.
+    MissingValue {
+        /// The operator's name (`before`).
+        operator: String,
+        /// What its value should be.
+        expected: ExpectedValue,
+    },
+    /// A date operator's value that is not shaped `YYYY-MM-DD`.
+    NotADate {
+        /// The operator's name.
+        operator: String,
+        /// The value as written.
+        text: String,
+    },
+    /// A value shaped `YYYY-MM-DD` that is no day of the calendar.
+    InvalidDate {
+        /// The operator's name.
+        operator: String,
+        /// The value as written.
+        text: String,
+    },
+    /// A size operator's value that is not a size.
+    NotASize {
+        /// The operator's name.
+        operator: String,
+        /// The value as written.
+        text: String,
+    },
+    /// `has:` with a value other than `attachment`.
+    UnknownHasValue {
+        /// The value as written.
+        value: String,
+    },
+    /// `name:` that is no operator of [`OPERATORS`].
+    UnknownOperator {
+        /// The name as written, lower-cased.
+        name: String,
+    },
+    /// `AND`, `OR`, `NOT` or `-` at 1-based position `at` without a term after it.
+    ExpectedTermAfter {
+        /// The token (`'OR'`).
+        token: QueryToken,
+        /// Its position.
+        at: usize,
+    },
+    /// The query ends where a term must come.
+    ExpectedTermAtEnd,
+    /// `()`.
+    EmptyParentheses,
+    /// The `(` at 1-based position `open_at` is not closed.
+    Unclosed {
+        /// Where the `(` is.
+        open_at: usize,
+    },
+    /// `AND` or `OR` with no term before it.
+    NeedsTermBefore(QueryToken),
+    /// Nested deeper than `max` levels of parentheses and NOT.
+    TooDeep {
+        /// [`MAX_DEPTH`].
+        max: usize,
+    },
+    /// More than `max` terms.
+    TooManyTerms {
+        /// [`MAX_TERMS`].
+        max: usize,
+    },
+    /// Nothing in it can be searched for (only punctuation, say).
+    NothingToSearch,
+}
+
+/// A token of a query, as a problem names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryToken {
+    /// `(`
+    Open,
+    /// `)`
+    Close,
+    /// `AND`
+    And,
+    /// `OR`
+    Or,
+    /// `NOT`
+    Not,
+    /// `-` before a term
+    Minus,
+    /// A word, as written.
+    Word(String),
+    /// A phrase, without its quotes.
+    Phrase(String),
+    /// An operator with its value.
+    Operator,
+}
+
+/// What the value of an operator should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedValue {
+    /// `YYYY-MM-DD` (before, after, on).
+    Date,
+    /// `10k`, `5M` (larger, smaller).
+    Size,
+    /// `attachment` (has).
+    Attachment,
+    /// A word or a phrase (the text operators).
+    Text,
+}
+
 impl fmt::Display for QueryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "position {}: {}", self.position, self.message)
+        write!(f, "position {}: {}", self.position, self.problem)
+    }
+}
+
+impl fmt::Display for QueryProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryProblem::Empty => write!(f, "the query is empty"),
+            QueryProblem::Unexpected(t) => write!(f, "unexpected {t}"),
+            QueryProblem::UnmatchedClose => write!(f, "unexpected ')' (no '(' to close)"),
+            QueryProblem::Unterminated => write!(f, "unterminated quote (a '\"' without its closing '\"')"),
+            QueryProblem::EmptyPhrase => write!(f, "empty phrase \"\""),
+            QueryProblem::MissingValue { operator, expected } => {
+                write!(f, "expected {expected} after '{operator}:'")
+            }
+            QueryProblem::NotADate { operator, text } => {
+                write!(f, "expected a date YYYY-MM-DD after '{operator}:', not '{text}'")
+            }
+            QueryProblem::InvalidDate { operator, text } => {
+                write!(f, "'{text}' after '{operator}:' is not a valid date")
+            }
+            QueryProblem::NotASize { operator, text } => write!(
+                f,
+                "expected a size such as 10k or 5M after '{operator}:', not '{text}' (a number of bytes, \
+                 optionally followed by k, M or G: 1024-based)"
+            ),
+            QueryProblem::UnknownHasValue { value } => {
+                write!(f, "unknown value '{value}' for 'has:' (only has:attachment)")
+            }
+            QueryProblem::UnknownOperator { name } => write!(
+                f,
+                "unknown operator '{name}:' (known: {OPERATORS}); put the word in quotes \
+                 to search for it as text"
+            ),
+            QueryProblem::ExpectedTermAfter { token, at } => {
+                write!(f, "expected a term after {token} at position {at}")
+            }
+            QueryProblem::ExpectedTermAtEnd => write!(f, "expected a term at the end of the query"),
+            QueryProblem::EmptyParentheses => write!(f, "empty parentheses"),
+            QueryProblem::Unclosed { open_at } => {
+                write!(f, "expected ')' to close the '(' at position {open_at}")
+            }
+            QueryProblem::NeedsTermBefore(t) => write!(f, "{t} needs a term before it"),
+            QueryProblem::TooDeep { max } => {
+                write!(
+                    f,
+                    "the query nests deeper than {max} levels of parentheses and NOT"
+                )
+            }
+            QueryProblem::TooManyTerms { max } => write!(f, "the query has more than {max} terms"),
+            QueryProblem::NothingToSearch => write!(f, "it has no searchable words (only punctuation?)"),
+        }
+    }
+}
+
+impl fmt::Display for QueryToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryToken::Open => write!(f, "'('"),
+            QueryToken::Close => write!(f, "')'"),
+            QueryToken::And => write!(f, "'AND'"),
+            QueryToken::Or => write!(f, "'OR'"),
+            QueryToken::Not => write!(f, "'NOT'"),
+            QueryToken::Minus => write!(f, "'-'"),
+            QueryToken::Word(w) => write!(f, "'{w}'"),
+            QueryToken::Phrase(p) => write!(f, "\"{p}\""),
+            QueryToken::Operator => write!(f, "an operator"),
+        }
+    }
+}
+
+impl fmt::Display for ExpectedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExpectedValue::Date => "a date YYYY-MM-DD",
+            ExpectedValue::Size => "a size such as 10k or 5M",
+            ExpectedValue::Attachment => "'attachment'",
+            ExpectedValue::Text => "a word or a \"phrase\"",
+        })
     }
 }
 
@@ -192,7 +405,8 @@ impl From<QueryError> for crate::Error {
     }
 }
 
-const OPERATORS: &str = "from: to: cc: bcc: subject: body: filename: domain: fromdomain: msgid: before: \
+/// The operators of the language, as an unknown operator's message lists them.
+pub const OPERATORS: &str = "from: to: cc: bcc: subject: body: filename: domain: fromdomain: msgid: before: \
 after: on: larger: smaller: has:";
 
 impl Query {
@@ -207,15 +421,15 @@ impl Query {
             terms: 0,
         };
         if p.tokens.is_empty() {
-            return err(1, "the query is empty");
+            return err(1, QueryProblem::Empty);
         }
         let root = p.or()?;
         if let Some(t) = p.peek() {
-            let message = match t.kind {
-                Tok::Close => "unexpected ')' (no '(' to close)".to_string(),
-                _ => format!("unexpected {}", t.describe()),
+            let problem = match t.kind {
+                Tok::Close => QueryProblem::UnmatchedClose,
+                _ => QueryProblem::Unexpected(t.describe()),
             };
-            return err(t.pos, message);
+            return err(t.pos, problem);
         }
         Ok(Query { root })
     }
@@ -250,7 +464,7 @@ impl Query {
             }
         }
         if matches!(&root, Node::And(p) | Node::Or(p) if p.is_empty()) {
-            return err(0, "the query is empty");
+            return err(0, QueryProblem::Empty);
         }
         Ok(Query { root })
     }
@@ -282,43 +496,31 @@ struct Token {
 }
 
 impl Token {
-    fn describe(&self) -> String {
+    fn describe(&self) -> QueryToken {
         match &self.kind {
-            Tok::Open => "'('".into(),
-            Tok::Close => "')'".into(),
-            Tok::And => "'AND'".into(),
-            Tok::Or => "'OR'".into(),
-            Tok::Not => "'NOT'".into(),
-            Tok::Minus => "'-'".into(),
-            Tok::Word(w) => format!("'{w}'"),
-            Tok::Phrase(p) => format!("\"{p}\""),
-            Tok::Op(_) => "an operator".into(),
+            Tok::Open => QueryToken::Open,
+            Tok::Close => QueryToken::Close,
+            Tok::And => QueryToken::And,
+            Tok::Or => QueryToken::Or,
+            Tok::Not => QueryToken::Not,
+            Tok::Minus => QueryToken::Minus,
+            Tok::Word(w) => QueryToken::Word(w.clone()),
+            Tok::Phrase(p) => QueryToken::Phrase(p.clone()),
+            Tok::Op(_) => QueryToken::Operator,
         }
     }
 }
 
-fn err<T>(position: usize, message: impl Into<String>) -> Result<T, QueryError> {
-    Err(QueryError {
-        position,
-        message: message.into(),
-        kind: QueryErrorKind::Syntax,
-    })
+fn err<T>(position: usize, problem: QueryProblem) -> Result<T, QueryError> {
+    Err(QueryError::new(position, problem))
 }
 
 fn too_deep(position: usize) -> QueryError {
-    QueryError {
-        position,
-        message: format!("the query nests deeper than {MAX_DEPTH} levels of parentheses and NOT"),
-        kind: QueryErrorKind::TooDeep,
-    }
+    QueryError::new(position, QueryProblem::TooDeep { max: MAX_DEPTH })
 }
 
 fn too_many_terms(position: usize) -> QueryError {
-    QueryError {
-        position,
-        message: format!("the query has more than {MAX_TERMS} terms"),
-        kind: QueryErrorKind::TooManyTerms,
-    }
+    QueryError::new(position, QueryProblem::TooManyTerms { max: MAX_TERMS })
 }
 
 fn is_boundary(c: char) -> bool {
@@ -391,11 +593,11 @@ fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
 /// The phrase starting at the quote `chars[at]`, and the index after its closing quote.
 fn quoted(chars: &[char], at: usize) -> Result<(String, usize), QueryError> {
     let Some(len) = chars[at + 1..].iter().position(|c| *c == '"') else {
-        return err(at + 1, "unterminated quote (a '\"' without its closing '\"')");
+        return err(at + 1, QueryProblem::Unterminated);
     };
     let phrase: String = chars[at + 1..at + 1 + len].iter().collect();
     if phrase.trim().is_empty() {
-        return err(at + 1, "empty phrase \"\"");
+        return err(at + 1, QueryProblem::EmptyPhrase);
     }
     Ok((phrase, at + len + 2))
 }
@@ -428,12 +630,13 @@ fn operator(chars: &[char], name: &str, pos: usize, at: usize) -> Result<(Node, 
         }
         _ => {
             let expected = match name {
-                "before" | "after" | "on" => "a date YYYY-MM-DD",
-                "larger" | "smaller" => "a size such as 10k or 5M",
-                "has" => "'attachment'",
-                _ => "a word or a \"phrase\"",
+                "before" | "after" | "on" => ExpectedValue::Date,
+                "larger" | "smaller" => ExpectedValue::Size,
+                "has" => ExpectedValue::Attachment,
+                _ => ExpectedValue::Text,
             };
-            return err(value_pos, format!("expected {expected} after '{name}:'"));
+            let operator = name.to_string();
+            return err(value_pos, QueryProblem::MissingValue { operator, expected });
         }
     };
     let node = match name {
@@ -457,25 +660,15 @@ fn operator(chars: &[char], name: &str, pos: usize, at: usize) -> Result<(Node, 
             if value.text().eq_ignore_ascii_case("attachment") {
                 Node::HasAttachment
             } else {
-                return err(
-                    value_pos,
-                    format!(
-                        "unknown value '{}' for 'has:' (only has:attachment)",
-                        value.text()
-                    ),
-                );
+                let value = value.text().to_string();
+                return err(value_pos, QueryProblem::UnknownHasValue { value });
             }
         }
         _ => match TextField::from_name(name) {
             Some(field) => Node::Field(field, value),
             None => {
-                return err(
-                    pos,
-                    format!(
-                        "unknown operator '{name}:' (known: {OPERATORS}); put the word in quotes \
-                         to search for it as text"
-                    ),
-                )
+                let name = name.to_string();
+                return err(pos, QueryProblem::UnknownOperator { name });
             }
         },
     };
@@ -491,25 +684,38 @@ fn parse_day(text: &str, name: &str, pos: usize) -> Result<Date, QueryError> {
                 c.is_ascii_digit()
             }
         });
+    let (operator, text_owned) = (name.to_string(), text.to_string());
     if !shape_ok {
         return err(
             pos,
-            format!("expected a date YYYY-MM-DD after '{name}:', not '{text}'"),
+            QueryProblem::NotADate {
+                operator,
+                text: text_owned,
+            },
         );
     }
     let num = |r: std::ops::Range<usize>| text[r].parse::<i16>().unwrap_or(0);
     let (y, m, d) = (num(0..4), num(5..7) as i8, num(8..10) as i8);
-    Date::new(y, m, d).or_else(|_| err(pos, format!("'{text}' after '{name}:' is not a valid date")))
+    Date::new(y, m, d).or_else(|_| {
+        err(
+            pos,
+            QueryProblem::InvalidDate {
+                operator,
+                text: text_owned,
+            },
+        )
+    })
 }
 
 fn parse_size(text: &str, name: &str, pos: usize) -> Result<u64, QueryError> {
-    let bad = || QueryError {
-        position: pos,
-        message: format!(
-            "expected a size such as 10k or 5M after '{name}:', not '{text}' (a number of bytes, \
-             optionally followed by k, M or G: 1024-based)"
-        ),
-        kind: QueryErrorKind::Syntax,
+    let bad = || {
+        QueryError::new(
+            pos,
+            QueryProblem::NotASize {
+                operator: name.to_string(),
+                text: text.to_string(),
+            },
+        )
     };
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
@@ -551,7 +757,10 @@ impl Parser {
             if self.starts_term().is_none() {
                 return err(
                     self.here(),
-                    format!("expected a term after 'OR' at position {pos}"),
+                    QueryProblem::ExpectedTermAfter {
+                        token: QueryToken::Or,
+                        at: pos,
+                    },
                 );
             }
             parts.push(self.and()?);
@@ -572,7 +781,10 @@ impl Parser {
                     if self.starts_term().is_none() {
                         return err(
                             self.here(),
-                            format!("expected a term after 'AND' at position {pos}"),
+                            QueryProblem::ExpectedTermAfter {
+                                token: QueryToken::And,
+                                at: pos,
+                            },
                         );
                     }
                 }
@@ -601,16 +813,18 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Node, QueryError> {
         let Some(t) = self.peek().cloned() else {
-            return err(self.end, "expected a term at the end of the query");
+            return err(self.end, QueryProblem::ExpectedTermAtEnd);
         };
         match t.kind {
             Tok::Not | Tok::Minus => {
                 self.at += 1;
                 if self.starts_term().is_none() {
-                    let what = if t.kind == Tok::Not { "'NOT'" } else { "'-'" };
                     return err(
                         self.here(),
-                        format!("expected a term after {what} at position {}", t.pos),
+                        QueryProblem::ExpectedTermAfter {
+                            token: t.describe(),
+                            at: t.pos,
+                        },
                     );
                 }
                 self.enter(t.pos)?;
@@ -642,7 +856,7 @@ impl Parser {
 
     fn primary(&mut self) -> Result<Node, QueryError> {
         let Some(t) = self.peek().cloned() else {
-            return err(self.end, "expected a term at the end of the query");
+            return err(self.end, QueryProblem::ExpectedTermAtEnd);
         };
         if matches!(t.kind, Tok::Word(_) | Tok::Phrase(_) | Tok::Op(_)) {
             self.term(t.pos)?;
@@ -654,7 +868,7 @@ impl Parser {
             Tok::Op(node) => Ok(node),
             Tok::Open => {
                 if self.peek().is_some_and(|n| n.kind == Tok::Close) {
-                    return err(self.here(), "empty parentheses");
+                    return err(self.here(), QueryProblem::EmptyParentheses);
                 }
                 self.enter(t.pos)?;
                 let inner = self.or()?;
@@ -664,14 +878,11 @@ impl Parser {
                         self.at += 1;
                         Ok(inner)
                     }
-                    _ => err(
-                        self.here(),
-                        format!("expected ')' to close the '(' at position {}", t.pos),
-                    ),
+                    _ => err(self.here(), QueryProblem::Unclosed { open_at: t.pos }),
                 }
             }
-            Tok::Close => err(t.pos, "unexpected ')' (no '(' to close)"),
-            Tok::And | Tok::Or => err(t.pos, format!("{} needs a term before it", t.describe())),
+            Tok::Close => err(t.pos, QueryProblem::UnmatchedClose),
+            Tok::And | Tok::Or => err(t.pos, QueryProblem::NeedsTermBefore(t.describe())),
             Tok::Not | Tok::Minus => unreachable_not(t.pos),
         }
     }
@@ -679,7 +890,7 @@ impl Parser {
 
 /// `unary` consumes NOT and '-' before `primary` sees them.
 fn unreachable_not(pos: usize) -> Result<Node, QueryError> {
-    err(pos, "unexpected 'NOT'")
+    err(pos, QueryProblem::Unexpected(QueryToken::Not))
 }
 
 #[cfg(test)]
@@ -843,7 +1054,7 @@ mod tests {
     /// the first level beyond the cap, so no deep tree is built or dropped.
     #[test]
     fn deep_and_long_queries_are_refused_not_crashed() {
-        let kind = |s: &str| Query::parse(s).expect_err("refused").kind;
+        let kind = |s: &str| Query::parse(s).expect_err("refused").kind();
         let parens = format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000));
         assert_eq!(kind(&parens), QueryErrorKind::TooDeep);
         assert_eq!(
@@ -885,10 +1096,10 @@ mod tests {
             deep = Node::Not(Box::new(deep));
         }
         let e = Query::from_node(deep).expect_err("too deep");
-        assert_eq!(e.kind, QueryErrorKind::TooDeep);
+        assert_eq!(e.kind(), QueryErrorKind::TooDeep);
         let wide = Node::Or((0..=MAX_TERMS).map(|i| w(&i.to_string())).collect());
         assert_eq!(
-            Query::from_node(wide).expect_err("too wide").kind,
+            Query::from_node(wide).expect_err("too wide").kind(),
             QueryErrorKind::TooManyTerms
         );
         let fine = Node::Or((0..MAX_TERMS).map(|i| w(&i.to_string())).collect());

@@ -198,8 +198,8 @@ pub fn error_page(page: &Page, e: ApiError) -> Response {
         StatusCode::SERVICE_UNAVAILABLE if e.error == "unavailable" => {
             (t.error_title, t.unavailable.to_string())
         }
-        s if s.is_client_error() => (t.bad_request_title, e.detail.clone()),
-        _ => (t.error_title, e.detail.clone()),
+        s if s.is_client_error() => (t.bad_request_title, t.say(&e)),
+        _ => (t.error_title, t.say(&e)),
     };
     let mut response = html(
         e.status,
