@@ -24,7 +24,8 @@ pub struct ApiError {
     /// Seconds to wait, for `rate-limited` (the `Retry-After` header).
     pub retry_after: Option<u64>,
     /// What went wrong, typed, where a page says it in its own language (`detail` is English).
-    pub problem: Option<Problem>,
+    /// (Boxed: most errors have none, and every `Result` carries the size of the error.)
+    pub problem: Option<Box<Problem>>,
 }
 
 /// A problem a page words from its language's catalogue (`i18n::Text::problem`).
@@ -89,7 +90,7 @@ impl ApiError {
     /// This error with its typed `problem`.
     pub fn with(self, problem: Problem) -> ApiError {
         ApiError {
-            problem: Some(problem),
+            problem: Some(Box::new(problem)),
             ..self
         }
     }
@@ -166,7 +167,7 @@ impl ApiError {
             }
             Fault::Limit => {
                 let stopped = match &e {
-                    archive_core::Error::SearchStopped(why) => Some(Problem::Stopped(*why)),
+                    archive_core::Error::SearchStopped(why) => Some(Box::new(Problem::Stopped(*why))),
                     _ => None,
                 };
                 ApiError {

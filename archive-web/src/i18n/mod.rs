@@ -237,7 +237,7 @@ impl Text {
     /// (English) detail.
     pub fn say(&self, e: &ApiError) -> String {
         e.problem
-            .as_ref()
+            .as_deref()
             .map_or_else(|| e.detail.clone(), |p| (self.problem)(p))
     }
 }

@@ -204,7 +204,7 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
         Ok(r) => r,
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             // A query that parses but cannot run is the query's error, with its position.
-            match &e.problem {
+            match e.problem.as_deref() {
                 Some(Problem::Query(_)) => view.query_error = Some(t.say(&e)),
                 _ => view.error = Some(t.say(&e)),
             }
