@@ -644,7 +644,7 @@ fn searches_are_bounded_in_shape_time_and_cancellation() {
         format!("{}a", "-".repeat(100_000)),
     ] {
         let e = Query::parse(&hostile).expect_err("too deep");
-        assert_eq!(e.kind, QueryErrorKind::TooDeep, "{e}");
+        assert_eq!(e.kind(), QueryErrorKind::TooDeep, "{e}");
     }
 
     // The deepest query allowed, alternating AND and OR at every level, with NOTs.

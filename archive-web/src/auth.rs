@@ -2,12 +2,13 @@
 //! HTTP Basic credentials or a bearer token (scripts; checked by the store's `LoginGate`
 //! on every request, like an IMAP login), or the session cookie of a login through
 //! `POST /login` (people). Nothing here decides what the caller may see: that is the
-//! [`Principal`]'s, in archive-core.
+//! [`Principal`]'s, in archive-core. A session is re-checked at every request through the same
+//! gate ([`session_login`]): it follows its user's record in the users file as it is now.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use archive_core::access::LoginGate;
+use archive_core::access::{Authenticated, LoginGate, LoginRefused};
 use archive_core::search::Principal;
 use archive_core::Store;
 use axum::extract::FromRequestParts;
@@ -84,7 +85,7 @@ impl FromRequestParts<AppState> for Caller {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::unavailable("sessions are unavailable"))?;
-        let Some(logged_in) = session_login(&session, state.config.session_max_secs).await else {
+        let Some(logged_in) = session_login(&session, state, client).await? else {
             return Err(ApiError::unauthorized(
                 "log in (POST /login), or send HTTP Basic credentials or a bearer token",
             ));
@@ -97,16 +98,41 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The session's login for a request, as [`logged_in`], with its idle expiry moved on (at
-/// most once a minute).
-pub async fn session_login(session: &Session, max_secs: u64) -> Option<LoggedIn> {
-    let mut current = logged_in(session, max_secs).await?;
-    let now = now_secs();
-    if now.saturating_sub(current.seen_at) >= SEEN_GRANULARITY_SECS {
-        current.seen_at = now;
+/// The session's login for a request, as [`logged_in`], re-checked against the users file as
+/// it is now ([`LoginGate::recheck`]): the principal is the user's current one (a changed
+/// scope applies at once); a user disabled since the login ends the session here (flushed,
+/// `None`, and the gate's `login-failed` record with reason `session-disabled`), and enabling
+/// them again does not bring it back. The idle expiry moves on at most once a minute.
+pub async fn session_login(
+    session: &Session,
+    state: &AppState,
+    client: IpAddr,
+) -> Result<Option<LoggedIn>, ApiError> {
+    let Some(mut current) = logged_in(session, state.config.session_max_secs).await else {
+        return Ok(None);
+    };
+    let who = Authenticated {
+        name: current.user.clone(),
+        principal: current.principal.clone(),
+    };
+    let (store, gate) = (state.store.clone(), state.gate.clone());
+    let now = blocking(move || Ok(gate.recheck(&store, &who, client, "web"))).await?;
+    let now = match now {
+        Ok(now) => now,
+        Err(LoginRefused::Failed) => {
+            let _ = session.flush().await;
+            return Ok(None);
+        }
+        Err(refused) => return Err(ApiError::login(refused)),
+    };
+    let changed = now.principal != current.principal;
+    current.principal = now.principal;
+    let now_secs = now_secs();
+    if changed || now_secs.saturating_sub(current.seen_at) >= SEEN_GRANULARITY_SECS {
+        current.seen_at = now_secs;
         let _ = session.insert(LOGGED_IN, &current).await;
     }
-    Some(current)
+    Ok(Some(current))
 }
 
 /// The session's login, if any and not past its absolute timeout (`max_secs` after the

@@ -3,6 +3,7 @@
 //! one. Store errors are answered by their [`Fault`].
 
 use archive_core::access::LoginRefused;
+use archive_core::search::{QueryError, Stopped};
 use archive_core::Fault;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,41 @@ pub struct ApiError {
     pub position: Option<usize>,
     /// Seconds to wait, for `rate-limited` (the `Retry-After` header).
     pub retry_after: Option<u64>,
+    /// What went wrong, typed, where a page says it in its own language (`detail` is English).
+    /// (Boxed: most errors have none, and every `Result` carries the size of the error.)
+    pub problem: Option<Box<Problem>>,
+}
+
+/// A problem a page words from its language's catalogue (`i18n::Text::problem`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The query does not parse, or has nothing to search for: where and why.
+    Query(QueryError),
+    /// A cursor that is not one this search returned.
+    Cursor,
+    /// The search ran out of time or was cancelled.
+    Stopped(Stopped),
+    /// A page size outside 1..=`max`.
+    Limit {
+        /// The largest page size.
+        max: usize,
+    },
+    /// An order the pages do not know.
+    Sort,
+    /// A request target (address) of `len` bytes, over `max`.
+    AddressTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A query of `len` bytes, over `max`.
+    QueryTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// The one answer for a message that does not exist or is not the caller's.
@@ -47,6 +83,15 @@ impl ApiError {
             detail: detail.into(),
             position: None,
             retry_after: None,
+            problem: None,
+        }
+    }
+
+    /// This error with its typed `problem`.
+    pub fn with(self, problem: Problem) -> ApiError {
+        ApiError {
+            problem: Some(Box::new(problem)),
+            ..self
         }
     }
 
@@ -108,18 +153,32 @@ impl ApiError {
                 archive_core::Error::Query(q) => ApiError {
                     position: Some(q.position),
                     ..ApiError::new(StatusCode::BAD_REQUEST, "bad-query", q.to_string())
+                        .with(Problem::Query(q))
                 },
+                e @ archive_core::Error::Malformed {
+                    what: "search cursor",
+                    ..
+                } => ApiError::bad_request(e.to_string()).with(Problem::Cursor),
                 e => ApiError::bad_request(e.to_string()),
             },
             Fault::Unavailable => {
                 tracing::warn!(error = %e, "web: store unavailable");
                 ApiError::unavailable("the archive cannot answer right now; try again later")
             }
-            Fault::Limit => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "search-limit",
-                format!("{e}; narrow the query"),
-            ),
+            Fault::Limit => {
+                let stopped = match &e {
+                    archive_core::Error::SearchStopped(why) => Some(Box::new(Problem::Stopped(*why))),
+                    _ => None,
+                };
+                ApiError {
+                    problem: stopped,
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "search-limit",
+                        format!("{e}; narrow the query"),
+                    )
+                }
+            }
             Fault::Damaged => {
                 tracing::error!(error = %e, "web: stored data unreadable or a bug");
                 ApiError::new(

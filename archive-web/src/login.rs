@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::Json;
 use tower_sessions::Session;
 
-use crate::auth::{logged_in, now_secs, AppState, ClientAddr};
+use crate::auth::{logged_in, now_secs, session_login, AppState, ClientAddr};
 use crate::csrf::{self, LOGIN_COOKIE};
 use crate::error::{blocking, ApiError};
 use crate::pages::{see_other, Page};
@@ -74,8 +74,13 @@ fn login_page(
 }
 
 /// `GET /login`: the form; someone logged in already goes to the search.
-pub async fn form(State(state): State<AppState>, session: Session, headers: HeaderMap) -> Response {
-    if logged_in(&session, state.config.session_max_secs).await.is_some() {
+pub async fn form(
+    State(state): State<AppState>,
+    session: Session,
+    client: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Ok(Some(_)) = session_login(&session, &state, client_ip(client)).await {
         return see_other("/search");
     }
     login_page(&state, &headers, StatusCode::OK, "", None)
@@ -131,7 +136,7 @@ async fn login(
         &form.csrf,
     )
     .map_err(|e| (e, user.clone()))?;
-    let client = client.map_or(std::net::Ipv4Addr::LOCALHOST.into(), |c| c.0 .0.ip());
+    let client = client_ip(client);
     let (store, gate) = (state.store.clone(), state.gate.clone());
     let who = blocking(move || {
         gate.login(&store, &form.user, &form.password, client, "web")
@@ -188,11 +193,20 @@ pub async fn logout(
 }
 
 /// `GET /`: the search for someone logged in, else the login form.
-pub async fn home(State(state): State<AppState>, session: Session) -> Response {
-    match logged_in(&session, state.config.session_max_secs).await {
-        Some(_) => see_other("/search"),
-        None => see_other("/login"),
+pub async fn home(
+    State(state): State<AppState>,
+    session: Session,
+    client: Option<axum::Extension<ClientAddr>>,
+) -> Response {
+    match session_login(&session, &state, client_ip(client)).await {
+        Ok(Some(_)) => see_other("/search"),
+        _ => see_other("/login"),
     }
+}
+
+/// The client's address (loopback when the connection did not say).
+fn client_ip(client: Option<axum::Extension<ClientAddr>>) -> std::net::IpAddr {
+    client.map_or(std::net::Ipv4Addr::LOCALHOST.into(), |c| c.0 .0.ip())
 }
 
 /// The session as `GET /api/v1/session` shows it.
@@ -212,8 +226,12 @@ pub struct SessionInfo {
 /// log in with a password and then post).
 #[utoipa::path(get, path = "/session", tag = "session",
     responses((status = 200, body = SessionInfo), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn info(State(state): State<AppState>, session: Session) -> Result<Json<SessionInfo>, ApiError> {
-    let Some(current) = logged_in(&session, state.config.session_max_secs).await else {
+pub async fn info(
+    State(state): State<AppState>,
+    session: Session,
+    client: Option<axum::Extension<ClientAddr>>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let Some(current) = session_login(&session, &state, client_ip(client)).await? else {
         return Err(ApiError::unauthorized("not logged in with a session"));
     };
     let role = match current.principal {

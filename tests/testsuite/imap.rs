@@ -83,7 +83,18 @@ m.send(b"DONE\r\n")
 while not m.readline().startswith(tag):
     pass
 out(step="idle", cont=cont.decode().strip(), line=line.decode().strip())
-m.logout()
+
+# The user is disabled while the session lives: its next command that reads gets BYE.
+import subprocess
+subprocess.run([sys.argv[4], "--data", sys.argv[5], "user", "disable", "erika"], check=True,
+               capture_output=True)
+try:
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    out(step="disabled", typ=typ, bye=False)
+except imaplib.IMAP4.abort as e:
+    out(step="disabled", bye=True, text=str(e))
+subprocess.run([sys.argv[4], "--data", sys.argv[5], "user", "enable", "erika"], check=True,
+               capture_output=True)
 "#;
 
 #[test]
@@ -101,6 +112,8 @@ fn users_read_their_journaled_mail_over_imap_and_nothing_changes() {
             server.smtp.port().to_string(),
             server.imap.port().to_string(),
             server.imaps.port().to_string(),
+            env!("CARGO_BIN_EXE_mailvault").to_string(),
+            vault.dir.to_string_lossy().into_owned(),
         ],
     );
     let step = |name: &str| -> &serde_json::Value {
@@ -152,6 +165,13 @@ fn users_read_their_journaled_mail_over_imap_and_nothing_changes() {
         step("idle")
     );
 
+    assert_eq!(step("disabled")["bye"], true, "{}", step("disabled"));
+    assert!(
+        step("disabled")["text"].as_str().unwrap().contains("disabled"),
+        "{}",
+        step("disabled")
+    );
+
     assert_eq!(server.stop(), Some(0));
     // Two messages, nothing else but audit records and checkpoints; the log verifies.
     let records = vault.records();
@@ -176,6 +196,12 @@ fn users_read_their_journaled_mail_over_imap_and_nothing_changes() {
         )],
         "{records:#?}"
     );
+    let ended = records
+        .iter()
+        .filter(|r| r["kind"] == "audit" && r["audit"]["action"] == "login-failed")
+        .filter(|r| r["audit"]["target"] == "imap reason=session-disabled")
+        .count();
+    assert_eq!(ended, 1, "{records:#?}");
     assert_eq!(vault.verify(&[]).0, 0);
 }
 

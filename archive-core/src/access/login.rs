@@ -4,6 +4,9 @@
 //! Verification asks the users file as it is now; a login the users file does not know (no
 //! user has it as name or address) and that pass-through handles goes to the mail server's
 //! IMAP ([`PassThrough`]). A local user always wins: their failure is never retried upstream.
+//!
+//! A session outlives its login, so it asks again at each request ([`LoginGate::recheck`]):
+//! a disabled user's session ends, a changed scope applies, without a restart.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::current::UsersNow;
 use super::names::login_key;
 use super::upstream::{PassThrough, UpstreamRefusal};
 use super::{AuthFailure, Authenticated, LoginLimiter, RetryAfter, Users};
@@ -38,6 +42,8 @@ pub struct LoginGate {
     data_dir: PathBuf,
     limiter: LoginLimiter,
     pass_through: Option<PassThrough>,
+    /// The users file for [`LoginGate::recheck`], re-read only when it changed.
+    users_now: UsersNow,
     /// When each (token id, client network) last had its login recorded.
     token_logins: Mutex<HashMap<(String, IpAddr), Instant>>,
 }
@@ -76,6 +82,7 @@ impl LoginGate {
             data_dir: data_dir.to_path_buf(),
             limiter: LoginLimiter::new(),
             pass_through,
+            users_now: UsersNow::new(data_dir),
             token_logins: Mutex::new(HashMap::new()),
         }
     }
@@ -139,6 +146,55 @@ impl LoginGate {
         })();
         count_refusal(&outcome, door);
         outcome
+    }
+
+    /// Who the user of a live session (`who`, as its login said) is now, by the users file as
+    /// it is now: the local user's current principal, or [`LoginRefused::Failed`] when they are
+    /// disabled (or no longer in the file), which is recorded as `login-failed` with reason
+    /// `session-disabled` (`session-unknown-user`) at `door`. A pass-through user (no local
+    /// record, a login pass-through handles) keeps the principal the upstream gave at login: the
+    /// upstream cannot be asked without the password. Costs a `stat` of the users file (a read
+    /// only when it changed), no password check and no rate limit; the caller ends the session
+    /// on a refusal.
+    pub fn recheck(
+        &self,
+        store: &Store,
+        who: &Authenticated,
+        client: IpAddr,
+        door: &str,
+    ) -> std::result::Result<Authenticated, LoginRefused> {
+        let users = self
+            .users_now
+            .get()
+            .map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
+        let failure = match users.get(&who.name) {
+            Some(user) if !user.disabled() => {
+                return Ok(Authenticated {
+                    name: user.name().to_string(),
+                    principal: user.role().principal(),
+                })
+            }
+            Some(_) => AuthFailure::Disabled,
+            None if self.passes_through(&users, &who.name) => return Ok(who.clone()),
+            None => AuthFailure::UnknownUser,
+        };
+        let reason = format!("session-{}", failure.reason());
+        let event = AuditEvent::login_failed(&who.name, door, client, &reason);
+        store
+            .append_audit(&event)
+            .map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
+        let outcome = Err(LoginRefused::Failed);
+        count_refusal(&outcome, door);
+        outcome
+    }
+
+    /// Whether pass-through decides `login` (configured, handles it, and the users file knows
+    /// neither the login nor the address it stands for), as at login.
+    fn passes_through(&self, users: &Users, login: &str) -> bool {
+        self.pass_through.as_ref().is_some_and(|p| {
+            p.address_of(login)
+                .is_some_and(|address| !users.knows(login) && !users.knows(&address))
+        })
     }
 
     /// Whether the use of token `id` from `network` is to be recorded now (and notes it).
@@ -213,10 +269,7 @@ impl LoginGate {
         if let Some(pass_through) = &self.pass_through {
             // Neither the login nor the address it stands for may belong to a local user:
             // a local user (disabled, or sharing the address) is decided locally.
-            let passes = pass_through
-                .address_of(login)
-                .is_some_and(|address| !users.knows(login) && !users.knows(&address));
-            if passes {
+            if self.passes_through(users, login) {
                 return match pass_through.authenticate(login, password) {
                     Ok(passed) => Verdict::In {
                         who: passed.who,
@@ -301,6 +354,47 @@ mod tests {
             .login(&store, "alice", "correct horse", elsewhere, "imap")
             .unwrap();
         assert_eq!(who.name, "alice");
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn a_recheck_follows_the_users_file_and_records_a_disabled_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = Role::user(["alice@example.com"]).unwrap();
+        let (data, store) = store_with_users(dir.path(), &[("alice", "correct horse", alice)]);
+        let gate = LoginGate::new(&data);
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let who = gate
+            .login(&store, "alice", "correct horse", client, "web")
+            .unwrap();
+        assert_eq!(gate.recheck(&store, &who, client, "web").unwrap(), who);
+
+        Users::update(&data, |u| {
+            u.change_addresses("alice", &["alice@example.org".into()], &[], false)
+        })
+        .unwrap();
+        let now = gate.recheck(&store, &who, client, "web").unwrap();
+        assert_eq!(
+            now.principal,
+            crate::search::Principal::user(["alice@example.com", "alice@example.org"]).unwrap()
+        );
+
+        Users::update(&data, |u| u.set_disabled("alice", true)).unwrap();
+        let refused = gate.recheck(&store, &who, client, "web");
+        assert!(matches!(refused, Err(LoginRefused::Failed)), "{refused:?}");
+        assert_eq!(
+            last_audit(&store),
+            ("login-failed".into(), "web reason=session-disabled".into())
+        );
+        let stranger = Authenticated {
+            name: "mallory".into(),
+            principal: crate::search::Principal::auditor_all(),
+        };
+        assert!(gate.recheck(&store, &stranger, client, "imap").is_err());
+        assert_eq!(
+            last_audit(&store),
+            ("login-failed".into(), "imap reason=session-unknown-user".into())
+        );
         store.close().unwrap();
     }
 }

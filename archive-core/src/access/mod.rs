@@ -8,13 +8,15 @@
 //! - [`limiter`]: failed-login rate limits per client address and per login name;
 //! - [`upstream`]: pass-through logins checked by the mail server's own IMAP;
 //! - [`tokens`]: API tokens for scripts, kept as hashes in the users file;
-//! - [`login`]: [`LoginGate`], the one login path: limit, verify, audit.
+//! - [`login`]: [`LoginGate`], the one login path: limit, verify, audit; and the re-check of
+//!   a live session at each request (`current`: the users file, re-read when it changed).
 //!
 //! Logins and failed logins are audit records: see [`crate::audit::AuditEvent::login`].
 //! Nothing here logs, and no error or event ever holds a password.
 //!
 //! [`Principal`]: crate::search::Principal
 
+mod current;
 pub mod limiter;
 pub mod listing;
 pub mod login;

@@ -13,7 +13,7 @@ use tantivy::Term;
 
 use super::analysis::{stem_terms, terms, EXACT};
 use super::extract::{clean_id, normalize_address, normalize_domain};
-use super::query::{DateOp, Node, QueryError, QueryErrorKind, SizeOp, TextField, Value, Within};
+use super::query::{DateOp, Node, QueryError, QueryProblem, SizeOp, TextField, Value, Within};
 use super::schema::Fields;
 use super::scope::Principal;
 use super::substring::word_patterns;
@@ -24,13 +24,9 @@ type Q = Box<dyn TantivyQuery>;
 /// The tantivy query for `root` as run by `principal`, scope included.
 pub fn compile(root: &Node, f: &Fields, principal: &Principal) -> Result<Q> {
     let c = Compiler { f, principal };
-    let query = c.node(root).ok_or_else(|| {
-        Error::Query(QueryError {
-            position: 1,
-            message: "it has no searchable words (only punctuation?)".into(),
-            kind: QueryErrorKind::NothingToSearch,
-        })
-    })?;
+    let query = c
+        .node(root)
+        .ok_or_else(|| Error::Query(QueryError::new(1, QueryProblem::NothingToSearch)))?;
     Ok(match principal.scope_query(f) {
         Some(scope) => Box::new(BooleanQuery::new(vec![
             (Occur::Must, query),

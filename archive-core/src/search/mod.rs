@@ -35,7 +35,10 @@ pub use budget::{Budget, Cancel, Stopped, DEFAULT_TIME_LIMIT};
 pub use document::Delivery;
 pub use extract::{body_text, drop_flat as drop_parsed_message, usable_date, Mailbox};
 pub use facets::{narrow, Bucket, Facets, DOMAINS_SHOWN, MAX_DOMAINS, MONTHS_SHOWN, YEARS_SHOWN};
-pub use query::{Query, QueryError, QueryErrorKind, MAX_DEPTH, MAX_TERMS};
+pub use query::{
+    ExpectedValue, Query, QueryError, QueryErrorKind, QueryProblem, QueryToken, MAX_DEPTH, MAX_TERMS,
+    OPERATORS,
+};
 pub use results::{Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT};
 pub use scope::Principal;
 

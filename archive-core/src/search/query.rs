@@ -17,9 +17,10 @@
 //! stops at the first level or term beyond, so no deeper tree is ever built (walking or
 //! dropping one would recurse once per level).
 
-use std::fmt;
-
 use jiff::civil::Date;
+
+mod error;
+pub use error::{ExpectedValue, QueryError, QueryErrorKind, QueryProblem, QueryToken};
 
 /// Most levels of nesting a query may have: each `(` and each `NOT`/`-` is one level.
 pub const MAX_DEPTH: usize = 64;
@@ -154,36 +155,6 @@ pub enum SizeOp {
     Smaller,
 }
 
-/// A query that does not parse: where (1-based character position) and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueryError {
-    /// 1-based position of the character the problem was found at.
-    pub position: usize,
-    /// What is wrong there.
-    pub message: String,
-    /// Which kind of problem it is.
-    pub kind: QueryErrorKind,
-}
-
-/// Kinds of [`QueryError`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueryErrorKind {
-    /// Not the query language (a typo, a missing value, an unbalanced parenthesis…).
-    Syntax,
-    /// Nested deeper than [`MAX_DEPTH`] levels.
-    TooDeep,
-    /// More than [`MAX_TERMS`] terms.
-    TooManyTerms,
-    /// Nothing in it can be searched for (only punctuation, say).
-    NothingToSearch,
-}
-
-impl fmt::Display for QueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "position {}: {}", self.position, self.message)
-    }
-}
-
 impl std::error::Error for QueryError {}
 
 impl From<QueryError> for crate::Error {
@@ -192,7 +163,8 @@ impl From<QueryError> for crate::Error {
     }
 }
 
-const OPERATORS: &str = "from: to: cc: bcc: subject: body: filename: domain: fromdomain: msgid: before: \
+/// The operators of the language, as an unknown operator's message lists them.
+pub const OPERATORS: &str = "from: to: cc: bcc: subject: body: filename: domain: fromdomain: msgid: before: \
 after: on: larger: smaller: has:";
 
 impl Query {
@@ -207,15 +179,15 @@ impl Query {
             terms: 0,
         };
         if p.tokens.is_empty() {
-            return err(1, "the query is empty");
+            return err(1, QueryProblem::Empty);
         }
         let root = p.or()?;
         if let Some(t) = p.peek() {
-            let message = match t.kind {
-                Tok::Close => "unexpected ')' (no '(' to close)".to_string(),
-                _ => format!("unexpected {}", t.describe()),
+            let problem = match t.kind {
+                Tok::Close => QueryProblem::UnmatchedClose,
+                _ => QueryProblem::Unexpected(t.describe()),
             };
-            return err(t.pos, message);
+            return err(t.pos, problem);
         }
         Ok(Query { root })
     }
@@ -250,7 +222,7 @@ impl Query {
             }
         }
         if matches!(&root, Node::And(p) | Node::Or(p) if p.is_empty()) {
-            return err(0, "the query is empty");
+            return err(0, QueryProblem::Empty);
         }
         Ok(Query { root })
     }
@@ -282,43 +254,31 @@ struct Token {
 }
 
 impl Token {
-    fn describe(&self) -> String {
+    fn describe(&self) -> QueryToken {
         match &self.kind {
-            Tok::Open => "'('".into(),
-            Tok::Close => "')'".into(),
-            Tok::And => "'AND'".into(),
-            Tok::Or => "'OR'".into(),
-            Tok::Not => "'NOT'".into(),
-            Tok::Minus => "'-'".into(),
-            Tok::Word(w) => format!("'{w}'"),
-            Tok::Phrase(p) => format!("\"{p}\""),
-            Tok::Op(_) => "an operator".into(),
+            Tok::Open => QueryToken::Open,
+            Tok::Close => QueryToken::Close,
+            Tok::And => QueryToken::And,
+            Tok::Or => QueryToken::Or,
+            Tok::Not => QueryToken::Not,
+            Tok::Minus => QueryToken::Minus,
+            Tok::Word(w) => QueryToken::Word(w.clone()),
+            Tok::Phrase(p) => QueryToken::Phrase(p.clone()),
+            Tok::Op(_) => QueryToken::Operator,
         }
     }
 }
 
-fn err<T>(position: usize, message: impl Into<String>) -> Result<T, QueryError> {
-    Err(QueryError {
-        position,
-        message: message.into(),
-        kind: QueryErrorKind::Syntax,
-    })
+fn err<T>(position: usize, problem: QueryProblem) -> Result<T, QueryError> {
+    Err(QueryError::new(position, problem))
 }
 
 fn too_deep(position: usize) -> QueryError {
-    QueryError {
-        position,
-        message: format!("the query nests deeper than {MAX_DEPTH} levels of parentheses and NOT"),
-        kind: QueryErrorKind::TooDeep,
-    }
+    QueryError::new(position, QueryProblem::TooDeep { max: MAX_DEPTH })
 }
 
 fn too_many_terms(position: usize) -> QueryError {
-    QueryError {
-        position,
-        message: format!("the query has more than {MAX_TERMS} terms"),
-        kind: QueryErrorKind::TooManyTerms,
-    }
+    QueryError::new(position, QueryProblem::TooManyTerms { max: MAX_TERMS })
 }
 
 fn is_boundary(c: char) -> bool {
@@ -391,11 +351,11 @@ fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
 /// The phrase starting at the quote `chars[at]`, and the index after its closing quote.
 fn quoted(chars: &[char], at: usize) -> Result<(String, usize), QueryError> {
     let Some(len) = chars[at + 1..].iter().position(|c| *c == '"') else {
-        return err(at + 1, "unterminated quote (a '\"' without its closing '\"')");
+        return err(at + 1, QueryProblem::Unterminated);
     };
     let phrase: String = chars[at + 1..at + 1 + len].iter().collect();
     if phrase.trim().is_empty() {
-        return err(at + 1, "empty phrase \"\"");
+        return err(at + 1, QueryProblem::EmptyPhrase);
     }
     Ok((phrase, at + len + 2))
 }
@@ -428,12 +388,13 @@ fn operator(chars: &[char], name: &str, pos: usize, at: usize) -> Result<(Node, 
         }
         _ => {
             let expected = match name {
-                "before" | "after" | "on" => "a date YYYY-MM-DD",
-                "larger" | "smaller" => "a size such as 10k or 5M",
-                "has" => "'attachment'",
-                _ => "a word or a \"phrase\"",
+                "before" | "after" | "on" => ExpectedValue::Date,
+                "larger" | "smaller" => ExpectedValue::Size,
+                "has" => ExpectedValue::Attachment,
+                _ => ExpectedValue::Text,
             };
-            return err(value_pos, format!("expected {expected} after '{name}:'"));
+            let operator = name.to_string();
+            return err(value_pos, QueryProblem::MissingValue { operator, expected });
         }
     };
     let node = match name {
@@ -457,25 +418,15 @@ fn operator(chars: &[char], name: &str, pos: usize, at: usize) -> Result<(Node, 
             if value.text().eq_ignore_ascii_case("attachment") {
                 Node::HasAttachment
             } else {
-                return err(
-                    value_pos,
-                    format!(
-                        "unknown value '{}' for 'has:' (only has:attachment)",
-                        value.text()
-                    ),
-                );
+                let value = value.text().to_string();
+                return err(value_pos, QueryProblem::UnknownHasValue { value });
             }
         }
         _ => match TextField::from_name(name) {
             Some(field) => Node::Field(field, value),
             None => {
-                return err(
-                    pos,
-                    format!(
-                        "unknown operator '{name}:' (known: {OPERATORS}); put the word in quotes \
-                         to search for it as text"
-                    ),
-                )
+                let name = name.to_string();
+                return err(pos, QueryProblem::UnknownOperator { name });
             }
         },
     };
@@ -491,25 +442,38 @@ fn parse_day(text: &str, name: &str, pos: usize) -> Result<Date, QueryError> {
                 c.is_ascii_digit()
             }
         });
+    let (operator, text_owned) = (name.to_string(), text.to_string());
     if !shape_ok {
         return err(
             pos,
-            format!("expected a date YYYY-MM-DD after '{name}:', not '{text}'"),
+            QueryProblem::NotADate {
+                operator,
+                text: text_owned,
+            },
         );
     }
     let num = |r: std::ops::Range<usize>| text[r].parse::<i16>().unwrap_or(0);
     let (y, m, d) = (num(0..4), num(5..7) as i8, num(8..10) as i8);
-    Date::new(y, m, d).or_else(|_| err(pos, format!("'{text}' after '{name}:' is not a valid date")))
+    Date::new(y, m, d).or_else(|_| {
+        err(
+            pos,
+            QueryProblem::InvalidDate {
+                operator,
+                text: text_owned,
+            },
+        )
+    })
 }
 
 fn parse_size(text: &str, name: &str, pos: usize) -> Result<u64, QueryError> {
-    let bad = || QueryError {
-        position: pos,
-        message: format!(
-            "expected a size such as 10k or 5M after '{name}:', not '{text}' (a number of bytes, \
-             optionally followed by k, M or G: 1024-based)"
-        ),
-        kind: QueryErrorKind::Syntax,
+    let bad = || {
+        QueryError::new(
+            pos,
+            QueryProblem::NotASize {
+                operator: name.to_string(),
+                text: text.to_string(),
+            },
+        )
     };
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
@@ -551,7 +515,10 @@ impl Parser {
             if self.starts_term().is_none() {
                 return err(
                     self.here(),
-                    format!("expected a term after 'OR' at position {pos}"),
+                    QueryProblem::ExpectedTermAfter {
+                        token: QueryToken::Or,
+                        at: pos,
+                    },
                 );
             }
             parts.push(self.and()?);
@@ -572,7 +539,10 @@ impl Parser {
                     if self.starts_term().is_none() {
                         return err(
                             self.here(),
-                            format!("expected a term after 'AND' at position {pos}"),
+                            QueryProblem::ExpectedTermAfter {
+                                token: QueryToken::And,
+                                at: pos,
+                            },
                         );
                     }
                 }
@@ -601,16 +571,18 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Node, QueryError> {
         let Some(t) = self.peek().cloned() else {
-            return err(self.end, "expected a term at the end of the query");
+            return err(self.end, QueryProblem::ExpectedTermAtEnd);
         };
         match t.kind {
             Tok::Not | Tok::Minus => {
                 self.at += 1;
                 if self.starts_term().is_none() {
-                    let what = if t.kind == Tok::Not { "'NOT'" } else { "'-'" };
                     return err(
                         self.here(),
-                        format!("expected a term after {what} at position {}", t.pos),
+                        QueryProblem::ExpectedTermAfter {
+                            token: t.describe(),
+                            at: t.pos,
+                        },
                     );
                 }
                 self.enter(t.pos)?;
@@ -642,7 +614,7 @@ impl Parser {
 
     fn primary(&mut self) -> Result<Node, QueryError> {
         let Some(t) = self.peek().cloned() else {
-            return err(self.end, "expected a term at the end of the query");
+            return err(self.end, QueryProblem::ExpectedTermAtEnd);
         };
         if matches!(t.kind, Tok::Word(_) | Tok::Phrase(_) | Tok::Op(_)) {
             self.term(t.pos)?;
@@ -654,7 +626,7 @@ impl Parser {
             Tok::Op(node) => Ok(node),
             Tok::Open => {
                 if self.peek().is_some_and(|n| n.kind == Tok::Close) {
-                    return err(self.here(), "empty parentheses");
+                    return err(self.here(), QueryProblem::EmptyParentheses);
                 }
                 self.enter(t.pos)?;
                 let inner = self.or()?;
@@ -664,14 +636,11 @@ impl Parser {
                         self.at += 1;
                         Ok(inner)
                     }
-                    _ => err(
-                        self.here(),
-                        format!("expected ')' to close the '(' at position {}", t.pos),
-                    ),
+                    _ => err(self.here(), QueryProblem::Unclosed { open_at: t.pos }),
                 }
             }
-            Tok::Close => err(t.pos, "unexpected ')' (no '(' to close)"),
-            Tok::And | Tok::Or => err(t.pos, format!("{} needs a term before it", t.describe())),
+            Tok::Close => err(t.pos, QueryProblem::UnmatchedClose),
+            Tok::And | Tok::Or => err(t.pos, QueryProblem::NeedsTermBefore(t.describe())),
             Tok::Not | Tok::Minus => unreachable_not(t.pos),
         }
     }
@@ -679,7 +648,7 @@ impl Parser {
 
 /// `unary` consumes NOT and '-' before `primary` sees them.
 fn unreachable_not(pos: usize) -> Result<Node, QueryError> {
-    err(pos, "unexpected 'NOT'")
+    err(pos, QueryProblem::Unexpected(QueryToken::Not))
 }
 
 #[cfg(test)]
@@ -843,7 +812,7 @@ mod tests {
     /// the first level beyond the cap, so no deep tree is built or dropped.
     #[test]
     fn deep_and_long_queries_are_refused_not_crashed() {
-        let kind = |s: &str| Query::parse(s).expect_err("refused").kind;
+        let kind = |s: &str| Query::parse(s).expect_err("refused").kind();
         let parens = format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000));
         assert_eq!(kind(&parens), QueryErrorKind::TooDeep);
         assert_eq!(
@@ -885,10 +854,10 @@ mod tests {
             deep = Node::Not(Box::new(deep));
         }
         let e = Query::from_node(deep).expect_err("too deep");
-        assert_eq!(e.kind, QueryErrorKind::TooDeep);
+        assert_eq!(e.kind(), QueryErrorKind::TooDeep);
         let wide = Node::Or((0..=MAX_TERMS).map(|i| w(&i.to_string())).collect());
         assert_eq!(
-            Query::from_node(wide).expect_err("too wide").kind,
+            Query::from_node(wide).expect_err("too wide").kind(),
             QueryErrorKind::TooManyTerms
         );
         let fine = Node::Or((0..MAX_TERMS).map(|i| w(&i.to_string())).collect());

@@ -28,13 +28,14 @@ mod store;
 mod thread;
 mod unselect;
 
+use archive_core::access::{Authenticated, LoginRefused};
 use imap_next::imap_types::command::CommandBody;
 use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::mailbox::Mailbox;
-use imap_next::imap_types::response::Status;
+use imap_next::imap_types::response::{Code, Status};
 
 use crate::esearch::Returns;
-use crate::session::{bad, Closed, Conn, Flow, Session};
+use crate::session::{bad, blocking, code, no, Closed, Conn, Flow, Session};
 
 pub(crate) use capability::capabilities;
 #[cfg(feature = "fuzzing")]
@@ -113,6 +114,18 @@ pub(crate) async fn dispatch(
     if let Some(why) = refusal {
         c.status(bad(tag, why)).await?;
         return Ok(Flow::Continue);
+    }
+    if matches!(needs, Needs::Authenticated | Needs::Selected) {
+        if let Some(ended) = recheck(s) {
+            // As LOGOUT: BYE, the tagged answer, close.
+            if let Some(why) = ended.bye {
+                c.bye(why).await?;
+                c.status(no(tag, ended.code, why)).await?;
+                return Ok(Flow::Close);
+            }
+            c.status(no(tag, ended.code, ended.text)).await?;
+            return Ok(Flow::Continue);
+        }
     }
     let done = match body {
         CommandBody::Capability => capability::handle(s, c, tag).await,
@@ -197,6 +210,48 @@ pub(crate) async fn dispatch(
     }
     c.status(done.status).await?;
     Ok(done.flow)
+}
+
+/// Why a logged-in session may not run its command: `bye` ends the session.
+struct Ended {
+    bye: Option<&'static str>,
+    code: Option<Code<'static>>,
+    text: &'static str,
+}
+
+/// Asks the login gate who the session's user is now (`LoginGate::recheck`: the users file as
+/// it is now, no password): a user disabled since the login gets BYE at their next command, and
+/// so does one whose scope changed (their mailboxes, UIDs and UIDVALIDITY are those of the old
+/// scope; logging in again gives the new ones). `None`: go on.
+fn recheck(s: &Session) -> Option<Ended> {
+    let user = s.user.as_ref()?;
+    let who = Authenticated {
+        name: user.name.clone(),
+        principal: user.principal.clone(),
+    };
+    let now = blocking(|| s.gate.recheck(&s.store, &who, s.peer.ip(), "imap"));
+    let (bye, code, text) = match now {
+        Ok(now) if now.principal == user.principal => return None,
+        Ok(_) => (
+            Some("your access changed: log in again"),
+            None,
+            "your access changed: log in again",
+        ),
+        Err(LoginRefused::Failed) => (
+            Some("this account is disabled"),
+            Some(code("AUTHORIZATIONFAILED")),
+            "this account is disabled",
+        ),
+        Err(_) => (
+            None,
+            Some(code("UNAVAILABLE")),
+            "the login cannot be checked right now; try again later",
+        ),
+    };
+    if bye.is_some() {
+        tracing::info!(user = %user.name, peer = %s.peer, text, "imap session ended: the users file changed");
+    }
+    Some(Ended { bye, code, text })
 }
 
 /// A mailbox name as text (`INBOX` for the INBOX, whatever its spelling).

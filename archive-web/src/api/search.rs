@@ -12,7 +12,7 @@ use archive_core::search::{narrow, Bucket, Facets, Hit, Query, SearchOptions, Se
 
 use super::{date_source, date_text, mailboxes, params};
 use crate::auth::{AppState, Caller};
-use crate::error::{blocking, ApiError};
+use crate::error::{blocking, ApiError, Problem};
 
 /// Most hits a page may hold.
 pub const MAX_LIMIT: usize = 500;
@@ -237,7 +237,10 @@ pub(crate) fn search_options(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1..={MAX_LIMIT}")))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be 1..={MAX_LIMIT}"))
+                    .with(Problem::Limit { max: MAX_LIMIT })
+            })?,
     };
     let sort = match sort {
         None | Some("newest") => Sort::Newest,
@@ -245,13 +248,13 @@ pub(crate) fn search_options(
         Some("relevance") => Sort::Relevance,
         Some("size") => Sort::Size,
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "sort must be newest, oldest, relevance or size",
-            ))
+            return Err(
+                ApiError::bad_request("sort must be newest, oldest, relevance or size").with(Problem::Sort),
+            )
         }
     };
     if cursor.as_ref().is_some_and(|c| c.len() > 256) {
-        return Err(ApiError::bad_request("cursor is not one this search returned"));
+        return Err(ApiError::bad_request("cursor is not one this search returned").with(Problem::Cursor));
     }
     Ok(SearchOptions {
         sort,

@@ -1,6 +1,9 @@
 //! Deutsch.
 
 use super::Text;
+use archive_core::search::{ExpectedValue, QueryProblem, QueryToken, Stopped, OPERATORS};
+
+use crate::error::Problem;
 
 pub static TEXT: Text = Text {
     skip: "Zum Inhalt springen",
@@ -164,4 +167,87 @@ pub static TEXT: Text = Text {
     back_to_search: "Zurück zur Suche",
     export_button: "Als Beweispaket exportieren (ZIP)",
     export_hint: "jede Nachricht mit ihrem Nachweis, offline prüfbar mit mailvault verify-bundle; höchstens 10.000 Nachrichten",
+    problem,
 };
+
+/// Deutsche Worte für ein Problem; die einer Suchanfrage mit ihrer Position.
+fn problem(p: &Problem) -> String {
+    match p {
+        Problem::Query(e) => format!("Position {}: {}", e.position, query_problem(&e.problem)),
+        Problem::Cursor => {
+            "Diese Seitenmarke gehört nicht zu dieser Suche; bitte die Suche neu beginnen.".into()
+        }
+        Problem::Stopped(Stopped::Deadline) => {
+            "Suche abgebrochen: Sie hat länger als erlaubt gedauert. Bitte die Suchanfrage eingrenzen.".into()
+        }
+        Problem::Stopped(Stopped::Cancelled) => "Suche abgebrochen.".into(),
+        Problem::Limit { max } => format!("Die Seitengröße muss zwischen 1 und {max} liegen."),
+        Problem::Sort => "Sortiert wird nach date, oldest, relevance oder size.".into(),
+        Problem::QueryTooLong { len, max } => {
+            format!("Die Suchanfrage ist {len} Bytes lang; erlaubt sind höchstens {max}.")
+        }
+        Problem::AddressTooLong { len, max } => {
+            format!("Die Adresse ist {len} Bytes lang; erlaubt sind höchstens {max}.")
+        }
+    }
+}
+
+fn query_problem(p: &QueryProblem) -> String {
+    match p {
+        QueryProblem::Empty => "die Suchanfrage ist leer".into(),
+        QueryProblem::Unexpected(t) => format!("unerwartet: {}", token(t)),
+        QueryProblem::UnmatchedClose => "')' ohne passende '('".into(),
+        QueryProblem::Unterminated => "Anführungszeichen ohne Ende (ein '\"' ohne schließendes '\"')".into(),
+        QueryProblem::EmptyPhrase => "leere Phrase \"\"".into(),
+        QueryProblem::MissingValue { operator, expected } => {
+            let expected = match expected {
+                ExpectedValue::Date => "ein Datum JJJJ-MM-TT",
+                ExpectedValue::Size => "eine Größe wie 10k oder 5M",
+                ExpectedValue::Attachment => "'attachment'",
+                ExpectedValue::Text => "ein Wort oder eine \"Phrase\"",
+            };
+            format!("nach '{operator}:' fehlt {expected}")
+        }
+        QueryProblem::NotADate { operator, text } => {
+            format!("nach '{operator}:' wird ein Datum JJJJ-MM-TT erwartet, nicht '{text}'")
+        }
+        QueryProblem::InvalidDate { operator, text } => {
+            format!("'{text}' nach '{operator}:' ist kein gültiges Datum")
+        }
+        QueryProblem::NotASize { operator, text } => format!(
+            "nach '{operator}:' wird eine Größe wie 10k oder 5M erwartet, nicht '{text}' \
+             (eine Zahl von Bytes, wahlweise mit k, M oder G dahinter: 1024er-Schritte)"
+        ),
+        QueryProblem::UnknownHasValue { value } => {
+            format!("unbekannter Wert '{value}' für 'has:' (nur has:attachment)")
+        }
+        QueryProblem::UnknownOperator { name } => format!(
+            "unbekannter Operator '{name}:' (bekannt: {OPERATORS}); in Anführungszeichen \
+             wird das Wort als Text gesucht"
+        ),
+        QueryProblem::ExpectedTermAfter { token: t, at } => {
+            format!("nach {} an Position {at} fehlt ein Suchbegriff", token(t))
+        }
+        QueryProblem::ExpectedTermAtEnd => "am Ende der Suchanfrage fehlt ein Suchbegriff".into(),
+        QueryProblem::EmptyParentheses => "leere Klammern".into(),
+        QueryProblem::Unclosed { open_at } => {
+            format!("die '(' an Position {open_at} wird nicht mit ')' geschlossen")
+        }
+        QueryProblem::NeedsTermBefore(t) => format!("vor {} fehlt ein Suchbegriff", token(t)),
+        QueryProblem::TooDeep { max } => {
+            format!("die Suchanfrage ist tiefer als {max} Ebenen aus Klammern und NOT verschachtelt")
+        }
+        QueryProblem::TooManyTerms { max } => {
+            format!("die Suchanfrage hat mehr als {max} Suchbegriffe")
+        }
+        QueryProblem::NothingToSearch => "sie enthält keine durchsuchbaren Wörter (nur Satzzeichen?)".into(),
+    }
+}
+
+/// A token as a German message names it (operators and words stay as written).
+fn token(t: &QueryToken) -> String {
+    match t {
+        QueryToken::Operator => "ein Operator".into(),
+        other => other.to_string(),
+    }
+}

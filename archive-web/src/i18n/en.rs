@@ -1,6 +1,9 @@
 //! English.
 
 use super::Text;
+use archive_core::search::Stopped;
+
+use crate::error::Problem;
 
 pub static TEXT: Text = Text {
     skip: "Skip to the content",
@@ -164,4 +167,21 @@ pub static TEXT: Text = Text {
     back_to_search: "Back to the search",
     export_button: "Export as evidence bundle (ZIP)",
     export_hint: "every message with its proof, checked offline by mailvault verify-bundle; at most 10,000 messages",
+    problem,
 };
+
+/// English words for a problem: a query's exactly as archive-core says it (CLI, API, IMAP).
+fn problem(p: &Problem) -> String {
+    match p {
+        Problem::Query(e) => e.to_string(),
+        Problem::Cursor => "the cursor is not one this search returned; start the search again".into(),
+        Problem::Stopped(Stopped::Deadline) => {
+            "search stopped: the search took longer than its time limit; narrow the query".into()
+        }
+        Problem::Stopped(Stopped::Cancelled) => "search stopped: the search was cancelled".into(),
+        Problem::Limit { max } => format!("limit must be 1..={max}"),
+        Problem::Sort => "sort must be date, oldest, relevance or size".into(),
+        Problem::QueryTooLong { len, max } => format!("the query is {len} bytes long; at most {max}"),
+        Problem::AddressTooLong { len, max } => format!("the address is {len} bytes long; at most {max}"),
+    }
+}

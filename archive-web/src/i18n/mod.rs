@@ -8,6 +8,8 @@ mod en;
 
 use axum::http::{header, HeaderMap};
 
+use crate::error::{ApiError, Problem};
+
 /// The cookie holding the chosen language.
 pub const LANG_COOKIE: &str = "mv_lang";
 
@@ -228,6 +230,19 @@ pub struct Text {
     pub bad_request_title: &'static str,
     pub error_title: &'static str,
     pub back_to_search: &'static str,
+    /// A problem of a search or request (a query's with its position), worded: one match over
+    /// every problem per catalogue, so a new problem without words does not compile.
+    pub problem: fn(&Problem) -> String,
+}
+
+impl Text {
+    /// What an error page or message says of `e`: its problem in this language, else the
+    /// (English) detail.
+    pub fn say(&self, e: &ApiError) -> String {
+        e.problem
+            .as_deref()
+            .map_or_else(|| e.detail.clone(), |p| (self.problem)(p))
+    }
 }
 
 #[cfg(test)]
@@ -261,5 +276,34 @@ mod tests {
         );
         assert_eq!(Lang::De.text().verified, "verifiziert");
         assert_eq!(Lang::En.text().verified, "verified");
+    }
+
+    #[test]
+    fn query_problems_are_english_as_the_core_says_them_and_german_on_german_pages() {
+        use archive_core::search::Query;
+        for q in [
+            "a OR",
+            "(a",
+            "before:2024-13-01",
+            "larger:big",
+            "has:x",
+            "foo:bar",
+            "\"open",
+            "()",
+            "AND a",
+            "a )",
+        ] {
+            let e = Query::parse(q).unwrap_err();
+            let en = (Lang::En.text().problem)(&Problem::Query(e.clone()));
+            assert_eq!(en, e.to_string(), "English is the core's, byte for byte");
+            let de = (Lang::De.text().problem)(&Problem::Query(e.clone()));
+            assert!(de.starts_with(&format!("Position {}: ", e.position)), "{de}");
+            assert_ne!(de, en);
+        }
+        let e = Query::parse("before:2024-13-01").unwrap_err();
+        assert_eq!(
+            (Lang::De.text().problem)(&Problem::Query(e)),
+            "Position 8: '2024-13-01' nach 'before:' ist kein gültiges Datum"
+        );
     }
 }

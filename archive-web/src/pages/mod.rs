@@ -97,7 +97,10 @@ impl FromRequestParts<AppState> for Viewer {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| error_page(&page, ApiError::unavailable("sessions are unavailable")))?;
-        let Some(login) = session_login(&session, state.config.session_max_secs).await else {
+        let login = session_login(&session, state, client_of(parts))
+            .await
+            .map_err(|e| error_page(&page, e))?;
+        let Some(login) = login else {
             return Err(see_other("/login"));
         };
         page.user = Some(login.user.clone());
@@ -197,8 +200,8 @@ pub fn error_page(page: &Page, e: ApiError) -> Response {
         StatusCode::SERVICE_UNAVAILABLE if e.error == "unavailable" => {
             (t.error_title, t.unavailable.to_string())
         }
-        s if s.is_client_error() => (t.bad_request_title, e.detail.clone()),
-        _ => (t.error_title, e.detail.clone()),
+        s if s.is_client_error() => (t.bad_request_title, t.say(&e)),
+        _ => (t.error_title, t.say(&e)),
     };
     let mut response = html(
         e.status,

@@ -16,7 +16,7 @@ use super::{date_text, error_page, escape, html, size_text, url_encode, Page, Vi
 use crate::api::search::{run_search, search_options, FacetValue, FacetsJson, MAX_QUERY_BYTES};
 use crate::api::MAX_QUERY_STRING_BYTES;
 use crate::auth::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 
 /// The page sizes offered.
 const PAGE_SIZES: [usize; 4] = [25, 50, 100, 500];
@@ -101,13 +101,12 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
     let Viewer { caller, page } = viewer;
     let raw = raw.unwrap_or_default();
     if raw.len() > MAX_QUERY_STRING_BYTES {
-        return error_page(
-            &page,
-            ApiError::bad_request(format!(
-                "the address is {} bytes long; at most {MAX_QUERY_STRING_BYTES}",
-                raw.len()
-            )),
-        );
+        let problem = Problem::AddressTooLong {
+            len: raw.len(),
+            max: MAX_QUERY_STRING_BYTES,
+        };
+        let e = ApiError::bad_request((page.t.problem)(&problem)).with(problem);
+        return error_page(&page, e);
     }
     let params: Params = match serde_urlencoded::from_str(&raw) {
         Ok(p) => p,
@@ -165,8 +164,8 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
         },
         Err(e) => {
             view.error = Some(match api_sort {
-                "invalid" => "sort must be date, oldest, relevance or size".into(),
-                _ => e.detail,
+                "invalid" => (t.problem)(&Problem::Sort),
+                _ => t.say(&e),
             });
             return html(StatusCode::BAD_REQUEST, &view);
         }
@@ -189,16 +188,16 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
         return html(StatusCode::OK, &view);
     }
     if view.q.len() > MAX_QUERY_BYTES {
-        view.error = Some(format!(
-            "the query is {} bytes long; at most {MAX_QUERY_BYTES}",
-            view.q.len()
-        ));
+        view.error = Some((t.problem)(&Problem::QueryTooLong {
+            len: view.q.len(),
+            max: MAX_QUERY_BYTES,
+        }));
         return html(StatusCode::BAD_REQUEST, &view);
     }
     let query = match Query::parse(&view.q) {
         Ok(q) => q,
         Err(e) => {
-            view.query_error = Some(e.to_string());
+            view.query_error = Some((t.problem)(&Problem::Query(e)));
             return html(StatusCode::BAD_REQUEST, &view);
         }
     };
@@ -206,7 +205,11 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
     let results = match run_search(&state, caller, view.q.clone(), query, options).await {
         Ok(r) => r,
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
-            view.error = Some(e.detail);
+            // A query that parses but cannot run is the query's error, with its position.
+            match e.problem.as_deref() {
+                Some(Problem::Query(_)) => view.query_error = Some(t.say(&e)),
+                _ => view.error = Some(t.say(&e)),
+            }
             return html(StatusCode::BAD_REQUEST, &view);
         }
         Err(e) => return error_page(&view.page, e),

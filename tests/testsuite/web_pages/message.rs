@@ -180,6 +180,26 @@ fn the_message_page_shows_a_message_in_scope_and_nothing_outside() {
     assert!(by("raw", &format!("web seq {invoice}")));
     assert!(by("download", &format!("web seq {invoice} attachment 1")));
     assert!(!by("view", &format!("web seq {secret}")));
+
+    // A changed scope applies at the session's next request: without alice@example.com her
+    // invoice is the 404 of a missing message, on the page, in the API and in the search.
+    a.vault.ok(&[
+        "user",
+        "addresses",
+        "alice",
+        "--add",
+        "alice@example.net",
+        "--remove",
+        "alice@example.com",
+    ]);
+    let gone = web.get(&format!("/messages/{invoice}"));
+    assert_eq!(gone.status, 404);
+    assert!(gone.body == missing.body, "the page of a missing message");
+    assert_eq!(web.get(&format!("/api/v1/messages/{invoice}")).status, 404);
+    assert!(web
+        .get("/search?q=invoice")
+        .page()
+        .contains("<p id=\"total\"><strong>0</strong>"));
 }
 
 #[test]

@@ -101,6 +101,9 @@ fn the_search_page_finds_what_the_viewer_may_see_and_builds_queries() {
     let html = bad.text();
     assert!(html.contains("id=\"query-error\""), "{html}");
     assert!(html.contains("position 20"), "{html}");
+    assert!(bad
+        .page()
+        .contains("position 20: expected ')' to close the '(' at position 12"));
 
     // Paging: one per page, the next page by cursor, the same search in the URL.
     let first = web.get("/search?q=invoice&limit=1&sort=date").page();
@@ -142,6 +145,36 @@ fn the_search_page_finds_what_the_viewer_may_see_and_builds_queries() {
         assert!(refused.text().contains(says), "{says}: {}", refused.text());
     }
     assert_eq!(web.get("/search?q=invoice").status, 200);
+
+    // A German page says the query's problem in German, with its position; the others too.
+    web.extra.push(("accept-language".into(), "de".into()));
+    let bad = web.get(&format!("/search?q={}", enc("from:alice (invoice")));
+    assert_eq!(bad.status, 400);
+    let html = bad.page();
+    assert!(
+        html.contains("Position 20: die '(' an Position 12 wird nicht mit ')' geschlossen"),
+        "{html}"
+    );
+    let nothing = web.get(&format!("/search?q={}", enc("...")));
+    assert_eq!(nothing.status, 400);
+    assert!(
+        nothing
+            .page()
+            .contains("Position 1: sie enthält keine durchsuchbaren Wörter"),
+        "{}",
+        nothing.page()
+    );
+    for (path, says) in [
+        ("/search?q=invoice&cursor=garbage".to_string(), "Seitenmarke"),
+        ("/search?q=invoice&limit=0".to_string(), "Seitengröße"),
+        (format!("/search?q={}", "a".repeat(9 << 10)), "höchstens"),
+        (format!("/search?q={}", "a".repeat(60 << 10)), "Die Adresse ist"),
+    ] {
+        let refused = web.get(&path);
+        assert_eq!(refused.status, 400);
+        assert!(refused.page().contains(says), "{says}: {}", refused.page());
+    }
+    web.extra.clear();
 
     // Every search page is a `search` audit record, as alice, from the web.
     let events = audit(&a.vault);

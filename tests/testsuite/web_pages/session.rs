@@ -113,6 +113,31 @@ fn login_logout_and_the_language_switch() {
     let out = web.post("/logout", &[("csrf", &token)], &[]);
     assert_eq!((out.status, out.header("location")), (303, Some("/login")));
     assert_eq!(web.get("/search").status, 303);
+
+    // A live session follows the users file: `user disable` while serve runs ends it at its
+    // next request (the API with the cookie: 401; a page: to /login, whose form shows, no
+    // loop), with a record; enabling the user again does not bring it back.
+    let mut api = a.browser();
+    api.login("alice");
+    let mut pages = a.browser();
+    pages.login("alice");
+    assert_eq!(api.get("/api/v1/search?q=invoice").status, 200);
+    a.vault.ok(&["user", "disable", "alice"]);
+    let refused = api.get("/api/v1/search?q=invoice");
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    let away = pages.get("/messages/1");
+    assert_eq!((away.status, away.header("location")), (303, Some("/login")));
+    assert_eq!(pages.get("/login").status, 200);
+    let ended = audit(&a.vault)
+        .into_iter()
+        .filter(|e| e["action"] == "login-failed" && e["actor"] == "alice")
+        .filter(|e| e["target"] == "web reason=session-disabled")
+        .count();
+    assert_eq!(ended, 2, "one record per session ended");
+    a.vault.ok(&["user", "enable", "alice"]);
+    assert_eq!(api.get("/api/v1/session").status, 401);
+    assert_eq!(pages.get("/search").status, 303);
+    pages.login("alice");
 }
 
 #[test]

@@ -349,7 +349,7 @@ fn text(whole: bool, value: &AString<'_>) -> Result<Expr, Failure> {
 /// One term of the query language as an index key.
 fn indexed(query: String) -> Result<Expr, Failure> {
     let parsed =
-        Query::parse(&query).map_err(|e| Failure::Bad(format!("search {query:?}: {}", e.message)))?;
+        Query::parse(&query).map_err(|e| Failure::Bad(format!("search {query:?}: {}", e.problem)))?;
     Ok(Expr::Index(parsed.root().clone()))
 }
 

@@ -165,13 +165,13 @@ impl<'a> Evaluator<'a> {
         let Some(principal) = self.principal else {
             return Ok(self.all(false));
         };
-        let query = Query::from_node(node).map_err(|e| match e.kind {
+        let query = Query::from_node(node).map_err(|e| match e.kind() {
             QueryErrorKind::TooDeep | QueryErrorKind::TooManyTerms => {
-                Failure::limit(format!("search too complex: {}", e.message))
+                Failure::limit(format!("search too complex: {}", e.problem))
             }
-            QueryErrorKind::Syntax => Failure::Bad(format!("search: {}", e.message)),
+            QueryErrorKind::Syntax => Failure::Bad(format!("search: {}", e.problem)),
             QueryErrorKind::NothingToSearch => {
-                Failure::No(Some(code("CANNOT")), format!("search: {}", e.message))
+                Failure::No(Some(code("CANNOT")), format!("search: {}", e.problem))
             }
         })?;
         let found: HashSet<u64> = self
