@@ -247,7 +247,7 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
     };
     let mut seqs = Vec::new();
     loop {
-        let page = super::search::run_search(cli, &principal, &query, &options)?;
+        let page = super::search::run_search(cli, &principal, &query, &options, args.config.as_deref())?;
         // Every delivery of a hit the principal may see (the first, and later arrivals of the same bytes).
         for hit in &page.hits {
             match hit.deliveries.is_empty() {

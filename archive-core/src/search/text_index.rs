@@ -342,14 +342,14 @@ impl TextIndex {
     }
 
     /// Runs `query` as `principal` within `budget`. `content` reads a hit's raw message (for
-    /// snippets).
+    /// snippets): `Ok(None)` leaves that hit without one, an error fails the search.
     pub fn search(
         &self,
         principal: &Principal,
         query: &Query,
         options: &SearchOptions,
         budget: &Budget,
-        content: &dyn Fn(&Summary) -> Result<Vec<u8>>,
+        content: &dyn Fn(&Summary) -> Result<Option<Vec<u8>>>,
     ) -> Result<SearchResults> {
         budget.check()?;
         let f = &self.fields;
@@ -420,10 +420,12 @@ impl TextIndex {
         for (score, address) in found.into_iter().take(limit) {
             budget.check()?;
             let summary = self.summary(&searcher, address)?;
-            let snippet = snippets.as_ref().and_then(|generator| {
-                let raw = content(&summary).ok()?;
-                Some(snippet(generator, &MailFields::extract(&raw).body))
-            });
+            let snippet = match &snippets {
+                Some(generator) => {
+                    content(&summary)?.map(|raw| snippet(generator, &MailFields::extract(&raw).body))
+                }
+                None => None,
+            };
             hits.push(hit(principal, summary, score, snippet));
         }
         let next_cursor = match hits.last() {
