@@ -14,10 +14,13 @@
 use std::path::{Path, PathBuf};
 
 use archive_core::log::checkpoint::{Checkpoint, LogKey};
+use archive_core::log::evicted::{stub_file_name, EvictedSegment};
 use archive_core::log::merkle::{
     empty_root, leaf_hash, stored_hash_count, stored_hash_index, HashSource, MemoryTree,
 };
-use archive_core::log::record::{chain_next, encode_frame, Codec, Leaf, LeafBody, RecordKind};
+use archive_core::log::record::{
+    chain_next, encode_frame, Codec, Leaf, LeafBody, OffloadReceipt, RecordKind,
+};
 use archive_core::log::segment::{segment_file_name, segment_header};
 use archive_core::log::tree::TreeFile;
 use archive_core::store::StoreIdentity;
@@ -655,13 +658,17 @@ fn main() {
     );
 
     // (g) segments and the rest of a store directory
-    let segment = |first: u64, last: u64| -> Value {
+    let segment_file = |first: u64, last: u64| -> (Vec<u8>, Vec<Value>) {
         let mut file = segment_header(first).to_vec();
         let mut offsets = Vec::new();
         for bt in &built[(first - 1) as usize..last as usize] {
             offsets.push(json!({"seq": bt.seq, "offset": file.len()}));
             file.extend_from_slice(&bt.frame);
         }
+        (file, offsets)
+    };
+    let segment = |first: u64, last: u64| -> Value {
+        let (file, offsets) = segment_file(first, last);
         json!({
             "file_name": segment_file_name(first),
             "first_seq": first,
@@ -691,9 +698,94 @@ fn main() {
         }),
     );
 
+    // (h) the offload receipt of segment 1 (record 11, after the vector log) and the stub
+    // that replaces the segment's file when it is evicted
+    let (segment_1, _) = segment_file(1, 4);
+    write(
+        &out,
+        "offload.json",
+        offload_vectors(&segment_1, &built[9].chain, dir.path()),
+    );
+
     // The worked example of docs/FORMAT.md: the audit frame of record 3.
     println!("record 3 frame ({} bytes):", built[2].frame.len());
     print!("{}", hexdump(&built[2].frame));
+}
+
+/// 2034-01-01T00:00:00Z in seconds since the Unix epoch: the receipt's retain-until date.
+const RETAIN_UNTIL: i64 = 2_019_686_400;
+/// The object version the receipt names (an S3 version id is an opaque string).
+const VERSION_ID: &str = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo";
+
+/// `offload.json`: record 11, the offload receipt of segment 1 (`segment_1`, the file's
+/// bytes) appended after the vector log (whose last chain hash is `chain_10`), and the
+/// eviction stub of segment 1 that names it, made by the store's own code in `scratch`.
+fn offload_vectors(segment_1: &[u8], chain_10: &[u8; 32], scratch: &Path) -> Value {
+    let receipt = OffloadReceipt {
+        segment: 1,
+        segment_len: segment_1.len() as u64,
+        segment_hash: *blake3::hash(segment_1).as_bytes(),
+        retain_until: RETAIN_UNTIL,
+        bucket: "mailvault-archive".into(),
+        key: format!("mailvault/{ORIGIN}/log/{}", segment_file_name(1)),
+        version_id: VERSION_ID.into(),
+    };
+    let time_us = T0 + 3_603_000_000;
+    let leaf = Leaf {
+        seq: 11,
+        time_us,
+        body: LeafBody::Offload(receipt.clone()),
+    }
+    .encode();
+    let chain = chain_next(chain_10, &leaf);
+    let frame = encode_frame(RecordKind::Offload, Codec::Raw, &chain, &leaf, &[]).expect("frame");
+
+    let log = scratch.join("evicted-log");
+    std::fs::create_dir_all(&log).expect("log dir");
+    let path = log.join(segment_file_name(1));
+    std::fs::write(&path, segment_1).expect("segment file");
+    let stub = EvictedSegment::describe(&path, 11, &receipt).expect("stub");
+    let stub_text = String::from_utf8(stub.encode()).expect("a stub is JSON");
+    let frames: Vec<Value> = stub
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            json!({
+                "seq": 1 + i as u64,
+                "offset": f.offset,
+                "length": f.len,
+                "leaf_hash_hex": h(&f.leaf_hash),
+            })
+        })
+        .collect();
+    json!({
+        "description": "An offload receipt and an eviction stub (docs/FORMAT.md, offload (6) and Evicted segments). `record` is record 11, appended after the ten-record vector log (chain from h_10 of chain.json; not in segment.json's files): the receipt of segment 00000000000000000001.seg of segment.json, stored as `key`, version `version_id`, in `bucket`, locked until `retain_until`. `stub` is the file 00000000000000000001.evicted that replaces that segment's file when it is evicted: its exact bytes as the store writes them, and its frame table decoded (offsets and lengths of segment.json's frames, leaf hashes of merkle.json).",
+        "record": {
+            "seq": 11,
+            "kind": "offload",
+            "kind_byte": RecordKind::Offload as u8,
+            "time_us": time_us,
+            "segment": receipt.segment,
+            "segment_len": receipt.segment_len,
+            "segment_blake3_hex": h(&receipt.segment_hash),
+            "retain_until": receipt.retain_until,
+            "retain_until_utc": "2034-01-01T00:00:00Z",
+            "bucket": receipt.bucket,
+            "key": receipt.key,
+            "version_id": receipt.version_id,
+            "leaf_hex": h(&leaf),
+            "leaf_hash_hex": h(&leaf_hash(&leaf)),
+            "previous_chain_hex": h(chain_10),
+            "chain_hex": h(&chain),
+            "frame_hex": h(&frame),
+        },
+        "stub": {
+            "file_name": stub_file_name(1),
+            "file_text": stub_text,
+            "frames": frames,
+        },
+    })
 }
 
 /// The document `mailvault proof` prints (src/cmd/proof.rs), field for field.

@@ -195,5 +195,8 @@ fn an_export_selection_holds_every_delivery_or_says_how_many_are_too_many() {
     assert_eq!(fits, every);
     let refused =
         archive_core::export::selected_deliveries(|o| store.search(&all, &q, o), Some(40)).unwrap_err();
-    assert!(refused.to_string().contains("finds 150 messages; at most 40"), "{refused}");
+    assert!(
+        refused.to_string().contains("finds 150 messages; at most 40"),
+        "{refused}"
+    );
 }

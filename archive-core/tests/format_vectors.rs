@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use archive_core::log::checkpoint::{Checkpoint, LogKey, VerifierKey};
+use archive_core::log::evicted::EvictedSegment;
 use archive_core::log::merkle::{
     empty_root, leaf_hash, stored_hash_count, stored_hash_index, verify_consistency, verify_inclusion,
     HashSource, MemoryTree,
@@ -136,6 +137,21 @@ mod spec {
                 out.extend_from_slice(&hx(&r["content_hash_hex"]));
                 out.extend_from_slice(&num(&r["content_len"]).to_be_bytes());
             }
+        }
+        out
+    }
+
+    /// Offload (6) leaf, from the JSON fields of offload.json's `record`.
+    pub fn offload_leaf(r: &Value) -> Vec<u8> {
+        let mut out = vec![0x01, 6];
+        out.extend_from_slice(&num(&r["seq"]).to_be_bytes());
+        out.extend_from_slice(&r["time_us"].as_i64().expect("i64").to_be_bytes());
+        out.extend_from_slice(&num(&r["segment"]).to_be_bytes());
+        out.extend_from_slice(&num(&r["segment_len"]).to_be_bytes());
+        out.extend_from_slice(&hx(&r["segment_blake3_hex"]));
+        out.extend_from_slice(&r["retain_until"].as_i64().expect("i64").to_be_bytes());
+        for name in ["bucket", "key", "version_id"] {
+            lv(&mut out, text(&r[name]).as_bytes());
         }
         out
     }
@@ -279,7 +295,7 @@ mod spec {
         if crc32c::crc32c(&covered) != crc {
             return Err("CRC-32C mismatch".into());
         }
-        if !(1..=5).contains(&kind) || codec > 2 {
+        if !(1..=6).contains(&kind) || codec > 2 {
             return Err("unknown kind or codec".into());
         }
         if body_len < 36 {
@@ -914,6 +930,147 @@ fn segment_files() {
         // Every segment of the vector log ends with a checkpoint (a sealed segment must).
         assert_eq!(records[last as usize - 1]["kind"], "checkpoint");
     }
+}
+
+// ── Offload receipts and eviction stubs ─────────────────────────────────────────────────────
+
+/// Segment 1 of segment.json (records 1–4), the segment offload.json's receipt names.
+fn segment_1() -> Vec<u8> {
+    hx(&load("segment.json")["segments"][0]["file_hex"])
+}
+
+#[test]
+fn offload_record_by_hand() {
+    let r = &load("offload.json")["record"];
+    let chain = load("chain.json");
+    // The leaf, re-encoded from FORMAT.md's table; it names segment 1 by length and BLAKE3.
+    let leaf = hx(&r["leaf_hex"]);
+    assert_eq!(spec::offload_leaf(r), leaf);
+    let segment = segment_1();
+    assert_eq!(num(&r["segment"]), 1);
+    assert_eq!(num(&r["segment_len"]), segment.len() as u64);
+    assert_eq!(h32(&r["segment_blake3_hex"]), *blake3::hash(&segment).as_bytes());
+    assert_eq!(
+        jiff::Timestamp::from_second(r["retain_until"].as_i64().unwrap())
+            .unwrap()
+            .to_string(),
+        text(&r["retain_until_utc"])
+    );
+    assert_eq!(spec::leaf_hash(&leaf), h32(&r["leaf_hash_hex"]));
+    // Record 11 continues the vector log's chain.
+    let h10 = h32(&chain["chain"][9]["chain_hex"]);
+    assert_eq!(h32(&r["previous_chain_hex"]), h10);
+    assert_eq!(spec::blake3_chain(&h10, &leaf), h32(&r["chain_hex"]));
+    // Its frame, parsed by hand: kind 6, raw, no payload.
+    let bytes = hx(&r["frame_hex"]);
+    let p = spec::frame(&bytes).unwrap();
+    assert_eq!((p.kind, p.codec), (6, 0));
+    assert_eq!(u64::from(p.kind), num(&r["kind_byte"]));
+    assert_eq!(p.chain, h32(&r["chain_hex"]));
+    assert_eq!(p.leaf, leaf);
+    assert!(p.payload.is_empty(), "an offload record has no payload");
+
+    // The implementation decodes and encodes the same bytes.
+    let decoded = Leaf::decode(&leaf).unwrap();
+    let LeafBody::Offload(receipt) = &decoded.body else {
+        panic!("not an offload leaf: {decoded:?}");
+    };
+    assert_eq!(
+        (decoded.seq, decoded.time_us),
+        (11, r["time_us"].as_i64().unwrap())
+    );
+    assert_eq!(
+        (
+            receipt.bucket.as_str(),
+            receipt.key.as_str(),
+            receipt.version_id.as_str()
+        ),
+        (text(&r["bucket"]), text(&r["key"]), text(&r["version_id"]))
+    );
+    assert_eq!(decoded.encode(), leaf);
+    assert_eq!(
+        encode_frame(RecordKind::Offload, Codec::Raw, &p.chain, &leaf, &[]).unwrap(),
+        bytes
+    );
+    // An offload leaf ends with its last field: a byte more is refused.
+    let mut longer = leaf.clone();
+    longer.push(0);
+    assert!(Leaf::decode(&longer).is_err());
+}
+
+#[test]
+fn eviction_stub_by_hand() {
+    let doc = load("offload.json");
+    let (r, stub) = (&doc["record"], &doc["stub"]);
+    let segment = segment_1();
+    let seg_doc = &load("segment.json")["segments"][0];
+    let leaf_hashes = hashes(&load("merkle.json")["leaf_hashes_hex"]);
+    let chain = load("chain.json");
+    assert_eq!(text(&stub["file_name"]), "00000000000000000001.evicted");
+
+    // The stub read as FORMAT.md describes it: a JSON object, the receipt's fields, and a
+    // frame table of 48-byte entries that tiles the segment.
+    let file_text = text(&stub["file_text"]);
+    assert!(file_text.ends_with("}\n"));
+    let v: Value = serde_json::from_str(file_text).unwrap();
+    assert_eq!(v["format"], "mailvault-evicted-segment/1");
+    assert_eq!(num(&v["segment"]), 1);
+    assert_eq!(num(&v["receipt_seq"]), num(&r["seq"]));
+    for name in ["bucket", "key", "version_id", "retain_until", "segment_len"] {
+        assert_eq!(v[name], r[name], "{name}");
+    }
+    assert_eq!(v["segment_blake3"], r["segment_blake3_hex"]);
+    assert_eq!(num(&v["records"]), 4);
+    assert_eq!(v["last_chain"], chain["chain"][3]["chain_hex"], "h_4");
+    assert_eq!(v["receipts"], serde_json::json!([]), "segment 1 holds no receipt");
+    let table = B64.decode(text(&v["frames"])).unwrap();
+    assert_eq!(table.len(), 4 * 48);
+    let frames = spec::split_segment(&segment);
+    let mut end = 16u64;
+    for (i, entry) in table.chunks(48).enumerate() {
+        let offset = u64::from_be_bytes(entry[..8].try_into().unwrap());
+        let len = u64::from_be_bytes(entry[8..16].try_into().unwrap());
+        let hash: [u8; 32] = entry[16..].try_into().unwrap();
+        assert_eq!(offset, end, "entry {i} starts where the one before ended");
+        assert_eq!(offset, num(&seg_doc["frames"][i]["offset"]));
+        assert_eq!(len, frames[i].len() as u64);
+        assert_eq!(hash, leaf_hashes[i], "entry {i}: the tree's leaf hash");
+        // What a reader does with an entry: a range of the object, checked against it.
+        let range = &segment[offset as usize..(offset + len) as usize];
+        assert_eq!(spec::leaf_hash(&spec::frame(range).unwrap().leaf), hash);
+        let listed = &stub["frames"][i];
+        assert_eq!(
+            (
+                num(&listed["seq"]),
+                num(&listed["offset"]),
+                num(&listed["length"])
+            ),
+            (1 + i as u64, offset, len)
+        );
+        assert_eq!(h32(&listed["leaf_hash_hex"]), hash);
+        end = offset + len;
+    }
+    assert_eq!(end, segment.len() as u64, "the table covers the segment");
+
+    // The store's own code writes exactly these bytes for this segment and receipt, and
+    // reads them back.
+    let leaf = Leaf::decode(&hx(&r["leaf_hex"])).unwrap();
+    let LeafBody::Offload(receipt) = leaf.body else {
+        panic!("not an offload leaf");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(segment_file_name(1));
+    std::fs::write(&path, &segment).unwrap();
+    let described = EvictedSegment::describe(&path, 11, &receipt).unwrap();
+    assert_eq!(String::from_utf8(described.encode()).unwrap(), file_text);
+    let decoded = EvictedSegment::decode(file_text.as_bytes()).unwrap();
+    assert_eq!(decoded, described);
+    assert_eq!(decoded.frame(3).unwrap().leaf_hash, leaf_hashes[2]);
+    std::fs::write(dir.path().join(text(&stub["file_name"])), file_text).unwrap();
+    assert_eq!(
+        EvictedSegment::read(&dir.path().join(text(&stub["file_name"]))).unwrap(),
+        described
+    );
 }
 
 #[test]

@@ -254,6 +254,40 @@ impl Imap {
         Ok(String::from_utf8_lossy(&line).trim_end().to_string())
     }
 
+    /// `UID FETCH uid BODY.PEEK[]`, which must be answered OK with one literal: its bytes
+    /// (kept, unlike other answers' literals; refused above `cap` bytes before reading).
+    pub fn fetch_body(&mut self, uid: u64, cap: u64) -> BenchResult<Vec<u8>> {
+        let tag = self.send(format!("UID FETCH {uid} BODY.PEEK[]").as_bytes())?;
+        let mut body: Option<Vec<u8>> = None;
+        let mut line = Vec::with_capacity(256);
+        loop {
+            line.clear();
+            if self.r.read_until(b'\n', &mut line)? == 0 {
+                return fail(format!("UID FETCH {uid}: the server closed the connection"));
+            }
+            if let Some(size) = literal_size(&line) {
+                if size > cap || body.is_some() {
+                    return fail(format!(
+                        "UID FETCH {uid}: a literal of {size} bytes, or a second one"
+                    ));
+                }
+                let mut bytes = vec![0; size as usize];
+                self.r.read_exact(&mut bytes)?;
+                body = Some(bytes);
+                continue;
+            }
+            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+                let status = String::from_utf8_lossy(&line[tag.len() + 1..])
+                    .trim_end()
+                    .to_string();
+                return match body {
+                    Some(b) if status.starts_with("OK") => Ok(b),
+                    _ => fail(format!("UID FETCH {uid}: {status} (no message bytes)")),
+                };
+            }
+        }
+    }
+
     /// Reads responses up to the tagged one for `tag`.
     pub fn read_tagged(&mut self, tag: &str, collect: bool) -> BenchResult<Response> {
         let mut out = Response::default();

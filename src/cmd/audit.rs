@@ -11,7 +11,7 @@ use archive_core::audit::trail::{events, TrailFilter};
 use archive_core::audit::AuditEvent;
 use archive_core::store::Layout;
 
-use super::{format_time, open_log, written_or_stop, CmdResult};
+use super::{format_time, open_log_with, written_or_stop, CmdResult};
 use crate::Cli;
 
 #[derive(clap::Args, Debug)]
@@ -32,6 +32,10 @@ pub struct Args {
     /// One JSON object per line instead of text columns.
     #[arg(long)]
     json: bool,
+    /// The serve configuration: the records of segments evicted to S3 (`[storage.s3]
+    /// cache_size`) are read from its bucket; without it such a segment is an error.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
 }
 
 /// One event as printed.
@@ -52,7 +56,7 @@ struct Line<'a> {
 const MAX_PENDING: usize = 10_000;
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
-    let log = open_log(cli)?;
+    let log = open_log_with(cli, args.config.as_deref())?;
     // The trail names who searched for what: reading it is an access of its own.
     super::record_read(cli, "audit-read", audit_read_target(args));
     // Read before the log: an event taken in meanwhile is then listed twice (spooled and

@@ -239,7 +239,7 @@ fn search_all(cli: &Cli, args: &Args, text: &str, range: Option<(u64, u64)>) -> 
     let principal = super::search::principal(args.principal.as_deref(), &cli.data)?;
     let query = Query::parse(text).map_err(|e| anyhow::anyhow!("query {text:?}: {e}"))?;
     let mut seqs = selected_deliveries(
-        |options| super::search::run_search(cli, &principal, &query, options),
+        |options| super::search::run_search(cli, &principal, &query, options, args.config.as_deref()),
         None,
     )?;
     if let Some((first, last)) = range {

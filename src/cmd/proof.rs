@@ -19,12 +19,19 @@ pub struct Args {
     /// Prove inclusion in this checkpoint instead of the latest one in the log.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// The serve configuration: a record of a segment evicted to S3 (`[storage.s3]
+    /// cache_size`) is read from its bucket.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let layout = existing_layout(cli)?;
     let key = verifier_key(&layout, None)?;
-    let log = LogReader::open(&layout.log_dir)?;
+    let log = LogReader::open_with(
+        &layout.log_dir,
+        super::evicted_reads(&layout, args.config.as_deref())?,
+    )?;
     let checkpoint: SignedCheckpoint = match &args.checkpoint {
         Some(path) => read_checkpoint_file(path, &key)?,
         None => {

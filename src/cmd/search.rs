@@ -1,6 +1,7 @@
 //! `mailvault search [--as P] [--json] [--limit N] [--sort S] [--cursor C] QUERY…`: the query
 //! language of docs/SEARCH.md, one line (or JSON object) per hit on stdout, a summary (total,
-//! next cursor) on stderr.
+//! next cursor) on stderr. With `--config`, snippets of messages in evicted segments are read
+//! from the bucket of its `[storage.s3]`.
 //!
 //! It reads the search index without the store's lock, so it works next to a running server;
 //! if the index lags the log and no other process holds the store, it opens the store to
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use archive_core::search::{Hit, Principal, Query, ReadOnlyIndex, SearchOptions, SearchResults, Sort};
+use archive_core::store::{Layout, RemoteConfig};
 use archive_core::{Error, Store, StoreConfig};
 
 use super::{existing_layout, format_time, CmdResult};
@@ -47,6 +49,10 @@ pub struct Args {
     /// Continue after the page that printed this cursor.
     #[arg(long)]
     cursor: Option<String>,
+    /// The serve configuration: snippets of messages in segments evicted to S3
+    /// (`[storage.s3] cache_size`) are read from its bucket; without it such a hit fails.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// The query (after the options); several arguments are joined with spaces.
     #[arg(required = true, value_name = "QUERY", allow_hyphen_values = true)]
     query: Vec<String>,
@@ -86,20 +92,32 @@ pub fn principal(spec: Option<&str>, data: &std::path::Path) -> anyhow::Result<P
 }
 
 /// Searches, preferring the read-only index; catches it up through the store if it lags and
-/// the store is free.
+/// the store is free. Messages of evicted segments are read through `config`'s
+/// `[storage.s3]`, if given.
 pub(super) fn run_search(
     cli: &Cli,
     principal: &Principal,
     query: &Query,
     options: &SearchOptions,
+    config: Option<&std::path::Path>,
 ) -> anyhow::Result<SearchResults> {
-    let read_only = ReadOnlyIndex::open(&cli.data);
+    let s3 = match config {
+        Some(path) => crate::config::Config::load(path)?.storage.s3,
+        None => None,
+    };
+    let remote = crate::remote_segments::remote_config(s3.as_ref())?;
+    let evicted = RemoteConfig::reads(remote.as_ref(), &Layout::new(&cli.data))?;
+    let read_only = ReadOnlyIndex::open_with(&cli.data, evicted);
     if let Ok(index) = &read_only {
         if index.lag()? == 0 {
             return Ok(index.search(principal, query, options)?);
         }
     }
-    match Store::open(&cli.data, &cli.key_path(), StoreConfig::default()) {
+    let store_config = StoreConfig {
+        remote,
+        ..StoreConfig::default()
+    };
+    match Store::open(&cli.data, &cli.key_path(), store_config) {
         Ok(store) => {
             let results = store.search(principal, query, options)?;
             store.close()?;
@@ -132,7 +150,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if let Some(flag) = args.query.iter().find(|w| {
         let name = w.split('=').next().unwrap_or_default();
         [
-            "--as", "--json", "--limit", "--sort", "--cursor", "--data", "--key",
+            "--as", "--json", "--limit", "--sort", "--cursor", "--config", "--data", "--key",
         ]
         .contains(&name)
     }) {
@@ -168,7 +186,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             archive_core::audit::query_text(&text)
         ),
     )?;
-    let results = run_search(cli, &principal, &query, &options)?;
+    let results = run_search(cli, &principal, &query, &options, args.config.as_deref())?;
     let mut out = std::io::stdout().lock();
     for hit in &results.hits {
         let line = if args.json {

@@ -30,6 +30,7 @@ mod substring;
 pub(crate) mod text_index;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use budget::{Budget, Cancel, Stopped, DEFAULT_TIME_LIMIT};
 pub use document::Delivery;
@@ -42,9 +43,10 @@ pub use query::{
 pub use results::{Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT};
 pub use scope::Principal;
 
-use crate::log::reader::{read_at, record_content, LogReader};
+use crate::log::reader::{read_at_via, record_content, LogReader};
+use crate::log::remote::RemoteReads;
 use crate::store::Layout;
-use crate::Result;
+use crate::{Error, Result};
 use text_index::TextIndex;
 
 /// The search index directory of a store.
@@ -58,11 +60,35 @@ pub fn index_dir(layout: &Layout) -> PathBuf {
 pub struct ReadOnlyIndex {
     index: TextIndex,
     log_dir: PathBuf,
+    evicted: Arc<RemoteReads>,
+}
+
+/// What a hit's snippet is made from: its message, or nothing when the bytes cannot be read
+/// now (a damaged record, an unreachable bucket: the hit itself is still right, and `verify`
+/// or the server's log name the problem). A record of an evicted segment with no object
+/// storage configured to read it from is different — a snippet left out for it would look
+/// like a message without the words — so the search fails with the error naming the
+/// segment and where its bytes are.
+pub(crate) fn snippet_source(read: Result<Vec<u8>>, evicted: &RemoteReads) -> Result<Option<Vec<u8>>> {
+    match read {
+        Ok(raw) => Ok(Some(raw)),
+        Err(e @ Error::Remote { .. }) if !evicted.has_remote() => Err(e),
+        Err(_) => Ok(None),
+    }
 }
 
 impl ReadOnlyIndex {
-    /// Opens the search index of the store in `dir`.
+    /// Opens the search index of the store in `dir`; hits in evicted segments have no
+    /// reads (a snippet of one is an error, see [`ReadOnlyIndex::open_with`]).
     pub fn open(dir: &Path) -> Result<ReadOnlyIndex> {
+        let layout = Layout::new(dir);
+        let evicted = Arc::new(RemoteReads::new(&layout.log_dir, None, None));
+        ReadOnlyIndex::open_with(dir, evicted)
+    }
+
+    /// Opens the search index of the store in `dir`; snippets of hits in evicted segments
+    /// are read through `evicted`.
+    pub fn open_with(dir: &Path, evicted: Arc<RemoteReads>) -> Result<ReadOnlyIndex> {
         let layout = Layout::new(dir);
         let identity = layout.identity()?;
         let index = TextIndex::open_read_only(&index_dir(&layout))?;
@@ -77,6 +103,7 @@ impl ReadOnlyIndex {
         Ok(ReadOnlyIndex {
             index,
             log_dir: layout.log_dir,
+            evicted,
         })
     }
 
@@ -126,10 +153,11 @@ impl ReadOnlyIndex {
         let mut attempt = 0;
         loop {
             let result = self.index.reload().and_then(|_| {
-                let log = LogReader::open(&self.log_dir)?;
+                let log = LogReader::open_with(&self.log_dir, self.evicted.clone())?;
                 self.index.search(principal, query, options, budget, &|summary| {
-                    let record = read_at(&self.log_dir, &summary.location(), summary.seq)?;
-                    record_content(&record, &log)
+                    let read = read_at_via(&self.log_dir, &self.evicted, &summary.location(), summary.seq)
+                        .and_then(|record| record_content(&record, &log));
+                    snippet_source(read, &self.evicted)
                 })
             });
             attempt += 1;

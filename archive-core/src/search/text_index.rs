@@ -341,14 +341,14 @@ impl TextIndex {
     }
 
     /// Runs `query` as `principal` within `budget`. `content` reads a hit's raw message (for
-    /// snippets).
+    /// snippets): `Ok(None)` leaves that hit without one, an error fails the search.
     pub fn search(
         &self,
         principal: &Principal,
         query: &Query,
         options: &SearchOptions,
         budget: &Budget,
-        content: &dyn Fn(&Summary) -> Result<Vec<u8>>,
+        content: &dyn Fn(&Summary) -> Result<Option<Vec<u8>>>,
     ) -> Result<SearchResults> {
         budget.check()?;
         let f = &self.fields;
@@ -413,10 +413,10 @@ impl TextIndex {
         for (score, address) in found.into_iter().take(limit) {
             budget.check()?;
             let summary = self.summary(&searcher, address)?;
-            let snippet = snippets.as_ref().and_then(|snippets| {
-                let raw = content(&summary).ok()?;
-                Some(snippets.of(&MailFields::extract(&raw).body))
-            });
+            let snippet = match &snippets {
+                Some(snippets) => content(&summary)?.map(|raw| snippets.of(&MailFields::extract(&raw).body)),
+                None => None,
+            };
             hits.push(hit(principal, summary, score, snippet));
         }
         let next_cursor = match hits.last() {

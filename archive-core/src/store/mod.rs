@@ -1026,8 +1026,12 @@ impl Store {
         self.shared
             .text
             .search(principal, query, options, budget, &|summary| {
-                let record = self.shared.segments.read_at(&summary.location(), summary.seq)?;
-                record_content(&record, &*self.shared)
+                let read = self
+                    .shared
+                    .segments
+                    .read_at(&summary.location(), summary.seq)
+                    .and_then(|record| record_content(&record, &*self.shared));
+                crate::search::snippet_source(read, self.shared.segments.evicted())
             })
     }
 

@@ -6,8 +6,11 @@
 //!    receipt) vs a plain upload of the same files with archive-s3's `Bucket::put_file`.
 //! 2. Restore: `mailvault restore --from-s3` of those segments (list, download, verify, open
 //!    and index, audit) vs a download of the same objects plus `verify_log` over them.
-//! 3. Cold range reads of evicted messages: not measured here yet (eviction is another
-//!    branch's); the gap is printed.
+//! 3. Cold range reads: `serve` with a small `cache_size` evicts all but the newest two
+//!    segments; IMAP `UID FETCH n BODY.PEEK[]` of messages in evicted segments (a range GET
+//!    each, no range cache) vs the same FETCHes of messages in local segments, and warm (range
+//!    cache on, second read); p50/p99/max and MB/s, every answer checked against the source
+//!    (`mailvault_bench::evicted_reads`).
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use archive_core::log::segment::{list_segments, segment_file_name};
 use archive_core::store::Layout;
 use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
 use archive_s3::{Bucket, S3Settings};
+use mailvault_bench::evicted_reads::{self, Source};
 use mailvault_bench::mailgen::Rng;
 use mailvault_bench::weed::Weed;
 use mailvault_bench::{
@@ -26,11 +30,12 @@ use mailvault_bench::{
     Options,
 };
 
-const USAGE: &str = "usage: s3 [--segments N] [--segment-mib M] [--part-mib P] \
+const USAGE: &str = "usage: s3 [--segments N] [--segment-mib M] [--part-mib P] [--fetches F] \
 [--endpoint URL --bucket B --credentials FILE]\n\
   --segments N      sealed segments to offload and restore (default 6)\n\
   --segment-mib M   segment size (default 16)\n\
   --part-mib P      multipart part size, [storage.s3] part_mib (default 8)\n\
+  --fetches F       IMAP FETCHes per pass of the cold-read part (default 300)\n\
   --endpoint URL    an S3 endpoint to use instead of a private SeaweedFS on loopback; with\n\
   --bucket B        an existing bucket with Object Lock, and\n\
   --credentials F   a credentials file (mode 0600, aws_access_key_id / aws_secret_access_key)";
@@ -50,6 +55,7 @@ fn run() -> BenchResult<()> {
             "--segments",
             "--segment-mib",
             "--part-mib",
+            "--fetches",
             "--endpoint",
             "--bucket",
             "--credentials",
@@ -59,6 +65,7 @@ fn run() -> BenchResult<()> {
     let segments = options.count("--segments", 6)?.max(1);
     let segment_mib = options.count("--segment-mib", 16)?.max(1) as u64;
     let part_mib = options.count("--part-mib", 8)?.clamp(5, 1024) as u64;
+    let fetches = options.count("--fetches", 300)?.max(1);
     let bin = mailvault_binary()?;
     let tmp = tempfile::Builder::new().prefix("mailvault-bench-s3").tempdir()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -100,7 +107,7 @@ fn run() -> BenchResult<()> {
     // (what dominates real mail's bytes), fully indexed: serve has nothing to catch up.
     let store = tmp.path().join("store");
     let built = Instant::now();
-    build_store(&store, segments, segment_mib)?;
+    let sources = build_store(&store, segments, segment_mib)?;
     let sealed: Vec<(u64, PathBuf)> = {
         let mut all = list_segments(&Layout::new(&store).log_dir)?;
         all.pop();
@@ -171,7 +178,22 @@ fn run() -> BenchResult<()> {
     );
     println!("  (c) ratio (a)/(b) = {:.2}", (floor.0 + floor.1) / timed.wall);
 
-    println!("cold range reads (FETCH of evicted messages): not measured yet — this bench does not evict (bench/README.md)");
+    // 3. IMAP FETCH of evicted messages (cold, warm) vs local ones.
+    println!(
+        "cold range reads (IMAP UID FETCH BODY.PEEK[] as an auditor over plain TCP; cache_size = 1, \
+         range_cache_size = 0, read_cache_mib = 0):"
+    );
+    let reads = tmp.path().join("reads");
+    std::fs::create_dir_all(&reads)?;
+    evicted_reads::measure(&evicted_reads::Setup {
+        bin: &bin,
+        store: &store,
+        scratch: &reads,
+        store_section: store_section(segment_mib),
+        s3_section: s3_section(&settings)?,
+        sources: &sources,
+        fetches,
+    })?;
     println!("load average at end: {}", load_average());
     Ok(())
 }
@@ -210,8 +232,9 @@ fn private_weed(dir: &Path, runtime: &tokio::runtime::Runtime) -> BenchResult<(W
     Ok((weed, settings))
 }
 
-/// Builds a store with `segments` sealed segments (and an active one) through the library.
-fn build_store(dir: &Path, segments: usize, segment_mib: u64) -> BenchResult<()> {
+/// Builds a store with `segments` sealed segments (and an active one) through the library;
+/// returns its messages (seq, length, BLAKE3 of the bytes generated).
+fn build_store(dir: &Path, segments: usize, segment_mib: u64) -> BenchResult<Vec<Source>> {
     let key = Layout::new(dir).default_key;
     Store::create(dir, &key)?;
     let config = StoreConfig {
@@ -221,6 +244,7 @@ fn build_store(dir: &Path, segments: usize, segment_mib: u64) -> BenchResult<()>
     let store = Store::open(dir, &key, config)?;
     let mut rng = Rng::new(0x5eed_0003);
     let mut n = 0u64;
+    let mut sources = Vec::new();
     while list_segments(&store.layout().log_dir)?.len() <= segments {
         let batch: Vec<(Envelope, Vec<u8>)> = (0..8)
             .map(|_| {
@@ -232,11 +256,18 @@ fn build_store(dir: &Path, segments: usize, segment_mib: u64) -> BenchResult<()>
             })
             .collect();
         let refs: Vec<(&Envelope, &[u8])> = batch.iter().map(|(e, m)| (e, m.as_slice())).collect();
-        store.append_messages(&refs, OnDuplicate::Skip)?;
+        let appended = store.append_messages(&refs, OnDuplicate::Skip)?;
+        for (a, (_, m)) in appended.iter().zip(&batch) {
+            sources.push(Source {
+                seq: a.seq,
+                len: m.len() as u64,
+                blake3: *blake3::hash(m).as_bytes(),
+            });
+        }
     }
     store.wait_searchable()?;
     store.close()?;
-    Ok(())
+    Ok(sources)
 }
 
 /// A message with a short text part and an attachment of 50 KB to 2 MB of random bytes.
@@ -269,16 +300,26 @@ fn message(rng: &mut Rng, n: u64) -> Vec<u8> {
 
 fn write_config(dir: &Path, s: &S3Settings, segment_mib: u64) -> BenchResult<PathBuf> {
     let path = dir.join("mailvault.toml");
-    let credentials = s.credentials_file.as_ref().ok_or("no credentials file")?;
     std::fs::write(
         &path,
-        format!(
-            "[store]\nsegment_mib = {segment_mib}\n\n[storage.s3]\nendpoint = {:?}\nbucket = {:?}\nprefix = {:?}\n\
-             retention = {:?}\npart_mib = {}\ncredentials_file = {:?}\n",
-            s.endpoint, s.bucket, s.prefix, s.retention, s.part_mib, credentials
-        ),
+        format!("{}\n{}", store_section(segment_mib), s3_section(s)?),
     )?;
     Ok(path)
+}
+
+/// The configuration's `[store]` lines.
+fn store_section(segment_mib: u64) -> String {
+    format!("[store]\nsegment_mib = {segment_mib}\n")
+}
+
+/// The configuration's `[storage.s3]` lines.
+fn s3_section(s: &S3Settings) -> BenchResult<String> {
+    let credentials = s.credentials_file.as_ref().ok_or("no credentials file")?;
+    Ok(format!(
+        "[storage.s3]\nendpoint = {:?}\nbucket = {:?}\nprefix = {:?}\nretention = {:?}\npart_mib = {}\n\
+         credentials_file = {:?}\n",
+        s.endpoint, s.bucket, s.prefix, s.retention, s.part_mib, credentials
+    ))
 }
 
 /// Runs `serve` until its offload thread has receipted `count` segments: the seconds from the

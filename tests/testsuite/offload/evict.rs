@@ -1,7 +1,8 @@
 //! `[storage.s3] cache_size`: offloaded segments evicted locally (a stub in place of the
 //! file) and read back from the bucket — IMAP FETCH over TLS and `show` byte-exact, a forged
 //! cached frame found and fetched again, a missing object a clear error that leaves the rest
-//! serving, `verify` reading the evicted segments from the bucket, a restart.
+//! serving, `verify` reading the evicted segments from the bucket, `search` (snippets),
+//! `proof` and `audit` from the command line, a restart.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use archive_core::log::record::{encode_frame, Codec, FrameHeader, Leaf, RecordKi
 
 use super::weed::{write_credentials, Weed};
 use super::{deliver_messages, wait_for, BUCKET};
+use crate::intake::lmtp_send;
 use crate::util::{python_json, Server, Vault};
 
 const PASSWORD: &[u8] = b"correct horse battery\n";
@@ -129,8 +131,12 @@ fn evicted_segments_serve_imap_and_show_byte_exact_checked_cached_and_verified()
         &["user", "add", "archive", "--address", "archive@vault.example"],
         Some(PASSWORD),
     );
-    // About 8 MiB: twelve messages of 400 KB and two of 2.7 MB (each a segment of its own).
+    // First a message with words in its body (in segment 1: evicted), then about 8 MiB:
+    // twelve messages of 400 KB and two of 2.7 MB (each a segment of its own).
     let mut originals: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let worded = WORDED.to_vec();
+    assert!(lmtp_send(server.lmtp, &worded).is_some());
+    originals.insert(subject_of(&worded), worded);
     for (from, count, noise) in [
         (0, 6, 300_000),
         (6, 1, 2_000_000),
@@ -177,7 +183,7 @@ fn evicted_segments_serve_imap_and_show_byte_exact_checked_cached_and_verified()
         .collect();
     let in_evicted = |seq: u64| evicted.iter().any(|s| s.first_seq <= seq && seq <= s.last_seq());
     let remote: Vec<u64> = messages.iter().copied().filter(|s| in_evicted(*s)).collect();
-    assert!(remote.len() >= 4, "messages in evicted segments: {remote:?}");
+    assert!(remote.len() >= 5, "messages in evicted segments: {remote:?}");
     // Without the configuration, `log` lists them by seq, and says where they are.
     let bare = String::from_utf8(vault.ok(&["log"])).unwrap();
     assert!(
@@ -206,8 +212,9 @@ fn evicted_segments_serve_imap_and_show_byte_exact_checked_cached_and_verified()
     assert!(metric(&server, "mailvault_range_cache_hits_total") > hits);
 
     // A cached frame replaced by another record's, relabelled to pass every check but the
-    // leaf's: found, discarded, fetched again.
-    let (victim, donor) = (remote[0], remote[1]);
+    // leaf's: found, discarded, fetched again (two of the same length: remote[0] is the
+    // short worded message).
+    let (victim, donor) = (remote[1], remote[2]);
     let frame_of = |seq: u64| {
         let stub = evicted
             .iter()
@@ -263,6 +270,8 @@ fn evicted_segments_serve_imap_and_show_byte_exact_checked_cached_and_verified()
     let status = String::from_utf8(vault.ok(&["status"])).unwrap();
     assert!(status.contains("evicted to object storage"), "{status}");
     assert_eq!(server.stop(), Some(0), "a clean stop");
+    // (After the stop: `proof` needs the tree cache the server writes as it stops.)
+    cli_reads_of_the_evicted_segment(&vault, config, &evicted[0]);
 
     // An object missing from the bucket (the stub of the first evicted segment pointed at a
     // key that is not there, its cached frames gone): that message is a clear error, the
@@ -314,6 +323,59 @@ fn evicted_segments_serve_imap_and_show_byte_exact_checked_cached_and_verified()
         "{stderr}"
     );
     assert_eq!(server.stop(), Some(0), "a clean stop");
+}
+
+/// The message with words in its body, delivered first (into segment 1, which is evicted).
+const WORDED: &[u8] = b"Subject: harbour minutes\r\nFrom: keeper@example.org\r\n\r\n\
+The lighthouse keeper counted forty-two gulls on the northern pier.\r\n";
+
+/// `search` (its snippet), `proof` and `audit` on the command line with the configuration
+/// read the evicted segment `first` from the bucket; without it each fails with one line
+/// naming the segment and where its bytes are — a search never quietly drops the snippet.
+fn cli_reads_of_the_evicted_segment(vault: &Vault, config: &str, first: &EvictedSegment) {
+    let out = vault.ok(&["search", "--config", config, "--json", "lighthouse"]);
+    let hits: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 1, "{hits:#?}");
+    let seq = hits[0]["seq"].as_u64().unwrap();
+    assert!(first.first_seq <= seq && seq <= first.last_seq(), "{hits:#?}");
+    let snippet = hits[0]["snippet"].as_str().unwrap_or_default();
+    assert!(
+        snippet.contains("lighthouse keeper counted forty-two gulls"),
+        "{hits:#?}"
+    );
+    let proof: serde_json::Value =
+        serde_json::from_slice(&vault.ok(&["proof", &seq.to_string(), "--config", config])).unwrap();
+    assert_eq!(proof["seq"], seq, "{proof:#}");
+    assert_eq!(
+        proof["leaf_hash"],
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            first.frame(seq).unwrap().leaf_hash
+        ),
+        "the leaf read from the bucket is the stub's: {proof:#}"
+    );
+    let trail = String::from_utf8(vault.ok(&["audit", "--config", config, "--action", "search"])).unwrap();
+    assert!(trail.contains("lighthouse"), "{trail}");
+
+    let segment = format!("{:020}.seg", first.first_seq);
+    for args in [
+        vec!["search", "--json", "lighthouse"],
+        vec!["proof", &seq.to_string()],
+        vec!["audit"],
+    ] {
+        let out = vault.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} without --config: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&segment) && stderr.contains("s3://archive/") && stderr.contains("--config"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 /// The bytes of a FETCH answer.
