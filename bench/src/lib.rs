@@ -3,6 +3,7 @@
 //! small helpers for timing and printing. Benchmarks print figures; nothing here asserts.
 
 pub mod dovecot;
+pub mod http;
 pub mod imap_client;
 pub mod mailgen;
 pub mod serve;
