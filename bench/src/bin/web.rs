@@ -699,12 +699,13 @@ fn run() -> BenchResult<()> {
         std::fs::write(&script, wrk_script(requests)?)?;
         scripts.insert(*name, (script, requests.as_slice(), *marker));
     }
-    let timed = |name: &str, c: usize| -> BenchResult<Figures> {
+    let run_for = |name: &str, c: usize, secs: f64| -> BenchResult<Figures> {
         let (script, requests, marker) = &scripts[name];
         measure(&addr, script, requests, marker, c, secs)
     };
-    // Warm-up: every query once over the API (after its check).
-    timed("search", 1)?;
+    let timed = |name: &str, c: usize| run_for(name, c, secs);
+    // Warm-up: every query over the API (after its check), 3 s.
+    run_for("search", 1, 3.0)?;
 
     println!("api      GET /api/v1/search (wrk; one connection per client)");
     let mut api = Vec::new();
