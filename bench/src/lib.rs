@@ -4,6 +4,7 @@
 
 pub mod dovecot;
 pub mod evicted_reads;
+pub mod http;
 pub mod imap_client;
 pub mod mailgen;
 pub mod serve;

@@ -59,14 +59,15 @@ fn term_query(field: Field, text: &str) -> Q {
 }
 
 /// Exact terms for existence checks: scored as constant 1 so they do not skew relevance.
-fn term_set(terms: Vec<Term>) -> Option<Q> {
-    if terms.is_empty() {
-        return None;
-    }
-    Some(Box::new(ConstScoreQuery::new(
-        Box::new(TermSetQuery::new(terms)),
-        1.0,
-    )))
+fn term_set(mut terms: Vec<Term>) -> Option<Q> {
+    let query: Q = match terms.len() {
+        0 => return None,
+        // A set builds an FST of its terms (a 10,000-cell registry) for every search: the
+        // thread lookup of every message page paid it once per Message-ID.
+        1 => Box::new(TermQuery::new(terms.pop()?, IndexRecordOption::Basic)),
+        _ => Box::new(TermSetQuery::new(terms)),
+    };
+    Some(Box::new(ConstScoreQuery::new(query, 1.0)))
 }
 
 fn date_range(field: Field, from: Bound<i64>, to: Bound<i64>) -> Q {

@@ -235,6 +235,8 @@ pub(crate) struct Shared {
     /// Rewinds after failed fsyncs, and those whose audit record is not written yet.
     rewinds: std::sync::atomic::AtomicU64,
     rewinds_to_audit: Mutex<Vec<Rewound>>,
+    /// The status pages' size figures, recomputed at most every few seconds.
+    on_disk: crate::status::OnDiskCache,
     _lock: File,
 }
 
@@ -566,6 +568,7 @@ impl Store {
             content_written: std::sync::atomic::AtomicU64::new(tail.last_seq),
             rewinds: Default::default(),
             rewinds_to_audit: Default::default(),
+            on_disk: Default::default(),
             _lock: lock,
         });
         // Fetched frames of evicted segments are checked against the tree too.
@@ -1118,6 +1121,18 @@ impl Store {
             search_indexed_seq: self.shared.text.applied(),
             rewinds: self.shared.rewinds.load(Ordering::Relaxed),
         }
+    }
+
+    /// Bytes on disk and their ratio to the raw mail, at most [`crate::status::ON_DISK_REFRESH`]
+    /// old (a directory listing and a pass over the search index's size column when stale).
+    pub fn on_disk(&self) -> Result<crate::status::OnDisk> {
+        self.shared.on_disk.get(crate::status::ON_DISK_REFRESH, || {
+            let searcher = self.shared.text.searcher();
+            let as_of = self.shared.text.applied();
+            let (messages, raw) = crate::status::raw_messages(&searcher)?;
+            let usage = crate::status::disk_usage(&self.shared.layout);
+            Ok(crate::status::on_disk(usage, messages, raw, as_of))
+        })
     }
 
     /// The state readiness checks and metrics read (see [`Health`]).

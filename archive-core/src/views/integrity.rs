@@ -5,8 +5,11 @@
 //! of the leaf in that checkpoint's tree.
 
 use archive_verify::merkle::leaf_hash;
-use archive_verify::note::VerifierKey;
+use std::sync::Mutex;
 
+use archive_verify::note::{SignedCheckpoint, VerifierKey};
+
+use super::ScopedMessage;
 use crate::log::record::Leaf;
 use crate::search::Principal;
 use crate::{Error, Result, Store};
@@ -42,6 +45,14 @@ impl Store {
     /// and for a store that cannot answer.
     pub fn integrity_for(&self, principal: &Principal, seq: u64) -> Result<Integrity> {
         let message = self.message_for(principal, seq)?;
+        Ok(self.integrity_of(&message))
+    }
+
+    /// [`Store::integrity_for`] of a message already read with [`Store::message_for`]: the
+    /// hash is computed over the bytes that read returned (a page showing them need not read
+    /// them twice).
+    pub fn integrity_of(&self, message: &ScopedMessage) -> Integrity {
+        let seq = message.hit.seq;
         let key = self.layout().verifier_key();
         let checkpoint = self.latest_checkpoint().map(|(_, c)| c.note);
         let proof = match &checkpoint {
@@ -49,7 +60,7 @@ impl Store {
                 let size = key
                     .as_ref()
                     .ok()
-                    .and_then(|k| k.verify_note(note).ok())
+                    .and_then(|k| verified(k, note).ok())
                     .map_or(0, |c| c.checkpoint.size);
                 if size >= seq {
                     Some(self.inclusion_proof(seq, size))
@@ -61,14 +72,14 @@ impl Store {
         };
         let key = key.map_err(|e| e.to_string());
         let proof = proof.map(|p| p.map_err(|e| e.to_string()));
-        Ok(check(
+        check(
             seq,
             &message.raw,
             &message.leaf_bytes,
             key.as_ref(),
             checkpoint.as_deref(),
             proof,
-        ))
+        )
     }
 }
 
@@ -113,7 +124,7 @@ pub fn check(
     match (key, note) {
         (Err(e), _) => failures.push(format!("no public key to check the checkpoint with: {e}")),
         (Ok(_), None) => failures.push("the log has no signed checkpoint yet".into()),
-        (Ok(key), Some(note)) => match key.verify_note(note) {
+        (Ok(key), Some(note)) => match verified(key, note) {
             Err(e) => failures.push(format!("the newest checkpoint's signature does not verify: {e}")),
             Ok(signed) => {
                 let size = signed.checkpoint.size;
@@ -150,6 +161,23 @@ pub fn check(
         checkpoint_size,
         failures,
     }
+}
+
+/// `note` checked against `key`, remembered for the last pair: every message page checks the
+/// same newest checkpoint until the next one is signed (an ed25519 verification each time
+/// otherwise). Other bytes of either are checked afresh.
+fn verified(key: &VerifierKey, note: &str) -> std::result::Result<SignedCheckpoint, String> {
+    type Last = Option<(VerifierKey, String, std::result::Result<SignedCheckpoint, String>)>;
+    static LAST: Mutex<Last> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((k, n, result)) = last.as_ref() {
+        if k == key && n == note {
+            return result.clone();
+        }
+    }
+    let result = key.verify_note(note).map_err(|e| e.to_string());
+    *last = Some((key.clone(), note.to_string(), result.clone()));
+    result
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -224,6 +252,18 @@ mod tests {
             "{:?}",
             bad.failures
         );
+        // The remembered verification is the last (key, note) pair's, nothing broader.
+        let good = check(
+            seq,
+            &message.raw,
+            &message.leaf_bytes,
+            Ok(&key),
+            Some(&signed.note),
+            path(),
+        );
+        assert!(good.verified(), "{:?}", good.failures);
+        // Of the message as read once: the same findings.
+        assert_eq!(store.integrity_of(&message), found);
         store.close().unwrap();
     }
 }

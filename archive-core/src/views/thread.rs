@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 
 use mail_parser::{HeaderValue, MessageParser};
 
+use super::ScopedMessage;
 use crate::search::query::{Node, TextField, Value};
 use crate::search::{Hit, Principal, Query, SearchOptions, Sort};
 use crate::{Result, Store};
@@ -33,6 +34,13 @@ impl Store {
     /// a seq outside the scope is [`crate::Error::NoSuchRecord`], as there.
     pub fn thread_for(&self, principal: &Principal, seq: u64) -> Result<Vec<Hit>> {
         let message = self.message_for(principal, seq)?;
+        self.thread_of(principal, &message)
+    }
+
+    /// [`Store::thread_for`] of a message already read for `principal` with
+    /// [`Store::message_for`] (a page that shows it too need not read it again).
+    pub fn thread_of(&self, principal: &Principal, message: &ScopedMessage) -> Result<Vec<Hit>> {
+        let seq = message.hit.seq;
         let ids = thread_ids(&message.raw);
         if ids.is_empty() {
             return Ok(Vec::new());

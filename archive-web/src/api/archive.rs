@@ -1,5 +1,5 @@
 //! `GET /api/v1/checkpoint` (the newest signed checkpoint, as `mailvault checkpoint` prints
-//! it), `GET /api/v1/status` (auditors: counts, index lag, the store's health) and
+//! it), `GET /api/v1/status` (auditors: counts, sizes on disk, index lag, the store's health) and
 //! `GET /api/v1/audit` (auditors of the whole archive: the access trail, paged, as
 //! `mailvault audit --json` lists it).
 
@@ -11,8 +11,9 @@ use axum::Json;
 use archive_core::audit::trail::{events, parse_time, TrailFilter};
 use archive_core::audit::{query_text, AuditEvent};
 use archive_core::log::reader::LogReader;
+use archive_core::status::last_verify;
 
-use super::{params, time_text};
+use super::{date_text, params, time_text};
 use crate::auth::{AppState, Caller};
 use crate::error::{blocking, ApiError};
 
@@ -33,44 +34,102 @@ pub async fn checkpoint(State(state): State<AppState>, _caller: Caller) -> Resul
 /// The archive's state.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Status {
+    /// Distinct messages in the archive (the search index's; whoever asks).
+    pub messages: u64,
+    /// Their raw bytes (each distinct message once).
+    pub raw_bytes: u64,
+    /// Bytes on disk: the log plus the key-value index and the tree cache (as
+    /// `mailvault status` counts them; the search index is `search_bytes`).
+    pub on_disk_bytes: u64,
+    /// `on_disk_bytes / raw_bytes`; absent while the archive holds no message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_disk_ratio: Option<f64>,
+    /// The log's files.
+    pub log_bytes: u64,
+    /// The key-value index and the tree cache.
+    pub index_bytes: u64,
+    /// The full-text index (derived, rebuilt by `mailvault reindex`).
+    pub search_bytes: u64,
+    /// The search index's seq the message counts and sizes are from (the sizes are taken at
+    /// most 10 s before the answer).
+    pub sizes_as_of_seq: u64,
     /// Seq of the newest record.
     pub last_seq: u64,
     /// Seq the search index has applied.
     pub search_indexed_seq: u64,
     /// Durable records not searchable yet.
     pub search_lag_records: u64,
+    /// Seq of the newest signed checkpoint record (0 if none).
+    pub checkpoint_seq: u64,
     /// Tree size of the newest signed checkpoint.
     pub checkpoint_size: u64,
     /// Records not under a signed checkpoint yet.
     pub unsigned_records: u64,
+    /// The last `mailvault verify` run on this data directory; absent if none is recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_verify: Option<LastVerify>,
     /// Why the store cannot take mail now, if it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trouble: Option<String>,
 }
 
+/// What the last `mailvault verify` found.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LastVerify {
+    /// When it finished (RFC 3339, UTC).
+    pub finished: String,
+    /// `intact`, `tampered` or `unsigned`.
+    pub result: String,
+    /// Whether the log verified intact.
+    pub intact: bool,
+    /// Records checked.
+    pub records: u64,
+}
+
 /// The archive's state (auditors).
 #[utoipa::path(get, path = "/status", tag = "integrity",
-    responses((status = 200, body = Status), (status = 403, body = crate::error::ErrorBody)))]
+    responses(
+        (status = 200, body = Status),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody),
+    ))]
 pub async fn status(State(state): State<AppState>, caller: Caller) -> Result<Json<Status>, ApiError> {
     if !caller.principal.may_read_status() {
         return Err(ApiError::forbidden("the archive's status is for auditors"));
     }
     let store = state.store.clone();
-    blocking(move || Ok(Json(status_of(&store)))).await
+    blocking(move || Ok(Json(status_of(&store)?))).await
 }
 
-/// The store's counters and health (may block briefly: run it on a blocking thread).
-pub(crate) fn status_of(store: &archive_core::Store) -> Status {
+/// The store's counters, sizes and health (may block briefly: run it on a blocking thread).
+pub(crate) fn status_of(store: &archive_core::Store) -> Result<Status, ApiError> {
     let stats = store.stats();
     let health = store.health();
-    Status {
+    let disk = store.on_disk().map_err(ApiError::store)?;
+    let checkpoint = store.latest_checkpoint();
+    Ok(Status {
+        messages: disk.messages,
+        raw_bytes: disk.raw_bytes,
+        on_disk_bytes: disk.on_disk_bytes,
+        on_disk_ratio: disk.ratio,
+        log_bytes: disk.usage.log_bytes,
+        index_bytes: disk.usage.index_bytes,
+        search_bytes: disk.usage.search_bytes,
+        sizes_as_of_seq: disk.as_of_seq,
         last_seq: stats.last_seq,
         search_indexed_seq: stats.search_indexed_seq,
         search_lag_records: health.search_lag_records,
-        checkpoint_size: store.latest_checkpoint().map_or(0, |(_, c)| c.checkpoint.size),
+        checkpoint_seq: checkpoint.as_ref().map_or(0, |(seq, _)| *seq),
+        checkpoint_size: checkpoint.map_or(0, |(_, c)| c.checkpoint.size),
         unsigned_records: health.unsigned_records,
+        last_verify: last_verify(store.layout()).map(|v| LastVerify {
+            finished: date_text(v.finished.min(i64::MAX as u64) as i64),
+            result: v.result,
+            intact: v.intact,
+            records: v.records,
+        }),
         trouble: health.trouble,
-    }
+    })
 }
 
 /// Most events a page may hold.

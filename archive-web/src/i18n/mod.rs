@@ -206,6 +206,8 @@ pub struct Text {
     pub st_never_verified: &'static str,
     pub st_health: &'static str,
     pub st_ok: &'static str,
+    pub st_archive_messages: &'static str,
+    pub st_ratio: &'static str,
     pub audit_title: &'static str,
     pub filter: &'static str,
     pub a_user: &'static str,

@@ -11,7 +11,6 @@ use axum::response::Response;
 use archive_core::access::listing::{list_users, UserSummary};
 use archive_core::search::query::{Node, SizeOp};
 use archive_core::search::{Query, SearchOptions};
-use archive_core::status::{disk_usage, last_verify, LastVerify};
 
 use super::{error_page, html, not_found, size_text, url_encode, Page, Viewer};
 use crate::api::archive::{status_of, trail, AuditLine, AuditParams, Status};
@@ -25,13 +24,13 @@ struct StatusPage {
     page: Page,
     messages: u64,
     status: Status,
+    raw: String,
     disk_log: String,
     disk_index: String,
     disk_search: String,
     disk_total: String,
+    ratio: Option<String>,
     per_message: Option<u64>,
-    last_verify: Option<LastVerify>,
-    last_verify_time: String,
 }
 
 /// `GET /status` (auditors).
@@ -54,36 +53,26 @@ pub async fn status(State(state): State<AppState>, viewer: Viewer) -> Response {
             .search(&caller.principal, &all, &options)
             .map_err(ApiError::store)?
             .total;
-        Ok((
-            messages,
-            status_of(&store),
-            disk_usage(store.layout()),
-            last_verify(store.layout()),
-        ))
+        Ok((messages, status_of(&store)?))
     })
     .await;
-    let (messages, status, disk, last) = match found {
+    let (messages, status) = match found {
         Ok(f) => f,
         Err(e) => return error_page(&page, e),
     };
-    let total = disk.log_bytes + disk.index_bytes + disk.search_bytes;
-    let last_verify_time = last
-        .as_ref()
-        .map(|l| super::date_text(l.finished.min(i64::MAX as u64) as i64))
-        .unwrap_or_default();
     html(
         StatusCode::OK,
         &StatusPage {
             page,
             messages,
+            raw: size_text(status.raw_bytes),
+            disk_log: size_text(status.log_bytes),
+            disk_index: size_text(status.index_bytes),
+            disk_search: size_text(status.search_bytes),
+            disk_total: size_text(status.on_disk_bytes),
+            ratio: status.on_disk_ratio.map(|r| format!("{r:.3}")),
+            per_message: status.on_disk_bytes.checked_div(status.messages),
             status,
-            disk_log: size_text(disk.log_bytes),
-            disk_index: size_text(disk.index_bytes),
-            disk_search: size_text(disk.search_bytes),
-            disk_total: size_text(total),
-            per_message: total.checked_div(messages),
-            last_verify: last,
-            last_verify_time,
         },
     )
 }

@@ -82,12 +82,11 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, Path(seq): Path
         |_| Ok(String::new()),
         move |store, m| {
             let seq = m.hit.seq;
+            // The message as `read` checked and read it: not read again for these two.
             let thread = store
-                .thread_for(&principal, seq)
+                .thread_of(&principal, &m)
                 .map_err(crate::error::ApiError::store)?;
-            let integrity = store
-                .integrity_for(&principal, seq)
-                .map_err(crate::error::ApiError::store)?;
+            let integrity = store.integrity_of(&m);
             let bodies = mime_parts::bodies(&m.raw, MAX_BODY_BYTES);
             let remote_blocked = bodies.html.as_deref().is_some_and(|h| sanitize(h).blocked);
             let (text, text_is_preview) = match (&bodies.text, &bodies.html) {

@@ -1,7 +1,10 @@
 //! Web benchmark: the JSON search API of the release `mailvault serve` under load (wrk, 1, 8
 //! and 32 concurrent clients, the query mix of `bench/search`), against the same queries run
 //! in-process (`Store::search` on as many threads), so the web layer's cost is a ratio; the
-//! message page; and what facets cost. Runs on the store `bench/search --dir DIR` built.
+//! HTML search page at 8 clients; the HTML message page and the API's message endpoint; and
+//! what facets cost. The HTML pages are timed with the session cookie of a browser-like login
+//! (`http::browser_login`), and a run is only a figure if every answer was a 200: a redirect
+//! to `/login` is never timed as a page. Runs on the store `bench/search --dir DIR` built.
 //! Prints figures next to the issue's targets; never asserts. See bench/README.md.
 //!
 //! In-process runs first, with the store opened for writing (it catches the search index up,
@@ -18,21 +21,19 @@ use std::time::{Duration, Instant};
 use archive_core::search::{Principal, Query, SearchOptions};
 use archive_core::{Store, StoreConfig};
 use mailvault_bench::dovecot::{Server, START_TIMEOUT};
+use mailvault_bench::http::{self, browser_login, encode};
 use mailvault_bench::mailgen::MailGen;
 use mailvault_bench::serve::{self, wait_for_listener};
 use mailvault_bench::{
     fail, load_average, machine, mailvault, mailvault_binary, source_version, verdict, BenchResult, Options,
 };
 
-const USAGE: &str = "usage: web --dir DIR [--messages N] [--seed S] [--seconds S] [--clients 1,8,32] \
-[--message-path P]\n\
+const USAGE: &str = "usage: web --dir DIR [--messages N] [--seed S] [--seconds S] [--clients 1,8,32]\n\
   --dir DIR          the directory `search --dir DIR` built its store in (DIR/store)\n\
   --messages N       generated messages of that store (default 1000000; picks the query words)\n\
   --seed S           its generator seed (default 1)\n\
   --seconds S        each measurement's duration (default 10)\n\
   --clients LIST     concurrent clients (default 1,8,32)\n\
-  --message-path P   the message page, {seq} replaced (default /api/v1/messages/{seq};\n\
-                     the HTML page is /messages/{seq})\n\
 Needs wrk (apt-get install wrk) and a release build of the workspace.";
 
 /// Scoped users of the query mix (each a mailvault user with a token).
@@ -150,16 +151,29 @@ fn query_mix(gen: &MailGen, users: &[String]) -> Vec<Mixed> {
 }
 
 /// Latencies and throughput of one measurement.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Figures {
     per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// Why the run is no figure: answers that were not 200 (a redirect to `/login`, an
+    /// error), in the check before it or during it.
+    refused: Option<String>,
 }
 
 impl Figures {
+    fn refused(why: String) -> Figures {
+        Figures {
+            refused: Some(why),
+            ..Figures::default()
+        }
+    }
+
     fn line(&self) -> String {
+        if let Some(why) = &self.refused {
+            return format!("NO FIGURE: {why}");
+        }
         let errors = if self.errors > 0 {
             format!("  ERRORS {}", self.errors)
         } else {
@@ -169,6 +183,14 @@ impl Figures {
             "{:>8.1}/s  p50 {:>7.2} ms  p99 {:>7.2} ms{errors}",
             self.per_sec, self.p50_ms, self.p99_ms
         )
+    }
+
+    /// `p99 X ms`, or why there is no figure.
+    fn p99(&self) -> String {
+        match &self.refused {
+            Some(_) => "no figure (answers not 200)".into(),
+            None => format!("p99 {:.1} ms", self.p99_ms),
+        }
     }
 }
 
@@ -226,6 +248,7 @@ fn in_process(
         p50_ms: percentile(&times, 0.5),
         p99_ms: percentile(&times, 0.99),
         errors,
+        refused: None,
     })
 }
 
@@ -251,55 +274,107 @@ fn sequential(
         p50_ms: percentile(&times, 0.5),
         p99_ms: percentile(&times, 0.99),
         errors: 0,
+        refused: None,
     })
 }
 
-/// Percent-encodes everything but letters and digits (a query in a URL).
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+/// One request of a wrk script: path, and the one header that authenticates it
+/// (`Authorization: Bearer …` for the API, `Cookie: mailvault_session=…` for the pages).
+#[derive(Clone)]
+struct Request {
+    path: String,
+    header: &'static str,
+    value: String,
 }
 
-/// A wrk script sending `requests` (path, Authorization) round and round, each connection
-/// from its own offset, and printing one parseable result line.
-fn wrk_script(requests: &[(String, String)]) -> String {
+/// A wrk script sending `requests` round and round, each connection from its own offset,
+/// counting answers that are not 200 (wrk itself counts only 4xx/5xx: a 303 to `/login`
+/// would pass), and printing one parseable result line.
+fn wrk_script(requests: &[Request]) -> BenchResult<String> {
     let mut s = String::from("local requests = {\n");
-    for (path, auth) in requests {
-        // Paths are percent-encoded and tokens are base64url/hex: no quote or backslash.
-        let _ = writeln!(s, "  {{\"{path}\", \"{auth}\"}},");
+    for r in requests {
+        // Paths are percent-encoded, tokens and session ids base64url or hex; checked anyway.
+        if [&r.path, &r.value].iter().any(|v| v.contains(['"', '\\', '\n'])) {
+            return fail(format!("a request unfit for the wrk script: {}", r.path));
+        }
+        let _ = writeln!(s, "  {{\"{}\", \"{}\", \"{}\"}},", r.path, r.header, r.value);
     }
     s.push_str(
         r#"}
 local counter = 0
+local threads = {}
 function setup(thread)
   thread:set("offset", counter * 7)
+  table.insert(threads, thread)
   counter = counter + 1
 end
 local i = 0
 function init(args)
   i = offset or 0
+  non200 = 0
+  first_bad = 0
 end
 function request()
   i = i + 1
   local r = requests[(i % #requests) + 1]
-  return wrk.format("GET", r[1], {["Authorization"] = r[2]})
+  return wrk.format("GET", r[1], {[r[2]] = r[3]})
+end
+function response(status, headers, body)
+  if status ~= 200 then
+    non200 = non200 + 1
+    if first_bad == 0 then first_bad = status end
+  end
 end
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("MVRESULT %d %d %.1f %.1f %d\n", summary.requests, summary.duration,
+  local bad, first = 0, 0
+  for _, t in ipairs(threads) do
+    bad = bad + (t:get("non200") or 0)
+    if first == 0 then first = t:get("first_bad") or 0 end
+  end
+  io.write(string.format("MVRESULT %d %d %.1f %.1f %d %d %d\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
+    e.connect + e.read + e.write + e.status + e.timeout, bad, first))
 end
 "#,
     );
-    s
+    Ok(s)
+}
+
+/// Asks each distinct request once (this also warms the caches up): every answer must be a
+/// 200 whose body holds `marker`. `None` if all are, else why not.
+fn check(addr: &str, requests: &[Request], marker: &str) -> BenchResult<Option<String>> {
+    let mut seen = std::collections::HashSet::new();
+    for r in requests.iter().filter(|r| seen.insert((&r.path, &r.value))) {
+        let answer = http::get(addr, &r.path, &[(r.header, &r.value)])?;
+        if answer.status != 200 || !answer.text().contains(marker) {
+            return Ok(Some(format!(
+                "GET {} answered {}{} before the run",
+                r.path,
+                answer.status,
+                answer
+                    .header("location")
+                    .map_or_else(|| format!(" without {marker:?}"), |l| format!(" to {l}"))
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Checks `requests` (see [`check`]), then times them with wrk: no figure if the check or
+/// any answer of the run was not a 200.
+fn measure(
+    addr: &str,
+    script: &Path,
+    requests: &[Request],
+    marker: &str,
+    clients: usize,
+    secs: f64,
+) -> BenchResult<Figures> {
+    if let Some(why) = check(addr, requests, marker)? {
+        return Ok(Figures::refused(why));
+    }
+    wrk(&format!("http://{addr}"), script, clients, secs)
 }
 
 /// Runs wrk against `base` with `clients` connections for `secs`.
@@ -330,14 +405,17 @@ fn wrk(base: &str, script: &Path, clients: usize, secs: f64) -> BenchResult<Figu
         ));
     };
     let v: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let [requests, duration_us, p50_us, p99_us, errors] = v[..] else {
+    let [requests, duration_us, p50_us, p99_us, errors, non_200, first_bad] = v[..] else {
         return fail(format!("wrk result line {line:?}"));
     };
+    let refused = (non_200 > 0.0)
+        .then(|| format!("{non_200} of {requests} answers were not 200 (the first: {first_bad})"));
     Ok(Figures {
         per_sec: requests / (duration_us / 1e6),
         p50_ms: p50_us / 1000.0,
         p99_ms: p99_us / 1000.0,
         errors: errors as u64,
+        refused,
     })
 }
 
@@ -389,14 +467,7 @@ fn wait_for_search_index(bin: &Path, store: &Path, server: &mut Server, log: &Pa
 
 fn run() -> BenchResult<()> {
     let options = Options::parse(
-        &[
-            "--dir",
-            "--messages",
-            "--seed",
-            "--seconds",
-            "--clients",
-            "--message-path",
-        ],
+        &["--dir", "--messages", "--seed", "--seconds", "--clients"],
         USAGE,
     )?;
     let Some(base) = options.path("--dir") else {
@@ -414,10 +485,6 @@ fn run() -> BenchResult<()> {
             .collect::<Result<_, _>>()?,
         None => vec![1, 8, 32],
     };
-    let message_path = options.path("--message-path").map_or_else(
-        || "/api/v1/messages/{seq}".to_string(),
-        |p| p.display().to_string(),
-    );
     let bin = mailvault_binary()?;
     let store_dir = base.join("store");
     let key = store_dir.join("signing.key");
@@ -565,70 +632,123 @@ fn run() -> BenchResult<()> {
     )?;
     let addr = wait_for_listener(&mut server, &log, "web", START_TIMEOUT * 4)?;
     wait_for_search_index(&bin, &store_dir, &mut server, &log)?;
-    let url = format!("http://{addr}");
-    let requests = |facets: bool| -> Vec<(String, String)> {
+    let addr = addr.to_string();
+    // Browser sessions for the pages: the same users as the tokens, logged in through the form.
+    let root_session = browser_login(&addr, "bench-root", PASSWORD)?;
+    let sessions: Vec<String> = (0..USERS)
+        .map(|i| browser_login(&addr, &format!("bench-user-{i}"), PASSWORD))
+        .collect::<BenchResult<_>>()?;
+    let searches = |page: &str, facets: bool| -> Vec<Request> {
         mix.iter()
             .map(|m| {
-                let auth = match m.user {
-                    Some(u) => &tokens[u],
-                    None => &root,
-                };
                 let extra = if facets { "&facets=1" } else { "" };
-                (
-                    format!("/api/v1/search?q={}&limit={LIMIT}{extra}", encode(&m.text)),
-                    format!("Bearer {auth}"),
-                )
+                let path = format!("{page}?q={}&limit={LIMIT}{extra}", encode(&m.text));
+                match (page, m.user) {
+                    ("/search", Some(u)) => Request {
+                        path,
+                        header: "Cookie",
+                        value: sessions[u].clone(),
+                    },
+                    ("/search", None) => Request {
+                        path,
+                        header: "Cookie",
+                        value: root_session.clone(),
+                    },
+                    (_, Some(u)) => Request {
+                        path,
+                        header: "Authorization",
+                        value: format!("Bearer {}", tokens[u]),
+                    },
+                    (_, None) => Request {
+                        path,
+                        header: "Authorization",
+                        value: format!("Bearer {root}"),
+                    },
+                }
             })
             .collect()
     };
-    let search_script = scratch.path().join("search.lua");
-    std::fs::write(&search_script, wrk_script(&requests(false)))?;
-    let facet_script = scratch.path().join("facets.lua");
-    std::fs::write(&facet_script, wrk_script(&requests(true)))?;
-    let message_script = scratch.path().join("message.lua");
-    let message_requests: Vec<(String, String)> = seqs
-        .iter()
-        .map(|s| {
-            (
-                message_path.replace("{seq}", &s.to_string()),
-                format!("Bearer {root}"),
-            )
-        })
-        .collect();
-    std::fs::write(&message_script, wrk_script(&message_requests))?;
-    // Warm-up: every query once over the API.
-    wrk(&url, &search_script, 1, 3.0)?;
+    let messages = |page: &str, header: &'static str, value: &str| -> Vec<Request> {
+        seqs.iter()
+            .map(|s| Request {
+                path: format!("{page}/{s}"),
+                header,
+                value: value.to_string(),
+            })
+            .collect()
+    };
+    // Each run: its requests, what a good answer holds, its wrk script.
+    let runs: Vec<(&str, Vec<Request>, &str)> = vec![
+        ("search", searches("/api/v1/search", false), "\"total\""),
+        ("facets", searches("/api/v1/search", true), "\"facets\""),
+        ("search-page", searches("/search", false), "id=\"total\""),
+        (
+            "message-page",
+            messages("/messages", "Cookie", &root_session),
+            "id=\"integrity\"",
+        ),
+        (
+            "message-api",
+            messages("/api/v1/messages", "Authorization", &format!("Bearer {root}")),
+            "\"seq\"",
+        ),
+    ];
+    let mut scripts = std::collections::HashMap::new();
+    for (name, requests, marker) in &runs {
+        let script = scratch.path().join(format!("{name}.lua"));
+        std::fs::write(&script, wrk_script(requests)?)?;
+        scripts.insert(*name, (script, requests.as_slice(), *marker));
+    }
+    let run_for = |name: &str, c: usize, secs: f64| -> BenchResult<Figures> {
+        let (script, requests, marker) = &scripts[name];
+        measure(&addr, script, requests, marker, c, secs)
+    };
+    let timed = |name: &str, c: usize| run_for(name, c, secs);
+    // Warm-up: every query over the API (after its check), 3 s.
+    run_for("search", 1, 3.0)?;
 
     println!("api      GET /api/v1/search (wrk; one connection per client)");
     let mut api = Vec::new();
     for &c in &clients {
-        let f = wrk(&url, &search_script, c, secs)?;
+        let f = timed("search", c)?;
         println!("  API        {c:>2} clients  {}", f.line());
         api.push(f);
     }
-    let faceted: Vec<(usize, Figures)> = clients
-        .iter()
-        .filter(|c| **c == 8)
-        .map(|&c| Ok((c, wrk(&url, &facet_script, c, secs)?)))
-        .collect::<BenchResult<_>>()?;
-    for (c, f) in &faceted {
-        println!("  API facets=1 {c:>2} clients {}", f.line());
+    let eight = clients.contains(&8);
+    let api_facets = eight.then(|| timed("facets", 8)).transpose()?;
+    if let Some(f) = &api_facets {
+        println!("  API facets=1  8 clients  {}", f.line());
     }
     println!(
-        "message  GET {message_path} ({} messages)",
-        message_requests.len()
+        "page     GET /search?q=…&limit={LIMIT} (HTML, facets on the first page; the session of a \
+         browser login)"
+    );
+    let search_page = eight.then(|| timed("search-page", 8)).transpose()?;
+    if let Some(f) = &search_page {
+        println!("  page        8 clients  {}", f.line());
+    }
+    println!(
+        "message  GET /messages/{{seq}} (HTML, the session of a browser login) and \
+         GET /api/v1/messages/{{seq}}, {} messages",
+        seqs.len()
     );
     let mut message = Vec::new();
     for &c in &clients {
-        let f = wrk(&url, &message_script, c, secs)?;
-        println!("  message    {c:>2} clients  {}", f.line());
-        message.push((c, f));
+        let page = timed("message-page", c)?;
+        println!("  page       {c:>2} clients  {}", page.line());
+        let api = timed("message-api", c)?;
+        println!("  API        {c:>2} clients  {}", api.line());
+        message.push((c, page, api));
     }
     server.terminate()?;
     server.wait(Duration::from_secs(60))?;
 
     println!("summary (targets of issue #16)");
     for (i, &c) in clients.iter().enumerate() {
+        if api[i].refused.is_some() {
+            println!("  {c:>2} clients: API search {}", api[i].p99());
+            continue;
+        }
         let ratio = api[i].per_sec / inproc[i].per_sec.max(f64::MIN_POSITIVE);
         let mut line = format!(
             "  {c:>2} clients: API {:.1}/s vs in-process {:.1}/s = {ratio:.2} (target >= {RATIO_TARGET}: {})",
@@ -646,11 +766,34 @@ fn run() -> BenchResult<()> {
         }
         println!("{line}");
     }
-    for (c, f) in &message {
+    if let (Some(page), Some(i)) = (&search_page, clients.iter().position(|c| *c == 8)) {
+        let rate = |f: &Figures| match f.refused {
+            Some(_) => "-".to_string(),
+            None => format!("{:.1}/s", f.per_sec),
+        };
         println!(
-            "  message page {c:>2} clients: p99 {:.1} ms (target <= {MESSAGE_P99_TARGET_MS}: {})",
-            f.p99_ms,
-            verdict(f.p99_ms <= MESSAGE_P99_TARGET_MS)
+            "   8 clients: search page (HTML, facets) {} {}; API {} {}; API facets=1 {}",
+            rate(page),
+            page.p99(),
+            rate(&api[i]),
+            api[i].p99(),
+            api_facets
+                .as_ref()
+                .map_or_else(String::new, |f| format!("{} {}", rate(f), f.p99()))
+        );
+    }
+    for (c, page, api) in &message {
+        let met = match page.refused {
+            Some(_) => String::new(),
+            None => format!(
+                " (target <= {MESSAGE_P99_TARGET_MS}: {})",
+                verdict(page.p99_ms <= MESSAGE_P99_TARGET_MS)
+            ),
+        };
+        println!(
+            "  message page {c:>2} clients: HTML {}{met}; API {}",
+            page.p99(),
+            api.p99()
         );
     }
     println!("load     {} at the end", load_average());

@@ -132,7 +132,30 @@ fn each_caller_sees_their_scope_and_a_message_outside_it_is_a_plain_404() {
     );
     let status = web.get("/api/v1/status", &[("authorization", &pm)]);
     assert_eq!(status.status, 200);
-    assert!(status.json()["last_seq"].as_u64().unwrap() > big);
+    let status = status.json();
+    assert!(status["last_seq"].as_u64().unwrap() > big);
+    // Sizes: the three distinct messages' raw bytes as `mailvault status` sums them from the
+    // log; on disk at least the incompressible 3 MiB message; the ratio is on disk ÷ raw.
+    let cli: Value = serde_json::from_slice(&a.vault.ok(&["status", "--json"])).unwrap();
+    let n = |k: &str| status[k].as_u64().unwrap_or_else(|| panic!("{k}: {status}"));
+    assert_eq!(n("messages"), 3, "{status}");
+    assert_eq!(n("raw_bytes"), cli["message_bytes"].as_u64().unwrap(), "{status}");
+    assert_eq!(n("on_disk_bytes"), n("log_bytes") + n("index_bytes"), "{status}");
+    assert!(n("on_disk_bytes") > 3 << 20 && n("search_bytes") > 0, "{status}");
+    let ratio = status["on_disk_ratio"].as_f64().unwrap();
+    let expected = n("on_disk_bytes") as f64 / n("raw_bytes") as f64;
+    assert!((ratio - expected).abs() < 1e-9, "{ratio} vs {expected}");
+    assert!(
+        n("checkpoint_seq") > 0 && status.get("last_verify").is_none(),
+        "{status}"
+    );
+    let doc = web.get("/api/v1/openapi.json", &[]).json();
+    for field in ["raw_bytes", "on_disk_bytes", "on_disk_ratio", "last_verify"] {
+        assert!(
+            doc["components"]["schemas"]["Status"]["properties"][field].is_object(),
+            "{field}"
+        );
+    }
     assert_eq!(web.get("/api/v1/audit", &[("authorization", &pm)]).status, 403);
     let trail = web.get(
         "/api/v1/audit?action=search&user=alice&limit=1",

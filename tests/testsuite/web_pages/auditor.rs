@@ -45,6 +45,15 @@ fn auditor_pages_are_for_auditors_and_a_404_for_everyone_else() {
     root.login("root");
     let html = root.get("/status").page();
     assert!(html.contains("<dd id=\"status-messages\">4</dd>"), "{html}");
+    // The whole archive's size on disk against its raw mail (exact figures: web_api::scope).
+    assert!(html.contains("<dd id=\"status-archive\">4 ("), "{html}");
+    let ratio: f64 = html
+        .split("<dd id=\"status-ratio\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no ratio: {html}"));
+    assert!(ratio > 0.0, "{html}");
     assert!(html.contains("<dd id=\"last-verify\">intact"), "{html}");
     let trail = root.get("/audit?user=alice&action=search");
     assert_eq!(trail.status, 200);
