@@ -122,7 +122,12 @@ impl LoginGate {
         let limit_key = format!("(token) {network}");
         let outcome = (|| {
             self.limiter.check(client, &limit_key)?;
-            let users = Users::load(&self.data_dir).map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
+            // The file as it is now (a token revoked while serving is refused at once), read
+            // only when it changed: a script's every request comes through here.
+            let users = self
+                .users_now
+                .get()
+                .map_err(|e| LoginRefused::Unavailable(e.to_string()))?;
             match users.authenticate_token(token) {
                 Ok((who, id)) => {
                     self.limiter.record_success(client, &limit_key);
