@@ -707,3 +707,34 @@ fn verify_checks_offload_receipts_against_the_local_segment_files() {
         problem.reason
     );
 }
+
+/// `Store::audited`: the access's answer comes back with its record in the log, also when the
+/// access fails (the attempt is recorded), and a read after the call finds the record.
+#[test]
+fn an_audited_access_answers_after_its_record_is_written() {
+    let dir = temp_dir("store-test");
+    let path = create(dir.path());
+    let store = open(&path, StoreConfig::default());
+    let event = |target: &str| archive_core::audit::AuditEvent {
+        actor: "auditor".into(),
+        action: "search".into(),
+        target: target.into(),
+        origin: "local".into(),
+        ..Default::default()
+    };
+    let before = store.stats().last_seq;
+    let found = store.audited(&event("web invoice"), || Ok(42)).unwrap();
+    assert_eq!(found, 42);
+    let failed: archive_core::Result<()> = store.audited(&event("web broken"), || {
+        Err(archive_core::Error::Rejected("no such thing".into()))
+    });
+    assert!(failed.unwrap_err().to_string().contains("no such thing"));
+    let last = store.stats().last_seq;
+    store.close().unwrap();
+    let log = LogReader::open(&Layout::new(&path).log_dir).unwrap();
+    let audits = (before + 1..=last)
+        .filter(|s| log.read(*s).unwrap().kind() == RecordKind::Audit)
+        .count();
+    assert_eq!(audits, 2, "one record per access, the failed one too");
+    assert_verifies(&path);
+}

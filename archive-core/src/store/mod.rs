@@ -379,6 +379,13 @@ impl Shared {
 
     /// Appends an audit event; returns its seq once durable.
     fn append_audit(&self, event: &crate::audit::AuditEvent) -> Result<u64> {
+        let written = self.write_audit(event)?;
+        self.wait_durable(written)?;
+        Ok(written.seq)
+    }
+
+    /// Writes an audit record; durable once [`Shared::wait_durable`] says so.
+    fn write_audit(&self, event: &crate::audit::AuditEvent) -> Result<Written> {
         let event = serde_json::to_vec(event).map_err(|e| Error::Internal(format!("audit event: {e}")))?;
         let written = self.usable_writer()?.write(
             LeafBody::Audit { event },
@@ -388,8 +395,7 @@ impl Shared {
             &self.key,
         )?;
         self.appends.fetch_add(1, Ordering::Relaxed);
-        self.wait_durable(written)?;
-        Ok(written.seq)
+        Ok(written)
     }
 
     /// Appends the audit records of rewinds that could not write theirs.
@@ -875,6 +881,27 @@ impl Store {
     /// Appends an audit event; returns its seq once durable.
     pub fn append_audit(&self, event: &crate::audit::AuditEvent) -> Result<u64> {
         self.shared.append_audit(event)
+    }
+
+    /// Runs `access` (a search, say) for the access `event` records, returning what it found
+    /// only once the record is durable, as [`Store::append_audit`] then `access` would — but
+    /// the record's fsync runs on another thread while `access` works, so a request pays the
+    /// longer of the two, not their sum. A record that does not become durable fails the call
+    /// and what `access` found is dropped unseen.
+    pub fn audited<T>(
+        &self,
+        event: &crate::audit::AuditEvent,
+        access: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let written = self.shared.write_audit(event)?;
+        std::thread::scope(|scope| {
+            let durable = scope.spawn(|| self.shared.wait_durable(written));
+            let found = access();
+            let durable = durable
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the audit record's commit panicked".into())));
+            durable.and(found)
+        })
     }
 
     /// Appends an offload receipt (a sealed segment is stored in WORM object storage);

@@ -277,16 +277,16 @@ pub(crate) async fn run_search(
 ) -> Result<SearchResults, ApiError> {
     let store = state.store.clone();
     blocking(move || {
-        // Every search is an access: recorded before it runs.
+        // Every search is an access: its record is written before it runs and durable
+        // before its answer leaves (the fsync overlaps the search).
         let event = AuditEvent::new(
             &caller.user,
             "search",
             format!("web {}", query_text(&text)),
             &caller.client.to_string(),
         );
-        store.append_audit(&event).map_err(ApiError::store)?;
         store
-            .search(&caller.principal, &query, &options)
+            .audited(&event, || store.search(&caller.principal, &query, &options))
             .map_err(ApiError::store)
     })
     .await
