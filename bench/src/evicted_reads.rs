@@ -10,7 +10,6 @@
 //! as built (length and BLAKE3). Prints; never asserts.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use archive_core::log::evicted::{list_log, list_stubs, EvictedSegment};
@@ -157,34 +156,13 @@ pub fn measure(s: &Setup) -> BenchResult<()> {
 
 /// `mailvault user add` of an auditor of everything (who sees every message in `Archive`).
 fn add_auditor(bin: &Path, store: &Path) -> BenchResult<()> {
-    use std::io::Write;
-    let mut add = mailvault(bin, store);
-    add.args([
-        "user",
-        "add",
+    crate::serve::add_user_with(
+        bin,
+        store,
         USER,
-        "--role",
-        "auditor",
-        "--all-domains",
-        "--password-stdin",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut child = add.spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(format!("{PASSWORD}\n").as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return fail(format!(
-            "mailvault user add {USER}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
+        &["--role", "auditor", "--all-domains"],
+        PASSWORD,
+    )
 }
 
 /// Starts `serve` with a configuration named `name` (range cache `range_cache`), IMAP on a

@@ -15,11 +15,14 @@ use crate::{fail, mailvault, BenchResult};
 
 /// `mailvault user add NAME --address A… --password-stdin`, before or while the server runs.
 pub fn add_user(bin: &Path, store: &Path, name: &str, addresses: &[&str], password: &str) -> BenchResult<()> {
+    let args: Vec<&str> = addresses.iter().flat_map(|a| ["--address", a]).collect();
+    add_user_with(bin, store, name, &args, password)
+}
+
+/// `mailvault user add NAME ARGS… --password-stdin` (a role, addresses, domains).
+pub fn add_user_with(bin: &Path, store: &Path, name: &str, args: &[&str], password: &str) -> BenchResult<()> {
     let mut add = mailvault(bin, store);
-    add.args(["user", "add", name, "--password-stdin"]);
-    for a in addresses {
-        add.args(["--address", a]);
-    }
+    add.args(["user", "add", name, "--password-stdin"]).args(args);
     add.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
