@@ -26,9 +26,14 @@ use common::{create, envelope, temp_dir};
 /// that instant holds a copy of the descriptor until its `exec`, and with it the lock. On a
 /// loaded machine that can take a moment, so a lock held over a reopen is waited for briefly.
 fn open(store: &Path, config: StoreConfig) -> Store {
+    when_unlocked(|| Store::open(store, &store.join("signing.key"), config.clone()))
+}
+
+/// `take` (an open or a reindex) once no forked child holds the lock any more (see [`open`]).
+fn when_unlocked(mut take: impl FnMut() -> archive_core::Result<Store>) -> Store {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match Store::open(store, &store.join("signing.key"), config.clone()) {
+        match take() {
             Err(archive_core::Error::Locked(_)) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -321,7 +326,7 @@ fn deleted_derived_state_is_rebuilt_and_answers_identically() {
     );
     store.close().unwrap();
 
-    let store = Store::reindex(&path, &path.join("signing.key"), StoreConfig::default()).unwrap();
+    let store = when_unlocked(|| Store::reindex(&path, &path.join("signing.key"), StoreConfig::default()));
     assert_eq!(answers(&store), before);
     store.close().unwrap();
 }
