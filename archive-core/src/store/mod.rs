@@ -895,9 +895,16 @@ impl Store {
     ) -> Result<T> {
         let written = self.shared.write_audit(event)?;
         std::thread::scope(|scope| {
-            let durable = scope.spawn(|| self.shared.wait_durable(written));
+            let waiter = std::thread::Builder::new()
+                .name("audit-commit".into())
+                .spawn_scoped(scope, || self.shared.wait_durable(written));
+            let Ok(waiter) = waiter else {
+                // No thread to spare: the record first, then the access, as append_audit.
+                self.shared.wait_durable(written)?;
+                return access();
+            };
             let found = access();
-            let durable = durable
+            let durable = waiter
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("the audit record's commit panicked".into())));
             durable.and(found)
