@@ -139,6 +139,15 @@ impl ApiError {
         ApiError::bad_request(format!("{what}: {}", rejection.body_text()))
     }
 
+    /// 429: the server is busy with as many of these as it takes at once; try again after
+    /// `secs` seconds.
+    pub fn busy(detail: impl Into<String>, secs: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", detail)
+        }
+    }
+
     /// 503: try again later.
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)

@@ -7,6 +7,7 @@
 //! [`MAX_WEB_EXPORT`] messages: more is a clear error pointing to the CLI's volumes.
 
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::extract::rejection::FormRejection;
@@ -28,6 +29,31 @@ use crate::error::{blocking, ApiError};
 
 /// Most messages one web export holds (one bundle volume).
 pub const MAX_WEB_EXPORT: u64 = 10_000;
+
+/// Exports written at once: each costs a core and its size in disk while it runs; one more
+/// is told to come back (429) rather than queued.
+const MAX_RUNNING_EXPORTS: usize = 2;
+
+static RUNNING_EXPORTS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MAX_RUNNING_EXPORTS`] places, given back when dropped.
+struct ExportSlot;
+
+impl ExportSlot {
+    fn take() -> Option<ExportSlot> {
+        if RUNNING_EXPORTS.fetch_add(1, Ordering::SeqCst) >= MAX_RUNNING_EXPORTS {
+            RUNNING_EXPORTS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(ExportSlot)
+    }
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        RUNNING_EXPORTS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The export form as posted.
 #[derive(serde::Deserialize)]
@@ -67,9 +93,16 @@ pub async fn bundle(
         Ok(q) => q,
         Err(e) => return refuse(ApiError::store(e.into())),
     };
+    let Some(slot) = ExportSlot::take() else {
+        return refuse(ApiError::busy(
+            format!("{MAX_RUNNING_EXPORTS} exports are being written; try again in a moment"),
+            10,
+        ));
+    };
     let store = state.store.clone();
     let caller = viewer.caller;
     let written = blocking(move || {
+        let _slot = slot;
         let seqs = selected_deliveries(
             |options| store.search_within(&caller.principal, &query, options, &Budget::default()),
             Some(MAX_WEB_EXPORT),
@@ -166,4 +199,20 @@ fn chunks(file: std::fs::File) -> impl futures_util::Stream<Item = Result<Vec<u8
             )),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_two_exports_run_and_a_finished_one_makes_room() {
+        let first = ExportSlot::take().expect("first");
+        let second = ExportSlot::take().expect("second");
+        assert!(ExportSlot::take().is_none(), "a third waits for a place");
+        drop(first);
+        let third = ExportSlot::take().expect("room again");
+        drop((second, third));
+        assert_eq!(RUNNING_EXPORTS.load(Ordering::SeqCst), 0);
+    }
 }
