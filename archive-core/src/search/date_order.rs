@@ -1,17 +1,22 @@
 //! The first page of a search in date order (newest or oldest first) without visiting every
-//! match: segments are taken in date order (each knows its newest and oldest date), and once
-//! the page is full, a segment whose dates cannot beat the page's last hit is only counted —
-//! and not even that once [`SearchOptions::count_limit`](super::SearchOptions) matches have
-//! been counted; the total is then a lower bound. Mail is archived roughly in the order it is
-//! written, so the newest matches sit in the newest segments and a page of a common word
-//! costs a few segments, not half the archive (the sort optimisation Lucene and Elasticsearch
-//! make with `track_total_hits`). The result equals the full pass's whatever the dates: a
-//! segment is skipped only when no document in it could enter the page.
+//! match. Each index segment is seen as blocks of [`BLOCK_DOCS`] documents, each with its best
+//! date (newest or oldest; computed once per segment, which never changes). Blocks are taken
+//! best first; once the page is full, a block whose best date is worse than the page's last
+//! hit cannot change the page, nor can any after it: those are only counted — and not even
+//! that once [`SearchOptions::count_limit`](super::SearchOptions) matches have been counted;
+//! the total is then a lower bound. Mail is archived roughly in the order it is written, so
+//! the newest matches sit in a few blocks, and a bogus date (spam from 2099, a message without
+//! one dated when it came) costs its own block, not the page (the same idea as Lucene's
+//! block-max skipping with Elasticsearch's `track_total_hits`). The result equals the full
+//! pass's whatever the dates: a block is skipped only when no document in it could enter the
+//! page.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 
-use tantivy::columnar::{Cardinality, Column};
+use tantivy::columnar::Column;
+use tantivy::index::SegmentId;
 use tantivy::query::{EnableScoring, Query as TantivyQuery, Weight};
 use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, COLLECT_BLOCK_BUFFER_LEN};
 
@@ -31,6 +36,13 @@ pub(crate) struct DatePage {
     pub found: Vec<DocAddress>,
 }
 
+/// Documents per block: the unit a page skips.
+const BLOCK_DOCS: u32 = 1024;
+
+/// Most blocks collected between two looks at the page's bar (one while the bar moves, twice
+/// as many each time it held).
+const MAX_BLOCKS_AT_ONCE: usize = 32;
+
 /// The `k` first matches of `query` newest first (`newest`) or oldest first, ties by seq in
 /// the same direction, counting matches exactly up to `count_limit` (all when `None`).
 pub(crate) fn first_page(
@@ -44,56 +56,76 @@ pub(crate) fn first_page(
     budget.check()?;
     let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
     let mut segments = Vec::with_capacity(searcher.segment_readers().len());
+    let mut blocks = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         let dates = reader.fast_fields().i64("date")?;
         let seqs = reader.fast_fields().u64("seq")?;
-        // Bounds only of a column every document has a value in; else no segment is skipped.
-        let (oldest, latest) = if dates.get_cardinality() == Cardinality::Full {
-            (dates.min_value(), dates.max_value())
-        } else {
-            (i64::MIN, i64::MAX)
-        };
+        for (i, best) in block_bests(reader, &dates, newest).iter().enumerate() {
+            let start = i as u32 * BLOCK_DOCS;
+            blocks.push(Block {
+                segment: segments.len(),
+                start,
+                end: (start + BLOCK_DOCS).min(reader.max_doc()),
+                best: *best,
+            });
+        }
         segments.push(Segment {
             ord: ord as u32,
             reader,
             dates,
             seqs,
-            oldest,
-            latest,
         });
     }
+    // Best blocks first: the newest (oldest) date each holds.
     if newest {
-        segments.sort_by_key(|s| std::cmp::Reverse(s.latest));
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.best));
     } else {
-        segments.sort_by_key(|s| s.oldest);
+        blocks.sort_by_key(|b| b.best);
     }
     let mut page = Page {
         newest,
         k,
         heap: BinaryHeap::with_capacity(k + 1),
     };
+    // Blocks in that order, a few at a time, until the page is full and the next block's
+    // best date is worse than the page's last hit: no later block can change the page then
+    // (an equal date might still win on seq, so it is taken).
     let mut counted = 0u64;
-    let mut exact = true;
-    for segment in &segments {
-        if page.cannot_improve(segment) {
-            match count_limit {
-                Some(limit) if counted >= limit => {
-                    exact = false;
-                    break;
-                }
-                _ => {
-                    let (n, whole) =
-                        count(&*weight, segment.reader, count_limit.map(|l| l - counted), budget)?;
-                    counted += n;
-                    if !whole {
-                        exact = false;
-                        break;
-                    }
-                }
-            }
-            continue;
+    let mut taken = 0;
+    let mut at_once = 1;
+    while taken < blocks.len() {
+        let bar = page.bar();
+        let reachable = |b: &Block| match bar {
+            Some(bar) if newest => b.best >= bar,
+            Some(bar) => b.best <= bar,
+            None => true,
+        };
+        let window = &blocks[taken..(taken + at_once).min(blocks.len())];
+        let upto = taken + window.iter().take_while(|b| reachable(b)).count();
+        if upto == taken {
+            break;
         }
-        counted += page.collect(&*weight, segment, budget)?;
+        counted += page.collect(&*weight, &segments, &blocks[taken..upto], budget)?;
+        taken = upto;
+        // While the page's bar moves, look again after every block; once it holds, take more
+        // at a time (each look opens the query's postings again).
+        at_once = if page.bar() != bar {
+            1
+        } else {
+            (at_once * 2).min(MAX_BLOCKS_AT_ONCE)
+        };
+    }
+    let beyond = &blocks[taken..];
+    let mut exact = true;
+    if !beyond.is_empty() {
+        let left = count_limit.map(|l| l.saturating_sub(counted));
+        if left == Some(0) {
+            exact = false;
+        } else {
+            let (n, whole) = count_blocks(&*weight, &segments, beyond, left, budget)?;
+            counted += n;
+            exact = whole;
+        }
     }
     let mut best: Vec<Ranked> = page.heap.into_iter().map(|r| r.0).collect();
     best.sort_by(|a, b| b.cmp(a));
@@ -103,6 +135,104 @@ pub(crate) fn first_page(
         found: best.into_iter().map(|r| r.address).collect(),
     })
 }
+
+/// A run of documents of one segment and the best date among them.
+#[derive(Clone, Copy)]
+struct Block {
+    segment: usize,
+    start: DocId,
+    end: DocId,
+    best: i64,
+}
+
+/// The blocks of `blocks` grouped by segment, each group in document order.
+fn by_segment(blocks: &[Block]) -> Vec<Vec<Block>> {
+    let mut sorted = blocks.to_vec();
+    sorted.sort_by_key(|b| (b.segment, b.start));
+    let mut groups: Vec<Vec<Block>> = Vec::new();
+    for b in sorted {
+        match groups.last_mut() {
+            Some(g) if g[0].segment == b.segment => g.push(b),
+            _ => groups.push(vec![b]),
+        }
+    }
+    groups
+}
+
+/// Live matches in `blocks`, stopping once `limit` are counted: (count, whether all).
+fn count_blocks(
+    weight: &dyn Weight,
+    segments: &[Segment],
+    blocks: &[Block],
+    limit: Option<u64>,
+    budget: &Budget,
+) -> Result<(u64, bool)> {
+    let mut n = 0u64;
+    let mut since_check = 0u64;
+    for group in by_segment(blocks) {
+        let segment = &segments[group[0].segment];
+        let alive = segment.reader.alive_bitset();
+        let mut scorer = weight.scorer(segment.reader, 1.0)?;
+        for block in &group {
+            let mut doc = scorer.doc();
+            if doc < block.start {
+                doc = scorer.seek(block.start);
+            }
+            while doc < block.end {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    n += 1;
+                    if limit.is_some_and(|l| n >= l) {
+                        return Ok((n, false));
+                    }
+                }
+                since_check += 1;
+                if since_check >= CHECK_EVERY {
+                    since_check = 0;
+                    budget.check()?;
+                }
+                doc = scorer.advance();
+            }
+        }
+    }
+    Ok((n, true))
+}
+
+/// The best date (newest: the largest; oldest: the smallest) of each block of a segment,
+/// computed once per segment (segments never change) and kept for the next search.
+fn block_bests(reader: &SegmentReader, dates: &Column<i64>, newest: bool) -> Arc<Vec<i64>> {
+    let key = (reader.segment_id(), newest);
+    {
+        let cache = BLOCK_BESTS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = cache.get(&key) {
+            return Arc::clone(found);
+        }
+    }
+    let max_doc = reader.max_doc();
+    let mut bests = Vec::with_capacity(max_doc.div_ceil(BLOCK_DOCS) as usize);
+    let mut start = 0;
+    while start < max_doc {
+        let end = (start + BLOCK_DOCS).min(max_doc);
+        // A document without a date ranks as the page does (the oldest possible).
+        let dated = (start..end).map(|doc| dates.first(doc).unwrap_or(i64::MIN));
+        bests.push(if newest { dated.max() } else { dated.min() }.unwrap_or(i64::MIN));
+        start = end;
+    }
+    let bests = Arc::new(bests);
+    let mut cache = BLOCK_BESTS.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED_SEGMENTS {
+        cache.clear();
+    }
+    cache.insert(key, Arc::clone(&bests));
+    bests
+}
+
+/// Segments whose block dates are kept (both orders count apart); past it the cache starts
+/// over (merges replace segments, and the old ones are never asked for again).
+const MAX_CACHED_SEGMENTS: usize = 512;
+
+type BlockBests = HashMap<(SegmentId, bool), Arc<Vec<i64>>>;
+
+static BLOCK_BESTS: LazyLock<Mutex<BlockBests>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Matches of `query` up to `limit` (all when `None`): the count, and whether it is all.
 pub(crate) fn count_up_to(
@@ -166,9 +296,6 @@ struct Segment<'a> {
     reader: &'a SegmentReader,
     dates: Column<i64>,
     seqs: Column<u64>,
-    /// The segment's oldest and newest date.
-    oldest: i64,
-    latest: i64,
 }
 
 /// A hit on the page; `Ord` says which is better (greater is better).
@@ -212,40 +339,39 @@ impl Page {
             .flatten()
     }
 
-    /// Whether no document of `segment` could enter the page: every date in it is strictly
-    /// worse than the page's worst (an equal date might win on seq).
-    fn cannot_improve(&self, segment: &Segment) -> bool {
-        match self.bar() {
-            Some(bar) if self.newest => segment.latest < bar,
-            Some(bar) => segment.oldest > bar,
-            None => false,
-        }
-    }
-
-    /// Offers every live match of the segment to the page; returns how many there were.
-    fn collect(&mut self, weight: &dyn Weight, segment: &Segment, budget: &Budget) -> Result<u64> {
-        let mut scorer = weight.scorer(segment.reader, 1.0)?;
-        let alive = segment.reader.alive_bitset();
-        let mut block = [0 as DocId; COLLECT_BLOCK_BUFFER_LEN];
+    /// Offers every live match in `blocks` to the page; returns how many there were.
+    fn collect(
+        &mut self,
+        weight: &dyn Weight,
+        segments: &[Segment],
+        blocks: &[Block],
+        budget: &Budget,
+    ) -> Result<u64> {
         let (mut n, mut since_check) = (0u64, 0u64);
-        loop {
-            let filled = scorer.fill_buffer(&mut block);
-            for &doc in &block[..filled] {
-                if alive.is_some_and(|a| !a.is_alive(doc)) {
-                    continue;
+        for group in by_segment(blocks) {
+            let segment = &segments[group[0].segment];
+            let alive = segment.reader.alive_bitset();
+            let mut scorer = weight.scorer(segment.reader, 1.0)?;
+            for block in &group {
+                let mut doc = scorer.doc();
+                if doc < block.start {
+                    doc = scorer.seek(block.start);
                 }
-                n += 1;
-                self.offer(segment, doc);
-            }
-            if filled < COLLECT_BLOCK_BUFFER_LEN {
-                return Ok(n);
-            }
-            since_check += filled as u64;
-            if since_check >= CHECK_EVERY {
-                since_check = 0;
-                budget.check()?;
+                while doc < block.end {
+                    if alive.is_none_or(|a| a.is_alive(doc)) {
+                        n += 1;
+                        self.offer(segment, doc);
+                    }
+                    since_check += 1;
+                    if since_check >= CHECK_EVERY {
+                        since_check = 0;
+                        budget.check()?;
+                    }
+                    doc = scorer.advance();
+                }
             }
         }
+        Ok(n)
     }
 
     fn offer(&mut self, segment: &Segment, doc: DocId) {
