@@ -41,7 +41,7 @@ const BLOCK_DOCS: u32 = 1024;
 
 /// Most blocks collected between two looks at the page's bar (one while the bar moves, twice
 /// as many each time it held).
-const MAX_BLOCKS_AT_ONCE: usize = 32;
+const MAX_BLOCKS_AT_ONCE: usize = 256;
 
 /// The `k` first matches of `query` newest first (`newest`) or oldest first, ties by seq in
 /// the same direction, counting matches exactly up to `count_limit` (all when `None`).
