@@ -168,6 +168,23 @@ fn count_blocks(
     budget: &Budget,
 ) -> Result<(u64, bool)> {
     let mut n = 0u64;
+    let whole = walk(weight, segments, blocks, budget, |_, _| {
+        n += 1;
+        limit.is_none_or(|l| n < l)
+    })?;
+    Ok((n, whole))
+}
+
+/// Calls `each` with every live match in `blocks` (each segment's in document order, one
+/// scorer per segment seeking from block to block) until it returns false; returns whether
+/// it saw them all.
+fn walk(
+    weight: &dyn Weight,
+    segments: &[Segment],
+    blocks: &[Block],
+    budget: &Budget,
+    mut each: impl FnMut(&Segment, DocId) -> bool,
+) -> Result<bool> {
     let mut since_check = 0u64;
     for group in by_segment(blocks) {
         let segment = &segments[group[0].segment];
@@ -179,11 +196,8 @@ fn count_blocks(
                 doc = scorer.seek(block.start);
             }
             while doc < block.end {
-                if alive.is_none_or(|a| a.is_alive(doc)) {
-                    n += 1;
-                    if limit.is_some_and(|l| n >= l) {
-                        return Ok((n, false));
-                    }
+                if alive.is_none_or(|a| a.is_alive(doc)) && !each(segment, doc) {
+                    return Ok(false);
                 }
                 since_check += 1;
                 if since_check >= CHECK_EVERY {
@@ -194,7 +208,7 @@ fn count_blocks(
             }
         }
     }
-    Ok((n, true))
+    Ok(true)
 }
 
 /// The best date (newest: the largest; oldest: the smallest) of each block of a segment,
@@ -347,30 +361,12 @@ impl Page {
         blocks: &[Block],
         budget: &Budget,
     ) -> Result<u64> {
-        let (mut n, mut since_check) = (0u64, 0u64);
-        for group in by_segment(blocks) {
-            let segment = &segments[group[0].segment];
-            let alive = segment.reader.alive_bitset();
-            let mut scorer = weight.scorer(segment.reader, 1.0)?;
-            for block in &group {
-                let mut doc = scorer.doc();
-                if doc < block.start {
-                    doc = scorer.seek(block.start);
-                }
-                while doc < block.end {
-                    if alive.is_none_or(|a| a.is_alive(doc)) {
-                        n += 1;
-                        self.offer(segment, doc);
-                    }
-                    since_check += 1;
-                    if since_check >= CHECK_EVERY {
-                        since_check = 0;
-                        budget.check()?;
-                    }
-                    doc = scorer.advance();
-                }
-            }
-        }
+        let mut n = 0u64;
+        walk(weight, segments, blocks, budget, |segment, doc| {
+            n += 1;
+            self.offer(segment, doc);
+            true
+        })?;
         Ok(n)
     }
 
