@@ -6,6 +6,8 @@
 
 use std::io::{Seek, Write};
 
+/// Lower-case hex, as bundles write hashes.
+pub use archive_verify::bundle::row::hex;
 /// What an export selects (re-exported for the front doors that build a [`BundleRequest`]).
 pub use archive_verify::bundle::Selection as ExportSelection;
 use archive_verify::bundle::{

@@ -188,18 +188,12 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::envelope::Envelope;
-    use crate::{OnDuplicate, SearchIndexing, StoreConfig};
+    use crate::OnDuplicate;
 
     #[test]
     fn a_stored_message_verifies_and_a_changed_byte_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        Store::create(&path, &path.join("signing.key")).unwrap();
-        let config = StoreConfig {
-            search_indexing: SearchIndexing::Live,
-            ..StoreConfig::default()
-        };
-        let store = Store::open(&path, &path.join("signing.key"), config).unwrap();
+        let store = crate::views::live_test_store(dir.path());
         let raw = b"From: a@example.com\r\nTo: b@example.com\r\n\r\nhello\r\n";
         let seq = store
             .append_message(

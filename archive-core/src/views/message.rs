@@ -113,18 +113,12 @@ impl Store {
 mod tests {
     use super::*;
     use crate::envelope::Envelope;
-    use crate::{OnDuplicate, SearchIndexing, StoreConfig};
+    use crate::OnDuplicate;
 
     #[test]
     fn a_message_is_read_only_within_the_scope_and_a_blind_copy_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        Store::create(&path, &path.join("signing.key")).unwrap();
-        let config = StoreConfig {
-            search_indexing: SearchIndexing::Live,
-            ..StoreConfig::default()
-        };
-        let store = Store::open(&path, &path.join("signing.key"), config).unwrap();
+        let store = crate::views::live_test_store(dir.path());
         let raw = b"From: x@other.net\r\nTo: bob@other.net\r\nSubject: for bob\r\n\r\nsecret\r\n";
         let to_bob = store
             .append_message(

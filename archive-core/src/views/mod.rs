@@ -22,6 +22,18 @@ pub mod integrity;
 mod message;
 pub mod thread;
 
+/// A new store under `dir` that indexes for search as it appends (what the view tests read).
+#[cfg(test)]
+pub(crate) fn live_test_store(dir: &std::path::Path) -> crate::Store {
+    let path = dir.join("store");
+    crate::Store::create(&path, &path.join("signing.key")).unwrap();
+    let config = crate::StoreConfig {
+        search_indexing: crate::SearchIndexing::Live,
+        ..crate::StoreConfig::default()
+    };
+    crate::Store::open(&path, &path.join("signing.key"), config).unwrap()
+}
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 

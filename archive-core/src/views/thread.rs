@@ -128,7 +128,7 @@ pub fn thread_ids(raw: &[u8]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::envelope::Envelope;
-    use crate::{OnDuplicate, SearchIndexing, StoreConfig};
+    use crate::OnDuplicate;
 
     #[test]
     fn ids_are_bounded_and_deduplicated() {
@@ -146,13 +146,7 @@ mod tests {
     #[test]
     fn a_thread_lists_only_what_the_principal_may_see() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        Store::create(&path, &path.join("signing.key")).unwrap();
-        let config = StoreConfig {
-            search_indexing: SearchIndexing::Live,
-            ..StoreConfig::default()
-        };
-        let store = Store::open(&path, &path.join("signing.key"), config).unwrap();
+        let store = crate::views::live_test_store(dir.path());
         let append = |from: &str, to: &str, headers: &str| {
             let raw = format!("From: {from}\r\nTo: {to}\r\nSubject: s\r\n{headers}\r\nbody\r\n");
             store

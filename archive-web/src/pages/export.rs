@@ -170,11 +170,7 @@ fn digest(file: &mut std::fs::File) -> Result<(String, u64), ApiError> {
     let mut hasher = Sha256::new();
     let bytes = std::io::copy(file, &mut hasher).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
-    Ok((hex(&hasher.finalize()), bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((archive_core::export::bundle::hex(&hasher.finalize()), bytes))
 }
 
 /// The file's bytes in chunks, each read on a blocking thread; the file is removed by the
