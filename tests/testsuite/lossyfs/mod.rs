@@ -288,7 +288,15 @@ impl Mounted {
             "{} stayed busy: is a process still using it?",
             self.mountpoint.display()
         );
-        session.join();
+        // Not `BackgroundSession::join`: it unwraps the session's end, and after our own
+        // unmount some kernels end the connection with ECONNABORTED instead of ENODEV.
+        let session_thread = session.guard;
+        match session_thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::ENODEV)) => {}
+            Ok(Err(e)) => panic!("the lossyfs session ended with {e}"),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
         }
