@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use archive_core::audit::AuditEvent;
 use archive_core::search::{Hit, Principal, Query, ReadOnlyIndex, SearchOptions, SearchResults, Sort};
 use archive_core::{Envelope, OnDuplicate, Store, StoreConfig};
 use common::{create, envelope, temp_dir};
@@ -590,6 +591,73 @@ fn a_deleted_or_reindexed_search_index_is_rebuilt_with_identical_answers() {
         ro.search(&p, &q, &options).unwrap().hits,
         store.search(&p, &q, &options).unwrap().hits
     );
+    store.close().unwrap();
+}
+
+/// Records without a document (one audit record per web search) move no tantivy commit:
+/// each would restart the indexing threads and reload the searcher with cold caches. They
+/// are still applied (nothing waits on them), and at close the payload reaches them, so the
+/// next open starts where this one ended.
+#[test]
+fn records_without_a_document_are_applied_without_a_commit_and_close_records_them() {
+    let dir = temp_dir("search-test");
+    let path = create(dir.path());
+    let store = open(&path);
+    add_fixtures(&store);
+    store.wait_searchable().unwrap();
+    let ro = ReadOnlyIndex::open(&path).unwrap();
+    assert_eq!(ro.lag().unwrap(), 0);
+    let committed = ro.indexed_seq();
+    assert!(committed > 0);
+
+    let mut last = 0;
+    for n in 0..40 {
+        let event = AuditEvent::new("auditor", "search", format!("web rechnung {n}"), "127.0.0.1");
+        last = store.append_audit(&event).unwrap();
+        if n % 10 == 0 {
+            // In separate batches of the search indexer.
+            std::thread::sleep(std::time::Duration::from_millis(120));
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.stats().search_indexed_seq < last {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit records were never applied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(store.health().search_lag_records, 0);
+    assert_eq!(ro.lag().unwrap(), 0, "no message waits");
+    assert_eq!(
+        ro.indexed_seq(),
+        committed,
+        "no commit for records without a document"
+    );
+    assert!(
+        ro.searchable_seq().unwrap() >= last,
+        "yet searchable up to the last record"
+    );
+    // A message after them is committed with them.
+    let seq = import(&store, &fixtures().join("corpus/spamassassin/0007.eml"));
+    store.wait_searchable().unwrap();
+    assert_eq!(ro.lag().unwrap(), 0);
+    assert!(ro.indexed_seq() >= seq, "committed with the message");
+
+    for n in 0..5 {
+        let event = AuditEvent::new("auditor", "view", format!("{seq} {n}"), "127.0.0.1");
+        last = store.append_audit(&event).unwrap();
+    }
+    store.close().unwrap();
+    let ro = ReadOnlyIndex::open(&path).unwrap();
+    assert!(
+        ro.indexed_seq() >= last,
+        "close commits the payload: {} < {last}",
+        ro.indexed_seq()
+    );
+    let store = open(&path);
+    assert!(store.stats().search_indexed_seq >= last);
+    assert!(store.hit_for(&Principal::auditor_all(), seq).unwrap().is_some());
     store.close().unwrap();
 }
 

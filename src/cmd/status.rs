@@ -42,8 +42,8 @@ struct Status {
     index_bytes: u64,
     /// The full-text index directory (derived; rebuilt by `reindex`).
     search_bytes: u64,
-    /// The last seq the full-text index has applied (it catches up in the background after
-    /// an import, see `mailvault import`).
+    /// The seq up to which the full-text index covers the log (it catches up in the
+    /// background after an import, see `mailvault import`).
     search_indexed_seq: u64,
     /// (log + indexes) / raw message bytes.
     on_disk_ratio: f64,
@@ -187,7 +187,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     s.log_bytes = log.segments().iter().map(|(_, p)| file_len(p)).sum();
     s.index_bytes = file_len(&layout.kv_index) + file_len(&layout.tree);
     s.search_bytes = dir_len(&archive_core::search::index_dir(&layout));
-    s.search_indexed_seq = ReadOnlyIndex::open(&cli.data).map_or(0, |i| i.indexed_seq());
+    s.search_indexed_seq = ReadOnlyIndex::open(&cli.data)
+        .and_then(|i| i.searchable_seq())
+        .unwrap_or(0);
     s.quarantine = layout
         .quarantined()?
         .into_iter()

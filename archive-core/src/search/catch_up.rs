@@ -4,7 +4,7 @@
 //! closes mid-backlog keeps what was committed and the next open continues from there.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tantivy::{IndexWriter, Searcher, Term};
 
@@ -22,13 +22,58 @@ const BATCH_RECORDS: usize = 20_000;
 /// Message bytes read per commit, at most.
 const BATCH_BYTES: usize = 256 << 20;
 
+/// How long a run of batches without a document (audit records, checkpoints: a busy web
+/// front door writes one audit record per request) leaves the committed payload behind.
+/// Committing them would only move the payload's seq, yet each tantivy commit restarts its
+/// indexing threads, fsyncs meta.json and reloads the searcher with cold document-store
+/// caches; what is not committed is re-read (and again adds nothing) at the next open.
+const PAYLOAD_EVERY: Duration = Duration::from_secs(60);
+
 /// Where indexing continues, and the dictionaries met on the way.
-#[derive(Default)]
 pub(crate) struct CatchUp {
     /// Segment and offset of the record after the last applied one.
     position: Option<(u64, u64)>,
     /// Dictionaries seen in the log (the key-value index may not have them yet).
     dictionaries: HashMap<u64, Dictionary>,
+    /// The seq in the last committed payload, and when this thread committed it (see
+    /// [`PAYLOAD_EVERY`]).
+    committed: u64,
+    last_commit: Instant,
+    /// Mail bytes indexed since freed memory was last given back (see [`TRIM_AFTER_BYTES`]).
+    untrimmed: usize,
+}
+
+impl CatchUp {
+    /// Indexing that continues after `committed`, the payload of the index's last commit.
+    fn after(committed: u64) -> CatchUp {
+        CatchUp {
+            position: None,
+            dictionaries: HashMap::new(),
+            committed,
+            last_commit: Instant::now(),
+            untrimmed: 0,
+        }
+    }
+
+    /// Commits what `writer` holds with `seq` as the payload.
+    fn commit(&mut self, text: &TextIndex, writer: &mut IndexWriter, seq: u64) -> Result<()> {
+        text.commit(writer, seq)?;
+        self.committed = seq;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Makes the payload say `applied` (at close, after batches that were not committed).
+    fn commit_payload(&mut self, text: &TextIndex, applied: u64) -> Result<()> {
+        if self.committed >= applied {
+            return Ok(());
+        }
+        let mut guard = text.writer();
+        let writer = guard
+            .as_mut()
+            .ok_or_else(|| Error::Search("the search index is not open for writing".into()))?;
+        self.commit(text, writer, applied)
+    }
 }
 
 /// Dictionaries from the log as read so far, else from the store.
@@ -94,6 +139,7 @@ fn index_until(shared: &Shared, state: &mut CatchUp, target: u64) -> Result<()> 
                     };
                     let raw = record_content(&record, &dicts)?;
                     bytes += raw.len();
+                    state.untrimmed += raw.len();
                     batch.message(writer, &record, &raw)?;
                 }
                 LeafBody::Arrival { first_seq, .. } => {
@@ -121,10 +167,13 @@ fn index_until(shared: &Shared, state: &mut CatchUp, target: u64) -> Result<()> 
                 applied + 1
             )));
         };
-        text.commit(writer, last)?;
+        let closing = shared.durability.lock().shutdown;
+        if !batch.added.is_empty() || closing || state.last_commit.elapsed() >= PAYLOAD_EVERY {
+            state.commit(text, writer, last)?;
+        }
         applied = last;
         text.note_applied(applied);
-        if shared.durability.lock().shutdown {
+        if closing {
             // Closing: what is committed stays, the next open catches up the rest.
             break;
         }
@@ -235,8 +284,10 @@ fn lower_priority() {
     }
 }
 
-/// Records after whose indexing freed memory is given back to the system.
-const TRIM_AFTER: u64 = 10_000;
+/// Mail indexed (bytes) after which freed memory is given back to the system: batches of
+/// audit records and checkpoints alone (a busy web front door) allocate next to nothing, and
+/// trimming after them would only make the next searches fault their memory in again.
+const TRIM_AFTER_BYTES: usize = 64 << 20;
 
 /// Gives memory freed after a large batch (tantivy's indexing arenas, up to its memory
 /// budget) back to the system: glibc keeps freed memory for reuse, so catching up a large
@@ -259,8 +310,8 @@ pub(crate) fn run(shared: &Shared, started: std::sync::mpsc::SyncSender<Result<(
     if failed {
         return;
     }
-    let mut state = CatchUp::default();
     let mut applied = shared.text.applied();
+    let mut state = CatchUp::after(applied);
     let mut gather = GATHER;
     loop {
         let (synced, shutdown) =
@@ -279,10 +330,10 @@ pub(crate) fn run(shared: &Shared, started: std::sync::mpsc::SyncSender<Result<(
             .unwrap_or_else(|_| Err(Error::Search("the search indexer panicked".into())));
             match result {
                 Ok(()) => {
-                    let before = applied;
                     applied = shared.text.applied();
-                    if applied.saturating_sub(before) >= TRIM_AFTER {
+                    if state.untrimmed >= TRIM_AFTER_BYTES {
                         release_free_memory();
+                        state.untrimmed = 0;
                     }
                 }
                 Err(e) => {
@@ -295,12 +346,16 @@ pub(crate) fn run(shared: &Shared, started: std::sync::mpsc::SyncSender<Result<(
                     if shutdown {
                         return;
                     }
-                    state = CatchUp::default();
+                    state.position = None;
+                    state.dictionaries.clear();
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
         }
         if shutdown {
+            if let Err(e) = state.commit_payload(&shared.text, applied) {
+                shared.text.note_failure(e.to_string());
+            }
             return;
         }
     }

@@ -112,6 +112,24 @@ impl ReadOnlyIndex {
         self.index.applied()
     }
 
+    /// The seq up to which the log is searchable: the last commit's, and past it every
+    /// record up to the first message or arrival not yet indexed. The indexer commits only
+    /// batches that change a document, so the audit records and checkpoints written since
+    /// its last commit are covered without one.
+    pub fn searchable_seq(&self) -> Result<u64> {
+        let applied = self.index.reload()?;
+        let log = LogReader::open_with(&self.log_dir, self.evicted.clone())?;
+        let mut searchable = applied;
+        for record in log.records_from(applied + 1)? {
+            let record = record?;
+            if record.leaf.content().is_some() {
+                break;
+            }
+            searchable = record.seq();
+        }
+        Ok(searchable)
+    }
+
     /// Message and arrival records in the log after the indexed seq (0: up to date). Reads
     /// at most the newest segment, so a far-behind index reports a lower bound.
     pub fn lag(&self) -> Result<u64> {

@@ -159,7 +159,8 @@ impl TextIndex {
         &self.origin
     }
 
-    /// The last log seq applied (as of the last commit this process made or loaded).
+    /// The last log seq applied: searchable up to here (the committed payload may be older,
+    /// see `catch_up::PAYLOAD_EVERY`).
     pub fn applied(&self) -> u64 {
         self.progress().applied
     }

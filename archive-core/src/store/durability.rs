@@ -99,6 +99,9 @@ pub(crate) struct SyncState {
     pub shutdown: bool,
     /// A reader waits for the key-value indexer: it stops gathering (see `wait_for_batch`).
     index_awaited: bool,
+    /// The newest record whose commit was asked for ahead of its waiter (see
+    /// [`Durability::commit_soon`]), until the committer thread takes it.
+    commit_wanted: Option<Written>,
 }
 
 impl SyncState {
@@ -131,6 +134,8 @@ pub(crate) struct Durability {
     progress: Condvar,
     /// Background threads sleeping until a deadline or shutdown.
     stopping: Condvar,
+    /// The committer thread, waiting for [`Durability::commit_soon`].
+    wanted: Condvar,
     /// fsyncs of segment files performed for acknowledgements.
     pub fsyncs: AtomicU64,
     /// Why the newest group-commit fsync failed, until one succeeds again (readiness).
@@ -341,12 +346,39 @@ impl Durability {
         }
     }
 
+    /// Asks the committer thread to make `written` durable now, so that its fsync overlaps
+    /// what the caller does before it waits for the record itself (which then usually finds
+    /// it durable). Never blocks on the fsync.
+    pub fn commit_soon(&self, written: Written) {
+        let mut s = self.lock();
+        if s.commit_wanted.is_none_or(|w| w.seq < written.seq) {
+            s.commit_wanted = Some(written);
+        }
+        self.wanted.notify_one();
+    }
+
+    /// The committer thread's next record to make durable (see [`Durability::commit_soon`]);
+    /// `None` once the store shuts down.
+    pub fn next_commit_wanted(&self) -> Option<Written> {
+        let mut s = self.lock();
+        loop {
+            if s.shutdown {
+                return None;
+            }
+            if let Some(w) = s.commit_wanted.take() {
+                return Some(w);
+            }
+            s = self.wanted.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
     /// Tells background threads to finish.
     pub fn shut_down(&self) {
         self.lock().shutdown = true;
         self.changed.notify_all();
         self.progress.notify_all();
         self.stopping.notify_all();
+        self.wanted.notify_all();
     }
 }
 

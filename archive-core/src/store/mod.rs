@@ -180,7 +180,8 @@ pub struct StoreStats {
     pub last_seq: u64,
     /// Seq the key-value index has applied.
     pub indexed_seq: u64,
-    /// Seq the search index has applied (committed).
+    /// Seq the search index has applied (searchable; the committed payload may be older
+    /// where only records without a document followed).
     pub search_indexed_seq: u64,
     /// Times the log went back to its last durable record after a failed fsync.
     pub rewinds: u64,
@@ -635,6 +636,19 @@ impl Store {
         let shared = self.shared.clone();
         threads.push(
             std::thread::Builder::new()
+                .name("mailvault-committer".into())
+                .spawn(move || {
+                    while let Some(written) = shared.durability.next_commit_wanted() {
+                        // A failure reaches the record's own waiter, which then leads the
+                        // commit itself and reports it.
+                        let _ = shared.wait_durable(written);
+                    }
+                })
+                .map_err(|e| Error::System(format!("cannot start the committer thread: {e}")))?,
+        );
+        let shared = self.shared.clone();
+        threads.push(
+            std::thread::Builder::new()
                 .name("mailvault-checkpointer".into())
                 .spawn(move || checkpoint_timer(&shared))
                 .map_err(|e| Error::System(format!("cannot start the checkpoint thread: {e}")))?,
@@ -885,30 +899,20 @@ impl Store {
 
     /// Runs `access` (a search, say) for the access `event` records, returning what it found
     /// only once the record is durable, as [`Store::append_audit`] then `access` would — but
-    /// the record's fsync runs on another thread while `access` works, so a request pays the
-    /// longer of the two, not their sum. A record that does not become durable fails the call
-    /// and what `access` found is dropped unseen.
+    /// the store's committer thread starts the record's fsync while `access` works, so a
+    /// request pays the longer of the two, not their sum. A record that does not become
+    /// durable fails the call and what `access` found is dropped unseen.
     pub fn audited<T>(
         &self,
         event: &crate::audit::AuditEvent,
         access: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
         let written = self.shared.write_audit(event)?;
-        std::thread::scope(|scope| {
-            let waiter = std::thread::Builder::new()
-                .name("audit-commit".into())
-                .spawn_scoped(scope, || self.shared.wait_durable(written));
-            let Ok(waiter) = waiter else {
-                // No thread to spare: the record first, then the access, as append_audit.
-                self.shared.wait_durable(written)?;
-                return access();
-            };
-            let found = access();
-            let durable = waiter
-                .join()
-                .unwrap_or_else(|_| Err(Error::Internal("the audit record's commit panicked".into())));
-            durable.and(found)
-        })
+        self.shared.durability.commit_soon(written);
+        let found = access();
+        // Usually durable by now; else this waits for (or leads) the group commit.
+        self.shared.wait_durable(written)?;
+        found
     }
 
     /// Appends an offload receipt (a sealed segment is stored in WORM object storage);

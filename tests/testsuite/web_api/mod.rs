@@ -17,14 +17,14 @@ mod login;
 mod scope;
 
 /// An answer: status, headers (names lower-case), body.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {} {}", self.status, String::from_utf8_lossy(&self.body)))
     }
@@ -50,13 +50,13 @@ impl Answer {
 }
 
 /// A client of one web listener, redirects not followed, every status an answer.
-struct Web {
+pub(crate) struct Web {
     agent: ureq::Agent,
     base: String,
 }
 
 impl Web {
-    fn http(addr: SocketAddr) -> Web {
+    pub(crate) fn http(addr: SocketAddr) -> Web {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -93,7 +93,7 @@ impl Web {
         }
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+    pub(crate) fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
         let mut request = self.agent.get(format!("{}{path}", self.base));
         for (k, v) in headers {
             request = request.header(*k, *v);
@@ -142,7 +142,7 @@ fn basic(user: &str, password: &str) -> String {
     format!("Basic {pair}")
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
@@ -195,7 +195,7 @@ pub(crate) fn add_users(vault: &Vault) {
 }
 
 /// A new token of `user`, made with `mailvault user token` (works while `serve` runs).
-fn token(vault: &Vault, user: &str) -> String {
+pub(crate) fn token(vault: &Vault, user: &str) -> String {
     String::from_utf8(vault.ok(&["user", "token", user]))
         .unwrap()
         .trim()
