@@ -2,6 +2,12 @@
 //! fetching and listing the corpus, finding and running the release `mailvault` binary, and
 //! small helpers for timing and printing. Benchmarks print figures; nothing here asserts.
 
+/// The `mailvault` binary's allocator (see its src/main.rs), so that in-process figures
+/// compare with `serve` on equal terms.
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 pub mod dovecot;
 pub mod evicted_reads;
 pub mod http;

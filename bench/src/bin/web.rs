@@ -7,9 +7,12 @@
 //! to `/login` is never timed as a page. Runs on the store `bench/search --dir DIR` built.
 //! Prints figures next to the issue's targets; never asserts. See bench/README.md.
 //!
-//! In-process runs first, with the store opened for writing (it catches the search index up,
-//! rebuilding it after a schema change), then the store is closed and `serve` opens it: a
-//! second opener would wait for the store's lock.
+//! The search runs in rounds (`--rounds`, default 3): in-process first, with the store opened
+//! for writing (it catches the search index up, rebuilding it after a schema change), then the
+//! store is closed and `serve` opens it (a second opener would wait for the store's lock). Each
+//! round's ratio compares measurements a minute apart; the verdict is on the median ratio, so
+//! that a neighbour's load during one phase does not decide it. The facets, the pages and the
+//! message endpoints are measured once, in the last round.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -34,6 +37,7 @@ const USAGE: &str = "usage: web --dir DIR [--messages N] [--seed S] [--seconds S
   --seed S           its generator seed (default 1)\n\
   --seconds S        each measurement's duration (default 10)\n\
   --clients LIST     concurrent clients (default 1,8,32)\n\
+  --rounds N         rounds of in-process then API search (default 3; the pages once, in the last)\n\
 Needs wrk (apt-get install wrk) and a release build of the workspace.";
 
 /// Scoped users of the query mix (each a mailvault user with a token).
@@ -278,6 +282,227 @@ fn sequential(
     })
 }
 
+/// Facet cost: each kind of the mix with and without facets, one thread (printed).
+fn facet_costs(
+    store: &Store,
+    mix: &[Mixed],
+    parsed: &[(Principal, Query)],
+    page: &SearchOptions,
+) -> BenchResult<()> {
+    println!("facets   cost per query kind, in-process, 1 thread, {FACET_RUNS} runs each (without → with)");
+    let with = SearchOptions {
+        facets: true,
+        ..page.clone()
+    };
+    let mut kinds: Vec<&str> = mix.iter().map(|m| m.kind).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in &kinds {
+        let queries: Vec<(Principal, Query)> = mix
+            .iter()
+            .zip(parsed)
+            .filter(|(m, _)| m.kind == *kind)
+            .map(|(_, pq)| pq.clone())
+            .collect();
+        let without = sequential(store, &queries, page, FACET_RUNS)?;
+        let faceted = sequential(store, &queries, &with, FACET_RUNS)?;
+        println!(
+            "  {kind:<18} p50 {:>7.2} → {:>7.2} ms   p99 {:>7.2} → {:>7.2} ms",
+            without.p50_ms, faceted.p50_ms, without.p99_ms, faceted.p99_ms
+        );
+    }
+    Ok(())
+}
+
+/// Messages for the message page: the hits of a few common words.
+fn message_seqs(store: &Store, gen: &MailGen) -> BenchResult<Vec<u64>> {
+    let root = Principal::auditor_all();
+    let mut seqs = Vec::new();
+    for r in 0..4 {
+        let q = Query::parse(gen.english_word(r * 3))?;
+        let hits = store.search(
+            &root,
+            &q,
+            &SearchOptions {
+                limit: 100,
+                snippets: false,
+                ..SearchOptions::default()
+            },
+        )?;
+        seqs.extend(hits.hits.iter().map(|h| h.seq));
+    }
+    Ok(seqs)
+}
+
+/// What one start of `serve` measured: the API search at each concurrency, and in the last
+/// round the facets, the pages and the message endpoints.
+#[derive(Default)]
+struct ServerFigures {
+    api: Vec<Figures>,
+    api_facets: Option<Figures>,
+    search_page: Option<Figures>,
+    message: Vec<(usize, Figures, Figures)>,
+}
+
+/// `serve` on the bench store, and what its measurements need.
+struct ServerRun<'a> {
+    bin: &'a Path,
+    store_dir: &'a Path,
+    mix: &'a [Mixed],
+    root: &'a str,
+    tokens: &'a [String],
+    clients: &'a [usize],
+    secs: f64,
+}
+
+impl ServerRun<'_> {
+    /// Starts `serve`, times the API search at each concurrency and, with `pages` (the
+    /// messages for the message page), everything else; stops it.
+    fn run(&self, pages: Option<&[u64]>) -> BenchResult<ServerFigures> {
+        let scratch = tempfile::tempdir()?;
+        let log = scratch.path().join("serve.log");
+        let mut server = serve::start(
+            self.bin,
+            self.store_dir,
+            &[
+                "--web",
+                "127.0.0.1:0",
+                "--imap",
+                "none",
+                "--imaps",
+                "none",
+                "--lmtp",
+                "none",
+                "--smtp",
+                "none",
+                "--admin",
+                "none",
+            ],
+            &log,
+        )?;
+        let addr = wait_for_listener(&mut server, &log, "web", START_TIMEOUT * 4)?;
+        wait_for_search_index(self.bin, self.store_dir, &mut server, &log)?;
+        let addr = addr.to_string();
+        // Browser sessions for the pages: the same users as the tokens, logged in through the form.
+        let root_session = browser_login(&addr, "bench-root", PASSWORD)?;
+        let sessions: Vec<String> = (0..USERS)
+            .map(|i| browser_login(&addr, &format!("bench-user-{i}"), PASSWORD))
+            .collect::<BenchResult<_>>()?;
+        let searches = |page: &str, facets: bool| -> Vec<Request> {
+            self.mix
+                .iter()
+                .map(|m| {
+                    let extra = if facets { "&facets=1" } else { "" };
+                    let path = format!("{page}?q={}&limit={LIMIT}{extra}", encode(&m.text));
+                    match (page, m.user) {
+                        ("/search", Some(u)) => Request {
+                            path,
+                            header: "Cookie",
+                            value: sessions[u].clone(),
+                        },
+                        ("/search", None) => Request {
+                            path,
+                            header: "Cookie",
+                            value: root_session.clone(),
+                        },
+                        (_, Some(u)) => Request {
+                            path,
+                            header: "Authorization",
+                            value: format!("Bearer {}", self.tokens[u]),
+                        },
+                        (_, None) => Request {
+                            path,
+                            header: "Authorization",
+                            value: format!("Bearer {}", self.root),
+                        },
+                    }
+                })
+                .collect()
+        };
+        let seqs = pages.unwrap_or_default();
+        let messages = |page: &str, header: &'static str, value: &str| -> Vec<Request> {
+            seqs.iter()
+                .map(|s| Request {
+                    path: format!("{page}/{s}"),
+                    header,
+                    value: value.to_string(),
+                })
+                .collect()
+        };
+        // Each run: its requests, what a good answer holds, its wrk script.
+        let runs: Vec<(&str, Vec<Request>, &str)> = vec![
+            ("search", searches("/api/v1/search", false), "\"total\""),
+            ("facets", searches("/api/v1/search", true), "\"facets\""),
+            ("search-page", searches("/search", false), "id=\"total\""),
+            (
+                "message-page",
+                messages("/messages", "Cookie", &root_session),
+                "id=\"integrity\"",
+            ),
+            (
+                "message-api",
+                messages(
+                    "/api/v1/messages",
+                    "Authorization",
+                    &format!("Bearer {}", self.root),
+                ),
+                "\"seq\"",
+            ),
+        ];
+        let mut scripts = std::collections::HashMap::new();
+        for (name, requests, marker) in &runs {
+            let script = scratch.path().join(format!("{name}.lua"));
+            std::fs::write(&script, wrk_script(requests)?)?;
+            scripts.insert(*name, (script, requests.as_slice(), *marker));
+        }
+        let run_for = |name: &str, c: usize, secs: f64| -> BenchResult<Figures> {
+            let (script, requests, marker) = &scripts[name];
+            measure(&addr, script, requests, marker, c, secs)
+        };
+        let timed = |name: &str, c: usize| run_for(name, c, self.secs);
+        // Warm-up: every query over the API (after its check), 3 s.
+        run_for("search", 1, 3.0)?;
+
+        println!("api      GET /api/v1/search (wrk; one connection per client)");
+        let mut figures = ServerFigures::default();
+        for &c in self.clients {
+            let f = timed("search", c)?;
+            println!("  API        {c:>2} clients  {}", f.line());
+            figures.api.push(f);
+        }
+        if pages.is_some() {
+            let eight = self.clients.contains(&8);
+            figures.api_facets = eight.then(|| timed("facets", 8)).transpose()?;
+            if let Some(f) = &figures.api_facets {
+                println!("  API facets=1  8 clients  {}", f.line());
+            }
+            println!(
+                "page     GET /search?q=…&limit={LIMIT} (HTML, facets on the first page; the \
+                 session of a browser login)"
+            );
+            figures.search_page = eight.then(|| timed("search-page", 8)).transpose()?;
+            if let Some(f) = &figures.search_page {
+                println!("  page        8 clients  {}", f.line());
+            }
+            println!(
+                "message  GET /messages/{{seq}} (HTML, the session of a browser login) and \
+                 GET /api/v1/messages/{{seq}}, {} messages",
+                seqs.len()
+            );
+            for &c in self.clients {
+                let page = timed("message-page", c)?;
+                println!("  page       {c:>2} clients  {}", page.line());
+                let api = timed("message-api", c)?;
+                println!("  API        {c:>2} clients  {}", api.line());
+                figures.message.push((c, page, api));
+            }
+        }
+        server.terminate()?;
+        server.wait(Duration::from_secs(60))?;
+        Ok(figures)
+    }
+}
+
 /// One request of a wrk script: path, and the one header that authenticates it
 /// (`Authorization: Bearer …` for the API, `Cookie: mailvault_session=…` for the pages).
 #[derive(Clone)]
@@ -467,7 +692,14 @@ fn wait_for_search_index(bin: &Path, store: &Path, server: &mut Server, log: &Pa
 
 fn run() -> BenchResult<()> {
     let options = Options::parse(
-        &["--dir", "--messages", "--seed", "--seconds", "--clients"],
+        &[
+            "--dir",
+            "--messages",
+            "--seed",
+            "--seconds",
+            "--clients",
+            "--rounds",
+        ],
         USAGE,
     )?;
     let Some(base) = options.path("--dir") else {
@@ -476,6 +708,7 @@ fn run() -> BenchResult<()> {
     let n = options.count("--messages", 1_000_000)? as u64;
     let seed = options.count("--seed", 1)? as u64;
     let secs = options.count("--seconds", 10)? as f64;
+    let rounds = options.count("--rounds", 3)?;
     let clients: Vec<usize> = match options.path("--clients") {
         Some(list) => list
             .display()
@@ -539,233 +772,115 @@ fn run() -> BenchResult<()> {
         ..SearchOptions::default()
     };
 
-    // In-process, the store opened for writing (catches the index up first).
-    let t = Instant::now();
-    let store = Arc::new(Store::open(&store_dir, &key, StoreConfig::default())?);
-    store.wait_searchable()?;
-    println!(
-        "open     store opened and search index current in {:.1} s (a rebuild after a schema \
-         change takes minutes)",
-        t.elapsed().as_secs_f64()
-    );
-    for (p, q) in &parsed {
-        store.search(p, q, &page)?;
-    }
-    println!("load     {} at the start of the measurements", load_average());
     println!(
         "mix      {} queries: {PER_KIND} each of rare, common, two-term AND, phrase, from:+date, \
          scoped user ({USERS} users); {LIMIT} hits with snippets, newest first; {secs} s each",
         mix.len()
     );
-    let mut inproc = Vec::new();
-    for &c in &clients {
-        let f = in_process(&store, &parsed, &page, c, secs)?;
-        println!("  in-process {c:>2} threads  {}", f.line());
-        inproc.push(f);
-    }
-
-    // Facet cost: each kind with and without facets, one thread.
-    println!("facets   cost per query kind, in-process, 1 thread, {FACET_RUNS} runs each (without → with)");
-    let with = SearchOptions {
-        facets: true,
-        ..page.clone()
+    let server = ServerRun {
+        bin: &bin,
+        store_dir: &store_dir,
+        mix: &mix,
+        root: &root,
+        tokens: &tokens,
+        clients: &clients,
+        secs,
     };
-    let mut kinds: Vec<&str> = mix.iter().map(|m| m.kind).collect();
-    kinds.dedup();
-    kinds.sort_unstable();
-    kinds.dedup();
-    for kind in &kinds {
-        let queries: Vec<(Principal, Query)> = mix
-            .iter()
-            .zip(&parsed)
-            .filter(|(m, _)| m.kind == *kind)
-            .map(|(_, pq)| pq.clone())
-            .collect();
-        let without = sequential(&store, &queries, &page, FACET_RUNS)?;
-        let faceted = sequential(&store, &queries, &with, FACET_RUNS)?;
-        println!(
-            "  {kind:<18} p50 {:>7.2} → {:>7.2} ms   p99 {:>7.2} → {:>7.2} ms",
-            without.p50_ms, faceted.p50_ms, without.p99_ms, faceted.p99_ms
-        );
-    }
+    // Rounds of in-process then API, back to back: the ratio of each round compares two
+    // measurements a minute apart, not the two ends of a run that other work on the machine
+    // may skew differently.
+    let mut inproc_rounds = Vec::new();
+    let mut api_rounds = Vec::new();
+    let mut last_round = None;
+    for round in 1..=rounds {
+        println!("round    {round} of {rounds}");
+        // In-process, the store opened for writing (catches the index up first).
+        let t = Instant::now();
+        let store = Arc::new(Store::open(&store_dir, &key, StoreConfig::default())?);
+        store.wait_searchable()?;
+        if round == 1 {
+            println!(
+                "open     store opened and search index current in {:.1} s (a rebuild after a \
+                 schema change takes minutes)",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        for (p, q) in &parsed {
+            store.search(p, q, &page)?;
+        }
+        println!("load     {} at the start of the round", load_average());
+        let mut inproc = Vec::new();
+        for &c in &clients {
+            let f = in_process(&store, &parsed, &page, c, secs)?;
+            println!("  in-process {c:>2} threads  {}", f.line());
+            inproc.push(f);
+        }
+        inproc_rounds.push(inproc);
+        let last = round == rounds;
+        let seqs = if last {
+            facet_costs(&store, &mix, &parsed, &page)?;
+            message_seqs(&store, &gen)?
+        } else {
+            Vec::new()
+        };
+        let store = Arc::try_unwrap(store).map_err(|_| "store still shared")?;
+        store.close()?;
 
-    // Messages for the message page: the hits of a few common words.
-    let root_principal = Principal::auditor_all();
-    let mut seqs = Vec::new();
-    for r in 0..4 {
-        let q = Query::parse(gen.english_word(r * 3))?;
-        let hits = store.search(
-            &root_principal,
-            &q,
-            &SearchOptions {
-                limit: 100,
-                snippets: false,
-                ..SearchOptions::default()
-            },
-        )?;
-        seqs.extend(hits.hits.iter().map(|h| h.seq));
+        let figures = server.run(last.then_some(seqs.as_slice()))?;
+        api_rounds.push(figures.api.clone());
+        if last {
+            last_round = Some(figures);
+        }
     }
-    let store = Arc::try_unwrap(store).map_err(|_| "store still shared")?;
-    store.close()?;
-
-    // The server on the same store.
-    let scratch = tempfile::tempdir()?;
-    let log = scratch.path().join("serve.log");
-    let mut server = serve::start(
-        &bin,
-        &store_dir,
-        &[
-            "--web",
-            "127.0.0.1:0",
-            "--imap",
-            "none",
-            "--imaps",
-            "none",
-            "--lmtp",
-            "none",
-            "--smtp",
-            "none",
-            "--admin",
-            "none",
-        ],
-        &log,
-    )?;
-    let addr = wait_for_listener(&mut server, &log, "web", START_TIMEOUT * 4)?;
-    wait_for_search_index(&bin, &store_dir, &mut server, &log)?;
-    let addr = addr.to_string();
-    // Browser sessions for the pages: the same users as the tokens, logged in through the form.
-    let root_session = browser_login(&addr, "bench-root", PASSWORD)?;
-    let sessions: Vec<String> = (0..USERS)
-        .map(|i| browser_login(&addr, &format!("bench-user-{i}"), PASSWORD))
-        .collect::<BenchResult<_>>()?;
-    let searches = |page: &str, facets: bool| -> Vec<Request> {
-        mix.iter()
-            .map(|m| {
-                let extra = if facets { "&facets=1" } else { "" };
-                let path = format!("{page}?q={}&limit={LIMIT}{extra}", encode(&m.text));
-                match (page, m.user) {
-                    ("/search", Some(u)) => Request {
-                        path,
-                        header: "Cookie",
-                        value: sessions[u].clone(),
-                    },
-                    ("/search", None) => Request {
-                        path,
-                        header: "Cookie",
-                        value: root_session.clone(),
-                    },
-                    (_, Some(u)) => Request {
-                        path,
-                        header: "Authorization",
-                        value: format!("Bearer {}", tokens[u]),
-                    },
-                    (_, None) => Request {
-                        path,
-                        header: "Authorization",
-                        value: format!("Bearer {root}"),
-                    },
-                }
-            })
-            .collect()
+    let Some(last) = last_round else {
+        return fail("--rounds must be at least 1");
     };
-    let messages = |page: &str, header: &'static str, value: &str| -> Vec<Request> {
-        seqs.iter()
-            .map(|s| Request {
-                path: format!("{page}/{s}"),
-                header,
-                value: value.to_string(),
-            })
-            .collect()
-    };
-    // Each run: its requests, what a good answer holds, its wrk script.
-    let runs: Vec<(&str, Vec<Request>, &str)> = vec![
-        ("search", searches("/api/v1/search", false), "\"total\""),
-        ("facets", searches("/api/v1/search", true), "\"facets\""),
-        ("search-page", searches("/search", false), "id=\"total\""),
-        (
-            "message-page",
-            messages("/messages", "Cookie", &root_session),
-            "id=\"integrity\"",
-        ),
-        (
-            "message-api",
-            messages("/api/v1/messages", "Authorization", &format!("Bearer {root}")),
-            "\"seq\"",
-        ),
-    ];
-    let mut scripts = std::collections::HashMap::new();
-    for (name, requests, marker) in &runs {
-        let script = scratch.path().join(format!("{name}.lua"));
-        std::fs::write(&script, wrk_script(requests)?)?;
-        scripts.insert(*name, (script, requests.as_slice(), *marker));
-    }
-    let run_for = |name: &str, c: usize, secs: f64| -> BenchResult<Figures> {
-        let (script, requests, marker) = &scripts[name];
-        measure(&addr, script, requests, marker, c, secs)
-    };
-    let timed = |name: &str, c: usize| run_for(name, c, secs);
-    // Warm-up: every query over the API (after its check), 3 s.
-    run_for("search", 1, 3.0)?;
 
-    println!("api      GET /api/v1/search (wrk; one connection per client)");
-    let mut api = Vec::new();
-    for &c in &clients {
-        let f = timed("search", c)?;
-        println!("  API        {c:>2} clients  {}", f.line());
-        api.push(f);
-    }
-    let eight = clients.contains(&8);
-    let api_facets = eight.then(|| timed("facets", 8)).transpose()?;
-    if let Some(f) = &api_facets {
-        println!("  API facets=1  8 clients  {}", f.line());
-    }
-    println!(
-        "page     GET /search?q=…&limit={LIMIT} (HTML, facets on the first page; the session of a \
-         browser login)"
-    );
-    let search_page = eight.then(|| timed("search-page", 8)).transpose()?;
-    if let Some(f) = &search_page {
-        println!("  page        8 clients  {}", f.line());
-    }
-    println!(
-        "message  GET /messages/{{seq}} (HTML, the session of a browser login) and \
-         GET /api/v1/messages/{{seq}}, {} messages",
-        seqs.len()
-    );
-    let mut message = Vec::new();
-    for &c in &clients {
-        let page = timed("message-page", c)?;
-        println!("  page       {c:>2} clients  {}", page.line());
-        let api = timed("message-api", c)?;
-        println!("  API        {c:>2} clients  {}", api.line());
-        message.push((c, page, api));
-    }
-    server.terminate()?;
-    server.wait(Duration::from_secs(60))?;
-
-    println!("summary (targets of issue #16)");
+    println!("summary (targets of issue #16; ratios: the median of the rounds' ratios)");
     for (i, &c) in clients.iter().enumerate() {
-        if api[i].refused.is_some() {
-            println!("  {c:>2} clients: API search {}", api[i].p99());
+        let refused = api_rounds.iter().find_map(|r| r[i].refused.clone());
+        if let Some(why) = refused {
+            println!("  {c:>2} clients: API search no figure: {why}");
             continue;
         }
-        let ratio = api[i].per_sec / inproc[i].per_sec.max(f64::MIN_POSITIVE);
+        let mut ratios: Vec<f64> = inproc_rounds
+            .iter()
+            .zip(&api_rounds)
+            .map(|(inproc, api)| api[i].per_sec / inproc[i].per_sec.max(f64::MIN_POSITIVE))
+            .collect();
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = percentile(&ratios, 0.5);
+        let median_rate = |runs: &[Vec<Figures>]| {
+            let mut rates: Vec<f64> = runs.iter().map(|r| r[i].per_sec).collect();
+            rates.sort_by(f64::total_cmp);
+            percentile(&rates, 0.5)
+        };
+        let api = &last.api[i];
         let mut line = format!(
-            "  {c:>2} clients: API {:.1}/s vs in-process {:.1}/s = {ratio:.2} (target >= {RATIO_TARGET}: {})",
-            api[i].per_sec,
-            inproc[i].per_sec,
+            "  {c:>2} clients: API {:.1}/s vs in-process {:.1}/s (medians); ratio {ratio:.2} \
+             (rounds {}) (target >= {RATIO_TARGET}: {})",
+            median_rate(&api_rounds),
+            median_rate(&inproc_rounds),
+            each.join(", "),
             verdict(ratio >= RATIO_TARGET)
         );
         if c == 8 {
             let _ = write!(
                 line,
-                "; API p99 {:.1} ms (target <= {P99_TARGET_MS}: {})",
-                api[i].p99_ms,
-                verdict(api[i].p99_ms <= P99_TARGET_MS)
+                "; API p99 {:.1} ms in the last round (target <= {P99_TARGET_MS}: {})",
+                api.p99_ms,
+                verdict(api.p99_ms <= P99_TARGET_MS)
             );
         }
         println!("{line}");
     }
+    let ServerFigures {
+        api,
+        api_facets,
+        search_page,
+        message,
+    } = last;
     if let (Some(page), Some(i)) = (&search_page, clients.iter().position(|c| *c == 8)) {
         let rate = |f: &Figures| match f.refused {
             Some(_) => "-".to_string(),
