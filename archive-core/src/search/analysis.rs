@@ -363,10 +363,7 @@ impl<S: TokenStream> TokenStream for DualStemStream<'_, S> {
         }
         self.token.text.clear();
         self.token.text.push_str(&word.text);
-        self.token.offset_from = word.offset_from;
-        self.token.offset_to = word.offset_to;
-        self.token.position = word.position;
-        self.token.position_length = 1;
+        place_at(&mut self.token, word);
         true
     }
 
@@ -482,10 +479,7 @@ impl<S: TokenStream> TokenStream for WantedTermsStream<'_, S> {
                 }
             });
         }
-        self.token.offset_from = word.offset_from;
-        self.token.offset_to = word.offset_to;
-        self.token.position = word.position;
-        self.token.position_length = 1;
+        place_at(&mut self.token, word);
         true
     }
 
@@ -498,6 +492,13 @@ impl<S: TokenStream> TokenStream for WantedTermsStream<'_, S> {
     }
 }
 
+/// Puts `token` where `word` stands in the text, one position long.
+fn place_at(token: &mut Token, word: &Token) {
+    token.offset_from = word.offset_from;
+    token.offset_to = word.offset_to;
+    token.position = word.position;
+    token.position_length = 1;
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,7 +107,9 @@ impl ReadOnlyIndex {
         })
     }
 
-    /// The last log seq the index has applied.
+    /// The payload of the index's last commit (as of the last reload): every message and
+    /// arrival up to it is indexed. Records without a document after it may be applied
+    /// without a commit yet; [`ReadOnlyIndex::searchable_seq`] counts them.
     pub fn indexed_seq(&self) -> u64 {
         self.index.applied()
     }

@@ -264,6 +264,20 @@ fn https_with_a_configured_certificate() {
     );
     assert_eq!(logged_in.status, 303, "{}", logged_in.text());
     assert!(logged_in.cookie("mailvault_session").unwrap().contains("Secure"));
+    // The search page's export over HTTPS: a bundle holding the several-MiB message byte for
+    // byte, which `verify-bundle` accepts offline.
+    let mut browser = crate::web_pages::Browser::https(addr, pair.cert.pem().as_bytes());
+    let csrf = browser.login("alice");
+    let bundle = browser.post("/export", &[("csrf", &csrf), ("q", "subject:big")], &[]);
+    assert_eq!(bundle.status, 200, "{}", bundle.text());
+    let zip = vault_dir.path().join("big.zip");
+    std::fs::write(&zip, &bundle.body).unwrap();
+    assert!(
+        crate::export::entry(&zip, &format!("messages/{big}.eml")) == raw.body,
+        "the exported message differs from show"
+    );
+    let verified = crate::export::verify_bundle_here(&zip);
+    assert!(verified.status.success(), "{}", crate::export::text(&verified));
     // Plain HTTP on the HTTPS port gets no answer.
     assert_eq!(
         raw_request(

@@ -86,16 +86,31 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(addr: SocketAddr) -> Browser {
-        let agent = ureq::Agent::config_builder()
+        Browser::with(format!("http://{addr}"), None)
+    }
+
+    /// Over HTTPS, trusting `ca_pem` only (the server's certificate names `localhost`).
+    pub fn https(addr: SocketAddr, ca_pem: &[u8]) -> Browser {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let ca = Certificate::from_pem(ca_pem).unwrap();
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(&[ca]))
+            .build();
+        Browser::with(format!("https://localhost:{}", addr.port()), Some(tls))
+    }
+
+    fn with(base: String, tls: Option<ureq::tls::TlsConfig>) -> Browser {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
-            .max_idle_connections(0)
-            .build()
-            .into();
+            .max_idle_connections(0);
+        if let Some(tls) = tls {
+            config = config.tls_config(tls);
+        }
         Browser {
-            agent,
-            base: format!("http://{addr}"),
+            agent: config.build().into(),
+            base,
             cookies: HashMap::new(),
             extra: Vec::new(),
         }
