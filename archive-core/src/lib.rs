@@ -40,4 +40,6 @@ pub mod views;
 pub use envelope::{Envelope, Recipient};
 pub(crate) use error::IoContext;
 pub use error::{Error, Fault, Result};
-pub use store::{Appended, Health, OnDuplicate, SearchIndexing, Store, StoreConfig, StoreStats};
+pub use store::{
+    Appended, AuditedAccess, Health, OnDuplicate, SearchIndexing, Store, StoreConfig, StoreStats,
+};

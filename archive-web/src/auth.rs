@@ -20,6 +20,7 @@ use tower_sessions::Session;
 
 use crate::config::WebConfig;
 use crate::error::{blocking, ApiError};
+use crate::search_pool::SearchPool;
 use crate::session::{LoggedIn, LOGGED_IN};
 
 /// What every handler shares.
@@ -31,6 +32,8 @@ pub struct AppState {
     pub gate: Arc<LoginGate>,
     /// `[web]`.
     pub config: Arc<WebConfig>,
+    /// The threads searches run on.
+    pub searches: Arc<SearchPool>,
 }
 
 /// The client's address, put into every request by the connection that carried it.

@@ -26,6 +26,10 @@ pub struct WebConfig {
     pub max_sessions: usize,
     /// Most connections open at once; more are closed on accept.
     pub max_connections: usize,
+    /// Searches run at once, each on a thread of the search pool; 0: one per core.
+    pub search_threads: usize,
+    /// Searches waiting for a pool thread, at most; one more is answered 429 `busy`.
+    pub search_queue: usize,
 }
 
 impl Default for WebConfig {
@@ -38,6 +42,8 @@ impl Default for WebConfig {
             session_max_secs: 12 * 3600,
             max_sessions: 10_000,
             max_connections: 512,
+            search_threads: 0,
+            search_queue: 256,
         }
     }
 }
@@ -51,8 +57,10 @@ impl WebConfig {
         if self.session_idle_secs == 0 || self.session_max_secs == 0 {
             return Err("web.session_idle_secs and web.session_max_secs must be at least 1".into());
         }
-        if self.max_sessions == 0 || self.max_connections == 0 {
-            return Err("web.max_sessions and web.max_connections must be at least 1".into());
+        if self.max_sessions == 0 || self.max_connections == 0 || self.search_queue == 0 {
+            return Err(
+                "web.max_sessions, web.max_connections and web.search_queue must be at least 1".into(),
+            );
         }
         Ok(())
     }

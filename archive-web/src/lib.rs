@@ -8,6 +8,7 @@
 //! - `auth`: who is asking ([`auth::Caller`]): Basic, bearer token or session;
 //! - `session`: the bounded in-memory session store; `csrf`: cross-site checks;
 //! - `login`: the login and logout forms;
+//! - `search_pool`: the threads searches run on, and their bounded queue;
 //! - `api/`: the JSON API, one module per group; `error`: its JSON errors;
 //! - `pages/`: the server-rendered pages (askama templates in `templates/`, our own CSS and
 //!   script in `static/`), `i18n/`: their words in English and German.
@@ -25,6 +26,7 @@ pub mod error;
 mod i18n;
 mod login;
 mod pages;
+mod search_pool;
 mod server;
 mod session;
 

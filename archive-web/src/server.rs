@@ -31,6 +31,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::auth::{AppState, ClientAddr};
 use crate::config::WebConfig;
+use crate::search_pool::SearchPool;
 use crate::session::{SessionMemory, COOKIE};
 
 /// Largest request head (request line and headers) hyper reads.
@@ -54,6 +55,8 @@ pub enum WebError {
     },
     #[error("web TLS certificate: {0}")]
     Tls(#[from] TlsError),
+    #[error("web: cannot start the search threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// A running web front door.
@@ -203,6 +206,9 @@ pub async fn start(
         store,
         gate,
         config: Arc::new(config.clone()),
+        searches: Arc::new(
+            SearchPool::start(config.search_threads, config.search_queue).map_err(WebError::Threads)?,
+        ),
     };
     let (stop, stopped) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(config.max_connections));

@@ -105,6 +105,19 @@ pub(crate) struct SyncState {
 }
 
 impl SyncState {
+    /// How the wait for `written` ends if it ends without an fsync: `Some(Ok)` once it is
+    /// durable, `Some(Err)` when it never will be (a rewind cut it, or an fsync failure is
+    /// being dealt with), `None` while it waits for a group commit.
+    fn settled(&self, written: Written) -> Option<Result<()>> {
+        if written.generation != self.generation {
+            return Some(self.survived(written));
+        }
+        if self.synced >= written.seq {
+            return Some(Ok(()));
+        }
+        self.failed.as_ref().map(|why| Err(Error::Unusable(why.clone())))
+    }
+
     /// Whether a record written before a rewind was kept by it: only records up to the
     /// durable point it went back to were.
     fn survived(&self, written: Written) -> Result<()> {
@@ -158,6 +171,12 @@ impl Durability {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// [`Durability::wait`] for `written` if it would not block: `None` while the record
+    /// waits for a group commit.
+    pub fn settled(&self, written: Written) -> Option<Result<()>> {
+        self.lock().settled(written)
+    }
+
     /// Last durable seq.
     pub fn synced(&self) -> u64 {
         self.lock().synced
@@ -182,14 +201,8 @@ impl Durability {
     ) -> Result<()> {
         let mut s = self.lock();
         loop {
-            if written.generation != s.generation {
-                return s.survived(written);
-            }
-            if s.synced >= written.seq {
-                return Ok(());
-            }
-            if let Some(why) = &s.failed {
-                return Err(Error::Unusable(why.clone()));
+            if let Some(settled) = s.settled(written) {
+                return settled;
             }
             if s.leader_active {
                 s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());

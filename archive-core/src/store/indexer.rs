@@ -106,7 +106,7 @@ impl Dictionaries for BatchDictionaries<'_> {
     fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
         match self.batch.iter().find(|(s, _)| *s == seq) {
             Some((_, d)) => Ok(d.clone()),
-            None => self.shared.dictionary(seq),
+            None => self.shared.dictionary_of(seq, false),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `Store` is what front doors hold; it has exactly one write verb per record kind, and every
 //! one of them appends.
 
+mod audited;
 mod compression;
 mod durability;
 mod export;
@@ -32,6 +33,7 @@ use crate::log::tree::TreeFile;
 use crate::search::text_index::TextIndex;
 use crate::search::{catch_up, Budget, Principal, Query, SearchOptions, SearchResults};
 use crate::{Error, IoContext, Result};
+pub use audited::AuditedAccess;
 use compression::Compression;
 use durability::{Batch, Durability};
 pub use layout::{Layout, StoreIdentity};
@@ -249,8 +251,26 @@ struct IndexProgress {
 
 impl Dictionaries for Shared {
     fn dictionary(&self, seq: u64) -> std::result::Result<Dictionary, String> {
+        self.dictionary_of(seq, true)
+    }
+}
+
+impl Shared {
+    /// The dictionary record `seq`, found through the key-value index. With
+    /// `wait_for_index`, one that is durable but not applied yet is waited for: a durable
+    /// message the search index already holds can use it, as searches wait for the
+    /// key-value index only up to the last content record. The indexer's own lookups must
+    /// not wait (for themselves).
+    fn dictionary_of(&self, seq: u64, wait_for_index: bool) -> std::result::Result<Dictionary, String> {
         self.dictionaries.get_or_load(seq, || {
-            let location = self.index.location(seq)?.ok_or(Error::NoSuchRecord(seq))?;
+            let location = match self.index.location(seq)? {
+                Some(location) => location,
+                None if wait_for_index && seq <= self.durability.synced() => {
+                    self.wait_indexed(seq)?;
+                    self.index.location(seq)?.ok_or(Error::NoSuchRecord(seq))?
+                }
+                None => return Err(Error::NoSuchRecord(seq)),
+            };
             self.segments.read_at(&location, seq)
         })
     }
@@ -897,24 +917,6 @@ impl Store {
         self.shared.append_audit(event)
     }
 
-    /// Runs `access` (a search, say) for the access `event` records, returning what it found
-    /// only once the record is durable, as [`Store::append_audit`] then `access` would — but
-    /// the store's committer thread starts the record's fsync while `access` works, so a
-    /// request pays the longer of the two, not their sum. A record that does not become
-    /// durable fails the call and what `access` found is dropped unseen.
-    pub fn audited<T>(
-        &self,
-        event: &crate::audit::AuditEvent,
-        access: impl FnOnce() -> Result<T>,
-    ) -> Result<T> {
-        let written = self.shared.write_audit(event)?;
-        self.shared.durability.commit_soon(written);
-        let found = access();
-        // Usually durable by now; else this waits for (or leads) the group commit.
-        self.shared.wait_durable(written)?;
-        found
-    }
-
     /// Appends an offload receipt (a sealed segment is stored in WORM object storage);
     /// returns its seq once durable, under a signed checkpoint like any acknowledged record.
     /// The caller keeps it to one receipt per segment: the store does not look.
@@ -1018,13 +1020,13 @@ impl Store {
 
     /// Message records with this Message-ID, ascending.
     pub fn by_message_id(&self, id: &str) -> Result<Vec<u64>> {
-        self.sync_index()?;
+        self.sync_content_index()?;
         self.shared.index.by_message_id(id)
     }
 
     /// Message and arrival records where `address` is a sender or recipient, ascending.
     pub fn by_address(&self, role: Role, address: &str) -> Result<Vec<u64>> {
-        self.sync_index()?;
+        self.sync_content_index()?;
         self.shared.index.by_address(role, address)
     }
 
@@ -1100,7 +1102,7 @@ impl Store {
 
     /// [`Store::wait_searchable`], stopped by `budget`'s deadline or cancellation.
     fn wait_searchable_within(&self, budget: Option<&Budget>) -> Result<()> {
-        self.sync_index()?;
+        let content = self.sync_content_index()?;
         if self.shared.config.search_indexing == SearchIndexing::Deferred {
             return Err(Error::Search(
                 "this store was opened with search indexing deferred; searching needs \
@@ -1108,16 +1110,20 @@ impl Store {
                     .into(),
             ));
         }
-        // Everything durable that the index holds: records after the last message or
-        // arrival (audit, checkpoint, dictionary records) are not in it.
-        let synced = self.shared.durability.synced();
-        let content = self.shared.content_written.load(Ordering::Acquire);
-        self.shared.text.wait_applied(synced.min(content), budget)
+        self.shared.text.wait_applied(content, budget)
     }
 
-    /// Waits until everything durable is indexed.
-    fn sync_index(&self) -> Result<()> {
-        self.shared.wait_indexed(self.shared.durability.synced())
+    /// Waits until the key-value index holds every durable message and arrival record;
+    /// returns the seq it waited for. The records after the last of them (audit and
+    /// checkpoint records: every web request and IMAP command writes one) are not waited
+    /// for: a search or lookup would otherwise wait for the indexer to step over the
+    /// previous requests' records, on every request.
+    fn sync_content_index(&self) -> Result<u64> {
+        let synced = self.shared.durability.synced();
+        let content = self.shared.content_written.load(Ordering::Acquire);
+        let target = synced.min(content);
+        self.shared.wait_indexed(target)?;
+        Ok(target)
     }
 
     /// Inclusion proof of record `seq` in the tree of `size` leaves.
@@ -1475,6 +1481,53 @@ mod tests {
         let rebuilt = Store::reindex(&path, &key, config).unwrap();
         assert_eq!(rebuilt.shared.index.dump().unwrap(), live);
         rebuilt.close().unwrap();
+    }
+
+    /// A search waits for the key-value index only up to the last message, so a hit's
+    /// dictionary can be durable (and its message in the search index) before the key-value
+    /// indexer has applied it: reading it then waits for that record instead of failing the
+    /// search. The indexer lingers before a batch, so right after the dictionary's commit the
+    /// index usually lacks it; a round where the indexer was quicker proves nothing and is
+    /// tried again.
+    #[test]
+    fn a_dictionary_not_in_the_key_value_index_yet_is_waited_for() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/corpus/spamassassin");
+        let mut files: Vec<_> = std::fs::read_dir(&corpus)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let samples: Vec<Vec<u8>> = files
+            .iter()
+            .take(200)
+            .map(|f| std::fs::read(f).unwrap())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let key = path.join("signing.key");
+        Store::create(&path, &key).unwrap();
+        let config = StoreConfig {
+            search_indexing: SearchIndexing::Deferred,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(&path, &key, config).unwrap();
+        let mut caught_unindexed = false;
+        for _ in 0..20 {
+            let dictionary_seq = store.shared.writer().written_seq() + 1;
+            store.add_dictionary(&samples).unwrap();
+            let unindexed = store.shared.index.location(dictionary_seq).unwrap().is_none();
+            let read = store.shared.dictionary(dictionary_seq);
+            assert!(read.is_ok(), "dictionary {dictionary_seq}: {:?}", read.err());
+            if unindexed {
+                caught_unindexed = true;
+                break;
+            }
+        }
+        assert!(
+            caught_unindexed,
+            "the key-value indexer applied every dictionary at once"
+        );
+        store.close().unwrap();
     }
 
     /// What a failed fsync leaves: records written after the last durable point, across a

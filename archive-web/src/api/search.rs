@@ -12,7 +12,7 @@ use archive_core::search::{narrow, Bucket, Facets, Hit, Query, SearchOptions, Se
 
 use super::{date_source, date_text, mailboxes, params};
 use crate::auth::{AppState, Caller};
-use crate::error::{blocking, ApiError, Problem};
+use crate::error::{ApiError, Problem};
 
 /// Most hits a page may hold.
 pub const MAX_LIMIT: usize = 500;
@@ -276,18 +276,20 @@ pub(crate) async fn run_search(
     options: SearchOptions,
 ) -> Result<SearchResults, ApiError> {
     let store = state.store.clone();
-    blocking(move || {
-        // Every search is an access: its record is written before it runs and durable
-        // before its answer leaves (the fsync overlaps the search).
-        let event = AuditEvent::new(
-            &caller.user,
-            "search",
-            format!("web {}", query_text(&text)),
-            &caller.client.to_string(),
-        );
-        store
-            .audited(&event, || store.search(&caller.principal, &query, &options))
-            .map_err(ApiError::store)
-    })
-    .await
+    state
+        .searches
+        .run(move || {
+            // Every search is an access: its record is written before it runs and durable
+            // before its answer leaves (the fsync overlaps the search).
+            let event = AuditEvent::new(
+                &caller.user,
+                "search",
+                format!("web {}", query_text(&text)),
+                &caller.client.to_string(),
+            );
+            store
+                .audited_access(&event, || store.search(&caller.principal, &query, &options))
+                .map_err(ApiError::store)
+        })
+        .await
 }

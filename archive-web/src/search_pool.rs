@@ -1,0 +1,232 @@
+//! The web's search pool: searches run on a fixed set of threads (one per core by default,
+//! `[web] search_threads`), fed by a bounded queue (`search_queue`; a search past it is
+//! answered 429 `busy`). A search is CPU work: more of them at once than cores only makes
+//! each slower, and tokio's blocking pool would run up to 512 at once, each on whichever of
+//! its threads wakes first — a cold one, with cold caches. Here the threads stay few and warm,
+//! and a search never waits out its audit record's fsync on one of them: the pool hands the
+//! answer back held in an [`AuditedAccess`], and the request waits for the commit off the pool.
+//!
+//! Few threads must not let a few slow searches (facets over millions of messages, or a
+//! query that runs into the 30 s limit) hold up everyone's: a search still queued after
+//! [`SPILL_AFTER`] runs on tokio's blocking pool instead, as every search did before the pool.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use archive_core::AuditedAccess;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::error::{blocking, ApiError};
+
+/// A search waiting for a thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Seconds a client is told to wait when the queue is full.
+const BUSY_RETRY_SECS: u64 = 1;
+
+/// How long a search waits in the queue before it runs on a thread of its own: longer than
+/// a busy pool's queue takes to move (32 clients of 4 ms searches on two threads: ~60 ms),
+/// short enough that slow searches holding every pool thread delay others only this much.
+pub const SPILL_AFTER: Duration = Duration::from_millis(250);
+
+/// Threads that run searches, and their queue. The threads end once the pool is dropped and
+/// the queue is empty.
+pub struct SearchPool {
+    queue: Sender<Job>,
+    threads: usize,
+    spill_after: Duration,
+}
+
+/// A search and where its answer goes.
+type Work<T> = (Box<dyn FnOnce() -> T + Send>, oneshot::Sender<T>);
+
+/// A [`Work`] taken once, by a pool thread or by the request when it stops waiting for one.
+type Claim<T> = Arc<Mutex<Option<Work<T>>>>;
+
+fn take<T>(claim: &Claim<T>) -> Option<Work<T>> {
+    claim.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+impl SearchPool {
+    /// Starts `threads` threads (0: one per core) behind a queue of `queue` searches.
+    pub fn start(threads: usize, queue: usize) -> std::io::Result<SearchPool> {
+        SearchPool::start_spilling_after(threads, queue, SPILL_AFTER)
+    }
+
+    fn start_spilling_after(
+        threads: usize,
+        queue: usize,
+        spill_after: Duration,
+    ) -> std::io::Result<SearchPool> {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let (sender, receiver) = bounded::<Job>(queue);
+        for i in 0..threads {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("web-search-{i}"))
+                .spawn(move || run_jobs(&receiver))?;
+        }
+        Ok(SearchPool {
+            queue: sender,
+            threads,
+            spill_after,
+        })
+    }
+
+    /// Its threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `access` on a pool thread; then waits for its audit record off the pool (on a
+    /// blocking thread, only if the record is not durable by then, which is rare: its fsync
+    /// started before the search). 429 `busy` when the queue is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        access: impl FnOnce() -> Result<AuditedAccess<T>, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let held = self.run_job(access).await??;
+        match held.ready() {
+            Ok(found) => found.map_err(ApiError::store),
+            Err(pending) => blocking(move || pending.durable().map_err(ApiError::store)).await,
+        }
+    }
+
+    /// Runs `work` on a pool thread, or on a blocking thread of its own once it has waited
+    /// [`SPILL_AFTER`] in the queue.
+    async fn run_job<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (answer, mut answered) = oneshot::channel();
+        let claim: Claim<T> = Arc::new(Mutex::new(Some((Box::new(work), answer))));
+        let queued = claim.clone();
+        self.submit(Box::new(move || {
+            if let Some((work, answer)) = take(&queued) {
+                let _ = answer.send(work());
+            }
+        }))?;
+        let answer = match tokio::time::timeout(self.spill_after, &mut answered).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                if let Some((work, answer)) = take(&claim) {
+                    // Not started: every pool thread is busy with something slow. (Its queue
+                    // slot is freed when a thread reaches it and finds nothing to do.)
+                    tokio::task::spawn_blocking(move || {
+                        let _ = answer.send(work());
+                    });
+                }
+                answered.await
+            }
+        };
+        // A panicked search drops its sender: answered as the bug it is, without details.
+        answer.map_err(|_| ApiError::task_failed())
+    }
+
+    /// Queues `job`, or refuses it when the queue is full.
+    fn submit(&self, job: Job) -> Result<(), ApiError> {
+        match self.queue.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ApiError::busy(
+                "the server has as many searches waiting as it queues; try again shortly",
+                BUSY_RETRY_SECS,
+            )),
+            Err(TrySendError::Disconnected(_)) => Err(ApiError::unavailable("the server is stopping")),
+        }
+    }
+}
+
+/// A pool thread: takes searches off the queue until the pool is gone. A search that panics
+/// ends only itself (its request gets a 500), not the thread.
+fn run_jobs(queue: &Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    #[test]
+    fn a_full_queue_is_refused_and_a_panic_ends_only_its_search() {
+        let pool = SearchPool::start(1, 1).unwrap();
+        assert_eq!(pool.threads(), 1);
+        // The thread is held by the first job, the queue by the second: the third is refused.
+        let held = Arc::new(Barrier::new(2));
+        let hold = held.clone();
+        pool.submit(Box::new(move || {
+            hold.wait();
+        }))
+        .unwrap();
+        // The queue has room again once the thread has taken the first job off it.
+        let (took, taken) = std::sync::mpsc::channel();
+        submit_when_room(&pool, || {
+            let probe = took.clone();
+            Box::new(move || probe.send(()).unwrap())
+        });
+        let refused = pool.submit(Box::new(|| {})).unwrap_err();
+        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.retry_after, Some(BUSY_RETRY_SECS));
+        held.wait();
+        taken.recv_timeout(Duration::from_secs(30)).unwrap();
+        // A job that panics leaves the thread alive for the next.
+        pool.submit(Box::new(|| panic!("a search's bug"))).unwrap();
+        let (ran, done) = std::sync::mpsc::channel();
+        submit_when_room(&pool, || {
+            let ran = ran.clone();
+            Box::new(move || ran.send(()).unwrap())
+        });
+        done.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+
+    /// Submits the job `make` makes as soon as the queue has room.
+    fn submit_when_room(pool: &SearchPool, make: impl Fn() -> Job) {
+        while pool.submit(make()).is_err() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_search_stuck_behind_slow_ones_runs_on_a_thread_of_its_own() {
+        let pool = SearchPool::start_spilling_after(1, 4, Duration::from_secs(2)).unwrap();
+        let held = Arc::new(Barrier::new(2));
+        let hold = held.clone();
+        pool.submit(Box::new(move || {
+            hold.wait();
+        }))
+        .unwrap();
+        // The only pool thread is held: the search is answered anyway, by a thread of its own.
+        let answer = tokio::time::timeout(
+            Duration::from_secs(60),
+            pool.run_job(|| std::thread::current().name().map(String::from)),
+        )
+        .await
+        .expect("answered while the pool thread is held");
+        let ran_on = answer.unwrap();
+        assert!(
+            !ran_on.as_deref().unwrap_or("").starts_with("web-search-"),
+            "ran on {ran_on:?}"
+        );
+        held.wait();
+        // With the thread free again, searches run on the pool; the spilled one's queue slot
+        // was left empty and is skipped.
+        let ran_on = pool
+            .run_job(|| std::thread::current().name().map(String::from))
+            .await;
+        assert_eq!(ran_on.unwrap().as_deref(), Some("web-search-0"));
+        // A search that panics is a 500, on the pool and off it.
+        let failed = pool
+            .run_job(|| -> u8 { panic!("a search's bug") })
+            .await
+            .unwrap_err();
+        assert_eq!(failed.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
