@@ -1414,26 +1414,34 @@ mod tests {
     use super::*;
     use crate::audit::AuditEvent;
 
-    /// The entries the writer hands the indexer must be exactly those the log yields: an index
-    /// built live equals one rebuilt from the log, row for row (messages with and without a
-    /// dictionary, arrivals, skipped duplicates, audit records, checkpoints, segment rolls).
-    #[test]
-    fn index_built_from_fresh_entries_equals_index_rebuilt_from_the_log() {
+    /// The first `n` messages of the SpamAssassin fixture corpus, in name order.
+    fn corpus_mail(n: usize) -> Vec<Vec<u8>> {
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/corpus/spamassassin");
         let mut files: Vec<_> = std::fs::read_dir(&corpus)
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();
-        let mail: Vec<Vec<u8>> = files
-            .iter()
-            .take(320)
-            .map(|f| std::fs::read(f).unwrap())
-            .collect();
+        files.iter().take(n).map(|f| std::fs::read(f).unwrap()).collect()
+    }
+
+    /// A new store in a temporary directory: the directory (removed when dropped), the
+    /// store's path and its key's.
+    fn created_store() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let key = path.join("signing.key");
         Store::create(&path, &key).unwrap();
+        (dir, path, key)
+    }
+
+    /// The entries the writer hands the indexer must be exactly those the log yields: an index
+    /// built live equals one rebuilt from the log, row for row (messages with and without a
+    /// dictionary, arrivals, skipped duplicates, audit records, checkpoints, segment rolls).
+    #[test]
+    fn index_built_from_fresh_entries_equals_index_rebuilt_from_the_log() {
+        let mail = corpus_mail(320);
+        let (_dir, path, key) = created_store();
         let config = StoreConfig {
             segment_size: 256 << 10,
             checkpoint_every: 97,
@@ -1491,21 +1499,8 @@ mod tests {
     /// tried again.
     #[test]
     fn a_dictionary_not_in_the_key_value_index_yet_is_waited_for() {
-        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/corpus/spamassassin");
-        let mut files: Vec<_> = std::fs::read_dir(&corpus)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        let samples: Vec<Vec<u8>> = files
-            .iter()
-            .take(200)
-            .map(|f| std::fs::read(f).unwrap())
-            .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        let key = path.join("signing.key");
-        Store::create(&path, &key).unwrap();
+        let samples = corpus_mail(200);
+        let (_dir, path, key) = created_store();
         let config = StoreConfig {
             search_indexing: SearchIndexing::Deferred,
             ..StoreConfig::default()
