@@ -28,7 +28,8 @@ pub struct WebConfig {
     pub max_connections: usize,
     /// Searches run at once, each on a thread of the search pool; 0: one per core.
     pub search_threads: usize,
-    /// Searches waiting for a pool thread, at most; one more is answered 429 `busy`.
+    /// Searches waiting for a pool thread, at most; one more is answered 429 `busy`. One
+    /// user may hold a quarter of it (at least one per thread).
     pub search_queue: usize,
 }
 

@@ -10,6 +10,7 @@
 //! query that runs into the 30 s limit) hold up everyone's: a search still queued after
 //! [`SPILL_AFTER`] runs on tokio's blocking pool instead, as every search did before the pool.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +38,55 @@ pub struct SearchPool {
     queue: Sender<Job>,
     threads: usize,
     spill_after: Duration,
+    per_user: Arc<PerUser>,
+}
+
+/// Searches each user has queued or running: one user may hold a quarter of the queue (at
+/// least one search per thread), so that one user's many connections cannot fill it and get
+/// everyone else's searches refused.
+struct PerUser {
+    held: Mutex<HashMap<String, usize>>,
+    max: usize,
+}
+
+/// One of a user's searches, counted until it is dropped (when the search has run, or was
+/// dropped unrun).
+struct UserSlot {
+    per_user: Arc<PerUser>,
+    user: String,
+}
+
+impl PerUser {
+    fn take(self: &Arc<Self>, user: &str) -> Result<UserSlot, ApiError> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(user.to_string()).or_insert(0);
+        if *count >= self.max {
+            return Err(ApiError::busy(
+                format!(
+                    "you have {} searches running or waiting, as many as one user may; try again shortly",
+                    self.max
+                ),
+                BUSY_RETRY_SECS,
+            ));
+        }
+        *count += 1;
+        Ok(UserSlot {
+            per_user: self.clone(),
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut held = self.per_user.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// A search and where its answer goes.
@@ -75,6 +125,10 @@ impl SearchPool {
             queue: sender,
             threads,
             spill_after,
+            per_user: Arc::new(PerUser {
+                held: Mutex::new(HashMap::new()),
+                max: (queue / 4).max(threads),
+            }),
         })
     }
 
@@ -83,14 +137,16 @@ impl SearchPool {
         self.threads
     }
 
-    /// Runs `access` on a pool thread; then waits for its audit record off the pool (on a
-    /// blocking thread, only if the record is not durable by then, which is rare: its fsync
-    /// started before the search). 429 `busy` when the queue is full.
+    /// Runs `access`, a search of `user`'s, on a pool thread; then waits for its audit record
+    /// off the pool (on a blocking thread, only if the record is not durable by then, which is
+    /// rare: its fsync started before the search). 429 `busy` when the queue is full, or when
+    /// `user` has as many searches queued or running as one user may.
     pub async fn run<T: Send + 'static>(
         &self,
+        user: &str,
         access: impl FnOnce() -> Result<AuditedAccess<T>, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let held = self.run_job(access).await??;
+        let held = self.run_job(user, access).await??;
         match held.ready() {
             Ok(found) => found.map_err(ApiError::store),
             Err(pending) => blocking(move || pending.durable().map_err(ApiError::store)).await,
@@ -98,11 +154,17 @@ impl SearchPool {
     }
 
     /// Runs `work` on a pool thread, or on a blocking thread of its own once it has waited
-    /// [`SPILL_AFTER`] in the queue.
+    /// [`SPILL_AFTER`] in the queue; counted as one of `user`'s searches until it has run.
     async fn run_job<T: Send + 'static>(
         &self,
+        user: &str,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
+        let slot = self.per_user.take(user)?;
+        let work = move || {
+            let _slot = slot;
+            work()
+        };
         let (answer, mut answered) = oneshot::channel();
         let claim: Claim<T> = Arc::new(Mutex::new(Some((Box::new(work), answer))));
         let queued = claim.clone();
@@ -187,6 +249,57 @@ mod tests {
         done.recv_timeout(Duration::from_secs(30)).unwrap();
     }
 
+    #[tokio::test]
+    async fn one_user_cannot_fill_the_queue_for_everyone() {
+        let pool = Arc::new(SearchPool::start_spilling_after(1, 8, Duration::from_secs(600)).unwrap());
+        assert_eq!(pool.per_user.max, 2, "a quarter of the queue");
+        let held = Arc::new(Barrier::new(2));
+        let hold = held.clone();
+        pool.submit(Box::new(move || {
+            hold.wait();
+        }))
+        .unwrap();
+        let waiting = |user: &str| {
+            let held = pool.per_user.held.lock().unwrap();
+            held.get(user).copied().unwrap_or(0)
+        };
+        let mut searches = Vec::new();
+        for _ in 0..2 {
+            let pool = pool.clone();
+            searches.push(tokio::spawn(async move { pool.run_job("alice", || 1).await }));
+        }
+        while waiting("alice") < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // alice's third is refused at once; bob's is queued behind hers.
+        let refused = tokio::time::timeout(Duration::from_secs(30), pool.run_job("alice", || 1))
+            .await
+            .expect("refused at once, not queued")
+            .unwrap_err();
+        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            refused.detail.contains("as many as one user may"),
+            "{}",
+            refused.detail
+        );
+        let bobs = pool.clone();
+        searches.push(tokio::spawn(async move { bobs.run_job("bob", || 2).await }));
+        while waiting("bob") < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        held.wait();
+        let mut answers = Vec::new();
+        for search in searches {
+            answers.push(search.await.unwrap().unwrap());
+        }
+        assert_eq!(answers, [1, 1, 2]);
+        assert!(
+            pool.per_user.held.lock().unwrap().is_empty(),
+            "every slot given back"
+        );
+        assert_eq!(pool.run_job("alice", || 3).await.unwrap(), 3);
+    }
+
     /// Submits the job `make` makes as soon as the queue has room.
     fn submit_when_room(pool: &SearchPool, make: impl Fn() -> Job) {
         while pool.submit(make()).is_err() {
@@ -206,7 +319,7 @@ mod tests {
         // The only pool thread is held: the search is answered anyway, by a thread of its own.
         let answer = tokio::time::timeout(
             Duration::from_secs(60),
-            pool.run_job(|| std::thread::current().name().map(String::from)),
+            pool.run_job("alice", || std::thread::current().name().map(String::from)),
         )
         .await
         .expect("answered while the pool thread is held");
@@ -219,12 +332,12 @@ mod tests {
         // With the thread free again, searches run on the pool; the spilled one's queue slot
         // was left empty and is skipped.
         let ran_on = pool
-            .run_job(|| std::thread::current().name().map(String::from))
+            .run_job("alice", || std::thread::current().name().map(String::from))
             .await;
         assert_eq!(ran_on.unwrap().as_deref(), Some("web-search-0"));
         // A search that panics is a 500, on the pool and off it.
         let failed = pool
-            .run_job(|| -> u8 { panic!("a search's bug") })
+            .run_job("alice", || -> u8 { panic!("a search's bug") })
             .await
             .unwrap_err();
         assert_eq!(failed.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -276,9 +276,10 @@ pub(crate) async fn run_search(
     options: SearchOptions,
 ) -> Result<SearchResults, ApiError> {
     let store = state.store.clone();
+    let user = caller.user.clone();
     state
         .searches
-        .run(move || {
+        .run(&user, move || {
             // Every search is an access: its record is written before it runs and durable
             // before its answer leaves (the fsync overlaps the search).
             let event = AuditEvent::new(
