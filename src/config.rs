@@ -406,6 +406,8 @@ session_idle_secs = 1800        # a session ends after this long without a reque
 session_max_secs = 43200        # and this long after its login at the latest
 max_sessions = 10000            # past it, the session idle longest is ended
 max_connections = 512           # open at once; more are closed on accept
+search_threads = 0              # searches run at once, on threads of their own; 0: one per core
+search_queue = 256              # searches waiting for a thread; more: 429 busy (a user: a quarter)
 
 [admin]                         # monitoring: GET /metrics (Prometheus), /healthz, /readyz
 listen = "127.0.0.1:9425"       # unauthenticated: loopback or a private network; "none" disables it

@@ -6,6 +6,12 @@ use std::path::PathBuf;
 /// The web listener's default address.
 pub const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
 
+/// Most search threads a configuration may ask for (more than cores only slows searches).
+pub const MAX_SEARCH_THREADS: usize = 1024;
+
+/// Longest search queue a configuration may ask for (its slots are allocated at start).
+pub const MAX_SEARCH_QUEUE: usize = 65_536;
+
 /// `[web]`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,11 +69,43 @@ impl WebConfig {
                 "web.max_sessions, web.max_connections and web.search_queue must be at least 1".into(),
             );
         }
+        if self.search_threads > MAX_SEARCH_THREADS || self.search_queue > MAX_SEARCH_QUEUE {
+            return Err(format!(
+                "web.search_threads may be at most {MAX_SEARCH_THREADS} and web.search_queue at most {MAX_SEARCH_QUEUE}"
+            ));
+        }
         Ok(())
     }
 
     /// Whether the listener speaks HTTPS.
     pub fn https(&self) -> bool {
         self.tls_certificate.is_some() && self.tls_key.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_pool_sizes_are_bounded() {
+        assert!(WebConfig::default().validate().is_ok());
+        for bad in [
+            WebConfig {
+                search_queue: 0,
+                ..WebConfig::default()
+            },
+            WebConfig {
+                search_queue: MAX_SEARCH_QUEUE + 1,
+                ..WebConfig::default()
+            },
+            WebConfig {
+                search_threads: MAX_SEARCH_THREADS + 1,
+                ..WebConfig::default()
+            },
+        ] {
+            let refused = bad.validate().unwrap_err();
+            assert!(refused.contains("web.search_"), "{refused}");
+        }
     }
 }

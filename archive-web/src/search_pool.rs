@@ -169,7 +169,9 @@ impl SearchPool {
         let claim: Claim<T> = Arc::new(Mutex::new(Some((Box::new(work), answer))));
         let queued = claim.clone();
         self.submit(Box::new(move || {
-            if let Some((work, answer)) = take(&queued) {
+            // A request that went away while its search waited (the client gave up) costs
+            // no search, and leaves no audit record of one.
+            if let Some((work, answer)) = take(&queued).filter(|(_, answer)| !answer.is_closed()) {
                 let _ = answer.send(work());
             }
         }))?;
@@ -298,6 +300,38 @@ mod tests {
             "every slot given back"
         );
         assert_eq!(pool.run_job("alice", || 3).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_search_whose_request_went_away_is_not_run() {
+        let pool = SearchPool::start_spilling_after(1, 4, Duration::from_secs(600)).unwrap();
+        let held = Arc::new(Barrier::new(2));
+        let hold = held.clone();
+        pool.submit(Box::new(move || {
+            hold.wait();
+        }))
+        .unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let runs = ran.clone();
+        // The client gives up while the search waits for the held thread.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            pool.run_job("alice", move || {
+                runs.store(true, std::sync::atomic::Ordering::SeqCst)
+            }),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the search waited");
+        held.wait();
+        assert_eq!(pool.run_job("bob", || 7).await.unwrap(), 7, "the pool went on");
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "the abandoned search ran"
+        );
+        assert!(
+            pool.per_user.held.lock().unwrap().is_empty(),
+            "its slot was given back"
+        );
     }
 
     /// Submits the job `make` makes as soon as the queue has room.
