@@ -24,8 +24,8 @@ use crate::config::ImapConfig;
 use crate::envelope_cache::EnvelopeCache;
 use crate::pool::{Pools, Refused, Slot};
 use crate::protocol::Protocol;
-use crate::session::{self, Conn, Session, UserSessions};
-use archive_core::access::LoginGate;
+use crate::session::{self, Conn, Session};
+use archive_core::access::{LoginGate, PerUser};
 
 /// After a shutdown starts, how long sessions have to finish the command in hand and say BYE
 /// (each BYE itself has a shorter write deadline); what is still open then is closed.
@@ -97,7 +97,7 @@ struct Shared {
     acceptor: TlsAcceptor,
     pools: Arc<Pools>,
     envelopes: Arc<EnvelopeCache>,
-    user_sessions: Arc<UserSessions>,
+    user_sessions: Arc<PerUser>,
     commands: Arc<crate::metrics::Commands>,
 }
 
@@ -132,7 +132,7 @@ pub async fn start(
     let plain_addr = config.plain;
     let tls_addr = config.tls;
     let envelopes = Arc::new(EnvelopeCache::new(config.limits.envelope_cache_mib << 20));
-    let user_sessions = Arc::new(UserSessions::new(config.limits.max_connections_per_user));
+    let user_sessions = Arc::new(PerUser::new(config.limits.max_connections_per_user));
     let pools = Pools::new(config.limits.clone());
     let shared = Arc::new(Shared {
         store,

@@ -24,7 +24,7 @@ use crate::command;
 use crate::config::ImapLimits;
 use crate::envelope_cache::EnvelopeCache;
 use crate::protocol::{Event, Protocol, Sent};
-use archive_core::access::LoginGate;
+use archive_core::access::{LoginGate, PerUser, UserShare};
 
 /// How often an IDLE client is checked for new mail (issue #5: within 1 s).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -47,54 +47,7 @@ pub(crate) struct User {
     /// What they may see.
     pub principal: Principal,
     /// Counts this session against `max_connections_per_user` while it lives.
-    pub _session: UserSession,
-}
-
-/// Sessions logged in per user name, against `max_connections_per_user`.
-pub(crate) struct UserSessions {
-    counts: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-    limit: usize,
-}
-
-/// One logged-in session of a user; dropping it (logout, disconnect) frees its place.
-pub(crate) struct UserSession {
-    sessions: Arc<UserSessions>,
-    name: String,
-}
-
-impl UserSessions {
-    pub fn new(limit: usize) -> UserSessions {
-        UserSessions {
-            counts: Default::default(),
-            limit,
-        }
-    }
-
-    /// A place for one more session of `name`, if the user has fewer than the limit.
-    pub fn enter(self: &Arc<Self>, name: &str) -> Option<UserSession> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(name.to_string()).or_insert(0);
-        if *n >= self.limit {
-            return None;
-        }
-        *n += 1;
-        Some(UserSession {
-            sessions: Arc::clone(self),
-            name: name.to_string(),
-        })
-    }
-}
-
-impl Drop for UserSession {
-    fn drop(&mut self) {
-        let mut counts = self.sessions.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.name) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.name);
-            }
-        }
-    }
+    pub _session: UserShare,
 }
 
 /// The selected mailbox.
@@ -109,8 +62,8 @@ pub(crate) struct Session {
     pub gate: Arc<LoginGate>,
     /// ENVELOPEs computed by any session.
     pub envelopes: Arc<EnvelopeCache>,
-    /// Logged-in sessions per user, of all listeners.
-    pub user_sessions: Arc<UserSessions>,
+    /// Logged-in sessions per user, of all listeners (`max_connections_per_user`).
+    pub user_sessions: Arc<PerUser>,
     pub peer: SocketAddr,
     pub limits: ImapLimits,
     /// TLS is active on this connection.

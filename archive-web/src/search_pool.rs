@@ -10,11 +10,11 @@
 //! query that runs into the 30 s limit) hold up everyone's: a search still queued after
 //! [`SPILL_AFTER`] runs on tokio's blocking pool instead, as every search did before the pool.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use archive_core::access::PerUser;
 use archive_core::AuditedAccess;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
@@ -38,55 +38,10 @@ pub struct SearchPool {
     queue: Sender<Job>,
     threads: usize,
     spill_after: Duration,
+    /// Searches each user has queued or running: one user may hold a quarter of the queue
+    /// (at least one search per thread), so that one user's many connections cannot fill it
+    /// and get everyone else's searches refused.
     per_user: Arc<PerUser>,
-}
-
-/// Searches each user has queued or running: one user may hold a quarter of the queue (at
-/// least one search per thread), so that one user's many connections cannot fill it and get
-/// everyone else's searches refused.
-struct PerUser {
-    held: Mutex<HashMap<String, usize>>,
-    max: usize,
-}
-
-/// One of a user's searches, counted until it is dropped (when the search has run, or was
-/// dropped unrun).
-struct UserSlot {
-    per_user: Arc<PerUser>,
-    user: String,
-}
-
-impl PerUser {
-    fn take(self: &Arc<Self>, user: &str) -> Result<UserSlot, ApiError> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let count = held.entry(user.to_string()).or_insert(0);
-        if *count >= self.max {
-            return Err(ApiError::busy(
-                format!(
-                    "you have {} searches running or waiting, as many as one user may; try again shortly",
-                    self.max
-                ),
-                BUSY_RETRY_SECS,
-            ));
-        }
-        *count += 1;
-        Ok(UserSlot {
-            per_user: self.clone(),
-            user: user.to_string(),
-        })
-    }
-}
-
-impl Drop for UserSlot {
-    fn drop(&mut self) {
-        let mut held = self.per_user.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = held.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.user);
-            }
-        }
-    }
 }
 
 /// A search and where its answer goes.
@@ -125,10 +80,7 @@ impl SearchPool {
             queue: sender,
             threads,
             spill_after,
-            per_user: Arc::new(PerUser {
-                held: Mutex::new(HashMap::new()),
-                max: (queue / 4).max(threads),
-            }),
+            per_user: Arc::new(PerUser::new((queue / 4).max(threads))),
         })
     }
 
@@ -160,7 +112,15 @@ impl SearchPool {
         user: &str,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let slot = self.per_user.take(user)?;
+        let slot = self.per_user.enter(user).ok_or_else(|| {
+            ApiError::busy(
+                format!(
+                    "you have {} searches running or waiting, as many as one user may; try again shortly",
+                    self.per_user.limit()
+                ),
+                BUSY_RETRY_SECS,
+            )
+        })?;
         let work = move || {
             let _slot = slot;
             work()
@@ -224,12 +184,7 @@ mod tests {
         let pool = SearchPool::start(1, 1).unwrap();
         assert_eq!(pool.threads(), 1);
         // The thread is held by the first job, the queue by the second: the third is refused.
-        let held = Arc::new(Barrier::new(2));
-        let hold = held.clone();
-        pool.submit(Box::new(move || {
-            hold.wait();
-        }))
-        .unwrap();
+        let held = hold_the_thread(&pool);
         // The queue has room again once the thread has taken the first job off it.
         let (took, taken) = std::sync::mpsc::channel();
         submit_when_room(&pool, || {
@@ -254,17 +209,9 @@ mod tests {
     #[tokio::test]
     async fn one_user_cannot_fill_the_queue_for_everyone() {
         let pool = Arc::new(SearchPool::start_spilling_after(1, 8, Duration::from_secs(600)).unwrap());
-        assert_eq!(pool.per_user.max, 2, "a quarter of the queue");
-        let held = Arc::new(Barrier::new(2));
-        let hold = held.clone();
-        pool.submit(Box::new(move || {
-            hold.wait();
-        }))
-        .unwrap();
-        let waiting = |user: &str| {
-            let held = pool.per_user.held.lock().unwrap();
-            held.get(user).copied().unwrap_or(0)
-        };
+        assert_eq!(pool.per_user.limit(), 2, "a quarter of the queue");
+        let held = hold_the_thread(&pool);
+        let waiting = |user: &str| pool.per_user.held_by(user);
         let mut searches = Vec::new();
         for _ in 0..2 {
             let pool = pool.clone();
@@ -295,22 +242,14 @@ mod tests {
             answers.push(search.await.unwrap().unwrap());
         }
         assert_eq!(answers, [1, 1, 2]);
-        assert!(
-            pool.per_user.held.lock().unwrap().is_empty(),
-            "every slot given back"
-        );
+        assert_eq!(waiting("alice") + waiting("bob"), 0, "every slot given back");
         assert_eq!(pool.run_job("alice", || 3).await.unwrap(), 3);
     }
 
     #[tokio::test]
     async fn a_search_whose_request_went_away_is_not_run() {
         let pool = SearchPool::start_spilling_after(1, 4, Duration::from_secs(600)).unwrap();
-        let held = Arc::new(Barrier::new(2));
-        let hold = held.clone();
-        pool.submit(Box::new(move || {
-            hold.wait();
-        }))
-        .unwrap();
+        let held = hold_the_thread(&pool);
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let runs = ran.clone();
         // The client gives up while the search waits for the held thread.
@@ -328,10 +267,18 @@ mod tests {
             !ran.load(std::sync::atomic::Ordering::SeqCst),
             "the abandoned search ran"
         );
-        assert!(
-            pool.per_user.held.lock().unwrap().is_empty(),
-            "its slot was given back"
-        );
+        assert_eq!(pool.per_user.held_by("alice"), 0, "its slot was given back");
+    }
+
+    /// Holds the pool's one thread with a job until the returned barrier is waited on.
+    fn hold_the_thread(pool: &SearchPool) -> Arc<Barrier> {
+        let held = Arc::new(Barrier::new(2));
+        let hold = held.clone();
+        pool.submit(Box::new(move || {
+            hold.wait();
+        }))
+        .unwrap();
+        held
     }
 
     /// Submits the job `make` makes as soon as the queue has room.
@@ -344,12 +291,7 @@ mod tests {
     #[tokio::test]
     async fn a_search_stuck_behind_slow_ones_runs_on_a_thread_of_its_own() {
         let pool = SearchPool::start_spilling_after(1, 4, Duration::from_secs(2)).unwrap();
-        let held = Arc::new(Barrier::new(2));
-        let hold = held.clone();
-        pool.submit(Box::new(move || {
-            hold.wait();
-        }))
-        .unwrap();
+        let held = hold_the_thread(&pool);
         // The only pool thread is held: the search is answered anyway, by a thread of its own.
         let answer = tokio::time::timeout(
             Duration::from_secs(60),

@@ -178,27 +178,10 @@ fn start(s: &Setup, name: &str, range_cache: &str) -> BenchResult<(Server, Endpo
     )?;
     let log = s.scratch.join(format!("serve-{name}.log"));
     let config = config.display().to_string();
-    let mut server = serve::start(
-        s.bin,
-        s.store,
-        &[
-            "--config",
-            &config,
-            "--imap",
-            "127.0.0.1:0",
-            "--imaps",
-            "none",
-            "--lmtp",
-            "none",
-            "--smtp",
-            "none",
-            "--web",
-            "none",
-            "--admin",
-            "none",
-        ],
-        &log,
-    )?;
+    let listeners = serve::only_listener("imap");
+    let mut args = vec!["--config", config.as_str()];
+    args.extend(listeners.iter().map(String::as_str));
+    let mut server = serve::start(s.bin, s.store, &args, &log)?;
     let addr = wait_for_listener(&mut server, &log, "imap", PATIENCE)?;
     Ok((server, Endpoint { addr, tls: false }, log))
 }

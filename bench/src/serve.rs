@@ -43,6 +43,18 @@ pub fn add_user_with(bin: &Path, store: &Path, name: &str, args: &[&str], passwo
     Ok(())
 }
 
+/// `serve` arguments that put only `door` (`imap`, `imaps`, `lmtp`, `smtp`, `web`, `admin`)
+/// on a free loopback port and switch every other listener off.
+pub fn only_listener(door: &str) -> Vec<String> {
+    ["imap", "imaps", "lmtp", "smtp", "web", "admin"]
+        .iter()
+        .flat_map(|d| {
+            let addr = if *d == door { "127.0.0.1:0" } else { "none" };
+            [format!("--{d}"), addr.to_string()]
+        })
+        .collect()
+}
+
 /// Starts `mailvault --data STORE serve ARGS…` with stderr (its log) going to `log`.
 /// `RUST_LOG` is removed so the config's `[server] log` applies.
 pub fn start(bin: &Path, store: &Path, args: &[&str], log: &Path) -> BenchResult<Server> {

@@ -22,6 +22,7 @@ pub mod listing;
 pub mod login;
 pub mod names;
 pub mod password;
+pub mod per_user;
 #[cfg(test)]
 mod test_support;
 pub mod tokens;
@@ -32,5 +33,6 @@ pub mod users_file;
 pub use limiter::{LoginLimiter, RetryAfter};
 pub use login::{LoginGate, LoginRefused};
 pub use password::hash_password;
+pub use per_user::{PerUser, UserShare};
 pub use upstream::{AuthConfig, PassThrough, UpstreamRefusal};
 pub use users::{AuditorDomains, AuthFailure, Authenticated, Role, UserRecord, Users};

@@ -67,3 +67,52 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SearchIndexing, StoreConfig};
+
+    /// The answer leaves only with its record durable: `ready` and `durable` hand it out for
+    /// a durable record, and neither does for a record that never will be (one of a
+    /// generation a rewind ended), `ready` without blocking.
+    #[test]
+    fn an_answer_whose_record_cannot_become_durable_is_never_handed_out() {
+        let (_dir, path, key) = crate::store::created_store();
+        let config = StoreConfig {
+            search_indexing: SearchIndexing::Deferred,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(&path, &key, config).unwrap();
+        let event = AuditEvent {
+            actor: "test".into(),
+            action: "search".into(),
+            ..Default::default()
+        };
+        let access = store.audited_access(&event, || Ok(7)).unwrap();
+        assert_eq!(access.durable().unwrap(), 7);
+        let access = store.audited_access(&event, || Ok(8)).unwrap();
+        store.shared.wait_durable(access.written).unwrap();
+        match access.ready() {
+            Ok(answer) => assert_eq!(answer.unwrap(), 8),
+            Err(_) => panic!("a durable record's answer is ready"),
+        }
+        let cut = |found: u32| AuditedAccess {
+            found: Ok(found),
+            written: Written {
+                seq: u64::MAX,
+                generation: u64::MAX,
+            },
+            shared: store.shared.clone(),
+        };
+        match cut(1).ready() {
+            Ok(answer) => assert!(answer.is_err(), "the answer of a cut record was handed out"),
+            Err(_) => panic!("a cut record's wait is over"),
+        }
+        assert!(
+            cut(2).durable().is_err(),
+            "the answer of a cut record was handed out"
+        );
+        store.close().unwrap();
+    }
+}

@@ -1409,6 +1409,17 @@ fn checkpoint_timer(shared: &Shared) {
     }
 }
 
+/// A new store in a temporary directory, for tests: the directory (removed when dropped),
+/// the store's path and its key's.
+#[cfg(test)]
+pub(crate) fn created_store() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let key = path.join("signing.key");
+    Store::create(&path, &key).unwrap();
+    (dir, path, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1423,16 +1434,6 @@ mod tests {
             .collect();
         files.sort();
         files.iter().take(n).map(|f| std::fs::read(f).unwrap()).collect()
-    }
-
-    /// A new store in a temporary directory: the directory (removed when dropped), the
-    /// store's path and its key's.
-    fn created_store() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        let key = path.join("signing.key");
-        Store::create(&path, &key).unwrap();
-        (dir, path, key)
     }
 
     /// The entries the writer hands the indexer must be exactly those the log yields: an index
@@ -1531,10 +1532,7 @@ mod tests {
     /// a log that verifies, reopens without recovery and reads back every kept message.
     #[test]
     fn a_rewind_cuts_what_was_not_durable_and_appending_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        let key = path.join("signing.key");
-        Store::create(&path, &key).unwrap();
+        let (_dir, path, key) = created_store();
         let config = StoreConfig {
             segment_size: 64 << 10,
             search_indexing: SearchIndexing::Deferred,

@@ -361,25 +361,9 @@ impl ServerRun<'_> {
     fn run(&self, pages: Option<&[u64]>) -> BenchResult<ServerFigures> {
         let scratch = tempfile::tempdir()?;
         let log = scratch.path().join("serve.log");
-        let mut server = serve::start(
-            self.bin,
-            self.store_dir,
-            &[
-                "--web",
-                "127.0.0.1:0",
-                "--imap",
-                "none",
-                "--imaps",
-                "none",
-                "--lmtp",
-                "none",
-                "--smtp",
-                "none",
-                "--admin",
-                "none",
-            ],
-            &log,
-        )?;
+        let args = serve::only_listener("web");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut server = serve::start(self.bin, self.store_dir, &args, &log)?;
         let addr = wait_for_listener(&mut server, &log, "web", START_TIMEOUT * 4)?;
         wait_for_search_index(self.bin, self.store_dir, &mut server, &log)?;
         let addr = addr.to_string();
