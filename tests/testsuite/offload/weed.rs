@@ -34,14 +34,27 @@ pub struct Weed {
 }
 
 impl Weed {
-    /// Starts one on free ports and waits until S3 answers.
+    /// Starts one on free ports and waits until S3 answers. Another test may take the S3
+    /// port between our look and weed's bind: then the next try picks another.
     pub fn start() -> Weed {
-        Weed::start_on(free_port())
+        let mut log = String::new();
+        for _ in 0..3 {
+            match Weed::try_start_on(free_port()) {
+                Ok(weed) => return weed,
+                Err(failed) => log = failed,
+            }
+        }
+        panic!("weed mini did not start:\n{log}");
     }
 
     /// Starts one whose S3 listens on `port` (chosen earlier: a server was told it before
     /// the store existed); the other ports are free ones.
     pub fn start_on(port: u16) -> Weed {
+        Weed::try_start_on(port).unwrap_or_else(|log| panic!("weed mini did not start:\n{log}"))
+    }
+
+    /// [`Weed::start_on`], or weed's log when it did not start.
+    fn try_start_on(port: u16) -> Result<Weed, String> {
         let tmp = tempfile::Builder::new()
             .prefix("mailvault-weed")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -59,12 +72,11 @@ impl Weed {
             weed.child = Some(child);
             weed.grpc_ports = grpc_ports;
             if weed.wait_ready(Duration::from_secs(60)) {
-                return weed;
+                return Ok(weed);
             }
             weed.kill();
         }
-        let log = std::fs::read_to_string(weed.tmp.path().join("weed.log")).unwrap_or_default();
-        panic!("weed mini did not start:\n{log}");
+        Err(std::fs::read_to_string(weed.tmp.path().join("weed.log")).unwrap_or_default())
     }
 
     /// `[storage.s3]` settings for this server and `bucket`.
