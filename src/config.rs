@@ -406,6 +406,7 @@ session_idle_secs = 1800        # a session ends after this long without a reque
 session_max_secs = 43200        # and this long after its login at the latest
 max_sessions = 10000            # past it, the session idle longest is ended
 max_connections = 512           # open at once; more are closed on accept
+max_connections_per_ip = 128    # of them from one client network (IPv4 address, IPv6 /64)
 search_threads = 0              # searches run at once, on threads of their own; 0: one per core
 search_queue = 256              # searches waiting for a thread; more: 429 busy (a user: a quarter)
 

@@ -32,6 +32,9 @@ pub struct WebConfig {
     pub max_sessions: usize,
     /// Most connections open at once; more are closed on accept.
     pub max_connections: usize,
+    /// Most connections open at once from one client network (an IPv4 address or an IPv6
+    /// /64); more from it are closed on accept.
+    pub max_connections_per_ip: usize,
     /// Searches run at once, each on a thread of the search pool; 0: one per core.
     pub search_threads: usize,
     /// Searches waiting for a pool thread, at most; one more is answered 429 `busy`. One
@@ -49,6 +52,7 @@ impl Default for WebConfig {
             session_max_secs: 12 * 3600,
             max_sessions: 10_000,
             max_connections: 512,
+            max_connections_per_ip: 128,
             search_threads: 0,
             search_queue: 256,
         }
@@ -64,9 +68,15 @@ impl WebConfig {
         if self.session_idle_secs == 0 || self.session_max_secs == 0 {
             return Err("web.session_idle_secs and web.session_max_secs must be at least 1".into());
         }
-        if self.max_sessions == 0 || self.max_connections == 0 || self.search_queue == 0 {
+        if self.max_sessions == 0
+            || self.max_connections == 0
+            || self.max_connections_per_ip == 0
+            || self.search_queue == 0
+        {
             return Err(
-                "web.max_sessions, web.max_connections and web.search_queue must be at least 1".into(),
+                "web.max_sessions, web.max_connections, web.max_connections_per_ip and \
+                 web.search_queue must be at least 1"
+                    .into(),
             );
         }
         if self.search_threads > MAX_SEARCH_THREADS || self.search_queue > MAX_SEARCH_QUEUE {

@@ -141,6 +141,10 @@ impl ApiError {
 
     /// 429: the server is busy with as many of these as it takes at once; try again after
     /// `secs` seconds.
+    pub fn request_timeout(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", detail)
+    }
+
     pub fn busy(detail: impl Into<String>, secs: u64) -> ApiError {
         ApiError {
             retry_after: Some(secs),
@@ -252,6 +256,64 @@ impl IntoResponse for ApiError {
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+}
+
+/// Every answer of the API, as it leaves: never cached (it is archived mail and who may see
+/// it), and an error that axum or hyper made rather than a handler — a path segment that is
+/// not UTF-8, a method the path does not take, a body it could not read — in the API's JSON
+/// shape like every other error, with its status and its short reason as the detail.
+pub async fn api_answers(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let mut response = if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let (parts, body) = response.into_parts();
+        let detail = reason_of(status, body).await;
+        let mut json = ApiError::new(status, error_name(status), detail).into_response();
+        // Allow (405), Retry-After and the like stay.
+        for (name, value) in &parts.headers {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                json.headers_mut().entry(name).or_insert(value.clone());
+            }
+        }
+        json
+    } else {
+        response
+    };
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The reason an answer axum made gives in its body (one line, such as "Invalid URL: Invalid
+/// UTF-8 in `seq`"), or its status's name when it gives none or more than a line's worth.
+pub(crate) async fn reason_of(status: StatusCode, body: axum::body::Body) -> String {
+    match axum::body::to_bytes(body, 1024).await {
+        Ok(text) if !text.is_empty() => String::from_utf8_lossy(&text).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_ascii_lowercase(),
+    }
+}
+
+/// The `error` of a status that no handler chose.
+fn error_name(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::TOO_MANY_REQUESTS => "busy",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_client_error() => "bad-request",
+        _ => "internal",
     }
 }
 

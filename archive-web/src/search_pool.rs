@@ -8,7 +8,8 @@
 //!
 //! Few threads must not let a few slow searches (facets over millions of messages, or a
 //! query that runs into the 30 s limit) hold up everyone's: a search still queued after
-//! [`SPILL_AFTER`] runs on tokio's blocking pool instead, as every search did before the pool.
+//! [`SPILL_AFTER`] runs on tokio's blocking pool instead, as every search did before the pool
+//! — up to twice the pool's threads at once, and the pool's threads per user.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,12 @@ pub struct SearchPool {
     /// (at least one search per thread), so that one user's many connections cannot fill it
     /// and get everyone else's searches refused.
     per_user: Arc<PerUser>,
+    /// Searches running on threads of their own (spilled): at most twice as many as the
+    /// pool's threads in all, so a flood of slow searches runs on at most three times the
+    /// cores' worth of threads, and at most as many as the pool's threads per user, so one
+    /// user cannot take them all. A search that finds no spill place waits for the pool.
+    spilled: Arc<tokio::sync::Semaphore>,
+    spilled_per_user: Arc<PerUser>,
 }
 
 /// A search and where its answer goes.
@@ -81,6 +88,8 @@ impl SearchPool {
             threads,
             spill_after,
             per_user: Arc::new(PerUser::new((queue / 4).max(threads))),
+            spilled: Arc::new(tokio::sync::Semaphore::new(2 * threads)),
+            spilled_per_user: Arc::new(PerUser::new(threads)),
         })
     }
 
@@ -138,12 +147,22 @@ impl SearchPool {
         let answer = match tokio::time::timeout(self.spill_after, &mut answered).await {
             Ok(answer) => answer,
             Err(_) => {
-                if let Some((work, answer)) = take(&claim) {
-                    // Not started: every pool thread is busy with something slow. (Its queue
-                    // slot is freed when a thread reaches it and finds nothing to do.)
-                    tokio::task::spawn_blocking(move || {
-                        let _ = answer.send(work());
-                    });
+                // Not started: every pool thread is busy with something slow. It runs on a
+                // thread of its own if there is a spill place for it and for its user; else
+                // it waits for the pool. (Its queue slot is freed when a pool thread reaches
+                // it and finds nothing to do.)
+                let places = self.spilled.clone().try_acquire_owned().ok().and_then(|all| {
+                    let mine = self.spilled_per_user.enter(user)?;
+                    Some((all, mine))
+                });
+                if let Some(places) = places {
+                    if let Some((work, answer)) = take(&claim) {
+                        tokio::task::spawn_blocking(move || {
+                            let found = work();
+                            drop(places);
+                            let _ = answer.send(found);
+                        });
+                    }
                 }
                 answered.await
             }
@@ -268,6 +287,61 @@ mod tests {
             "the abandoned search ran"
         );
         assert_eq!(pool.per_user.held_by("alice"), 0, "its slot was given back");
+    }
+
+    #[tokio::test]
+    async fn spilled_searches_are_bounded_in_all_and_per_user() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let pool = Arc::new(SearchPool::start_spilling_after(1, 16, Duration::from_millis(20)).unwrap());
+        let held = hold_the_thread(&pool);
+        let running = Arc::new(AtomicUsize::new(0));
+        let (release, released) = crossbeam_channel::bounded::<()>(0);
+        let mut searches = Vec::new();
+        let mut start = |user: &'static str| {
+            let (pool, running, released) = (pool.clone(), running.clone(), released.clone());
+            searches.push(tokio::spawn(async move {
+                let search = move || {
+                    running.fetch_add(1, SeqCst);
+                    let _ = released.recv();
+                    user
+                };
+                pool.run_job(user, search).await
+            }));
+        };
+        let settled = |n: usize| {
+            let running = running.clone();
+            async move {
+                while running.load(SeqCst) < n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                // Time for one more to start, were it let.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                running.load(SeqCst)
+            }
+        };
+        // One spill place per user (the pool's one thread): of alice's two, one runs.
+        start("alice");
+        start("alice");
+        assert_eq!(settled(1).await, 1);
+        // Two in all (twice the pool's threads): of bob's and carol's, one more runs.
+        start("bob");
+        start("carol");
+        assert_eq!(settled(2).await, 2);
+        assert_eq!(pool.spilled.available_permits(), 0);
+        drop(release);
+        held.wait();
+        let mut answers = Vec::new();
+        for search in searches {
+            answers.push(search.await.unwrap().unwrap());
+        }
+        answers.sort_unstable();
+        assert_eq!(answers, ["alice", "alice", "bob", "carol"]);
+        assert_eq!(
+            pool.spilled.available_permits(),
+            2,
+            "every spill place given back"
+        );
+        assert_eq!(pool.spilled_per_user.held_by("alice"), 0);
     }
 
     /// Holds the pool's one thread with a job until the returned barrier is waited on.

@@ -5,14 +5,16 @@
 //! does not let us set: a request head may be up to 2 MiB (so an absurd query string reaches
 //! the API and gets a JSON 400 naming the limit instead of a bare 431), the head must arrive
 //! within 30 s (a client that trickles it holds no slot for long), and at most
-//! `max_connections` are open at once.
+//! `max_connections` are open at once, `max_connections_per_ip` of them from one client
+//! network. A request's body must arrive within 30 s too ([`read_bodies_in_time`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use archive_core::access::LoginGate;
+use archive_core::access::limiter::client_network;
+use archive_core::access::{LoginGate, PerUser};
 use archive_core::tls::{CertificateOrigin, CertificateSource, ReloadableCertificate, TlsError};
 use archive_core::Store;
 use axum::extract::DefaultBodyLimit;
@@ -38,6 +40,8 @@ use crate::session::{SessionMemory, COOKIE};
 const MAX_HEAD_BYTES: usize = 2 << 20;
 /// Time a client has to send a request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client has to send a request's body, from when its head arrived.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request body (the login, logout and language forms).
@@ -125,34 +129,60 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(crate::login::home))
         .route("/login", get(crate::login::form).post(crate::login::submit))
         .route("/logout", post(crate::login::logout))
-        .nest("/api/v1", crate::api::router())
-        .merge(crate::pages::router())
+        .nest(
+            "/api/v1",
+            crate::api::router().layer(axum::middleware::map_response(crate::error::api_answers)),
+        )
+        .merge(crate::pages::router().layer(axum::middleware::map_response(crate::pages::page_errors)))
         .fallback(crate::pages::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(sessions)
-        .layer(axum::middleware::from_fn(refuse_long_bodies))
+        .layer(axum::middleware::from_fn(read_bodies_in_time))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
-/// A request that announces a body over the limit gets its 413 at once, before any session
-/// work and without waiting for the body (bodies without a length are cut by
-/// [`DefaultBodyLimit`] as they are read).
-async fn refuse_long_bodies(
+/// A request's body is read whole before anything else, within [`BODY_TIMEOUT`] and
+/// [`MAX_BODY_BYTES`]: one that announces more gets its 413 at once, before any session work
+/// and without waiting for the body; one that sends more is cut there (413); one that
+/// trickles it gets 408 and the connection closes. Without the deadline a client could hold
+/// a connection slot for ever by sending a form one byte at a time. (Our bodies are forms of
+/// a few hundred bytes: holding one in memory costs nothing.)
+async fn read_bodies_in_time(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    use crate::error::ApiError;
+    use axum::response::IntoResponse;
+    let too_large = || ApiError::too_large(format!("the body is larger than {MAX_BODY_BYTES} bytes"));
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return axum::response::IntoResponse::into_response(crate::error::ApiError::too_large(format!(
-            "the body is larger than {MAX_BODY_BYTES} bytes"
-        )));
+        return too_large().into_response();
     }
-    next.run(request).await
+    let (parts, body) = request.into_parts();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return too_large().into_response(),
+        Err(_) => {
+            let mut late = ApiError::request_timeout(format!(
+                "the request's body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ))
+            .into_response();
+            late.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return late;
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(body),
+    ))
+    .await
 }
 
 /// Headers on every answer: no sniffing, no framing, no referrer to other sites.
@@ -211,7 +241,10 @@ pub async fn start(
         ),
     };
     let (stop, stopped) = watch::channel(false);
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let slots = Slots {
+        all: Arc::new(Semaphore::new(config.max_connections)),
+        per_network: Arc::new(PerUser::new(config.max_connections_per_ip)),
+    };
     let task = tokio::spawn(accept_loop(listener, app(state), acceptor, slots, stopped));
     Ok(Some(Listening {
         addr: local,
@@ -223,11 +256,19 @@ pub async fn start(
     }))
 }
 
+/// Connection slots: `max_connections` in all, `max_connections_per_ip` per client network
+/// (an IPv4 address or an IPv6 /64, as the login limiter counts), so that one network cannot
+/// take every slot.
+struct Slots {
+    all: Arc<Semaphore>,
+    per_network: Arc<PerUser>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     app: Router,
     acceptor: Option<TlsAcceptor>,
-    slots: Arc<Semaphore>,
+    slots: Slots,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -244,14 +285,17 @@ async fn accept_loop(
             },
             _ = stopped.changed() => break,
         };
-        // Full: the connection is closed at once (dropped).
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        // Full, in all or for the client's network: the connection is closed at once (dropped).
+        let Some(network_slot) = slots.per_network.enter(&client_network(peer.ip()).to_string()) else {
+            continue;
+        };
+        let Ok(slot) = slots.all.clone().try_acquire_owned() else {
             continue;
         };
         while connections.try_join_next().is_some() {}
         let (app, acceptor, stopped) = (app.clone(), acceptor.clone(), stopped.clone());
         connections.spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, network_slot);
             match acceptor {
                 None => serve_connection(tcp, peer, app, stopped).await,
                 Some(acceptor) => {

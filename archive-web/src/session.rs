@@ -35,6 +35,15 @@ pub struct LoggedIn {
     pub csrf: String,
 }
 
+/// Sessions one user may hold at once (a browser each, and scripts that log in with the
+/// form); past it their own session idle longest ends.
+pub const MAX_SESSIONS_PER_USER: usize = 32;
+
+/// The user a session belongs to, once logged in.
+fn user_of(record: &Record) -> Option<&str> {
+    record.data.get(LOGGED_IN)?.get("user")?.as_str()
+}
+
 /// Sessions in memory, at most `max` of them. Clones share the sessions.
 #[derive(Clone, Debug)]
 pub struct SessionMemory {
@@ -59,6 +68,28 @@ impl SessionMemory {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Record>> {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes room for `record`: if its user already holds [`MAX_SESSIONS_PER_USER`] other
+    /// sessions, the one of theirs idle longest ends, so that one user logging in again and
+    /// again cannot push everyone else's sessions out; then room in all ([`Self::make_room`]).
+    fn make_room_for(records: &mut HashMap<Id, Record>, record: &Record, max: usize) {
+        if let Some(user) = user_of(record) {
+            let mut theirs: Vec<(OffsetDateTime, Id)> = records
+                .iter()
+                .filter(|(id, r)| **id != record.id && user_of(r) == Some(user))
+                .map(|(id, r)| (r.expiry_date, *id))
+                .collect();
+            if theirs.len() >= MAX_SESSIONS_PER_USER {
+                theirs.sort_unstable_by_key(|(expiry, _)| *expiry);
+                for (_, id) in &theirs[..=theirs.len() - MAX_SESSIONS_PER_USER] {
+                    records.remove(id);
+                }
+            }
+        }
+        if !records.contains_key(&record.id) {
+            Self::make_room(records, max);
+        }
     }
 
     /// Makes room for one more: expired sessions go first, then the one expiring soonest
@@ -89,16 +120,14 @@ impl SessionStore for SessionMemory {
         while records.contains_key(&record.id) {
             record.id = Id::default();
         }
-        Self::make_room(&mut records, self.max);
+        Self::make_room_for(&mut records, record, self.max);
         records.insert(record.id, record.clone());
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let mut records = self.lock();
-        if !records.contains_key(&record.id) {
-            Self::make_room(&mut records, self.max);
-        }
+        Self::make_room_for(&mut records, record, self.max);
         records.insert(record.id, record.clone());
         Ok(())
     }
@@ -152,5 +181,48 @@ mod tests {
         store.create(&mut expired).await.unwrap();
         store.delete(&newest.id).await.unwrap();
         assert!(store.load(&newest.id).await.unwrap().is_none());
+    }
+
+    fn login(user: &str, expires_in: i64) -> Record {
+        let mut r = record(expires_in);
+        r.data
+            .insert(LOGGED_IN.into(), serde_json::json!({ "user": user, "csrf": "x" }));
+        r
+    }
+
+    #[tokio::test]
+    async fn one_user_logging_in_again_and_again_ends_only_their_own_sessions() {
+        let store = SessionMemory::new(MAX_SESSIONS_PER_USER + 2);
+        let mut bob = login("bob", 10);
+        store.create(&mut bob).await.unwrap();
+        let mut visitor = record(20);
+        store.create(&mut visitor).await.unwrap();
+        let mut alices = Vec::new();
+        for i in 0..MAX_SESSIONS_PER_USER * 3 {
+            let mut alice = login("alice", 100 + i as i64);
+            store.create(&mut alice).await.unwrap();
+            alices.push(alice.id);
+        }
+        // bob's session expires soonest of all, and is kept: alice's oldest went instead.
+        assert!(store.load(&bob.id).await.unwrap().is_some());
+        let kept: Vec<bool> = futures_util::future::join_all(alices.iter().map(|id| store.load(id)))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().is_some())
+            .collect();
+        assert_eq!(kept.iter().filter(|k| **k).count(), MAX_SESSIONS_PER_USER);
+        assert!(
+            kept[kept.len() - MAX_SESSIONS_PER_USER..].iter().all(|k| *k),
+            "her newest stay"
+        );
+        // Saving one of hers again (a request refreshing it) ends none of the others.
+        let mut again = store.load(alices.last().unwrap()).await.unwrap().unwrap();
+        again.expiry_date += Duration::seconds(1000);
+        store.save(&again).await.unwrap();
+        let still = futures_util::future::join_all(alices.iter().map(|id| store.load(id))).await;
+        assert_eq!(
+            still.iter().filter(|r| r.as_ref().unwrap().is_some()).count(),
+            MAX_SESSIONS_PER_USER
+        );
     }
 }

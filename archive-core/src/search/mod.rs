@@ -40,7 +40,7 @@ pub use query::{
     ExpectedValue, Query, QueryError, QueryErrorKind, QueryProblem, QueryToken, MAX_DEPTH, MAX_TERMS,
     OPERATORS,
 };
-pub use results::{Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT};
+pub use results::{Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT, MAX_RELEVANCE_DEPTH};
 pub use scope::Principal;
 
 use crate::log::reader::{read_at_via, record_content, LogReader};

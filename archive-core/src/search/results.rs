@@ -74,6 +74,11 @@ pub const DEFAULT_COUNT_LIMIT: u64 = 10_000;
 /// Most hits one page may hold.
 pub const MAX_LIMIT: usize = 1000;
 
+/// How deep pages in relevance order go: a relevance page is found by ranking every hit
+/// before it (tantivy keeps `2 × (offset + limit)` of them per segment), so its offset is
+/// bounded like its size. Date and size order page by key, to any depth.
+pub const MAX_RELEVANCE_DEPTH: u64 = 10_000;
+
 /// A body excerpt with the matching words marked.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Snippet {
@@ -191,7 +196,17 @@ pub(crate) fn decode_cursor(cursor: &str, sort: Sort) -> Result<After> {
     let parts: Vec<&str> = text.split(':').collect();
     match parts.as_slice() {
         ["1", tag, n] if *tag == sort.tag() && sort == Sort::Relevance => {
-            Ok(After::Offset(n.parse().map_err(|_| bad())?))
+            let offset: u64 = n.parse().map_err(|_| bad())?;
+            if offset > MAX_RELEVANCE_DEPTH {
+                return Err(Error::Malformed {
+                    what: "search cursor",
+                    reason: format!(
+                        "relevance order pages through the first {MAX_RELEVANCE_DEPTH} hits only \
+                         (sort by date to go further); {cursor:?} asks for hit {offset}"
+                    ),
+                });
+            }
+            Ok(After::Offset(offset))
         }
         ["1", tag, k, seq] if *tag == sort.tag() && sort != Sort::Relevance => Ok(After::Key(
             k.parse().map_err(|_| bad())?,
@@ -226,6 +241,21 @@ mod tests {
             .to_string()
             .contains("another sort order"));
         assert!(decode_cursor("not a cursor!", Sort::Newest).is_err());
+    }
+
+    #[test]
+    fn a_relevance_cursor_deeper_than_the_bound_is_refused() {
+        let deepest = encode_cursor(Sort::Relevance, After::Offset(MAX_RELEVANCE_DEPTH));
+        assert_eq!(
+            decode_cursor(&deepest, Sort::Relevance).unwrap(),
+            After::Offset(MAX_RELEVANCE_DEPTH)
+        );
+        // A forged cursor: tantivy would reserve room for this many hits before ranking any.
+        for offset in [MAX_RELEVANCE_DEPTH + 1, 10_000_000_000_000, u64::MAX] {
+            let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("1:r:{offset}"));
+            let refused = decode_cursor(&forged, Sort::Relevance).unwrap_err().to_string();
+            assert!(refused.contains("first 10000 hits only"), "{refused}");
+        }
     }
 
     #[test]

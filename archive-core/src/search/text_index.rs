@@ -26,6 +26,7 @@ use super::facets::{FacetCollector, Facets};
 use super::query::Query;
 use super::results::{
     decode_cursor, encode_cursor, After, Hit, SearchOptions, SearchResults, Snippet, Sort, MAX_LIMIT,
+    MAX_RELEVANCE_DEPTH,
 };
 use super::schema::{Fields, SCHEMA_VERSION};
 use super::scope::Principal;
@@ -420,8 +421,10 @@ impl TextIndex {
             };
             hits.push(hit(principal, summary, score, snippet));
         }
+        // Relevance pages end at MAX_RELEVANCE_DEPTH: no cursor would be taken past it.
+        let deeper = options.sort != Sort::Relevance || ((offset + hits.len()) as u64) < MAX_RELEVANCE_DEPTH;
         let next_cursor = match hits.last() {
-            Some(last) if more => Some(encode_cursor(
+            Some(last) if more && deeper => Some(encode_cursor(
                 options.sort,
                 match options.sort {
                     Sort::Newest | Sort::Oldest => After::Key(last.date, last.seq),

@@ -199,9 +199,17 @@ fn download(mut response: Response, content_type: &str, filename: &str) -> Respo
         })
         .take(128)
         .collect();
+    // At most 512 bytes of UTF-8, cut between characters: a name cut inside one would not
+    // be UTF-8, and browsers would fall back to the ASCII name.
+    let mut kept = 0;
     let encoded: String = filename
+        .chars()
+        .take_while(|c| {
+            kept += c.len_utf8();
+            kept <= 512
+        })
+        .collect::<String>()
         .bytes()
-        .take(512)
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
                 (b as char).to_string()

@@ -76,6 +76,21 @@ fn params<T: serde::de::DeserializeOwned + Default>(raw: Option<&str>) -> Result
             raw.len()
         )));
     }
+    parse_query(raw)
+}
+
+/// A query string as `T`: every name and value must be UTF-8 once percent-decoded (serde's
+/// decoder would put U+FFFD in place of what is not, and search for that), then as
+/// serde_urlencoded reads it. For the API and the pages alike.
+pub(crate) fn parse_query<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let not_utf8 = raw
+        .split(['&', '=', ';'])
+        .any(|piece| percent_encoding::percent_decode_str(piece).decode_utf8().is_err());
+    if not_utf8 {
+        return Err(ApiError::bad_request(
+            "query string: a parameter is not UTF-8 once percent-decoded",
+        ));
+    }
     serde_urlencoded::from_str(raw).map_err(|e| ApiError::bad_request(format!("query string: {e}")))
 }
 

@@ -106,10 +106,17 @@ pub async fn audit(State(state): State<AppState>, viewer: Viewer, RawQuery(raw):
         return error_page(&page, ApiError::bad_request("the address is too long"));
     }
     // Empty fields of the filter form mean "any".
-    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str::<Vec<(String, String)>>(&raw) {
+    let pairs: Vec<(String, String)> = match crate::api::parse_query::<Vec<(String, String)>>(&raw) {
         Ok(p) => p.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect(),
-        Err(e) => return error_page(&page, ApiError::bad_request(format!("query string: {e}"))),
+        Err(e) => return error_page(&page, e),
     };
+    // A field given twice is refused, as the API refuses it: neither value silently wins.
+    let mut names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+        let e = ApiError::bad_request(format!("query string: duplicate field `{}`", twice[0]));
+        return error_page(&page, e);
+    }
     let get = |name: &str| {
         pairs
             .iter()

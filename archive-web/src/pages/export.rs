@@ -8,6 +8,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use axum::body::Body;
 use axum::extract::rejection::FormRejection;
@@ -17,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use sha2::{Digest, Sha256};
 
+use archive_core::access::{PerUser, UserShare};
 use archive_core::audit::{query_text, AuditEvent};
 use archive_core::export::bundle::{BundleRequest, ExportSelection};
 use archive_core::export::selected_deliveries;
@@ -36,16 +38,31 @@ const MAX_RUNNING_EXPORTS: usize = 2;
 
 static RUNNING_EXPORTS: AtomicUsize = AtomicUsize::new(0);
 
-/// One of the [`MAX_RUNNING_EXPORTS`] places, given back when dropped.
-struct ExportSlot;
+/// Users with an export being written: one each, so that one user cannot hold every place.
+static EXPORTING_USERS: LazyLock<Arc<PerUser>> = LazyLock::new(|| Arc::new(PerUser::new(1)));
+
+/// One of the [`MAX_RUNNING_EXPORTS`] places, and its user's one, given back when dropped.
+struct ExportSlot {
+    _users: UserShare,
+}
+
+/// Why no export place was free.
+#[derive(Debug, PartialEq, Eq)]
+enum NoPlace {
+    /// The user is writing one already.
+    Yours,
+    /// Every place is taken.
+    All,
+}
 
 impl ExportSlot {
-    fn take() -> Option<ExportSlot> {
+    fn take(user: &str) -> Result<ExportSlot, NoPlace> {
+        let users = EXPORTING_USERS.enter(user).ok_or(NoPlace::Yours)?;
         if RUNNING_EXPORTS.fetch_add(1, Ordering::SeqCst) >= MAX_RUNNING_EXPORTS {
             RUNNING_EXPORTS.fetch_sub(1, Ordering::SeqCst);
-            return None;
+            return Err(NoPlace::All);
         }
-        Some(ExportSlot)
+        Ok(ExportSlot { _users: users })
     }
 }
 
@@ -93,11 +110,20 @@ pub async fn bundle(
         Ok(q) => q,
         Err(e) => return refuse(ApiError::store(e.into())),
     };
-    let Some(slot) = ExportSlot::take() else {
-        return refuse(ApiError::busy(
-            format!("{MAX_RUNNING_EXPORTS} exports are being written; try again in a moment"),
-            10,
-        ));
+    let slot = match ExportSlot::take(&viewer.caller.user) {
+        Ok(slot) => slot,
+        Err(NoPlace::Yours) => {
+            return refuse(ApiError::busy(
+                "your previous export is still being written; try again once it is done",
+                10,
+            ))
+        }
+        Err(NoPlace::All) => {
+            return refuse(ApiError::busy(
+                format!("{MAX_RUNNING_EXPORTS} exports are being written; try again in a moment"),
+                10,
+            ))
+        }
     };
     let store = state.store.clone();
     let caller = viewer.caller;
@@ -202,13 +228,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn at_most_two_exports_run_and_a_finished_one_makes_room() {
-        let first = ExportSlot::take().expect("first");
-        let second = ExportSlot::take().expect("second");
-        assert!(ExportSlot::take().is_none(), "a third waits for a place");
+    fn at_most_two_exports_run_one_per_user_and_a_finished_one_makes_room() {
+        let first = ExportSlot::take("alice").expect("first");
+        assert_eq!(
+            ExportSlot::take("alice").err(),
+            Some(NoPlace::Yours),
+            "alice's second"
+        );
+        let second = ExportSlot::take("bob").expect("second");
+        assert_eq!(
+            ExportSlot::take("carol").err(),
+            Some(NoPlace::All),
+            "a third waits for a place"
+        );
         drop(first);
-        let third = ExportSlot::take().expect("room again");
+        let third = ExportSlot::take("alice").expect("room again");
         drop((second, third));
         assert_eq!(RUNNING_EXPORTS.load(Ordering::SeqCst), 0);
+        assert_eq!(EXPORTING_USERS.held_by("alice"), 0);
     }
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use archive_core::mime_parts;
@@ -42,9 +42,11 @@ use crate::api::messages::read;
 use crate::auth::AppState;
 use crate::error::ApiError;
 
-/// The CSP of the framed HTML body: nothing may load or run.
-pub const HTML_BODY_CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'";
+/// The CSP of the framed HTML body: nothing may load or run, and the document is sandboxed
+/// by its own header too, so that opened on its own (not in the message page's frame) it
+/// still has an opaque origin and no script.
+pub const HTML_BODY_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+     frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox";
 
 /// Longest link target shown by `/out` (bytes).
 const MAX_OUT_URL_BYTES: usize = 8 * 1024;
@@ -214,10 +216,15 @@ struct OutPage {
 }
 
 /// `GET /out?url=…`: where a link in a message leads. It never redirects: the person sees
-/// the target and decides.
-pub async fn out(viewer: Viewer, RawQuery(raw): RawQuery) -> Response {
-    let page = viewer.page;
-    let Ok(params) = serde_urlencoded::from_str::<OutParams>(raw.as_deref().unwrap_or_default()) else {
+/// the target and decides. It needs no session: a link clicked in the sandboxed HTML body
+/// opens from an opaque origin, so the browser sends no `SameSite=Strict` cookie with it,
+/// and the page shows nothing but the address it was given.
+pub async fn out(viewer: Result<Viewer, Response>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let page = match viewer {
+        Ok(viewer) => viewer.page,
+        Err(_) => Page::anonymous(&headers),
+    };
+    let Ok(params) = crate::api::parse_query::<OutParams>(raw.as_deref().unwrap_or_default()) else {
         return error_page(&page, ApiError::bad_request("url: not a link"));
     };
     if params.url.len() > MAX_OUT_URL_BYTES {

@@ -233,6 +233,29 @@ pub async fn fallback(viewer: Result<Viewer, Response>, headers: HeaderMap) -> R
     }
 }
 
+/// An error that axum made rather than a page handler (a path segment that is not UTF-8, a
+/// method the path does not take), shown as an error page like every other. The JSON errors
+/// of the downloads the pages share with the API stay as they are.
+pub async fn page_errors(headers: HeaderMap, response: Response) -> Response {
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let made_by_axum = content_type.is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !made_by_axum {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let detail = crate::error::reason_of(status, response.into_body()).await;
+    let e = ApiError {
+        status,
+        ..ApiError::bad_request(detail)
+    };
+    let mut page = error_page(&Page::anonymous(&headers), e);
+    if let Some(allow) = allow {
+        page.headers_mut().insert(header::ALLOW, allow);
+    }
+    page
+}
+
 /// Human-readable bytes (1024-based, as mail clients count).
 pub fn size_text(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];

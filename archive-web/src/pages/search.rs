@@ -108,9 +108,9 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, RawQuery(raw): 
         let e = ApiError::bad_request((page.t.problem)(&problem)).with(problem);
         return error_page(&page, e);
     }
-    let params: Params = match serde_urlencoded::from_str(&raw) {
+    let params: Params = match crate::api::parse_query(&raw) {
         Ok(p) => p,
-        Err(e) => return error_page(&page, ApiError::bad_request(format!("query string: {e}"))),
+        Err(e) => return error_page(&page, e),
     };
     let t = page.t;
     let mut view = SearchPage {

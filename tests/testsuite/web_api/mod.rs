@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::util::{incompressible_message, Server, Vault};
 
+mod bounds;
 mod facets;
 mod hostile;
 mod login;
@@ -221,26 +222,35 @@ struct Archive {
 }
 
 fn archive(extra: &[&str]) -> Archive {
+    let mut big = b"From: bob@example.org\r\nTo: alice@example.com\r\n".to_vec();
+    big.extend(incompressible_message("big report", 3 << 20));
+    archive_of(
+        vec![
+            ("alice.eml", TO_ALICE.as_bytes().to_vec()),
+            ("carol.eml", TO_CAROL.as_bytes().to_vec()),
+            ("big.eml", big),
+        ],
+        extra,
+    )
+}
+
+/// A store with the users and `messages` (file name, bytes), served on free ports.
+fn archive_of(messages: Vec<(&str, Vec<u8>)>, extra: &[&str]) -> Archive {
     let vault = Vault::new();
     vault.ok(&["init"]);
     add_users(&vault);
     let mail = tempfile::tempdir().unwrap();
-    let mut big = b"From: bob@example.org\r\nTo: alice@example.com\r\n".to_vec();
-    big.extend(incompressible_message("big report", 3 << 20));
-    let files: Vec<PathBuf> = [
-        ("alice.eml", TO_ALICE.as_bytes().to_vec()),
-        ("carol.eml", TO_CAROL.as_bytes().to_vec()),
-        ("big.eml", big),
-    ]
-    .into_iter()
-    .map(|(name, bytes)| {
-        let path = mail.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    })
-    .collect();
+    let count = messages.len();
+    let files: Vec<PathBuf> = messages
+        .into_iter()
+        .map(|(name, bytes)| {
+            let path = mail.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        })
+        .collect();
     let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
-    assert_eq!(vault.import(&paths).len(), 3);
+    assert_eq!(vault.import(&paths).len(), count);
     let server = vault.serve(extra);
     let web = Web::http(server.web.expect("web listener"));
     Archive {

@@ -112,7 +112,7 @@ fn the_message_page_shows_a_message_in_scope_and_nothing_outside() {
     assert_eq!(body.status, 200);
     assert_eq!(
         body.header("content-security-policy"),
-        Some("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'")
+        Some("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox")
     );
     assert_eq!(body.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(body.header("referrer-policy"), Some("no-referrer"));
@@ -142,6 +142,32 @@ fn the_message_page_shows_a_message_in_scope_and_nothing_outside() {
         "no link for other schemes"
     );
     assert_safe_html(&scheme.text(), Kind::Page, "out page");
+    // A link clicked in the sandboxed frame opens from an opaque origin, without the session
+    // cookie (SameSite=Strict): /out answers without a session too, and shows only the address.
+    let mut stranger = a.browser();
+    let out = stranger.get(&format!("/out?url={}", enc("https://example.org/more?a=1")));
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert!(out.page().contains("https://example.org/more?a=1"));
+    assert!(!out.text().contains("alice"), "no one's name on it");
+    assert_safe_html(&out.text(), Kind::Page, "out page without a session");
+    // Errors axum makes itself are pages like the others: a path segment or a query value
+    // that is not UTF-8, a method the path does not take.
+    for (path, status) in [
+        ("/messages/%FF", 400),
+        ("/messages/%FF/html", 400),
+        ("/search?q=%FF", 400),
+    ] {
+        let refused = web.get(path);
+        assert_eq!(refused.status, status, "{path}: {}", refused.text());
+        assert!(
+            refused
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("text/html")),
+            "{path}: {:?}",
+            refused.headers
+        );
+        assert_safe_html(&refused.text(), Kind::Page, path);
+    }
 
     // carol's message: every path is the page of a message that does not exist.
     let missing = web.get("/messages/999999");

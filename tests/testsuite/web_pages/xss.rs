@@ -39,7 +39,7 @@ fn hostile_mail_never_becomes_active_markup() {
             assert_eq!(body.status, 200, "{name}");
             assert_eq!(
                 body.header("content-security-policy"),
-                Some("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"),
+                Some("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox"),
                 "{name}"
             );
             assert_eq!(body.header("x-content-type-options"), Some("nosniff"), "{name}");
