@@ -86,6 +86,16 @@ try {
     const inner = page.frameLocator('iframe#html-body');
     run.check('message.html_rendered', (await inner.locator('body').innerText()).includes('Thanks'), 'the HTML part is not shown');
     await run.shot(page, 'html');
+    // A link in the sandboxed body opens our /out page in a new tab (the frame's popups escape
+    // the sandbox). From the frame's opaque origin no SameSite=Strict session cookie goes with
+    // it: /out must show the target anyway, not the login page.
+    const [popup] = await Promise.all([page.waitForEvent('popup'), inner.locator('a', { hasText: 'receipt' }).click()]);
+    await popup.waitForLoadState();
+    run.equal('message.html_link_opens_out', new URL(popup.url()).pathname, '/out');
+    const target = await popup.locator('#out-target').innerText().catch((e) => `no #out-target: ${e}`);
+    run.equal('message.html_link_shows_target', target, 'https://pay.example.net/receipt?id=42');
+    await run.shot(popup, 'out');
+    await popup.close();
   });
 
   // German, by the switch; it sticks on other pages, then English again.

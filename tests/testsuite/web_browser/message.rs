@@ -6,13 +6,14 @@ use super::search::INVOICE;
 use super::{run_flow, site};
 use crate::util::sha256_hex;
 
-/// A reply to the invoice with an HTML part that has a remote image.
+/// A reply to the invoice with an HTML part that has a remote image and a link.
 const REPLY: &str = "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.org>\r\n\
 Subject: Re: invoice 42 for June\r\nDate: Thu, 02 Jul 2026 08:00:00 +0000\r\nMessage-ID: <reply-42@example.com>\r\n\
 In-Reply-To: <invoice-42@example.org>\r\nReferences: <invoice-42@example.org>\r\n\
 MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\n\
 Thanks, paid.\r\n--a\r\nContent-Type: text/html\r\n\r\n\
-<html><body><p>Thanks, <b>paid</b>.</p><img src=\"http://images.example.net/logo.png\" alt=\"logo\"></body></html>\r\n--a--\r\n";
+<html><body><p>Thanks, <b>paid</b>.</p><img src=\"http://images.example.net/logo.png\" alt=\"logo\">\
+<p><a id=\"receipt\" href=\"https://pay.example.net/receipt?id=42\">receipt</a></p></body></html>\r\n--a--\r\n";
 
 /// The invoice's page (headers, body, attachment, thread, integrity "verified"), its raw
 /// download byte for byte equal to `mailvault show`, the attachment's decoded bytes, proof and
