@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use archive_core::audit::trail::{events, parse_time, TrailFilter};
+use archive_core::audit::trail::{page, parse_time, TrailFilter};
 use archive_core::audit::{query_text, AuditEvent};
 use archive_core::log::reader::LogReader;
 use archive_core::status::last_verify;
@@ -206,6 +206,14 @@ pub async fn audit(
     Ok(Json(trail(&state, caller, p).await?))
 }
 
+/// Records of the log one page of the trail looks at, at most: a filter that matches little
+/// gives pages with fewer events (maybe none) and a `next_cursor` that goes on from there,
+/// rather than one request that reads the whole log.
+const TRAIL_PAGE_RECORDS: usize = 200_000;
+
+/// Time one page of the trail may take.
+const TRAIL_PAGE_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A page of the trail for `caller` (an auditor of the whole archive: checked by the
 /// handlers first), after its `audit-read` record. Shared by the API and the audit page.
 pub(crate) async fn trail(state: &AppState, caller: Caller, p: AuditParams) -> Result<AuditPage, ApiError> {
@@ -254,15 +262,12 @@ pub(crate) async fn trail(state: &AppState, caller: Caller, p: AuditParams) -> R
         let event = AuditEvent::new(&caller.user, "audit-read", target, &caller.client.to_string());
         store.append_audit(&event).map_err(ApiError::store)?;
         let log = LogReader::open(&store.layout().log_dir).map_err(ApiError::store)?;
-        let mut lines = Vec::with_capacity(limit);
-        let mut next_cursor = None;
-        for entry in events(&log, from, &filter).map_err(ApiError::store)? {
-            let entry = entry.map_err(ApiError::store)?;
-            if lines.len() == limit {
-                next_cursor = Some(entry.seq.to_string());
-                break;
-            }
-            lines.push(AuditLine {
+        let deadline = std::time::Instant::now() + TRAIL_PAGE_TIME;
+        let page = page(&log, from, &filter, limit, TRAIL_PAGE_RECORDS, deadline).map_err(ApiError::store)?;
+        let lines = page
+            .entries
+            .into_iter()
+            .map(|entry| AuditLine {
                 seq: entry.seq,
                 time: time_text(entry.time_us),
                 actor: entry.event.actor,
@@ -270,11 +275,11 @@ pub(crate) async fn trail(state: &AppState, caller: Caller, p: AuditParams) -> R
                 target: entry.event.target,
                 origin: entry.event.origin,
                 at: entry.event.at,
-            });
-        }
+            })
+            .collect();
         Ok(AuditPage {
             events: lines,
-            next_cursor,
+            next_cursor: page.next.map(|seq| seq.to_string()),
         })
     })
     .await

@@ -44,9 +44,11 @@ pub async fn status(State(state): State<AppState>, viewer: Viewer) -> Response {
         // Every message in the auditor's scope: NOT (size < 0).
         let all = Query::from_node(Node::Not(Box::new(Node::Size(SizeOp::Smaller, 0))))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // Counted exactly (the default stops counting at 10,000: a status page says how many).
         let options = SearchOptions {
             limit: 1,
             snippets: false,
+            count_limit: None,
             ..SearchOptions::default()
         };
         let messages = store
