@@ -139,12 +139,13 @@ impl ApiError {
         ApiError::bad_request(format!("{what}: {}", rejection.body_text()))
     }
 
-    /// 429: the server is busy with as many of these as it takes at once; try again after
-    /// `secs` seconds.
+    /// 408: the request's body did not arrive in time.
     pub fn request_timeout(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", detail)
     }
 
+    /// 429: the server is busy with as many of these as it takes at once; try again after
+    /// `secs` seconds.
     pub fn busy(detail: impl Into<String>, secs: u64) -> ApiError {
         ApiError {
             retry_after: Some(secs),

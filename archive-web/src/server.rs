@@ -144,7 +144,8 @@ pub fn app(state: AppState) -> Router {
 
 /// A request's body is read whole before anything else, within [`BODY_TIMEOUT`] and
 /// [`MAX_BODY_BYTES`]: one that announces more gets its 413 at once, before any session work
-/// and without waiting for the body; one that sends more is cut there (413); one that
+/// and without waiting for the body; one that sends more is cut there (413, also the answer,
+/// never read, to a client that broke off); one that
 /// trickles it gets 408 and the connection closes. Without the deadline a client could hold
 /// a connection slot for ever by sending a form one byte at a time. (Our bodies are forms of
 /// a few hundred bytes: holding one in memory costs nothing.)

@@ -74,7 +74,12 @@ impl SessionMemory {
     /// sessions, the one of theirs idle longest ends, so that one user logging in again and
     /// again cannot push everyone else's sessions out; then room in all ([`Self::make_room`]).
     fn make_room_for(records: &mut HashMap<Id, Record>, record: &Record, max: usize) {
-        if let Some(user) = user_of(record) {
+        // Only a session that becomes this user's now (a login: it gets a new id) is counted;
+        // the saves of every later request of it scan nothing.
+        let becomes_theirs = records
+            .get(&record.id)
+            .is_none_or(|stored| user_of(stored) != user_of(record));
+        if let Some(user) = user_of(record).filter(|_| becomes_theirs) {
             let mut theirs: Vec<(OffsetDateTime, Id)> = records
                 .iter()
                 .filter(|(id, r)| **id != record.id && user_of(r) == Some(user))
