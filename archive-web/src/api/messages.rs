@@ -202,22 +202,14 @@ fn download(mut response: Response, content_type: &str, filename: &str) -> Respo
     // At most 512 bytes of UTF-8, cut between characters: a name cut inside one would not
     // be UTF-8, and browsers would fall back to the ASCII name.
     let mut kept = 0;
-    let encoded: String = filename
+    let cut: String = filename
         .chars()
         .take_while(|c| {
             kept += c.len_utf8();
             kept <= 512
         })
-        .collect::<String>()
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
         .collect();
+    let encoded = crate::pages::url_encode(&cut);
     if let Ok(v) = HeaderValue::from_str(&format!(
         "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
     )) {
